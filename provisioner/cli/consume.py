@@ -1,0 +1,84 @@
+"""`provisioner consume --spec FILE --store NAME`: run one store's consumer in the foreground.
+
+The same entry point runs under `provisioner up`'s supervisor and in a Kubernetes pod. SIGTERM and
+Ctrl-C finish the batch in hand, then exit 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from pathlib import Path
+from types import FrameType
+
+import typer
+
+from provisioner.cli.output import fail
+from provisioner.runtime.connection import ConnectionError_, mask_url, store_url
+from provisioner.runtime.consumer import StoreConsumer
+from provisioner.runtime.metrics import ConsumerMetrics
+from provisioner.spec.loader import load_products
+from provisioner.spec.models import DataProduct
+from provisioner.stores.registry import open_store
+from provisioner.stream.devbroker import resolve_bootstrap
+
+
+def select_product(spec: Path, product: str | None) -> DataProduct:
+    """The one product of `spec`, or the one named `product` when the file holds several."""
+    products = [s.product for s in load_products([spec])]
+    if product is not None:
+        for candidate in products:
+            if candidate.name == product:
+                return candidate
+        fail(f"{spec} has no data product named {product!r}")
+    if len(products) > 1:
+        fail(f"{spec} holds {len(products)} data products: choose one with --product")
+    return products[0]
+
+
+def consume(
+    spec: Path = typer.Option(..., "--spec", help="The DataProduct spec file."),
+    store: str = typer.Option(..., "--store", help="Which of the product's stores to hydrate."),
+    product: str | None = typer.Option(None, "--product", help="The product's name, if the file holds several."),
+    bootstrap: str | None = typer.Option(None, "--bootstrap", envvar="PROVISIONER_KAFKA_BOOTSTRAP",
+                                         help="Kafka bootstrap servers (default: the dev broker)."),
+    store_url_option: str | None = typer.Option(None, "--store-url", envvar="PROVISIONER_STORE_URL",
+                                                help="Store URL (default: the spec's connection.url).",
+                                                show_envvar=True),
+    status_file: Path | None = typer.Option(None, "--status-file", help="Write status JSON here every second."),
+    metrics_port: int | None = typer.Option(None, "--metrics-port", envvar="PROVISIONER_METRICS_PORT",
+                                            help="Serve Prometheus metrics on this port (0: any free port)."),
+    state_dir: Path = typer.Option(Path(".provisioner"), "--state-dir", help="Local state (dev broker)."),
+    log_level: str = typer.Option("INFO", "--log-level", envvar="PROVISIONER_LOG_LEVEL"),
+) -> None:
+    """Hydrate one store from Kafka, effectively once, until SIGTERM or Ctrl-C."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    chosen = select_product(spec, product)
+    try:
+        store_spec = chosen.store(store)
+    except KeyError as error:
+        fail(str(error.args[0]))
+    try:
+        url = store_url(store_spec, store_url_option)
+    except ConnectionError_ as error:
+        fail(str(error))
+    kafka = resolve_bootstrap(bootstrap, state_dir)
+    metrics = ConsumerMetrics(chosen.name, store_spec.name)
+    if metrics_port is not None:
+        port = metrics.serve(metrics_port)
+        logging.getLogger(__name__).info("metrics on http://127.0.0.1:%d/metrics", port)
+    consumer = StoreConsumer(
+        chosen, store_spec, open_store(chosen, store_spec, url), kafka,
+        status_path=status_file, metrics=metrics, store_url_masked=mask_url(url), pid=os.getpid(),
+    )
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        consumer.stop()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    code = consumer.run()
+    if code:
+        raise typer.Exit(code)

@@ -1,0 +1,123 @@
+"""`provisioner test PATH...`: run each spec's `tests:` offline, or preview ops for sample events."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+from rich.markup import escape
+from rich.table import Table
+
+from provisioner.cli.output import OUTPUT_OPTION, OutputFormat, console, fail, print_json
+from provisioner.pipeline.process import Pipeline
+from provisioner.pipeline.testing import SpecTestOutcome, event_records, op_to_dict, run_tests
+from provisioner.spec.loader import LoadedSpec, load_products
+
+MAX_EVENTS_BYTES = 64 * 1024 * 1024
+
+
+def _as_yaml(ops: list[dict[str, Any]]) -> list[str]:
+    return yaml.safe_dump(ops, sort_keys=False, allow_unicode=True, default_flow_style=None).splitlines()
+
+
+def _diff(outcome: SpecTestOutcome) -> str:
+    lines = difflib.unified_diff(
+        _as_yaml(outcome.expected), _as_yaml(outcome.actual), "expected", "actual", lineterm=""
+    )
+    return "\n".join(lines)
+
+
+def _read_events(path: Path) -> list[dict[str, Any]]:
+    try:
+        if path.stat().st_size > MAX_EVENTS_BYTES:
+            fail(f"{path}: larger than {MAX_EVENTS_BYTES // (1024 * 1024)} MiB")
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        fail(f"{path}: cannot read: {error}")
+    events: list[dict[str, Any]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError as error:
+            fail(f"{path}:{number}: not JSON: {error}")
+        events.append(value if isinstance(value, dict) else {"value": value})
+    return events
+
+
+def _preview(specs: list[LoadedSpec], events_file: Path, output: OutputFormat) -> None:
+    events = _read_events(events_file)
+    results: list[dict[str, Any]] = []
+    for spec in specs:
+        pipeline = Pipeline(spec.product)
+        try:
+            records = event_records(spec.product, events)
+        except ValueError as error:
+            fail(f"{events_file}: {error}")
+        ops = [op_to_dict(pipeline.process(record)) for record in records]
+        results.append({"name": spec.product.name, "ops": ops})
+    if output is OutputFormat.json:
+        print_json(results)
+        return
+    for result in results:
+        table = Table(title=f"{result['name']}: ops for {events_file}", title_justify="left")
+        table.add_column("#", justify="right")
+        table.add_column("op")
+        table.add_column("detail", overflow="fold")
+        for index, op in enumerate(result["ops"], start=1):
+            kind, detail = next(iter(op.items()))
+            colour = {"upsert": "green", "delete": "yellow", "skip": "dim", "deadLetter": "red"}[kind]
+            table.add_row(str(index), f"[{colour}]{kind}[/]", escape(json.dumps(detail, ensure_ascii=False)))
+        console.print(table)
+
+
+def spec_test(
+    paths: list[Path] = typer.Argument(..., help="Spec files or directories."),
+    events: Path | None = typer.Option(
+        None, "--events", help="JSONL file of events (or envelopes with value/key/headers): show the ops they produce."
+    ),
+    output: OutputFormat = OUTPUT_OPTION,
+) -> None:
+    """Run the `tests:` of each spec through the pipeline (offline), or preview ops for --events."""
+    specs = load_products(paths)
+    if events is not None:
+        _preview(specs, events, output)
+        return
+    outcomes = [(spec, outcome) for spec in specs for outcome in run_tests(spec.product)]
+    failed = [(spec, o) for spec, o in outcomes if not o.passed]
+    if output is OutputFormat.json:
+        print_json({
+            "passed": sum(o.passed for _, o in outcomes),
+            "failed": len(failed),
+            "tests": [
+                {"file": s.file, "product": s.product.name, "test": o.name, "passed": o.passed,
+                 **({} if o.passed else {"expected": o.expected, "actual": o.actual})}
+                for s, o in outcomes
+            ],
+        })
+    else:
+        table = Table(title_justify="left")
+        table.add_column("product")
+        table.add_column("test")
+        table.add_column("result")
+        for spec, outcome in outcomes:
+            result = "[green]pass[/]" if outcome.passed else "[bold red]FAIL[/]"
+            table.add_row(escape(spec.product.name), escape(outcome.name), result)
+        if outcomes:
+            console.print(table)
+        for spec, outcome in failed:
+            console.print(f"\n[bold red]FAIL[/] {escape(spec.file)}: {escape(spec.product.name)} / {escape(outcome.name)}")
+            for line in _diff(outcome).splitlines():
+                style = "red" if line.startswith("-") else "green" if line.startswith("+") else ""
+                console.print(f"[{style}]{escape(line)}[/]" if style else escape(line))
+        untested = [s.product.name for s in specs if not s.product.spec.tests]
+        if untested:
+            console.print(f"[yellow]no tests:[/] {escape(', '.join(untested))}")
+        console.print(f"{len(outcomes) - len(failed)} passed, {len(failed)} failed")
+    if failed:
+        raise typer.Exit(1)

@@ -1,0 +1,139 @@
+"""Run a spec's `tests:` (and ad-hoc events) through the pipeline, offline.
+
+Who calls it: `provisioner test`. Expected and actual ops are compared as a user reads them: keys
+as rendered text (`[5]` matches `["5"]`), numbers by value (`150` matches `150.0`), bools only equal
+bools.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from provisioner.pipeline.encoding import to_json
+from provisioner.pipeline.ops import DeadLetter, Delete, Op, Record, Skip, Upsert, render_key
+from provisioner.pipeline.process import Pipeline
+from provisioner.spec.models import DataProduct, ExpectedOp, SpecTest, GivenRecord
+
+DEFAULT_TIMESTAMP_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z: tests are deterministic
+
+
+def _json_ready(value: Any) -> Any:
+    return json.loads(to_json(value))
+
+
+def op_to_dict(op: Op) -> dict[str, Any]:
+    """The op in the shape of a test's `expect` entry (also the JSON output of `test --events`)."""
+    if isinstance(op, Upsert):
+        return {"upsert": {"key": list(op.key), "fields": _json_ready(dict(op.row))}}
+    if isinstance(op, Delete):
+        return {"delete": {"key": list(op.key)}}
+    if isinstance(op, Skip):
+        return {"skip": {}}
+    return {"deadLetter": {"stage": op.stage, "message": op.message}}
+
+
+def expected_to_dict(expected: ExpectedOp) -> dict[str, Any]:
+    if expected.upsert is not None:
+        return {"upsert": {"key": list(expected.upsert.key), "fields": dict(expected.upsert.fields)}}
+    if expected.delete is not None:
+        return {"delete": {"key": list(expected.delete.key)}}
+    if expected.skip is not None:
+        return {"skip": {}}
+    assert expected.dead_letter is not None
+    return {"deadLetter": {"stage": expected.dead_letter.stage}}
+
+
+def _values_equal(expected: Any, actual: Any) -> bool:
+    if isinstance(expected, bool) or isinstance(actual, bool):
+        return type(expected) is type(actual) and expected == actual
+    if isinstance(expected, int | float) and isinstance(actual, int | float):
+        return expected == actual or (expected != expected and actual != actual)  # NaN matches NaN
+    if isinstance(expected, dict) and isinstance(actual, dict):
+        return expected.keys() == actual.keys() and all(_values_equal(v, actual[k]) for k, v in expected.items())
+    if isinstance(expected, list) and isinstance(actual, list):
+        return len(expected) == len(actual) and all(map(_values_equal, expected, actual))
+    return bool(expected == actual)
+
+
+def op_matches(expected: ExpectedOp, op: Op) -> bool:
+    """Whether `op` is what `expected` describes."""
+    if expected.upsert is not None:
+        return (
+            isinstance(op, Upsert)
+            and render_key(tuple(expected.upsert.key)) == render_key(op.key)
+            and _values_equal(dict(expected.upsert.fields), _json_ready(dict(op.row)))
+        )
+    if expected.delete is not None:
+        return isinstance(op, Delete) and render_key(tuple(expected.delete.key)) == render_key(op.key)
+    if expected.skip is not None:
+        return isinstance(op, Skip)
+    assert expected.dead_letter is not None
+    return isinstance(op, DeadLetter) and op.stage == expected.dead_letter.stage
+
+
+def _timestamp_ms(text: str | None) -> int:
+    if text is None:
+        return DEFAULT_TIMESTAMP_MS
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def given_record(product: DataProduct, given: GivenRecord, index: int) -> Record:
+    """A Kafka record for a test's `given` entry (the value is JSON-encoded; null is a tombstone)."""
+    value = None if given.value is None else to_json(given.value).encode("utf-8")
+    return Record(
+        topic=product.spec.source.topic,
+        partition=given.partition,
+        offset=index if given.offset is None else given.offset,
+        timestamp=_timestamp_ms(given.timestamp),
+        key=None if given.key is None else given.key.encode("utf-8"),
+        value=value,
+        headers=tuple((k, v.encode("utf-8")) for k, v in given.headers.items()),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SpecTestOutcome:
+    """The result of one spec test: passed, or the expected and actual ops to diff."""
+
+    name: str
+    passed: bool
+    expected: list[dict[str, Any]]
+    actual: list[dict[str, Any]]
+    error: str | None = None
+
+
+def run_test(pipeline: Pipeline, test: SpecTest) -> SpecTestOutcome:
+    ops = [pipeline.process(given_record(pipeline.product, given, i)) for i, given in enumerate(test.given)]
+    passed = len(ops) == len(test.expect) and all(op_matches(e, op) for e, op in zip(test.expect, ops, strict=True))
+    return SpecTestOutcome(
+        name=test.name,
+        passed=passed,
+        expected=[expected_to_dict(e) for e in test.expect],
+        actual=[op_to_dict(op) for op in ops],
+    )
+
+
+def run_tests(product: DataProduct) -> list[SpecTestOutcome]:
+    pipeline = Pipeline(product)
+    return [run_test(pipeline, test) for test in product.spec.tests]
+
+
+def event_records(product: DataProduct, lines: Iterable[Mapping[str, Any]]) -> list[Record]:
+    """Records for `test --events`: each line is an event, or an envelope with a `value` key."""
+    records = []
+    for index, line in enumerate(lines):
+        envelope = line if _is_envelope(line) else {"value": line}
+        given = GivenRecord.model_validate(envelope)
+        records.append(given_record(product, given, index))
+    return records
+
+
+ENVELOPE_KEYS = frozenset({"value", "key", "headers", "partition", "offset", "timestamp"})
+
+
+def _is_envelope(line: Mapping[str, Any]) -> bool:
+    return "value" in line and set(line) <= ENVELOPE_KEYS

@@ -1,0 +1,47 @@
+"""Name rules shared by the model, the stores and the Kubernetes renderer."""
+
+from __future__ import annotations
+
+import re
+
+PRODUCT_NAME_MAX = 40
+RFC1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+SQL_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
+FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+RESERVED_APPEND_COLUMNS = ("_op", "_partition", "_offset", "_timestamp")
+POSITIONS_TABLE = "_provisioner_positions"
+
+
+def check_rfc1123_label(value: str, max_length: int) -> None:
+    """Raise ValueError unless `value` is a lowercase RFC 1123 label of at most `max_length` chars."""
+    if len(value) > max_length:
+        raise ValueError(f"{value!r} is longer than {max_length} characters")
+    if not RFC1123_LABEL.match(value):
+        raise ValueError(
+            f"{value!r} is not an RFC 1123 label: lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit"
+        )
+
+
+def check_sql_identifier(value: str) -> None:
+    """Raise ValueError unless `value` matches ^[a-z_][a-z0-9_]{0,62}$ (it is quoted anyway)."""
+    if not SQL_IDENTIFIER.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid SQL identifier: lowercase letters, digits and '_', "
+            "starting with a letter or '_', at most 63 characters"
+        )
+
+
+def check_topic_name(value: str) -> None:
+    """Raise ValueError unless `value` is a legal Kafka topic name."""
+    if value in (".", "..") or not TOPIC_NAME.match(value):
+        raise ValueError(
+            f"{value!r} is not a legal Kafka topic name: 1-249 characters of letters, digits, '.', '_' and '-'"
+        )
+
+
+def quote_identifier(name: str) -> str:
+    """Double-quote a validated SQL identifier (validation first: never quote unchecked text)."""
+    check_sql_identifier(name)
+    return f'"{name}"'

@@ -1,0 +1,136 @@
+"""Rules that need the whole DataProduct: names agree, keys exist, expressions compile.
+
+Called by the loader after the model validated. Pure: returns problems with the field path (and,
+for expressions, the column inside the expression) so the loader can locate them in the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from provisioner.expr import ExpressionError, compile_expression
+from provisioner.spec.findings import format_path
+from provisioner.spec.models import DataProduct
+from provisioner.spec.names import (
+    FIELD_NAME,
+    POSITIONS_TABLE,
+    RESERVED_APPEND_COLUMNS,
+    SQL_IDENTIFIER,
+)
+
+Path = tuple[str | int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    path: Path
+    message: str
+    at_key: bool = False
+    column_offset: int | None = None
+
+
+def _expression(path: Path, source: str, *, expect_bool: bool) -> Iterator[Problem]:
+    try:
+        compile_expression(source, expect_bool=expect_bool)
+    except ExpressionError as error:
+        line = getattr(error, "line", 1)
+        offset = error.column - 1 if line == 1 else None
+        yield Problem(path, f"{error.message} (column {error.column} of the expression)", column_offset=offset)
+
+
+def _expressions(product: DataProduct) -> Iterator[Problem]:
+    spec = product.spec
+    if spec.filter is not None:
+        yield from _expression(("spec", "filter"), spec.filter, expect_bool=True)
+    if spec.delete is not None:
+        yield from _expression(("spec", "delete"), spec.delete, expect_bool=True)
+    for name, source in spec.fields.items():
+        yield from _expression(("spec", "fields", name), source, expect_bool=False)
+
+
+def _fields_and_key(product: DataProduct) -> Iterator[Problem]:
+    spec = product.spec
+    for name in spec.fields:
+        if not FIELD_NAME.match(name):
+            yield Problem(("spec", "fields", name),
+                          f"field name {name!r} must be letters, digits and '_', not starting with a digit, "
+                          "at most 63 characters", at_key=True)
+    if spec.key is None and "key" in spec.fields:
+        yield Problem(("spec", "fields", "key"),
+                      "a field named 'key' needs an explicit `key:` (without one, an implicit field "
+                      "`key: record.key` is added)", at_key=True)
+    if spec.key is not None:
+        keys = [spec.key] if isinstance(spec.key, str) else spec.key
+        for index, name in enumerate(keys):
+            path: Path = ("spec", "key") if isinstance(spec.key, str) else ("spec", "key", index)
+            if name not in spec.fields:
+                yield Problem(path, f"key field {name!r} is not one of fields ({', '.join(spec.fields)})")
+        if len(set(keys)) != len(keys):
+            yield Problem(("spec", "key"), "key names a field more than once")
+
+
+def _stores(product: DataProduct) -> Iterator[Problem]:
+    spec = product.spec
+    fields = product.fields
+    seen: set[str] = set()
+    tables: set[tuple[str, str]] = set()
+    for index, store in enumerate(spec.stores):
+        base: Path = ("spec", "stores", index)
+        if store.name in seen:
+            yield Problem((*base, "name"), f"store name {store.name!r} is used twice in this product")
+        seen.add(store.name)
+        if store.postgres is None:
+            continue
+        pg = store.postgres
+        table = product.table(store)
+        if not SQL_IDENTIFIER.match(table):
+            yield Problem((*base, "postgres"),
+                          f"the default table name {table!r} is not a valid SQL identifier: set `table`")
+        if table == POSITIONS_TABLE:
+            yield Problem((*base, "postgres", "table"), f"{POSITIONS_TABLE!r} is reserved for positions")
+        if pg.connection is None:
+            if (pg.db_schema, table) in tables:
+                yield Problem((*base, "postgres", "table"),
+                              f"table {pg.db_schema}.{table} is used by another managed store of this product")
+            tables.add((pg.db_schema, table))
+        for name in fields:
+            if not SQL_IDENTIFIER.match(name):
+                yield Problem(("spec", "fields", name),
+                              f"field {name!r} becomes a column of {store.name!r}: use lowercase letters, "
+                              "digits and '_' (at most 63 characters)", at_key=True)
+        if pg.mode == "append":
+            for name in fields:
+                if name in RESERVED_APPEND_COLUMNS:
+                    yield Problem(("spec", "fields", name),
+                                  f"{name!r} is a changelog column in append mode "
+                                  f"({', '.join(RESERVED_APPEND_COLUMNS)}): rename the field", at_key=True)
+        for name in pg.columns:
+            if name not in fields:
+                yield Problem((*base, "postgres", "columns", name),
+                              f"column type given for {name!r}, which is not a field", at_key=True)
+
+
+def _source(product: DataProduct) -> Iterator[Problem]:
+    spec = product.spec
+    if product.dead_letter_topic == spec.source.topic:
+        yield Problem(("spec", "errors", "deadLetterTopic"), "the dead-letter topic cannot be the source topic")
+    if spec.source.json_schema is not None:
+        try:
+            Draft202012Validator.check_schema(spec.source.json_schema)
+        except SchemaError as error:
+            where = format_path(tuple(error.path)) or "(root)"
+            yield Problem(("spec", "source", "schema"), f"not a valid JSON Schema at {where}: {error.message}")
+
+
+def check_product(product: DataProduct) -> list[Problem]:
+    """Every whole-product problem, in file order as far as possible."""
+    return [
+        *_source(product),
+        *_fields_and_key(product),
+        *_expressions(product),
+        *_stores(product),
+    ]

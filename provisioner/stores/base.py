@@ -1,0 +1,123 @@
+"""The contract between the consumer loop and a store (Redis, Postgres).
+
+A store applies a batch of changes together with the new positions in one atomic unit, fenced by
+compare-and-set on the positions the batch started from (spec.md, "Stores"). Positions are the
+offset of the *next* record to read for each partition of the source topic.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import unquote
+
+from provisioner.pipeline.ops import Change, DeadLetter
+
+
+class StoreError(Exception):
+    """A store failed in a way that retrying later may fix (connection lost, server down)."""
+
+
+class StoreSchemaError(Exception):
+    """The store's existing schema is incompatible with the spec; retrying will not help."""
+
+
+class PositionConflict(Exception):
+    """The fencing check failed: another consumer moved a position since the batch started."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A change the store cannot represent (e.g. a value that does not convert to its column type)."""
+
+    change: Change
+    dead_letter: DeadLetter
+
+
+class Store(Protocol):
+    """What the consumer loop needs of a store. Implementations live beside this module."""
+
+    def ensure_schema(self) -> None:
+        """Create tables / position keys if missing; add columns for new fields; refuse the rest."""
+
+    def prepare(self, changes: Sequence[Change]) -> tuple[list[Any], list[Rejected]]:
+        """Convert changes to the store's representation without I/O, separating the ones it rejects.
+
+        Called before dead letters are produced, so stage-`store` dead letters are acknowledged
+        before the batch that passes them commits.
+        """
+
+    def read_positions(self) -> dict[int, int]:
+        """The next offset to read per partition, as committed in the store (empty when new)."""
+
+    def apply(
+        self, prepared: Sequence[Any], start: Mapping[int, int | None], end: Mapping[int, int]
+    ) -> None:
+        """Apply prepared changes and set positions to `end` atomically.
+
+        Raises PositionConflict unless every partition in `end` still has the position in `start`
+        (None = no position stored yet); nothing is written in that case.
+        """
+
+    def inspect(self, limit: int) -> list[dict[str, Any]]:
+        """Up to `limit` rows (data only, no positions) for `provisioner inspect`."""
+
+    def count(self) -> int:
+        """How many rows (Redis: keys under the prefix) the store holds, for `provisioner status`."""
+
+    def reset(self) -> None:
+        """Wipe the store's data and positions, for `provisioner replay` (which then re-reads the topic).
+
+        The store is left ready to apply (Postgres recreates the table from the current spec).
+        """
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+_KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", re.IGNORECASE)
+
+
+def _split_userinfo(url: str) -> tuple[str, str, str] | None:
+    """(scheme + '://', userinfo, rest after '@'), or None when the URL has no userinfo.
+
+    The last '@' before the query wins, so a password with an unescaped '@' or '/' is still found.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return None
+    before_query = rest.split("?", 1)[0]
+    at = before_query.rfind("@")
+    if at < 0:
+        return None
+    return scheme + sep, rest[:at], rest[at + 1 :]
+
+
+def _url_password(url: str) -> str | None:
+    parts = _split_userinfo(url)
+    if parts is None:
+        return None
+    _, colon, password = parts[1].partition(":")
+    return password if colon and password else None
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password (userinfo or `password=` parameter) replaced by `***`, for messages."""
+    masked = url
+    parts = _split_userinfo(url)
+    if parts is not None and _url_password(url) is not None:
+        head, userinfo, tail = parts
+        masked = f"{head}{userinfo.partition(':')[0]}:***@{tail}"
+    return _KEYWORD_PASSWORD.sub(lambda m: m.group(1) + "***", masked)
+
+
+def scrub_secrets(message: str, url: str) -> str:
+    """A driver's error message with any copy of the URL's password (raw or percent-decoded) removed."""
+    password = _url_password(url)
+    if password:
+        for secret in {password, unquote(password)}:
+            if secret:
+                message = message.replace(secret, "***")
+    return _KEYWORD_PASSWORD.sub(lambda m: m.group(1) + "***", message)
