@@ -111,7 +111,8 @@ def spec_test(
         if outcomes:
             console.print(table)
         for spec, outcome in failed:
-            console.print(f"\n[bold red]FAIL[/] {escape(spec.file)}: {escape(spec.product.name)} / {escape(outcome.name)}")
+            title = f"{spec.file}: {spec.product.name} / {outcome.name}"
+            console.print(f"\n[bold red]FAIL[/] {escape(title)}")
             for line in _diff(outcome).splitlines():
                 style = "red" if line.startswith("-") else "green" if line.startswith("+") else ""
                 console.print(f"[{style}]{escape(line)}[/]" if style else escape(line))

@@ -8,6 +8,7 @@ bools.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,7 +17,7 @@ from typing import Any
 from provisioner.pipeline.encoding import to_json
 from provisioner.pipeline.ops import DeadLetter, Delete, Op, Record, Skip, Upsert, render_key
 from provisioner.pipeline.process import Pipeline
-from provisioner.spec.models import DataProduct, ExpectedOp, SpecTest, GivenRecord
+from provisioner.spec.models import DataProduct, ExpectedOp, GivenRecord, SpecTest
 
 DEFAULT_TIMESTAMP_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z: tests are deterministic
 
@@ -51,7 +52,7 @@ def _values_equal(expected: Any, actual: Any) -> bool:
     if isinstance(expected, bool) or isinstance(actual, bool):
         return type(expected) is type(actual) and expected == actual
     if isinstance(expected, int | float) and isinstance(actual, int | float):
-        return expected == actual or (expected != expected and actual != actual)  # NaN matches NaN
+        return expected == actual or (math.isnan(expected) and math.isnan(actual))
     if isinstance(expected, dict) and isinstance(actual, dict):
         return expected.keys() == actual.keys() and all(_values_equal(v, actual[k]) for k, v in expected.items())
     if isinstance(expected, list) and isinstance(actual, list):

@@ -18,7 +18,7 @@ class Backoff:
     def next_delay(self) -> float:
         delay = min(self.cap, self.base * (2 ** min(self.attempts, 30)))
         self.attempts += 1
-        return delay / 2 + self._random.random() * delay / 2
+        return float(delay / 2 + self._random.random() * delay / 2)
 
     def reset(self) -> None:
         self.attempts = 0

@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from urllib.parse import urlsplit, urlunsplit
 
 from provisioner.spec.models import StoreSpec
+from provisioner.stores.base import mask_url
+
+__all__ = ["ConnectionError_", "expand_env", "mask_url", "store_url"]
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -48,19 +50,3 @@ def store_url(store: StoreSpec, explicit: str | None = None, environ: Mapping[st
             f"store {store.name!r} reads its URL from a Kubernetes Secret: set PROVISIONER_STORE_URL or --store-url"
         )
     return expand_env(connection.url, environ)
-
-
-def mask_url(url: str) -> str:
-    """The URL with any password replaced by ***, safe for logs, status and events."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable url>"
-    netloc = parts.netloc
-    if parts.password is not None:
-        host = parts.hostname or ""
-        if parts.port is not None:
-            host = f"{host}:{parts.port}"
-        netloc = f"{parts.username or ''}:***@{host}"
-    query = re.sub(r"(?i)(password=)[^&]*", r"\1***", parts.query)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))

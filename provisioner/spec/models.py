@@ -57,6 +57,12 @@ def _duration(value: str) -> str:
     return value
 
 
+def _positive_duration(value: str) -> str:
+    if parse_duration(value).total_seconds() <= 0:
+        raise ValueError(f"{value!r} must be longer than zero")
+    return value
+
+
 def _topic(value: str) -> str:
     check_topic_name(value)
     return value
@@ -87,6 +93,7 @@ def _start_from(value: str) -> str:
 
 
 Duration = Annotated[str, Field(pattern=DURATION_PATTERN), AfterValidator(_duration)]
+PositiveDuration = Annotated[str, Field(pattern=DURATION_PATTERN), AfterValidator(_positive_duration)]
 TopicName = Annotated[str, AfterValidator(_topic)]
 SqlIdentifier = Annotated[str, AfterValidator(_sql_identifier)]
 Expression = Annotated[str, Field(min_length=1, max_length=4096)]
@@ -144,7 +151,7 @@ class Connection(_Model):
 class RedisStore(_Model):
     key_prefix: Annotated[str, Field(max_length=256)] | None = None
     structure: Literal["hash", "json"] = "hash"
-    ttl: Duration | None = None
+    ttl: PositiveDuration | None = None
     connection: Connection | None = None
 
 
@@ -239,7 +246,7 @@ class DataProductSpec(_Model):
     stores: Annotated[list[StoreSpec], Field(min_length=1, max_length=MAX_STORES)]
     errors: Errors = Field(default_factory=Errors)
     consumer: Consumer = Field(default_factory=Consumer)
-    freshness: Duration | None = None
+    freshness: PositiveDuration | None = None
     tests: Annotated[list[SpecTest], Field(max_length=MAX_TESTS)] = Field(default_factory=list)
 
 

@@ -52,18 +52,18 @@ class _BoundedLoader(yaml.SafeLoader):
         self._depth = 0
         self._aliases = 0
 
-    def compose_node(self, parent: Node | None, index: Any) -> Node | None:  # type: ignore[override]
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
         if self.check_event(yaml.AliasEvent):
             self._aliases += 1
             if self._aliases > MAX_ALIASES:
-                mark = self.peek_event().start_mark
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
                 raise YamlLimitError(f"more than {MAX_ALIASES} aliases", mark.line + 1, mark.column + 1)
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
-                mark = self.peek_event().start_mark
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
                 raise YamlLimitError(f"nested deeper than {MAX_DEPTH} levels", mark.line + 1, mark.column + 1)
-            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+            return super().compose_node(parent, index)
         finally:
             self._depth -= 1
 
@@ -153,8 +153,9 @@ def read_documents(text: str) -> Iterator[Document]:
     """Yield each non-empty document of `text`; raises YamlLimitError on bad or hostile input."""
     if len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
         raise YamlLimitError(f"file is larger than {MAX_FILE_BYTES // 1024} KiB")
-    loader = _BoundedLoader(text)
+    loader: _BoundedLoader | None = None
     try:
+        loader = _BoundedLoader(text)
         index = 0
         while loader.check_node():
             node = loader.get_node()
@@ -177,4 +178,5 @@ def read_documents(text: str) -> Iterator[Document]:
     except RecursionError:
         raise YamlLimitError(f"nested deeper than {MAX_DEPTH} levels") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()

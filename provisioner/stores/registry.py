@@ -1,0 +1,21 @@
+"""Which `Store` implementation serves a store spec: the one explicit mapping, no import side effects.
+
+Called by the consumer loop and the CLI commands that touch stores (inspect, status, replay). The
+URL is resolved by the caller (a literal, an expanded `${ENV}`, a Secret, or a managed server).
+"""
+
+from __future__ import annotations
+
+from provisioner.spec.models import DataProduct, StoreSpec
+from provisioner.stores.base import Store
+from provisioner.stores.postgres import PostgresStore
+from provisioner.stores.redis import RedisStore
+
+
+def open_store(product: DataProduct, store_spec: StoreSpec, url: str, *, timeout: float = 10.0) -> Store:
+    """The store for `store_spec` of `product` at `url`. Connects lazily: no I/O happens here."""
+    if store_spec.redis is not None:
+        return RedisStore(product, store_spec, url, timeout=timeout)
+    if store_spec.postgres is not None:
+        return PostgresStore(product, store_spec, url, timeout=timeout)
+    raise ValueError(f"store {store_spec.name!r} sets neither redis nor postgres")
