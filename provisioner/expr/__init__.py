@@ -1,0 +1,74 @@
+"""CEL expressions compiled to Python closures, with the reference implementation's semantics.
+
+`compile_expression(source)` parses, checks and compiles an expression once; the resulting
+`Program` is then evaluated per record as `program.evaluate(event, record)`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .checker import check
+from .compiler import Compiler
+from .errors import EvaluationError, ExpressionError
+from .parser import MAX_DEPTH, MAX_SOURCE_LENGTH, parse
+from .runtime import MAX_SIZE, UInt
+
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_SIZE",
+    "MAX_SOURCE_LENGTH",
+    "EvaluationError",
+    "ExpressionError",
+    "Program",
+    "UInt",
+    "compile_expression",
+]
+
+
+class Program:
+    """A compiled expression.  `evaluate(event, record)` is the closure itself, for speed.
+
+    `record` must be a dict with exactly the keys `key`, `headers`, `topic`, `partition`,
+    `offset` and `timestamp` (a tz-aware datetime); it may be None when `uses_record` is False.
+    """
+
+    __slots__ = ("evaluate", "result_type", "source", "uses_record")
+
+    source: str
+    uses_record: bool
+    result_type: str
+    evaluate: Any
+
+    def __init__(self, source: str, evaluate: Any, result_type: str, uses_record: bool) -> None:
+        object.__setattr__(self, "source", source)
+        object.__setattr__(self, "evaluate", evaluate)
+        object.__setattr__(self, "result_type", result_type)
+        object.__setattr__(self, "uses_record", uses_record)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Program is immutable")
+
+    def __call__(self, event: Any, record: Any = None) -> Any:
+        return self.evaluate(event, record)
+
+    def __repr__(self) -> str:
+        return f"Program({self.source!r}, result_type={self.result_type!r})"
+
+
+def compile_expression(source: str, *, expect_bool: bool = False) -> Program:
+    """Parse, check and compile `source`; raise ExpressionError if it is rejected.
+
+    With `expect_bool`, expressions whose static type is known and is not bool are rejected.
+    """
+    if not isinstance(source, str):
+        raise ExpressionError("expression must be a string", 1)
+    try:
+        node = parse(source)
+        result_type, uses_record = check(source, node)
+        if expect_bool and result_type not in ("bool", "dyn"):
+            raise ExpressionError(f"expression must evaluate to bool, but its type is {result_type}", 1)
+        fn = Compiler().compile(node)
+    except RecursionError:
+        raise ExpressionError("expression nested too deeply", 1) from None
+    return Program(source, fn, result_type, uses_record)

@@ -1,0 +1,268 @@
+"""Static checker: resolves names, validates functions and arities, infers simple static types.
+
+Anything derived from `event` is `dyn`, and checks on it are deferred to run time, as CEL does.
+Only expressions that can never succeed, or that the reference evaluates in ways this engine
+cannot reproduce exactly, are rejected here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import ast
+from .errors import ExpressionError, error_at
+from .regex import RegexError, translate
+from .runtime import DURATION_GETTERS, TIMESTAMP_GETTERS, UInt
+
+RECORD_FIELDS = {"key": "dyn", "headers": "map", "topic": "string", "partition": "int", "offset": "int",
+                 "timestamp": "timestamp"}
+NUMBERS = frozenset({"int", "uint", "double"})
+_ORDERED = frozenset({"string", "bytes", "bool", "timestamp", "duration"})
+_N = ("int", "uint", "double")
+_ARITH: dict[str, dict[tuple[str, str], str]] = {
+    "+": {**{(t, t): t for t in (*_N, "string", "bytes", "list", "duration")},
+          ("timestamp", "duration"): "timestamp"},
+    "-": {**{(t, t): t for t in (*_N, "duration")},
+          ("timestamp", "timestamp"): "duration", ("timestamp", "duration"): "timestamp"},
+    "*": {(t, t): t for t in _N},
+    "/": {(t, t): t for t in _N},
+    "%": {(t, t): t for t in ("int", "uint")},
+}
+_CONVERSIONS = {
+    "int": (frozenset({"int", "uint", "double", "string"}), "int"),
+    "uint": (frozenset({"int", "uint", "double", "string"}), "uint"),
+    "double": (frozenset({"int", "uint", "double", "string"}), "double"),
+    "string": (frozenset({"int", "uint", "double", "string", "bytes", "timestamp"}), "string"),
+    "bytes": (frozenset({"string", "bytes"}), "bytes"),
+    "timestamp": (frozenset({"string"}), "timestamp"),
+    "duration": (frozenset({"string"}), "duration"),
+}
+_STRING_PREDICATES = frozenset({"contains", "startsWith", "endsWith", "matches"})
+_UNSUPPORTED = {
+    "type": "type() is not supported",
+    "bool": "bool() is not supported by the reference CEL implementation",
+}
+
+
+def literal_type(value: Any) -> str:
+    t = type(value)
+    return {bool: "bool", int: "int", UInt: "uint", float: "double", str: "string", bytes: "bytes",
+            type(None): "null"}.get(t, "dyn")
+
+
+class Checker:
+    """Annotates every node's `ty` in place; raises ExpressionError for rejected expressions."""
+
+    def __init__(self, source: str) -> None:
+        self.src = source
+        self.scope: list[str] = []
+        self.uses_record = False
+
+    def fail(self, node: ast.Node, message: str) -> ExpressionError:
+        return error_at(self.src, node.pos, message)
+
+    def check(self, node: ast.Node) -> str:
+        node.ty = self._check(node)
+        return node.ty
+
+    def _check(self, node: ast.Node) -> str:
+        if isinstance(node, ast.Literal):
+            return literal_type(node.value)
+        if isinstance(node, ast.Ident):
+            return self._ident(node)
+        if isinstance(node, ast.Select):
+            return self._select(node)
+        if isinstance(node, ast.Has):
+            t = self.check(node.operand)
+            if t == "record":
+                if node.field not in RECORD_FIELDS:
+                    raise self.fail(node, f"record has no field '{node.field}'")
+            elif t not in ("map", "dyn"):
+                raise self.fail(node, f"has() needs a map, but the operand has type {t}")
+            return "bool"
+        if isinstance(node, ast.Index):
+            return self._index(node)
+        if isinstance(node, ast.ListExpr):
+            for item in node.items:
+                self._value(item)
+            return "list"
+        if isinstance(node, ast.MapExpr):
+            for key, value in node.entries:
+                kt = self._value(key)
+                if kt not in ("string", "int"):
+                    raise self.fail(key, f"map keys must be statically string or int, not {kt}"
+                                    " (convert with string() or int())")
+                self._value(value)
+            return "map"
+        if isinstance(node, ast.Unary):
+            t = self._value(node.operand)
+            if node.op == "!":
+                if t not in ("bool", "dyn"):
+                    raise self.fail(node, f"'!' needs a bool, not {t}")
+                return "bool"
+            if t not in ("int", "double", "dyn"):
+                raise self.fail(node, f"unary '-' needs an int or double, not {t}")
+            return t
+        if isinstance(node, ast.Binary):
+            return self._binary(node)
+        if isinstance(node, ast.Logical):
+            for term in node.terms:
+                t = self._value(term)
+                if t not in ("bool", "dyn"):
+                    raise self.fail(term, f"operands of '{node.op}' must be bool, not {t}")
+            return "bool"
+        if isinstance(node, ast.Conditional):
+            ct = self._value(node.cond)
+            if ct not in ("bool", "dyn"):
+                raise self.fail(node.cond, f"the condition of '?:' must be bool, not {ct}")
+            a = self._value(node.then)
+            b = self._value(node.otherwise)
+            return a if a == b else "dyn"
+        if isinstance(node, ast.Comprehension):
+            return self._comprehension(node)
+        if isinstance(node, ast.Call):
+            return self._call(node)
+        raise self.fail(node, "unsupported expression")
+
+    def _value(self, node: ast.Node) -> str:
+        """Check a node used as a value: the bare `record` variable counts as a map."""
+        t = self.check(node)
+        return "map" if t == "record" else t
+
+    def _ident(self, node: ast.Ident) -> str:
+        if node.name in self.scope:
+            return "dyn"
+        if node.name == "event":
+            return "dyn"
+        if node.name == "record":
+            self.uses_record = True
+            return "record"
+        raise self.fail(node, f"unknown variable '{node.name}' (only 'event' and 'record' are defined)")
+
+    def _select(self, node: ast.Select) -> str:
+        t = self.check(node.operand)
+        if t == "record":
+            if node.field not in RECORD_FIELDS:
+                known = ", ".join(RECORD_FIELDS)
+                raise self.fail(node, f"record has no field '{node.field}' (fields: {known})")
+            return RECORD_FIELDS[node.field]
+        if t not in ("map", "dyn"):
+            raise self.fail(node, f"a value of type {t} has no field '{node.field}'")
+        return "dyn"
+
+    def _index(self, node: ast.Index) -> str:
+        t = self._value(node.operand)
+        k = self._value(node.index)
+        if t == "list" and k not in ("int", "uint", "dyn"):
+            raise self.fail(node, f"list index must be int or uint, not {k}")
+        if t == "map" and k not in ("string", "int", "uint", "bool", "dyn"):
+            raise self.fail(node, f"unsupported map key type {k}")
+        if t not in ("list", "map", "dyn"):
+            raise self.fail(node, f"cannot index a value of type {t}")
+        return "dyn"
+
+    def _binary(self, node: ast.Binary) -> str:
+        a = self._value(node.left)
+        b = self._value(node.right)
+        op = node.op
+        if op in ("==", "!="):
+            return "bool"
+        if op == "in":
+            if b not in ("list", "map", "dyn"):
+                raise self.fail(node, f"'in' needs a list or map on the right, not {b}")
+            return "bool"
+        if op in ("<", "<=", ">", ">="):
+            if "dyn" in (a, b):
+                other = b if a == "dyn" else a
+                if other != "dyn" and other not in NUMBERS and other not in _ORDERED:
+                    raise self.fail(node, f"'{op}' is not defined for {other}")
+            elif not ((a in NUMBERS and b in NUMBERS) or (a == b and a in _ORDERED)):
+                raise self.fail(node, f"'{op}' is not defined for ({a}, {b})")
+            return "bool"
+        table = _ARITH[op]
+        results = {res for (x, y), res in table.items() if a in (x, "dyn") and b in (y, "dyn")}
+        if not results:
+            hint = " (CEL has no implicit int/double conversion: use double() or int())" \
+                if a in NUMBERS and b in NUMBERS else ""
+            raise self.fail(node, f"'{op}' is not defined for ({a}, {b}){hint}")
+        return results.pop() if len(results) == 1 else "dyn"
+
+    def _comprehension(self, node: ast.Comprehension) -> str:
+        t = self._value(node.range)
+        if t not in ("list", "map", "dyn"):
+            raise self.fail(node, f"{node.kind}() needs a list or map, not {t}")
+        self.scope.append(node.var)
+        try:
+            if node.predicate is not None:
+                pt = self._value(node.predicate)
+                if pt not in ("bool", "dyn"):
+                    raise self.fail(node.predicate, f"the predicate of {node.kind}() must be bool, not {pt}")
+            if node.transform is not None:
+                self._value(node.transform)
+        finally:
+            self.scope.pop()
+        return "list" if node.kind in ("map", "filter") else "bool"
+
+    def _call(self, node: ast.Call) -> str:
+        name = node.name
+        target_t = self._value(node.target) if node.target is not None else None
+        arg_ts = [self._value(a) for a in node.args]
+        if name in _UNSUPPORTED:
+            raise self.fail(node, _UNSUPPORTED[name])
+        if name == "size":
+            if target_t is not None:
+                if arg_ts:
+                    raise self.fail(node, "size() as a method takes no arguments")
+                t = target_t
+            elif len(arg_ts) == 1:
+                t = arg_ts[0]
+            else:
+                raise self.fail(node, "size() takes exactly one argument")
+            if t not in ("string", "bytes", "list", "map", "dyn"):
+                raise self.fail(node, f"size() is not defined for {t}")
+            return "int"
+        if name in _STRING_PREDICATES:
+            if target_t is None:
+                raise self.fail(node, f"{name}() must be called as a method: s.{name}(x)")
+            if len(arg_ts) != 1:
+                raise self.fail(node, f"{name}() takes exactly one argument")
+            for t, part in ((target_t, node.target), (arg_ts[0], node.args[0])):
+                if t not in ("string", "dyn"):
+                    raise self.fail(part or node, f"{name}() is defined on strings, not {t}")
+            if name == "matches":
+                pattern = node.args[0]
+                if not isinstance(pattern, ast.Literal) or not isinstance(pattern.value, str):
+                    raise self.fail(pattern, "matches() needs a string literal pattern")
+                try:
+                    translate(pattern.value)
+                except RegexError as exc:
+                    raise self.fail(pattern, f"unsupported regular expression: {exc}") from None
+            return "bool"
+        if name in _CONVERSIONS or name == "dyn":
+            if target_t is not None:
+                raise self.fail(node, f"{name}() is a function, not a method")
+            if len(arg_ts) != 1:
+                raise self.fail(node, f"{name}() takes exactly one argument")
+            if name == "dyn":
+                return "dyn"
+            allowed, result = _CONVERSIONS[name]
+            if arg_ts[0] != "dyn" and arg_ts[0] not in allowed:
+                raise self.fail(node, f"{name}() is not defined for {arg_ts[0]}")
+            return result
+        if name in TIMESTAMP_GETTERS:
+            if target_t is None:
+                raise self.fail(node, f"{name}() must be called as a method")
+            if arg_ts:
+                raise self.fail(node, f"{name}() takes no arguments (time zones are not supported)")
+            allowed_t = {"timestamp", "dyn"} | ({"duration"} if name in DURATION_GETTERS else set())
+            if target_t not in allowed_t:
+                raise self.fail(node, name + f"() is not defined for {target_t}")
+            return "int"
+        raise self.fail(node, f"unknown function '{name}'")
+
+
+def check(source: str, node: ast.Node) -> tuple[str, bool]:
+    """Check the AST; return its static result type and whether it references `record`."""
+    checker = Checker(source)
+    t = checker.check(node)
+    return ("map" if t == "record" else t), checker.uses_record
