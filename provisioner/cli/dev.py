@@ -1,0 +1,217 @@
+"""`provisioner dev`: a real local Kafka broker, and events to feed it.
+
+Registered by `provisioner.cli.app` as the `dev` command group:
+    dev kafka up|down|status      the dev broker (provisioner.stream.devbroker)
+    dev produce TOPIC FILE.jsonl  JSON Lines into a topic (see provisioner.stream.kafka)
+    dev generate KIND --count N   seeded orders / customers / readings (provisioner.stream.generate)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from enum import StrEnum
+from pathlib import Path
+from typing import IO
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from provisioner.cli.output import OUTPUT_OPTION, OutputFormat, console, err_console, fail, print_json
+
+dev_app = typer.Typer(
+    help="Local development helpers: a real Kafka broker, producing and generating events.",
+    no_args_is_help=True,
+)
+kafka_app = typer.Typer(help="The dev Kafka broker: one real KRaft node, from Maven Central jars.",
+                        no_args_is_help=True)
+dev_app.add_typer(kafka_app, name="kafka")
+
+STATE_DIR_OPTION = typer.Option(Path(".provisioner"), "--state-dir", envvar="PROVISIONER_STATE_DIR",
+                                help="state directory; the broker lives in its kafka/ folder")
+BOOTSTRAP_OPTION = typer.Option(None, "--bootstrap", envvar="PROVISIONER_KAFKA_BOOTSTRAP",
+                                help="Kafka bootstrap servers (default: the running dev broker)")
+
+
+class Kind(StrEnum):
+    orders = "orders"
+    customers = "customers"
+    readings = "readings"
+
+
+def _spinner(message: str) -> AbstractContextManager[object]:
+    return err_console.status(message, spinner="dots")
+
+
+def _bootstrap(explicit: str | None, state_dir: Path) -> str:
+    from provisioner.stream.devbroker import DevBrokerError, resolve_bootstrap
+
+    try:
+        return resolve_bootstrap(explicit, state_dir)
+    except DevBrokerError as error:
+        fail(str(error))
+
+
+# -- dev kafka --------------------------------------------------------------------------------
+
+
+@kafka_app.command("up")
+def kafka_up(
+    state_dir: Path = STATE_DIR_OPTION,
+    port: int | None = typer.Option(None, "--port", help="client port (default 9092 if free, else any free port)"),
+) -> None:
+    """Start the dev broker (downloading its jars once) and print its bootstrap address."""
+    from provisioner.stream import devbroker
+
+    try:
+        running = devbroker.status(state_dir)
+        if running is None:
+            with _spinner("fetching the Kafka jars (first run only)…"):
+                devbroker.ensure_libs()
+            with _spinner("starting the Kafka broker…"):
+                bootstrap = devbroker.up(state_dir, port=port)
+        else:
+            bootstrap = devbroker.up(state_dir, port=port)
+    except devbroker.DevBrokerError as error:
+        fail(str(error))
+    err_console.print(f"Kafka {devbroker.KAFKA_VERSION} running at [bold]{bootstrap}[/]  "
+                      f"(export PROVISIONER_KAFKA_BOOTSTRAP={bootstrap} for other shells)")
+    console.print(bootstrap)
+
+
+@kafka_app.command("down")
+def kafka_down(
+    state_dir: Path = STATE_DIR_OPTION,
+    purge: bool = typer.Option(False, "--purge", help="also delete the broker's data (all topics)"),
+) -> None:
+    """Stop the dev broker; its topics survive unless --purge."""
+    from provisioner.stream import devbroker
+
+    try:
+        with _spinner("stopping the Kafka broker…"):
+            stopped = devbroker.down(state_dir, purge=purge)
+    except devbroker.DevBrokerError as error:
+        fail(str(error))
+    what = "stopped" if stopped else "was not running"
+    console.print(f"dev broker {what}" + ("; data deleted" if purge else ""))
+
+
+@kafka_app.command("status")
+def kafka_status(state_dir: Path = STATE_DIR_OPTION, output: OutputFormat = OUTPUT_OPTION) -> None:
+    """Whether the dev broker runs, and where."""
+    from provisioner.stream import devbroker
+
+    found = devbroker.status(state_dir)
+    if output is OutputFormat.json:
+        print_json(found.to_dict() if found else {"running": False, "state_dir": str(devbroker.broker_dir(state_dir))})
+        return
+    if found is None:
+        console.print("dev broker: [bold]not running[/]  (start it with `provisioner dev kafka up`)")
+        return
+    health = "[green]ready[/]" if found.running else "[yellow]starting (not answering yet)[/]"
+    console.print(f"dev broker: {health} at [bold]{found.bootstrap}[/] (pid {found.pid}, log {found.log_file})")
+
+
+# -- dev produce / generate -------------------------------------------------------------------
+
+
+def _progress(total: int | None) -> Progress:
+    columns = [SpinnerColumn(), TextColumn("{task.description}")]
+    if total is not None:
+        columns += [BarColumn(), MofNCompleteColumn()]
+    else:
+        columns += [TextColumn("{task.completed} records")]
+    return Progress(*columns, TimeElapsedColumn(), console=err_console, transient=True)
+
+
+def _open_lines(file: Path) -> IO[str]:
+    if str(file) == "-":
+        return sys.stdin
+    try:
+        return file.open(encoding="utf-8")
+    except OSError as error:
+        fail(f"cannot read {file}: {error.strerror}")
+
+
+@dev_app.command("produce")
+def produce(
+    topic: str = typer.Argument(..., help="topic to produce to (created if missing)"),
+    file: Path = typer.Argument(..., help="JSON Lines file ('-' for stdin): one value, or envelope, per line"),
+    bootstrap: str | None = BOOTSTRAP_OPTION,
+    partitions: int = typer.Option(3, "--partitions", min=1, help="partitions when the topic is created"),
+    key_field: str | None = typer.Option(None, "--key-field", help="value field used as the key when a line has none"),
+    state_dir: Path = STATE_DIR_OPTION,
+) -> None:
+    """Produce a JSON Lines file. A line that is an object with a "value" key and only keys among
+    key/value/headers/partition/timestamp is an envelope; any other line is the value itself."""
+    from provisioner.stream.kafka import KafkaHelperError, ensure_topic, parse_jsonl_line, produce_jsonl
+
+    address = _bootstrap(bootstrap, state_dir)
+    handle = _open_lines(file)
+    try:
+        total = None
+        if handle is not sys.stdin:
+            # Check every line before creating the topic, so a bad file sends nothing.
+            total = sum(parse_jsonl_line(line, f"line {n}", key_field) is not None
+                        for n, line in enumerate(handle, start=1))
+            handle.seek(0)
+        ensure_topic(address, topic, partitions)
+        with _progress(total) as progress:
+            task = progress.add_task(f"producing to {topic}", total=total)
+            count = produce_jsonl(address, topic, handle, key_field=key_field,
+                                  on_sent=lambda n: progress.update(task, completed=n))
+    except KafkaHelperError as error:
+        fail(str(error))
+    finally:
+        if handle is not sys.stdin:
+            handle.close()
+    console.print(f"produced {count} records to {topic}")
+
+
+@dev_app.command("generate")
+def generate(
+    kind: Kind = typer.Argument(..., help="which events: orders, customers or readings"),
+    count: int = typer.Option(1000, "--count", "-n", min=0, help="how many events"),
+    topic: str | None = typer.Option(None, "--topic", help="default: orders.v1, customers.v1 or readings.v1"),
+    seed: int = typer.Option(0, "--seed", help="same seed, same events"),
+    output_file: Path | None = typer.Option(None, "--output", help="write JSON Lines envelopes here instead of Kafka"),
+    bootstrap: str | None = BOOTSTRAP_OPTION,
+    partitions: int = typer.Option(3, "--partitions", min=1, help="partitions when the topic is created"),
+    state_dir: Path = STATE_DIR_OPTION,
+) -> None:
+    """Generate seeded, realistic events and produce them (or write them with --output)."""
+    from provisioner.stream.generate import DEFAULT_TOPICS, GENERATORS
+    from provisioner.stream.kafka import KafkaHelperError, OutgoingRecord, ensure_topic, produce_records
+
+    events = GENERATORS[kind.value](count, seed=seed)
+    if output_file is not None:
+        _write_envelopes(output_file, events)
+        console.print(f"wrote {count} {kind.value} events to {output_file}")
+        return
+    target = topic or DEFAULT_TOPICS[kind.value]
+    address = _bootstrap(bootstrap, state_dir)
+
+    def records() -> Iterator[OutgoingRecord]:
+        for key, value in events:
+            encoded = None if value is None else json.dumps(value, separators=(",", ":")).encode()
+            yield OutgoingRecord(value=encoded, key=key)
+
+    try:
+        ensure_topic(address, target, partitions)
+        with _progress(count) as progress:
+            task = progress.add_task(f"producing {kind.value} to {target}", total=count)
+            sent = produce_records(address, target, records(), on_sent=lambda n: progress.update(task, completed=n))
+    except KafkaHelperError as error:
+        fail(str(error))
+    console.print(f"produced {sent} {kind.value} events to {target}")
+
+
+def _write_envelopes(path: Path, events: Iterator[tuple[str, object]]) -> None:
+    try:
+        with path.open("w", encoding="utf-8") as out:
+            for key, value in events:
+                out.write(json.dumps({"key": key, "value": value}, separators=(",", ":")) + "\n")
+    except OSError as error:
+        fail(f"cannot write {path}: {error.strerror}")

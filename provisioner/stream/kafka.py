@@ -1,0 +1,233 @@
+"""Thin Kafka helpers: create a topic, produce JSON Lines or generated events, read end offsets.
+
+Called by `provisioner dev produce|generate`, by the local runtime (`up` creates source topics and
+reports lag) and by the integration tests.
+
+JSON Lines convention (`produce_jsonl`), one record per non-blank line:
+- an *envelope* is a JSON object that has a `"value"` key and no keys other than
+  `key`, `value`, `headers`, `partition`, `timestamp`. Its `value` is the record value (`null`
+  makes a tombstone), `key` a string (or int, rendered in decimal) or null, `headers` an object of
+  string values, `partition` an int, `timestamp` epoch milliseconds or an RFC 3339 string;
+- any other line (an object without those exact keys, an array, a number, ...) is the value.
+Values are sent as compact UTF-8 JSON. With `key_field`, a record without an envelope key takes
+its key from that top-level field of the value (when present and not null).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+__all__ = [
+    "ENVELOPE_KEYS",
+    "KafkaHelperError",
+    "OutgoingRecord",
+    "end_offsets",
+    "ensure_topic",
+    "parse_jsonl_line",
+    "produce_jsonl",
+    "produce_records",
+]
+
+ENVELOPE_KEYS = frozenset({"key", "value", "headers", "partition", "timestamp"})
+CLIENT_ID = "provisioner-dev"
+
+
+class KafkaHelperError(Exception):
+    """A produce, topic or offset request failed, or an input line is malformed."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingRecord:
+    """One record to produce; `value` None is a tombstone."""
+
+    value: bytes | None
+    key: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    partition: int | None = None
+    timestamp_ms: int | None = None
+
+
+def _render_key(raw: object, where: str) -> str | None:
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, str | int):
+        raise KafkaHelperError(f"{where}: a key must be a string, an int or null")
+    return str(raw)
+
+
+def _encode(value: object) -> bytes | None:
+    if value is None:
+        return None
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _timestamp_ms(raw: object, where: str) -> int | None:
+    if raw is None:
+        return None
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str):
+        try:
+            return int(datetime.fromisoformat(raw).timestamp() * 1000)
+        except ValueError:
+            pass
+    raise KafkaHelperError(f"{where}: timestamp must be epoch milliseconds or an RFC 3339 string")
+
+
+def parse_jsonl_line(line: str, where: str = "line", key_field: str | None = None) -> OutgoingRecord | None:
+    """The record of one JSON Lines line (None for a blank line); see the module docstring."""
+    if not line.strip():
+        return None
+    try:
+        data = json.loads(line)
+    except ValueError as error:
+        raise KafkaHelperError(f"{where}: not JSON ({error})") from None
+    is_envelope = isinstance(data, dict) and "value" in data and set(data) <= ENVELOPE_KEYS
+    if not is_envelope:
+        return OutgoingRecord(value=_encode(data), key=_key_from_value(data, key_field, where))
+    headers = data.get("headers") or {}
+    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+        raise KafkaHelperError(f"{where}: headers must be an object of string values")
+    partition = data.get("partition")
+    if partition is not None and (isinstance(partition, bool) or not isinstance(partition, int) or partition < 0):
+        raise KafkaHelperError(f"{where}: partition must be a non-negative int")
+    key = _render_key(data["key"], where) if "key" in data else _key_from_value(data["value"], key_field, where)
+    return OutgoingRecord(
+        value=_encode(data["value"]),
+        key=key,
+        headers={str(k): v for k, v in headers.items()},
+        partition=partition,
+        timestamp_ms=_timestamp_ms(data.get("timestamp"), where),
+    )
+
+
+def _key_from_value(value: object, key_field: str | None, where: str) -> str | None:
+    if key_field is None or not isinstance(value, dict):
+        return None
+    return _render_key(value.get(key_field), f"{where}: field {key_field!r}")
+
+
+# -- admin ------------------------------------------------------------------------------------
+
+
+def _admin(bootstrap: str) -> Any:
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    try:
+        return KafkaAdminClient(bootstrap_servers=bootstrap, client_id=CLIENT_ID, request_timeout_ms=15000)
+    except KafkaError as error:
+        raise KafkaHelperError(f"cannot reach Kafka at {bootstrap}: {error}") from None
+
+
+def ensure_topic(bootstrap: str, topic: str, partitions: int = 3) -> bool:
+    """Create `topic` with `partitions` partitions (replication 1 on a one-node broker, else the
+    broker's default) unless it exists; whether it was created. Waits until it has leaders."""
+    from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+    admin = _admin(bootstrap)
+    try:
+        if topic in admin.list_topics():
+            return False
+        try:
+            admin.create_topics({topic: {"num_partitions": partitions}}, wait_for_metadata=True)
+        except TopicAlreadyExistsError:
+            return False  # created concurrently by another process
+        return True
+    except KafkaError as error:
+        raise KafkaHelperError(f"cannot create topic {topic!r}: {error}") from None
+    finally:
+        admin.close()
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """The next offset of every partition of `topic` (its end); KafkaHelperError if it is missing."""
+    from kafka import TopicPartition
+    from kafka.admin import OffsetSpec
+    from kafka.errors import KafkaError
+
+    admin = _admin(bootstrap)
+    try:
+        described = admin.describe_topics([topic])
+        partitions = sorted(p["partition_index"] for d in described if d["error_code"] == 0 for p in d["partitions"])
+        if not partitions:
+            raise KafkaHelperError(f"topic {topic!r} does not exist")
+        offsets = admin.list_partition_offsets({TopicPartition(topic, p): OffsetSpec.LATEST for p in partitions})
+    except KafkaError as error:
+        raise KafkaHelperError(f"cannot read the end offsets of {topic!r}: {error}") from None
+    finally:
+        admin.close()
+    return {tp.partition: int(result.offset) for tp, result in offsets.items()}
+
+
+# -- producing --------------------------------------------------------------------------------
+
+
+def produce_records(
+    bootstrap: str,
+    topic: str,
+    records: Iterable[OutgoingRecord],
+    on_sent: Callable[[int], None] | None = None,
+) -> int:
+    """Produce `records` to `topic` (acks=all, idempotent, batched); how many were acknowledged.
+
+    `on_sent(n)` is called with the running count every 1000 records, for progress bars."""
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaError
+
+    try:
+        # Large batches and a short linger: throughput for bulk loads, idempotence keeps order.
+        producer = KafkaProducer(bootstrap_servers=bootstrap, client_id=CLIENT_ID, acks="all",
+                                 linger_ms=20, batch_size=512 * 1024, max_request_size=8 * 1024 * 1024)
+    except KafkaError as error:
+        raise KafkaHelperError(f"cannot reach Kafka at {bootstrap}: {error}") from None
+    failures: list[BaseException] = []
+    count = 0
+    try:
+        for record in records:
+            future = producer.send(
+                topic,
+                key=record.key.encode() if record.key is not None else None,
+                value=record.value,
+                headers=[(k, v.encode()) for k, v in record.headers.items()] or None,
+                partition=record.partition,
+                timestamp_ms=record.timestamp_ms,
+            )
+            future.add_errback(failures.append)
+            count += 1
+            if on_sent is not None and count % 1000 == 0:
+                on_sent(count)
+            if failures:
+                break
+        producer.flush()
+    except KafkaError as error:
+        raise KafkaHelperError(f"producing to {topic!r} failed: {error}") from None
+    finally:
+        producer.close()
+    if failures:
+        raise KafkaHelperError(f"producing to {topic!r} failed: {failures[0]}")
+    if on_sent is not None:
+        on_sent(count)
+    return count
+
+
+def produce_jsonl(
+    bootstrap: str,
+    topic: str,
+    lines: Iterable[str],
+    key_field: str | None = None,
+    on_sent: Callable[[int], None] | None = None,
+) -> int:
+    """Produce one record per non-blank JSON Lines line (see the module docstring); the count."""
+
+    def records() -> Iterable[OutgoingRecord]:
+        for number, line in enumerate(lines, start=1):
+            record = parse_jsonl_line(line, f"line {number}", key_field)
+            if record is not None:
+                yield record
+
+    return produce_records(bootstrap, topic, records(), on_sent)
