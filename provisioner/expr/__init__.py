@@ -29,22 +29,25 @@ __all__ = [
 class Program:
     """A compiled expression.  `evaluate(event, record)` is the closure itself, for speed.
 
-    `record` must be a dict with exactly the keys `key`, `headers`, `topic`, `partition`,
-    `offset` and `timestamp` (a tz-aware datetime); it may be None when `uses_record` is False.
+    `record` must be a dict with the keys `key`, `headers`, `topic`, `partition`, `offset` and
+    `timestamp` (a tz-aware datetime), or at least those in `record_fields` (the fields whose
+    values the expression reads); it may be None when `uses_record` is False.
     """
 
-    __slots__ = ("evaluate", "result_type", "source", "uses_record")
+    __slots__ = ("evaluate", "record_fields", "result_type", "source", "uses_record")
 
     source: str
     uses_record: bool
+    record_fields: frozenset[str]
     result_type: str
     evaluate: Any
 
-    def __init__(self, source: str, evaluate: Any, result_type: str, uses_record: bool) -> None:
+    def __init__(self, source: str, evaluate: Any, result_type: str, record_fields: frozenset[str]) -> None:
         object.__setattr__(self, "source", source)
         object.__setattr__(self, "evaluate", evaluate)
         object.__setattr__(self, "result_type", result_type)
-        object.__setattr__(self, "uses_record", uses_record)
+        object.__setattr__(self, "record_fields", record_fields)
+        object.__setattr__(self, "uses_record", bool(record_fields))
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Program is immutable")
@@ -65,10 +68,10 @@ def compile_expression(source: str, *, expect_bool: bool = False) -> Program:
         raise ExpressionError("expression must be a string", 1)
     try:
         node = parse(source)
-        result_type, uses_record = check(source, node)
+        result_type, record_fields = check(source, node)
         if expect_bool and result_type not in ("bool", "dyn"):
             raise ExpressionError(f"expression must evaluate to bool, but its type is {result_type}", 1)
         fn = Compiler().compile(node)
     except RecursionError:
         raise ExpressionError("expression nested too deeply", 1) from None
-    return Program(source, fn, result_type, uses_record)
+    return Program(source, fn, result_type, record_fields)

@@ -56,7 +56,8 @@ class Checker:
     def __init__(self, source: str) -> None:
         self.src = source
         self.scope: list[str] = []
-        self.uses_record = False
+        self.record_fields: set[str] = set()
+        self._bare_record_uses = 0
 
     def fail(self, node: ast.Node, message: str) -> ExpressionError:
         return error_at(self.src, node.pos, message)
@@ -75,6 +76,7 @@ class Checker:
         if isinstance(node, ast.Has):
             t = self.check(node.operand)
             if t == "record":
+                self._bare_record_uses -= 1  # has(record.f) needs no value: it is always true
                 if node.field not in RECORD_FIELDS:
                     raise self.fail(node, f"record has no field '{node.field}'")
             elif t not in ("map", "dyn"):
@@ -135,13 +137,16 @@ class Checker:
         if node.name == "event":
             return "dyn"
         if node.name == "record":
-            self.uses_record = True
+
+            self._bare_record_uses += 1
             return "record"
         raise self.fail(node, f"unknown variable '{node.name}' (only 'event' and 'record' are defined)")
 
     def _select(self, node: ast.Select) -> str:
         t = self.check(node.operand)
         if t == "record":
+            self._bare_record_uses -= 1
+            self.record_fields.add(node.field)
             if node.field not in RECORD_FIELDS:
                 known = ", ".join(RECORD_FIELDS)
                 raise self.fail(node, f"record has no field '{node.field}' (fields: {known})")
@@ -261,8 +266,10 @@ class Checker:
         raise self.fail(node, f"unknown function '{name}'")
 
 
-def check(source: str, node: ast.Node) -> tuple[str, bool]:
-    """Check the AST; return its static result type and whether it references `record`."""
+def check(source: str, node: ast.Node) -> tuple[str, frozenset[str]]:
+    """Check the AST; return its static result type and the `record` fields whose values it reads
+    (all of them when the bare `record` is used as a value)."""
     checker = Checker(source)
     t = checker.check(node)
-    return ("map" if t == "record" else t), checker.uses_record
+    fields = frozenset(RECORD_FIELDS) if checker._bare_record_uses > 0 else frozenset(checker.record_fields)
+    return ("map" if t == "record" else t), fields

@@ -9,14 +9,13 @@ for schemas.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from jsonschema import Draft202012Validator
-
 from provisioner.expr import EvaluationError, Program, compile_expression
 from provisioner.pipeline.ops import SKIP, DeadLetter, Delete, KeyPart, Op, RecordLike, Upsert
+from provisioner.pipeline.schema import Validator, compile_schema
 from provisioner.spec.models import DataProduct
 
 
@@ -31,19 +30,26 @@ def _decode(value: bytes) -> Any:
     return _decode_json(value.decode("utf-8"))  # type: ignore[arg-type]
 
 
-def record_activation(record: RecordLike) -> dict[str, Any]:
-    """The CEL `record` variable for a Kafka record."""
+def _headers(record: RecordLike) -> dict[str, str]:
     headers: dict[str, str] = {}
     for name, raw in record.headers:
         headers[name] = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-    return {
-        "key": None if record.key is None else record.key.decode("utf-8", "replace"),
-        "headers": headers,
-        "topic": record.topic,
-        "partition": record.partition,
-        "offset": record.offset,
-        "timestamp": datetime.fromtimestamp(record.timestamp / 1000, tz=UTC),
-    }
+    return headers
+
+
+_RECORD_FIELDS: dict[str, Callable[[RecordLike], Any]] = {
+    "key": lambda r: None if r.key is None else r.key.decode("utf-8", "replace"),
+    "headers": _headers,
+    "topic": lambda r: r.topic,
+    "partition": lambda r: r.partition,
+    "offset": lambda r: r.offset,
+    "timestamp": lambda r: datetime.fromtimestamp(r.timestamp / 1000, tz=UTC),
+}
+
+
+def record_activation(record: RecordLike, fields: Iterable[str] = _RECORD_FIELDS) -> dict[str, Any]:
+    """The CEL `record` variable for a Kafka record: only the `fields` the expressions read."""
+    return {name: _RECORD_FIELDS[name](record) for name in fields}
 
 
 def _type_name(value: Any) -> str:
@@ -83,17 +89,14 @@ class Pipeline:
         by_name = dict(self._fields)
         self._key_programs: list[tuple[str, Program]] = [(name, by_name[name]) for name in self._key_names]
         programs = [p for p in (self._filter, self._delete) if p is not None] + [p for _, p in self._fields]
-        self._needs_record = any(p.uses_record for p in programs)
+        # Only what the expressions read: a datetime and a headers dict per record are not free.
+        self._record_fields = tuple(sorted(frozenset().union(*(p.record_fields for p in programs))))
         schema = spec.source.json_schema
-        self._schema: Draft202012Validator | None = (
-            Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
-            if schema is not None
-            else None
-        )
+        self._schema: Validator | None = compile_schema(schema) if schema is not None else None
 
     def process(self, record: RecordLike) -> Op:
         """The op for one record (never raises for bad data: that is what dead letters are for)."""
-        activation = record_activation(record) if self._needs_record else None
+        activation = record_activation(record, self._record_fields) if self._record_fields else None
         raw = record.value
         if raw is None:
             return self._delete_op(None, activation)
@@ -102,10 +105,9 @@ class Pipeline:
         except (UnicodeDecodeError, ValueError, RecursionError) as error:
             return DeadLetter("decode", f"value is not UTF-8 JSON: {error}")
         if self._schema is not None:
-            failure = next(iter(self._schema.iter_errors(event)), None)
+            failure = self._schema(event)
             if failure is not None:
-                where = "/".join(str(p) for p in failure.absolute_path) or "(root)"
-                return DeadLetter("schema", f"at {where}: {failure.message}")
+                return DeadLetter("schema", failure)
         if self._filter is not None:
             try:
                 keep = self._filter.evaluate(event, activation)

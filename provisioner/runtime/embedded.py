@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from provisioner.localhost import accepts_connections, free_port, live_process, port_free
+
 __all__ = [
     "EmbeddedServer",
     "EmbeddedServerError",
@@ -87,38 +89,8 @@ def _file_lock(path: Path) -> Iterator[None]:
 
 def _alive(pid: int, name: str) -> bool:
     """Whether `pid` is a live, non-zombie process named `name` (guards against pid reuse)."""
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)  # reap it if it is our own exited child
-    try:
-        stat_line = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    command = stat_line[stat_line.find("(") + 1: stat_line.rfind(")")]
-    state = stat_line[stat_line.rfind(")") + 1:].split()[0]
-    return state != "Z" and command == name[:15]  # the kernel keeps 15 characters of the name
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _accepts_connections(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1.0):
-        return True
-    return False
+    process = live_process(pid)
+    return process is not None and process[0] == name[:15]  # the kernel keeps 15 characters of the name
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -146,9 +118,9 @@ def _read_pid(path: Path) -> int | None:
 def _port_for(folder: Path) -> int:
     """The port of the previous run when still free (a stable URL), else a new free one."""
     previous = _read_json(folder / "server.json").get("port")
-    if isinstance(previous, int) and _port_free(previous):
+    if isinstance(previous, int) and port_free(previous):
         return previous
-    return _free_port()
+    return free_port()
 
 
 def _wait(condition: Callable[[], bool], failed: Callable[[], bool], timeout: float, what: str, log: Path) -> None:
@@ -357,7 +329,7 @@ def start_postgres(state_dir: Path) -> EmbeddedServer:
             except OSError:
                 tail = result.stderr.strip()
             raise EmbeddedServerError(f"PostgreSQL failed to start; its log ends with:\n{tail}")
-        _wait(lambda: _find_postgres(folder) is not None and _accepts_connections(port),
+        _wait(lambda: _find_postgres(folder) is not None and accepts_connections("127.0.0.1", port),
               lambda: False, START_TIMEOUT_S, "PostgreSQL", log)
         server = _find_postgres(folder)
         assert server is not None

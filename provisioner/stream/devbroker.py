@@ -27,7 +27,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -36,6 +35,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from provisioner.localhost import accepts_connections, free_port, live_process, port_free
 
 __all__ = [
     "BOOTSTRAP_ENV",
@@ -204,39 +205,8 @@ def _process_matches(pid: int, marker: str) -> bool:
     """Whether `pid` is a live (not zombie) process whose command line contains `marker`.
 
     The marker (this broker's config path) guards against a recycled pid of another process."""
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)  # reap it if it is our own exited child
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    state = stat.rsplit(")", 1)[-1].split()[0]
-    return state != "Z" and marker in cmdline
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        # Like the broker's own server socket: a port in TIME_WAIT is usable, so count it free.
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _accepts_connections(host: str, port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1.0):
-        return True
-    return False
+    process = live_process(pid)
+    return process is not None and marker in process[1]
 
 
 def _split_bootstrap(bootstrap: str) -> tuple[str, int]:
@@ -370,26 +340,26 @@ def up(state_dir: Path, port: int | None = None, timeout: float = START_TIMEOUT_
 
 def _choose_ports(previous: dict[str, Any], port: int | None) -> tuple[int, int]:
     if port == 0:
-        chosen = _free_port()
+        chosen = free_port()
     elif port is not None:
-        if not _port_free(port):
+        if not port_free(port):
             raise DevBrokerError(f"port {port} is in use; choose another --port or leave it out")
         chosen = port
-    elif _port_free(DEFAULT_PORT):
+    elif port_free(DEFAULT_PORT):
         chosen = DEFAULT_PORT
-    elif isinstance(previous.get("port"), int) and _port_free(previous["port"]):
+    elif isinstance(previous.get("port"), int) and port_free(previous["port"]):
         chosen = previous["port"]
     else:
-        chosen = _free_port()
+        chosen = free_port()
     # The controller port is internal; keep the previous one when possible so a restarted broker
     # sees the same quorum address it recorded.
     old_controller = previous.get("controller_port")
-    if isinstance(old_controller, int) and old_controller != chosen and _port_free(old_controller):
+    if isinstance(old_controller, int) and old_controller != chosen and port_free(old_controller):
         controller = old_controller
     else:
-        controller = _free_port()
+        controller = free_port()
         while controller == chosen:
-            controller = _free_port()
+            controller = free_port()
     return chosen, controller
 
 
@@ -505,7 +475,7 @@ def _is_ready(bootstrap: str) -> bool:
     """Whether a broker at `bootstrap` answers a metadata request and is unfenced."""
     host, port = _split_bootstrap(bootstrap)
     # A plain TCP probe first: kafka-python logs connection errors loudly while a port is closed.
-    if not _accepts_connections(host, port):
+    if not accepts_connections(host, port):
         return False
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError

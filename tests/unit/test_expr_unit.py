@@ -149,6 +149,9 @@ def test_program_attributes() -> None:
     assert program.source == "record.key + event.s"
     assert program.evaluate(EVENT, RECORD) == "khi"
     assert compile_expression("event.a").uses_record is False
+    assert compile_expression("record.key + string(record.offset)").record_fields == {"key", "offset"}
+    assert compile_expression("has(record.key)").record_fields == frozenset()
+    assert compile_expression("record").record_fields == {"key", "headers", "topic", "partition", "offset", "timestamp"}
     assert compile_expression("[1].map(record, record)").uses_record is False
     assert compile_expression("1 + 2").result_type == "int"
     assert compile_expression("event.a").evaluate(EVENT, None) == 1

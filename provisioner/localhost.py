@@ -1,0 +1,50 @@
+"""Ports and processes on this machine, for the local servers provisioner starts (Kafka, Redis,
+Postgres). Outside the layers: any package that launches a local server may use it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from pathlib import Path
+
+
+def port_free(port: int) -> bool:
+    """Whether a server could listen on 127.0.0.1:`port` now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # Like a server's own socket: a port in TIME_WAIT is usable, so count it free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    """A port the kernel says is free on 127.0.0.1."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def accepts_connections(host: str, port: int) -> bool:
+    """Whether something accepts TCP connections on host:port (within a second)."""
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1.0):
+        return True
+    return False
+
+
+def live_process(pid: int) -> tuple[str, str] | None:
+    """(name, command line) of a live, non-zombie process, or None; reaps it if it is our child."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return None
+    if stat[stat.rfind(")") + 1:].split()[0] == "Z":
+        return None
+    return stat[stat.find("(") + 1: stat.rfind(")")], cmdline
