@@ -1,7 +1,13 @@
 """`provisioner consume --spec FILE --store NAME`: run one store's consumer in the foreground.
 
 The same entry point runs under `provisioner up`'s supervisor and in a Kubernetes pod. SIGTERM and
-Ctrl-C finish the batch in hand, then exit 0.
+Ctrl-C finish the batch in hand, then exit 0. Exit 2: halted by `errors.mode: stop`; 3: the store's
+schema is incompatible with the spec.
+
+A few Kafka client settings can be tuned from the environment, for platforms whose broker limits
+differ and for tests that need a consumer to be evicted quickly:
+`PROVISIONER_KAFKA_SESSION_TIMEOUT_MS`, `PROVISIONER_KAFKA_HEARTBEAT_INTERVAL_MS`,
+`PROVISIONER_KAFKA_MAX_POLL_INTERVAL_MS`, `PROVISIONER_KAFKA_REQUEST_TIMEOUT_MS`.
 """
 
 from __future__ import annotations
@@ -9,8 +15,10 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import typer
 
@@ -21,7 +29,43 @@ from provisioner.runtime.metrics import ConsumerMetrics
 from provisioner.spec.loader import load_products
 from provisioner.spec.models import DataProduct
 from provisioner.stores.registry import open_store
-from provisioner.stream.devbroker import resolve_bootstrap
+
+_KAFKA_ENV_SETTINGS = {
+    "PROVISIONER_KAFKA_SESSION_TIMEOUT_MS": "session_timeout_ms",
+    "PROVISIONER_KAFKA_HEARTBEAT_INTERVAL_MS": "heartbeat_interval_ms",
+    "PROVISIONER_KAFKA_MAX_POLL_INTERVAL_MS": "max_poll_interval_ms",
+    "PROVISIONER_KAFKA_REQUEST_TIMEOUT_MS": "request_timeout_ms",
+}
+
+
+def kafka_settings(environ: Mapping[str, str]) -> dict[str, Any]:
+    """kafka-python consumer settings overridden by the environment (integers, milliseconds)."""
+    settings: dict[str, Any] = {}
+    for variable, setting in _KAFKA_ENV_SETTINGS.items():
+        raw = environ.get(variable)
+        if raw is None or not raw.strip():
+            continue
+        try:
+            value = int(raw)
+        except ValueError:
+            fail(f"{variable} must be an integer number of milliseconds, not {raw!r}")
+        if value <= 0:
+            fail(f"{variable} must be positive, not {value}")
+        settings[setting] = value
+    session = settings.get("session_timeout_ms")
+    if session is not None and "heartbeat_interval_ms" not in settings:
+        # kafka-python requires heartbeats well inside the session; a third is the usual ratio.
+        settings["heartbeat_interval_ms"] = max(100, min(3000, session // 3))
+    return settings
+
+
+def _bootstrap(bootstrap: str | None, state_dir: Path) -> str:
+    if bootstrap:
+        return bootstrap
+    # Only a laptop without PROVISIONER_KAFKA_BOOTSTRAP needs the dev broker's address.
+    from provisioner.stream.devbroker import resolve_bootstrap
+
+    return resolve_bootstrap(None, state_dir)
 
 
 def select_product(spec: Path, product: str | None) -> DataProduct:
@@ -64,7 +108,8 @@ def consume(
         url = store_url(store_spec, store_url_option)
     except ConnectionError_ as error:
         fail(str(error))
-    kafka = resolve_bootstrap(bootstrap, state_dir)
+    kafka = _bootstrap(bootstrap, state_dir)
+    consumer_config = kafka_settings(os.environ)
     metrics = ConsumerMetrics(chosen.name, store_spec.name)
     if metrics_port is not None:
         port = metrics.serve(metrics_port)
@@ -72,6 +117,7 @@ def consume(
     consumer = StoreConsumer(
         chosen, store_spec, open_store(chosen, store_spec, url), kafka,
         status_path=status_file, metrics=metrics, store_url_masked=mask_url(url), pid=os.getpid(),
+        consumer_config=consumer_config,
     )
 
     def request_stop(signum: int, frame: FrameType | None) -> None:

@@ -8,6 +8,11 @@ positions in one atomic, fenced store write, then commit Kafka offsets (only for
 Positions come from the store, never from Kafka: on every (re)assignment the consumer reads them
 back and seeks. A rebalance or a failed fence discards the batch in hand; nothing is applied twice
 because the store only accepts a batch that starts where the stored position is.
+
+The store write runs on a writer thread while the loop fills and transforms the next batch, so the
+store's round trips overlap Kafka's and the pipeline's work. At most one write is in flight, and the
+next batch starts exactly where it ends: if it fails, the fence refuses the next one too, so nothing
+is applied out of order.
 """
 
 from __future__ import annotations
@@ -15,13 +20,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata
 
 from provisioner.pipeline.ops import Change, DeadLetter, Delete, RecordLike, Skip, Upsert
@@ -41,6 +47,10 @@ EXIT_HALTED = 2
 EXIT_SCHEMA = 3
 STATUS_INTERVAL = 1.0
 END_OFFSETS_INTERVAL = 5.0
+# Idle this long without hearing from Kafka, the consumer checks that the broker still answers.
+KAFKA_PROBE_INTERVAL = 3.0
+KAFKA_PROBE_TIMEOUT_MS = 3000
+CLOSE_TIMEOUT_MS = 5000
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -55,6 +65,15 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     def on_partitions_assigned(self, assigned: Any) -> None:
         self.changed = True
+
+    def on_partitions_lost(self, lost: Any) -> None:
+        # Evicted (session expired while paused): whatever batch is in hand must not be applied
+        # on the strength of positions read before; the fence would refuse it anyway.
+        self.changed = True
+
+
+class KafkaUnreachable(KafkaError):  # type: ignore[misc]
+    """No broker answered a bounded request: the consumer backs off and says so in its status."""
 
 
 class _Halt(Exception):
@@ -117,11 +136,15 @@ class StoreConsumer:
         self._dead_letters: DeadLetterProducer | None = None
         self._listener = _Listener()
         self._positions: dict[int, int] = {}
+        # Positions known to be in the store (`_positions` runs ahead by the write in flight).
+        self._applied: dict[int, int] = {}
         self._backoff = Backoff()
         self._last_status = 0.0
         self._last_end_offsets = 0.0
         self._rate_mark = (time.monotonic(), 0)
-        self._skips = 0
+        self._kafka_seen = time.monotonic()
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
+        self._in_flight: tuple[Future[float], Callable[[], None]] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -138,6 +161,10 @@ class StoreConsumer:
             self._set_state("running")
             while not self._stopping:
                 self._step()
+            try:
+                self._settle()
+            except (PositionConflict, StoreError, KafkaError, OSError) as error:
+                log.warning("the last batch was not applied (it will be read again): %s", error)
             return EXIT_STOPPED
         except _Halt as halt:
             self.status.last_error = halt.reason
@@ -193,19 +220,20 @@ class StoreConsumer:
         return f"provisioner-{self.product.name}-{self.store_spec.name}-{role}"
 
     def _close(self) -> None:
+        self._writer.shutdown(wait=True)
         if self._consumer is not None:
             try:
-                self._consumer.close(autocommit=False)
-            except Exception:  # noqa: BLE001 - closing is best effort; the group expires us anyway
+                self._consumer.close(autocommit=False, timeout_ms=CLOSE_TIMEOUT_MS)
+            except Exception:
                 log.debug("closing the Kafka consumer failed", exc_info=True)
         if self._dead_letters is not None:
             try:
                 self._dead_letters.close()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.debug("closing the dead-letter producer failed", exc_info=True)
         try:
             self.store.close()
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.debug("closing the store failed", exc_info=True)
 
     # -- the loop ----------------------------------------------------------------------------
@@ -216,22 +244,32 @@ class StoreConsumer:
             if batch:
                 self._apply_batch(batch)
             else:
+                self._settle()
                 self._idle()
             self._backoff.reset()
-        except PositionConflict:
+        except PositionConflict as conflict:
             self.status.conflicts += 1
             self.metrics.conflicts.inc()
-            log.warning("another consumer moved the positions: discarding the batch and re-reading them")
+            log.warning("discarding the batch, another consumer moved the positions: %s", conflict)
             self._listener.changed = True
         except (StoreError, KafkaError, OSError) as error:
-            self._retry_later(error)
             self._listener.changed = True
+            self._retry_later(error)
 
     def _fill_batch(self) -> list[RecordLike]:
-        """Records in partition-offset order, up to batchSize, waiting at most batchLatency."""
+        """Records in partition-offset order, up to batchSize, waiting at most batchLatency.
+
+        Returns nothing when the assignment changed: the records in hand may belong to partitions
+        now owned by someone else, and the positions must be read back from the store first.
+        """
         consumer = self._consumer
         assert consumer is not None
+        if self._listener.changed:
+            self._reposition()
         batch: list[RecordLike] = []
+        # The next offset each partition's records must start from: a record before it was
+        # already applied (a fetch issued before a seek, or an offset reset behind our back).
+        expected = dict(self._positions)
         deadline: float | None = None
         while len(batch) < self.batch_size and not self._stopping:
             if deadline is None:
@@ -244,11 +282,27 @@ class StoreConsumer:
             if self._listener.changed:
                 self._reposition()
                 return []
-            for records in polled.values():
+            for tp, fetched in polled.items():
+                if not fetched:
+                    continue
+                partition = tp.partition
+                next_offset = expected.get(partition)
+                if next_offset is None:
+                    # Records of a partition we never positioned: only a missed rebalance does that.
+                    self._listener.changed = True
+                    return []
+                records = fetched
+                if records[0].offset < next_offset:
+                    records = [r for r in records if r.offset >= next_offset]
+                    if not records:
+                        continue
                 batch.extend(records)
-            if batch and deadline is None:
-                deadline = time.monotonic() + self.batch_latency
-            if not batch:
+                expected[partition] = records[-1].offset + 1
+            if batch:
+                self._kafka_seen = time.monotonic()
+                if deadline is None:
+                    deadline = self._kafka_seen + self.batch_latency
+            else:
                 break
         return batch
 
@@ -256,8 +310,14 @@ class StoreConsumer:
         """After a (re)assignment or a failed fence: read positions from the store and seek."""
         consumer = self._consumer
         assert consumer is not None
+        # A write still in flight must land (or fail) before the store's positions mean anything.
+        self._settle()
         self._listener.changed = False
+        self._positions = {}
         assigned = sorted(consumer.assignment(), key=lambda tp: tp.partition)
+        if not assigned:
+            log.info("no partition assigned")
+            return
         stored = self.store.read_positions()
         missing = [tp for tp in assigned if tp.partition not in stored]
         if missing:
@@ -265,31 +325,35 @@ class StoreConsumer:
             # Persist where a new store starts, so `latest` or a timestamp means the same after a crash.
             self.store.apply([], dict.fromkeys(initial), initial)
             stored = {**stored, **initial}
-        self._positions = {tp.partition: stored[tp.partition] for tp in assigned}
         for tp in assigned:
             consumer.seek(tp, stored[tp.partition])
+        self._positions = {tp.partition: stored[tp.partition] for tp in assigned}
+        self._applied = dict(self._positions)
         self.status.positions = {str(p): o for p, o in sorted(stored.items())}
         log.info("assigned partitions %s at %s", [tp.partition for tp in assigned], self._positions)
 
     def _apply_batch(self, batch: Sequence[RecordLike]) -> None:
         halt_reason: str | None = None
-        changes, dead = self._transform(batch)
+        changes, dead, skips = self._transform(batch)
         prepared, rejected = self.store.prepare(changes)
         if rejected:
             by_position = {(r.partition, r.offset): r for r in batch}
             dead.extend((by_position[(x.change.partition, x.change.offset)], x.dead_letter) for x in rejected)
         if dead and self.error_mode == "stop":
-            first = min(dead, key=lambda item: batch.index(item[0]))
-            record, dl = first
-            halt_reason = (f"{dl.stage} error at {record.topic}[{record.partition}]@{record.offset}: {dl.message}"
-                           " (errors.mode: stop)")
-            batch = batch[: batch.index(record)]
-            changes, _ = self._transform(batch)
+            index = {(r.partition, r.offset): i for i, r in enumerate(batch)}
+            cut, (record, dl) = min(((index[(r.partition, r.offset)], (r, d)) for r, d in dead),
+                                    key=lambda item: item[0])
+            halt_reason = (f"{dl.stage} error at {record.topic}[{record.partition}]@{record.offset}: "
+                           f"{dl.message} (errors.mode: stop)")
+            # Everything before the first error is applied and committed; nothing after it.
+            batch = batch[:cut]
+            changes, _, skips = self._transform(batch)
             prepared, _ = self.store.prepare(changes)
             dead = []
         if dead:
             dead.sort(key=lambda item: (item[0].partition, item[0].offset))
             if self._dead_letters is not None:
+                # Acknowledged before the position that passes them is committed: never lost.
                 self._dead_letters.send_all(dead)
             for record, dl in dead:
                 self.metrics.dead_letter(dl.stage)
@@ -300,30 +364,58 @@ class StoreConsumer:
             end[record.partition] = record.offset + 1
         start: dict[int, int | None] = {p: self._positions.get(p) for p in end}
         if end:
-            started = time.perf_counter()
-            self.store.apply(prepared, start, end)
-            self.metrics.batch_seconds.observe(time.perf_counter() - started)
+            # The previous write must have succeeded before this one is queued; if it failed, its
+            # error discards this batch too and the loop re-reads the positions.
+            self._settle()
+            future = self._writer.submit(self._write, prepared, start, end)
             self._positions.update(end)
-            self._commit_kafka(end)
-        self._account(batch, changes, dead)
+
+            def landed() -> None:
+                self._applied.update(end)
+                self._commit_kafka(end)
+                self._account(batch, changes, dead, skips)
+
+            self._in_flight = (future, landed)
+        else:
+            self._account(batch, changes, dead, skips)
         if halt_reason is not None:
+            self._settle()
             raise _Halt(halt_reason)
 
-    def _transform(self, batch: Sequence[RecordLike]) -> tuple[list[Change], list[tuple[RecordLike, DeadLetter]]]:
+    def _write(self, prepared: Sequence[Any], start: dict[int, int | None], end: dict[int, int]) -> float:
+        """On the writer thread: one atomic, fenced store write; returns how long it took."""
+        started = time.perf_counter()
+        self.store.apply(prepared, start, end)
+        return time.perf_counter() - started
+
+    def _settle(self) -> None:
+        """Wait for the write in flight: account for it, or raise its error (conflict, store down)."""
+        pending = self._in_flight
+        if pending is None:
+            return
+        self._in_flight = None
+        future, landed = pending
+        self.metrics.batch_seconds.observe(future.result())
+        landed()
+
+    def _transform(
+        self, batch: Sequence[RecordLike]
+    ) -> tuple[list[Change], list[tuple[RecordLike, DeadLetter]], int]:
+        """Changes to apply, dead letters to send, and how many records the filter skipped."""
         process = self.pipeline.process
         changes: list[Change] = []
         dead: list[tuple[RecordLike, DeadLetter]] = []
         skips = 0
         for record in batch:
             op = process(record)
-            if isinstance(op, Upsert | Delete):
-                changes.append(Change(record.partition, record.offset, record.timestamp, op))
-            elif isinstance(op, Skip):
+            cls = type(op)
+            if cls is Skip:
                 skips += 1
+            elif cls is Upsert or cls is Delete:
+                changes.append(Change(record.partition, record.offset, record.timestamp, op))  # type: ignore[arg-type]
             else:
-                dead.append((record, op))
-        self._skips = skips
-        return changes, dead
+                dead.append((record, op))  # type: ignore[arg-type]
+        return changes, dead, skips
 
     def _commit_kafka(self, end: dict[int, int]) -> None:
         consumer = self._consumer
@@ -337,10 +429,10 @@ class StoreConsumer:
     # -- status ------------------------------------------------------------------------------
 
     def _account(self, batch: Sequence[RecordLike], changes: list[Change],
-                 dead: list[tuple[RecordLike, DeadLetter]]) -> None:
+                 dead: list[tuple[RecordLike, DeadLetter]], skips: int) -> None:
         status = self.status
-        upserts = sum(1 for c in changes if isinstance(c.op, Upsert))
-        counts = {"upsert": upserts, "delete": len(changes) - upserts, "skip": self._skips, "deadLetter": len(dead)}
+        upserts = sum(1 for c in changes if type(c.op) is Upsert)
+        counts = {"upsert": upserts, "delete": len(changes) - upserts, "skip": skips, "deadLetter": len(dead)}
         for kind, count in counts.items():
             status.ops[kind] += count
             self.metrics.op(kind, count)
@@ -350,11 +442,32 @@ class StoreConsumer:
         self.metrics.records.inc(len(batch))
         if batch:
             status.last_record_timestamp_ms = max(r.timestamp for r in batch)
-        status.positions = {str(p): o for p, o in sorted(self._positions.items())}
+        status.positions = {str(p): o for p, o in sorted(self._applied.items())}
         status.last_error = None
         self._publish(force=False)
 
     def _idle(self) -> None:
+        """Nothing came: make sure that is because the topic is quiet, not because Kafka is gone.
+
+        kafka-python's poll never raises for an unreachable broker, it just returns nothing; a
+        bounded ListOffsets request tells the two apart, so the status can say what is wrong.
+        """
+        consumer = self._consumer
+        assert consumer is not None
+        now = time.monotonic()
+        if now - self._kafka_seen >= KAFKA_PROBE_INTERVAL:
+            partitions = list(consumer.assignment())
+            if not partitions:
+                known = consumer.partitions_for_topic(self.topic) or set()
+                partitions = [TopicPartition(self.topic, p) for p in sorted(known)]
+            if partitions:
+                try:
+                    consumer.end_offsets(partitions, timeout_ms=KAFKA_PROBE_TIMEOUT_MS)
+                except KafkaTimeoutError as error:
+                    raise KafkaUnreachable(f"Kafka at {self.bootstrap} does not answer: {error}") from None
+            self._kafka_seen = time.monotonic()
+            if self.status.last_error is not None and self.status.last_error.startswith(KafkaUnreachable.__name__):
+                self.status.last_error = None
         self._publish(force=False)
 
     def _refresh_lag(self) -> None:
@@ -371,10 +484,10 @@ class StoreConsumer:
         if len(ends) < len(assigned) and now - self._last_end_offsets > END_OFFSETS_INTERVAL:
             self._last_end_offsets = now
             try:
-                fetched = consumer.end_offsets(assigned)
+                fetched = consumer.end_offsets(assigned, timeout_ms=KAFKA_PROBE_TIMEOUT_MS)
                 ends = {tp.partition: int(o) for tp, o in fetched.items()}
             except KafkaError as error:
-                self.status.last_error = f"Kafka unreachable: {error}"
+                log.debug("end offsets unknown: %s", error)
         if ends:
             self.status.end_offsets = {str(p): o for p, o in sorted(ends.items())}
             lag = sum(max(0, o - self._positions.get(p, o)) for p, o in ends.items())

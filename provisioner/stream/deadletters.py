@@ -1,7 +1,12 @@
 """Dead-letter production: the original record plus `provisioner.*` headers, acknowledged by Kafka.
 
 The consumer calls `send_all` before committing the batch that passes the dead letters, and it only
-commits when every send was acknowledged (acks=all), so a dead letter is never lost.
+commits when every send was acknowledged (acks=all), so a dead letter is never lost. A batch that is
+then discarded (fencing, store outage) is processed again, so a dead letter may arrive twice: the
+`provisioner.source.*` headers identify duplicates.
+
+Brokers commonly refuse to auto-create topics, so the topic is created (broker defaults for
+partitions and replication) the first time a dead letter needs it.
 """
 
 from __future__ import annotations
@@ -9,16 +14,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from kafka import KafkaProducer
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
 
 from provisioner.pipeline.ops import DeadLetter, RecordLike
 
 MAX_MESSAGE_BYTES = 4096
+# How long a send may wait for metadata or buffer space: an unreachable broker surfaces as an
+# error the consumer backs off on, instead of a consumer stuck for the client's default minute.
+MAX_BLOCK_MS = 10_000
 
 
 def dead_letter_headers(record: RecordLike, dead_letter: DeadLetter) -> list[tuple[str, bytes]]:
     """The original headers plus the five `provisioner.*` headers of spec.md."""
-    message = dead_letter.message.encode("utf-8")[:MAX_MESSAGE_BYTES]
+    # A message may quote the bad value itself, lone surrogates included: never fail on it.
+    message = dead_letter.message.encode("utf-8", "backslashreplace")[:MAX_MESSAGE_BYTES]
     return [
         *((name, value) for name, value in record.headers if not name.startswith("provisioner.")),
         ("provisioner.error.stage", dead_letter.stage.encode()),
@@ -34,6 +45,9 @@ class DeadLetterProducer:
 
     def __init__(self, bootstrap: str, topic: str, client_id: str) -> None:
         self.topic = topic
+        self._bootstrap = bootstrap
+        self._client_id = client_id
+        self._topic_ready = False
         self._producer = KafkaProducer(
             bootstrap_servers=bootstrap,
             acks="all",
@@ -41,10 +55,25 @@ class DeadLetterProducer:
             linger_ms=5,
             client_id=client_id,
             retries=5,
+            max_block_ms=MAX_BLOCK_MS,
         )
+
+    def _ensure_topic(self) -> None:
+        if self._topic_ready:
+            return
+        admin = KafkaAdminClient(bootstrap_servers=self._bootstrap, client_id=f"{self._client_id}-admin",
+                                 request_timeout_ms=MAX_BLOCK_MS)
+        try:
+            admin.create_topics([NewTopic(self.topic, num_partitions=-1, replication_factor=-1)])
+        except TopicAlreadyExistsError:
+            pass
+        finally:
+            admin.close()
+        self._topic_ready = True
 
     def send_all(self, items: Sequence[tuple[RecordLike, DeadLetter]], timeout: float = 30.0) -> None:
         """Send and wait for every acknowledgement; raises (KafkaError) if any send failed."""
+        self._ensure_topic()
         futures: list[Any] = [
             self._producer.send(
                 self.topic, key=record.key, value=record.value, headers=dead_letter_headers(record, dl)

@@ -1,0 +1,266 @@
+"""Hydration throughput of the store consumer against a bare Kafka loop and naive writers.
+
+One run, one machine, these figures (records per second):
+  R0  a bare kafka-python loop that only polls and JSON-decodes every record (the ceiling);
+  R1  `provisioner consume` into Redis, from process start to caught up;
+  R2  `provisioner consume` into Postgres (upsert), from process start to caught up;
+  Rn  naive loops writing one row per record (Redis HSET per record; Postgres INSERT ... ON CONFLICT
+      and a commit per record), on a smaller sample;
+and prints R1/R0 (goal >= 0.7), R2/R0 (goal >= 0.5), R2/Rn (goal >= 5) and the consumer's peak RSS
+(goal < 250 MB, VmHWM of the consumer process).
+
+The events are the orders example (`provisioner.stream.generate.orders`) through a variant of
+specs/vip-orders.yaml whose filter keeps placements and cancellations (most records).
+
+It starts its own broker and embedded servers under a temporary state directory, unless
+PROVISIONER_KAFKA_BOOTSTRAP, BENCH_REDIS_URL and BENCH_POSTGRES_URL are all set.
+
+Run: .venv/bin/python bench/hydrate.py [EVENTS=200000] [NAIVE=20000]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+    from kafka.admin import NewTopic
+
+import psycopg  # noqa: E402
+import redis  # noqa: E402
+import yaml  # noqa: E402
+
+from provisioner.pipeline.encoding import encode_value  # noqa: E402
+from provisioner.pipeline.ops import Record, Upsert, render_key  # noqa: E402
+from provisioner.pipeline.process import Pipeline  # noqa: E402
+from provisioner.spec.loader import load_products  # noqa: E402
+from provisioner.spec.models import DataProduct  # noqa: E402
+from provisioner.stores.registry import open_store  # noqa: E402
+from provisioner.stream import generate  # noqa: E402
+
+PARTITIONS = 3
+FETCH = {"check_crcs": False, "fetch_max_wait_ms": 100, "max_partition_fetch_bytes": 4 * 1024 * 1024,
+         "fetch_max_bytes": 32 * 1024 * 1024}
+
+
+def bench_spec(folder: Path, topic: str) -> Path:
+    base = yaml.safe_load((ROOT / "specs" / "vip-orders.yaml").read_text())
+    spec = base["spec"]
+    base["metadata"]["name"] = f"bench-{uuid.uuid4().hex[:8]}"
+    spec["source"]["topic"] = topic
+    spec["filter"] = "event.type == 'OrderCancelled' || (event.type == 'OrderPlaced' && event.amount >= 0.0)"
+    spec["stores"] = [
+        {"name": "cache", "redis": {"keyPrefix": f"{base['metadata']['name']}:", "ttl": "24h"}},
+        {"name": "db", "postgres": {"table": base["metadata"]["name"].replace("-", "_"),
+                                    "columns": {"total": "numeric", "qty": "integer", "placed_at": "timestamptz"}}},
+    ]
+    spec.pop("tests", None)
+    path = folder / "bench.yaml"
+    path.write_text(yaml.safe_dump(base, sort_keys=False))
+    return path
+
+
+def produce(bootstrap: str, topic: str, count: int) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
+    admin.close()
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=50, batch_size=512 * 1024, acks=1,
+                             compression_type=None)
+    for key, value in generate.orders(count, seed=1):
+        producer.send(topic, key=key.encode(), value=json.dumps(value).encode())
+    producer.flush(timeout=300)
+    producer.close()
+
+
+def bare_loop(bootstrap: str, topic: str, count: int) -> float:
+    """R0: poll and json-decode every record, nothing else."""
+    started = time.perf_counter()
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, max_poll_records=5000, **FETCH)
+    parts = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+    consumer.assign(parts)
+    consumer.seek_to_beginning(*parts)
+    seen = 0
+    loads = json.loads
+    while seen < count:
+        for records in consumer.poll(timeout_ms=1000).values():
+            for record in records:
+                loads(record.value)
+            seen += len(records)
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    return count / elapsed
+
+
+def consumer_run(spec: Path, store: str, bootstrap: str, url: str, count: int, product: DataProduct,
+                 folder: Path) -> tuple[float, float, float]:
+    """(records/s from process start, records/s from first applied batch, peak RSS in MB)."""
+    store_spec = product.store(store)
+    reader = open_store(product, store_spec, url)
+    status = folder / f"{store}.status.json"
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "provisioner", "consume", "--spec", str(spec), "--store", store,
+         "--bootstrap", bootstrap, "--store-url", url, "--status-file", str(status), "--log-level", "WARNING"],
+        cwd=str(ROOT),
+    )
+    first: tuple[float, int] | None = None
+    peak_kb = 0
+    try:
+        while True:
+            time.sleep(0.05)
+            peak_kb = max(peak_kb, _vm_hwm_kb(proc.pid))
+            try:
+                done = sum(reader.read_positions().values())
+            except Exception:
+                done = 0
+            if first is None and done:
+                first = (time.perf_counter(), done)
+            if done >= count:
+                break
+            if proc.poll() is not None:
+                raise RuntimeError(f"consumer exited with {proc.returncode}")
+        caught_up = time.perf_counter()
+        elapsed = caught_up - started
+        peak_kb = max(peak_kb, _vm_hwm_kb(proc.pid))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+        reader.close()
+    assert first is not None
+    steady = (count - first[1]) / max(1e-9, caught_up - first[0])
+    return count / elapsed, steady, peak_kb / 1024
+
+
+def _vm_hwm_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def sample(bootstrap: str, topic: str, count: int) -> list[Record]:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **FETCH)
+    parts = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+    consumer.assign(parts)
+    consumer.seek_to_beginning(*parts)
+    out: list[Record] = []
+    while len(out) < count:
+        for records in consumer.poll(timeout_ms=1000).values():
+            out.extend(Record(r.topic, r.partition, r.offset, r.timestamp, r.key, r.value) for r in records)
+    consumer.close()
+    return out[:count]
+
+
+def naive_redis(product: DataProduct, url: str, records: list[Record]) -> float:
+    """One HSET (and EXPIRE) round trip per record, after the same pipeline."""
+    pipeline = Pipeline(product)
+    client = redis.Redis.from_url(url)
+    prefix = f"naive-{uuid.uuid4().hex[:6]}:"
+    started = time.perf_counter()
+    for record in records:
+        op = pipeline.process(record)
+        if isinstance(op, Upsert):
+            key = prefix + render_key(op.key)
+            client.hset(key, mapping={k: v for k, v in ((k, encode_value(v)) for k, v in op.row.items())
+                                      if v is not None})
+        elif op.kind == "delete":
+            client.delete(prefix + render_key(op.key))  # type: ignore[union-attr]
+    rate = len(records) / (time.perf_counter() - started)
+    client.close()
+    return rate
+
+
+def naive_postgres(product: DataProduct, url: str, records: list[Record]) -> float:
+    """INSERT ... ON CONFLICT DO UPDATE and a commit per record, after the same pipeline."""
+    pipeline = Pipeline(product)
+    table = f"naive_{uuid.uuid4().hex[:6]}"
+    names = list(product.fields)
+    with psycopg.connect(url) as connection:
+        connection.execute(f'CREATE TABLE "{table}" ({", ".join(f"{n} text" for n in names)}, PRIMARY KEY (order_id))')
+        connection.commit()
+        insert = (f'INSERT INTO "{table}" ({", ".join(names)}) VALUES ({", ".join("%s" for _ in names)}) '
+                  f'ON CONFLICT (order_id) DO UPDATE SET {", ".join(f"{n} = EXCLUDED.{n}" for n in names[1:])}')
+        delete = f'DELETE FROM "{table}" WHERE order_id = %s'
+        started = time.perf_counter()
+        for record in records:
+            op = pipeline.process(record)
+            if isinstance(op, Upsert):
+                connection.execute(insert, [encode_value(op.row.get(n)) for n in names])
+            elif op.kind == "delete":
+                connection.execute(delete, [render_key(op.key)])  # type: ignore[union-attr]
+            connection.commit()
+        return len(records) / (time.perf_counter() - started)
+
+
+def with_servers(body: Callable[[str, str, str, Path], None]) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="bench-hydrate-"))
+    bootstrap = os.environ.get("PROVISIONER_KAFKA_BOOTSTRAP", "").strip()
+    redis_url = os.environ.get("BENCH_REDIS_URL", "").strip()
+    postgres_url = os.environ.get("BENCH_POSTGRES_URL", "").strip()
+    if bootstrap and redis_url and postgres_url:
+        body(bootstrap, redis_url, postgres_url, folder)
+        return
+    from provisioner.runtime import embedded
+    from provisioner.stream import devbroker
+
+    state = folder / "state"
+    print("starting a broker and embedded Redis/Postgres under", state, flush=True)
+    bootstrap = devbroker.up(state, port=0)
+    try:
+        body(bootstrap, embedded.start_redis(state).url, embedded.start_postgres(state).url, folder)
+    finally:
+        embedded.stop_all(state)
+        devbroker.down(state, purge=True)
+
+
+def main() -> None:
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
+    naive_count = int(sys.argv[2]) if len(sys.argv) > 2 else 20_000
+
+    def body(bootstrap: str, redis_url: str, postgres_url: str, folder: Path) -> None:
+        topic = f"bench.orders.{uuid.uuid4().hex[:8]}"
+        spec = bench_spec(folder, topic)
+        product = load_products([spec])[0].product
+        t = time.perf_counter()
+        produce(bootstrap, topic, count)
+        print(f"produced {count} events in {time.perf_counter() - t:.1f}s", flush=True)
+        r0 = bare_loop(bootstrap, topic, count)
+        print(f"R0 bare poll + json.loads       {r0:>10,.0f} records/s", flush=True)
+        r1, r1_steady, rss1 = consumer_run(spec, "cache", bootstrap, redis_url, count, product, folder)
+        print(f"R1 consume -> Redis             {r1:>10,.0f} records/s  (after first batch {r1_steady:,.0f}/s,"
+              f" peak RSS {rss1:.0f} MB)", flush=True)
+        r2, r2_steady, rss2 = consumer_run(spec, "db", bootstrap, postgres_url, count, product, folder)
+        print(f"R2 consume -> Postgres          {r2:>10,.0f} records/s  (after first batch {r2_steady:,.0f}/s,"
+              f" peak RSS {rss2:.0f} MB)", flush=True)
+        records = sample(bootstrap, topic, naive_count)
+        rn_redis = naive_redis(product, redis_url, records)
+        print(f"Rn naive Redis HSET per record  {rn_redis:>10,.0f} records/s  ({naive_count} records)", flush=True)
+        rn_pg = naive_postgres(product, postgres_url, records)
+        print(f"Rn naive Postgres commit/record {rn_pg:>10,.0f} records/s  ({naive_count} records)", flush=True)
+        print()
+        print(f"R1/R0 = {r1 / r0:.2f}  (goal >= 0.7)")
+        print(f"R2/R0 = {r2 / r0:.2f}  (goal >= 0.5)")
+        print(f"R2/Rn = {r2 / rn_pg:.1f}  (goal >= 5; Postgres naive)   R1/Rn = {r1 / rn_redis:.1f} (Redis naive)")
+        print(f"peak RSS of the consumer = {max(rss1, rss2):.0f} MB  (goal < 250 MB)")
+
+    with_servers(body)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""Kill -9 at any instant must not change the final contents (spec.md, "Stores").
+
+The consumer hydrates a store while more events keep arriving; it is SIGKILLed at random instants
+(during start-up, group join, batch filling, store writes) and restarted each time. At the end the
+store holds exactly the materialization of the whole topic; an append-mode changelog holds each
+(partition, offset) exactly once.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+import pytest
+
+from tests.integration import harness as h
+from tests.integration.test_consumer_stores import STORES, assert_contents, reset_store, store_url, unique_name
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+# Evicted members are noticed within this; each restart then rejoins within a few seconds.
+FAST_GROUP = {"PROVISIONER_KAFKA_SESSION_TIMEOUT_MS": "2000"}
+
+
+@pytest.mark.parametrize("kind", ["redis-hash", "postgres-append", "postgres-upsert"])
+def test_sigkill_at_random_instants_changes_nothing(
+    kind: str, kafka_bootstrap: str, redis_server: Any, postgres_server: Any, topic: str, tmp_path: Any
+) -> None:
+    seed = sum(map(ord, kind))
+    rng = random.Random(seed)
+    spec = h.order_spec(tmp_path, name=unique_name(topic), topic=topic, stores=[STORES[kind]], batch_size=500,
+                        batch_latency="50ms")
+    product = h.load_product(spec)
+    store_spec = product.spec.stores[0]
+    url = store_url(kind, redis_server, postgres_server)
+    reset_store(product, store_spec, url)
+    h.create_topic(kafka_bootstrap, topic, partitions=3)
+    events = h.order_events(48_000, seed=seed, keys=4000)
+    chunks = [events[i : i + 4000] for i in range(0, len(events), 4000)]
+
+    consumer = h.ConsumerProcess(spec, store_spec.name, kafka_bootstrap, url, tmp_path, "c", env=FAST_GROUP)
+    produced = 0
+    hydrating_kills = 0
+    try:
+        for _ in range(11):
+            # A fresh backlog each life, so the kill lands while the consumer has work in hand.
+            produced += h.produce(kafka_bootstrap, topic, chunks.pop(0))
+            before = sum(h.store_positions(product, store_spec, url).values())
+            consumer.start()
+            h.wait_for(lambda before=before: sum(h.store_positions(product, store_spec, url).values()) > before, 60,
+                       "a first batch", interval=0.05, on_timeout=consumer.log)
+            time.sleep(rng.uniform(0.0, 0.15))
+            consumer.kill()
+            if sum(h.store_positions(product, store_spec, url).values()) < produced:
+                hydrating_kills += 1
+        for chunk in chunks:
+            produced += h.produce(kafka_bootstrap, topic, chunk)
+        consumer.start()
+        ends = h.end_offsets(kafka_bootstrap, topic)
+        h.wait_caught_up(product, store_spec, url, ends, timeout=180, consumers=[consumer])
+        records = h.read_topic(kafka_bootstrap, topic)
+        assert len(records) == len(events) == produced
+        assert_contents(kind, product, store_spec, url, h.expected_for(product, store_spec, records))
+        assert consumer.stop() == 0
+    finally:
+        consumer.kill()
+    assert hydrating_kills >= 10, hydrating_kills
