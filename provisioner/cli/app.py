@@ -27,12 +27,18 @@ app = typer.Typer(
 
 def _register() -> None:
     """Import command modules and attach them (explicit, so imports have no side effects)."""
-    from provisioner.cli import dev, init, schema, spectest, validate
+    from provisioner.cli import consume, dev, down, init, inspect_cmd, replay, schema, spectest, status, up, validate
 
+    app.command("init")(init.init)
     app.command("validate")(validate.validate)
     app.command("test")(spectest.spec_test)
     app.command("schema")(schema.schema)
-    app.command("init")(init.init)
+    app.command("up")(up.up)
+    app.command("status")(status.status)
+    app.command("inspect")(inspect_cmd.inspect)
+    app.command("replay")(replay.replay)
+    app.command("down")(down.down)
+    app.command("consume")(consume.consume)
     app.add_typer(dev.dev_app, name="dev")
 
 

@@ -1,0 +1,146 @@
+"""The local state directory's layout and the registry of what `provisioner up` started.
+
+Layout (default `.provisioner/`, next to the dev broker's and the embedded servers' own folders):
+
+    registry.json                          what the last `up` started: specs, stores, bootstrap
+    consumers/<ns>.<product>.<store>/      one folder per store consumer:
+        status.json                        written by the consumer every second
+        consumer.log                       its output
+        pid                                its process id, written by the supervisor
+        paused                             marker: `replay` holds the consumer, do not restart it
+
+`up` writes the registry; `status`, `inspect`, `down` and `replay` read it, so they work without
+the spec paths. It holds no secrets: store URLs of managed stores have no password, and a store
+with its own `connection` is recorded by its masked URL only (the real one is re-read from the spec).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+REGISTRY_FILE = "registry.json"
+CONSUMERS_DIR = "consumers"
+
+
+@dataclass(frozen=True, slots=True)
+class StoreEntry:
+    """One (product, store) pair run by `up`."""
+
+    namespace: str
+    product: str
+    store: str
+    kind: str
+    spec_file: str
+    managed: bool
+    store_url: str | None = None  # masked; for a managed store, the embedded server's URL
+
+    @property
+    def folder_name(self) -> str:
+        return f"{self.namespace}.{self.product}.{self.store}"
+
+    def matches(self, name: str) -> bool:
+        """Whether `name` designates this entry's product: `product` or `namespace/product`."""
+        return name in (self.product, f"{self.namespace}/{self.product}")
+
+
+@dataclass(frozen=True, slots=True)
+class Registry:
+    bootstrap: str
+    spec_paths: list[str]
+    stores: list[StoreEntry]
+    started_broker: bool = False
+    embedded: dict[str, str] = field(default_factory=dict)  # kind ("redis", "postgres") -> URL
+    supervisor_pid: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Registry:
+        stores = [StoreEntry(**entry) for entry in data.get("stores", [])]
+        return cls(
+            bootstrap=str(data["bootstrap"]),
+            spec_paths=[str(p) for p in data.get("spec_paths", [])],
+            stores=stores,
+            started_broker=bool(data.get("started_broker", False)),
+            embedded={str(k): str(v) for k, v in data.get("embedded", {}).items()},
+            supervisor_pid=data.get("supervisor_pid"),
+        )
+
+    def with_supervisor(self, pid: int | None) -> Registry:
+        return replace(self, supervisor_pid=pid)
+
+
+class StateDir:
+    """Paths under one state directory; creating folders is explicit (`prepare`)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @property
+    def registry_file(self) -> Path:
+        return self.root / REGISTRY_FILE
+
+    def consumer_dir(self, entry: StoreEntry) -> Path:
+        return self.root / CONSUMERS_DIR / entry.folder_name
+
+    def status_file(self, entry: StoreEntry) -> Path:
+        return self.consumer_dir(entry) / "status.json"
+
+    def log_file(self, entry: StoreEntry) -> Path:
+        return self.consumer_dir(entry) / "consumer.log"
+
+    def pid_file(self, entry: StoreEntry) -> Path:
+        return self.consumer_dir(entry) / "pid"
+
+    def pause_marker(self, entry: StoreEntry) -> Path:
+        return self.consumer_dir(entry) / "paused"
+
+    def prepare(self, entry: StoreEntry) -> Path:
+        folder = self.consumer_dir(entry)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def read_pid(self, entry: StoreEntry) -> int | None:
+        try:
+            return int(self.pid_file(entry).read_text(encoding="utf-8").strip())
+        except (OSError, ValueError):
+            return None
+
+    def read_registry(self) -> Registry | None:
+        try:
+            data = json.loads(self.registry_file.read_text(encoding="utf-8"))
+            return Registry.from_dict(data)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            message = f"{self.registry_file} is unreadable ({error}): remove it and run `provisioner up`"
+            raise StateDirError(message) from error
+
+    def write_registry(self, registry: Registry) -> None:
+        _write_atomically(self.registry_file, json.dumps(registry.to_dict(), indent=2))
+
+
+class StateDirError(Exception):
+    """The state directory holds something unusable (a message for the user, no traceback)."""
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_pid(path: Path, pid: int) -> None:
+    _write_atomically(path, f"{pid}\n")

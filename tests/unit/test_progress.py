@@ -1,0 +1,79 @@
+"""Caught-up, lag, progress and freshness computations of the local runtime."""
+
+from __future__ import annotations
+
+from provisioner.runtime.progress import (
+    caught_up,
+    freshness_now,
+    freshness_verdict,
+    lag,
+    parse_offsets,
+    progress,
+    store_view,
+)
+
+
+def test_caught_up_needs_every_partition_at_its_target() -> None:
+    assert caught_up({0: 10, 1: 5}, {0: 10, 1: 5})
+    assert caught_up({0: 12, 1: 7}, {0: 10, 1: 5})
+    assert not caught_up({0: 10, 1: 4}, {0: 10, 1: 5})
+
+
+def test_a_partition_without_a_position_is_behind_unless_empty() -> None:
+    assert not caught_up({0: 10}, {0: 10, 1: 3})
+    assert caught_up({0: 10}, {0: 10, 1: 0})
+    assert caught_up({}, {})
+
+
+def test_lag_counts_missing_positions_from_zero_and_never_goes_negative() -> None:
+    assert lag({0: 7, 1: 20}, {0: 10, 1: 15, 2: 4}) == 3 + 0 + 4
+
+
+def test_progress_caps_each_partition_at_its_target() -> None:
+    done = progress({0: 50, 1: 3}, {0: 40, 1: 10})
+    assert (done.completed, done.total) == (43, 50)
+    assert done.fraction == 43 / 50
+    assert progress({}, {}).fraction == 1.0
+
+
+def test_parse_offsets_turns_json_keys_into_partitions() -> None:
+    assert parse_offsets({"0": 4, "2": 9}) == {0: 4, 2: 9}
+    assert parse_offsets(None) == {}
+
+
+def test_freshness_verdict_against_the_sla() -> None:
+    assert freshness_verdict(3.0, 30.0) == "Fresh"
+    assert freshness_verdict(31.0, 30.0) == "Stale"
+    assert freshness_verdict(None, 30.0) == "unknown"
+    assert freshness_verdict(5.0, None) is None
+
+
+def test_freshness_is_zero_when_nothing_is_left_to_read() -> None:
+    assert freshness_now(0, 99.0, 0, now=1000.0) == 0.0
+    assert freshness_now(5, 12.0, None, now=1000.0) == 12.0
+    assert freshness_now(5, None, 990_000, now=1000.0) == 10.0
+    assert freshness_now(None, None, None, now=1000.0) is None
+
+
+def test_store_view_prefers_live_positions_and_ends_over_the_last_status() -> None:
+    status = {"positions": {"0": 3}, "end_offsets": {"0": 3}, "lag": 0, "records": 3,
+              "ops": {"upsert": 2, "delete": 0, "skip": 1, "deadLetter": 0}, "dead_letters": 0,
+              "records_per_second": 9.5, "freshness_seconds": 0.0, "last_record_timestamp_ms": 1_000_000,
+              "store_url": "redis://h:6379/0", "last_error": None}
+    view = store_view(namespace="ns", product="p", store="s", kind="redis", state="stopped", status=status,
+                      sla_seconds=30.0, now=1100.0, positions={0: 3}, end_offsets={0: 8})
+    assert view.lag == 5
+    assert view.freshness_seconds == 100.0
+    assert view.freshness == "Stale"
+    assert view.records_per_second == 0.0  # a stopped consumer reads nothing
+    data = view.to_dict()
+    assert data["positions"] == {"0": 3}
+    assert (data["position"], data["end_offset"]) == (3, 8)
+
+
+def test_store_view_without_any_status() -> None:
+    view = store_view(namespace="ns", product="p", store="s", kind="postgres", state="starting", status=None,
+                      sla_seconds=None, now=0.0)
+    assert view.lag is None
+    assert view.freshness is None
+    assert view.to_dict()["end_offset"] is None
