@@ -25,6 +25,21 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from provisioner import __version__
+
+        typer.echo(f"provisioner {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """Automated data provisioning: Kafka events into Redis and Postgres, declared in YAML."""
+
+
 def _register() -> None:
     """Import command modules and attach them (explicit, so imports have no side effects)."""
     from provisioner.cli import consume, dev, down, init, inspect_cmd, replay, schema, spectest, status, up, validate
