@@ -91,3 +91,18 @@ def test_mutated_text_bytes() -> None:
             i = rng.randrange(len(chars))
             chars[i] = rng.choice(["", ":", "-", "'", '"', "{", "[", "&a", "*a", "!!", "\t", " ", "\n", "é"])
         check("".join(chars))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=300) | st.text(max_size=300).map(str.encode))
+def test_validate_command_never_shows_a_traceback(tmp_path_factory: Any, content: bytes) -> None:
+    from typer.testing import CliRunner
+
+    from provisioner.cli.app import app
+
+    path = tmp_path_factory.mktemp("fuzz") / "spec.yaml"
+    path.write_bytes(content)
+    result = CliRunner().invoke(app, ["validate", str(path), "-o", "json"])
+    assert result.exit_code in (0, 1), result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
