@@ -23,11 +23,23 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-_decode_json: Callable[[bytes], Any] = json.JSONDecoder(parse_constant=_reject_constant).decode  # type: ignore[assignment]
+_decoder = json.JSONDecoder(parse_constant=_reject_constant)
+_decode_json: Callable[[str], Any] = _decoder.decode
+_scan_once: Callable[[str, int], tuple[Any, int]] = _decoder.scan_once  # type: ignore[attr-defined]
 
 
 def _decode(value: bytes) -> Any:
-    return _decode_json(value.decode("utf-8"))  # type: ignore[arg-type]
+    text = value.decode("utf-8")
+    # Fast path: a document with no surrounding whitespace scanned in one C call. Anything else
+    # (whitespace, trailing data, invalid JSON) goes through `decode`, which gives the same value
+    # and raises the same errors as always.
+    try:
+        event, end = _scan_once(text, 0)
+    except StopIteration:
+        return _decode_json(text)
+    if end == len(text):
+        return event
+    return _decode_json(text)
 
 
 def _headers(record: RecordLike) -> dict[str, str]:

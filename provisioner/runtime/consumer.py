@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from provisioner.stores.base import PositionConflict, Store, StoreError, StoreSc
 from provisioner.stream.deadletters import DeadLetterProducer
 
 log = logging.getLogger(__name__)
+_timestamp = attrgetter("timestamp")
 
 EXIT_STOPPED = 0
 EXIT_HALTED = 2
@@ -334,7 +336,7 @@ class StoreConsumer:
 
     def _apply_batch(self, batch: Sequence[RecordLike]) -> None:
         halt_reason: str | None = None
-        changes, dead, skips = self._transform(batch)
+        changes, dead, skips, upserts = self._transform(batch)
         prepared, rejected = self.store.prepare(changes)
         if rejected:
             by_position = {(r.partition, r.offset): r for r in batch}
@@ -347,7 +349,7 @@ class StoreConsumer:
                            f"{dl.message} (errors.mode: stop)")
             # Everything before the first error is applied and committed; nothing after it.
             batch = batch[:cut]
-            changes, _, skips = self._transform(batch)
+            changes, _, skips, upserts = self._transform(batch)
             prepared, _ = self.store.prepare(changes)
             dead = []
         if dead:
@@ -359,9 +361,13 @@ class StoreConsumer:
                 self.metrics.dead_letter(dl.stage)
                 log.warning("dead letter %s[%d]@%d %s: %s", record.topic, record.partition, record.offset,
                             dl.stage, dl.message)
+        # The batch is in partition-offset order per partition: each partition's last record ends it.
         end: dict[int, int] = {}
-        for record in batch:
-            end[record.partition] = record.offset + 1
+        for record in reversed(batch):
+            if record.partition not in end:
+                end[record.partition] = record.offset + 1
+                if len(end) == len(self._positions):
+                    break
         start: dict[int, int | None] = {p: self._positions.get(p) for p in end}
         if end:
             # The previous write must have succeeded before this one is queued; if it failed, its
@@ -373,11 +379,11 @@ class StoreConsumer:
             def landed() -> None:
                 self._applied.update(end)
                 self._commit_kafka(end)
-                self._account(batch, changes, dead, skips)
+                self._account(batch, len(changes), upserts, dead, skips)
 
             self._in_flight = (future, landed)
         else:
-            self._account(batch, changes, dead, skips)
+            self._account(batch, len(changes), upserts, dead, skips)
         if halt_reason is not None:
             self._settle()
             raise _Halt(halt_reason)
@@ -400,22 +406,28 @@ class StoreConsumer:
 
     def _transform(
         self, batch: Sequence[RecordLike]
-    ) -> tuple[list[Change], list[tuple[RecordLike, DeadLetter]], int]:
-        """Changes to apply, dead letters to send, and how many records the filter skipped."""
+    ) -> tuple[list[Change], list[tuple[RecordLike, DeadLetter]], int, int]:
+        """Changes to apply, dead letters to send, how many records the filter skipped, and how
+        many of the changes are upserts (counted here, in the one pass over the batch)."""
         process = self.pipeline.process
         changes: list[Change] = []
+        append = changes.append
         dead: list[tuple[RecordLike, DeadLetter]] = []
         skips = 0
+        upserts = 0
         for record in batch:
             op = process(record)
             cls = type(op)
-            if cls is Skip:
+            if cls is Upsert:
+                upserts += 1
+                append(Change(record.partition, record.offset, record.timestamp, op))  # type: ignore[arg-type]
+            elif cls is Skip:
                 skips += 1
-            elif cls is Upsert or cls is Delete:
-                changes.append(Change(record.partition, record.offset, record.timestamp, op))  # type: ignore[arg-type]
+            elif cls is Delete:
+                append(Change(record.partition, record.offset, record.timestamp, op))  # type: ignore[arg-type]
             else:
                 dead.append((record, op))  # type: ignore[arg-type]
-        return changes, dead, skips
+        return changes, dead, skips, upserts
 
     def _commit_kafka(self, end: dict[int, int]) -> None:
         consumer = self._consumer
@@ -428,11 +440,10 @@ class StoreConsumer:
 
     # -- status ------------------------------------------------------------------------------
 
-    def _account(self, batch: Sequence[RecordLike], changes: list[Change],
+    def _account(self, batch: Sequence[RecordLike], changed: int, upserts: int,
                  dead: list[tuple[RecordLike, DeadLetter]], skips: int) -> None:
         status = self.status
-        upserts = sum(1 for c in changes if type(c.op) is Upsert)
-        counts = {"upsert": upserts, "delete": len(changes) - upserts, "skip": skips, "deadLetter": len(dead)}
+        counts = {"upsert": upserts, "delete": changed - upserts, "skip": skips, "deadLetter": len(dead)}
         for kind, count in counts.items():
             status.ops[kind] += count
             self.metrics.op(kind, count)
@@ -441,7 +452,7 @@ class StoreConsumer:
         status.batches += 1
         self.metrics.records.inc(len(batch))
         if batch:
-            status.last_record_timestamp_ms = max(r.timestamp for r in batch)
+            status.last_record_timestamp_ms = max(map(_timestamp, batch))
         status.positions = {str(p): o for p, o in sorted(self._applied.items())}
         status.last_error = None
         self._publish(force=False)

@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import redis
+from redis._parsers import _HiredisParser
+from redis._parsers import hiredis as _hiredis_parser
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
 from redis.retry import Retry
 
 from provisioner.pipeline.encoding import encode_value
@@ -58,6 +60,35 @@ def _encode(value: Any) -> str | None:
     return encode_value(value)
 
 
+def _read_queued(connection: Any, count: int) -> None:
+    """Read `count` status replies (+OK / +QUEUED); an error reply raises (and aborts the MULTI).
+
+    A batch queues hundreds of thousands of commands; redis-py's `read_response` costs a few
+    microseconds of Python per reply (holding the GIL the consumer's loop needs), so with the
+    hiredis parser the replies are taken straight from its reader. Any other parser (or a redis-py
+    whose internals differ) gets the generic loop.
+    """
+    parser = getattr(connection, "_parser", None)
+    reader = getattr(parser, "_reader", None)
+    fill = getattr(parser, "read_from_socket", None)
+    pending = getattr(_hiredis_parser, "NOT_ENOUGH_DATA", None)
+    if not isinstance(parser, _HiredisParser) or reader is None or fill is None or pending is None:
+        for _ in range(count):
+            connection.read_response()
+        return
+    gets = reader.gets
+    while count:
+        reply = gets()
+        if reply is pending:  # not enough data buffered yet
+            fill()
+            continue
+        if isinstance(reply, Exception):
+            if isinstance(reply, ResponseError | RedisConnectionError):
+                raise reply
+            raise ResponseError(str(reply))
+        count -= 1
+
+
 def _glob_escape(prefix: bytes) -> bytes:
     """`prefix` as a literal in a SCAN MATCH pattern (a prefix may contain *, ?, [ or \\)."""
     out = bytearray()
@@ -68,13 +99,15 @@ def _glob_escape(prefix: bytes) -> bytes:
     return bytes(out)
 
 
-@dataclass(frozen=True, slots=True)
-class RedisWrite:
-    """One prepared key write: the RESP commands that leave `key` in its final state for the batch."""
+class RedisWrite(NamedTuple):
+    """One prepared key write: the RESP commands that leave `key` in its final state for the batch.
+
+    A named tuple (not a dataclass): one is built per key of every batch, and a tuple is cheaper.
+    """
 
     key: bytes
     commands: bytes
-    count: int
+    commands_count: int
 
 
 class _Unwritable(ValueError):
@@ -156,17 +189,77 @@ class RedisStore:
 
     def prepare(self, changes: Sequence[Change]) -> tuple[list[Any], list[Rejected]]:
         # The last op per key wins within a batch (each op replaces the whole key), so one write
-        # per key is both faster and the same result as applying every change in order.
+        # per key is both faster and the same result as applying every change in order. Keys are
+        # distinct, so the order of the writes in the MULTI does not change the result.
         writes: dict[bytes, RedisWrite] = {}
         rejected: list[Rejected] = []
+        if self._structure != "hash":
+            for change in changes:
+                try:
+                    write = self._write(change)
+                except _Unwritable as error:
+                    rejected.append(Rejected(change, DeadLetter("store", str(error))))
+                    continue
+                writes[write.key] = write
+            return list(writes.values()), rejected
+        # The hash structure, inlined: this loop runs for every row of every batch. Anything
+        # unusual (a value that is not UTF-8) goes through `_write`, which says what is wrong.
+        prefix = self._prefix
+        field_bulks = self._field_bulks
+        ttl_bulk = self._ttl_bulk
+        isfinite = math.isfinite
         for change in changes:
+            op = change.op
+            parts = op.key
             try:
-                write = self._write(change)
-            except _Unwritable as error:
-                rejected.append(Rejected(change, DeadLetter("store", str(error))))
+                if len(parts) == 1 and type(parts[0]) is str:
+                    key = prefix + parts[0].encode("utf-8")
+                else:
+                    key = prefix + render_key(parts).encode("utf-8")
+                key_bulk = b"$%d\r\n%s\r\n" % (len(key), key)
+                if type(op) is not Upsert:
+                    writes[key] = RedisWrite(key, b"*2\r\n$3\r\nDEL\r\n" + key_bulk, 1)
+                    continue
+                row = op.row
+                pairs: list[bytes] = []
+                for name, name_bulk in field_bulks:
+                    value = row.get(name)
+                    text: str
+                    kind = type(value)
+                    if kind is str:
+                        text = value  # type: ignore[assignment]
+                    elif value is None:
+                        continue
+                    elif kind is int:
+                        text = str(value)
+                    elif kind is float and isfinite(value):
+                        text = repr(value)  # what json.dumps writes for a finite float
+                    else:
+                        encoded = encode_value(value)
+                        if encoded is None:
+                            continue
+                        text = encoded
+                    data = text.encode("utf-8")
+                    pairs.append(name_bulk)
+                    pairs.append(b"$%d\r\n%s\r\n" % (len(data), data))
+            except UnicodeEncodeError:
+                try:
+                    write = self._write(change)
+                except _Unwritable as error:
+                    rejected.append(Rejected(change, DeadLetter("store", str(error))))
+                    continue
+                writes[write.key] = write  # pragma: no cover - _write refuses what failed here
                 continue
-            writes.pop(write.key, None)
-            writes[write.key] = write
+            # The whole hash is replaced: DEL first so fields that became null disappear.
+            if not pairs:
+                writes[key] = RedisWrite(key, b"*2\r\n$3\r\nDEL\r\n" + key_bulk, 1)
+                continue
+            commands = b"*2\r\n$3\r\nDEL\r\n%s*%d\r\n$4\r\nHSET\r\n%s%s" % (
+                key_bulk, len(pairs) + 2, key_bulk, b"".join(pairs))
+            if ttl_bulk is None:
+                writes[key] = RedisWrite(key, commands, 2)
+            else:
+                writes[key] = RedisWrite(key, commands + b"*3\r\n$7\r\nPEXPIRE\r\n" + key_bulk + ttl_bulk, 3)
         return list(writes.values()), rejected
 
     def _write(self, change: Change) -> RedisWrite:
@@ -268,15 +361,13 @@ class RedisStore:
         queued = 0
         for write in prepared:
             chunks.append(write.commands)
-            queued += write.count
+            queued += write.commands_count
         if position_args:
             chunks.append(_command(b"HSET", self.positions_key, *position_args))
             queued += 1
         chunks.append(_EXEC)
         connection.send_packed_command(chunks)
-        connection.read_response()  # +OK for MULTI
-        for _ in range(queued):
-            connection.read_response()  # +QUEUED; an error reply raises and aborts the transaction
+        _read_queued(connection, 1 + queued)  # +OK for MULTI, then a +QUEUED per command
         results = connection.read_response()
         if results is None:
             raise PositionConflict("the positions changed between WATCH and EXEC")

@@ -19,7 +19,9 @@ from tests.integration.test_consumer_stores import STORES, assert_contents, rese
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-FAST_GROUP = {"PROVISIONER_KAFKA_SESSION_TIMEOUT_MS": "3000"}
+# A short session, and a short rebalance timeout (max poll interval): a join waits up to the latter
+# for a frozen member to rejoin before the coordinator gives its partitions away.
+FAST_GROUP = {"PROVISIONER_KAFKA_SESSION_TIMEOUT_MS": "3000", "PROVISIONER_KAFKA_MAX_POLL_INTERVAL_MS": "10000"}
 
 
 def setup_product(kind: str, topic: str, tmp_path: Any, redis_server: Any, postgres_server: Any,
@@ -96,7 +98,7 @@ def test_a_thawed_zombie_never_writes_over_newer_data(
         # The other consumer owns every partition now and moves every position past the zombie's.
         h.wait_for(lambda: all(p > frozen_at.get(k, 0) for k, p in
                                h.store_positions(product, store_spec, url).items()) and
-                   len(h.store_positions(product, store_spec, url)) == 4, 60, "the takeover",
+                   len(h.store_positions(product, store_spec, url)) == 4, 120, "the takeover",
                    on_timeout=other.log)
         positions_before_thaw = h.store_positions(product, store_spec, url)
         zombie.signal(signal.SIGCONT)
