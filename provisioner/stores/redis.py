@@ -28,9 +28,11 @@ from provisioner.spec.durations import parse_duration
 from provisioner.spec.models import DataProduct, StoreSpec
 from provisioner.stores.base import PositionConflict, Rejected, StoreError, mask_url, scrub_secrets
 
-# Positions live in one hash per (consumer group, topic) whose key starts with the byte 0xFF.
-# Data keys are keyPrefix + rendered key, both UTF-8 text, and 0xFF never occurs in UTF-8, so no
-# prefix (even an empty one) and no key can ever produce, match or overwrite a positions key.
+# Positions live in one key per (consumer group, topic, partition), listed in an index set; every
+# such key starts with the byte 0xFF. Data keys are keyPrefix + rendered key, both UTF-8 text, and
+# 0xFF never occurs in UTF-8, so no prefix (even an empty one) and no key can ever produce, match or
+# overwrite a positions key. One key per partition lets replicas that own different partitions
+# commit side by side: each WATCHes only its own partitions' keys.
 POSITIONS_KEY_PREFIX: Final = b"\xffprovisioner:positions:"
 _MULTI: Final = b"*1\r\n$5\r\nMULTI\r\n"
 _EXEC: Final = b"*1\r\n$4\r\nEXEC\r\n"
@@ -147,6 +149,7 @@ class RedisStore:
         self._ttl_bulk = _bulk(b"%d" % max(1, millis)) if positive else None
         topic = product.spec.source.topic
         self.positions_key = POSITIONS_KEY_PREFIX + f"{product.consumer_group(store)}:{topic}".encode()
+        self._partitions_key = self.positions_key + b":partitions"
         self._client: redis.Redis | None = None
 
     # -- connection -------------------------------------------------------------------------
@@ -298,13 +301,19 @@ class RedisStore:
             return RedisWrite(key, commands, 2)
         return RedisWrite(key, commands + b"*3\r\n$7\r\nPEXPIRE\r\n" + key_bulk + self._ttl_bulk, 3)
 
+    def partition_key(self, partition: int) -> bytes:
+        """The key holding one partition's position."""
+        return self.positions_key + b":%d" % partition
+
     def read_positions(self) -> dict[int, int]:
         try:
-            raw = self._connect().hgetall(self.positions_key)
+            client = self._connect()
+            partitions = sorted(int(p) for p in client.smembers(self._partitions_key))
+            offsets = client.mget([self.partition_key(p) for p in partitions]) if partitions else []
         except RedisError as error:
             self._drop_client()
             raise self._error("reading positions failed", error) from None
-        return {int(partition): int(offset) for partition, offset in raw.items()}
+        return {p: int(o) for p, o in zip(partitions, offsets, strict=True) if o is not None}
 
     def apply(
         self, prepared: Sequence[Any], start: Mapping[int, int | None], end: Mapping[int, int]
@@ -339,14 +348,16 @@ class RedisStore:
         start: Mapping[int, int | None],
         end: Mapping[int, int],
     ) -> None:
-        connection.send_command("WATCH", self.positions_key)
+        partitions = sorted({*start, *end})
+        if not partitions:
+            return
+        keys = [self.partition_key(p) for p in partitions]
+        connection.send_command("WATCH", *keys)
         connection.read_response()
-        connection.send_command("HGETALL", self.positions_key)
+        connection.send_command("MGET", *keys)
         reply = connection.read_response()
-        # RESP2 answers a flat [field, value, ...] list, RESP3 (protocol=3 in the URL) a map.
-        pairs = reply.items() if isinstance(reply, dict) else zip(reply[::2], reply[1::2], strict=True)
-        stored = {int(partition): int(offset) for partition, offset in pairs}
-        for partition in {*start, *end}:
+        stored = {p: int(o) for p, o in zip(partitions, reply, strict=True) if o is not None}
+        for partition in partitions:
             if stored.get(partition) != start.get(partition):
                 connection.send_command("UNWATCH")
                 connection.read_response()
@@ -356,15 +367,16 @@ class RedisStore:
                 )
         position_args: list[bytes] = []
         for partition, offset in end.items():
-            position_args += [b"%d" % partition, b"%d" % offset]
+            position_args += [self.partition_key(partition), b"%d" % offset]
         chunks = [_MULTI]
         queued = 0
         for write in prepared:
             chunks.append(write.commands)
             queued += write.commands_count
         if position_args:
-            chunks.append(_command(b"HSET", self.positions_key, *position_args))
-            queued += 1
+            chunks.append(_command(b"MSET", *position_args))
+            chunks.append(_command(b"SADD", self._partitions_key, *(b"%d" % p for p in end)))
+            queued += 2
         chunks.append(_EXEC)
         connection.send_packed_command(chunks)
         _read_queued(connection, 1 + queued)  # +OK for MULTI, then a +QUEUED per command
@@ -431,7 +443,8 @@ class RedisStore:
         """
         client = self._connect()
         try:
-            client.delete(self.positions_key)
+            partitions = client.smembers(self._partitions_key)
+            client.delete(*(self.partition_key(int(p)) for p in partitions), self._partitions_key)
             chunk: list[bytes] = []
             for key in self._scan():
                 chunk.append(key)
