@@ -59,6 +59,10 @@ _INT8: Final = (-(2**63), 2**63 - 1)
 _DELETE_FLAG: Final = "_provisioner_delete"
 
 
+IDLE_IN_TRANSACTION_MS = 15_000
+LOCK_TIMEOUT_MS = 5_000
+
+
 @dataclass(frozen=True, slots=True)
 class _Column:
     name: str
@@ -229,6 +233,12 @@ class PostgresStore:
                 keepalives_interval=5,
                 keepalives_count=3,
             )
+            # A consumer paused mid-transaction (a zombie: SIGSTOP, a VM freeze) holds the row
+            # locks of its positions; the server ends its session after a while, so the consumer
+            # that took its partitions over is not blocked forever. That one waits for a lock at
+            # most a few seconds, then backs off and retries, so its Kafka session stays alive.
+            connection.execute(f"SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_MS}")
+            connection.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS}")
             if self._mode == "upsert":
                 connection.execute(self._sql["create_batch"])
         except psycopg.Error as error:

@@ -244,6 +244,33 @@ def test_a_zombie_blocks_on_the_live_transaction_then_fails(postgres_server, sql
     zombie.close()
 
 
+def test_a_frozen_transaction_holding_the_positions_blocks_nobody_for_long(postgres_server, sql):
+    store = make_store(postgres_server.url, "pg-frozen")
+    apply(store, [], {0: None}, {0: 10})
+    with psycopg.connect(postgres_server.url) as frozen:
+        # A consumer paused mid-transaction: it locked its positions row, then stopped talking.
+        frozen.execute("UPDATE _provisioner_positions SET next_offset = next_offset WHERE consumer = %s",
+                       ("provisioner.default.pg-frozen.db",))
+        started = time.monotonic()
+        with pytest.raises(StoreError, match="lock timeout"):
+            apply(store, [upsert(10, "live")], {0: 10}, {0: 11})
+        assert time.monotonic() - started < 30
+        frozen.rollback()
+    # Once the lock is gone the same batch commits.
+    apply(store, [upsert(10, "live")], {0: 10}, {0: 11})
+    assert store.read_positions() == {0: 11}
+    store.close()
+
+
+def test_a_paused_session_is_ended_by_the_server(postgres_server):
+    store = make_store(postgres_server.url, "pg-paused")
+    store.read_positions()
+    connection = store._connect()  # the store's own session carries the timeouts
+    assert connection.execute("SHOW idle_in_transaction_session_timeout").fetchone() == ("15s",)
+    assert connection.execute("SHOW lock_timeout").fetchone() == ("5s",)
+    store.close()
+
+
 def test_adding_a_field_adds_a_column(postgres_server, sql):
     make_store(postgres_server.url, "pg-evolve").close()
     store = make_store(postgres_server.url, "pg-evolve",
