@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -48,3 +51,20 @@ def live_process(pid: int) -> tuple[str, str] | None:
     if stat[stat.rfind(")") + 1:].split()[0] == "Z":
         return None
     return stat[stat.find("(") + 1: stat.rfind(")")], cmdline
+
+
+def terminate(pid: int, alive: Callable[[], bool], sig: signal.Signals = signal.SIGTERM,
+              timeout: float = 30.0) -> None:
+    """Send `sig` (a clean shutdown), wait up to `timeout` for `alive()` to turn false, then
+    SIGKILL and wait for the process to be gone."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive():
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    while alive():
+        time.sleep(0.05)

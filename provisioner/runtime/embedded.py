@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from provisioner.localhost import accepts_connections, free_port, live_process, port_free
+from provisioner.localhost import accepts_connections, free_port, live_process, port_free, terminate
 
 __all__ = [
     "EmbeddedServer",
@@ -136,18 +136,6 @@ def _wait(condition: Callable[[], bool], failed: Callable[[], bool], timeout: fl
     except OSError:
         tail = ""
     raise EmbeddedServerError(f"{what} did not start; its log ends with:\n{tail}")
-
-
-def _terminate(pid: int, executable: str, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, sig)
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if not _alive(pid, executable):
-            return
-        time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
 
 
 # -- Redis ------------------------------------------------------------------------------------
@@ -355,10 +343,13 @@ def stop(server: EmbeddedServer) -> None:
         current = _find_redis(folder) if server.kind == "redis" else _find_postgres(folder)
         if current is None:
             return
+        pid = current.pid
         if server.kind == "redis":
-            _terminate(current.pid, "redis-server", signal.SIGTERM)  # flushes the AOF, then exits
+            # SIGTERM: redis flushes its append-only file, then exits.
+            terminate(pid, lambda: _alive(pid, "redis-server"), signal.SIGTERM, STOP_TIMEOUT_S)
         else:
-            _terminate(current.pid, "postgres", signal.SIGINT)  # "fast" shutdown: a clean checkpoint
+            # SIGINT: PostgreSQL's "fast" shutdown, with a clean checkpoint.
+            terminate(pid, lambda: _alive(pid, "postgres"), signal.SIGINT, STOP_TIMEOUT_S)
 
 
 def stop_all(state_dir: Path) -> list[str]:

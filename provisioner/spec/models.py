@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
@@ -25,18 +25,6 @@ from provisioner.spec.names import (
 
 API_VERSION = "provisioner.dev/v1alpha1"
 KIND = "DataProduct"
-COLUMN_TYPES = (
-    "text",
-    "integer",
-    "bigint",
-    "double precision",
-    "numeric",
-    "boolean",
-    "jsonb",
-    "timestamptz",
-    "date",
-    "uuid",
-)
 MAX_FIELDS = 256
 MAX_STORES = 16
 MAX_TESTS = 1000
@@ -109,6 +97,7 @@ ColumnType = Literal[
     "date",
     "uuid",
 ]
+COLUMN_TYPES: tuple[str, ...] = get_args(ColumnType)
 
 
 class Metadata(_Model):

@@ -26,7 +26,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -36,7 +35,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from provisioner.localhost import accepts_connections, free_port, live_process, port_free
+from provisioner.localhost import accepts_connections, free_port, live_process, port_free, terminate
 
 __all__ = [
     "BOOTSTRAP_ENV",
@@ -516,27 +515,14 @@ def down(state_dir: Path, purge: bool = False) -> bool:
         state = _read_state(folder)
         pid = _live_pid(folder, state)
         if pid is not None:
-            _terminate(pid, str(folder / "server.properties"))
+            marker = str(folder / "server.properties")
+            terminate(pid, lambda: _process_matches(pid, marker), timeout=STOP_TIMEOUT_S)
             _keep_class_archive(folder)
         if state is not None:
             (folder / "state.json").unlink(missing_ok=True)
     if purge:
         shutil.rmtree(folder, ignore_errors=True)
     return pid is not None
-
-
-def _terminate(pid: int, marker: str) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if not _process_matches(pid, marker):
-            return
-        time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    while _process_matches(pid, marker):
-        time.sleep(0.05)
 
 
 def resolve_bootstrap(explicit: str | None, state_dir: Path) -> str:
