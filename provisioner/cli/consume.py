@@ -23,7 +23,7 @@ from typing import Any
 import typer
 
 from provisioner.cli.output import fail
-from provisioner.runtime.connection import ConnectionError_, mask_url, store_url
+from provisioner.runtime.connection import StoreUrlError, mask_url, store_url
 from provisioner.runtime.consumer import StoreConsumer
 from provisioner.runtime.metrics import ConsumerMetrics
 from provisioner.spec.loader import load_products
@@ -106,7 +106,7 @@ def consume(
         fail(str(error.args[0]))
     try:
         url = store_url(store_spec, store_url_option)
-    except ConnectionError_ as error:
+    except StoreUrlError as error:
         fail(str(error))
     kafka = _bootstrap(bootstrap, state_dir)
     consumer_config = kafka_settings(os.environ)

@@ -17,7 +17,7 @@ from rich.markup import escape
 from provisioner.cli.output import console, fail
 from provisioner.cli.status import STATE_DIR_OPTION, Target, open_registry, select, store_url_for
 from provisioner.runtime import local
-from provisioner.runtime.connection import ConnectionError_
+from provisioner.runtime.connection import StoreUrlError
 from provisioner.runtime.statedir import Registry, StateDir
 from provisioner.stores.base import StoreError
 from provisioner.stores.registry import open_store
@@ -43,7 +43,7 @@ def _reset_stores(registry: Registry, targets: list[Target]) -> None:
             fail(f"{entry.spec_file} no longer defines {entry.product!r}: cannot reset its stores")
         try:
             store = open_store(target.product, target.product.store(entry.store), store_url_for(registry, target))
-        except ConnectionError_ as error:
+        except StoreUrlError as error:
             fail(str(error))
         try:
             store.reset()

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from provisioner.cli.output import OUTPUT_OPTION, OutputFormat, console, fail, print_json
 from provisioner.cli.status import STATE_DIR_OPTION, open_registry, select, store_url_for
-from provisioner.runtime.connection import ConnectionError_
+from provisioner.runtime.connection import StoreUrlError
 from provisioner.stores.base import StoreError
 from provisioner.stores.registry import open_store
 
@@ -39,7 +39,7 @@ def inspect(
     try:
         url = store_url_for(registry, target)
         handle = open_store(target.product, target.product.store(store), url, timeout=5.0)
-    except ConnectionError_ as error:
+    except StoreUrlError as error:
         fail(str(error))
     try:
         rows = handle.inspect(limit)

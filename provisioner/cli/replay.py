@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from provisioner.cli.output import console, fail
 from provisioner.cli.status import STATE_DIR_OPTION, Target, open_registry, select, store_url_for
 from provisioner.runtime import local
-from provisioner.runtime.connection import ConnectionError_
+from provisioner.runtime.connection import StoreUrlError
 from provisioner.runtime.progress import caught_up, parse_offsets, progress
 from provisioner.runtime.statedir import Registry, StateDir
 from provisioner.runtime.status import read_status
@@ -46,7 +46,7 @@ def _rebuild(registry: Registry, target: Target, start_from: str) -> dict[int, i
     assert product is not None
     try:
         store = open_store(product, product.store(target.entry.store), store_url_for(registry, target))
-    except ConnectionError_ as error:
+    except StoreUrlError as error:
         fail(str(error))
     try:
         positions = local.starting_positions(registry.bootstrap, product.spec.source.topic, start_from)

@@ -20,7 +20,7 @@ from rich.table import Table
 
 from provisioner.cli.output import OUTPUT_OPTION, OutputFormat, console, fail, print_json
 from provisioner.runtime import local
-from provisioner.runtime.connection import ConnectionError_, store_url
+from provisioner.runtime.connection import StoreUrlError, store_url
 from provisioner.runtime.progress import StoreView, store_view
 from provisioner.runtime.statedir import Registry, StateDir, StateDirError, StoreEntry
 from provisioner.spec.durations import parse_duration
@@ -87,10 +87,10 @@ def store_url_for(registry: Registry, target: Target) -> str:
     if target.entry.managed:
         url = registry.embedded.get(target.entry.kind)
         if url is None:
-            raise ConnectionError_(f"no embedded {target.entry.kind} is recorded: run `provisioner up` again")
+            raise StoreUrlError(f"no embedded {target.entry.kind} is recorded: run `provisioner up` again")
         return url
     if target.product is None:
-        raise ConnectionError_(f"{target.entry.spec_file} no longer defines {target.entry.product!r}")
+        raise StoreUrlError(f"{target.entry.spec_file} no longer defines {target.entry.product!r}")
     return store_url(target.product.store(target.entry.store))
 
 
@@ -103,7 +103,7 @@ def _live_store_facts(registry: Registry, target: Target) -> tuple[dict[int, int
     try:
         url = store_url_for(registry, target)
         store = open_store(target.product, target.product.store(target.entry.store), url, timeout=STORE_TIMEOUT)
-    except ConnectionError_ as error:
+    except StoreUrlError as error:
         return None, None, str(error)
     try:
         return store.read_positions(), store.count(), None

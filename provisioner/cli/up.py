@@ -25,7 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from provisioner.cli.output import console, fail
 from provisioner.cli.status import store_table
 from provisioner.runtime import local
-from provisioner.runtime.connection import ConnectionError_
+from provisioner.runtime.connection import StoreUrlError
 from provisioner.runtime.local import ConsumerProcess, Supervisor
 from provisioner.runtime.progress import StoreView, caught_up, progress, store_view
 from provisioner.runtime.statedir import Registry, StateDir
@@ -159,7 +159,7 @@ def up(
             local.ensure_topic(kafka, topic)
         embedded = local.start_embedded(local.managed_kinds(specs), state.root, console.print)
         plans = local.plan_consumers(specs, embedded)
-    except ConnectionError_ as error:
+    except StoreUrlError as error:
         fail(str(error))
     except local.SETUP_ERRORS as error:
         fail(str(error))

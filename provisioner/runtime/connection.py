@@ -13,12 +13,12 @@ from collections.abc import Mapping
 from provisioner.spec.models import StoreSpec
 from provisioner.stores.base import mask_url
 
-__all__ = ["ConnectionError_", "expand_env", "mask_url", "store_url"]
+__all__ = ["StoreUrlError", "expand_env", "mask_url", "store_url"]
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-class ConnectionError_(Exception):
+class StoreUrlError(Exception):
     """The store's URL cannot be determined (missing variable, managed store without a URL)."""
 
 
@@ -29,7 +29,7 @@ def expand_env(text: str, environ: Mapping[str, str] | None = None) -> str:
     def substitute(match: re.Match[str]) -> str:
         name = match.group(1)
         if name not in env:
-            raise ConnectionError_(f"environment variable {name} is not set (referenced by the store's connection.url)")
+            raise StoreUrlError(f"environment variable {name} is not set (referenced by the store's connection.url)")
         return env[name]
 
     return _ENV_REFERENCE.sub(substitute, text)
@@ -42,11 +42,11 @@ def store_url(store: StoreSpec, explicit: str | None = None, environ: Mapping[st
     spec = store.redis or store.postgres
     connection = spec.connection if spec is not None else None
     if connection is None:
-        raise ConnectionError_(
+        raise StoreUrlError(
             f"store {store.name!r} is managed (no connection): run it with `provisioner up`, or pass --store-url"
         )
     if connection.url is None:
-        raise ConnectionError_(
+        raise StoreUrlError(
             f"store {store.name!r} reads its URL from a Kubernetes Secret: set PROVISIONER_STORE_URL or --store-url"
         )
     return expand_env(connection.url, environ)
