@@ -114,3 +114,12 @@ def test_init_scaffolds_a_valid_tested_spec(tmp_path: Path) -> None:
 def test_init_rejects_bad_names(tmp_path: Path) -> None:
     code, out = run("init", "Bad Name", "--dir", str(tmp_path))
     assert code == 1 and "invalid name" in out
+
+
+def test_the_readme_example_validates(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    example = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    spec = tmp_path / "readme.yaml"
+    spec.write_text(example)
+    code, out = run("validate", str(spec))
+    assert code == 0, out
