@@ -19,6 +19,7 @@ from provisioner.spec.names import quote_identifier
 from provisioner.stores.base import PositionConflict, StoreError, StoreSchemaError
 from provisioner.stores.postgres import PostgresStore
 from provisioner.stores.registry import open_store
+from tests.integration.racing import race_round
 
 pytestmark = pytest.mark.integration
 
@@ -410,27 +411,10 @@ def test_reconnects_after_the_server_comes_back(postgres_server):
     store.close()
 
 
-def _attempt(store: PostgresStore, index: int, round_: int, outcomes: list[str]) -> None:
-    """One racing consumer's batch for `round_`: record whether it won."""
-    prepared, _ = store.prepare([upsert(round_, f"w{index}-{round_}")])
-    try:
-        store.apply(prepared, {0: round_ or None}, {0: round_ + 1})
-        outcomes.append(f"w{index}-{round_}")
-    except PositionConflict:
-        outcomes.append("conflict")
-
-
 def test_racing_consumers_one_wins_each_round(postgres_server, sql):
     stores = [make_store(postgres_server.url, "pg-race") for _ in range(4)]
     for round_ in range(4):
-        outcomes: list[str] = []
-
-        threads = [threading.Thread(target=_attempt, args=(store, index, round_, outcomes))
-                   for index, store in enumerate(stores)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(10)
+        outcomes = race_round(stores, round_, upsert)
         winners = [o for o in outcomes if o != "conflict"]
         assert len(winners) == 1, outcomes
         assert sql("SELECT count(*) FROM pg_race") == [(round_ + 1,)]

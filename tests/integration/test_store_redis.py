@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 from typing import Any
 
 import pytest
@@ -15,6 +14,7 @@ from provisioner.spec.models import DataProduct
 from provisioner.stores.base import PositionConflict, StoreError
 from provisioner.stores.redis import POSITIONS_KEY_PREFIX, RedisStore
 from provisioner.stores.registry import open_store
+from tests.integration.racing import race_round
 
 pytestmark = pytest.mark.integration
 
@@ -279,27 +279,10 @@ def test_reconnects_after_the_server_comes_back(redis_server):
     store.close()
 
 
-def _attempt(store: RedisStore, index: int, round_: int, outcomes: list[str]) -> None:
-    """One racing consumer's batch for `round_`: record whether it won."""
-    prepared, _ = store.prepare([upsert(round_, f"w{index}-{round_}")])
-    try:
-        store.apply(prepared, {0: round_ or None}, {0: round_ + 1})
-        outcomes.append(f"w{index}-{round_}")
-    except PositionConflict:
-        outcomes.append("conflict")
-
-
 def test_racing_consumers_one_wins_each_round(redis_server, client):
     stores = [make_store(redis_server.url, "r-race") for _ in range(6)]
     for round_ in range(5):
-        outcomes: list[str] = []
-
-        threads = [threading.Thread(target=_attempt, args=(store, index, round_, outcomes))
-                   for index, store in enumerate(stores)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(10)
+        outcomes = race_round(stores, round_, upsert)
         winners = [o for o in outcomes if o != "conflict"]
         assert len(winners) == 1, outcomes
         assert client.exists(f"r-race:{winners[0]}")
