@@ -82,7 +82,7 @@ def bench_spec(folder: Path, topic: str) -> Path:
                                     "columns": {"total": "numeric", "qty": "integer", "placed_at": "timestamptz"}}},
     ]
     spec.pop("tests", None)
-    path = folder / "bench.yaml"
+    path = folder / f"{base['metadata']['name']}.yaml"
     path.write_text(yaml.safe_dump(base, sort_keys=False))
     return path
 
@@ -127,23 +127,27 @@ def bare_loop(bootstrap: str, topic: str, count: int) -> tuple[float, float]:
 
 
 def consumer_run(spec: Path, store: str, bootstrap: str, url: str, count: int, product: DataProduct,
-                 folder: Path) -> tuple[float, float, float]:
-    """(records/s from process start, steady records/s (after the first applied batch), peak RSS in MB)."""
+                 folder: Path, replicas: int = 1) -> tuple[float, float, float]:
+    """(records/s from process start, steady records/s (after the first applied batch), peak RSS in MB
+    of one consumer process). `replicas` consumer processes share the group, as `consumer.replicas` pods do."""
     store_spec = product.store(store)
     reader = open_store(product, store_spec, url)
-    status = folder / f"{store}.status.json"
     started = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "provisioner", "consume", "--spec", str(spec), "--store", store,
-         "--bootstrap", bootstrap, "--store-url", url, "--status-file", str(status), "--log-level", "WARNING"],
-        cwd=str(ROOT),
-    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "provisioner", "consume", "--spec", str(spec), "--store", store,
+             "--bootstrap", bootstrap, "--store-url", url,
+             "--status-file", str(folder / f"{product.name}.{store}.{replica}.status.json"), "--log-level", "WARNING"],
+            cwd=str(ROOT),
+        )
+        for replica in range(replicas)
+    ]
     first: tuple[float, int] | None = None
     peak_kb = 0
     try:
         while True:
             time.sleep(POLL_EVERY)
-            peak_kb = max(peak_kb, _vm_hwm_kb(proc.pid))
+            peak_kb = max(peak_kb, *(_vm_hwm_kb(proc.pid) for proc in procs))
             try:
                 done = sum(reader.read_positions().values())
             except Exception:
@@ -152,14 +156,17 @@ def consumer_run(spec: Path, store: str, bootstrap: str, url: str, count: int, p
                 first = (time.perf_counter(), done)
             if done >= count:
                 break
-            if proc.poll() is not None:
-                raise RuntimeError(f"consumer exited with {proc.returncode}")
+            for proc in procs:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"consumer exited with {proc.returncode}")
         caught_up = time.perf_counter()
         elapsed = caught_up - started
-        peak_kb = max(peak_kb, _vm_hwm_kb(proc.pid))
+        peak_kb = max(peak_kb, *(_vm_hwm_kb(proc.pid) for proc in procs))
     finally:
-        proc.terminate()
-        proc.wait(timeout=60)
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=60)
         reader.close()
     assert first is not None
     steady = (count - first[1]) / max(1e-9, caught_up - first[0])
@@ -271,6 +278,13 @@ def main() -> None:
         r2_start, r2, rss2 = consumer_run(spec, "db", bootstrap, postgres_url, count, product, folder)
         print(f"R2 consume -> Postgres          {r2:>10,.0f} records/s steady  ({r2_start:,.0f}/s from process"
               f" start, peak RSS {rss2:.0f} MB)", flush=True)
+        # The same work split over two consumer processes of one group (consumer.replicas: 2), each
+        # fencing only its own partitions; a fresh product, so both start from the beginning.
+        spec2 = bench_spec(folder, topic)
+        product2 = load_products([spec2])[0].product
+        r1x2 = consumer_run(spec2, "cache", bootstrap, redis_url, count, product2, folder, replicas=2)[1]
+        r2x2 = consumer_run(spec2, "db", bootstrap, postgres_url, count, product2, folder, replicas=2)[1]
+        print(f"R1x2, R2x2: two replicas        {r1x2:>10,.0f} / {r2x2:,.0f} records/s steady", flush=True)
         records = sample(bootstrap, topic, naive_count)
         rn_redis = naive_redis(product, redis_url, records)
         print(f"Rn naive Redis HSET per record  {rn_redis:>10,.0f} records/s  ({naive_count} records)", flush=True)
@@ -281,6 +295,7 @@ def main() -> None:
         print(f"R2/R0 = {r2 / r0:.2f}  (goal >= 0.5; steady; from the start {r2_start / r0_start:.2f})")
         print(f"R2/Rn = {r2 / rn_pg:.1f}  (goal >= 5; Postgres naive)   R1/Rn = {r1 / rn_redis:.1f} (Redis naive)")
         print(f"peak RSS of the consumer = {max(rss1, rss2):.0f} MB  (goal < 250 MB)")
+        print(f"with two replicas: R1x2/R0 = {r1x2 / r0:.2f}, R2x2/R0 = {r2x2 / r0:.2f}")
 
     with_servers(body)
 
