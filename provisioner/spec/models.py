@@ -8,8 +8,6 @@ the YAML names are the camelCase aliases.
 
 from __future__ import annotations
 
-import re
-from datetime import datetime
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -22,6 +20,7 @@ from provisioner.spec.names import (
     check_sql_identifier,
     check_topic_name,
 )
+from provisioner.spec.timestamps import parse_rfc3339
 
 API_VERSION = "provisioner.dev/v1alpha1"
 KIND = "DataProduct"
@@ -74,9 +73,10 @@ def _sql_identifier(value: str) -> str:
 def _start_from(value: str) -> str:
     if value in ("earliest", "latest"):
         return value
-    if not re.match(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$", value):
-        raise ValueError(f"{value!r} is not earliest, latest or an RFC 3339 timestamp (2026-01-31T00:00:00Z)")
-    datetime.fromisoformat(value.replace("z", "Z").replace("t", "T").replace("Z", "+00:00"))
+    try:
+        parse_rfc3339(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not earliest, latest or an RFC 3339 timestamp (2026-01-31T00:00:00Z)") from None
     return value
 
 
@@ -137,14 +137,14 @@ class Connection(_Model):
         return self
 
 
-class RedisStore(_Model):
+class RedisSettings(_Model):
     key_prefix: Annotated[str, Field(max_length=256)] | None = None
     structure: Literal["hash", "json"] = "hash"
     ttl: PositiveDuration | None = None
     connection: Connection | None = None
 
 
-class PostgresStore(_Model):
+class PostgresSettings(_Model):
     db_schema: SqlIdentifier = Field(default="public", alias="schema")
     table: SqlIdentifier | None = None
     mode: Literal["upsert", "append"] = "upsert"
@@ -154,8 +154,8 @@ class PostgresStore(_Model):
 
 class StoreSpec(_Model):
     name: Annotated[str, AfterValidator(_product_name)]
-    redis: RedisStore | None = None
-    postgres: PostgresStore | None = None
+    redis: RedisSettings | None = None
+    postgres: PostgresSettings | None = None
 
     @model_validator(mode="after")
     def _exactly_one_kind(self) -> StoreSpec:
