@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from .checker import check
@@ -59,19 +60,23 @@ class Program:
         return f"Program({self.source!r}, result_type={self.result_type!r})"
 
 
-def compile_expression(source: str, *, expect_bool: bool = False) -> Program:
+def compile_expression(source: str, *, expect_bool: bool = False,
+                       variables: Mapping[str, str] | None = None) -> Program:
     """Parse, check and compile `source`; raise ExpressionError if it is rejected.
 
     With `expect_bool`, expressions whose static type is known and is not bool are rejected.
+    `variables` replaces the data product environment (`event`, `record`) by the declared names
+    and their static types ('int', 'string', 'list', 'dyn'...); the program is then evaluated as
+    `program.evaluate(activation, None)` with a dict of their values.
     """
     if not isinstance(source, str):
         raise ExpressionError("expression must be a string", 1)
     try:
         node = parse(source)
-        result_type, record_fields = check(source, node)
+        result_type, record_fields = check(source, node, variables)
         if expect_bool and result_type not in ("bool", "dyn"):
             raise ExpressionError(f"expression must evaluate to bool, but its type is {result_type}", 1)
-        fn = Compiler().compile(node)
+        fn = Compiler(variables).compile(node)
     except RecursionError:
         raise ExpressionError("expression nested too deeply", 1) from None
     return Program(source, fn, result_type, record_fields)

@@ -7,6 +7,7 @@ cannot reproduce exactly, are rejected here.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from . import ast
@@ -53,8 +54,9 @@ def literal_type(value: Any) -> str:
 class Checker:
     """Annotates every node's `ty` in place; raises ExpressionError for rejected expressions."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, variables: Mapping[str, str] | None = None) -> None:
         self.src = source
+        self.variables = variables
         self.scope: list[str] = []
         self.record_fields: set[str] = set()
         self._bare_record_uses = 0
@@ -134,6 +136,10 @@ class Checker:
     def _ident(self, node: ast.Ident) -> str:
         if node.name in self.scope:
             return "dyn"
+        if self.variables is not None:
+            if node.name in self.variables:
+                return self.variables[node.name]
+            raise self.fail(node, f"unknown variable '{node.name}'")
         if node.name == "event":
             return "dyn"
         if node.name == "record":
@@ -266,10 +272,11 @@ class Checker:
         raise self.fail(node, f"unknown function '{name}'")
 
 
-def check(source: str, node: ast.Node) -> tuple[str, frozenset[str]]:
+def check(source: str, node: ast.Node,
+          variables: Mapping[str, str] | None = None) -> tuple[str, frozenset[str]]:
     """Check the AST; return its static result type and the `record` fields whose values it reads
     (all of them when the bare `record` is used as a value)."""
-    checker = Checker(source)
+    checker = Checker(source, variables)
     t = checker.check(node)
     fields = frozenset(RECORD_FIELDS) if checker._bare_record_uses > 0 else frozenset(checker.record_fields)
     return ("map" if t == "record" else t), fields

@@ -11,7 +11,7 @@ import copy
 import math
 import operator
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import ast
@@ -39,7 +39,8 @@ _EXACT_FLOAT_INT = 2**53
 class Compiler:
     """Turns one checked AST into a closure; keeps per-program state for comprehension variables."""
 
-    def __init__(self) -> None:
+    def __init__(self, variables: Mapping[str, str] | None = None) -> None:
+        self.variables = variables
         self.consts: dict[Fn, Any] = {}
         self.scope: list[tuple[str, str]] = []
         self.locals = threading.local()
@@ -83,6 +84,12 @@ class Compiler:
         for name, slot in reversed(self.scope):
             if name == node.name:
                 return _slot_reader(self.locals, slot)
+        if self.variables is not None:
+            name = node.name
+
+            def variable(e: Any, r: Any) -> Any:
+                return e[name]
+            return variable
         if node.name == "event":
             def event(e: Any, r: Any) -> Any:
                 return e
@@ -100,7 +107,7 @@ class Compiler:
             cur = cur.operand
         path.reverse()
         root = cur
-        if isinstance(root, ast.Ident) and not any(n == root.name for n, _ in self.scope):
+        if isinstance(root, ast.Ident) and self.variables is None and not any(n == root.name for n, _ in self.scope):
             if root.name == "record":
                 return _record_chain(path)
             return _event_chain(path)
