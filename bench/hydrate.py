@@ -245,8 +245,8 @@ def with_servers(body: Callable[[str, str, str, Path], None]) -> None:
     if bootstrap and redis_url and postgres_url:
         body(bootstrap, redis_url, postgres_url, folder)
         return
-    from provisioner.runtime import embedded
-    from provisioner.stream import devbroker
+    from provisioner.local import embedded
+    from provisioner.local import devbroker
 
     state = folder / "state"
     print("starting a broker and embedded Redis/Postgres under", state, flush=True)

@@ -1,19 +1,20 @@
 """The `provisioner` command: one typer app, one module per command or command group.
 
-Errors reach the user as one clear line: typer's pretty tracebacks are off, SpecError becomes its
-findings, and any other exception is a one-line message (set PROVISIONER_DEBUG=1 for a traceback).
+Errors reach the user through one handler: typer's pretty tracebacks are off, a SpecError becomes
+its findings, any other ProvisionerError its one-line message and exit code, and anything else (a
+bug) a one-line message too (set PROVISIONER_DEBUG=1 for a traceback).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 
 import typer
 from rich.markup import escape
 
-from provisioner.cli.output import err_console
-from provisioner.spec.findings import SpecError
+from provisioner.cli.output import err_console, report_errors
 
 app = typer.Typer(
     name="provisioner",
@@ -44,16 +45,13 @@ def _register() -> None:
     """Import command modules and attach them (explicit, so imports have no side effects)."""
     from provisioner.cli import consume, dev, down, init, inspect_cmd, replay, schema, spectest, status, up, validate
 
-    app.command("init")(init.init)
-    app.command("validate")(validate.validate)
-    app.command("test")(spectest.spec_test)
-    app.command("schema")(schema.schema)
-    app.command("up")(up.up)
-    app.command("status")(status.status)
-    app.command("inspect")(inspect_cmd.inspect)
-    app.command("replay")(replay.replay)
-    app.command("down")(down.down)
-    app.command("consume")(consume.consume)
+    commands: dict[str, Callable[..., None]] = {
+        "init": init.init, "validate": validate.validate, "test": spectest.spec_test, "schema": schema.schema,
+        "up": up.up, "status": status.status, "inspect": inspect_cmd.inspect, "replay": replay.replay,
+        "down": down.down, "consume": consume.consume,
+    }
+    for name, command in commands.items():
+        app.command(name)(report_errors(command))
     app.add_typer(dev.dev_app, name="dev")
 
 
@@ -61,13 +59,10 @@ _register()
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: anything `report_errors` did not turn into a message is a bug,
+    still shown as one line."""
     try:
         app()
-    except SpecError as error:
-        for finding in error.findings:
-            err_console.print(f"[red]✗[/] {escape(str(finding))}")
-        sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as error:

@@ -22,8 +22,10 @@ from typing import Any
 
 import typer
 
+from provisioner.cli.options import BOOTSTRAP_OPTION, STATE_DIR_OPTION
 from provisioner.cli.output import fail
-from provisioner.runtime.connection import StoreUrlError, mask_url, store_url
+from provisioner.local.devbroker import resolve_bootstrap
+from provisioner.runtime.connection import mask_url, store_url
 from provisioner.runtime.consumer import StoreConsumer
 from provisioner.runtime.metrics import ConsumerMetrics
 from provisioner.spec.loader import load_products
@@ -59,15 +61,6 @@ def kafka_settings(environ: Mapping[str, str]) -> dict[str, Any]:
     return settings
 
 
-def _bootstrap(bootstrap: str | None, state_dir: Path) -> str:
-    if bootstrap:
-        return bootstrap
-    # Only a laptop without PROVISIONER_KAFKA_BOOTSTRAP needs the dev broker's address.
-    from provisioner.stream.devbroker import resolve_bootstrap
-
-    return resolve_bootstrap(None, state_dir)
-
-
 def select_product(spec: Path, product: str | None) -> DataProduct:
     """The one product of `spec`, or the one named `product` when the file holds several."""
     products = [s.product for s in load_products([spec])]
@@ -85,15 +78,14 @@ def consume(
     spec: Path = typer.Option(..., "--spec", help="The DataProduct spec file."),
     store: str = typer.Option(..., "--store", help="Which of the product's stores to hydrate."),
     product: str | None = typer.Option(None, "--product", help="The product's name, if the file holds several."),
-    bootstrap: str | None = typer.Option(None, "--bootstrap", envvar="PROVISIONER_KAFKA_BOOTSTRAP",
-                                         help="Kafka bootstrap servers (default: the dev broker)."),
+    bootstrap: str | None = BOOTSTRAP_OPTION,
     store_url_option: str | None = typer.Option(None, "--store-url", envvar="PROVISIONER_STORE_URL",
                                                 help="Store URL (default: the spec's connection.url).",
                                                 show_envvar=True),
     status_file: Path | None = typer.Option(None, "--status-file", help="Write status JSON here every second."),
     metrics_port: int | None = typer.Option(None, "--metrics-port", envvar="PROVISIONER_METRICS_PORT",
                                             help="Serve Prometheus metrics on this port (0: any free port)."),
-    state_dir: Path = typer.Option(Path(".provisioner"), "--state-dir", help="Local state (dev broker)."),
+    state_dir: Path = STATE_DIR_OPTION,
     log_level: str = typer.Option("INFO", "--log-level", envvar="PROVISIONER_LOG_LEVEL"),
 ) -> None:
     """Hydrate one store from Kafka, effectively once, until SIGTERM or Ctrl-C."""
@@ -104,11 +96,9 @@ def consume(
         store_spec = chosen.store(store)
     except KeyError as error:
         fail(str(error.args[0]))
-    try:
-        url = store_url(store_spec, store_url_option)
-    except StoreUrlError as error:
-        fail(str(error))
-    kafka = _bootstrap(bootstrap, state_dir)
+    url = store_url(store_spec, store_url_option)
+    # Only a laptop without PROVISIONER_KAFKA_BOOTSTRAP needs the dev broker's address; a pod never does.
+    kafka = bootstrap or resolve_bootstrap(None, state_dir)
     consumer_config = kafka_settings(os.environ)
     metrics = ConsumerMetrics(chosen.name, store_spec.name)
     if metrics_port is not None:

@@ -1,7 +1,7 @@
 """`provisioner dev`: a real local Kafka broker, and events to feed it.
 
 Registered by `provisioner.cli.app` as the `dev` command group:
-    dev kafka up|down|status      the dev broker (provisioner.stream.devbroker)
+    dev kafka up|down|status      the dev broker (provisioner.local.devbroker)
     dev produce TOPIC FILE.jsonl  JSON Lines into a topic (see provisioner.stream.kafka)
     dev generate KIND --count N   seeded orders / customers / readings (provisioner.stream.generate)
 """
@@ -19,7 +19,8 @@ from typing import IO
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from provisioner.cli.output import OUTPUT_OPTION, OutputFormat, console, err_console, fail, print_json
+from provisioner.cli.options import BOOTSTRAP_OPTION, STATE_DIR_OPTION
+from provisioner.cli.output import OUTPUT_OPTION, OutputFormat, console, err_console, fail, print_json, report_errors
 
 dev_app = typer.Typer(
     help="Local development helpers: a real Kafka broker, producing and generating events.",
@@ -28,12 +29,6 @@ dev_app = typer.Typer(
 kafka_app = typer.Typer(help="The dev Kafka broker: one real KRaft node, from Maven Central jars.",
                         no_args_is_help=True)
 dev_app.add_typer(kafka_app, name="kafka")
-
-STATE_DIR_OPTION = typer.Option(Path(".provisioner"), "--state-dir", envvar="PROVISIONER_STATE_DIR",
-                                help="state directory; the broker lives in its kafka/ folder")
-BOOTSTRAP_OPTION = typer.Option(None, "--bootstrap", envvar="PROVISIONER_KAFKA_BOOTSTRAP",
-                                help="Kafka bootstrap servers (default: the running dev broker)")
-
 
 class Kind(StrEnum):
     orders = "orders"
@@ -46,62 +41,56 @@ def _spinner(message: str) -> AbstractContextManager[object]:
 
 
 def _bootstrap(explicit: str | None, state_dir: Path) -> str:
-    from provisioner.stream.devbroker import DevBrokerError, resolve_bootstrap
+    from provisioner.local.devbroker import resolve_bootstrap
 
-    try:
-        return resolve_bootstrap(explicit, state_dir)
-    except DevBrokerError as error:
-        fail(str(error))
+    return resolve_bootstrap(explicit, state_dir)
 
 
 # -- dev kafka --------------------------------------------------------------------------------
 
 
 @kafka_app.command("up")
+@report_errors
 def kafka_up(
     state_dir: Path = STATE_DIR_OPTION,
     port: int | None = typer.Option(None, "--port", help="client port (default 9092 if free, else any free port)"),
 ) -> None:
     """Start the dev broker (downloading its jars once) and print its bootstrap address."""
-    from provisioner.stream import devbroker
+    from provisioner.local import devbroker
 
-    try:
-        running = devbroker.status(state_dir)
-        if running is None:
-            with _spinner("fetching the Kafka jars (first run only)…"):
-                devbroker.ensure_libs()
-            with _spinner("starting the Kafka broker…"):
-                bootstrap = devbroker.up(state_dir, port=port)
-        else:
+    running = devbroker.status(state_dir)
+    if running is None:
+        with _spinner("fetching the Kafka jars (first run only)…"):
+            devbroker.ensure_libs()
+        with _spinner("starting the Kafka broker…"):
             bootstrap = devbroker.up(state_dir, port=port)
-    except devbroker.DevBrokerError as error:
-        fail(str(error))
+    else:
+        bootstrap = devbroker.up(state_dir, port=port)
     err_console.print(f"Kafka {devbroker.KAFKA_VERSION} running at [bold]{bootstrap}[/]  "
                       f"(export PROVISIONER_KAFKA_BOOTSTRAP={bootstrap} for other shells)")
     console.print(bootstrap)
 
 
 @kafka_app.command("down")
+@report_errors
 def kafka_down(
     state_dir: Path = STATE_DIR_OPTION,
     purge: bool = typer.Option(False, "--purge", help="also delete the broker's data (all topics)"),
 ) -> None:
     """Stop the dev broker; its topics survive unless --purge."""
-    from provisioner.stream import devbroker
+    from provisioner.local import devbroker
 
-    try:
-        with _spinner("stopping the Kafka broker…"):
-            stopped = devbroker.down(state_dir, purge=purge)
-    except devbroker.DevBrokerError as error:
-        fail(str(error))
+    with _spinner("stopping the Kafka broker…"):
+        stopped = devbroker.down(state_dir, purge=purge)
     what = "stopped" if stopped else "was not running"
     console.print(f"dev broker {what}" + ("; data deleted" if purge else ""))
 
 
 @kafka_app.command("status")
+@report_errors
 def kafka_status(state_dir: Path = STATE_DIR_OPTION, output: OutputFormat = OUTPUT_OPTION) -> None:
     """Whether the dev broker runs, and where."""
-    from provisioner.stream import devbroker
+    from provisioner.local import devbroker
 
     found = devbroker.status(state_dir)
     if output is OutputFormat.json:
@@ -136,6 +125,7 @@ def _open_lines(file: Path) -> IO[str]:
 
 
 @dev_app.command("produce")
+@report_errors
 def produce(
     topic: str = typer.Argument(..., help="topic to produce to (created if missing)"),
     file: Path = typer.Argument(..., help="JSON Lines file ('-' for stdin): one value, or envelope, per line"),
@@ -146,7 +136,7 @@ def produce(
 ) -> None:
     """Produce a JSON Lines file. A line that is an object with a "value" key and only keys among
     key/value/headers/partition/timestamp is an envelope; any other line is the value itself."""
-    from provisioner.stream.kafka import KafkaHelperError, ensure_topic, parse_jsonl_line, produce_jsonl
+    from provisioner.stream.kafka import ensure_topic, parse_jsonl_line, produce_jsonl
 
     address = _bootstrap(bootstrap, state_dir)
     handle = _open_lines(file)
@@ -162,8 +152,6 @@ def produce(
             task = progress.add_task(f"producing to {topic}", total=total)
             count = produce_jsonl(address, topic, handle, key_field=key_field,
                                   on_sent=lambda n: progress.update(task, completed=n))
-    except KafkaHelperError as error:
-        fail(str(error))
     finally:
         if handle is not sys.stdin:
             handle.close()
@@ -171,6 +159,7 @@ def produce(
 
 
 @dev_app.command("generate")
+@report_errors
 def generate(
     kind: Kind = typer.Argument(..., help="which events: orders, customers or readings"),
     count: int = typer.Option(1000, "--count", "-n", min=0, help="how many events"),
@@ -183,7 +172,7 @@ def generate(
 ) -> None:
     """Generate seeded, realistic events and produce them (or write them with --output)."""
     from provisioner.stream.generate import DEFAULT_TOPICS, GENERATORS
-    from provisioner.stream.kafka import KafkaHelperError, OutgoingRecord, ensure_topic, produce_records
+    from provisioner.stream.kafka import OutgoingRecord, ensure_topic, produce_records
 
     events = GENERATORS[kind.value](count, seed=seed)
     if output_file is not None:
@@ -198,13 +187,10 @@ def generate(
             encoded = None if value is None else json.dumps(value, separators=(",", ":")).encode()
             yield OutgoingRecord(value=encoded, key=key)
 
-    try:
-        ensure_topic(address, target, partitions)
-        with _progress(count) as progress:
-            task = progress.add_task(f"producing {kind.value} to {target}", total=count)
-            sent = produce_records(address, target, records(), on_sent=lambda n: progress.update(task, completed=n))
-    except KafkaHelperError as error:
-        fail(str(error))
+    ensure_topic(address, target, partitions)
+    with _progress(count) as progress:
+        task = progress.add_task(f"producing {kind.value} to {target}", total=count)
+        sent = produce_records(address, target, records(), on_sent=lambda n: progress.update(task, completed=n))
     console.print(f"produced {sent} {kind.value} events to {target}")
 
 

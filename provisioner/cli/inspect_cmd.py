@@ -1,6 +1,6 @@
 """`provisioner inspect NAME --store S`: look at the rows a store holds, as a table or JSON.
 
-Reads the store through `Store.inspect` (data only, never positions), finding it through the state
+Reads the store through the local session (data only, never positions), found through the state
 directory's registry, so it works after `up` without the spec paths.
 """
 
@@ -13,11 +13,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from provisioner.cli.output import OUTPUT_OPTION, OutputFormat, console, fail, print_json
-from provisioner.cli.status import STATE_DIR_OPTION, open_registry, select, store_url_for
-from provisioner.runtime.connection import StoreUrlError
-from provisioner.stores.base import StoreError
-from provisioner.stores.registry import open_store
+from provisioner.cli.options import STATE_DIR_OPTION
+from provisioner.cli.output import OUTPUT_OPTION, OutputFormat, console, print_json
+from provisioner.local.session import LocalSession
 
 
 def _cell(value: Any) -> str:
@@ -32,21 +30,9 @@ def inspect(
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """Show up to --limit rows of one store."""
-    _, registry = open_registry(state_dir)
-    target = select(registry, name, store)[0]
-    if target.product is None:
-        fail(f"{target.entry.spec_file} no longer defines {target.entry.product!r}")
-    try:
-        url = store_url_for(registry, target)
-        handle = open_store(target.product, target.product.store(store), url, timeout=5.0)
-    except StoreUrlError as error:
-        fail(str(error))
-    try:
-        rows = handle.inspect(limit)
-    except (StoreError, OSError) as error:
-        fail(f"cannot read {name}/{store} at {target.entry.store_url}: {error}")
-    finally:
-        handle.close()
+    session = LocalSession.open(state_dir)
+    target = session.target(name, store)
+    rows = session.rows(target, limit)
     if output is OutputFormat.json:
         print_json({"product": target.entry.product, "store": store, "kind": target.entry.kind, "rows": rows})
         return

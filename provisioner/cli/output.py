@@ -1,14 +1,24 @@
-"""Console output shared by every command: rich text for people, `--output json` for scripts."""
+"""Console output shared by every command: rich text for people, `--output json` for scripts, and
+the one handler that turns errors into a message and an exit code."""
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import sys
+from collections.abc import Callable
 from enum import StrEnum
-from typing import Any, NoReturn
+from typing import Any, NoReturn, ParamSpec
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+
+from provisioner.errors import ProvisionerError
+from provisioner.spec.findings import SpecError
+
+P = ParamSpec("P")
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -32,3 +42,24 @@ def fail(message: str, code: int = 1) -> NoReturn:
     """One clear error line on stderr and a non-zero exit: never a traceback."""
     err_console.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def report_errors(command: Callable[P, None]) -> Callable[P, None]:
+    """The one error handler: a SpecError becomes its findings, any other ProvisionerError its
+    one-line message, both with the error's exit code (PROVISIONER_DEBUG=1 re-raises instead)."""
+
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            command(*args, **kwargs)
+        except ProvisionerError as error:
+            if os.environ.get("PROVISIONER_DEBUG"):
+                raise
+            if isinstance(error, SpecError):
+                for finding in error.findings:
+                    err_console.print(f"[red]✗[/] {escape(str(finding))}")
+            else:
+                err_console.print(f"[bold red]error:[/] {escape(str(error))}")
+            raise typer.Exit(error.exit_code) from None
+
+    return run

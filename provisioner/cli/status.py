@@ -1,15 +1,12 @@
 """`provisioner status [NAME]`: how each store started by `up` is doing, as a table or JSON.
 
-Reads the state directory's registry (what `up` started), each consumer's status file and pid, the
-positions kept in the store itself (when it answers) and the topic's end offsets from Kafka now, so
-lag is true even when no consumer runs. `up`'s dashboard renders its rows with `store_table`.
+The views come from the local session (`LocalSession.views`): each consumer's status file and pid,
+the positions kept in the store itself (when it answers) and the topic's end offsets from Kafka now,
+so lag is true even when no consumer runs. `up`'s dashboard renders its rows with `store_table`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,136 +15,15 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from provisioner.cli.output import OUTPUT_OPTION, OutputFormat, console, fail, print_json
-from provisioner.runtime import local
-from provisioner.runtime.connection import StoreUrlError, store_url
-from provisioner.runtime.progress import StoreView, store_view
-from provisioner.runtime.statedir import Registry, StateDir, StateDirError, StoreEntry
-from provisioner.spec.durations import parse_duration
-from provisioner.spec.findings import SpecError
-from provisioner.spec.loader import load_products
-from provisioner.spec.models import DataProduct
-from provisioner.stores.base import StoreError
+from provisioner.cli.options import STATE_DIR_OPTION
+from provisioner.cli.output import OUTPUT_OPTION, OutputFormat, console, print_json
+from provisioner.local.session import LocalSession
+from provisioner.runtime.progress import StoreView
 
-STATE_DIR_OPTION = typer.Option(Path(".provisioner"), "--state-dir", envvar="PROVISIONER_STATE_DIR",
-                                help="The state directory `provisioner up` used.")
-STORE_TIMEOUT = 3.0
 WIDE_TABLE = 120
 
 _STATE_STYLE = {"running": "green", "starting": "cyan", "backoff": "yellow", "halted": "bold red",
                 "paused": "magenta", "stopped": "dim"}
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """A store `up` started, with its product re-read from the spec file (None if it is gone)."""
-
-    entry: StoreEntry
-    product: DataProduct | None
-
-
-def open_registry(state_dir: Path) -> tuple[StateDir, Registry]:
-    """The state directory and its registry, or one clear error when `up` never ran there."""
-    state = StateDir(state_dir.resolve())
-    try:
-        registry = state.read_registry()
-    except StateDirError as error:
-        fail(str(error))
-    if registry is None:
-        fail(f"nothing was started with state dir {state.root}: run `provisioner up PATH...` first")
-    return state, registry
-
-
-def select(registry: Registry, name: str | None, store: str | None = None) -> list[Target]:
-    """The registry's stores of product `name` (all when None), optionally only store `store`."""
-    entries = [e for e in registry.stores if name is None or e.matches(name)]
-    if name is not None and not entries:
-        known = ", ".join(sorted({e.product for e in registry.stores})) or "none"
-        fail(f"no data product {name!r} was started by `provisioner up` (started: {known})")
-    if store is not None:
-        entries = [e for e in entries if e.store == store]
-        if not entries:
-            fail(f"data product {name!r} has no store {store!r}")
-    products: dict[str, list[DataProduct]] = {}
-    targets: list[Target] = []
-    for entry in entries:
-        if entry.spec_file not in products:
-            try:
-                products[entry.spec_file] = [s.product for s in load_products([Path(entry.spec_file)])]
-            except SpecError:
-                products[entry.spec_file] = []
-        found = next((p for p in products[entry.spec_file]
-                      if p.name == entry.product and p.metadata.namespace == entry.namespace), None)
-        targets.append(Target(entry, found))
-    return targets
-
-
-def store_url_for(registry: Registry, target: Target) -> str:
-    """The real URL of a store: the embedded server's for a managed one, else the spec's connection."""
-    if target.entry.managed:
-        url = registry.embedded.get(target.entry.kind)
-        if url is None:
-            raise StoreUrlError(f"no embedded {target.entry.kind} is recorded: run `provisioner up` again")
-        return url
-    if target.product is None:
-        raise StoreUrlError(f"{target.entry.spec_file} no longer defines {target.entry.product!r}")
-    return store_url(target.product.store(target.entry.store))
-
-
-def _live_store_facts(registry: Registry, target: Target) -> tuple[dict[int, int] | None, int | None, str | None]:
-    """Positions and row count read from the store now, or the reason it did not answer."""
-    if target.product is None:
-        return None, None, f"{target.entry.spec_file} no longer defines this product"
-    from provisioner.stores.registry import open_store
-
-    try:
-        url = store_url_for(registry, target)
-        store = open_store(target.product, target.product.store(target.entry.store), url, timeout=STORE_TIMEOUT)
-    except StoreUrlError as error:
-        return None, None, str(error)
-    try:
-        return store.read_positions(), store.count(), None
-    except (StoreError, OSError) as error:
-        return None, None, f"store unreachable: {error}"
-    finally:
-        store.close()
-
-
-def _end_offsets(bootstrap: str, topics: set[str]) -> dict[str, dict[int, int]]:
-    """End offsets per topic now; a topic Kafka does not answer for is left out."""
-    ends: dict[str, dict[int, int]] = {}
-    for topic in sorted(topics):
-        # Any Kafka failure only means lag comes from the consumers' last status instead.
-        with contextlib.suppress(Exception):
-            ends[topic] = local.topic_end_offsets(bootstrap, topic)
-    return ends
-
-
-def collect(state: StateDir, registry: Registry, targets: list[Target]) -> list[tuple[StoreView, int | None]]:
-    """Each target's view, with positions from the store and end offsets from Kafka when reachable."""
-    topics = {t.product.spec.source.topic for t in targets if t.product is not None}
-    ends = _end_offsets(registry.bootstrap, topics)
-    views: list[tuple[StoreView, int | None]] = []
-    for target in targets:
-        entry = target.entry
-        phase, status = local.observed_phase(state, entry)
-        positions, rows, problem = _live_store_facts(registry, target)
-        product = target.product
-        freshness = product.spec.freshness if product is not None else None
-        last_error = (status or {}).get("last_error")
-        if not last_error and phase in ("stopped", "halted"):
-            last_error = local.last_log_error(state.log_file(entry)) if status is None else None
-        if problem and not last_error:
-            last_error = problem
-        view = store_view(
-            namespace=entry.namespace, product=entry.product, store=entry.store, kind=entry.kind, state=phase,
-            status=status, sla_seconds=parse_duration(freshness).total_seconds() if freshness else None,
-            now=time.time(), positions=positions,
-            end_offsets=ends.get(product.spec.source.topic) if product is not None else None,
-            store_url=entry.store_url, last_error=last_error,
-        )
-        views.append((view, rows))
-    return views
 
 
 def _freshness_text(view: StoreView) -> str:
@@ -197,15 +73,13 @@ def status(
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """Show each store's state, position, lag, counts, freshness and last error."""
-    state, registry = open_registry(state_dir)
-    targets = select(registry, name)
-    collected = collect(state, registry, targets)
-    supervisor = registry.supervisor_pid if local.pid_alive(registry.supervisor_pid) else None
+    session = LocalSession.open(state_dir)
+    collected = session.views(session.targets(name))
+    registry = session.registry
+    supervisor = registry.supervisor_pid if session.supervisor_running else None
     if output is OutputFormat.json:
-        stores: list[dict[str, Any]] = []
-        for view, rows in collected:
-            stores.append({**view.to_dict(), "rows": rows})
-        print_json({"state_dir": str(state.root), "bootstrap": registry.bootstrap,
+        stores: list[dict[str, Any]] = [{**view.to_dict(), "rows": rows} for view, rows in collected]
+        print_json({"state_dir": str(session.state.root), "bootstrap": registry.bootstrap,
                     "supervisor_pid": supervisor, "stores": stores})
         return
     console.print(store_table([v for v, _ in collected], rows=[r for _, r in collected]))
@@ -213,4 +87,4 @@ def status(
         users = ", ".join(f"{v.product}/{v.store}" for v, _ in collected if v.store_url == url)
         console.print(f"  {escape(url)}: {escape(users)}")
     running = f"`provisioner up` runs (pid {supervisor})" if supervisor else "no `provisioner up` runs"
-    console.print(f"Kafka {escape(registry.bootstrap)}; {running}; state dir {escape(str(state.root))}")
+    console.print(f"Kafka {escape(registry.bootstrap)}; {running}; state dir {escape(str(session.state.root))}")

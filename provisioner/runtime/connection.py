@@ -10,6 +10,7 @@ import os
 import re
 from collections.abc import Mapping
 
+from provisioner.errors import ConfigurationError
 from provisioner.spec.models import StoreSpec
 from provisioner.stores.base import mask_url
 
@@ -18,7 +19,7 @@ __all__ = ["StoreUrlError", "expand_env", "mask_url", "store_url"]
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-class StoreUrlError(Exception):
+class StoreUrlError(ConfigurationError):
     """The store's URL cannot be determined (missing variable, managed store without a URL)."""
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from provisioner.errors import InvalidSpecError
+
 
 @dataclass(frozen=True, slots=True)
 class Finding:
@@ -24,7 +26,7 @@ class Finding:
         return asdict(self)
 
 
-class SpecError(Exception):
+class SpecError(InvalidSpecError):
     """Raised when specs cannot be loaded; carries every finding, not only the first."""
 
     def __init__(self, findings: list[Finding]) -> None:

@@ -167,6 +167,16 @@ class StoreSpec(_Model):
     def kind(self) -> Literal["redis", "postgres"]:
         return "redis" if self.redis is not None else "postgres"
 
+    @property
+    def connection(self) -> Connection | None:
+        settings = self.redis or self.postgres
+        return settings.connection if settings is not None else None
+
+    @property
+    def managed(self) -> bool:
+        """Without a `connection`, provisioner provisions the store itself (spec.md, "Managed stores")."""
+        return self.connection is None
+
 
 class Errors(_Model):
     mode: Literal["deadLetter", "stop", "skip"] = "deadLetter"

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.runtime import embedded
-from provisioner.stream import devbroker
+from provisioner.local import embedded
+from provisioner.local import devbroker
 
 _HERE = Path(__file__).parent
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from provisioner.stream import devbroker
+from provisioner.local import devbroker
 from tests.integration import harness as h
 from tests.integration.test_consumer_stores import STORES, assert_contents, reset_store, store_url, unique_name
 

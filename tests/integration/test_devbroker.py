@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from provisioner.stream import devbroker
+from provisioner.local import devbroker
 from provisioner.stream.generate import orders
 from provisioner.stream.kafka import OutgoingRecord, end_offsets, ensure_topic, produce_jsonl, produce_records
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 import redis
 
-from provisioner.runtime import embedded
+from provisioner.local import embedded
 from tests.integration.conftest import ServerHandle
 
 
@@ -44,7 +44,7 @@ def test_postgres_data_survives_stop_and_start(postgres_server: ServerHandle) ->
 def test_servers_outlive_their_starter_and_are_reused(tmp_path: Path) -> None:
     # Started by another process that exits: the servers keep running, found from the state dir.
     script = (
-        "import sys; from pathlib import Path; from provisioner.runtime import embedded as e; "
+        "import sys; from pathlib import Path; from provisioner.local import embedded as e; "
         "d = Path(sys.argv[1]); print(e.start_redis(d).url); print(e.start_postgres(d).url)"
     )
     result = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True,

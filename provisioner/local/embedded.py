@@ -20,8 +20,6 @@ MULTI/EXEC as the data, so both roll back together. PostgreSQL is stopped with a
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import importlib.util
 import json
 import os
@@ -31,12 +29,14 @@ import socket
 import stat
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from provisioner.localhost import accepts_connections, free_port, live_process, port_free, terminate
+from provisioner.errors import SetupError
+from provisioner.files import file_lock, write_atomically
+from provisioner.local.processes import accepts_connections, free_port, live_process, port_free, terminate
 
 __all__ = [
     "EmbeddedServer",
@@ -55,7 +55,7 @@ STOP_TIMEOUT_S = 30.0
 POSTGRES_SYSTEM_USER = "pgserver"
 
 
-class EmbeddedServerError(Exception):
+class EmbeddedServerError(SetupError):
     """An embedded server cannot be started or stopped; the message says why."""
 
 
@@ -76,16 +76,6 @@ class EmbeddedServer:
 # -- small helpers ----------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """Serializes start/stop of one server across processes."""
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
 
 def _alive(pid: int, name: str) -> bool:
     """Whether `pid` is a live, non-zombie process named `name` (guards against pid reuse)."""
@@ -102,9 +92,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    scratch = path.with_suffix(".tmp")
-    scratch.write_text(json.dumps(data, indent=2) + "\n")
-    scratch.replace(path)
+    write_atomically(path, json.dumps(data, indent=2) + "\n")
 
 
 def _read_pid(path: Path) -> int | None:
@@ -184,7 +172,7 @@ def start_redis(state_dir: Path) -> EmbeddedServer:
     """Start the embedded Redis of `state_dir`, or return it if it already runs."""
     folder = _redis_folder(state_dir)
     (folder / "data").mkdir(parents=True, exist_ok=True)
-    with _file_lock(folder / ".lock"):
+    with file_lock(folder / ".lock"):
         running = _find_redis(folder)
         if running is not None:
             return running
@@ -279,7 +267,7 @@ def start_postgres(state_dir: Path) -> EmbeddedServer:
     return it if it already runs. Trust authentication, listening on 127.0.0.1 only."""
     folder = _postgres_folder(state_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    with _file_lock(folder / ".lock"):
+    with file_lock(folder / ".lock"):
         running = _find_postgres(folder)
         if running is not None:
             return running
@@ -339,7 +327,7 @@ def find(kind: str, state_dir: Path) -> EmbeddedServer | None:
 def stop(server: EmbeddedServer) -> None:
     """Stop `server` cleanly and wait for it to exit (works from any process, via its folder)."""
     folder = Path(server.folder)
-    with _file_lock(folder / ".lock"):
+    with file_lock(folder / ".lock"):
         current = _find_redis(folder) if server.kind == "redis" else _find_postgres(folder)
         if current is None:
             return

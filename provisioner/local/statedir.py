@@ -17,11 +17,12 @@ with its own `connection` is recorded by its masked URL only (the real one is re
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from provisioner.errors import ConfigurationError
+from provisioner.files import write_atomically
 
 REGISTRY_FILE = "registry.json"
 CONSUMERS_DIR = "consumers"
@@ -123,24 +124,12 @@ class StateDir:
             raise StateDirError(message) from error
 
     def write_registry(self, registry: Registry) -> None:
-        _write_atomically(self.registry_file, json.dumps(registry.to_dict(), indent=2))
+        write_atomically(self.registry_file, json.dumps(registry.to_dict(), indent=2))
 
 
-class StateDirError(Exception):
+class StateDirError(ConfigurationError):
     """The state directory holds something unusable (a message for the user, no traceback)."""
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_pid(path: Path, pid: int) -> None:
-    _write_atomically(path, f"{pid}\n")
+    write_atomically(path, f"{pid}\n")

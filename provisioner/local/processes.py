@@ -1,5 +1,7 @@
-"""Ports and processes on this machine, for the local servers provisioner starts (Kafka, Redis,
-Postgres). Outside the layers: any package that launches a local server may use it."""
+"""Ports and processes on this machine: free ports for the local servers provisioner starts (Kafka,
+Redis, Postgres) and the liveness and stopping of the processes it runs (servers and consumers).
+
+Used by the rest of `provisioner.local`: the dev broker, the embedded servers and the supervisor."""
 
 from __future__ import annotations
 
@@ -53,18 +55,35 @@ def live_process(pid: int) -> tuple[str, str] | None:
     return stat[stat.find("(") + 1: stat.rfind(")")], cmdline
 
 
-def terminate(pid: int, alive: Callable[[], bool], sig: signal.Signals = signal.SIGTERM,
-              timeout: float = 30.0) -> None:
-    """Send `sig` (a clean shutdown), wait up to `timeout` for `alive()` to turn false, then
-    SIGKILL and wait for the process to be gone."""
+def pid_alive(pid: int | None) -> bool:
+    """Whether a process with this id runs (a zombie does not count)."""
+    if not pid or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return live_process(pid) is not None
+
+
+def terminate(pid: int, alive: Callable[[], bool] | None = None, sig: signal.Signals = signal.SIGTERM,
+              timeout: float = 30.0) -> bool:
+    """Send `sig` (a clean shutdown), wait up to `timeout` for `alive()` (default: the pid lives) to
+    turn false, then SIGKILL and wait for the process to be gone. True if it stopped by itself.
+
+    `alive` lets a caller guard against pid reuse by also checking the process's name."""
+    is_alive = alive if alive is not None else (lambda: pid_alive(pid))
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not alive():
-            return
+        if not is_alive():
+            return True
         time.sleep(0.05)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    while alive():
+    while is_alive():
         time.sleep(0.05)
+    return False

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -30,12 +29,14 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from provisioner.localhost import accepts_connections, free_port, live_process, port_free, terminate
+from provisioner.errors import SetupError
+from provisioner.files import file_lock, write_atomically
+from provisioner.local.processes import accepts_connections, free_port, live_process, port_free, terminate
 
 __all__ = [
     "BOOTSTRAP_ENV",
@@ -64,7 +65,7 @@ START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
 
 
-class DevBrokerError(Exception):
+class DevBrokerError(SetupError):
     """The dev broker cannot be fetched, started, found or stopped; the message says what to do."""
 
 
@@ -137,17 +138,6 @@ _POM = """<?xml version="1.0" encoding="UTF-8"?>
 """
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock, so concurrent processes do one download / one start."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
 
 def _has_jars(libs: Path) -> bool:
     return libs.is_dir() and any(libs.glob(f"kafka_2.13-{KAFKA_VERSION}.jar"))
@@ -161,7 +151,7 @@ def ensure_libs() -> Path:
     mvn = shutil.which("mvn")
     if mvn is None:
         raise DevBrokerError("Maven (`mvn`) is needed once to fetch the Kafka broker's jars; install it")
-    with _file_lock(libs.parent / ".fetch.lock"):
+    with file_lock(libs.parent / ".fetch.lock"):
         if _has_jars(libs):  # another process fetched them while we waited for the lock
             return libs
         # Fetch into a scratch folder and rename, so a half-finished download is never used.
@@ -278,9 +268,7 @@ def _read_state(folder: Path) -> dict[str, Any] | None:
 
 
 def _write_state(folder: Path, state: dict[str, Any]) -> None:
-    scratch = folder / "state.json.tmp"
-    scratch.write_text(json.dumps(state, indent=2) + "\n")
-    scratch.replace(folder / "state.json")
+    write_atomically(folder / "state.json", json.dumps(state, indent=2) + "\n")
 
 
 def _live_pid(folder: Path, state: dict[str, Any] | None) -> int | None:
@@ -319,7 +307,7 @@ def up(state_dir: Path, port: int | None = None, timeout: float = START_TIMEOUT_
     folder = broker_dir(state_dir).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     libs = ensure_libs()
-    with _file_lock(folder / ".lock"):
+    with file_lock(folder / ".lock"):
         state = _read_state(folder)
         pid = _live_pid(folder, state)
         if pid is not None and state is not None:
@@ -333,7 +321,7 @@ def up(state_dir: Path, port: int | None = None, timeout: float = START_TIMEOUT_
             return bootstrap
         # Machine-wide: a starting broker binds its client port only seconds after launch, so two
         # concurrent starts (other state directories) would otherwise both pick the same free port.
-        with _file_lock(cache_root() / "kafka" / ".start.lock"):
+        with file_lock(cache_root() / "kafka" / ".start.lock"):
             return _start(folder, libs, state or {}, port, timeout)
 
 
@@ -511,7 +499,7 @@ def down(state_dir: Path, purge: bool = False) -> bool:
     folder = broker_dir(state_dir).resolve()
     if not folder.exists():
         return False
-    with _file_lock(folder / ".lock"):
+    with file_lock(folder / ".lock"):
         state = _read_state(folder)
         pid = _live_pid(folder, state)
         if pid is not None:
@@ -538,3 +526,16 @@ def resolve_bootstrap(explicit: str | None, state_dir: Path) -> str:
         return running.bootstrap
     raise DevBrokerError(
         f"no Kafka: pass --bootstrap, set {BOOTSTRAP_ENV} or run `provisioner dev kafka up`")
+
+
+def resolve_or_start(explicit: str | None, state_dir: Path, say: Callable[[str], None]) -> tuple[str, bool]:
+    """Like `resolve_bootstrap`, but starts the dev broker when no Kafka is configured or running;
+    also says whether it had to."""
+    try:
+        return resolve_bootstrap(explicit, state_dir), False
+    except DevBrokerError:
+        pass
+    say(f"No Kafka configured (--bootstrap, {BOOTSTRAP_ENV}) and no dev broker runs: starting the dev broker…")
+    bootstrap = up(state_dir)
+    say(f"dev broker up at {bootstrap}")
+    return bootstrap, True

@@ -1,0 +1,466 @@
+"""The local session: what `provisioner up` started under a state directory, and every operation
+the other local commands run on it (`status`, `inspect`, `replay`, `down`).
+
+`up` records what it started in the state directory's registry; a `LocalSession` reads it back, so
+the other commands work without the spec paths. No typer and no printing here: operations return
+data or raise a `ProvisionerError` with a message for the user, and take a `say` callback for the
+progress lines a person wants to see while they run. The CLI's modules are thin wrappers over these.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+
+from provisioner.errors import ConfigurationError, ProvisionerError, UnavailableError
+from provisioner.local import devbroker, embedded
+from provisioner.local.processes import pid_alive, terminate
+from provisioner.local.statedir import Registry, StateDir, StoreEntry
+from provisioner.local.supervisor import ConsumerProcess, LocalConsumer, Phase, Supervisor
+from provisioner.plan import ConsumerPlan, Plan, plan
+from provisioner.runtime.connection import StoreUrlError, mask_url, store_url
+from provisioner.runtime.progress import StoreView, caught_up, parse_offsets, progress, store_view
+from provisioner.runtime.status import read_status
+from provisioner.spec.durations import parse_duration
+from provisioner.spec.findings import SpecError
+from provisioner.spec.loader import LoadedSpec, load_products
+from provisioner.spec.models import DataProduct
+from provisioner.stores.base import Store
+from provisioner.stores.registry import open_store
+from provisioner.stream import kafka as kafka_helpers
+
+__all__ = [
+    "AlreadyRunningError",
+    "ConsumerHaltedError",
+    "LocalSession",
+    "NotStartedError",
+    "Target",
+    "UnknownTargetError",
+    "last_log_error",
+    "observed_phase",
+    "place",
+    "prepare_environment",
+]
+
+Say = Callable[[str], None]
+STORE_TIMEOUT = 3.0
+SUPERVISOR_STOP_TIMEOUT = 60.0
+HYDRATE_POLL_SECONDS = 0.3
+
+
+class NotStartedError(ConfigurationError):
+    """The state directory holds no registry: `up` never ran there."""
+
+
+class UnknownTargetError(ConfigurationError):
+    """The named product or store was not started by `up`."""
+
+
+class AlreadyRunningError(ConfigurationError):
+    """`up` already runs for this state directory."""
+
+
+class ConsumerHaltedError(ProvisionerError):
+    """A consumer run in the foreground halted or did not catch up in time; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A store `up` started, with its product re-read from the spec file (None if it is gone)."""
+
+    entry: StoreEntry
+    product: DataProduct | None
+
+    @property
+    def label(self) -> str:
+        return f"{self.entry.product}/{self.entry.store}"
+
+    def require_product(self) -> DataProduct:
+        if self.product is None:
+            raise ConfigurationError(f"{self.entry.spec_file} no longer defines {self.entry.product!r}")
+        return self.product
+
+
+# -- what consumers look like from outside ----------------------------------------------------
+
+
+def last_log_error(path: Path, max_bytes: int = 8192) -> str | None:
+    """The last ERROR/error line of a consumer's log: why it failed before writing any status."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - max_bytes))
+            tail = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    for line in reversed(tail.splitlines()):
+        if " ERROR " in line or line.startswith("error:"):
+            return line.strip()
+    return None
+
+
+def observed_phase(state: StateDir, entry: StoreEntry) -> tuple[Phase, dict[str, Any] | None]:
+    """A store's phase as another process sees it: its status file and whether its pid lives."""
+    status = read_status(state.status_file(entry))
+    alive = pid_alive(state.read_pid(entry))
+    if status is not None and status.get("state") == "halted":
+        return "halted", status
+    if state.pause_marker(entry).exists() and not alive:
+        return "paused", status
+    if alive:
+        reported = status.get("state") if status is not None else None
+        phase: Phase = "starting"
+        if reported in ("running", "backoff"):
+            phase = "running" if reported == "running" else "backoff"
+        return phase, status
+    return "stopped", status
+
+
+def store_view_of(entry: StoreEntry, product: DataProduct | None, phase: Phase, status: dict[str, Any] | None, *,
+                  positions: dict[int, int] | None = None, end_offsets: dict[int, int] | None = None,
+                  last_error: str | None = None) -> StoreView:
+    """One store's row for `status` and `up`'s dashboard."""
+    freshness = product.spec.freshness if product is not None else None
+    return store_view(
+        namespace=entry.namespace, product=entry.product, store=entry.store, kind=entry.kind, state=phase,
+        status=status, sla_seconds=parse_duration(freshness).total_seconds() if freshness else None,
+        now=time.time(), positions=positions, end_offsets=end_offsets, store_url=entry.store_url,
+        last_error=last_error,
+    )
+
+
+# -- placing a plan on this machine -----------------------------------------------------------
+
+
+def prepare_environment(plan: Plan, state_root: Path, explicit_kafka: str | None,
+                        say: Say) -> tuple[str, bool, dict[str, str]]:
+    """Kafka (the dev broker started when none is configured), the plan's topics, and one embedded
+    server per managed store kind: (bootstrap, whether the dev broker was started, kind -> URL)."""
+    bootstrap, started = devbroker.resolve_or_start(explicit_kafka, state_root, say)
+    for topic in plan.topics:
+        kafka_helpers.ensure_topic(bootstrap, topic)
+    urls = start_embedded(plan.managed_kinds, state_root, say)
+    return bootstrap, started, urls
+
+
+def start_embedded(kinds: frozenset[str] | set[str], state_root: Path, say: Say) -> dict[str, str]:
+    """Start (or reuse) one embedded server per kind under the state directory; kind -> URL."""
+    starters = {"redis": embedded.start_redis, "postgres": embedded.start_postgres}
+    urls: dict[str, str] = {}
+    for kind in sorted(kinds):
+        server = starters[kind](state_root)
+        urls[kind] = server.url
+        say(f"embedded {kind}: {mask_url(server.url)}")
+    return urls
+
+
+def place(plan: Plan, specs: Sequence[LoadedSpec], embedded_urls: dict[str, str]) -> list[LocalConsumer]:
+    """The plan's consumers on this machine. A store with its own connection is checked now (a
+    missing `${ENV}` variable is one clear error here, not a consumer crashing in a loop)."""
+    files = {id(loaded.product): str(Path(loaded.file).resolve()) for loaded in specs}
+    placed: list[LocalConsumer] = []
+    for consumer in plan.consumers:
+        product = consumer.product
+        url = embedded_urls[consumer.kind] if consumer.managed else None
+        shown = url if url is not None else mask_url(store_url(consumer.store))
+        entry = StoreEntry(
+            namespace=consumer.namespace, product=product.name, store=consumer.store.name, kind=consumer.kind,
+            spec_file=files[id(product)], managed=consumer.managed, store_url=shown,
+        )
+        placed.append(LocalConsumer(entry, consumer, url))
+    return placed
+
+
+# -- the session ------------------------------------------------------------------------------
+
+
+class LocalSession:
+    """A state directory `up` ran in, and its registry."""
+
+    def __init__(self, state: StateDir, registry: Registry) -> None:
+        self.state = state
+        self.registry = registry
+
+    @classmethod
+    def open(cls, state_dir: Path) -> LocalSession:
+        """The session of `state_dir`, or NotStartedError when `up` never ran there."""
+        state = StateDir(state_dir.resolve())
+        registry = state.read_registry()
+        if registry is None:
+            raise NotStartedError(
+                f"nothing was started with state dir {state.root}: run `provisioner up PATH...` first")
+        return cls(state, registry)
+
+    @classmethod
+    def start(cls, paths: Sequence[Path], state_dir: Path, explicit_kafka: str | None,
+              say: Say) -> tuple[LocalSession, Supervisor]:
+        """What `up` does before it supervises: specs loaded, Kafka, topics and embedded stores
+        ready, consumers placed and recorded in the registry; the returned supervisor has not
+        started them yet. The caller runs it and calls `finish` when done."""
+        specs = load_products(list(paths))
+        state = StateDir(state_dir.resolve())
+        state.root.mkdir(parents=True, exist_ok=True)
+        previous = state.read_registry()
+        if previous is not None and pid_alive(previous.supervisor_pid):
+            raise AlreadyRunningError(
+                f"`provisioner up` already runs for {state.root} (pid {previous.supervisor_pid}); "
+                "stop it with `provisioner down` or use another --state-dir")
+        if previous is not None:
+            # Consumers left behind by an `up` that was killed would compete with the new ones.
+            for entry in previous.stores:
+                pid = state.read_pid(entry)
+                if pid is not None and pid_alive(pid):
+                    say(f"stopping a leftover consumer of {entry.product}/{entry.store} (pid {pid})")
+                    terminate(pid)
+        the_plan = plan([loaded.product for loaded in specs])
+        bootstrap, started_broker, urls = prepare_environment(the_plan, state.root, explicit_kafka, say)
+        consumers = place(the_plan, specs, urls)
+        registry = Registry(
+            bootstrap=bootstrap, spec_paths=[str(p.resolve()) for p in paths],
+            stores=[c.entry for c in consumers],
+            started_broker=started_broker or bool(previous and previous.started_broker),
+            embedded=urls, supervisor_pid=os.getpid(),
+        )
+        state.write_registry(registry)
+        for consumer in consumers:
+            # `down NAME` holds a product's consumers while an `up` runs; a new `up` runs everything again.
+            state.pause_marker(consumer.entry).unlink(missing_ok=True)
+        return cls(state, registry), Supervisor(consumers, state, bootstrap)
+
+    def finish(self) -> None:
+        """`up` has stopped supervising."""
+        self.registry = self.registry.with_supervisor(None)
+        self.state.write_registry(self.registry)
+
+    @property
+    def supervisor_running(self) -> bool:
+        return pid_alive(self.registry.supervisor_pid)
+
+    def targets(self, name: str | None = None, store: str | None = None) -> list[Target]:
+        """The stores of product `name` (all when None), optionally only store `store`."""
+        entries = [e for e in self.registry.stores if name is None or e.matches(name)]
+        if name is not None and not entries:
+            known = ", ".join(sorted({e.product for e in self.registry.stores})) or "none"
+            raise UnknownTargetError(f"no data product {name!r} was started by `provisioner up` (started: {known})")
+        if store is not None:
+            entries = [e for e in entries if e.store == store]
+            if not entries:
+                raise UnknownTargetError(f"data product {name!r} has no store {store!r}")
+        products: dict[str, list[DataProduct]] = {}
+        targets: list[Target] = []
+        for entry in entries:
+            if entry.spec_file not in products:
+                try:
+                    products[entry.spec_file] = [s.product for s in load_products([Path(entry.spec_file)])]
+                except SpecError:
+                    products[entry.spec_file] = []
+            found = next((p for p in products[entry.spec_file]
+                          if p.name == entry.product and p.metadata.namespace == entry.namespace), None)
+            targets.append(Target(entry, found))
+        return targets
+
+    def target(self, name: str, store: str) -> Target:
+        """One store whose product the spec file still defines."""
+        target = self.targets(name, store)[0]
+        target.require_product()
+        return target
+
+    def store_url(self, target: Target) -> str:
+        """The real URL of a store: the embedded server's for a managed one, else the spec's connection."""
+        if target.entry.managed:
+            url = self.registry.embedded.get(target.entry.kind)
+            if url is None:
+                raise StoreUrlError(f"no embedded {target.entry.kind} is recorded: run `provisioner up` again")
+            return url
+        return store_url(target.require_product().store(target.entry.store))
+
+    @contextlib.contextmanager
+    def open_store(self, target: Target, timeout: float | None = None) -> Iterator[Store]:
+        """The target's store, closed afterwards; a failure while using it is an UnavailableError
+        naming the store (the URL masked)."""
+        product = target.require_product()
+        handle = open_store(product, product.store(target.entry.store), self.store_url(target),
+                            **({"timeout": timeout} if timeout is not None else {}))
+        try:
+            yield handle
+        except (UnavailableError, OSError) as error:
+            raise UnavailableError(f"{target.label} at {target.entry.store_url}: {error}") from error
+        finally:
+            handle.close()
+
+    # -- status -------------------------------------------------------------------------------
+
+    def views(self, targets: list[Target]) -> list[tuple[StoreView, int | None]]:
+        """Each target's view, with positions and row count from the store and end offsets from
+        Kafka when they answer (lag is then true even when no consumer runs)."""
+        ends = self._end_offsets({t.product.spec.source.topic for t in targets if t.product is not None})
+        views: list[tuple[StoreView, int | None]] = []
+        for target in targets:
+            entry = target.entry
+            phase, status = observed_phase(self.state, entry)
+            positions, rows, problem = self._live_store_facts(target)
+            last_error = (status or {}).get("last_error")
+            if not last_error and phase in ("stopped", "halted") and status is None:
+                last_error = last_log_error(self.state.log_file(entry))
+            product = target.product
+            view = store_view_of(entry, product, phase, status, positions=positions,
+                                 end_offsets=ends.get(product.spec.source.topic) if product is not None else None,
+                                 last_error=last_error or problem)
+            views.append((view, rows))
+        return views
+
+    def _live_store_facts(self, target: Target) -> tuple[dict[int, int] | None, int | None, str | None]:
+        """Positions and row count read from the store now, or the reason it did not answer."""
+        try:
+            with self.open_store(target, timeout=STORE_TIMEOUT) as store:
+                return store.read_positions(), store.count(), None
+        except UnavailableError as error:
+            return None, None, f"store unreachable: {error.__cause__ or error}"
+        except ConfigurationError as error:
+            return None, None, str(error)
+
+    def _end_offsets(self, topics: set[str]) -> dict[str, dict[int, int]]:
+        """End offsets per topic now; a topic Kafka does not answer for is left out."""
+        ends: dict[str, dict[int, int]] = {}
+        for topic in sorted(topics):
+            # Any Kafka failure only means lag comes from the consumers' last status instead.
+            with contextlib.suppress(Exception):
+                ends[topic] = kafka_helpers.end_offsets(self.registry.bootstrap, topic)
+        return ends
+
+    # -- inspect, replay, down ----------------------------------------------------------------
+
+    def rows(self, target: Target, limit: int) -> list[dict[str, Any]]:
+        """Up to `limit` rows of the store (data only, never positions)."""
+        with self.open_store(target, timeout=5.0) as store:
+            return store.inspect(limit)
+
+    def hold(self, targets: list[Target], say: Say) -> None:
+        """Stop the targets' consumers and keep a running `up` from restarting them."""
+        self._stop_consumers(targets, say, hold=True)
+
+    def release(self, target: Target) -> None:
+        self.state.pause_marker(target.entry).unlink(missing_ok=True)
+
+    def rebuild(self, target: Target, start_from: str) -> dict[int, int]:
+        """Wipe the store and store the positions `start_from` resolves to; returns them."""
+        product = target.require_product()
+        if target.entry.managed:
+            self._ensure_embedded_running(target.entry.kind)
+        positions = _starting_positions(self.registry.bootstrap, product.spec.source.topic, start_from)
+        with self.open_store(target) as store:
+            store.reset()
+            store.apply([], dict.fromkeys(positions), positions)
+        # Its counters and positions described the old contents.
+        self.state.status_file(target.entry).unlink(missing_ok=True)
+        return positions
+
+    def local_consumer(self, target: Target) -> LocalConsumer:
+        """The target's consumer as `up` placed it, to run it in the foreground."""
+        product = target.require_product()
+        entry = target.entry
+        url = self.registry.embedded.get(entry.kind) if entry.managed else None
+        return LocalConsumer(entry, ConsumerPlan(product, product.store(entry.store)), url)
+
+    def hydrate(self, target: Target, on_progress: Callable[[int, int], None], timeout: float | None = None) -> None:
+        """Run the target's consumer here until it reaches the topic's end as of now, then stop it.
+        `on_progress(completed, total)` is called as it goes."""
+        consumer = ConsumerProcess(self.local_consumer(target), self.state, self.registry.bootstrap)
+        targets = kafka_helpers.end_offsets(self.registry.bootstrap, target.require_product().spec.source.topic)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        log = self.state.log_file(target.entry)
+        consumer.start()
+        try:
+            while True:
+                consumer.tick()
+                status = read_status(self.state.status_file(target.entry)) or {}
+                positions = parse_offsets(status.get("positions"))
+                on_progress(progress(positions, targets).completed, sum(targets.values()))
+                if consumer.phase == "halted":
+                    raise ConsumerHaltedError(f"the consumer halted: {status.get('last_error') or f'see {log}'}")
+                if status.get("state") == "running" and caught_up(positions, targets):
+                    return
+                if deadline is not None and time.monotonic() > deadline:
+                    raise ConsumerHaltedError(f"not caught up within {timeout:g}s; see {log}")
+                time.sleep(HYDRATE_POLL_SECONDS)
+        finally:
+            consumer.stop()
+
+    def stop_product(self, targets: list[Target], *, purge: bool, say: Say) -> None:
+        """Stop one product's consumers (held stopped while `up` runs); `purge` wipes their stores."""
+        self._stop_consumers(targets, say, hold=self.supervisor_running)
+        if not purge:
+            return
+        for target in targets:
+            with self.open_store(target) as store:
+                store.reset()
+            self.state.status_file(target.entry).unlink(missing_ok=True)
+            say(f"wiped store {target.label} ({target.entry.store_url or ''})")
+
+    def stop_everything(self, *, purge: bool, say: Say) -> None:
+        """Stop `up`, every consumer, the embedded servers and the dev broker if `up` started it;
+        `purge` removes the state directory (and so always stops the broker whose data it holds)."""
+        pid = self.registry.supervisor_pid
+        if pid is not None and pid_alive(pid):
+            terminate(pid, timeout=SUPERVISOR_STOP_TIMEOUT)
+            say(f"stopped `provisioner up` (pid {pid})")
+        self._stop_consumers([Target(e, None) for e in self.registry.stores], say, hold=False)
+        stop_local_servers(self.state.root, purge=purge, stop_broker=self.registry.started_broker or purge, say=say)
+        if not purge:
+            self.state.write_registry(self.registry.with_supervisor(None))
+
+    def _stop_consumers(self, targets: list[Target], say: Say, *, hold: bool) -> None:
+        for target in targets:
+            entry = target.entry
+            if hold:
+                self.state.prepare(entry)
+                self.state.pause_marker(entry).touch()
+            pid = self.state.read_pid(entry)
+            if pid is not None and pid_alive(pid):
+                graceful = terminate(pid)
+                say(f"stopped consumer {target.label}{'' if graceful else ' (killed: it did not stop in time)'}")
+
+    def _ensure_embedded_running(self, kind: str) -> None:
+        """The embedded server of `kind` running (restarted if `down` stopped it), recorded."""
+        urls = start_embedded({kind}, self.state.root, lambda _: None)
+        if self.registry.embedded.get(kind) != urls[kind]:
+            self.registry = replace(self.registry, embedded={**self.registry.embedded, **urls})
+            self.state.write_registry(self.registry)
+
+
+def _starting_positions(bootstrap: str, topic: str, start_from: str) -> dict[int, int]:
+    """Where reading `start_from` begins in every partition of `topic`, by the consumer's own rule
+    (`start_offsets`), so a replay starts exactly where a new consumer would."""
+    try:
+        client = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, request_timeout_ms=15000)
+    except KafkaError as error:
+        raise kafka_helpers.KafkaUnavailable(f"cannot reach Kafka at {bootstrap}: {error}") from None
+    try:
+        partitions = client.partitions_for_topic(topic) or set()
+        return kafka_helpers.start_offsets(client, [TopicPartition(topic, p) for p in sorted(partitions)], start_from)
+    except KafkaError as error:
+        raise kafka_helpers.KafkaUnavailable(f"cannot read the offsets of {topic!r}: {error}") from None
+    finally:
+        client.close()
+
+
+def stop_local_servers(state_root: Path, *, purge: bool, stop_broker: bool, say: Say) -> None:
+    """Stop the embedded servers and (if `stop_broker`) the dev broker of a state directory;
+    `purge` then removes the directory."""
+    for kind in embedded.stop_all(state_root):
+        say(f"stopped the embedded {kind}")
+    if stop_broker and devbroker.down(state_root, purge=purge):
+        say("stopped the dev Kafka broker")
+    if purge:
+        shutil.rmtree(state_root, ignore_errors=True)
+        say(f"removed {state_root}")
