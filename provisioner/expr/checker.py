@@ -30,13 +30,13 @@ _ARITH: dict[str, dict[tuple[str, str], str]] = {
     "%": {(t, t): t for t in ("int", "uint")},
 }
 _CONVERSIONS = {
-    "int": (frozenset({"int", "uint", "double", "string"}), "int"),
+    "int": (frozenset({"int", "uint", "double", "string", "timestamp"}), "int"),
     "uint": (frozenset({"int", "uint", "double", "string"}), "uint"),
     "double": (frozenset({"int", "uint", "double", "string"}), "double"),
-    "string": (frozenset({"int", "uint", "double", "string", "bytes", "timestamp"}), "string"),
+    "string": (frozenset({"int", "uint", "double", "string", "bytes", "timestamp", "duration"}), "string"),
     "bytes": (frozenset({"string", "bytes"}), "bytes"),
-    "timestamp": (frozenset({"string"}), "timestamp"),
-    "duration": (frozenset({"string"}), "duration"),
+    "timestamp": (frozenset({"string", "int", "timestamp"}), "timestamp"),
+    "duration": (frozenset({"string", "duration"}), "duration"),
 }
 _STRING_PREDICATES = frozenset({"contains", "startsWith", "endsWith", "matches"})
 _UNSUPPORTED = {

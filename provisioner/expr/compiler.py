@@ -95,7 +95,11 @@ class Compiler:
                 return e
             return event
 
+        as_timestamp = rt.times.as_timestamp
+
         def record(e: Any, r: Any) -> Any:
+            if "timestamp" in r:
+                return {**r, "timestamp": as_timestamp(r["timestamp"])}
             return r
         return record
 
@@ -334,6 +338,12 @@ def _event_chain(path: list[str]) -> Fn:
 def _record_chain(path: list[str]) -> Fn:
     first = path[0]
     rest = path[1:]
+    if first == "timestamp":
+        as_timestamp = rt.times.as_timestamp
+
+        def rec_ts(e: Any, r: Any) -> Any:
+            return as_timestamp(r["timestamp"])
+        return rec_ts
     if not rest:
         def rec1(e: Any, r: Any) -> Any:
             return r[first]
@@ -505,10 +515,18 @@ def _comprehension(kind: str, rng: Fn, pred: Fn | None, transform: Fn | None, *,
         decisive = kind == "exists"
 
         def quantifier(e: Any, r: Any) -> bool:
+            # CEL folds with && (all) or || (exists): a decisive result absorbs earlier errors.
+            error: EvaluationError | None = None
             for x in items(e, r):
                 setattr(local, slot, x)
-                if test(e, r) is decisive:
-                    return decisive
+                try:
+                    if test(e, r) is decisive:
+                        return decisive
+                except EvaluationError as exc:
+                    if error is None:
+                        error = exc
+            if error is not None:
+                raise error
             return not decisive
         return quantifier
     if kind == "exists_one":

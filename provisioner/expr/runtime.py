@@ -1,7 +1,7 @@
 """CEL value model and operations on runtime values, used when types are only known at run time.
 
 Values are plain Python objects: int (CEL int), UInt (CEL uint), float, str, bytes, None, list,
-dict, tz-aware datetime (timestamp) and timedelta (duration).  `bool` is a subclass of `int` in
+dict, Timestamp (a UTC datetime) and Duration (a timedelta), both with nanoseconds.  `bool` is a subclass of `int` in
 Python, so every dispatch here compares exact types (`type(x) is int`), never `isinstance`.
 """
 
@@ -10,12 +10,25 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from fractions import Fraction
 from typing import Any, NoReturn
 
+from . import times
 from .errors import EvaluationError
+from .times import (
+    DURATION_GETTERS,
+    TIMESTAMP_GETTERS,
+    Duration,
+    Timestamp,
+    duration_ns,
+    make_duration,
+    make_timestamp,
+    timestamp_ns,
+)
+
+__all__ = ["DURATION_GETTERS", "TIMESTAMP_GETTERS", "UTC", "Duration", "Timestamp", "make_duration",
+           "make_timestamp"]
 
 INT_MIN = -(2**63)
 INT_MAX = 2**63 - 1
@@ -35,7 +48,9 @@ class UInt(int):
 
 _NAMES: dict[type, str] = {
     bool: "bool", int: "int", UInt: "uint", float: "double", str: "string", bytes: "bytes",
-    type(None): "null", list: "list", dict: "map", datetime: "timestamp", timedelta: "duration",
+    type(None): "null", list: "list", dict: "map", Timestamp: "google.protobuf.Timestamp",
+    Duration: "google.protobuf.Duration", datetime: "google.protobuf.Timestamp",
+    timedelta: "google.protobuf.Duration",
 }
 NUMERIC = frozenset({int, UInt, float})
 
@@ -70,15 +85,6 @@ def check_uint(value: int, op: str) -> UInt:
     raise overflow(op)
 
 
-_MAX_DURATION_US = (2**63 - 1) // 1000
-
-
-def check_duration(value: timedelta) -> timedelta:
-    if abs(value // timedelta(microseconds=1)) > _MAX_DURATION_US:
-        raise EvaluationError("duration out of range")
-    return value
-
-
 # --- arithmetic ------------------------------------------------------------------------------------
 
 
@@ -98,10 +104,10 @@ def add(a: Any, b: Any) -> Any:
             return a + b
         if ta is UInt:
             return check_uint(int(a) + int(b), "'+'")
-        if ta is timedelta:
-            return check_duration(a + b)
-    elif ta is datetime and type(b) is timedelta:
-        return shift(a, b)
+        if ta is Duration:
+            return duration_ns(a.ns + b.ns)
+    elif (ta is Timestamp and type(b) is Duration) or (ta is Duration and type(b) is Timestamp):
+        return timestamp_ns(a.ns + b.ns)
     raise no_overload("'+'", a, b)
 
 
@@ -117,20 +123,11 @@ def sub(a: Any, b: Any) -> Any:
             return a - b
         if ta is UInt:
             return check_uint(int(a) - int(b), "'-'")
-        if ta is timedelta:
-            return check_duration(a - b)
-        if ta is datetime:
-            return check_duration(a - b)
-    elif ta is datetime and type(b) is timedelta:
-        return shift(a, -b)
+        if ta is Duration or ta is Timestamp:
+            return duration_ns(a.ns - b.ns)
+    elif ta is Timestamp and type(b) is Duration:
+        return timestamp_ns(a.ns - b.ns)
     raise no_overload("'-'", a, b)
-
-
-def shift(ts: datetime, delta: timedelta) -> datetime:
-    try:
-        return ts + delta
-    except OverflowError:
-        raise EvaluationError("timestamp out of range") from None
 
 
 def mul(a: Any, b: Any) -> Any:
@@ -192,11 +189,11 @@ def mod(a: Any, b: Any) -> Any:
 def neg(a: Any) -> Any:
     ta = type(a)
     if ta is int:
-        return a if a == INT_MIN else -a
+        if a == INT_MIN:
+            raise overflow("'-'")
+        return -a
     if ta is float:
         return -a
-    if ta is timedelta:
-        return check_duration(-a)
     raise no_overload("'-'", a)
 
 
@@ -230,40 +227,41 @@ def eq(a: Any, b: Any) -> bool:
     return False
 
 
-def compare(op: str, a: Any, b: Any) -> Any:
-    """Return -1, 0 or 1 ordering `a` and `b`; raise when CEL defines no ordering."""
+def _comparable(op: str, a: Any, b: Any) -> tuple[Any, Any]:
+    """The operands of an ordering as Python values ordered the CEL way; raise when CEL defines
+    no ordering.  An ordering with NaN is false, as in IEEE 754."""
     ta = type(a)
     tb = type(b)
     if ta in NUMERIC and tb in NUMERIC:
         if ta is float or tb is float:
-            fa = float(a)
-            fb = float(b)
-            if fa != fa or fb != fb:  # noqa: PLR0124 - NaN test, cheaper than math.isnan
-                raise no_overload(op, a, b)
-            return (fa > fb) - (fa < fb)
-        return (a > b) - (a < b)
+            return float(a), float(b)
+        return a, b
     if ta is tb and ta in _ORDERED:
-        return (a > b) - (a < b)
+        return a, b
     raise no_overload(op, a, b)
 
 
-_ORDERED = frozenset({str, bytes, bool, datetime, timedelta})
+_ORDERED = frozenset({str, bytes, bool, Timestamp, Duration})
 
 
-def lt(a: Any, b: Any) -> Any:
-    return compare("'<'", a, b) < 0
+def lt(a: Any, b: Any) -> bool:
+    x, y = _comparable("'<'", a, b)
+    return bool(x < y)
 
 
-def le(a: Any, b: Any) -> Any:
-    return compare("'<='", a, b) <= 0
+def le(a: Any, b: Any) -> bool:
+    x, y = _comparable("'<='", a, b)
+    return bool(x <= y)
 
 
-def gt(a: Any, b: Any) -> Any:
-    return compare("'>'", a, b) > 0
+def gt(a: Any, b: Any) -> bool:
+    x, y = _comparable("'>'", a, b)
+    return bool(x > y)
 
 
-def ge(a: Any, b: Any) -> Any:
-    return compare("'>='", a, b) >= 0
+def ge(a: Any, b: Any) -> bool:
+    x, y = _comparable("'>='", a, b)
+    return bool(x >= y)
 
 
 def ne(a: Any, b: Any) -> bool:
@@ -284,10 +282,23 @@ def contains(item: Any, container: Any) -> bool:
         ti = type(item)
         if ti is str or ti is int:
             return item in container
-        if ti is UInt or ti is bool:
+        key = numeric_key(item)
+        if key is not None:
+            return key in container
+        if ti is bool or ti is float:
             return False
         raise EvaluationError(f"unsupported map key type: {type_name(item)}")
     raise no_overload("'in'", item, container)
+
+
+def numeric_key(key: Any) -> int | None:
+    """A uint or an integral double as the int key it equals (CEL's numeric equality), else None."""
+    tk = type(key)
+    if tk is UInt:
+        return int(key)
+    if tk is float and key.is_integer():
+        return int(key)
+    return None
 
 
 def index(container: Any, key: Any) -> Any:
@@ -299,7 +310,10 @@ def index(container: Any, key: Any) -> Any:
                 return container[key]
             except KeyError:
                 raise EvaluationError(f"no such key: {key!r}") from None
-        if tk is UInt or tk is bool:
+        if tk is UInt or tk is bool or tk is float:
+            number = numeric_key(key)
+            if number is not None and number in container:
+                return container[number]
             raise EvaluationError(f"no such key: {key!r}")
         raise EvaluationError(f"unsupported map key type: {type_name(key)}")
     if tc is list:
@@ -308,6 +322,13 @@ def index(container: Any, key: Any) -> Any:
             if 0 <= key < len(container):
                 return container[key]
             raise EvaluationError(f"index out of bounds: {int(key)}")
+        if tk is float:
+            if not key.is_integer():
+                raise EvaluationError(f"invalid list index: {key!r} is not an integral value")
+            position = int(key)
+            if 0 <= position < len(container):
+                return container[position]
+            raise EvaluationError(f"index out of bounds: {position}")
         raise no_overload("'[]'", container, key)
     raise no_overload("'[]'", container, key)
 
@@ -337,7 +358,7 @@ def make_map_key(key: Any) -> Any:
 def size(value: Any) -> int:
     tv = type(value)
     if tv is str:
-        return len(value) if value.isascii() else len(value.encode("utf-8"))
+        return len(value)
     if tv is list or tv is dict or tv is bytes:
         return len(value)
     raise no_overload("size()", value)
@@ -412,32 +433,26 @@ def to_double(value: Any) -> Any:
 
 
 def format_double(value: float) -> str:
-    """Render a double as the reference does: shortest round-trip digits, never an exponent."""
-    if math.isnan(value):
+    """A double as cel-go and cel-cpp print it: the shortest digits that round-trip, in exponent
+    form (`1e+06`, `1e-05`) when the decimal exponent is below -4 or at least 6."""
+    if value != value:  # noqa: PLR0124 - NaN test
         return "NaN"
     if value in (math.inf, -math.inf):
         return "inf" if value > 0 else "-inf"
-    text = repr(value)
-    if "e" in text:
-        text = format(Decimal(text), "f")
-    if text.endswith(".0"):
-        text = text[:-2]
-    return text
-
-
-def format_timestamp(ts: datetime) -> str:
-    micro = ts.microsecond
-    if micro == 0:
-        frac = ""
-    elif micro % 1000 == 0:
-        frac = f".{micro // 1000:03d}"
-    else:
-        frac = f".{micro:06d}"
-    offset = ts.utcoffset() or timedelta(0)
-    sign = "-" if offset < timedelta(0) else "+"
-    minutes = abs(offset) // timedelta(minutes=1)
-    return (f"{ts.year:04d}-{ts.month:02d}-{ts.day:02d}T{ts.hour:02d}:{ts.minute:02d}:{ts.second:02d}"
-            f"{frac}{sign}{minutes // 60:02d}:{minutes % 60:02d}")
+    if value == 0.0:
+        return "-0" if math.copysign(1.0, value) < 0 else "0"
+    sign, digits, exponent = Decimal(repr(value)).normalize().as_tuple()
+    text = "".join(map(str, digits))
+    exp10 = len(digits) + int(exponent) - 1
+    minus = "-" if sign else ""
+    if exp10 < -4 or exp10 >= 6:
+        mantissa = text[0] + ("." + text[1:] if len(text) > 1 else "")
+        return f"{minus}{mantissa}e{'-' if exp10 < 0 else '+'}{abs(exp10):02d}"
+    if exp10 < 0:
+        return f"{minus}0.{'0' * (-exp10 - 1)}{text}"
+    if len(text) <= exp10 + 1:
+        return minus + text + "0" * (exp10 + 1 - len(text))
+    return f"{minus}{text[:exp10 + 1]}.{text[exp10 + 1:]}"
 
 
 def to_string(value: Any) -> Any:
@@ -449,9 +464,14 @@ def to_string(value: Any) -> Any:
     if tv is float:
         return format_double(value)
     if tv is bytes:
-        return value.decode("utf-8", errors="replace")
-    if tv is datetime:
-        return format_timestamp(value)
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise EvaluationError("string() of bytes that are not valid UTF-8") from None
+    if tv is Timestamp:
+        return times.format_timestamp(value)
+    if tv is Duration:
+        return times.format_duration(value)
     raise no_overload("string()", value)
 
 
@@ -466,97 +486,41 @@ def to_bytes(value: Any) -> Any:
 
 # --- timestamps and durations ------------------------------------------------------------------
 
-_TIMESTAMP_TEXT = re.compile(
-    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?"
-    r"(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))\Z")
-_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|ms|s|m|h)")
-_UNIT_NS = {"ns": 1, "us": 1000, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+
+def to_timestamp(value: Any) -> Timestamp:
+    tv = type(value)
+    if tv is str:
+        return times.parse_timestamp(value)
+    if tv is Timestamp:
+        return value
+    if tv is int:
+        return make_timestamp(value)
+    raise no_overload("timestamp()", value)
 
 
-def to_timestamp(value: Any) -> datetime:
-    if type(value) is not str:
-        raise no_overload("timestamp()", value)
-    m = _TIMESTAMP_TEXT.match(value)
-    if m is None:
-        raise EvaluationError(f"timestamp() cannot parse {value!r} (expected RFC 3339)")
-    frac = (m.group(7) or "").ljust(9, "0")
-    if frac[6:] != "000":
-        raise EvaluationError("timestamps with sub-microsecond precision are not supported")
-    if m.group(8):
-        tz = UTC
-    else:
-        hours, minutes = int(m.group(10)), int(m.group(11))
-        if hours > 23 or minutes > 59:
-            raise EvaluationError(f"timestamp() cannot parse {value!r}: bad offset")
-        offset = timedelta(hours=hours, minutes=minutes)
-        tz = timezone(-offset if m.group(9) == "-" else offset)
-    try:
-        return datetime(int(m.group(1)), int(m.group(2)), int(m.group(3)), int(m.group(4)),
-                        int(m.group(5)), int(m.group(6)), int(frac[:6]), tzinfo=tz)
-    except ValueError as exc:
-        raise EvaluationError(f"timestamp() cannot parse {value!r}: {exc}") from None
-
-
-def to_duration(value: Any) -> timedelta:
-    if type(value) is not str:
-        raise no_overload("duration()", value)
-    text = value
-    sign = 1
-    if text[:1] in ("+", "-"):
-        sign = -1 if text[0] == "-" else 1
-        text = text[1:]
-    total = Fraction(0)
-    if text != "0":
-        pos = 0
-        while pos < len(text) or pos == 0:
-            m = _DURATION_PART.match(text, pos)
-            if m is None:
-                raise EvaluationError(f"duration() cannot parse {value!r}")
-            total += Fraction(m.group(1)) * _UNIT_NS[m.group(2)]
-            pos = m.end()
-    nanos = sign * total
-    if nanos.denominator != 1 or nanos.numerator % 1000:
-        raise EvaluationError("durations with sub-microsecond precision are not supported")
-    if abs(nanos) > 2**63 - 1:
-        raise EvaluationError("duration out of range")
-    return timedelta(microseconds=nanos.numerator // 1000)
-
-
-def _total(value: timedelta, unit_us: int) -> int:
-    micros = value // timedelta(microseconds=1)
-    q = abs(micros) // unit_us
-    return q if micros >= 0 else -q
+def to_duration(value: Any) -> Duration:
+    tv = type(value)
+    if tv is str:
+        return times.parse_duration(value)
+    if tv is Duration:
+        return value
+    raise no_overload("duration()", value)
 
 
 def time_getter(name: str) -> Any:
-    """Return the implementation of a timestamp/duration accessor such as getHours()."""
-    ts_getters: dict[str, Callable[[datetime], int]] = {
-        "getFullYear": lambda t: t.year,
-        "getMonth": lambda t: t.month - 1,
-        "getDayOfMonth": lambda t: t.day - 1,
-        "getDate": lambda t: t.day,
-        "getDayOfWeek": lambda t: (t.weekday() + 1) % 7,
-        "getDayOfYear": lambda t: t.timetuple().tm_yday - 1,
-        "getHours": lambda t: t.hour,
-        "getMinutes": lambda t: t.minute,
-        "getSeconds": lambda t: t.second,
-        "getMilliseconds": lambda t: t.microsecond // 1000,
-    }
-    dur_units = {"getHours": 3_600_000_000, "getMinutes": 60_000_000, "getSeconds": 1_000_000,
-                 "getMilliseconds": 1000}
-    ts_get = ts_getters[name]
-    dur_unit = dur_units.get(name)
+    """Return the implementation of a timestamp/duration accessor such as getHours(): a function
+    of the value and an optional time zone name."""
+    timestamp_field = times.timestamp_field
+    duration_field = times.duration_field
+    on_durations = name in DURATION_GETTERS
 
-    def impl(value: Any) -> int:
+    def impl(value: Any, tz: Any = None) -> int:
         tv = type(value)
-        if tv is datetime:
-            return int(ts_get(value))
-        if tv is timedelta and dur_unit is not None:
-            return _total(value, dur_unit)
-        raise no_overload(f"{name}()", value)
+        if tv is Timestamp and (tz is None or type(tz) is str):
+            return timestamp_field(name, value, tz)
+        if tv is Duration and on_durations and tz is None:
+            return duration_field(name, value)
+        if tz is None:
+            raise no_overload(f"{name}()", value)
+        raise no_overload(f"{name}()", value, tz)
     return impl
-
-
-TIMESTAMP_GETTERS = frozenset({"getFullYear", "getMonth", "getDayOfMonth", "getDate", "getDayOfWeek",
-                               "getDayOfYear", "getHours", "getMinutes", "getSeconds", "getMilliseconds"})
-DURATION_GETTERS = frozenset({"getHours", "getMinutes", "getSeconds", "getMilliseconds"})

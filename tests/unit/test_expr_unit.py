@@ -20,6 +20,7 @@ from provisioner.expr import (
     UInt,
     compile_expression,
 )
+from provisioner.expr.runtime import make_duration, make_timestamp
 
 EVENT = {"a": 1, "b": 2.5, "s": "hi", "n": None, "l": [1, 2, 3], "m": {"x": 1}, "t": True,
          "type": "OrderPlaced", "amount": 150.0, "qty": 2, "customer": {"tier": "gold", "id": "c1"},
@@ -40,18 +41,18 @@ VALUES: list[tuple[str, Any]] = [
     ("1 == 1.0", True), ("1 < 1.5", True), ("1u == 1", True), ("1 == true", False), ("null == null", True),
     ("[1, 2] == [1.0, 2.0]", True), ("{'a': 1} == {'a': 1.0}", True), ("1 == 'a'", False),
     ("'a' < 'b'", True), ("b'a' < b'b'", True), ("false < true", True),
-    ("1 in [1, 2]", True), ("1.0 in [1, 2]", True), ("'a' in {'a': 1}", True), ("1u in {1: 2}", False),
+    ("1 in [1, 2]", True), ("1.0 in [1, 2]", True), ("'a' in {'a': 1}", True), ("1u in {1: 2}", True),
     ("!true", False), ("!!true", True), ("--1", 1), ("true ? 1 : 'a'", 1), ("false ? 1 : 'a'", "a"),
     ("false && (1 / 0 == 1)", False), ("(1 / 0 == 1) && false", False), ("(1 / 0 == 1) || true", True),
     ("true || (1 / 0 == 1)", True), ("1 == 1 == true", True),
-    ("size('héllo')", 6), ("size(b'abc')", 3), ("size([1, 2])", 2), ("'abc'.size()", 3), ("size(event)", 12),
+    ("size('héllo')", 5), ("size(b'abc')", 3), ("size([1, 2])", 2), ("'abc'.size()", 3), ("size(event)", 12),
     ("'hello'.contains('ell')", True), ("'hello'.startsWith('he')", True), ("'hello'.endsWith('lo')", True),
     ("'hello'.matches('^h.*o$')", True), ("'a1'.matches('[0-9]')", True), ("'ab'.matches('^(a|c)b$')", True),
     ("'x y'.matches('\\\\s')", True), ("'x\\n'.matches('x$')", False),
     ("int('12')", 12), ("int('+12')", 12), ("int(1.9)", 1), ("int(-1.9)", -1), ("int(1u)", 1),
     ("uint(1.5)", UInt(1)), ("uint('5')", UInt(5)), ("double(1)", 1.0), ("double('1e3')", 1000.0),
     ("double('inf')", math.inf), ("string(1)", "1"), ("string(1.5)", "1.5"), ("string(1.0)", "1"),
-    ("string(1e20)", "100000000000000000000"), ("string(1e-7)", "0.0000001"), ("string(-0.0)", "-0"),
+    ("string(1e20)", "1e+20"), ("string(1e-7)", "1e-07"), ("string(123456.0)", "123456"), ("string(-0.0)", "-0"),
     ("string(b'abc')", "abc"), ("string(1u)", "1"), ("bytes('abc')", b"abc"), ("dyn(1)", 1),
     ("'\\x41\\u00e9\\101\\n'", "Aé\x41\n"), ("r'\\n'", "\\n"), ("'''x'''", "x"), ("b'\\xff'", b"\xff"),
     ("[1, 2, 3].all(x, x > 0)", True), ("[1, 2, 3].exists(x, x > 2)", True),
@@ -68,11 +69,16 @@ VALUES: list[tuple[str, Any]] = [
     ("record.offset", 7), ("record.timestamp.getFullYear()", 2024), ("record.timestamp.getMonth()", 4),
     ("record.timestamp.getDayOfMonth()", 5), ("record.timestamp.getDate()", 6),
     ("record.timestamp.getHours()", 7), ("record.timestamp > timestamp('2024-01-01T00:00:00Z')", True),
-    ("timestamp('2023-01-01T00:00:00Z') + duration('1h')", datetime(2023, 1, 1, 1, tzinfo=UTC)),
-    ("timestamp('2023-01-01T00:00:00Z') - timestamp('2022-01-01T00:00:00Z')", timedelta(days=365)),
-    ("duration('1h30m')", timedelta(minutes=90)), ("duration('90m').getMinutes()", 90),
-    ("duration('1500ms').getMilliseconds()", 1500), ("string(timestamp('2023-01-01T00:00:00.5Z'))",
-                                                      "2023-01-01T00:00:00.500+00:00"),
+    ("timestamp('2023-01-01T00:00:00Z') + duration('1h')", make_timestamp(1672534800)),
+    ("timestamp('2023-01-01T00:00:00Z') - timestamp('2022-01-01T00:00:00Z')", make_duration(365 * 86400)),
+    ("duration('1h30m')", make_duration(90 * 60)), ("duration('90m').getMinutes()", 90),
+    ("duration('1500ms').getMilliseconds()", 500), ("string(timestamp('2023-01-01T00:00:00.5Z'))",
+                                                     "2023-01-01T00:00:00.5Z"),
+    ("string(timestamp('2023-01-01T00:00:00.000000001+01:00'))", "2022-12-31T23:00:00.000000001Z"),
+    ("string(duration('1.5s'))", "1.500s"), ("string(duration('-1ns'))", "-0.000000001s"),
+    ("size('πέντε')", 5), ("[7, 8, 9][dyn(1.0)]", 8), ("[1, 2, 3].all(e, 6 / (2 - e) == 6)", False),
+    ("[0, 1].exists(e, 1 / e == 1)", True), (False), ("dyn(1) >= 0.0 / 0.0", False),
+    ("timestamp('2009-02-13T23:31:30Z').getHours('America/New_York')", 18),
 ]
 
 
@@ -93,12 +99,11 @@ RUNTIME_ERRORS = [
     "event.a.b", "event.n.x", "event.l[5]", "event.l[-1]", "{'a': 1}['b']", "1.5 * event.a",
     "event.qty * 1.5", "event.b * 2", "int(1e20)", "int('x')", "int(' 12')", "uint(-1)", "uint(-0.5)",
     "double(' 1')", "(1 / 0 == 1) && true", "event.a && true", "event.a ? 1 : 2", "[1, 'a'].all(x, x > 0)",
-    "['a', 1].exists(x, x > 0)", "[1, 2].all(x, x)", "string(event.t)", "string(event.n)", "size(event.a)",
+    "[1, 2].all(x, x)", "string(event.t)", "string(event.n)", "size(event.a)",
     "'x' + event.a", "event.s < 1", "0.0 / 0.0 < 1.0", "event.s.contains(event.a)",
-    "timestamp('2023-01-01')", "duration('1d')", "duration('1ns')", "{'a': 1}[1u]", "-event.s",
+    "timestamp('2023-01-01')", "duration('1d')", "{'a': 1}[1u]", "-event.s",
     "!event.a", "event.l.map(x, x + 'a')", "int(9223372036854775807.0)",
-    "timestamp('0001-01-01T00:00:00Z') - duration('1s')", "[duration('1h')][0] + [record.timestamp][0]",
-]
+    "timestamp('0001-01-01T00:00:00Z') - duration('1s')", ]
 
 
 @pytest.mark.parametrize("source", RUNTIME_ERRORS)
