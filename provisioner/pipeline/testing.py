@@ -11,13 +11,13 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from provisioner.pipeline.encoding import to_json
 from provisioner.pipeline.ops import DeadLetter, Delete, Op, Record, Skip, Upsert, render_key
 from provisioner.pipeline.process import Pipeline
 from provisioner.spec.models import DataProduct, ExpectedOp, GivenRecord, SpecTest
+from provisioner.spec.timestamps import to_epoch_ms
 
 DEFAULT_TIMESTAMP_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z: tests are deterministic
 
@@ -79,7 +79,7 @@ def op_matches(expected: ExpectedOp, op: Op) -> bool:
 def _timestamp_ms(text: str | None) -> int:
     if text is None:
         return DEFAULT_TIMESTAMP_MS
-    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+    return to_epoch_ms(text)
 
 
 def given_record(product: DataProduct, given: GivenRecord, index: int) -> Record:

@@ -21,16 +21,16 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import KafkaError, KafkaTimeoutError
+from kafka.errors import KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata
 
+from provisioner.errors import UnavailableError
 from provisioner.pipeline.ops import Change, DeadLetter, Delete, RecordLike, Skip, Upsert
 from provisioner.pipeline.process import Pipeline
 from provisioner.runtime.backoff import Backoff
@@ -38,8 +38,9 @@ from provisioner.runtime.metrics import ConsumerMetrics
 from provisioner.runtime.status import ConsumerStatus, write_status
 from provisioner.spec.durations import parse_duration
 from provisioner.spec.models import DataProduct, StoreSpec
-from provisioner.stores.base import PositionConflict, Store, StoreError, StoreSchemaError
+from provisioner.stores.base import PositionConflict, Store, StoreSchemaError
 from provisioner.stream.deadletters import DeadLetterProducer
+from provisioner.stream.kafka import is_transient, start_offsets
 
 log = logging.getLogger(__name__)
 _timestamp = attrgetter("timestamp")
@@ -74,7 +75,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         self.changed = True
 
 
-class KafkaUnreachable(KafkaError):  # type: ignore[misc]
+class KafkaUnreachable(UnavailableError):
     """No broker answered a bounded request: the consumer backs off and says so in its status."""
 
 
@@ -84,19 +85,6 @@ class _Halt(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-def _start_offsets(consumer: KafkaConsumer, partitions: list[TopicPartition], start_from: str) -> dict[int, int]:
-    if start_from == "earliest":
-        offsets = consumer.beginning_offsets(partitions)
-    elif start_from == "latest":
-        offsets = consumer.end_offsets(partitions)
-    else:
-        stamp = int(datetime.fromisoformat(start_from.replace("Z", "+00:00").replace("z", "+00:00")).timestamp() * 1000)
-        found = consumer.offsets_for_times(dict.fromkeys(partitions, stamp))
-        ends = consumer.end_offsets(partitions)
-        offsets = {tp: (found[tp].offset if found.get(tp) is not None else ends[tp]) for tp in partitions}
-    return {tp.partition: int(offset) for tp, offset in offsets.items()}
 
 
 class StoreConsumer:
@@ -165,7 +153,9 @@ class StoreConsumer:
                 self._step()
             try:
                 self._settle()
-            except (PositionConflict, StoreError, KafkaError, OSError) as error:
+            except Exception as error:
+                if not is_transient(error):
+                    raise
                 log.warning("the last batch was not applied (it will be read again): %s", error)
             return EXIT_STOPPED
         except _Halt as halt:
@@ -196,7 +186,9 @@ class StoreConsumer:
                     self._consumer = self._new_consumer()
                 self._backoff.reset()
                 return
-            except (StoreError, KafkaError, OSError) as error:
+            except Exception as error:
+                if not is_transient(error):
+                    raise
                 self._retry_later(error)
 
     def _new_consumer(self) -> KafkaConsumer:
@@ -254,7 +246,9 @@ class StoreConsumer:
             self.metrics.conflicts.inc()
             log.warning("discarding the batch, another consumer moved the positions: %s", conflict)
             self._listener.changed = True
-        except (StoreError, KafkaError, OSError) as error:
+        except Exception as error:
+            if not is_transient(error):
+                raise
             self._listener.changed = True
             self._retry_later(error)
 
@@ -323,7 +317,7 @@ class StoreConsumer:
         stored = self.store.read_positions()
         missing = [tp for tp in assigned if tp.partition not in stored]
         if missing:
-            initial = _start_offsets(consumer, missing, self.product.spec.source.start_from)
+            initial = start_offsets(consumer, missing, self.product.spec.source.start_from)
             # Persist where a new store starts, so `latest` or a timestamp means the same after a crash.
             self.store.apply([], dict.fromkeys(initial), initial)
             stored = {**stored, **initial}
@@ -435,7 +429,9 @@ class StoreConsumer:
         offsets = {TopicPartition(self.topic, p): OffsetAndMetadata(o, "", -1) for p, o in end.items()}
         try:
             consumer.commit_async(offsets)
-        except KafkaError as error:
+        except Exception as error:
+            if not is_transient(error):
+                raise
             log.debug("committing Kafka offsets failed (positions are safe in the store): %s", error)
 
     # -- status ------------------------------------------------------------------------------
@@ -497,7 +493,9 @@ class StoreConsumer:
             try:
                 fetched = consumer.end_offsets(assigned, timeout_ms=KAFKA_PROBE_TIMEOUT_MS)
                 ends = {tp.partition: int(o) for tp, o in fetched.items()}
-            except KafkaError as error:
+            except Exception as error:
+                if not is_transient(error):
+                    raise
                 log.debug("end offsets unknown: %s", error)
         if ends:
             self.status.end_offsets = {str(p): o for p, o in sorted(ends.items())}

@@ -13,18 +13,19 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import unquote
 
+from provisioner.errors import ConflictError, IncompatibleChangeError, UnavailableError
 from provisioner.pipeline.ops import Change, DeadLetter
 
 
-class StoreError(Exception):
+class StoreError(UnavailableError):
     """A store failed in a way that retrying later may fix (connection lost, server down)."""
 
 
-class StoreSchemaError(Exception):
+class StoreSchemaError(IncompatibleChangeError):
     """The store's existing schema is incompatible with the spec; retrying will not help."""
 
 
-class PositionConflict(Exception):
+class PositionConflict(ConflictError):
     """The fencing check failed: another consumer moved a position since the batch started."""
 
 

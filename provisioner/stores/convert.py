@@ -36,6 +36,7 @@ from typing import Any, Final
 
 from provisioner.pipeline.encoding import encode_value, format_timestamp
 from provisioner.spec.models import ColumnType
+from provisioner.spec.timestamps import RFC3339_PATTERN
 
 
 class ConversionError(ValueError):
@@ -46,9 +47,7 @@ Converter = Callable[[Any], str | None]
 
 _INT_TEXT: Final = re.compile(r"^[+-]?[0-9]{1,20}$")
 _NUMBER_TEXT: Final = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]{1,6})?$")
-_RFC3339: Final = re.compile(
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
-)
+_RFC3339: Final = re.compile(RFC3339_PATTERN)
 _DATE_TEXT: Final = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 _UUID_TEXT: Final = re.compile(
     r"^[0-9a-fA-F]{8}(-?)[0-9a-fA-F]{4}\1[0-9a-fA-F]{4}\1[0-9a-fA-F]{4}\1[0-9a-fA-F]{12}$"
@@ -215,7 +214,11 @@ def to_timestamptz(value: Any) -> str | None:
     moment: datetime
     if isinstance(value, datetime):
         moment = value
-    elif isinstance(value, str) and _RFC3339.match(value):
+    elif isinstance(value, str) and _RFC3339.match(value if value[10:11] != " " else value.replace(" ", "T", 1)):
+        # The rules of `spec.timestamps.parse_rfc3339` (its pattern, then fromisoformat), inlined:
+        # this runs for every timestamptz value, and the call plus its `Z` rewrite (which Python's
+        # fromisoformat does not need) measured 10-20% slower per value. RFC 3339 lets a space
+        # stand for the `T` (its section 5.6), so one is accepted here as before.
         try:
             moment = datetime.fromisoformat(value.upper())
         except ValueError:

@@ -1,7 +1,12 @@
-"""Thin Kafka helpers: create a topic, produce JSON Lines or generated events, read end offsets.
+"""Thin Kafka helpers: create a topic, produce JSON Lines or generated events, read end offsets,
+find where a new consumer starts, and tell a transient Kafka failure from a permanent one.
 
 Called by `provisioner dev produce|generate`, by the local runtime (`up` creates source topics and
-reports lag) and by the integration tests.
+reports lag), by the store consumer (`start_offsets`, `is_transient`) and by the integration tests.
+
+Errors: a malformed event file raises `EventFileError` (a `ConfigurationError`: fix the input); a
+Kafka that cannot be reached or fails a request raises `KafkaUnavailable` (an `UnavailableError`:
+try again later). Both are `ProvisionerError`s, so a caller that only reports them catches that.
 
 JSON Lines convention (`produce_jsonl`), one record per non-blank line:
 - an *envelope* is a JSON object that has a `"value"` key and no keys other than
@@ -18,26 +23,48 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from provisioner.errors import ConfigurationError, UnavailableError, is_retryable
+from provisioner.spec.timestamps import to_epoch_ms
 
 __all__ = [
     "ENVELOPE_KEYS",
-    "KafkaHelperError",
+    "EventFileError",
+    "KafkaUnavailable",
     "OutgoingRecord",
     "end_offsets",
     "ensure_topic",
+    "is_transient",
     "parse_jsonl_line",
     "produce_jsonl",
     "produce_records",
+    "start_offsets",
 ]
 
 ENVELOPE_KEYS = frozenset({"key", "value", "headers", "partition", "timestamp"})
 CLIENT_ID = "provisioner-dev"
 
+if TYPE_CHECKING:
+    from kafka import KafkaConsumer, TopicPartition
 
-class KafkaHelperError(Exception):
-    """A produce, topic or offset request failed, or an input line is malformed."""
+
+class EventFileError(ConfigurationError):
+    """A line of an event file is malformed (not JSON, a bad key, timestamp, headers or partition)."""
+
+
+class KafkaUnavailable(UnavailableError):
+    """Kafka could not be reached, or a produce, topic or offset request failed: try again later."""
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether retrying later may help: any kafka-python error (a broker down, a timeout, a
+    rebalance in progress), or an error `provisioner.errors.is_retryable` says so of."""
+    if is_retryable(error):
+        return True
+    from kafka.errors import KafkaError
+
+    return isinstance(error, KafkaError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +82,7 @@ def _render_key(raw: object, where: str) -> str | None:
     if raw is None:
         return None
     if isinstance(raw, bool) or not isinstance(raw, str | int):
-        raise KafkaHelperError(f"{where}: a key must be a string, an int or null")
+        raise EventFileError(f"{where}: a key must be a string, an int or null")
     return str(raw)
 
 
@@ -72,10 +99,10 @@ def _timestamp_ms(raw: object, where: str) -> int | None:
         return raw
     if isinstance(raw, str):
         try:
-            return int(datetime.fromisoformat(raw).timestamp() * 1000)
+            return to_epoch_ms(raw)
         except ValueError:
             pass
-    raise KafkaHelperError(f"{where}: timestamp must be epoch milliseconds or an RFC 3339 string")
+    raise EventFileError(f"{where}: timestamp must be epoch milliseconds or an RFC 3339 string")
 
 
 def parse_jsonl_line(line: str, where: str = "line", key_field: str | None = None) -> OutgoingRecord | None:
@@ -85,16 +112,16 @@ def parse_jsonl_line(line: str, where: str = "line", key_field: str | None = Non
     try:
         data = json.loads(line)
     except ValueError as error:
-        raise KafkaHelperError(f"{where}: not JSON ({error})") from None
+        raise EventFileError(f"{where}: not JSON ({error})") from None
     is_envelope = isinstance(data, dict) and "value" in data and set(data) <= ENVELOPE_KEYS
     if not is_envelope:
         return OutgoingRecord(value=_encode(data), key=_key_from_value(data, key_field, where))
     headers = data.get("headers") or {}
     if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
-        raise KafkaHelperError(f"{where}: headers must be an object of string values")
+        raise EventFileError(f"{where}: headers must be an object of string values")
     partition = data.get("partition")
     if partition is not None and (isinstance(partition, bool) or not isinstance(partition, int) or partition < 0):
-        raise KafkaHelperError(f"{where}: partition must be a non-negative int")
+        raise EventFileError(f"{where}: partition must be a non-negative int")
     key = _render_key(data["key"], where) if "key" in data else _key_from_value(data["value"], key_field, where)
     return OutgoingRecord(
         value=_encode(data["value"]),
@@ -121,7 +148,7 @@ def _admin(bootstrap: str) -> Any:
     try:
         return KafkaAdminClient(bootstrap_servers=bootstrap, client_id=CLIENT_ID, request_timeout_ms=15000)
     except KafkaError as error:
-        raise KafkaHelperError(f"cannot reach Kafka at {bootstrap}: {error}") from None
+        raise KafkaUnavailable(f"cannot reach Kafka at {bootstrap}: {error}") from None
 
 
 def ensure_topic(bootstrap: str, topic: str, partitions: int = 3) -> bool:
@@ -139,13 +166,13 @@ def ensure_topic(bootstrap: str, topic: str, partitions: int = 3) -> bool:
             return False  # created concurrently by another process
         return True
     except KafkaError as error:
-        raise KafkaHelperError(f"cannot create topic {topic!r}: {error}") from None
+        raise KafkaUnavailable(f"cannot create topic {topic!r}: {error}") from None
     finally:
         admin.close()
 
 
 def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    """The next offset of every partition of `topic` (its end); KafkaHelperError if it is missing."""
+    """The next offset of every partition of `topic` (its end); KafkaUnavailable if it is missing."""
     from kafka import TopicPartition
     from kafka.admin import OffsetSpec
     from kafka.errors import KafkaError
@@ -155,13 +182,28 @@ def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
         described = admin.describe_topics([topic])
         partitions = sorted(p["partition_index"] for d in described if d["error_code"] == 0 for p in d["partitions"])
         if not partitions:
-            raise KafkaHelperError(f"topic {topic!r} does not exist")
+            raise KafkaUnavailable(f"topic {topic!r} does not exist")
         offsets = admin.list_partition_offsets({TopicPartition(topic, p): OffsetSpec.LATEST for p in partitions})
     except KafkaError as error:
-        raise KafkaHelperError(f"cannot read the end offsets of {topic!r}: {error}") from None
+        raise KafkaUnavailable(f"cannot read the end offsets of {topic!r}: {error}") from None
     finally:
         admin.close()
     return {tp.partition: int(result.offset) for tp, result in offsets.items()}
+
+
+def start_offsets(consumer: KafkaConsumer, partitions: list[TopicPartition], start_from: str) -> dict[int, int]:
+    """Where a store with no position starts reading each of `partitions` (kafka-python
+    TopicPartitions) per `source.startFrom`: `earliest`, `latest`, or an RFC 3339 timestamp (the
+    first record at or after it; the end for a partition with none). Keyed by partition number."""
+    if start_from == "earliest":
+        offsets = consumer.beginning_offsets(partitions)
+    elif start_from == "latest":
+        offsets = consumer.end_offsets(partitions)
+    else:
+        found = consumer.offsets_for_times(dict.fromkeys(partitions, to_epoch_ms(start_from)))
+        ends = consumer.end_offsets(partitions)
+        offsets = {tp: (found[tp].offset if found.get(tp) is not None else ends[tp]) for tp in partitions}
+    return {tp.partition: int(offset) for tp, offset in offsets.items()}
 
 
 # -- producing --------------------------------------------------------------------------------
@@ -184,7 +226,7 @@ def produce_records(
         producer = KafkaProducer(bootstrap_servers=bootstrap, client_id=CLIENT_ID, acks="all",
                                  linger_ms=20, batch_size=512 * 1024, max_request_size=8 * 1024 * 1024)
     except KafkaError as error:
-        raise KafkaHelperError(f"cannot reach Kafka at {bootstrap}: {error}") from None
+        raise KafkaUnavailable(f"cannot reach Kafka at {bootstrap}: {error}") from None
     failures: list[BaseException] = []
     count = 0
     try:
@@ -205,11 +247,11 @@ def produce_records(
                 break
         producer.flush()
     except KafkaError as error:
-        raise KafkaHelperError(f"producing to {topic!r} failed: {error}") from None
+        raise KafkaUnavailable(f"producing to {topic!r} failed: {error}") from None
     finally:
         producer.close()
     if failures:
-        raise KafkaHelperError(f"producing to {topic!r} failed: {failures[0]}")
+        raise KafkaUnavailable(f"producing to {topic!r} failed: {failures[0]}")
     if on_sent is not None:
         on_sent(count)
     return count
