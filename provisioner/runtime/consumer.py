@@ -180,7 +180,9 @@ class StoreConsumer:
                 self.store.ensure_schema()
                 if self.error_mode == "deadLetter" and self._dead_letters is None:
                     self._dead_letters = DeadLetterProducer(
-                        self.bootstrap, self.product.dead_letter_topic, self._client_id("dlq")
+                        self.bootstrap, self.product.dead_letter_topic, self._client_id("dlq"),
+                        product=f"{self.product.metadata.namespace}/{self.product.name}",
+                        store=self.store_spec.name,
                     )
                 if self._consumer is None:
                     self._consumer = self._new_consumer()

@@ -1,5 +1,9 @@
 """Dead-letter production: the original record plus `provisioner.*` headers, acknowledged by Kafka.
 
+Each store's consumer has its own producer, so a record refused by two stores is sent twice, and
+the `provisioner.product` (`<namespace>/<name>`) and `provisioner.store` headers say which store
+refused it (spec.md, "Per-record semantics").
+
 The consumer calls `send_all` before committing the batch that passes the dead letters, and it only
 commits when every send was acknowledged (acks=all), so a dead letter is never lost. A batch that is
 then discarded (fencing, store outage) is processed again, so a dead letter may arrive twice: the
@@ -26,8 +30,11 @@ MAX_MESSAGE_BYTES = 4096
 MAX_BLOCK_MS = 10_000
 
 
-def dead_letter_headers(record: RecordLike, dead_letter: DeadLetter) -> list[tuple[str, bytes]]:
-    """The original headers plus the five `provisioner.*` headers of spec.md."""
+def dead_letter_headers(
+    record: RecordLike, dead_letter: DeadLetter, product: str, store: str
+) -> list[tuple[str, bytes]]:
+    """The original headers plus the seven `provisioner.*` headers of spec.md; `product` is
+    `<namespace>/<name>`, `store` the name of the store whose consumer refused the record."""
     # A message may quote the bad value itself, lone surrogates included: never fail on it.
     message = dead_letter.message.encode("utf-8", "backslashreplace")[:MAX_MESSAGE_BYTES]
     return [
@@ -37,14 +44,19 @@ def dead_letter_headers(record: RecordLike, dead_letter: DeadLetter) -> list[tup
         ("provisioner.source.topic", record.topic.encode()),
         ("provisioner.source.partition", str(record.partition).encode()),
         ("provisioner.source.offset", str(record.offset).encode()),
+        ("provisioner.product", product.encode()),
+        ("provisioner.store", store.encode()),
     ]
 
 
 class DeadLetterProducer:
-    """An idempotent, acks=all producer for one dead-letter topic."""
+    """An idempotent, acks=all producer for one dead-letter topic, on behalf of one store of one
+    product (`product` is `<namespace>/<name>`)."""
 
-    def __init__(self, bootstrap: str, topic: str, client_id: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, client_id: str, *, product: str, store: str) -> None:
         self.topic = topic
+        self.product = product
+        self.store = store
         self._bootstrap = bootstrap
         self._client_id = client_id
         self._topic_ready = False
@@ -76,7 +88,8 @@ class DeadLetterProducer:
         self._ensure_topic()
         futures: list[Any] = [
             self._producer.send(
-                self.topic, key=record.key, value=record.value, headers=dead_letter_headers(record, dl)
+                self.topic, key=record.key, value=record.value,
+                headers=dead_letter_headers(record, dl, self.product, self.store),
             )
             for record, dl in items
         ]

@@ -123,6 +123,10 @@ def test_store_matches_the_materialization_and_dead_letters_carry_provenance(
             assert headers["provisioner.error.stage"].decode() == dead_letter.stage
             assert headers["provisioner.error.message"]
             assert headers["provisioner.source.topic"].decode() == topic
+            assert headers["provisioner.source.partition"].decode() == str(original.partition)
+            assert headers["provisioner.source.offset"].decode() == str(original.offset)
+            assert headers["provisioner.product"].decode() == f"itest/{name}"
+            assert headers["provisioner.store"].decode() == store_spec.name
             for name_, value in original.headers:
                 assert headers[name_] == value
             stages.add(dead_letter.stage)
