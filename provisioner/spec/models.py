@@ -101,34 +101,52 @@ COLUMN_TYPES: tuple[str, ...] = get_args(ColumnType)
 
 
 class Metadata(_Model):
-    name: Annotated[str, AfterValidator(_product_name)]
-    namespace: Annotated[str, AfterValidator(_namespace)] = "default"
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
+    """The product's name, namespace, labels and annotations."""
+
+    name: Annotated[str, AfterValidator(_product_name), Field(
+        description="The product's name: an RFC 1123 label of at most 40 characters.")]
+    namespace: Annotated[str, AfterValidator(_namespace), Field(
+        description="The namespace the product and its objects live in.")] = "default"
+    labels: dict[str, str] = Field(default_factory=dict, description="Labels of the product.")
+    annotations: dict[str, str] = Field(default_factory=dict, description="Annotations of the product.")
 
 
 class Owner(_Model):
-    team: str | None = None
-    contact: str | None = None
+    """Who answers for the product."""
+
+    team: str | None = Field(default=None, description="The owning team.")
+    contact: str | None = Field(default=None, description="How to reach the owners (an email address, a channel).")
 
 
 class Source(_Model):
-    topic: TopicName
-    format: Literal["json"] = "json"
-    start_from: Annotated[str, AfterValidator(_start_from)] = "earliest"
-    json_schema: dict[str, Any] | None = Field(default=None, alias="schema")
+    """The Kafka topic the product reads, and how its records are decoded."""
+
+    topic: TopicName = Field(description="The Kafka topic to read: a legal topic name.")
+    format: Literal["json"] = Field(default="json", description="How record values are encoded: json.")
+    start_from: Annotated[str, AfterValidator(_start_from)] = Field(
+        default="earliest",
+        description="Where a new consumer starts: earliest, latest or an RFC 3339 timestamp.")
+    json_schema: dict[str, Any] | None = Field(
+        default=None, alias="schema",
+        description="A JSON Schema (2020-12) every event value must satisfy; a value that does not is a dead letter.")
 
 
 class SecretRef(_Model):
-    name: Annotated[str, AfterValidator(_namespace)]
-    key: Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")]
+    """A key of a Kubernetes Secret in the product's namespace."""
+
+    name: Annotated[str, AfterValidator(_namespace), Field(description="The Secret's name.")]
+    key: Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$",
+                              description="The key whose value is the store's URL.")]
 
 
 class Connection(_Model):
     """Where an unmanaged store lives: a URL (`${ENV}` expanded at run time) or a Secret key."""
 
-    url: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
-    secret_ref: SecretRef | None = None
+    url: Annotated[str, Field(min_length=1, max_length=4096)] | None = Field(
+        default=None,
+        description="The store's URL (redis://... or postgresql://...); ${ENV_VAR} is expanded at run time.")
+    secret_ref: SecretRef | None = Field(
+        default=None, description="A Kubernetes Secret key holding the store's URL.")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Connection:
@@ -138,24 +156,39 @@ class Connection(_Model):
 
 
 class RedisSettings(_Model):
-    key_prefix: Annotated[str, Field(max_length=256)] | None = None
-    structure: Literal["hash", "json"] = "hash"
-    ttl: PositiveDuration | None = None
-    connection: Connection | None = None
+    """A Redis store: one key per row."""
+
+    key_prefix: Annotated[str, Field(max_length=256)] | None = Field(
+        default=None, description='Prefix of every key (default "<metadata.name>:").')
+    structure: Literal["hash", "json"] = Field(
+        default="hash", description="hash: a Redis hash per row; json: a JSON string per row.")
+    ttl: PositiveDuration | None = Field(
+        default=None, description="Expiry of a row, reset on every upsert (units ms, s, m, h, d).")
+    connection: Connection | None = Field(
+        default=None, description="Where the store lives; absent: provisioner provisions it (managed).")
 
 
 class PostgresSettings(_Model):
-    db_schema: SqlIdentifier = Field(default="public", alias="schema")
-    table: SqlIdentifier | None = None
-    mode: Literal["upsert", "append"] = "upsert"
-    columns: dict[str, ColumnType] = Field(default_factory=dict)
-    connection: Connection | None = None
+    """A Postgres store: one table."""
+
+    db_schema: SqlIdentifier = Field(default="public", alias="schema", description="The table's SQL schema.")
+    table: SqlIdentifier | None = Field(
+        default=None, description="The table (default metadata.name with '-' replaced by '_').")
+    mode: Literal["upsert", "append"] = Field(
+        default="upsert", description="upsert: one row per key; append: a changelog row per upsert and delete.")
+    columns: dict[str, ColumnType] = Field(
+        default_factory=dict, description="SQL types of output fields (default text).")
+    connection: Connection | None = Field(
+        default=None, description="Where the store lives; absent: provisioner provisions it (managed).")
 
 
 class StoreSpec(_Model):
-    name: Annotated[str, AfterValidator(_product_name)]
-    redis: RedisSettings | None = None
-    postgres: PostgresSettings | None = None
+    """A store the product hydrates, with its own consumer: exactly one of redis or postgres."""
+
+    name: Annotated[str, AfterValidator(_product_name), Field(
+        description="The store's name, unique within the product: an RFC 1123 label of at most 40 characters.")]
+    redis: RedisSettings | None = Field(default=None, description="A Redis store.")
+    postgres: PostgresSettings | None = Field(default=None, description="A Postgres store.")
 
     @model_validator(mode="after")
     def _exactly_one_kind(self) -> StoreSpec:
@@ -179,47 +212,67 @@ class StoreSpec(_Model):
 
 
 class Errors(_Model):
-    mode: Literal["deadLetter", "stop", "skip"] = "deadLetter"
-    dead_letter_topic: TopicName | None = None
+    """What a consumer does with a record it cannot process."""
+
+    mode: Literal["deadLetter", "stop", "skip"] = Field(
+        default="deadLetter",
+        description="deadLetter: send it to the dead-letter topic; stop: halt the consumer; skip: count and log it.")
+    dead_letter_topic: TopicName | None = Field(
+        default=None, description='The dead-letter topic (default "<metadata.name>.dlq").')
 
 
 class Consumer(_Model):
-    replicas: Annotated[int, Field(ge=0, le=64)] = 1
-    batch_size: Annotated[int, Field(ge=1, le=100_000)] = 5000
-    batch_latency: Duration = "200ms"
+    """How each store's consumer runs."""
+
+    replicas: Annotated[int, Field(ge=0, le=64,
+                                   description="Replicas of each store's consumer (one consumer group).")] = 1
+    batch_size: Annotated[int, Field(ge=1, le=100_000,
+                                     description="Most records applied in one store transaction.")] = 5000
+    batch_latency: Duration = Field(default="200ms", description="Longest wait to fill a batch.")
 
 
 class GivenRecord(_Model):
-    value: Any = None
-    key: str | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
-    partition: Annotated[int, Field(ge=0)] = 0
-    offset: Annotated[int, Field(ge=0)] | None = None
-    timestamp: str | None = None
+    """A record fed to the pipeline in a test."""
+
+    value: Any = Field(default=None, description="The record's value (any JSON); null is a tombstone.")
+    key: str | None = Field(default=None, description="The record's key.")
+    headers: dict[str, str] = Field(default_factory=dict, description="The record's headers.")
+    partition: Annotated[int, Field(ge=0)] = Field(default=0, description="The record's partition.")
+    offset: Annotated[int, Field(ge=0)] | None = Field(default=None, description="The record's offset.")
+    timestamp: str | None = Field(default=None, description="The record's timestamp (RFC 3339).")
 
 
 class ExpectedUpsert(_Model):
-    key: list[str | int]
-    fields: dict[str, Any]
+    """An expected upsert: the row's key parts and fields."""
+
+    key: list[str | int] = Field(description="The key's parts.")
+    fields: dict[str, Any] = Field(description="The row's fields.")
 
 
 class ExpectedDelete(_Model):
-    key: list[str | int]
+    """An expected delete of the row with this key."""
+
+    key: list[str | int] = Field(description="The key's parts.")
 
 
 class ExpectedDeadLetter(_Model):
-    stage: Literal["decode", "schema", "filter", "delete", "fields", "key", "store"]
+    """An expected dead letter, by the stage that refused the record."""
+
+    stage: Literal["decode", "schema", "filter", "delete", "fields", "key", "store"] = Field(
+        description="The stage that refused the record.")
 
 
 class ExpectedSkip(_Model):
-    pass
+    """An expected skip (the filter was false)."""
 
 
 class ExpectedOp(_Model):
-    upsert: ExpectedUpsert | None = None
-    delete: ExpectedDelete | None = None
-    skip: ExpectedSkip | None = None
-    dead_letter: ExpectedDeadLetter | None = None
+    """One expected op: exactly one of upsert, delete, skip or deadLetter."""
+
+    upsert: ExpectedUpsert | None = Field(default=None, description="An upsert of a row.")
+    delete: ExpectedDelete | None = Field(default=None, description="A delete of a row.")
+    skip: ExpectedSkip | None = Field(default=None, description="A skipped record.")
+    dead_letter: ExpectedDeadLetter | None = Field(default=None, description="A dead letter.")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ExpectedOp:
@@ -229,31 +282,47 @@ class ExpectedOp(_Model):
 
 
 class SpecTest(_Model):
-    name: Annotated[str, Field(min_length=1, max_length=200)]
-    given: list[GivenRecord]
-    expect: list[ExpectedOp]
+    """An offline test run by `provisioner test`: records in, ops out."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200, description="What the test checks.")]
+    given: list[GivenRecord] = Field(description="The records, in order.")
+    expect: list[ExpectedOp] = Field(description="The ops they produce, in order.")
 
 
 class DataProductSpec(_Model):
-    description: str | None = None
-    owner: Owner | None = None
-    source: Source
-    filter: Expression | None = None
-    delete: Expression | None = None
-    fields: Annotated[dict[str, Expression], Field(min_length=1, max_length=MAX_FIELDS)]
-    key: str | Annotated[list[str], Field(min_length=1, max_length=16)] | None = None
-    stores: Annotated[list[StoreSpec], Field(min_length=1, max_length=MAX_STORES)]
-    errors: Errors = Field(default_factory=Errors)
-    consumer: Consumer = Field(default_factory=Consumer)
-    freshness: PositiveDuration | None = None
-    tests: Annotated[list[SpecTest], Field(max_length=MAX_TESTS)] = Field(default_factory=list)
+    """What the product reads, how it transforms records, and which stores it hydrates."""
+
+    description: str | None = Field(default=None, description="What the product is for.")
+    owner: Owner | None = Field(default=None, description="Who answers for the product.")
+    source: Source = Field(description="The Kafka topic the product reads.")
+    filter: Expression | None = Field(
+        default=None, description="CEL expression -> bool: records for which it is false are skipped.")
+    delete: Expression | None = Field(
+        default=None, description="CEL expression -> bool: true deletes the row with the record's key.")
+    fields: Annotated[dict[str, Expression], Field(
+        min_length=1, max_length=MAX_FIELDS,
+        description="Output fields in order: field name -> CEL expression over event and record.")]
+    key: str | Annotated[list[str], Field(min_length=1, max_length=16)] | None = Field(
+        default=None,
+        description="The field (a name) or fields (a list of names) identifying a row; default: the record's key.")
+    stores: Annotated[list[StoreSpec], Field(
+        min_length=1, max_length=MAX_STORES,
+        description="The stores to hydrate, each with its own consumer; names unique within the product.")]
+    errors: Errors = Field(default_factory=Errors, description="What to do with records that cannot be processed.")
+    consumer: Consumer = Field(default_factory=Consumer, description="How each store's consumer runs.")
+    freshness: PositiveDuration | None = Field(
+        default=None, description="The freshness goal: status says Stale when a store lags more than this.")
+    tests: Annotated[list[SpecTest], Field(max_length=MAX_TESTS)] = Field(
+        default_factory=list, description="Offline tests run by `provisioner test`.")
 
 
 class DataProduct(_Model):
+    """A data product: a Kafka topic's records, filtered and reshaped, kept fresh in Redis and Postgres."""
+
     api_version: Literal["provisioner.dev/v1alpha1"]
     kind: Literal["DataProduct"]
     metadata: Metadata
-    spec: DataProductSpec
+    spec: DataProductSpec = Field(description="The data product's desired state.")
 
     # Derived values, with the spec's defaults applied: the one place that knows them.
 
