@@ -30,10 +30,11 @@ class Ident(Node):
 
 @dataclass(slots=True, eq=False)
 class Select(Node):
-    """Field selection `operand.field`."""
+    """Field selection `operand.field`, or `operand.?field` (optional: an optional result)."""
 
     operand: Node
     field: str
+    optional: bool = False
 
 
 @dataclass(slots=True, eq=False)
@@ -46,10 +47,11 @@ class Has(Node):
 
 @dataclass(slots=True, eq=False)
 class Index(Node):
-    """Indexing `operand[index]`."""
+    """Indexing `operand[index]`, or `operand[?index]` (optional: an optional result)."""
 
     operand: Node
     index: Node
+    optional: bool = False
 
 
 @dataclass(slots=True, eq=False)
@@ -63,16 +65,18 @@ class Call(Node):
 
 @dataclass(slots=True, eq=False)
 class ListExpr(Node):
-    """A list literal."""
+    """A list literal; the items at `optional` positions (`[?x]`) are included only when present."""
 
     items: list[Node]
+    optional: frozenset[int] = frozenset()
 
 
 @dataclass(slots=True, eq=False)
 class MapExpr(Node):
-    """A map literal."""
+    """A map literal; the entries at `optional` positions (`{?k: v}`) only when `v` is present."""
 
     entries: list[tuple[Node, Node]]
+    optional: frozenset[int] = frozenset()
 
 
 @dataclass(slots=True, eq=False)
@@ -111,13 +115,25 @@ class Conditional(Node):
 
 @dataclass(slots=True, eq=False)
 class Comprehension(Node):
-    """A macro over a list or map: all, exists, exists_one, map (with optional filter), filter."""
+    """A macro over a list or map: all, exists, exists_one, map (with optional filter), filter,
+    their two-variable forms (`var2` set: index/key and value) and transformList, transformMap,
+    transformMapEntry, sortBy; also optMap/optFlatMap over an optional value."""
 
     kind: str
     range: Node
     var: str
     predicate: Node | None
     transform: Node | None
+    var2: str | None = None
+
+
+@dataclass(slots=True, eq=False)
+class Bind(Node):
+    """`cel.bind(var, init, body)`: `body` evaluated with `var` bound to the value of `init`."""
+
+    var: str
+    init: Node
+    body: Node
 
 
 def children(node: Node) -> list[Node]:
@@ -142,4 +158,6 @@ def children(node: Node) -> list[Node]:
         return [node.cond, node.then, node.otherwise]
     if isinstance(node, Comprehension):
         return [n for n in (node.range, node.predicate, node.transform) if n is not None]
+    if isinstance(node, Bind):
+        return [node.init, node.body]
     return []

@@ -12,8 +12,10 @@ from typing import Any
 
 from . import ast
 from .errors import ExpressionError, error_at
+from .library import FUNCTIONS, Overload
 from .regex import RegexError, translate
 from .runtime import DURATION_GETTERS, TIMESTAMP_GETTERS, UInt
+from .values import TYPE_NAMES, CelType
 
 RECORD_FIELDS = {"key": "dyn", "headers": "map", "topic": "string", "partition": "int", "offset": "int",
                  "timestamp": "timestamp"}
@@ -22,7 +24,7 @@ _ORDERED = frozenset({"string", "bytes", "bool", "timestamp", "duration"})
 _N = ("int", "uint", "double")
 _ARITH: dict[str, dict[tuple[str, str], str]] = {
     "+": {**{(t, t): t for t in (*_N, "string", "bytes", "list", "duration")},
-          ("timestamp", "duration"): "timestamp"},
+          ("timestamp", "duration"): "timestamp", ("duration", "timestamp"): "timestamp"},
     "-": {**{(t, t): t for t in (*_N, "duration")},
           ("timestamp", "timestamp"): "duration", ("timestamp", "duration"): "timestamp"},
     "*": {(t, t): t for t in _N},
@@ -39,16 +41,24 @@ _CONVERSIONS = {
     "duration": (frozenset({"string", "duration"}), "duration"),
 }
 _STRING_PREDICATES = frozenset({"contains", "startsWith", "endsWith", "matches"})
-_UNSUPPORTED = {
-    "type": "type() is not supported",
-    "bool": "bool() is not supported by the reference CEL implementation",
-}
+_NAMESPACES = frozenset({"math", "strings", "lists", "sets", "optional", "base64"})
+_COMPREHENSION_RESULTS = {"all": "bool", "exists": "bool", "exists_one": "bool", "map": "list", "filter": "list",
+                          "transformList": "list", "transformMap": "map", "transformMapEntry": "map",
+                          "sortBy": "list", "optMap": "optional", "optFlatMap": "optional"}
+_RANGES = {"transformMap": ("map",), "transformMapEntry": ("map",), "sortBy": ("list",),
+           "optMap": ("optional",), "optFlatMap": ("optional",)}
 
 
 def literal_type(value: Any) -> str:
     t = type(value)
     return {bool: "bool", int: "int", UInt: "uint", float: "double", str: "string", bytes: "bytes",
-            type(None): "null"}.get(t, "dyn")
+            type(None): "null", CelType: "type"}.get(t, "dyn")
+
+
+def _accepts(param: str, t: str) -> bool:
+    if t == "dyn" or param in ("*", t):
+        return True
+    return param == "num" and t in NUMBERS
 
 
 class Checker:
@@ -57,7 +67,7 @@ class Checker:
     def __init__(self, source: str, variables: Mapping[str, str] | None = None) -> None:
         self.src = source
         self.variables = variables
-        self.scope: list[str] = []
+        self.scope: list[tuple[str, str]] = []
         self.record_fields: set[str] = set()
         self._bare_record_uses = 0
 
@@ -81,23 +91,34 @@ class Checker:
                 self._bare_record_uses -= 1  # has(record.f) needs no value: it is always true
                 if node.field not in RECORD_FIELDS:
                     raise self.fail(node, f"record has no field '{node.field}'")
-            elif t not in ("map", "dyn"):
+            elif t not in ("map", "dyn", "optional"):
                 raise self.fail(node, f"has() needs a map, but the operand has type {t}")
             return "bool"
         if isinstance(node, ast.Index):
             return self._index(node)
         if isinstance(node, ast.ListExpr):
-            for item in node.items:
-                self._value(item)
+            for i, item in enumerate(node.items):
+                t = self._value(item)
+                if i in node.optional and t not in ("optional", "dyn"):
+                    raise self.fail(item, f"an optional list element ([?x]) must be optional, not {t}")
             return "list"
         if isinstance(node, ast.MapExpr):
-            for key, value in node.entries:
+            for i, (key, value) in enumerate(node.entries):
                 kt = self._value(key)
-                if kt not in ("string", "int"):
-                    raise self.fail(key, f"map keys must be statically string or int, not {kt}"
+                if kt not in ("string", "int", "uint"):
+                    raise self.fail(key, f"map keys must be statically string, int or uint, not {kt}"
                                     " (convert with string() or int())")
-                self._value(value)
+                t = self._value(value)
+                if i in node.optional and t not in ("optional", "dyn"):
+                    raise self.fail(value, f"an optional map entry ({{?k: v}}) needs an optional value, not {t}")
             return "map"
+        if isinstance(node, ast.Bind):
+            init_t = self._value(node.init)
+            self.scope.append((node.var, init_t))
+            try:
+                return self._value(node.body)
+            finally:
+                self.scope.pop()
         if isinstance(node, ast.Unary):
             t = self._value(node.operand)
             if node.op == "!":
@@ -134,11 +155,14 @@ class Checker:
         return "map" if t == "record" else t
 
     def _ident(self, node: ast.Ident) -> str:
-        if node.name in self.scope:
-            return "dyn"
+        for name, t in reversed(self.scope):
+            if name == node.name:
+                return t
         if self.variables is not None:
             if node.name in self.variables:
                 return self.variables[node.name]
+            if node.name in TYPE_NAMES:
+                return "type"
             raise self.fail(node, f"unknown variable '{node.name}'")
         if node.name == "event":
             return "dyn"
@@ -146,6 +170,8 @@ class Checker:
 
             self._bare_record_uses += 1
             return "record"
+        if node.name in TYPE_NAMES:
+            return "type"
         raise self.fail(node, f"unknown variable '{node.name}' (only 'event' and 'record' are defined)")
 
     def _select(self, node: ast.Select) -> str:
@@ -157,6 +183,10 @@ class Checker:
                 known = ", ".join(RECORD_FIELDS)
                 raise self.fail(node, f"record has no field '{node.field}' (fields: {known})")
             return RECORD_FIELDS[node.field]
+        if t == "optional" or node.optional:
+            if t not in ("map", "dyn", "optional"):
+                raise self.fail(node, f"a value of type {t} has no field '{node.field}'")
+            return "optional"
         if t not in ("map", "dyn"):
             raise self.fail(node, f"a value of type {t} has no field '{node.field}'")
         return "dyn"
@@ -168,9 +198,9 @@ class Checker:
             raise self.fail(node, f"list index must be int or uint, not {k}")
         if t == "map" and k not in ("string", "int", "uint", "bool", "dyn"):
             raise self.fail(node, f"unsupported map key type {k}")
-        if t not in ("list", "map", "dyn"):
+        if t not in ("list", "map", "dyn", "optional"):
             raise self.fail(node, f"cannot index a value of type {t}")
-        return "dyn"
+        return "optional" if node.optional or t == "optional" else "dyn"
 
     def _binary(self, node: ast.Binary) -> str:
         a = self._value(node.left)
@@ -200,26 +230,45 @@ class Checker:
 
     def _comprehension(self, node: ast.Comprehension) -> str:
         t = self._value(node.range)
-        if t not in ("list", "map", "dyn"):
-            raise self.fail(node, f"{node.kind}() needs a list or map, not {t}")
-        self.scope.append(node.var)
+        allowed = _RANGES.get(node.kind, ("list", "map"))
+        if t != "dyn" and t not in allowed:
+            raise self.fail(node, f"{node.kind}() needs a {' or '.join(allowed)}, not {t}")
+        first = "int" if node.var2 is not None and t == "list" else "dyn"
+        self.scope.append((node.var, first))
+        if node.var2 is not None:
+            self.scope.append((node.var2, "dyn"))
         try:
             if node.predicate is not None:
                 pt = self._value(node.predicate)
                 if pt not in ("bool", "dyn"):
                     raise self.fail(node.predicate, f"the predicate of {node.kind}() must be bool, not {pt}")
             if node.transform is not None:
-                self._value(node.transform)
+                tt = self._value(node.transform)
+                if node.kind == "optFlatMap" and tt not in ("optional", "dyn"):
+                    raise self.fail(node.transform, f"optFlatMap() needs an optional result, not {tt}")
         finally:
             self.scope.pop()
-        return "list" if node.kind in ("map", "filter") else "bool"
+            if node.var2 is not None:
+                self.scope.pop()
+        return _COMPREHENSION_RESULTS[node.kind]
+
+    def _namespace(self, node: ast.Call) -> None:
+        """`math.greatest(...)` parses as a method on `math`: make it the function it names."""
+        target = node.target
+        if not isinstance(target, ast.Ident) or target.name not in _NAMESPACES:
+            return
+        if any(name == target.name for name, _ in self.scope):
+            return
+        if self.variables is not None and target.name in self.variables:
+            return
+        node.name = f"{target.name}.{node.name}"
+        node.target = None
 
     def _call(self, node: ast.Call) -> str:
+        self._namespace(node)
         name = node.name
         target_t = self._value(node.target) if node.target is not None else None
         arg_ts = [self._value(a) for a in node.args]
-        if name in _UNSUPPORTED:
-            raise self.fail(node, _UNSUPPORTED[name])
         if name == "size":
             if target_t is not None:
                 if arg_ts:
@@ -263,13 +312,42 @@ class Checker:
         if name in TIMESTAMP_GETTERS:
             if target_t is None:
                 raise self.fail(node, f"{name}() must be called as a method")
+            if len(arg_ts) > 1:
+                raise self.fail(node, f"{name}() takes at most one argument (a time zone)")
             if arg_ts:
-                raise self.fail(node, f"{name}() takes no arguments (time zones are not supported)")
+                if arg_ts[0] not in ("string", "dyn"):
+                    raise self.fail(node, f"the time zone of {name}() must be a string, not {arg_ts[0]}")
+                if target_t == "duration":
+                    raise self.fail(node, f"{name}() on a duration takes no time zone")
             allowed_t = {"timestamp", "dyn"} | ({"duration"} if name in DURATION_GETTERS else set())
             if target_t not in allowed_t:
                 raise self.fail(node, name + f"() is not defined for {target_t}")
             return "int"
-        raise self.fail(node, f"unknown function '{name}'")
+        return self._library_call(node, target_t, arg_ts)
+
+    def _library_call(self, node: ast.Call, target_t: str | None, arg_ts: list[str]) -> str:
+        name = node.name
+        member = target_t is not None
+        fn = FUNCTIONS.get((name, member))
+        if fn is None:
+            if FUNCTIONS.get((name, not member)) is not None:
+                form = "a method: x." if not member else "a function: "
+                raise self.fail(node, f"{name}() must be called as {form}{name}(...)")
+            raise self.fail(node, f"unknown function '{name}'")
+        types = ([target_t] if target_t is not None else []) + arg_ts
+        results = {o.result for o in fn.overloads if _matches(o, types)}
+        if not results:
+            raise self.fail(node, f"no matching overload for {name}({', '.join(types)})")
+        return results.pop() if len(results) == 1 else "dyn"
+
+
+def _matches(overload: Overload, types: list[str]) -> bool:
+    params = overload.params
+    if overload.variadic:
+        if len(types) == 1:
+            return _accepts(params[0], types[0])
+        return len(types) > 1 and all(_accepts("num", t) for t in types)
+    return len(params) == len(types) and all(_accepts(p, t) for p, t in zip(params, types, strict=True))
 
 
 def check(source: str, node: ast.Node,

@@ -17,8 +17,10 @@ from typing import Any
 from . import ast
 from . import runtime as rt
 from .errors import EvaluationError
+from .library import FUNCTIONS, sort_key_check
 from .regex import translate
 from .runtime import UInt, no_overload
+from .values import NONE, CelType, Optional, some
 
 Fn = Callable[[Any, Any], Any]
 
@@ -84,6 +86,8 @@ class Compiler:
         for name, slot in reversed(self.scope):
             if name == node.name:
                 return _slot_reader(self.locals, slot)
+        if node.ty == "type" and (self.variables is None or node.name not in self.variables):
+            return self.const(CelType(node.name))
         if self.variables is not None:
             name = node.name
 
@@ -106,18 +110,21 @@ class Compiler:
     def c_Select(self, node: ast.Select) -> Fn:
         path: list[str] = []
         cur: ast.Node = node
+        plain = True
         while isinstance(cur, ast.Select):
             path.append(cur.field)
+            plain = plain and not cur.optional
             cur = cur.operand
         path.reverse()
         root = cur
-        if isinstance(root, ast.Ident) and self.variables is None and not any(n == root.name for n, _ in self.scope):
+        if (plain and isinstance(root, ast.Ident) and self.variables is None
+                and not any(n == root.name for n, _ in self.scope)):
             if root.name == "record":
                 return _record_chain(path)
             return _event_chain(path)
         inner = self.compile(node.operand)
         field = node.field
-        select = rt.select
+        select = rt.opt_select if node.optional else rt.select
 
         def sel(e: Any, r: Any) -> Any:
             return select(inner(e, r), field)
@@ -137,8 +144,8 @@ class Compiler:
     def c_Index(self, node: ast.Index) -> Fn:
         coll = self.compile(node.operand)
         key = self.compile(node.index)
-        index = rt.index
-        if self.is_const(key) and type(self.consts[key]) is str:
+        index = rt.opt_index if node.optional else rt.index
+        if self.is_const(key) and type(self.consts[key]) is str and not node.optional:
             k = self.consts[key]
 
             def index_str(e: Any, r: Any) -> Any:
@@ -157,22 +164,47 @@ class Compiler:
 
     def c_ListExpr(self, node: ast.ListExpr) -> Fn:
         items = [self.compile(i) for i in node.items]
+        if node.optional:
+            flags = [i in node.optional for i in range(len(items))]
+
+            def make_optional_list(e: Any, r: Any) -> list[Any]:
+                out = []
+                for f, optional in zip(items, flags, strict=True):
+                    v = f(e, r)
+                    if optional:
+                        if type(v) is not Optional:
+                            raise no_overload("[?_]", v)
+                        if v.present:
+                            out.append(v.value)
+                    else:
+                        out.append(v)
+                return out
+            return self.fold(make_optional_list, items)
 
         def make_list(e: Any, r: Any) -> list[Any]:
             return [f(e, r) for f in items]
         return self.fold(make_list, items)
 
     def c_MapExpr(self, node: ast.MapExpr) -> Fn:
-        entries = [(self.compile(k), self.compile(v)) for k, v in node.entries]
+        entries = [(self.compile(k), self.compile(v), i in node.optional) for i, (k, v) in enumerate(node.entries)]
         make_key = rt.make_map_key
 
         def make_map(e: Any, r: Any) -> dict[Any, Any]:
             out: dict[Any, Any] = {}
-            for kf, vf in entries:
+            for kf, vf, optional in entries:
                 k = make_key(kf(e, r))
-                out[k] = vf(e, r)
+                v = vf(e, r)
+                if optional:
+                    if type(v) is not Optional:
+                        raise no_overload("{?_: _}", v)
+                    if not v.present:
+                        continue
+                    v = v.value
+                if k in out:
+                    raise EvaluationError(f"duplicate map key: {k!r}")
+                out[k] = v
             return out
-        return self.fold(make_map, [p for entry in entries for p in entry])
+        return self.fold(make_map, [p for kf, vf, _ in entries for p in (kf, vf)])
 
     def c_Unary(self, node: ast.Unary) -> Fn:
         inner = self.compile(node.operand)
@@ -233,17 +265,43 @@ class Compiler:
                 return otherwise
         return conditional
 
-    def c_Comprehension(self, node: ast.Comprehension) -> Fn:
-        rng = self.compile(node.range)
+    def new_slot(self, name: str) -> str:
         self.slot_count += 1
         slot = f"v{self.slot_count}"
-        self.scope.append((node.var, slot))
+        self.scope.append((name, slot))
+        return slot
+
+    def c_Comprehension(self, node: ast.Comprehension) -> Fn:
+        rng = self.compile(node.range)
+        depth = len(self.scope)
+        slot = self.new_slot(node.var)
+        slot2 = self.new_slot(node.var2) if node.var2 is not None else None
         try:
             pred = self.compile(node.predicate) if node.predicate is not None else None
             transform = self.compile(node.transform) if node.transform is not None else None
         finally:
-            self.scope.pop()
+            del self.scope[depth:]
+        if slot2 is not None:
+            return _comprehension2(node.kind, rng, pred, transform, local=self.locals, slots=(slot, slot2))
+        if node.kind in ("sortBy", "optMap", "optFlatMap"):
+            assert transform is not None
+            return _special_comprehension(node.kind, rng, transform, local=self.locals, slot=slot)
         return _comprehension(node.kind, rng, pred, transform, local=self.locals, slot=slot)
+
+    def c_Bind(self, node: ast.Bind) -> Fn:
+        init = self.compile(node.init)
+        depth = len(self.scope)
+        slot = self.new_slot(node.var)
+        try:
+            body = self.compile(node.body)
+        finally:
+            del self.scope[depth:]
+        local = self.locals
+
+        def bind(e: Any, r: Any) -> Any:
+            setattr(local, slot, init(e, r))
+            return body(e, r)
+        return bind
 
     def c_Call(self, node: ast.Call) -> Fn:
         name = node.name
@@ -264,17 +322,67 @@ class Compiler:
             return self.fold(matches, [target])
         if name in ("contains", "startsWith", "endsWith"):
             return self.fold(_string_predicate(name, args[0], args[1], self.consts), args)
+        if name in ("or", "orValue") and node.target is not None:
+            return _lazy_optional(name, args[0], args[1])
+        if name in rt.TIMESTAMP_GETTERS and len(args) == 2:
+            getter = rt.time_getter(name)
+            value, tz = args
+
+            def zoned(e: Any, r: Any) -> Any:
+                return getter(value(e, r), tz(e, r))
+            return self.fold(zoned, args)
         if name == "size":
             unary: Callable[[Any], Any] = rt.size
         elif name in _CONVERT:
             unary = _CONVERT[name]
-        else:
+        elif name in rt.TIMESTAMP_GETTERS:
             unary = rt.time_getter(name)
+        else:
+            return self.library_call(name, node.target is not None, args)
         arg = args[0]
 
         def call(e: Any, r: Any) -> Any:
             return unary(arg(e, r))
         return self.fold(call, [arg])
+
+
+    def library_call(self, name: str, member: bool, args: list[Fn]) -> Fn:
+        impl = FUNCTIONS[(name, member)].impl
+        if not args:
+            def call0(e: Any, r: Any) -> Any:
+                return impl()
+            return self.fold(call0, args)
+        if len(args) == 1:
+            (a,) = args
+
+            def call1(e: Any, r: Any) -> Any:
+                return impl(a(e, r))
+            return self.fold(call1, args)
+        if len(args) == 2:
+            a, b = args
+
+            def call2(e: Any, r: Any) -> Any:
+                return impl(a(e, r), b(e, r))
+            return self.fold(call2, args)
+
+        def call_n(e: Any, r: Any) -> Any:
+            return impl(*[f(e, r) for f in args])
+        return self.fold(call_n, args)
+
+
+def _lazy_optional(name: str, target: Fn, other: Fn) -> Fn:
+    """`opt.or(other)` and `opt.orValue(other)` evaluate `other` only when `opt` is empty."""
+    def lazy(e: Any, r: Any) -> Any:
+        opt = target(e, r)
+        if type(opt) is not Optional:
+            raise no_overload(f"{name}()", opt)
+        if opt.present:
+            return opt if name == "or" else opt.value
+        v = other(e, r)
+        if name == "or" and type(v) is not Optional:
+            raise no_overload("or()", opt, v)
+        return v
+    return lazy
 
 
 def _slot_reader(local: threading.local, slot: str) -> Fn:
@@ -557,3 +665,120 @@ def _comprehension(kind: str, rng: Fn, pred: Fn | None, transform: Fn | None, *,
                 out.append(transform(e, r))
         return out
     return map_
+
+
+def _special_comprehension(kind: str, rng: Fn, transform: Fn, *, local: threading.local, slot: str) -> Fn:
+    """sortBy over a list; optMap and optFlatMap over an optional value."""
+    if kind == "sortBy":
+        def sort_by(e: Any, r: Any) -> list[Any]:
+            items = rng(e, r)
+            if type(items) is not list:
+                raise no_overload("sortBy()", items)
+            keys = []
+            for x in items:
+                setattr(local, slot, x)
+                keys.append(transform(e, r))
+            sort_key_check(keys, "sortBy()")
+            order = sorted(range(len(items)), key=keys.__getitem__)
+            return [items[i] for i in order]
+        return sort_by
+
+    def opt_map(e: Any, r: Any) -> Any:
+        opt = rng(e, r)
+        if type(opt) is not Optional:
+            raise no_overload(f"{kind}()", opt)
+        if not opt.present:
+            return NONE
+        setattr(local, slot, opt.value)
+        v = transform(e, r)
+        if kind == "optMap":
+            return some(v)
+        if type(v) is not Optional:
+            raise no_overload("optFlatMap()", v)
+        return v
+    return opt_map
+
+
+def _comprehension2(kind: str, rng: Fn, pred: Fn | None, transform: Fn | None, *,
+                    local: threading.local, slots: tuple[str, str]) -> Fn:
+    """The two-variable macros: (index, value) over lists, (key, value) over maps."""
+    first, second = slots
+
+    def pairs(e: Any, r: Any) -> list[tuple[Any, Any]]:
+        coll = rng(e, r)
+        if type(coll) is list:
+            return list(enumerate(coll))
+        if type(coll) is dict:
+            return list(coll.items())
+        raise no_overload(kind + "()", coll)
+
+    def bind(k: Any, v: Any) -> None:
+        setattr(local, first, k)
+        setattr(local, second, v)
+
+    def test(e: Any, r: Any) -> bool:
+        assert pred is not None
+        v = pred(e, r)
+        if v is True or v is False:
+            return v
+        raise no_overload(f"{kind}() predicate", v)
+
+    if kind in ("all", "exists"):
+        decisive = kind == "exists"
+
+        def quantifier(e: Any, r: Any) -> bool:
+            error: EvaluationError | None = None
+            for k, v in pairs(e, r):
+                bind(k, v)
+                try:
+                    if test(e, r) is decisive:
+                        return decisive
+                except EvaluationError as exc:
+                    if error is None:
+                        error = exc
+            if error is not None:
+                raise error
+            return not decisive
+        return quantifier
+    if kind == "exists_one":
+        def exists_one(e: Any, r: Any) -> bool:
+            count = 0
+            for k, v in pairs(e, r):
+                bind(k, v)
+                if test(e, r):
+                    count += 1
+            return count == 1
+        return exists_one
+    assert transform is not None
+    if kind == "transformList":
+        def transform_list(e: Any, r: Any) -> list[Any]:
+            out = []
+            for k, v in pairs(e, r):
+                bind(k, v)
+                if pred is None or test(e, r):
+                    out.append(transform(e, r))
+            return out
+        return transform_list
+    entry = kind == "transformMapEntry"
+
+    def transform_map(e: Any, r: Any) -> dict[Any, Any]:
+        coll = rng(e, r)
+        if type(coll) is not dict:
+            raise no_overload(kind + "()", coll)
+        out: dict[Any, Any] = {}
+        for k, v in coll.items():
+            bind(k, v)
+            if pred is not None and not test(e, r):
+                continue
+            if not entry:
+                out[k] = transform(e, r)
+                continue
+            result = transform(e, r)
+            if type(result) is not dict:
+                raise no_overload("transformMapEntry()", result)
+            for rk, rv in result.items():
+                if rk in out:
+                    raise EvaluationError(f"transformMapEntry(): duplicate key {rk!r}")
+                out[rk] = rv
+        return out
+    return transform_map

@@ -19,7 +19,11 @@ _BINARY_PRECEDENCE = {
     "+": 2, "-": 2,
     "*": 3, "/": 3, "%": 3,
 }
-_MACROS = {"all": (2,), "exists": (2,), "exists_one": (2,), "map": (2, 3), "filter": (2,)}
+_MACROS = {"all": (2, 3), "exists": (2, 3), "exists_one": (2, 3), "existsOne": (2, 3), "map": (2, 3),
+           "filter": (2,), "transformList": (3, 4), "transformMap": (3, 4), "transformMapEntry": (3, 4),
+           "sortBy": (2,), "optMap": (2,), "optFlatMap": (2,)}
+_TWO_VARS = {"all": 3, "exists": 3, "exists_one": 3, "existsOne": 3, "transformList": 0, "transformMap": 0,
+             "transformMapEntry": 0}
 
 
 class Parser:
@@ -125,38 +129,63 @@ class Parser:
             tok = self.peek()
             if tok.kind == ".":
                 self.advance()
+                optional = self.peek().kind == "?"
+                if optional:
+                    self.advance()
                 name_tok = self.peek()
                 if name_tok.kind != "ident":
                     found = _describe(name_tok)
                     raise self.error(name_tok, f"expected a field name after '.' but found {found}")
                 self.advance()
-                if self.peek().kind == "(":
+                if self.peek().kind == "(" and not optional:
                     args = self.arguments()
                     node = self.method(name_tok, node, args)
                 else:
-                    node = ast.Select(name_tok.pos, node, name_tok.value)
+                    node = ast.Select(name_tok.pos, node, name_tok.value, optional)
             elif tok.kind == "[":
                 self.advance()
+                optional = self.peek().kind == "?"
+                if optional:
+                    self.advance()
                 self.enter(tok)
                 index = self.expr()
                 self.depth -= 1
                 self.expect("]")
-                node = ast.Index(tok.pos, node, index)
+                node = ast.Index(tok.pos, node, index, optional)
             else:
                 return node, folded
 
     def method(self, name_tok: Token, target: ast.Node, args: list[ast.Node]) -> ast.Node:
         name = name_tok.value
-        if name in _MACROS and len(args) in _MACROS[name]:
-            var = args[0]
-            if not isinstance(var, ast.Ident):
-                raise error_at(self.src, var.pos, f"the first argument of {name}() must be a simple name")
-            if name == "map":
-                if len(args) == 3:
-                    return ast.Comprehension(name_tok.pos, "map", target, var.name, args[1], args[2])
-                return ast.Comprehension(name_tok.pos, "map", target, var.name, None, args[1])
-            return ast.Comprehension(name_tok.pos, name, target, var.name, args[1], None)
-        return ast.Call(name_tok.pos, name, target, args)
+        pos = name_tok.pos
+        if name == "bind" and isinstance(target, ast.Ident) and target.name == "cel" and len(args) == 3:
+            var = self.variable(name, args[0])
+            return ast.Bind(pos, var, args[1], args[2])
+        if name not in _MACROS or len(args) not in _MACROS[name]:
+            return ast.Call(pos, name, target, args)
+        var = self.variable(name, args[0])
+        if name == "existsOne":
+            name = "exists_one"
+        two = _TWO_VARS.get(name) in (0, len(args))
+        var2 = self.variable(name, args[1]) if two else None
+        rest = args[2:] if two else args[1:]
+        if two and name in ("transformList", "transformMap", "transformMapEntry"):
+            predicate = rest[0] if len(rest) == 2 else None
+            return ast.Comprehension(pos, name, target, var, predicate, rest[-1], var2)
+        if name == "map":
+            if len(rest) == 2:
+                return ast.Comprehension(pos, "map", target, var, rest[0], rest[1])
+            return ast.Comprehension(pos, "map", target, var, None, rest[0])
+        if name in ("sortBy", "optMap", "optFlatMap"):
+            return ast.Comprehension(pos, name, target, var, None, rest[0])
+        if var2 is not None and var2 == var:
+            raise error_at(self.src, args[1].pos, f"the two variables of {name}() must differ")
+        return ast.Comprehension(pos, name, target, var, rest[0], None, var2)
+
+    def variable(self, name: str, node: ast.Node) -> str:
+        if not isinstance(node, ast.Ident):
+            raise error_at(self.src, node.pos, f"the variable arguments of {name}() must be simple names")
+        return node.name
 
     def arguments(self) -> list[ast.Node]:
         open_tok = self.expect("(")
@@ -211,19 +240,27 @@ class Parser:
             self.advance()
             self.enter(tok)
             items: list[ast.Node] = []
+            optional_items: set[int] = set()
             while self.peek().kind != "]":
+                if self.peek().kind == "?":
+                    self.advance()
+                    optional_items.add(len(items))
                 items.append(self.expr())
                 if self.peek().kind != ",":
                     break
                 self.advance()
             self.expect("]")
             self.depth -= 1
-            return ast.ListExpr(tok.pos, items), False
+            return ast.ListExpr(tok.pos, items, frozenset(optional_items)), False
         if kind == "{":
             self.advance()
             self.enter(tok)
             entries: list[tuple[ast.Node, ast.Node]] = []
+            optional_entries: set[int] = set()
             while self.peek().kind != "}":
+                if self.peek().kind == "?":
+                    self.advance()
+                    optional_entries.add(len(entries))
                 key = self.expr()
                 self.expect(":")
                 entries.append((key, self.expr()))
@@ -232,7 +269,7 @@ class Parser:
                 self.advance()
             self.expect("}")
             self.depth -= 1
-            return ast.MapExpr(tok.pos, entries), False
+            return ast.MapExpr(tok.pos, entries, frozenset(optional_entries)), False
         if kind == ".":
             raise self.error(tok, "leading-dot (root-scoped) identifiers are not supported")
         raise self.error(tok, f"unexpected {_describe(tok)}")

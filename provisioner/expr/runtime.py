@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, NoReturn
@@ -26,9 +25,18 @@ from .times import (
     make_timestamp,
     timestamp_ns,
 )
+from .values import NONE, CelType, Optional, some
 
-__all__ = ["DURATION_GETTERS", "TIMESTAMP_GETTERS", "UTC", "Duration", "Timestamp", "make_duration",
-           "make_timestamp"]
+__all__ = [
+    "DURATION_GETTERS",
+    "TIMESTAMP_GETTERS",
+    "UTC",
+    "Duration",
+    "Timestamp",
+    "make_duration",
+    "make_timestamp",
+    "times",
+]
 
 INT_MIN = -(2**63)
 INT_MAX = 2**63 - 1
@@ -50,7 +58,7 @@ _NAMES: dict[type, str] = {
     bool: "bool", int: "int", UInt: "uint", float: "double", str: "string", bytes: "bytes",
     type(None): "null", list: "list", dict: "map", Timestamp: "google.protobuf.Timestamp",
     Duration: "google.protobuf.Duration", datetime: "google.protobuf.Timestamp",
-    timedelta: "google.protobuf.Duration",
+    timedelta: "google.protobuf.Duration", Optional: "optional_type", CelType: "type",
 }
 NUMERIC = frozenset({int, UInt, float})
 
@@ -316,6 +324,8 @@ def index(container: Any, key: Any) -> Any:
                 return container[number]
             raise EvaluationError(f"no such key: {key!r}")
         raise EvaluationError(f"unsupported map key type: {type_name(key)}")
+    if tc is Optional:
+        return opt_index(container, key)
     if tc is list:
         tk = type(key)
         if tk is int or tk is UInt:
@@ -339,18 +349,51 @@ def select(value: Any, field: str) -> Any:
             return value[field]
         except KeyError:
             raise EvaluationError(f"no such key: {field!r}") from None
+    if type(value) is Optional:
+        return opt_select(value, field)
     raise EvaluationError(f"no field {field!r} on a value of type {type_name(value)}")
+
+
+def opt_select(value: Any, field: str) -> Optional:
+    """`value.?field`, and a field of an optional value: empty when the field is absent."""
+    if type(value) is Optional:
+        if not value.present:
+            return NONE
+        value = value.value
+    if type(value) is dict:
+        return some(value[field]) if field in value else NONE
+    raise EvaluationError(f"no field {field!r} on a value of type {type_name(value)}")
+
+
+def opt_index(container: Any, key: Any) -> Optional:
+    """`container[?key]`, and an index into an optional value: empty when there is no such entry."""
+    if type(container) is Optional:
+        if not container.present:
+            return NONE
+        container = container.value
+    try:
+        return some(index(container, key))
+    except EvaluationError:
+        if type(container) is list and type(key) in (int, UInt, float):
+            if type(key) is float and not key.is_integer():
+                raise
+            return NONE
+        if type(container) is dict and type(key) in (str, int, UInt, float, bool):
+            return NONE
+        raise
 
 
 def has_field(value: Any, field: str) -> bool:
     if type(value) is dict:
         return field in value
+    if type(value) is Optional:
+        return value.present and has_field(value.value, field)
     raise EvaluationError(f"has() cannot test field {field!r} on a value of type {type_name(value)}")
 
 
 def make_map_key(key: Any) -> Any:
     tk = type(key)
-    if tk is str or tk is int:
+    if tk is str or tk is int or tk is UInt:
         return key
     raise EvaluationError(f"unsupported map key type: {type_name(key)}")
 
@@ -399,6 +442,8 @@ def to_int(value: Any) -> Any:
         if not _INT_TEXT.match(value):
             raise EvaluationError(f"int() cannot parse {value!r}")
         return check_int(int(value), "int()")
+    if tv is Timestamp:
+        return value.ns // times.NS
     raise no_overload("int()", value)
 
 
@@ -492,7 +537,7 @@ def to_timestamp(value: Any) -> Timestamp:
     if tv is str:
         return times.parse_timestamp(value)
     if tv is Timestamp:
-        return value
+        return times.as_timestamp(value)
     if tv is int:
         return make_timestamp(value)
     raise no_overload("timestamp()", value)
@@ -503,7 +548,7 @@ def to_duration(value: Any) -> Duration:
     if tv is str:
         return times.parse_duration(value)
     if tv is Duration:
-        return value
+        return times.as_duration(value)
     raise no_overload("duration()", value)
 
 

@@ -134,6 +134,12 @@ def _decl_type(t: Message) -> str:
         if known == "DURATION":
             return "duration"
         raise OutOfScope(f"well-known type {known}")
+    if "message_type" in t:
+        message = _text(_one(t, "message_type"))
+        if message == "google.protobuf.Timestamp":
+            return "timestamp"
+        if message == "google.protobuf.Duration":
+            return "duration"
     if "abstract_type" in t:
         abstract = _one(t, "abstract_type")
         if _text(_one(abstract, "name")) == "optional_type":
