@@ -35,7 +35,7 @@ _CONVERSIONS = {
     "int": (frozenset({"int", "uint", "double", "string", "timestamp"}), "int"),
     "uint": (frozenset({"int", "uint", "double", "string"}), "uint"),
     "double": (frozenset({"int", "uint", "double", "string"}), "double"),
-    "string": (frozenset({"int", "uint", "double", "string", "bytes", "timestamp", "duration"}), "string"),
+    "string": (frozenset({"int", "uint", "double", "string", "bytes", "bool", "timestamp", "duration"}), "string"),
     "bytes": (frozenset({"string", "bytes"}), "bytes"),
     "timestamp": (frozenset({"string", "int", "timestamp"}), "timestamp"),
     "duration": (frozenset({"string", "duration"}), "duration"),

@@ -508,6 +508,8 @@ def to_string(value: Any) -> Any:
         return str(int(value))
     if tv is float:
         return format_double(value)
+    if tv is bool:
+        return "true" if value else "false"
     if tv is bytes:
         try:
             return value.decode("utf-8")
