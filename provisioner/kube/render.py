@@ -1,0 +1,308 @@
+"""A data product's Kubernetes objects, rendered from the jinja2 templates in templates/.
+
+`render(products, options)` places the shared plan (`provisioner.plan`) in a cluster, per product:
+
+- a ServiceAccount (no API token mounted) and a ConfigMap holding the spec the consumers run;
+- per managed store (no `connection`): a StatefulSet with a PVC template, a headless Service, a
+  NetworkPolicy (only the store's consumers and pods labelled `reads.provisioner.dev/<product>:
+  "true"` may connect) and a Secret with derived credentials (`provisioner.kube.credentials`);
+- per store: a consumer Deployment running `provisioner consume`, its store URL read from a Secret
+  through PROVISIONER_STORE_URL (never in the ConfigMap, never on a command line).
+
+Secrets are rendered only with `with_secrets`; otherwise each Rendered lists the Secrets left for
+the user to create (name and keys). A store whose connection is a `secretRef` reads that Secret
+directly. The output is a pure function of the products and options: rendering twice gives the
+same bytes.
+
+Ownership: every object carries `app.kubernetes.io/managed-by: provisioner`, `part-of: <product>`,
+`instance` and `component` labels; `RenderOptions.owner` (an ownerReference, set by the operator to
+the DataProduct) is added to every object. Plain renders for GitOps have no owner: the GitOps tool
+owns what it applies.
+
+Called by `provisioner render` and the operator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import jinja2
+import yaml
+
+from provisioner import __version__
+from provisioner.kube.credentials import derive_credentials
+from provisioner.plan import ConsumerPlan, plan
+from provisioner.runtime.connection import expand_env
+from provisioner.spec.models import DataProduct
+
+__all__ = [
+    "DEFAULT_IMAGE",
+    "DEFAULT_POSTGRES_IMAGE",
+    "DEFAULT_REDIS_IMAGE",
+    "METRICS_PORT",
+    "READER_LABEL_PREFIX",
+    "RenderOptions",
+    "Rendered",
+    "SecretToCreate",
+    "object_name",
+    "render",
+    "to_yaml",
+]
+
+DEFAULT_IMAGE = f"provisioner:{__version__}"
+DEFAULT_REDIS_IMAGE = "redis:7.4.2"
+DEFAULT_POSTGRES_IMAGE = "postgres:17.2"
+METRICS_PORT = 9102
+SPEC_DIR = "/etc/provisioner"
+SPEC_FILE = "product.yaml"
+READER_LABEL_PREFIX = "reads.provisioner.dev/"
+_URL_KEY = "url"  # the key of a connection Secret that holds the store's URL
+_PORTS = {"redis": 6379, "postgres": 5432}
+_NAME_MAX = 47  # leaves room for suffixes and StatefulSet revision labels within 63 characters
+_RESOURCES = {
+    "consumer": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
+    "redis": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
+    "postgres": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
+}
+# The consumer serves /metrics on the loopback interface only, so the probes ask from inside the pod.
+_PROBE = ["python", "-c",
+          f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{METRICS_PORT}/metrics', timeout=3)"]
+
+
+@dataclass(frozen=True, slots=True)
+class RenderOptions:
+    """What the platform decides, not the spec: Kafka, images, storage, secrets, the owner."""
+
+    kafka_bootstrap: str
+    namespace: str | None = None  # overrides every product's metadata.namespace
+    image: str = DEFAULT_IMAGE
+    redis_image: str = DEFAULT_REDIS_IMAGE
+    postgres_image: str = DEFAULT_POSTGRES_IMAGE
+    storage_size: str = "1Gi"
+    with_secrets: bool = False
+    credentials_key: bytes | None = None  # needed with with_secrets when a store is managed
+    owner: dict[str, Any] | None = None  # an ownerReference added to every object
+    environ: dict[str, str] | None = field(default=None, repr=False)  # for ${ENV} in connection URLs
+
+
+@dataclass(frozen=True, slots=True)
+class SecretToCreate:
+    """A Secret the objects read but render left out (no --with-secrets)."""
+
+    namespace: str
+    name: str
+    keys: tuple[str, ...]
+    hint: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name} (keys: {', '.join(self.keys)}): {self.hint}"
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """The objects of one product, in apply order."""
+
+    product: str
+    namespace: str
+    objects: tuple[dict[str, Any], ...]
+    secrets_to_create: tuple[SecretToCreate, ...]
+
+    def yaml(self) -> str:
+        header = [f"# Kubernetes objects of data product {self.namespace}/{self.product}, rendered by provisioner."]
+        if self.secrets_to_create:
+            header.append("# Create these Secrets before applying (or render with --with-secrets):")
+            header.extend(f"#   {secret}" for secret in self.secrets_to_create)
+        return "\n".join(header) + "\n" + to_yaml(self.objects)
+
+
+def object_name(*parts: str) -> str:
+    """A name for an object: the parts joined by '-', shortened with a hash when longer than 47
+    characters, and starting with a letter (Service names must)."""
+    base = "-".join(parts)
+    if len(base) <= _NAME_MAX and base[0].isalpha():
+        return base
+    digest = hashlib.sha256(base.encode()).hexdigest()[:8]
+    head = base if base[0].isalpha() else f"dp-{base}"
+    return f"{head[: _NAME_MAX - 9].rstrip('-')}-{digest}"
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def to_yaml(objects: Iterable[dict[str, Any]]) -> str:
+    """Objects as one multi-document YAML text (keys in template order)."""
+    return yaml.dump_all(list(objects), Dumper=_Dumper, sort_keys=False, width=120, explicit_start=True)
+
+
+def _environment() -> jinja2.Environment:
+    folder = importlib.resources.files("provisioner.templates")
+    sources = {item.name: item.read_text(encoding="utf-8") for item in folder.iterdir() if item.name.endswith(".j2")}
+    return jinja2.Environment(
+        # YAML, not HTML: every value enters a template through `tojson`, which quotes it.
+        loader=jinja2.DictLoader(sources), undefined=jinja2.StrictUndefined, autoescape=False,  # noqa: S701
+        keep_trailing_newline=True,
+    )
+
+
+def render(products: Iterable[DataProduct], options: RenderOptions) -> list[Rendered]:
+    """The objects of each product, in the order given."""
+    environment = _environment()
+    by_product: dict[int, list[ConsumerPlan]] = {}
+    order: list[DataProduct] = []
+    for consumer in plan(products).consumers:
+        if id(consumer.product) not in by_product:
+            order.append(consumer.product)
+        by_product.setdefault(id(consumer.product), []).append(consumer)
+    return [_render_product(environment, product, by_product[id(product)], options) for product in order]
+
+
+def _render_product(environment: jinja2.Environment, product: DataProduct, consumers: list[ConsumerPlan],
+                    options: RenderOptions) -> Rendered:
+    namespace = options.namespace or product.metadata.namespace
+    name = product.name
+    common = {
+        "app.kubernetes.io/managed-by": "provisioner",
+        "app.kubernetes.io/part-of": name,
+    }
+    product_labels = {**common, "app.kubernetes.io/name": "provisioner", "app.kubernetes.io/instance": name,
+                      "app.kubernetes.io/component": "data-product"}
+    stores: list[dict[str, Any]] = []
+    secrets_to_create: list[SecretToCreate] = []
+    for consumer in consumers:
+        store, secret = _store_context(product, consumer, namespace, common, options)
+        stores.append(store)
+        if secret is not None:
+            secrets_to_create.append(secret)
+    spec_yaml = _consumer_spec(product, namespace, stores)
+    spec_hash = hashlib.sha256(spec_yaml.encode()).hexdigest()[:16]
+    for store in stores:
+        store["pod_annotations"] = {
+            "prometheus.io/scrape": "true", "prometheus.io/port": str(METRICS_PORT), "prometheus.io/path": "/metrics",
+            "provisioner.dev/spec-hash": spec_hash,
+        }
+    context = {
+        "namespace": namespace,
+        "owner": options.owner,
+        "product_labels": product_labels,
+        "service_account": object_name(name, "provisioner"),
+        "spec_config_map": object_name(name, "spec"),
+        "spec_file": SPEC_FILE,
+        "spec_dir": SPEC_DIR,
+        "spec_yaml": spec_yaml,
+        "reader_label": READER_LABEL_PREFIX + name,
+        "images": {"consumer": options.image, "redis": options.redis_image, "postgres": options.postgres_image},
+        "resources": _RESOURCES,
+        "storage_size": options.storage_size,
+        "kafka_bootstrap": options.kafka_bootstrap,
+        "metrics_port": METRICS_PORT,
+        "probe_command": _PROBE,
+        "replicas": product.spec.consumer.replicas,
+    }
+    objects = [*_objects(environment, "serviceaccount.yaml.j2", context),
+               *_objects(environment, "configmap.yaml.j2", context)]
+    for store in stores:
+        scoped = {**context, "store": store}
+        if store["secret_data"] is not None:
+            objects.extend(_objects(environment, "secret.yaml.j2", scoped))
+        if store["managed"]:
+            objects.extend(_objects(environment, "store-service.yaml.j2", scoped))
+            objects.extend(_objects(environment, "store-networkpolicy.yaml.j2", scoped))
+            objects.extend(_objects(environment, f"{store['kind']}-statefulset.yaml.j2", scoped))
+        objects.extend(_objects(environment, "consumer-deployment.yaml.j2", scoped))
+    return Rendered(name, namespace, tuple(objects), tuple(secrets_to_create))
+
+
+def _objects(environment: jinja2.Environment, template: str, context: dict[str, Any]) -> list[dict[str, Any]]:
+    text = environment.get_template(template).render(context)
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def _store_context(product: DataProduct, consumer: ConsumerPlan, namespace: str, common: dict[str, str],
+                   options: RenderOptions) -> tuple[dict[str, Any], SecretToCreate | None]:
+    """Names, labels and the connection Secret of one store and its consumer."""
+    store = consumer.store
+    base = object_name(product.name, store.name)
+    instance = {**common, "app.kubernetes.io/instance": base, "provisioner.dev/store": store.name}
+    store_selector = {"app.kubernetes.io/part-of": product.name, "app.kubernetes.io/instance": base,
+                      "app.kubernetes.io/component": "store"}
+    consumer_selector = {"app.kubernetes.io/part-of": product.name, "app.kubernetes.io/instance": base,
+                         "app.kubernetes.io/component": "consumer"}
+    context: dict[str, Any] = {
+        "name": store.name,
+        "kind": store.kind,
+        "managed": store.managed,
+        "service_name": base,
+        "consumer_name": object_name(product.name, store.name, "consumer"),
+        "port": _PORTS[store.kind],
+        "store_selector": store_selector,
+        "consumer_selector": consumer_selector,
+        "store_labels": {**instance, "app.kubernetes.io/name": store.kind, "app.kubernetes.io/component": "store"},
+        "consumer_labels": {**instance, "app.kubernetes.io/name": "provisioner-consumer",
+                            "app.kubernetes.io/component": "consumer"},
+        "secret_labels": {**instance, "app.kubernetes.io/name": store.kind,
+                          "app.kubernetes.io/component": "credentials"},
+        "args": ["consume", "--spec", f"{SPEC_DIR}/{SPEC_FILE}", "--store", store.name, "--product", product.name,
+                 "--metrics-port", str(METRICS_PORT)],
+        "secret_data": None,
+        "username": "",
+        "database": "",
+    }
+    connection = store.connection
+    if connection is not None and connection.secret_ref is not None:
+        context.update(secret_name=connection.secret_ref.name, secret_key=connection.secret_ref.key)
+        return context, None
+    if connection is not None:
+        assert connection.url is not None
+        context.update(secret_name=object_name(product.name, store.name, "store-url"), secret_key=_URL_KEY)
+        if options.with_secrets:
+            context["secret_data"] = {"url": expand_env(connection.url, options.environ)}
+            return context, None
+        return context, SecretToCreate(namespace, context["secret_name"], ("url",),
+                                       f"the {store.kind} URL of store {store.name!r} (its spec's connection.url)")
+    # A managed store: its credentials Secret is read by the StatefulSet and the consumer alike.
+    host = f"{base}.{namespace}.svc"
+    if store.kind == "redis":
+        username, database = "default", "0"
+        url_shape = f"redis://:PASSWORD@{host}:6379/0"
+    else:
+        username, database = "provisioner", "provisioner"
+        url_shape = f"postgresql://{username}:PASSWORD@{host}:5432/{database}"
+    context.update(secret_name=object_name(product.name, store.name, "credentials"), secret_key=_URL_KEY,
+                   username=username, database=database)
+    if not options.with_secrets:
+        return context, SecretToCreate(namespace, context["secret_name"], ("password", "url"),
+                                       f"a password (hex digits) and the URL {url_shape} with it")
+    if options.credentials_key is None:
+        raise ValueError("rendering the Secrets of managed stores needs a credentials key")
+    credentials = derive_credentials(options.credentials_key, namespace, product.name, store.name, store.kind)
+    url = url_shape.replace("PASSWORD", credentials.password)
+    context["secret_data"] = {"username": credentials.username, "password": credentials.password,
+                              "database": credentials.database, "url": url}
+    return context, None
+
+
+def _consumer_spec(product: DataProduct, namespace: str, stores: list[dict[str, Any]]) -> str:
+    """The spec as the consumers read it from their ConfigMap: the product's namespace, no offline
+    tests, and every unmanaged store's connection replaced by the Secret its URL comes from."""
+    document = product.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    document["metadata"]["namespace"] = namespace
+    document["spec"].pop("tests", None)
+    for store_document, store in zip(document["spec"]["stores"], stores, strict=True):
+        if not store["managed"]:
+            store_document[store["kind"]]["connection"] = {
+                "secretRef": {"name": store["secret_name"], "key": store["secret_key"]},
+            }
+    return yaml.safe_dump(document, sort_keys=False, width=120, allow_unicode=True)
