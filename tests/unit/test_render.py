@@ -1,0 +1,240 @@
+"""Rendering without a cluster: the checked-in CRD is current, renders are byte-identical, every
+object is labelled and restricted-profile ready, and no password leaves render without
+--with-secrets."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from provisioner.cli.app import app
+from provisioner.kube.crd import crd_yaml
+from provisioner.kube.credentials import derive_credentials
+from provisioner.kube.render import Rendered, RenderOptions, object_name, render
+from provisioner.spec.loader import load_products, load_text
+from provisioner.spec.models import DataProduct
+
+ROOT = Path(__file__).parents[2]
+SPECS = sorted((ROOT / "specs").glob("*.yaml"))
+CRD_FILE = ROOT / "operators" / "crd" / "dataproducts.provisioner.dev.yaml"
+KEY = b"k" * 32
+CANARY = "canary-Pa55w0rd-7f3a"
+
+
+def products() -> list[DataProduct]:
+    return [spec.product for spec in load_products(SPECS)]
+
+
+def options(**overrides: Any) -> RenderOptions:
+    return RenderOptions(**{"kafka_bootstrap": "kafka.platform:9092", **overrides})
+
+
+def pod_specs(objects: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
+    return [o["spec"]["template"]["spec"] for o in objects if o["kind"] in ("Deployment", "StatefulSet")]
+
+
+def test_the_checked_in_crd_is_current() -> None:
+    assert CRD_FILE.read_text() == crd_yaml(), (
+        "operators/crd is stale: run `python -m provisioner.kube.crd > operators/crd/dataproducts.provisioner.dev.yaml`"
+    )
+
+
+def test_every_package_is_listed_for_the_wheel() -> None:
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "provisioner").rglob("__init__.py")}
+    assert found <= listed, f"add to [tool.setuptools] packages in pyproject.toml: {sorted(found - listed)}"
+
+
+def test_renders_are_byte_identical() -> None:
+    first = [r.yaml() for r in render(products(), options(with_secrets=True, credentials_key=KEY))]
+    second = [r.yaml() for r in render(products(), options(with_secrets=True, credentials_key=KEY))]
+    assert first == second
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+def test_each_example_gets_its_objects(path: Path) -> None:
+    product = load_products([path])[0].product
+    [rendered] = render([product], options())
+    kinds = [o["kind"] for o in rendered.objects]
+    managed = [s for s in product.spec.stores if s.managed]
+    assert kinds.count("ServiceAccount") == kinds.count("ConfigMap") == 1
+    assert kinds.count("Deployment") == len(product.spec.stores)
+    assert kinds.count("StatefulSet") == kinds.count("Service") == kinds.count("NetworkPolicy") == len(managed)
+    assert kinds.count("Secret") == 0
+    assert len(rendered.secrets_to_create) == len(managed)
+    for deployment in (o for o in rendered.objects if o["kind"] == "Deployment"):
+        assert deployment["spec"]["replicas"] == product.spec.consumer.replicas
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        assert container["command"] == ["provisioner"]
+        assert container["args"][:2] == ["consume", "--spec"]
+        assert {"readinessProbe", "livenessProbe", "resources"} <= container.keys()
+        assert deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+
+
+def test_every_object_is_labelled_and_namespaced() -> None:
+    for rendered in render(products(), options(namespace="data")):
+        for obj in rendered.objects:
+            labels = obj["metadata"]["labels"]
+            assert obj["metadata"]["namespace"] == "data"
+            assert labels["app.kubernetes.io/managed-by"] == "provisioner"
+            assert labels["app.kubernetes.io/part-of"] == rendered.product
+            assert {"app.kubernetes.io/instance", "app.kubernetes.io/component", "app.kubernetes.io/name"} <= labels.keys()
+            assert "ownerReferences" not in obj["metadata"]
+
+
+def test_an_owner_is_set_on_every_object() -> None:
+    owner = {"apiVersion": "provisioner.dev/v1alpha1", "kind": "DataProduct", "name": "vip-orders",
+             "uid": "0d7f3c1e-0000-4000-8000-000000000001", "controller": True, "blockOwnerDeletion": True}
+    for rendered in render(products(), options(owner=owner)):
+        assert all(obj["metadata"]["ownerReferences"] == [owner] for obj in rendered.objects)
+
+
+def test_every_pod_meets_the_restricted_profile() -> None:
+    for rendered in render(products(), options()):
+        for pod in pod_specs(rendered.objects):
+            assert pod["securityContext"]["runAsNonRoot"] is True
+            assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+            assert pod["automountServiceAccountToken"] is False
+            for container in pod["containers"]:
+                context = container["securityContext"]
+                assert context["allowPrivilegeEscalation"] is False
+                assert context["capabilities"] == {"drop": ["ALL"]}
+                assert context["readOnlyRootFilesystem"] is True
+                assert context["runAsNonRoot"] is True
+            assert not any("hostPath" in volume for volume in pod.get("volumes", []))
+
+
+def test_the_service_account_mounts_no_token() -> None:
+    for rendered in render(products(), options()):
+        [account] = [o for o in rendered.objects if o["kind"] == "ServiceAccount"]
+        assert account["automountServiceAccountToken"] is False
+
+
+def test_a_store_accepts_only_its_consumers_and_readers() -> None:
+    [rendered] = render([products()[-1]], options())
+    policies = [o for o in rendered.objects if o["kind"] == "NetworkPolicy"]
+    assert policies
+    for policy in policies:
+        sources = policy["spec"]["ingress"][0]["from"]
+        assert sources[0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "consumer"
+        assert sources[1]["podSelector"]["matchLabels"] == {f"reads.provisioner.dev/{rendered.product}": "true"}
+
+
+def test_managed_credentials_are_stable_and_per_store() -> None:
+    first = derive_credentials(KEY, "sales", "vip-orders", "cache", "redis")
+    assert first == derive_credentials(KEY, "sales", "vip-orders", "cache", "redis")
+    assert first.password != derive_credentials(KEY, "sales", "vip-orders", "db", "redis").password
+    assert first.password != derive_credentials(b"x" * 32, "sales", "vip-orders", "cache", "redis").password
+    assert re.fullmatch(r"[0-9a-f]{64}", first.password)
+
+
+def test_long_names_are_shortened_with_a_hash() -> None:
+    name = object_name("a" * 40, "b" * 40, "consumer")
+    assert len(name) <= 47 and name.startswith("a")
+    assert name != object_name("a" * 40, "b" * 39 + "c", "consumer")
+    assert object_name("1st", "cache")[0].isalpha()
+
+
+def _with_url_store(url: str) -> DataProduct:
+    text = f"""
+apiVersion: provisioner.dev/v1alpha1
+kind: DataProduct
+metadata: {{name: orders, namespace: shop}}
+spec:
+  source: {{topic: orders.v1}}
+  fields: {{order_id: event.order_id}}
+  key: order_id
+  stores:
+    - name: cache
+      redis: {{connection: {{url: "{url}"}}}}
+    - name: db
+      postgres: {{connection: {{secretRef: {{name: shop-db, key: url}}}}}}
+"""
+    specs, findings = load_text(text)
+    assert not findings, findings
+    return specs[0].product
+
+
+def _rendered_text(rendered: list[Rendered]) -> str:
+    return "".join(r.yaml() for r in rendered)
+
+
+def test_a_connection_password_appears_only_with_secrets() -> None:
+    product = _with_url_store(f"redis://:{CANARY}@redis.shop:6379/0")
+    without = render([product], options())
+    text = _rendered_text(without)
+    assert CANARY not in text
+    assert [str(s.name) for s in without[0].secrets_to_create] == ["orders-cache-store-url"]
+    with_secrets = render([product], options(with_secrets=True))
+    secrets = [o for o in with_secrets[0].objects if o["kind"] == "Secret"]
+    assert [s["stringData"]["url"] for s in secrets] == [f"redis://:{CANARY}@redis.shop:6379/0"]
+    others = [o for o in with_secrets[0].objects if o["kind"] != "Secret"]
+    assert CANARY not in yaml.safe_dump_all(others)
+
+
+def test_an_env_password_is_expanded_only_into_the_secret() -> None:
+    product = _with_url_store("redis://:${CACHE_PASSWORD}@redis.shop:6379/0")
+    rendered = render([product], options(with_secrets=True, environ={"CACHE_PASSWORD": CANARY}))
+    for obj in rendered[0].objects:
+        assert (CANARY in yaml.safe_dump(obj)) == (obj["kind"] == "Secret")
+    assert CANARY not in _rendered_text(render([product], options(environ={"CACHE_PASSWORD": CANARY})))
+
+
+def test_the_consumer_reads_its_url_from_a_secret_only() -> None:
+    product = _with_url_store(f"redis://:{CANARY}@redis.shop:6379/0")
+    [rendered] = render([product], options(with_secrets=True))
+    [config_map] = [o for o in rendered.objects if o["kind"] == "ConfigMap"]
+    spec = yaml.safe_load(config_map["data"]["product.yaml"])
+    connections = [store[kind]["connection"] for store in spec["spec"]["stores"] for kind in ("redis", "postgres")
+                   if kind in store]
+    assert connections == [{"secretRef": {"name": "orders-cache-store-url", "key": "url"}},
+                           {"secretRef": {"name": "shop-db", "key": "url"}}]
+    for deployment in (o for o in rendered.objects if o["kind"] == "Deployment"):
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        [url_env] = [e for e in container["env"] if e["name"] == "PROVISIONER_STORE_URL"]
+        assert set(url_env) == {"name", "valueFrom"}
+        assert "PROVISIONER_STORE_URL" not in " ".join(container["args"])
+    assert not [o for o in rendered.objects if o["kind"] == "StatefulSet"]  # neither store is managed
+
+
+def test_managed_secrets_need_with_secrets() -> None:
+    [without] = render(products()[:1], options())
+    assert not [o for o in without.objects if o["kind"] == "Secret"]
+    [with_secrets] = render(products()[:1], options(with_secrets=True, credentials_key=KEY))
+    secrets = [o for o in with_secrets.objects if o["kind"] == "Secret"]
+    assert secrets and all(set(s["stringData"]) == {"username", "password", "database", "url"} for s in secrets)
+    for secret in secrets:
+        password = secret["stringData"]["password"]
+        assert password in secret["stringData"]["url"]
+        assert password not in yaml.safe_dump_all([o for o in with_secrets.objects if o["kind"] != "Secret"])
+    assert all(p not in without.yaml() for p in (s["stringData"]["password"] for s in secrets))
+
+
+def test_the_render_command_writes_one_file_per_product(tmp_path: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(app, ["render", str(ROOT / "specs"), "-o", str(tmp_path / "out"),
+                                 "--kafka-bootstrap", "kafka:9092"])
+    assert result.exit_code == 0, result.output
+    written = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.yaml"))
+    assert written == ["crm/customer-profiles.yaml", "iot/device-readings.yaml", "sales/vip-orders.yaml"]
+    text = (tmp_path / "out" / "sales" / "vip-orders.yaml").read_text()
+    assert "# Create these Secrets before applying" in text
+    assert "kind: Secret\n" not in text
+
+
+def test_the_render_command_keeps_passwords_across_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PROVISIONER_CREDENTIALS_KEY", raising=False)
+    args = ["render", str(SPECS[0]), "--kafka-bootstrap", "kafka:9092", "--with-secrets",
+            "--credentials-key-file", str(tmp_path / "key")]
+    first = CliRunner().invoke(app, args)
+    second = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert (tmp_path / "key").stat().st_mode & 0o077 == 0
+    assert first.stdout == second.stdout
+    assert "kind: Secret" in first.stdout
