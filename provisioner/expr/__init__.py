@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from . import ast
 from .checker import check
 from .compiler import Compiler
 from .errors import EvaluationError, ExpressionError
@@ -76,7 +77,20 @@ def compile_expression(source: str, *, expect_bool: bool = False,
         result_type, record_fields = check(source, node, variables)
         if expect_bool and result_type not in ("bool", "dyn"):
             raise ExpressionError(f"expression must evaluate to bool, but its type is {result_type}", 1)
-        fn = Compiler(variables).compile(node)
+        fn: Any
+        if variables is None and _is_record_timestamp(node):
+            fn = _record_timestamp  # the datetime as given: the hot projection `x: record.timestamp`
+        else:
+            fn = Compiler(variables).compile(node)
     except RecursionError:
         raise ExpressionError("expression nested too deeply", 1) from None
     return Program(source, fn, result_type, record_fields)
+
+
+def _is_record_timestamp(node: ast.Node) -> bool:
+    return (isinstance(node, ast.Select) and not node.optional and node.field == "timestamp"
+            and isinstance(node.operand, ast.Ident) and node.operand.name == "record")
+
+
+def _record_timestamp(event: Any, record: Any) -> Any:
+    return record["timestamp"]

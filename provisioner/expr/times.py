@@ -161,7 +161,15 @@ def as_timestamp(value: datetime) -> Timestamp:
     """A plain datetime (such as `record.timestamp`) as a Timestamp."""
     if type(value) is Timestamp:
         return value
-    return timestamp_ns(datetime_ns(value))
+    if value.tzinfo is not UTC:
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        elif value.utcoffset():
+            return timestamp_ns(datetime_ns(value))
+    ts = Timestamp(value.year, value.month, value.day, value.hour, value.minute, value.second,
+                   value.microsecond, UTC)
+    ts.ns = (value - _EPOCH) // _US * 1000
+    return ts
 
 
 def as_duration(value: timedelta) -> Duration:
