@@ -77,7 +77,7 @@ def official(source: str, activation: dict[str, Any]) -> Any:
     return _plain(result.plain_value())
 
 
-class NotOffered(Exception):  # noqa: N818 - a classification
+class NotOffered(Exception):
     """The official implementation does not ship this function or macro (lists and sets
     extensions, two-variable comprehensions): the conformance suite checks those."""
 

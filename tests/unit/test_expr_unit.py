@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
