@@ -17,12 +17,18 @@ _PLURALS = {
     "NetworkPolicy": "networkpolicies", "StatefulSet": "statefulsets", "Deployment": "deployments",
     "DataProduct": "dataproducts",
 }
+_CLUSTER_PLURALS = {
+    "Namespace": "namespaces", "ClusterRole": "clusterroles", "ClusterRoleBinding": "clusterrolebindings",
+    "CustomResourceDefinition": "customresourcedefinitions",
+}
 
 
-def object_path(body: dict[str, Any], namespace: str) -> str:
-    api_version, kind = body["apiVersion"], body["kind"]
+def object_path(body: dict[str, Any], namespace: str | None) -> str:
+    api_version, kind, name = body["apiVersion"], body["kind"], body["metadata"]["name"]
     prefix = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
-    return f"{prefix}/namespaces/{namespace}/{_PLURALS[kind]}/{body['metadata']['name']}"
+    if kind in _CLUSTER_PLURALS:
+        return f"{prefix}/{_CLUSTER_PLURALS[kind]}/{name}"
+    return f"{prefix}/namespaces/{namespace}/{_PLURALS[kind]}/{name}"
 
 
 def request(api: client.ApiClient, method: str, path: str, query: dict[str, str] | None = None,
@@ -40,8 +46,10 @@ def request(api: client.ApiClient, method: str, path: str, query: dict[str, str]
 
 def apply(api: client.ApiClient, namespace: str, body: dict[str, Any], *, dry_run: bool = False,
           field_validation: str = "Strict") -> dict[str, Any]:
-    """Server-side apply `body` into `namespace` (forcing conflicts, as a controller does)."""
-    body = {**body, "metadata": {**body["metadata"], "namespace": namespace}}
+    """Server-side apply `body` into `namespace` (forcing conflicts, as a controller does); a
+    cluster-scoped object ignores `namespace`."""
+    if body["kind"] not in _CLUSTER_PLURALS:
+        body = {**body, "metadata": {**body["metadata"], "namespace": namespace}}
     query = {"fieldManager": FIELD_MANAGER, "force": "true", "fieldValidation": field_validation}
     if dry_run:
         query["dryRun"] = "All"
