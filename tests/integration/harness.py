@@ -20,6 +20,7 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -324,6 +325,8 @@ def _normal(value: Any) -> Any:
         return value
     if isinstance(value, int):
         return value
+    if isinstance(value, datetime):
+        return value.isoformat()  # as the column's converter writes it
     return str(value)
 
 
