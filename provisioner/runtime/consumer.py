@@ -1,9 +1,15 @@
 """The store consumer: Kafka -> pipeline -> store, effectively once (spec.md, "Stores").
 
 One consumer per (product, store), run as `provisioner consume` (locally under `up`'s supervisor, in
-a cluster as a Deployment). The loop: fill a batch (batchSize / batchLatency), run the pure
-pipeline, send dead letters and wait for their acknowledgement, then apply the batch and the new
-positions in one atomic, fenced store write, then commit Kafka offsets (only for lag tools).
+a cluster as a Deployment). Each batch goes through five steps, in this order:
+
+1. fill      read records (batchSize / batchLatency), in partition-offset order;
+2. transform run the pure pipeline and the store's pure conversion (`runtime/batch.py` keeps the
+             books, and cuts the batch at the first error under errors.mode stop);
+3. dead letters  send them and wait until Kafka acknowledged every one;
+4. apply     write the changes and the new positions in one atomic store write, fenced on the
+             positions the batch started from;
+5. commit    commit the same offsets to Kafka (only for lag tools) once the write landed.
 
 Positions come from the store, never from Kafka: on every (re)assignment the consumer reads them
 back and seeks. A rebalance or a failed fence discards the batch in hand; nothing is applied twice
@@ -12,7 +18,7 @@ because the store only accepts a batch that starts where the stored position is.
 The store write runs on a writer thread while the loop fills and transforms the next batch, so the
 store's round trips overlap Kafka's and the pipeline's work. At most one write is in flight, and the
 next batch starts exactly where it ends: if it fails, the fence refuses the next one too, so nothing
-is applied out of order.
+is applied out of order. Whether a failure is worth retrying is `stream.kafka.is_transient`'s call.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
@@ -31,10 +38,12 @@ from kafka.errors import KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata
 
 from provisioner.errors import UnavailableError
-from provisioner.pipeline.ops import Change, DeadLetter, Delete, RecordLike, Skip, Upsert
+from provisioner.pipeline.ops import RecordLike
 from provisioner.pipeline.process import Pipeline
 from provisioner.runtime.backoff import Backoff
+from provisioner.runtime.batch import Batch, cut_at_rejection, end_positions, join_rejections, transform
 from provisioner.runtime.metrics import ConsumerMetrics
+from provisioner.runtime.progress import freshness_now, lag
 from provisioner.runtime.status import ConsumerStatus, write_status
 from provisioner.spec.durations import parse_duration
 from provisioner.spec.models import DataProduct, StoreSpec
@@ -87,6 +96,15 @@ class _Halt(Exception):
         self.reason = reason
 
 
+@dataclass(frozen=True, slots=True)
+class _InFlight:
+    """The store write on the writer thread: its future (seconds taken), its batch and end positions."""
+
+    future: Future[float]
+    batch: Batch
+    end: dict[int, int]
+
+
 class StoreConsumer:
     """Hydrates one store of one data product from the source topic until asked to stop."""
 
@@ -134,7 +152,7 @@ class StoreConsumer:
         self._rate_mark = (time.monotonic(), 0)
         self._kafka_seen = time.monotonic()
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
-        self._in_flight: tuple[Future[float], Callable[[], None]] | None = None
+        self._in_flight: _InFlight | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -232,13 +250,13 @@ class StoreConsumer:
         except Exception:
             log.debug("closing the store failed", exc_info=True)
 
-    # -- the loop ----------------------------------------------------------------------------
+    # -- the loop ---------------------------------------------------------------------------
 
     def _step(self) -> None:
         try:
-            batch = self._fill_batch()
-            if batch:
-                self._apply_batch(batch)
+            records = self._fill()
+            if records:
+                self._handle(records)
             else:
                 self._settle()
                 self._idle()
@@ -254,7 +272,20 @@ class StoreConsumer:
             self._listener.changed = True
             self._retry_later(error)
 
-    def _fill_batch(self) -> list[RecordLike]:
+    def _handle(self, records: Sequence[RecordLike]) -> None:
+        """One batch, step by step: transform, send its dead letters, apply it (the commit follows
+        when the write lands), and halt if errors.mode stop met an error."""
+        batch, prepared = self._transform(records)
+        self._send_dead_letters(batch)
+        self._apply(batch, prepared)
+        if batch.halt is not None:
+            # Everything before the first error is applied and committed; nothing after it.
+            self._settle()
+            raise _Halt(batch.halt)
+
+    # -- 1. fill -----------------------------------------------------------------------------
+
+    def _fill(self) -> list[RecordLike]:
         """Records in partition-offset order, up to batchSize, waiting at most batchLatency.
 
         Returns nothing when the assignment changed: the records in hand may belong to partitions
@@ -264,19 +295,20 @@ class StoreConsumer:
         assert consumer is not None
         if self._listener.changed:
             self._reposition()
-        batch: list[RecordLike] = []
+        records: list[RecordLike] = []
         # The next offset each partition's records must start from: a record before it was
         # already applied (a fetch issued before a seek, or an offset reset behind our back).
         expected = dict(self._positions)
         deadline: float | None = None
-        while len(batch) < self.batch_size and not self._stopping:
+        while len(records) < self.batch_size and not self._stopping:
             if deadline is None:
                 timeout = STATUS_INTERVAL
             else:
                 timeout = deadline - time.monotonic()
                 if timeout <= 0:
                     break
-            polled = consumer.poll(timeout_ms=max(1, int(timeout * 1000)), max_records=self.batch_size - len(batch))
+            polled = consumer.poll(timeout_ms=max(1, int(timeout * 1000)),
+                                   max_records=self.batch_size - len(records))
             if self._listener.changed:
                 self._reposition()
                 return []
@@ -289,20 +321,20 @@ class StoreConsumer:
                     # Records of a partition we never positioned: only a missed rebalance does that.
                     self._listener.changed = True
                     return []
-                records = fetched
-                if records[0].offset < next_offset:
-                    records = [r for r in records if r.offset >= next_offset]
-                    if not records:
+                fresh = fetched
+                if fresh[0].offset < next_offset:
+                    fresh = [r for r in fresh if r.offset >= next_offset]
+                    if not fresh:
                         continue
-                batch.extend(records)
-                expected[partition] = records[-1].offset + 1
-            if batch:
+                records.extend(fresh)
+                expected[partition] = fresh[-1].offset + 1
+            if records:
                 self._kafka_seen = time.monotonic()
                 if deadline is None:
                     deadline = self._kafka_seen + self.batch_latency
             else:
                 break
-        return batch
+        return records
 
     def _reposition(self) -> None:
         """After a (re)assignment or a failed fence: read positions from the store and seek."""
@@ -330,59 +362,59 @@ class StoreConsumer:
         self.status.positions = {str(p): o for p, o in sorted(stored.items())}
         log.info("assigned partitions %s at %s", [tp.partition for tp in assigned], self._positions)
 
-    def _apply_batch(self, batch: Sequence[RecordLike]) -> None:
-        halt_reason: str | None = None
-        changes, dead, skips, upserts = self._transform(batch)
-        prepared, rejected = self.store.prepare(changes)
+    # -- 2. transform ------------------------------------------------------------------------
+
+    def _transform(self, records: Sequence[RecordLike]) -> tuple[Batch, list[Any]]:
+        """The pipeline's ops and the store's prepared writes (pure, no I/O).
+
+        Values the store refuses become stage-`store` dead letters; under errors.mode stop, the
+        first error of either kind cuts the batch instead.
+        """
+        stop = self.error_mode == "stop"
+        batch = transform(self.pipeline.process, records, stop=stop)
+        prepared, rejected = self.store.prepare(batch.changes)
         if rejected:
-            by_position = {(r.partition, r.offset): r for r in batch}
-            dead.extend((by_position[(x.change.partition, x.change.offset)], x.dead_letter) for x in rejected)
-        if dead and self.error_mode == "stop":
-            index = {(r.partition, r.offset): i for i, r in enumerate(batch)}
-            cut, (record, dl) = min(((index[(r.partition, r.offset)], (r, d)) for r, d in dead),
-                                    key=lambda item: item[0])
-            halt_reason = (f"{dl.stage} error at {record.topic}[{record.partition}]@{record.offset}: "
-                           f"{dl.message} (errors.mode: stop)")
-            # Everything before the first error is applied and committed; nothing after it.
-            batch = batch[:cut]
-            changes, _, skips, upserts = self._transform(batch)
-            prepared, _ = self.store.prepare(changes)
-            dead = []
-        if dead:
-            dead.sort(key=lambda item: (item[0].partition, item[0].offset))
-            if self._dead_letters is not None:
-                # Acknowledged before the position that passes them is committed: never lost.
-                self._dead_letters.send_all(dead)
-            for record, dl in dead:
-                self.metrics.dead_letter(dl.stage)
-                log.warning("dead letter %s[%d]@%d %s: %s", record.topic, record.partition, record.offset,
-                            dl.stage, dl.message)
-        # The batch is in partition-offset order per partition: each partition's last record ends it.
-        end: dict[int, int] = {}
-        for record in reversed(batch):
-            if record.partition not in end:
-                end[record.partition] = record.offset + 1
-                if len(end) == len(self._positions):
-                    break
+            if stop:
+                batch = cut_at_rejection(batch, rejected)
+                # Prepared writes may merge changes of one key, so they cannot be cut: the kept
+                # changes (all accepted) are prepared again. Only a halting batch gets here.
+                prepared, _ = self.store.prepare(batch.changes)
+            else:
+                join_rejections(batch, rejected)
+        return batch, prepared
+
+    # -- 3. dead letters ---------------------------------------------------------------------
+
+    def _send_dead_letters(self, batch: Batch) -> None:
+        """Send the batch's dead letters (errors.mode deadLetter) and wait for every acknowledgement,
+        before the write that passes them: a dead letter is never lost. Under `skip` they are only
+        counted and logged."""
+        dead = batch.dead
+        if not dead:
+            return
+        dead.sort(key=lambda item: (item[0].partition, item[0].offset))
+        if self._dead_letters is not None:
+            self._dead_letters.send_all(dead)
+        for record, dl in dead:
+            self.metrics.dead_letter(dl.stage)
+            log.warning("dead letter %s[%d]@%d %s: %s", record.topic, record.partition, record.offset,
+                        dl.stage, dl.message)
+
+    # -- 4. apply ----------------------------------------------------------------------------
+
+    def _apply(self, batch: Batch, prepared: Sequence[Any]) -> None:
+        """Queue the fenced store write of the batch and its end positions on the writer thread."""
+        end = end_positions(batch.records, len(self._positions))
+        if not end:
+            self._account(batch)  # a halt at the batch's first record: nothing to write
+            return
         start: dict[int, int | None] = {p: self._positions.get(p) for p in end}
-        if end:
-            # The previous write must have succeeded before this one is queued; if it failed, its
-            # error discards this batch too and the loop re-reads the positions.
-            self._settle()
-            future = self._writer.submit(self._write, prepared, start, end)
-            self._positions.update(end)
-
-            def landed() -> None:
-                self._applied.update(end)
-                self._commit_kafka(end)
-                self._account(batch, len(changes), upserts, dead, skips)
-
-            self._in_flight = (future, landed)
-        else:
-            self._account(batch, len(changes), upserts, dead, skips)
-        if halt_reason is not None:
-            self._settle()
-            raise _Halt(halt_reason)
+        # The previous write must have succeeded before this one is queued; if it failed, its
+        # error discards this batch too and the loop re-reads the positions.
+        self._settle()
+        future = self._writer.submit(self._write, prepared, start, end)
+        self._positions.update(end)
+        self._in_flight = _InFlight(future, batch, end)
 
     def _write(self, prepared: Sequence[Any], start: dict[int, int | None], end: dict[int, int]) -> float:
         """On the writer thread: one atomic, fenced store write; returns how long it took."""
@@ -391,41 +423,21 @@ class StoreConsumer:
         return time.perf_counter() - started
 
     def _settle(self) -> None:
-        """Wait for the write in flight: account for it, or raise its error (conflict, store down)."""
+        """Wait for the write in flight; once it landed, commit and account for it. Raises its
+        error (a position conflict, a store down) instead, and then nothing is committed."""
         pending = self._in_flight
         if pending is None:
             return
         self._in_flight = None
-        future, landed = pending
-        self.metrics.batch_seconds.observe(future.result())
-        landed()
+        self.metrics.batch_seconds.observe(pending.future.result())
+        self._applied.update(pending.end)
+        self._commit(pending.end)
+        self._account(pending.batch)
 
-    def _transform(
-        self, batch: Sequence[RecordLike]
-    ) -> tuple[list[Change], list[tuple[RecordLike, DeadLetter]], int, int]:
-        """Changes to apply, dead letters to send, how many records the filter skipped, and how
-        many of the changes are upserts (counted here, in the one pass over the batch)."""
-        process = self.pipeline.process
-        changes: list[Change] = []
-        append = changes.append
-        dead: list[tuple[RecordLike, DeadLetter]] = []
-        skips = 0
-        upserts = 0
-        for record in batch:
-            op = process(record)
-            cls = type(op)
-            if cls is Upsert:
-                upserts += 1
-                append(Change(record.partition, record.offset, record.timestamp, op))  # type: ignore[arg-type]
-            elif cls is Skip:
-                skips += 1
-            elif cls is Delete:
-                append(Change(record.partition, record.offset, record.timestamp, op))  # type: ignore[arg-type]
-            else:
-                dead.append((record, op))  # type: ignore[arg-type]
-        return changes, dead, skips, upserts
+    # -- 5. commit ---------------------------------------------------------------------------
 
-    def _commit_kafka(self, end: dict[int, int]) -> None:
+    def _commit(self, end: dict[int, int]) -> None:
+        """Commit the applied positions to Kafka too, for lag tools (the consumer never reads them)."""
         consumer = self._consumer
         assert consumer is not None
         offsets = {TopicPartition(self.topic, p): OffsetAndMetadata(o, "", -1) for p, o in end.items()}
@@ -438,19 +450,20 @@ class StoreConsumer:
 
     # -- status ------------------------------------------------------------------------------
 
-    def _account(self, batch: Sequence[RecordLike], changed: int, upserts: int,
-                 dead: list[tuple[RecordLike, DeadLetter]], skips: int) -> None:
+    def _account(self, batch: Batch) -> None:
         status = self.status
-        counts = {"upsert": upserts, "delete": changed - upserts, "skip": skips, "deadLetter": len(dead)}
+        records = batch.records
+        counts = {"upsert": batch.upserts, "delete": batch.deletes, "skip": batch.skips,
+                  "deadLetter": len(batch.dead)}
         for kind, count in counts.items():
             status.ops[kind] += count
             self.metrics.op(kind, count)
-        status.records += len(batch)
-        status.dead_letters += len(dead)
+        status.records += len(records)
+        status.dead_letters += len(batch.dead)
         status.batches += 1
-        self.metrics.records.inc(len(batch))
-        if batch:
-            status.last_record_timestamp_ms = max(map(_timestamp, batch))
+        self.metrics.records.inc(len(records))
+        if records:
+            status.last_record_timestamp_ms = max(map(_timestamp, records))
         status.positions = {str(p): o for p, o in sorted(self._applied.items())}
         status.last_error = None
         self._publish(force=False)
@@ -501,16 +514,13 @@ class StoreConsumer:
                 log.debug("end offsets unknown: %s", error)
         if ends:
             self.status.end_offsets = {str(p): o for p, o in sorted(ends.items())}
-            lag = sum(max(0, o - self._positions.get(p, o)) for p, o in ends.items())
-            self.status.lag = lag
-            self.metrics.lag.set(lag)
-            stamp = self.status.last_record_timestamp_ms
-            if lag == 0:
-                self.status.freshness_seconds = 0.0
-            elif stamp is not None:
-                self.status.freshness_seconds = max(0.0, time.time() - stamp / 1000)
-            if self.status.freshness_seconds is not None:
-                self.metrics.freshness.set(self.status.freshness_seconds)
+            behind = lag(self._positions, ends)
+            self.status.lag = behind
+            self.metrics.lag.set(behind)
+            freshness = freshness_now(behind, None, self.status.last_record_timestamp_ms, time.time())
+            if freshness is not None:
+                self.status.freshness_seconds = freshness
+                self.metrics.freshness.set(freshness)
 
     def _publish(self, *, force: bool) -> None:
         now = time.monotonic()
