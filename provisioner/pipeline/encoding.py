@@ -3,6 +3,11 @@
 Strings as they are; ints in decimal; doubles as JSON numbers; bools `true`/`false`; maps and lists
 as compact JSON; null is `None` (absent hash field, SQL NULL). CEL-only values (timestamps,
 durations, bytes) get the text a user would expect: RFC 3339, seconds with an `s`, base64.
+
+`encode_value` is the one general encoder. The stores' per-row loops may inline a shortcut for the
+common scalar types (Redis hashes, Postgres text columns) and call it for everything else; a
+property test checks that every such shortcut agrees with it. `to_json` with `json_default` is the
+one compact JSON writer (Redis `json` structure, `jsonb` columns).
 """
 
 from __future__ import annotations
@@ -13,19 +18,21 @@ from datetime import datetime, timedelta
 from typing import Any
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """`json.dumps`' `default`: the text of a CEL-only value; TypeError for anything else."""
     if isinstance(value, datetime):
         return format_timestamp(value)
     if isinstance(value, timedelta):
         return format_duration(value)
     if isinstance(value, bytes):
         return base64.b64encode(value).decode("ascii")
-    raise TypeError(f"cannot encode {type(value).__name__}")
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
 
 
-def to_json(value: Any) -> str:
-    """Compact JSON of a row value (maps, lists, or a whole row)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_json_default)
+def to_json(value: Any, *, allow_nan: bool = True) -> str:
+    """Compact JSON of a row value (maps, lists, or a whole row). With `allow_nan` False a NaN or
+    infinity raises ValueError instead of becoming JSON that strict readers refuse."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=allow_nan, default=json_default)
 
 
 def encode_value(value: Any) -> str | None:

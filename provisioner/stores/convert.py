@@ -34,7 +34,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
-from provisioner.pipeline.encoding import encode_value, format_timestamp
+from provisioner.pipeline.encoding import encode_value, format_timestamp, to_json
 from provisioner.spec.models import ColumnType
 from provisioner.spec.timestamps import RFC3339_PATTERN
 
@@ -175,19 +175,11 @@ def to_boolean(value: Any) -> str | None:
     raise ConversionError(f"{_shown(value)} is not a valid boolean (true or false)")
 
 
-def _json_default(value: Any) -> Any:
-    # CEL-only values (timestamps, durations, bytes) get the same text as in a text column.
-    if isinstance(value, datetime | timedelta | bytes):
-        return encode_value(value)
-    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
-
-
 def to_jsonb(value: Any) -> str | None:
     if value is None:
         return None
     try:
-        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
-                          default=_json_default)
+        text = to_json(value, allow_nan=False)
     except ValueError:
         raise ConversionError(f"{_shown(value)} is not valid JSON (NaN or infinity)") from None
     except TypeError as error:

@@ -22,7 +22,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.retry import Retry
 
-from provisioner.pipeline.encoding import encode_value
+from provisioner.pipeline.encoding import encode_value, to_json
 from provisioner.pipeline.ops import Change, DeadLetter, Upsert, render_key
 from provisioner.spec.durations import parse_duration
 from provisioner.spec.models import DataProduct, StoreSpec
@@ -48,18 +48,6 @@ def _bulk(arg: bytes) -> bytes:
 def _command(*args: bytes) -> bytes:
     """One command in RESP, the wire format (an array of bulk strings)."""
     return b"*%d\r\n" % len(args) + b"".join(_bulk(arg) for arg in args)
-
-
-def _encode(value: Any) -> str | None:
-    """`encode_value` with a fast path for the common scalar types (same results)."""
-    kind = type(value)
-    if kind is str:
-        return value  # type: ignore[no-any-return]
-    if kind is int:
-        return str(value)
-    if kind is float and math.isfinite(value):
-        return repr(value)  # what json.dumps writes for a finite float
-    return encode_value(value)
 
 
 def _read_queued(connection: Any, count: int) -> None:
@@ -121,14 +109,6 @@ def _utf8(text: str, what: str) -> bytes:
         return text.encode("utf-8")
     except UnicodeEncodeError:
         raise _Unwritable(f"{what} contains a lone surrogate, not valid UTF-8") from None
-
-
-def _json_default(value: Any) -> Any:
-    # Timestamps, durations and bytes (CEL-only values) get their text encoding.
-    text = encode_value(value)
-    if text is None:  # pragma: no cover - None never reaches `default`
-        return None
-    return text
 
 
 class RedisStore:
@@ -205,7 +185,9 @@ class RedisStore:
                     continue
                 writes[write.key] = write
             return list(writes.values()), rejected
-        # The hash structure, inlined: this loop runs for every row of every batch. Anything
+        # The hash structure, inlined: this loop runs for every row of every batch. Values are
+        # encoded by a shortcut for str, int and finite float and by `encode_value` otherwise (the
+        # property test in tests/unit/test_encoding.py holds the two to the same text). Anything
         # unusual (a value that is not UTF-8) goes through `_write`, which says what is wrong.
         prefix = self._prefix
         field_bulks = self._field_bulks
@@ -277,8 +259,7 @@ class RedisStore:
         if self._structure == "json":
             document = {name: row.get(name) for name in self._fields}
             try:
-                text = json.dumps(document, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
-                                  default=_json_default)
+                text = to_json(document, allow_nan=False)
             except ValueError:
                 raise _Unwritable("a field is NaN or infinity, which JSON cannot represent") from None
             value = _bulk(_utf8(text, "the row"))
@@ -288,7 +269,7 @@ class RedisStore:
                               + self._ttl_bulk, 1)
         pairs: list[bytes] = []
         for name, name_bulk in self._field_bulks:
-            encoded = _encode(row.get(name))
+            encoded = encode_value(row.get(name))
             if encoded is not None:
                 pairs.append(name_bulk)
                 pairs.append(_bulk(_utf8(encoded, f"field {name!r}")))
