@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from provisioner.expr import EvaluationError, Program, compile_expression
+from provisioner.pipeline.event_schema import Validator, compile_schema
 from provisioner.pipeline.ops import SKIP, DeadLetter, Delete, KeyPart, Op, RecordLike, Upsert
-from provisioner.pipeline.schema import Validator, compile_schema
 from provisioner.spec.models import DataProduct
 
 

@@ -1,1 +1,8 @@
-"""stores."""
+"""Where a data product is materialised: the `Store` protocol (`base`) and its Redis and Postgres
+implementations, each applying a batch and its positions in one atomic, fenced write.
+
+`registry.open_store` picks the implementation for a store spec; `convert` turns field values into
+Postgres column input, purely. Called by the consumer loop (`provisioner.runtime.consumer`), and by
+`inspect`, `status`, `replay` and the operator's observer to read or reset a store. Uses `pipeline`
+(ops, value encoding) and `spec`; never Kafka.
+"""

@@ -134,7 +134,9 @@ class PostgresStore:
         self._timeout = timeout
         self._product_name = product.name
         self._store_name = store.name
-        self._schema = spec.db_schema
+        # The Postgres schema (the namespace of the table and of the positions table), not to be
+        # confused with the event's JSON Schema (`source.schema`) or the Store's `ensure_schema`.
+        self._pg_schema = spec.db_schema
         self._table = product.table(store)
         self._mode = spec.mode
         self._consumer = product.consumer_group(store)
@@ -151,8 +153,8 @@ class PostgresStore:
         self._key_identity = tuple(
             _numeric_identity if by_name[name].type == "numeric" else _identity for name in self._key_fields
         )
-        self._qualified = f"{quote_identifier(self._schema)}.{quote_identifier(self._table)}"
-        self._positions = f"{quote_identifier(self._schema)}.{quote_identifier(POSITIONS_TABLE)}"
+        self._qualified = f"{quote_identifier(self._pg_schema)}.{quote_identifier(self._table)}"
+        self._positions = f"{quote_identifier(self._pg_schema)}.{quote_identifier(POSITIONS_TABLE)}"
         self._sql = self._statements()
         self._connection: psycopg.Connection[Any] | None = None
 
@@ -288,19 +290,19 @@ class PostgresStore:
 
     def _lock(self, connection: psycopg.Connection[Any]) -> None:
         # Serialises schema changes of consumers starting together (same schema, any product).
-        connection.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"provisioner:{self._schema}",))
+        connection.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"provisioner:{self._pg_schema}",))
 
     def _create_missing(self, connection: psycopg.Connection[Any]) -> None:
-        namespace = connection.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (self._schema,))
-        if namespace.fetchone() is None:
-            connection.execute(f"CREATE SCHEMA {quote_identifier(self._schema)}")
+        found = connection.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (self._pg_schema,))
+        if found.fetchone() is None:
+            connection.execute(f"CREATE SCHEMA {quote_identifier(self._pg_schema)}")
         connection.execute(self._sql["create_positions"])
         existing = connection.execute(
             "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
             "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p') "
             "AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-            (self._schema, self._table),
+            (self._pg_schema, self._table),
         ).fetchall()
         if not existing:
             connection.execute(self._sql["create_table"])
@@ -313,7 +315,7 @@ class PostgresStore:
                 "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY(i.indkey) "
                 "WHERE n.nspname = %s AND c.relname = %s AND i.indisprimary "
                 "ORDER BY array_position(i.indkey::int2[], a.attnum)",
-                (self._schema, self._table),
+                (self._pg_schema, self._table),
             ).fetchall()
         ]
         missing = self._check_compatible(dict(existing), primary_key)
@@ -344,7 +346,7 @@ class PostgresStore:
                     problems.append(f"column {name!r} is {catalog_type} but the spec says {column.type}")
         if problems:
             raise StoreSchemaError(
-                f'table "{self._schema}"."{self._table}" does not match the spec: '
+                f'table "{self._pg_schema}"."{self._table}" does not match the spec: '
                 + "; ".join(problems)
                 + f"; {self._rebuild_hint()}"
             )

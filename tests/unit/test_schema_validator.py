@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from provisioner.pipeline.schema import _portable_pattern, compile_native, compile_schema
+from provisioner.pipeline.event_schema import _portable_pattern, compile_native, compile_schema
 
 
 def reference(schema: Any, value: Any) -> bool:
