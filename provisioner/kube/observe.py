@@ -1,0 +1,118 @@
+"""Observe a product where the truth is: positions in each store, end offsets, consumer-group
+members and dead letters in Kafka.
+
+The store's URL comes from where its consumer reads it: the Secret a `connection.secretRef` names,
+or the Secret the operator renders (a managed store's credentials, a `connection.url`). Positions
+are read with the store classes the consumers write them with (`provisioner.stores`), so lag is
+`end offsets - positions` as spec.md defines it, not Kafka's committed offsets.
+
+Freshness needs memory: when each store was last seen caught up with a consumer running. The
+observer keeps it per process; after a restart a store counts from its first observation.
+
+Errors never carry a secret: store errors are scrubbed of the URL's password, Kafka errors name the
+exception type only. Called by `provisioner.kube.reconcile`.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from provisioner.errors import ProvisionerError
+from provisioner.kube.client import KubeClient
+from provisioner.kube.render import object_name
+from provisioner.kube.status import StoreObservation
+from provisioner.spec.models import DataProduct, StoreSpec
+from provisioner.stores.base import scrub_secrets
+from provisioner.stores.registry import open_store
+from provisioner.stream.observe import KafkaObserver
+
+__all__ = ["Observer", "store_secret"]
+
+
+def store_secret(product: DataProduct, store: StoreSpec) -> tuple[str, str]:
+    """(Secret name, key) holding the store's URL, as render names it."""
+    connection = store.connection
+    if connection is not None and connection.secret_ref is not None:
+        return connection.secret_ref.name, connection.secret_ref.key
+    suffix = "store-url" if connection is not None else "credentials"
+    return object_name(product.name, store.name, suffix), "url"
+
+
+class Observer:
+    """Observes stores and Kafka for many products; one per operator."""
+
+    def __init__(self, client: KubeClient, kafka: KafkaObserver | None, *, store_timeout: float = 3.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._client = client
+        self._kafka = kafka
+        self._store_timeout = store_timeout
+        self._clock = clock
+        self._fresh_at: dict[tuple[str, str, str], float] = {}
+
+    def forget(self, namespace: str, name: str) -> None:
+        for key in [k for k in self._fresh_at if k[:2] == (namespace, name)]:
+            del self._fresh_at[key]
+
+    def observe(self, product: DataProduct, namespace: str,
+                desired: Sequence[dict[str, Any]]) -> tuple[StoreObservation, ...]:
+        secrets = {o["metadata"]["name"]: o for o in desired if o.get("kind") == "Secret"}
+        topic = product.spec.source.topic
+        end_offsets, kafka_error = self._kafka_call(lambda k: k.end_offsets(topic))
+        dead = None
+        if product.spec.errors.mode == "deadLetter":
+            dead, _ = self._kafka_call(lambda k: k.dead_letters(product.dead_letter_topic))
+        now = self._clock()
+        out = []
+        for store in product.spec.stores:
+            positions, store_error = self._positions(product, namespace, store, secrets)
+            group = product.consumer_group(store)
+            members, group_error = self._kafka_call(lambda k: k.group_members(group))  # noqa: B023
+            key = (namespace, product.name, store.name)
+            fresh_now = (end_offsets is not None and positions is not None and members
+                         and all(positions.get(p, 0) >= end for p, end in end_offsets.items()))
+            if fresh_now:
+                self._fresh_at[key] = now
+            since = self._fresh_at.setdefault(key, now)
+            out.append(StoreObservation(
+                name=store.name, kind=store.kind, managed=store.managed,
+                consumer=object_name(product.name, store.name, "consumer"),
+                positions=positions, end_offsets=(end_offsets or {}) if kafka_error is None else None,
+                consumers=members, dead_letters=None if dead is None else dead.get((f"{namespace}/{product.name}",
+                                                                                    store.name), 0),
+                error=store_error or kafka_error or group_error, stale_for=now - since,
+            ))
+        return tuple(out)
+
+    def _kafka_call(self, call: Callable[[KafkaObserver], Any]) -> tuple[Any, str | None]:
+        if self._kafka is None:
+            return None, "no Kafka bootstrap configured"
+        try:
+            return call(self._kafka), None
+        except ProvisionerError as error:
+            return None, str(error)
+
+    def _positions(self, product: DataProduct, namespace: str, store: StoreSpec,
+                   rendered: dict[str, dict[str, Any]]) -> tuple[dict[int, int] | None, str | None]:
+        name, key = store_secret(product, store)
+        secret = rendered.get(name) or self._client.get("Secret", namespace, name)
+        if secret is None:
+            return None, f"Secret {name} does not exist"
+        raw = (secret.get("data") or {}).get(key)
+        if raw is None:
+            return None, f"Secret {name} has no key {key!r}"
+        url = base64.b64decode(raw).decode("utf-8", "replace").strip()
+        try:
+            handle = open_store(product, store, url, timeout=self._store_timeout)
+            try:
+                return handle.read_positions(), None
+            finally:
+                handle.close()
+        except ProvisionerError as error:
+            cause = error.__cause__
+            text = f"{error}: {cause}" if cause is not None else str(error)
+            return None, scrub_secrets(text, url)
+        except ValueError as error:
+            return None, scrub_secrets(f"unusable URL in Secret {name}: {error}", url)

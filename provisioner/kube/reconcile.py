@@ -1,0 +1,279 @@
+"""Reconcile one DataProduct: level-based, idempotent, a short list of named steps.
+
+1. `parse_product`: the custom resource's body into a DataProduct with the checks `provisioner
+   validate` runs (same words; no file, line or column: there is no file). An invalid spec stops
+   here: Ready=False/InvalidSpec names the error and no child is touched.
+2. `desired_objects`: `provisioner render` of the product, with an ownerReference to it and its
+   Secrets (managed stores' derived credentials, connection URLs) rendered as `data`.
+3. `apply_changes`: server-side apply (one field manager) of each desired object that is missing
+   or differs from the live one. "Differs" means some value the operator sets is not what the live
+   object holds (values the server defaults are ignored), so an edited child is restored and an
+   unchanged one costs no write: an idle operator writes nothing.
+4. `prune`: delete children the product owns (labels and an ownerReference to its uid) that are no
+   longer desired, e.g. the objects of a removed store.
+5. `observe` + `compute_status`: positions, lag, consumers and dead letters from the stores and
+   Kafka, turned into conditions; the status is written only when it changed, and each condition
+   that changed status becomes one Event.
+
+Field order in the cluster: the API server keeps `spec.fields` as a JSON object and returns its keys
+sorted by name (and integral floats as integers), so the order written in Git is lost. A product
+in a cluster therefore evaluates, and creates Postgres columns for, its fields in name order;
+`parse_product` sorts them explicitly, so the outcome does not depend on the server. Offline
+`tests:` are not run by the operator (run `provisioner test` in CI).
+
+Deletion needs no finalizer: every child is owned by the product, so the garbage collector removes
+them; nothing outside the cluster is created (topics and store contents outlive a product by design).
+
+Called by the operator (its live children come from watches) and by `provisioner apply|plan` (from
+lists).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from provisioner.errors import ProvisionerError
+from provisioner.kube.client import ApiRefusedError, KubeClient
+from provisioner.kube.observe import Observer
+from provisioner.kube.render import DEFAULT_IMAGE, DEFAULT_POSTGRES_IMAGE, DEFAULT_REDIS_IMAGE, RenderOptions, render
+from provisioner.kube.status import Observation, Transition, compute_status, invalid_status, transitions
+from provisioner.spec.durations import parse_duration
+from provisioner.spec.findings import Finding, SpecError
+from provisioner.spec.loader import product_from_document
+from provisioner.spec.models import API_VERSION, KIND, DataProduct
+from provisioner.spec.yamlsafe import Document
+
+__all__ = [
+    "CHILD_KINDS",
+    "ReconcileResult",
+    "Reconciler",
+    "Settings",
+    "child_labels",
+    "desired_objects",
+    "differs",
+    "owner_reference",
+    "parse_product",
+    "spec_problem",
+    "stale_children",
+]
+
+CHILD_KINDS = ("ServiceAccount", "ConfigMap", "Secret", "Service", "NetworkPolicy", "StatefulSet", "Deployment")
+_METADATA_KEPT = ("name", "namespace", "labels")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The platform's decisions, shared by every product (see `RenderOptions`)."""
+
+    kafka_bootstrap: str
+    credentials_key: bytes | None = None
+    image: str = DEFAULT_IMAGE
+    redis_image: str = DEFAULT_REDIS_IMAGE
+    postgres_image: str = DEFAULT_POSTGRES_IMAGE
+    storage_size: str = "1Gi"
+    environ: dict[str, str] | None = field(default=None, repr=False)
+
+
+@dataclass(slots=True)
+class ReconcileResult:
+    product: DataProduct | None = None
+    applied: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    problem: str | None = None
+    status_written: bool = False
+    transitions: list[Transition] = field(default_factory=list)
+
+
+def child_labels(product_name: str) -> dict[str, str]:
+    """The labels every child of a product carries (render sets them)."""
+    return {"app.kubernetes.io/managed-by": "provisioner", "app.kubernetes.io/part-of": product_name}
+
+
+def owner_reference(body: Mapping[str, Any]) -> dict[str, Any]:
+    metadata = body["metadata"]
+    return {"apiVersion": API_VERSION, "kind": KIND, "name": metadata["name"], "uid": metadata["uid"],
+            "controller": True, "blockOwnerDeletion": True}
+
+
+def spec_problem(error: SpecError) -> str:
+    """Findings as one line without a file location: `path: message; ...`."""
+    return "; ".join(f"{f.path}: {f.message}" if f.path else f.message for f in error.findings)
+
+
+def parse_product(body: Mapping[str, Any]) -> DataProduct:
+    """The product a custom resource declares, checked as `provisioner validate` checks a file;
+    SpecError (file-free findings) when it is invalid. Server-side metadata is left out, and
+    `spec.fields` is taken in name order (see the module docstring)."""
+    metadata = body.get("metadata", {})
+    spec = dict(body.get("spec") or {})
+    if isinstance(spec.get("fields"), dict):
+        spec["fields"] = dict(sorted(spec["fields"].items()))
+    data = {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"),
+            "metadata": {k: metadata[k] for k in _METADATA_KEPT if k in metadata}, "spec": spec}
+    product, findings = product_from_document("", Document(0, data, {}, 1, []))
+    if product is None:
+        raise SpecError(findings or [Finding("", 1, 1, "", "not a valid DataProduct")])
+    return product
+
+
+def _as_data(secret: dict[str, Any]) -> dict[str, Any]:
+    """A Secret with `stringData` turned into `data`, as the server stores it (so it compares)."""
+    string_data = secret.pop("stringData", None) or {}
+    secret["data"] = {k: base64.b64encode(str(v).encode()).decode() for k, v in string_data.items()}
+    return secret
+
+
+def desired_objects(product: DataProduct, body: Mapping[str, Any], settings: Settings) -> list[dict[str, Any]]:
+    options = RenderOptions(
+        kafka_bootstrap=settings.kafka_bootstrap, namespace=body["metadata"]["namespace"], image=settings.image,
+        redis_image=settings.redis_image, postgres_image=settings.postgres_image, storage_size=settings.storage_size,
+        with_secrets=True, credentials_key=settings.credentials_key, owner=owner_reference(body),
+        environ=settings.environ,
+    )
+    try:
+        objects = render([product], options)[0].objects
+    except ValueError as error:  # no credentials key for a managed store
+        raise ApiRefusedError(f"cannot render the objects: {error}") from None
+    return [_as_data(dict(o)) if o["kind"] == "Secret" else dict(o) for o in objects]
+
+
+def _empty(value: Any) -> bool:
+    return value is None or value in ({}, [])
+
+
+def _contains(live: Any, want: Any) -> bool:
+    if isinstance(want, dict):
+        if not isinstance(live, dict):
+            return all(_empty(v) for v in want.values()) and _empty(live)
+        return all(_contains(live.get(k), v) if not _empty(v) else _empty(live.get(k)) or live.get(k) == v
+                   for k, v in want.items())
+    if isinstance(want, list):
+        return isinstance(live, list) and len(live) == len(want) and all(map(_contains, live, want))
+    if live == want:
+        return True
+    return live is not None and not isinstance(live, (dict, list)) and str(live) == str(want)
+
+
+def differs(desired: Mapping[str, Any], live: Mapping[str, Any] | None) -> bool:
+    """Whether applying `desired` would change `live`: a value the operator sets is not the live one."""
+    return live is None or not _contains(live, desired)
+
+
+def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
+    return obj["kind"], obj["metadata"]["name"]
+
+
+def stale_children(live: Iterable[Mapping[str, Any]], desired: Sequence[Mapping[str, Any]],
+                   owner_uid: str) -> list[Mapping[str, Any]]:
+    """Live children owned by the product (uid) that are not desired any more."""
+    wanted = {_key(o) for o in desired}
+    return [o for o in live if _key(o) not in wanted and any(
+        ref.get("uid") == owner_uid for ref in o["metadata"].get("ownerReferences", []))]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _same_status(a: Mapping[str, Any] | None, b: Mapping[str, Any]) -> bool:
+    return json.dumps(a or {}, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+class Reconciler:
+    """The steps above, with the client, the observer and the clock injected."""
+
+    def __init__(self, client: KubeClient, settings: Settings, observer: Observer | None,
+                 now: Any = _now) -> None:
+        self.client = client
+        self.settings = settings
+        self.observer = observer
+        self._now = now
+
+    def reconcile(self, body: Mapping[str, Any], live: Sequence[Mapping[str, Any]], *,
+                  observe: bool = True) -> ReconcileResult:
+        """Bring one product's children and status to what its spec asks; raises only retryable
+        errors (the caller retries with backoff), reports the rest in the status. Without
+        `observe` (a child changed, the product did not) the status is left alone unless the
+        spec is invalid."""
+        result = ReconcileResult()
+        metadata = body["metadata"]
+        namespace = metadata["namespace"]
+        generation = int(metadata.get("generation", 1))
+        previous = body.get("status") or {}
+        try:
+            product = parse_product(body)
+        except SpecError as error:
+            result.problem = spec_problem(error)
+            self._write_status(body, invalid_status(generation, result.problem, previous, self._now()), result)
+            return result
+        result.product = product
+        try:
+            desired = desired_objects(product, body, self.settings)
+            self.apply_changes(desired, live, result)
+            self.prune(live, desired, metadata["uid"], namespace, result)
+        except ProvisionerError as error:
+            if error.retryable:
+                raise
+            result.problem = str(error)
+            self._write_status(body, invalid_status(generation, result.problem, previous, self._now(),
+                                                    reason="ApplyFailed"), result)
+            return result
+        if observe and self.observer is not None:
+            observation = Observation(
+                generation=generation, stores=self.observer.observe(product, namespace, desired),
+                freshness_goal=product.spec.freshness,
+                freshness_seconds=parse_duration(product.spec.freshness).total_seconds()
+                if product.spec.freshness else None,
+            )
+            self._write_status(body, compute_status(observation, previous, self._now()), result)
+        return result
+
+    def apply_changes(self, desired: Sequence[dict[str, Any]], live: Sequence[Mapping[str, Any]],
+                      result: ReconcileResult) -> None:
+        current = {_key(o): o for o in live}
+        for obj in desired:
+            if differs(obj, current.get(_key(obj))):
+                self.client.apply(obj)
+                result.applied.append(f"{obj['kind']}/{obj['metadata']['name']}")
+
+    def prune(self, live: Sequence[Mapping[str, Any]], desired: Sequence[Mapping[str, Any]], owner_uid: str,
+              namespace: str, result: ReconcileResult) -> None:
+        for obj in stale_children(live, desired, owner_uid):
+            meta = obj["metadata"]
+            if self.client.delete(obj["kind"], namespace, meta["name"], uid=meta.get("uid")):
+                result.deleted.append(f"{obj['kind']}/{meta['name']}")
+
+    def _write_status(self, body: Mapping[str, Any], status: dict[str, Any], result: ReconcileResult) -> None:
+        previous = body.get("status") or {}
+        if _same_status(previous, status):
+            return
+        metadata = body["metadata"]
+        # A merge patch: keys of the old status that the new one drops are set to null (removed).
+        patch = {**{k: None for k in previous if k not in status}, **status}
+        self.client.patch_status("DataProduct", metadata["namespace"], metadata["name"], patch)
+        result.status_written = True
+        result.transitions = transitions(previous.get("conditions", []), status.get("conditions", []))
+        for change in result.transitions:
+            self._event(body, change)
+
+    def _event(self, body: Mapping[str, Any], change: Transition) -> None:
+        metadata = body["metadata"]
+        stamp = self._now().strftime("%Y-%m-%dT%H:%M:%SZ")
+        good = change.status == "True"
+        event = {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": f"{metadata['name']}.", "namespace": metadata["namespace"]},
+            "involvedObject": {"apiVersion": API_VERSION, "kind": KIND, "name": metadata["name"],
+                               "namespace": metadata["namespace"], "uid": metadata["uid"]},
+            "reason": change.reason or change.type, "message": f"{change.type}={change.status}: {change.message}",
+            "type": "Normal" if good else "Warning", "source": {"component": "provisioner-operator"},
+            "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
+        }
+        with contextlib.suppress(ProvisionerError):  # an Event is a courtesy: never fail a reconcile for one
+            self.client.create(event)

@@ -1,0 +1,257 @@
+"""A DataProduct's status from what was observed: pure, so every case is a unit test.
+
+Five conditions answer "is my data there and fresh?", each with `observedGeneration`, a stable
+CamelCase `reason` and an actionable message that names stores, never counts or times (messages
+must not change while the situation does not, or every refresh would write):
+
+- StoresReady: every store answers (its positions can be read);
+- ConsumersReady: every store's consumer group has a member (a consumer runs and reads);
+- CaughtUp: every store has read the topic up to its end at least once (pre-loaded); it stays True
+  afterwards, falling behind again is what Fresh reports;
+- Fresh: every store was caught up, with a consumer running, within `spec.freshness`;
+  True with reason NoFreshnessGoal when the spec sets none;
+- Ready: the spec is valid, its objects are applied and the four above hold (Fresh not False).
+
+Numbers live in the per-store entries (position, lag, deadLetters, lastError) and in the totals
+that `kubectl get dp` prints. `lastTransitionTime` moves only when a condition's status changes,
+so an unchanged situation yields an identical status, which the operator then does not write.
+
+Called by `provisioner.kube.reconcile`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from provisioner.runtime.progress import lag as records_behind
+
+__all__ = [
+    "CONDITION_TYPES",
+    "Observation",
+    "StoreObservation",
+    "Transition",
+    "compute_status",
+    "invalid_status",
+    "transitions",
+]
+
+CONDITION_TYPES = ("Ready", "StoresReady", "ConsumersReady", "CaughtUp", "Fresh")
+
+
+@dataclass(frozen=True, slots=True)
+class StoreObservation:
+    """One store as observed now; None means "could not be observed"."""
+
+    name: str
+    kind: str
+    managed: bool
+    consumer: str  # the consumer Deployment's name, for messages
+    positions: Mapping[int, int] | None = None  # from the store itself
+    end_offsets: Mapping[int, int] | None = None  # from Kafka
+    consumers: int | None = None  # members of the store's consumer group
+    dead_letters: int | None = None
+    error: str | None = None  # why the store or Kafka did not answer (never a secret)
+    stale_for: float | None = None  # seconds since the store was last seen caught up with a consumer
+
+    @property
+    def lag(self) -> int | None:
+        if self.positions is None or self.end_offsets is None:
+            return None
+        return records_behind(self.positions, self.end_offsets)
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """Everything the status of one generation of a product is computed from."""
+
+    generation: int
+    stores: tuple[StoreObservation, ...]
+    freshness_goal: str | None = None  # spec.freshness as written (e.g. "30s")
+    freshness_seconds: float | None = None
+    problem: str | None = None  # the objects could not be applied: why
+    problem_reason: str = "ApplyFailed"
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A condition whose status changed: worth one Event."""
+
+    type: str
+    status: str
+    reason: str
+    message: str
+
+
+def _now_text(now: datetime) -> str:
+    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _names(stores: Sequence[StoreObservation]) -> str:
+    return ", ".join(s.name for s in stores)
+
+
+def _condition(kind: str, status: bool | None, reason: str, message: str, generation: int) -> dict[str, Any]:
+    text = "Unknown" if status is None else ("True" if status else "False")
+    return {"type": kind, "status": text, "reason": reason, "message": message, "observedGeneration": generation}
+
+
+def _stores_ready(observation: Observation) -> dict[str, Any]:
+    failing = [s for s in observation.stores if s.positions is None]
+    if not failing:
+        return _condition("StoresReady", True, "StoresAnswer", "every store answers", observation.generation)
+    details = "; ".join(f"store {s.name}: {s.error or 'did not answer'}" for s in failing)
+    managed = any(s.managed for s in failing)
+    hint = " (a managed store answers once its StatefulSet's pod runs)" if managed else ""
+    return _condition("StoresReady", False, "StoreUnreachable", f"{details}{hint}", observation.generation)
+
+
+def _consumers_ready(observation: Observation) -> dict[str, Any]:
+    unknown = [s for s in observation.stores if s.consumers is None]
+    idle = [s for s in observation.stores if s.consumers == 0]
+    if idle:
+        deployments = ", ".join(s.consumer for s in idle)
+        return _condition("ConsumersReady", False, "NoConsumer",
+                          f"no consumer reads for store {_names(idle)}: check Deployment {deployments} "
+                          "(pods, logs)", observation.generation)
+    if unknown:
+        return _condition("ConsumersReady", None, "KafkaUnavailable",
+                          f"cannot tell whether the consumers of {_names(unknown)} run: Kafka did not answer",
+                          observation.generation)
+    return _condition("ConsumersReady", True, "ConsumersRunning", "every store's consumer is reading",
+                      observation.generation)
+
+
+def _caught_up(observation: Observation, previously: Mapping[str, bool]) -> tuple[dict[str, Any], dict[str, bool]]:
+    done: dict[str, bool] = {}
+    for store in observation.stores:
+        done[store.name] = previously.get(store.name, False) or store.lag == 0
+    behind = [s for s in observation.stores if not done[s.name]]
+    if not behind:
+        condition = _condition("CaughtUp", True, "CaughtUp", "every store has read its topic to the end",
+                               observation.generation)
+    elif any(s.lag is None for s in behind):
+        condition = _condition("CaughtUp", None, "PositionUnknown",
+                               f"the positions of {_names([s for s in behind if s.lag is None])} are not known yet",
+                               observation.generation)
+    else:
+        condition = _condition("CaughtUp", False, "Hydrating",
+                               f"store {_names(behind)} is still loading the topic's backlog "
+                               "(status.stores[].lag says how much is left)", observation.generation)
+    return condition, done
+
+
+def _fresh(observation: Observation) -> dict[str, Any]:
+    goal, seconds = observation.freshness_goal, observation.freshness_seconds
+    if goal is None or seconds is None:
+        return _condition("Fresh", True, "NoFreshnessGoal", "the spec sets no freshness goal (spec.freshness)",
+                          observation.generation)
+    stale = [s for s in observation.stores if s.stale_for is not None and s.stale_for > seconds]
+    unknown = [s for s in observation.stores if s.stale_for is None]
+    if stale:
+        return _condition("Fresh", False, "Stale",
+                          f"store {_names(stale)} has not been caught up with a running consumer within {goal}: "
+                          "check its consumer and status.stores[].lag", observation.generation)
+    if unknown:
+        return _condition("Fresh", None, "FreshnessUnknown", f"the freshness of {_names(unknown)} is not known yet",
+                          observation.generation)
+    return _condition("Fresh", True, "Fresh", f"every store is within its freshness goal of {goal}",
+                      observation.generation)
+
+
+def _ready(observation: Observation, parts: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+    generation = observation.generation
+    if observation.problem is not None:
+        return _condition("Ready", False, observation.problem_reason, observation.problem, generation)
+    for kind, reason in (("StoresReady", "StoresNotReady"), ("ConsumersReady", "ConsumersNotReady"),
+                         ("CaughtUp", "Hydrating")):
+        if parts[kind]["status"] != "True":
+            return _condition("Ready", False, reason, parts[kind]["message"], generation)
+    if parts["Fresh"]["status"] == "False":
+        return _condition("Ready", False, "Stale", parts["Fresh"]["message"], generation)
+    return _condition("Ready", True, "Ready", "every store is loaded, fed by a running consumer and fresh", generation)
+
+
+def _with_times(conditions: list[dict[str, Any]], previous: Sequence[Mapping[str, Any]],
+                now: datetime) -> list[dict[str, Any]]:
+    before = {c.get("type"): c for c in previous}
+    out = []
+    for condition in conditions:
+        old = before.get(condition["type"])
+        same = old is not None and old.get("status") == condition["status"] and old.get("lastTransitionTime")
+        condition["lastTransitionTime"] = old["lastTransitionTime"] if same and old else _now_text(now)
+        out.append(condition)
+    return out
+
+
+def _store_entry(store: StoreObservation, caught_up: bool) -> dict[str, Any]:
+    entry: dict[str, Any] = {"name": store.name, "kind": store.kind, "managed": store.managed,
+                             "ready": bool(store.positions is not None and store.consumers and caught_up
+                                           and store.lag is not None),
+                             "caughtUp": caught_up}
+    if store.consumers is not None:
+        entry["replicas"] = store.consumers
+    if store.positions is not None:
+        entry["position"] = sum(store.positions.values())
+    if store.lag is not None:
+        entry["lag"] = store.lag
+    if store.dead_letters is not None:
+        entry["deadLetters"] = store.dead_letters
+    if store.error:
+        entry["lastError"] = store.error
+    return entry
+
+
+def compute_status(observation: Observation, previous: Mapping[str, Any] | None, now: datetime) -> dict[str, Any]:
+    """The whole status of a product (valid spec) from an observation and its previous status."""
+    previous = previous or {}
+    previously_caught_up = {s.get("name", ""): bool(s.get("caughtUp")) for s in previous.get("stores", [])}
+    caught_up, done = _caught_up(observation, previously_caught_up)
+    parts = {
+        "StoresReady": _stores_ready(observation),
+        "ConsumersReady": _consumers_ready(observation),
+        "CaughtUp": caught_up,
+        "Fresh": _fresh(observation),
+    }
+    conditions = [_ready(observation, parts), *parts.values()]
+    stores = [_store_entry(s, done[s.name]) for s in observation.stores]
+    lags = [s.lag for s in observation.stores]
+    dead = [s.dead_letters for s in observation.stores]
+    status: dict[str, Any] = {
+        "observedGeneration": observation.generation,
+        "conditions": _with_times(conditions, previous.get("conditions", []), now),
+        "storesReady": f"{sum(1 for e in stores if e['ready'])}/{len(stores)}",
+        "stores": stores,
+    }
+    if any(x is not None for x in lags):
+        status["lag"] = sum(x for x in lags if x is not None)
+    if any(x is not None for x in dead):
+        status["deadLetters"] = sum(x for x in dead if x is not None)
+    return status
+
+
+def invalid_status(generation: int, message: str, previous: Mapping[str, Any] | None, now: datetime,
+                   reason: str = "InvalidSpec") -> dict[str, Any]:
+    """The status of a product whose spec is invalid: Ready=False naming the error; everything
+    else (the stores, the other conditions) is left as it was, since no child was changed."""
+    previous = previous or {}
+    ready = _condition("Ready", False, reason, message, generation)
+    others = [dict(c) for c in previous.get("conditions", []) if c.get("type") != "Ready"]
+    conditions = _with_times([ready], previous.get("conditions", []), now) + others
+    return {**previous, "observedGeneration": generation, "conditions": conditions}
+
+
+def transitions(previous: Sequence[Mapping[str, Any]], current: Sequence[Mapping[str, Any]]) -> list[Transition]:
+    """Conditions whose status (or, for a failing one, reason) differs from before: one Event each."""
+    before = {c.get("type"): c for c in previous}
+    changes = []
+    for condition in current:
+        old = before.get(condition["type"])
+        if old is not None and old.get("status") == condition["status"] and \
+                (condition["status"] == "True" or old.get("reason") == condition.get("reason")):
+            continue
+        changes.append(Transition(condition["type"], condition["status"], condition.get("reason", ""),
+                                  condition.get("message", "")))
+    return changes

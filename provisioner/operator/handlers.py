@@ -1,0 +1,216 @@
+"""The operator's kopf handlers and work queue: thin, they call `provisioner.kube.reconcile`.
+
+kopf watches DataProducts and every kind of child (by the `managed-by: provisioner` label) and
+calls `on.event` handlers, which only record the object in memory and queue its product:
+
+- a product is queued when it appears, when its generation changes, and every `resync` seconds
+  (status refresh; a write happens only when the status changed);
+- a child's event queues its owner (drift repair: an edited or deleted child is restored), without
+  observing the stores again.
+
+Why a queue of our own rather than kopf's create/update handlers: those are edge-triggered and
+keep their progress in annotations and status fields of the product (writes GitOps tools would
+see); the queue is level-based, coalesces a burst of events into one reconcile, never runs two
+reconciles of one product at once, and retries what `errors.is_retryable` calls retryable with
+exponential backoff (kopf's TemporaryError semantics), while permanent errors end up in the
+status by `Reconciler` (PermanentError semantics: reported, not retried in a loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from provisioner.errors import is_retryable
+from provisioner.kube.client import KINDS, KubeClient
+from provisioner.kube.reconcile import CHILD_KINDS, Reconciler
+
+__all__ = ["Controller", "register"]
+
+log = logging.getLogger("provisioner.operator")
+
+Key = tuple[str, str]  # (namespace, product name)
+_STRIPPED = ("managedFields",)
+_MAX_BACKOFF_S = 60.0
+
+
+def _strip(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What the reconciler compares against: the object without bookkeeping it never sets."""
+    obj = {k: v for k, v in body.items() if k != "status"}
+    obj["metadata"] = {k: v for k, v in body.get("metadata", {}).items() if k not in _STRIPPED}
+    return obj
+
+
+@dataclass
+class Controller:
+    """In-memory view of products and their children, and the queue that reconciles them."""
+
+    client: KubeClient
+    reconciler: Reconciler
+    workers: int = 8
+    resync: float = 30.0
+    products: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    children: dict[Key, dict[tuple[str, str], dict[str, Any]]] = field(default_factory=dict)
+    _pending: dict[Key, bool] = field(default_factory=dict)  # key -> observe stores too
+    _running: set[Key] = field(default_factory=set)
+    _attempts: dict[Key, int] = field(default_factory=dict)
+    _reconciled_generation: dict[Key, int] = field(default_factory=dict)
+    _wakeup: asyncio.Event | None = None
+    _pool: ThreadPoolExecutor | None = None
+
+    # -- the caches -----------------------------------------------------------------------------------
+
+    def prime(self, namespaces: list[str] | None) -> None:
+        """Read every product and child once before watching, so the first reconciles compare
+        against what exists instead of re-applying it."""
+        for namespace in namespaces or [None]:  # type: ignore[list-item]
+            for body in self.client.list("DataProduct", namespace):
+                self.products[_key(body)] = body
+            for kind in CHILD_KINDS:
+                for body in self.client.list(kind, namespace, {"app.kubernetes.io/managed-by": "provisioner"}):
+                    self.record_child(body, deleted=False)
+
+    def record_child(self, body: Mapping[str, Any], *, deleted: bool) -> Key | None:
+        metadata = body.get("metadata", {})
+        product = (metadata.get("labels") or {}).get("app.kubernetes.io/part-of")
+        if not product:
+            return None
+        key = (metadata["namespace"], product)
+        entry = (body["kind"], metadata["name"])
+        if deleted:
+            self.children.get(key, {}).pop(entry, None)
+        else:
+            self.children.setdefault(key, {})[entry] = _strip(body)
+        return key
+
+    # -- the queue ------------------------------------------------------------------------------------
+
+    def enqueue(self, key: Key, *, observe: bool = True, delay: float = 0.0) -> None:
+        if delay > 0:
+            asyncio.get_running_loop().call_later(delay, self.enqueue, key)
+            return
+        self._pending[key] = self._pending.get(key, False) or observe
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    async def run(self) -> None:
+        """Reconcile queued products with `workers` threads, and queue every product each `resync`."""
+        self._wakeup = asyncio.Event()
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="reconcile")
+        for key in self.products:
+            self.enqueue(key)
+        tasks = {asyncio.create_task(self._resync_forever())}
+        try:
+            while True:
+                await self._wakeup.wait()
+                self._wakeup.clear()
+                for key in [k for k in self._pending if k not in self._running]:
+                    if len(self._running) >= self.workers:
+                        break
+                    observe = self._pending.pop(key)
+                    self._running.add(key)
+                    task = asyncio.create_task(self._reconcile(key, observe))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+        finally:
+            for task in tasks:
+                task.cancel()
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _resync_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.resync)
+            for key in list(self.products):
+                self.enqueue(key)
+
+    async def _reconcile(self, key: Key, observe: bool) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._pool, self._reconcile_now, key, observe)
+            self._attempts.pop(key, None)
+        except Exception as error:
+            attempts = self._attempts[key] = self._attempts.get(key, 0) + 1
+            if is_retryable(error):
+                delay = min(_MAX_BACKOFF_S, 0.5 * 2 ** (attempts - 1))
+                log.warning("%s/%s: %s (retrying in %.1f s)", *key, error, delay)
+            else:
+                delay = _MAX_BACKOFF_S
+                log.exception("%s/%s: reconcile failed unexpectedly (retrying in %.0f s)", *key, delay)
+            loop.call_later(delay, self.enqueue, key)
+        finally:
+            self._running.discard(key)
+            if self._wakeup is not None:
+                self._wakeup.set()
+
+    def _reconcile_now(self, key: Key, observe: bool) -> None:
+        body = self.products.get(key)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return
+        started = time.monotonic()
+        live = list(self.children.get(key, {}).values())
+        result = self.reconciler.reconcile(body, live, observe=observe)
+        self._reconciled_generation[key] = int(body["metadata"].get("generation", 1))
+        if result.applied or result.deleted or result.problem:
+            log.info("%s/%s: applied %s, deleted %s%s (%.0f ms)", *key, ", ".join(result.applied) or "nothing",
+                     ", ".join(result.deleted) or "nothing", f"; problem: {result.problem}" if result.problem else "",
+                     (time.monotonic() - started) * 1000)
+        for change in result.transitions:
+            log.info("%s/%s: %s=%s (%s)", *key, change.type, change.status, change.reason)
+
+    # -- what the handlers call ---------------------------------------------------------------------
+
+    def product_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        key = _key(body)
+        if event_type == "DELETED":
+            self.products.pop(key, None)
+            self._reconciled_generation.pop(key, None)
+            if self.reconciler.observer is not None:
+                self.reconciler.observer.forget(*key)
+            return
+        stored = dict(body)
+        old = self.products.get(key)
+        self.products[key] = stored
+        changed = old is None or old["metadata"].get("uid") != stored["metadata"].get("uid") or \
+            self._reconciled_generation.get(key) != stored["metadata"].get("generation")
+        if changed:
+            self.enqueue(key)
+
+    def child_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        key = self.record_child(body, deleted=event_type == "DELETED")
+        if key is not None and key in self.products:
+            self.enqueue(key, observe=False)
+
+
+def _key(body: Mapping[str, Any]) -> Key:
+    metadata = body["metadata"]
+    return metadata["namespace"], metadata["name"]
+
+
+def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
+    """Attach the handlers: one for products, one per child kind."""
+    product_kind = KINDS["DataProduct"]
+    group, version = product_kind.api_version.split("/")
+
+    def on_product(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> None:
+        controller.product_event(event.get("type"), dict(body))
+
+    kopf.on.event(group, version, product_kind.plural, registry=registry, id="dataproducts")(on_product)
+
+    for kind in CHILD_KINDS:
+        entry = KINDS[kind]
+        api_group, _, api_version = entry.api_version.rpartition("/")
+
+        def on_child(event: Mapping[str, Any], body: kopf.Body, _kind: str = kind, **_: Any) -> None:
+            obj = dict(body)
+            obj.setdefault("kind", _kind)
+            controller.child_event(event.get("type"), obj)
+
+        kopf.on.event(api_group, api_version, entry.plural, registry=registry, id=f"children-{entry.plural}",
+                      labels={"app.kubernetes.io/managed-by": "provisioner"})(on_child)
