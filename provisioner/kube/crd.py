@@ -87,7 +87,8 @@ _CONDITION = {
     "description": "An observation of one aspect of the product's state.",
     "required": ["type", "status"],
     "properties": {
-        "type": {"type": "string", "description": "Ready, Progressing, Degraded or Stale.", "maxLength": 316},
+        "type": {"type": "string", "description": "Ready, StoresReady, ConsumersReady, CaughtUp or Fresh.",
+                 "maxLength": 316},
         "status": {"type": "string", "enum": ["True", "False", "Unknown"], "description": "True, False or Unknown."},
         "reason": {"type": "string", "description": "A CamelCase word saying why.", "maxLength": 1024},
         "message": {"type": "string", "description": "What happened, for people.", "maxLength": 32768},
@@ -104,11 +105,15 @@ _STORE_STATUS = {
         "name": {"type": "string", "description": "The store's name."},
         "kind": {"type": "string", "description": "redis or postgres."},
         "managed": {"type": "boolean", "description": "Whether provisioner provisions the store."},
-        "ready": {"type": "boolean", "description": "Whether the store's consumer is running and caught up."},
-        "replicas": {"type": "integer", "description": "Ready replicas of the consumer."},
-        "lag": {"type": "integer", "description": "Records of the topic not yet in the store."},
-        "deadLetters": {"type": "integer", "description": "Records sent to the dead-letter topic."},
-        "message": {"type": "string", "description": "Why the store is not ready, if it is not."},
+        "ready": {"type": "boolean",
+                  "description": "Whether the store answers, its consumer runs and it is caught up."},
+        "caughtUp": {"type": "boolean", "description": "Whether the store has read its topic to the end once."},
+        "replicas": {"type": "integer", "description": "Consumers in the store's consumer group."},
+        "position": {"type": "integer", "description": "Records read, summed over partitions (from the store)."},
+        "lag": {"type": "integer",
+                "description": "Records of the topic not yet in the store (end offsets - positions)."},
+        "deadLetters": {"type": "integer", "description": "Dead letters this store's consumer sent."},
+        "lastError": {"type": "string", "description": "Why the store or Kafka could not be observed, if so."},
     },
 }
 _STATUS = {
@@ -117,7 +122,7 @@ _STATUS = {
     "properties": {
         "observedGeneration": {"type": "integer", "description": "The generation the operator last acted on."},
         "conditions": {
-            "type": "array", "description": "Ready, Progressing, Degraded and Stale conditions.",
+            "type": "array", "description": "Ready, StoresReady, ConsumersReady, CaughtUp and Fresh.",
             "items": _CONDITION, "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"],
         },
         "storesReady": {"type": "string", "description": "Ready stores out of all stores, e.g. 2/2."},

@@ -194,8 +194,9 @@ def _consumer(kube: KubeClient, namespace: str, name: str, kafka: str, url: str,
     args = [a for a in args if a != "--metrics-port" and a != "9102"]
     args[args.index("--spec") + 1] = str(spec_file)
     env = {**os.environ, "PROVISIONER_STORE_URL": url, "PROVISIONER_KAFKA_BOOTSTRAP": kafka}
-    return subprocess.Popen([sys.executable, "-m", "provisioner", *args], env=env, stdout=subprocess.DEVNULL,
-                            stderr=(tmp / f"{name}-consumer.log").open("ab"), start_new_session=True)
+    with (tmp / f"{name}-consumer.log").open("ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "provisioner", *args], env=env, stdout=subprocess.DEVNULL,
+                                stderr=log, start_new_session=True)
 
 
 def test_status_from_real_data(kube: KubeClient, namespace: str, operator: OperatorProcess, store_url: str,
@@ -282,8 +283,8 @@ def test_killed_operator_is_replaced_and_converges_without_duplicates(
         with running_operator(kubeconfig, namespace, kafka_bootstrap, tmp_path, lease="kill"):
             for index in range(10):
                 wait_children(kube, namespace, f"p{index}", 8)
-            names = [o["metadata"]["name"] for kind in CHILD_KINDS for o in kube.list(kind, namespace)
-                     if o["metadata"]["name"] != "store-url"]
+            names = [(kind, o["metadata"]["name"]) for kind in CHILD_KINDS
+                     for o in kube.list(kind, namespace, {"app.kubernetes.io/managed-by": "provisioner"})]
             assert len(names) == len(set(names)) == 80
     finally:
         client.CoreV1Api(kube_api).delete_namespace(namespace)
