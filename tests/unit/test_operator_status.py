@@ -1,0 +1,119 @@
+"""The pure parts of the operator: conditions from observations, drift comparison, pruning, parsing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from provisioner.kube.reconcile import differs, parse_product, spec_problem, stale_children
+from provisioner.kube.status import Observation, StoreObservation, compute_status, invalid_status, transitions
+from provisioner.spec.findings import SpecError
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def store(**kwargs: object) -> StoreObservation:
+    base: dict[str, object] = {"name": "cache", "kind": "redis", "managed": False, "consumer": "p-cache-consumer",
+                               "positions": {0: 5}, "end_offsets": {0: 5}, "consumers": 1, "dead_letters": 0,
+                               "stale_for": 0.0}
+    return StoreObservation(**{**base, **kwargs})  # type: ignore[arg-type]
+
+
+def conditions(status: dict[str, object]) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}  # type: ignore[attr-defined]
+
+
+def test_ready_when_every_store_answers_runs_and_is_caught_up() -> None:
+    status = compute_status(Observation(3, (store(),), "30s", 30.0), None, NOW)
+    assert conditions(status) == {"Ready": ("True", "Ready"), "StoresReady": ("True", "StoresAnswer"),
+                                  "ConsumersReady": ("True", "ConsumersRunning"), "CaughtUp": ("True", "CaughtUp"),
+                                  "Fresh": ("True", "Fresh")}
+    assert all(c["observedGeneration"] == 3 for c in status["conditions"])
+    assert status["stores"][0] == {"name": "cache", "kind": "redis", "managed": False, "ready": True,
+                                   "caughtUp": True, "replicas": 1, "position": 5, "lag": 0, "deadLetters": 0}
+    assert status["storesReady"] == "1/1"
+
+
+def test_hydrating_then_caught_up_stays_caught_up_while_stale() -> None:
+    behind = compute_status(Observation(1, (store(positions={0: 1}),)), None, NOW)
+    assert conditions(behind)["CaughtUp"] == ("False", "Hydrating")
+    assert conditions(behind)["Ready"] == ("False", "Hydrating")
+    assert behind["lag"] == 4
+    done = compute_status(Observation(1, (store(),)), behind, NOW)
+    late = compute_status(Observation(1, (store(positions={0: 5}, end_offsets={0: 9}, consumers=0, stale_for=40.0),),
+                                      "30s", 30.0), done, NOW)
+    assert conditions(late)["CaughtUp"] == ("True", "CaughtUp")
+    assert conditions(late)["Fresh"] == ("False", "Stale")
+    assert conditions(late)["ConsumersReady"] == ("False", "NoConsumer")
+
+
+def test_unreachable_store_and_unknown_kafka() -> None:
+    status = compute_status(Observation(1, (store(positions=None, error="connection refused", consumers=None,
+                                                  end_offsets=None),)), None, NOW)
+    assert conditions(status)["StoresReady"] == ("False", "StoreUnreachable")
+    assert conditions(status)["ConsumersReady"] == ("Unknown", "KafkaUnavailable")
+    assert status["stores"][0]["lastError"] == "connection refused"
+    assert "lag" not in status
+
+
+def test_unchanged_observation_gives_an_identical_status_and_no_transition() -> None:
+    first = compute_status(Observation(1, (store(),)), None, NOW)
+    second = compute_status(Observation(1, (store(),)), first, NOW + timedelta(minutes=5))
+    assert second == first
+    assert transitions(first["conditions"], second["conditions"]) == []
+
+
+def test_messages_hold_no_counts() -> None:
+    a = compute_status(Observation(1, (store(positions={0: 1}),)), None, NOW)
+    b = compute_status(Observation(1, (store(positions={0: 2}),)), None, NOW)
+    assert [c["message"] for c in a["conditions"]] == [c["message"] for c in b["conditions"]]
+
+
+def test_transitions_become_events() -> None:
+    first = compute_status(Observation(1, (store(positions={0: 1}),)), None, NOW)
+    second = compute_status(Observation(1, (store(),)), first, NOW)
+    changed = {t.type for t in transitions(first["conditions"], second["conditions"])}
+    assert changed == {"Ready", "CaughtUp"}
+
+
+def test_invalid_spec_keeps_the_rest_of_the_status() -> None:
+    good = compute_status(Observation(1, (store(),)), None, NOW)
+    bad = invalid_status(2, "spec.fields.x: boom", good, NOW)
+    assert conditions(bad)["Ready"] == ("False", "InvalidSpec")
+    assert bad["stores"] == good["stores"]
+    assert bad["observedGeneration"] == 2
+
+
+def test_differs_ignores_server_defaults_and_sees_edits() -> None:
+    desired = {"kind": "Deployment", "metadata": {"name": "d", "labels": {"a": "b"}},
+               "spec": {"replicas": 1, "template": {"spec": {"containers": [{"name": "c", "env": []}]}}}}
+    live = {"kind": "Deployment", "metadata": {"name": "d", "labels": {"a": "b"}, "uid": "u", "resourceVersion": "9"},
+            "spec": {"replicas": 1, "revisionHistoryLimit": 10,
+                     "template": {"spec": {"containers": [{"name": "c", "imagePullPolicy": "IfNotPresent"}]}}}}
+    assert not differs(desired, live)
+    edited = {**live, "spec": {**live["spec"], "replicas": 5}}
+    assert differs(desired, edited)
+    assert differs(desired, None)
+
+
+def test_stale_children_are_only_owned_undesired_ones() -> None:
+    owned = {"kind": "Secret", "metadata": {"name": "old", "ownerReferences": [{"uid": "u1"}]}}
+    foreign = {"kind": "Secret", "metadata": {"name": "other", "ownerReferences": [{"uid": "u2"}]}}
+    kept = {"kind": "ConfigMap", "metadata": {"name": "spec", "ownerReferences": [{"uid": "u1"}]}}
+    assert stale_children([owned, foreign, kept], [kept], "u1") == [owned]
+
+
+def test_parse_product_uses_the_validate_checks_and_name_order() -> None:
+    body = {"apiVersion": "provisioner.dev/v1alpha1", "kind": "DataProduct",
+            "metadata": {"name": "p", "namespace": "n", "uid": "x", "generation": 4, "managedFields": [],
+                         "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"}},
+            "spec": {"source": {"topic": "t"}, "fields": {"b": "event.b", "a": "event.a"}, "key": "a",
+                     "stores": [{"name": "s", "redis": {}}]},
+            "status": {"observedGeneration": 3}}
+    product = parse_product(body)
+    assert list(product.spec.fields) == ["a", "b"]
+    body["spec"]["fields"]["a"] = "event.a +"  # type: ignore[index]
+    with pytest.raises(SpecError) as caught:
+        parse_product(body)
+    assert spec_problem(caught.value).startswith("spec.fields.a: ")
