@@ -1,5 +1,6 @@
 -- Argo CD resource health of a DataProduct, from the conditions the operator writes:
--- Degraded=True or Stale=True -> Degraded; Ready=True -> Healthy; anything else -> Progressing.
+-- Fresh=False, or Ready=False for a reason that will not fix itself (InvalidSpec, ApplyFailed) -> Degraded;
+-- Ready=True -> Healthy; anything else -> Progressing.
 -- Install it as resource.customizations.health.provisioner.dev_DataProduct in argocd-cm
 -- (see argocd-cm-health.yaml next to this file).
 local hs = {status = "Progressing", message = "Waiting for the operator"}
@@ -13,7 +14,9 @@ if obj.metadata.generation ~= nil and obj.status.observedGeneration ~= nil
 end
 local ready = nil
 for _, condition in ipairs(obj.status.conditions) do
-  if (condition.type == "Degraded" or condition.type == "Stale") and condition.status == "True" then
+  local failed = condition.type == "Ready" and condition.status == "False"
+      and (condition.reason == "InvalidSpec" or condition.reason == "ApplyFailed")
+  if failed or (condition.type == "Fresh" and condition.status == "False") then
     return {status = "Degraded", message = condition.message or condition.reason or condition.type}
   end
   if condition.type == "Ready" then

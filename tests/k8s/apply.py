@@ -15,7 +15,7 @@ APPLY = "application/apply-patch+yaml"
 _PLURALS = {
     "ServiceAccount": "serviceaccounts", "ConfigMap": "configmaps", "Secret": "secrets", "Service": "services",
     "NetworkPolicy": "networkpolicies", "StatefulSet": "statefulsets", "Deployment": "deployments",
-    "DataProduct": "dataproducts",
+    "DataProduct": "dataproducts", "Role": "roles", "RoleBinding": "rolebindings",
 }
 _CLUSTER_PLURALS = {
     "Namespace": "namespaces", "ClusterRole": "clusterroles", "ClusterRoleBinding": "clusterrolebindings",
