@@ -2,7 +2,8 @@
 
 The consumer's status file, the local state directory's registry, the embedded servers' records
 and the caches of downloaded or built tools are read by other processes while they change; these
-two helpers are the only way the package writes or guards them. Imports nothing from the package,
+helpers are the only way the package writes or guards them, and `cache_root` the one place the
+cache lives. Imports nothing from the package,
 so every layer may use it.
 """
 
@@ -15,7 +16,16 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["file_lock", "write_atomically"]
+__all__ = ["CACHE_ENV", "cache_root", "file_lock", "write_atomically"]
+
+CACHE_ENV = "PROVISIONER_CACHE"
+
+
+def cache_root() -> Path:
+    """Downloads and builds shared by every checkout (Kafka jars, Go-built binaries, the CEL
+    conformance suite): $PROVISIONER_CACHE or ~/.cache/provisioner."""
+    configured = os.environ.get(CACHE_ENV)
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "provisioner"
 
 
 def write_atomically(path: Path, text: str) -> None:

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.errors import SetupError
-from provisioner.files import file_lock, write_atomically
+from provisioner.files import cache_root, file_lock, write_atomically
 from provisioner.local.processes import accepts_connections, free_port, live_process, port_free, terminate
 
 __all__ = [
@@ -45,7 +45,6 @@ __all__ = [
     "BrokerStatus",
     "DevBrokerError",
     "broker_dir",
-    "cache_root",
     "down",
     "ensure_libs",
     "resolve_bootstrap",
@@ -59,7 +58,6 @@ LOG4J_VERSION = "2.24.3"
 DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 DEFAULT_PORT = 9092
 BOOTSTRAP_ENV = "PROVISIONER_KAFKA_BOOTSTRAP"
-CACHE_ENV = "PROVISIONER_CACHE"
 HEAP = "-Xmx512m"
 START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
@@ -85,12 +83,6 @@ class BrokerStatus:
 
 
 # -- where things live ------------------------------------------------------------------------
-
-
-def cache_root() -> Path:
-    """Downloads shared by every checkout: $PROVISIONER_CACHE or ~/.cache/provisioner."""
-    configured = os.environ.get(CACHE_ENV)
-    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "provisioner"
 
 
 def broker_dir(state_dir: Path) -> Path:

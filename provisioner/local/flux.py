@@ -36,8 +36,10 @@ from typing import Any
 
 import yaml
 
-from provisioner.files import file_lock
-from provisioner.local import kubeapi
+from provisioner.errors import SetupError
+from provisioner.files import cache_root, file_lock
+from provisioner.local import gobuild
+from provisioner.local.processes import free_ports, stop_process_group
 
 __all__ = [
     "CONTROLLERS",
@@ -76,7 +78,7 @@ STARTED_MESSAGE = "Starting workers"
 _TAIL_LINES = 30
 
 
-class FluxError(Exception):
+class FluxError(SetupError):
     """The controllers cannot be built, started or stopped; the message says which step failed."""
 
 
@@ -87,7 +89,7 @@ class FluxError(Exception):
 def bin_dir() -> Path:
     """Where the binaries of the pinned versions live (they may not be built yet)."""
     versions = "+".join(f"{c.name}-{c.version}" for c in CONTROLLERS)
-    return kubeapi.cache_root() / "flux" / versions / "bin"
+    return cache_root() / "flux" / versions / "bin"
 
 
 def _missing(bins: Path) -> list[Controller]:
@@ -111,29 +113,26 @@ def ensure_binaries(log: Callable[[str], None] | None = None) -> Path:
     if not _missing(bins):
         return bins
     bins.mkdir(parents=True, exist_ok=True)
-    with file_lock(kubeapi.cache_root() / "flux" / "build.lock"):
+    with file_lock(cache_root() / "flux" / "build.lock"):
         missing = _missing(bins)  # another process may have built them while we waited
         if not missing:
             return bins
         started = time.monotonic()
-        try:
-            go = kubeapi.go_binary()
-            env = kubeapi.go_env()
-            for controller in missing:
-                module = _controller_module(go, env, controller, progress)
-                kubeapi.build_binary(go, env, module, controller.module, bins / controller.name, progress, "-s -w")
-        except kubeapi.KubeApiError as exc:
-            raise FluxError(str(exc)) from exc
+        go = gobuild.go_binary()
+        env = gobuild.go_env()
+        for controller in missing:
+            module = _controller_module(go, env, controller, progress)
+            gobuild.build_binary(go, env, module, controller.module, bins / controller.name, progress, "-s -w")
         progress(f"binaries ready in {bins} ({time.monotonic() - started:.0f} s)")
     return bins
 
 
 def _controller_module(go: str, env: dict[str, str], controller: Controller, say: Callable[[str], None]) -> Path:
     """A scratch module requiring `controller` with its replaces, `./api` pointed at the release."""
-    module = kubeapi.scratch_module(go, env, f"flux-{controller.name}-{controller.version}", [controller.module], say)
+    module = gobuild.scratch_module(go, env, f"flux-{controller.name}-{controller.version}", [controller.module], say)
     target = f"{controller.module}@{controller.version}"
-    info = json.loads(kubeapi.run_go(go, env, f"download {target}", ["mod", "download", "-json", target], module, say))
-    upstream = json.loads(kubeapi.run_go(go, env, f"read {controller.name} go.mod",
+    info = json.loads(gobuild.run_go(go, env, f"download {target}", ["mod", "download", "-json", target], module, say))
+    upstream = json.loads(gobuild.run_go(go, env, f"read {controller.name} go.mod",
                                          ["mod", "edit", "-json", info["GoMod"]], module, say))
     edits = [f"-require={target}"]
     for replace in upstream.get("Replace") or []:
@@ -147,8 +146,8 @@ def _controller_module(go: str, env: dict[str, str], controller: Controller, say
             raise FluxError(f"{controller.name} go.mod replaces {old['Path']} with the local path {new['Path']}, "
                             "which a scratch module cannot follow")
         edits.append(f"-replace={old_spec}={new_spec}")
-    kubeapi.run_go(go, env, f"pin {target} and its {len(edits) - 1} replaces", ["mod", "edit", *edits], module, say)
-    kubeapi.run_go(go, env, f"go mod tidy ({controller.name})", ["mod", "tidy", "-e"], module, say)
+    gobuild.run_go(go, env, f"pin {target} and its {len(edits) - 1} replaces", ["mod", "edit", *edits], module, say)
+    gobuild.run_go(go, env, f"go mod tidy ({controller.name})", ["mod", "tidy", "-e"], module, say)
     return module
 
 
@@ -163,18 +162,15 @@ def _escape(module_path: str) -> str:
 
 def _module_dir(controller: Controller) -> Path:
     """The controller's module in the shared module cache, downloaded if it is not there."""
-    env = kubeapi.go_env()
+    env = gobuild.go_env()
     cached = Path(env["GOMODCACHE"]) / f"{_escape(controller.module)}@{controller.version}"
     if cached.is_dir():
         return cached
     target = f"{controller.module}@{controller.version}"
-    work = kubeapi.cache_root() / "flux"
+    work = cache_root() / "flux"
     work.mkdir(parents=True, exist_ok=True)
-    try:
-        out = kubeapi.run_go(kubeapi.go_binary(), env, f"download {target}", ["mod", "download", "-json", target],
-                             work, lambda _line: None)
-    except kubeapi.KubeApiError as exc:
-        raise FluxError(str(exc)) from exc
+    out = gobuild.run_go(gobuild.go_binary(), env, f"download {target}", ["mod", "download", "-json", target],
+                         work, lambda _line: None)
     return Path(json.loads(out)["Dir"])
 
 
@@ -232,7 +228,7 @@ class FluxControllers:
     def stop(self) -> None:
         """SIGTERM each controller (last started first), SIGKILL what is still alive after a while."""
         for name in reversed(list(self._procs)):
-            kubeapi.terminate(self._procs.pop(name))
+            stop_process_group(self._procs.pop(name))
 
     def __enter__(self) -> FluxControllers:
         return self
@@ -303,7 +299,7 @@ def start(work_dir: Path, kubeconfig: Path, *, timeout: float = 60) -> FluxContr
     work_dir = Path(work_dir).resolve()
     storage = work_dir / "storage"
     storage.mkdir(parents=True, exist_ok=True)
-    storage_port, source_health, kustomize_health = kubeapi.free_ports(3)
+    storage_port, source_health, kustomize_health = free_ports(3)
     storage_addr = f"127.0.0.1:{storage_port}"
     controllers = FluxControllers(work_dir, Path(kubeconfig).resolve(), storage_addr, bins)
     common = ["--metrics-addr=0", "--enable-leader-election=false"]

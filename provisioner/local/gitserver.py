@@ -29,6 +29,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import ClassVar
 
+from provisioner.errors import SetupError
+
 __all__ = [
     "GitServer",
     "GitServerError",
@@ -48,7 +50,7 @@ _GIT_ENV_DROPPED = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DI
                     "GIT_NAMESPACE", "GIT_CONFIG", "GIT_CONFIG_PARAMETERS", "GIT_CONFIG_COUNT")
 
 
-class GitServerError(Exception):
+class GitServerError(SetupError):
     """A git command or the server failed; the message carries git's output."""
 
 

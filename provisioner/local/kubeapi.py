@@ -21,29 +21,30 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import fcntl
 import http.client
 import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
+from provisioner.errors import SetupError
+from provisioner.files import cache_root, file_lock
+from provisioner.local.gobuild import build_binary, go_binary, go_env, run_go, scratch_module
+from provisioner.local.processes import free_ports, stop_process_group
+
 __all__ = [
-    "CACHE_ENV",
     "ETCD_VERSION",
     "KUBE_VERSION",
     "KubeApiError",
     "KubeCluster",
     "bin_dir",
-    "cache_root",
     "ensure_binaries",
     "start",
 ]
@@ -53,24 +54,17 @@ STAGING_VERSION = "v0.37.2"  # k8s.io/api, k8s.io/apiserver, ... released with K
 ETCD_VERSION = "v3.6.16"
 KUBE_MODULE = "k8s.io/kubernetes"
 ETCD_MODULE = "go.etcd.io/etcd/server/v3"
-CACHE_ENV = "PROVISIONER_CACHE"
 KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager")
 BINARIES = (*KUBE_COMMANDS, "etcd")
 _TAIL_LINES = 30
 
 
-class KubeApiError(Exception):
+class KubeApiError(SetupError):
     """The control plane cannot be built, started or stopped; the message says which step failed."""
 
 
 # ---------------------------------------------------------------------------------------------
 # Building the binaries
-
-
-def cache_root() -> Path:
-    """Downloads and builds shared by every checkout: $PROVISIONER_CACHE or ~/.cache/provisioner."""
-    configured = os.environ.get(CACHE_ENV)
-    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "provisioner"
 
 
 def bin_dir() -> Path:
@@ -94,90 +88,33 @@ def ensure_binaries(log: Callable[[str], None] | None = None) -> Path:
     if not _missing(bins):
         return bins
     bins.mkdir(parents=True, exist_ok=True)
-    with _locked(cache_root() / "kube" / "build.lock"):
+    with file_lock(cache_root() / "kube" / "build.lock"):
         missing = _missing(bins)  # another process may have built them while we waited
         if not missing:
             return bins
-        env = _go_env()
-        go = _go_binary()
+        env = go_env()
+        go = go_binary()
         started = time.monotonic()
         if any(name in missing for name in KUBE_COMMANDS):
             module = _kube_module(go, env, say)
             for name in KUBE_COMMANDS:
                 if name in missing:
-                    _build(go, env, module, f"{KUBE_MODULE}/cmd/{name}", bins / name, say, _kube_ldflags())
+                    build_binary(go, env, module, f"{KUBE_MODULE}/cmd/{name}", bins / name, say, _kube_ldflags())
         if "etcd" in missing:
             module = _etcd_module(go, env, say)
-            _build(go, env, module, ETCD_MODULE, bins / "etcd", say, "-s -w")
+            build_binary(go, env, module, ETCD_MODULE, bins / "etcd", say, "-s -w")
         say(f"kube: binaries ready in {bins} ({time.monotonic() - started:.0f} s)")
     return bins
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _go_binary() -> str:
-    found = shutil.which("go") or ("/usr/local/go/bin/go" if os.access("/usr/local/go/bin/go", os.X_OK) else None)
-    if found is None:
-        raise KubeApiError("building kube-apiserver needs Go (`go` is not on PATH): install Go 1.26 or newer")
-    return found
-
-
-def _go_env() -> dict[str, str]:
-    gopath = cache_root() / "go"
-    env = dict(os.environ)
-    env.update(
-        GOPATH=str(gopath),
-        GOMODCACHE=str(gopath / "pkg" / "mod"),
-        GOCACHE=str(gopath / "cache"),
-        GOTOOLCHAIN="local",  # never download another toolchain
-        CGO_ENABLED="0",
-        GOFLAGS="-modcacherw",  # so the cache can be deleted with rm -rf
-        GO111MODULE="on",
-    )
-    env.pop("GOWORK", None)
-    return env
-
-
-def _go(go: str, env: dict[str, str], step: str, args: list[str], cwd: Path, say: Callable[[str], None]) -> str:
-    say(f"kube: {step}")
-    try:
-        done = subprocess.run([go, *args], cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    except OSError as exc:
-        raise KubeApiError(f"{step}: cannot run {go}: {exc}") from exc
-    if done.returncode != 0:
-        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-_TAIL_LINES:])
-        raise KubeApiError(f"{step} failed (go exit {done.returncode}):\n{tail}")
-    return done.stdout
-
-
-def _scratch_module(go: str, env: dict[str, str], name: str, imports: list[str], say: Callable[[str], None]) -> Path:
-    """A fresh module directory with a tools.go that pins `imports` (main packages) for go mod tidy."""
-    module = cache_root() / "kube" / "build" / name
-    if module.exists():
-        shutil.rmtree(module)
-    module.mkdir(parents=True)
-    _go(go, env, f"go mod init ({name})", ["mod", "init", f"provisioner.local/{name}"], module, say)
-    lines = "\n".join(f'\t_ "{path}"' for path in imports)
-    (module / "tools.go").write_text(f"//go:build tools\n\npackage tools\n\nimport (\n{lines}\n)\n")
-    return module
-
-
 def _kube_module(go: str, env: dict[str, str], say: Callable[[str], None]) -> Path:
-    module = _scratch_module(
+    module = scratch_module(
         go, env, f"kubernetes-{KUBE_VERSION}", [f"{KUBE_MODULE}/cmd/{name}" for name in KUBE_COMMANDS], say
     )
-    info = json.loads(_go(go, env, f"download {KUBE_MODULE}@{KUBE_VERSION}",
-                          ["mod", "download", "-json", f"{KUBE_MODULE}@{KUBE_VERSION}"], module, say))
-    upstream = json.loads(_go(go, env, "read kubernetes go.mod", ["mod", "edit", "-json", info["GoMod"]], module, say))
+    info = json.loads(run_go(go, env, f"download {KUBE_MODULE}@{KUBE_VERSION}",
+                             ["mod", "download", "-json", f"{KUBE_MODULE}@{KUBE_VERSION}"], module, say))
+    upstream = json.loads(run_go(go, env, "read kubernetes go.mod", ["mod", "edit", "-json", info["GoMod"]],
+                                 module, say))
     # kubernetes requires its staging modules at v0.0.0 and replaces them with ./staging/...;
     # replaces in a dependency are ignored, so point each at its published release instead.
     staging = [req["Path"] for req in upstream.get("Require") or []
@@ -186,16 +123,16 @@ def _kube_module(go: str, env: dict[str, str], say: Callable[[str], None]) -> Pa
         raise KubeApiError(f"read kubernetes go.mod: no k8s.io/* v0.0.0 requirements in {info['GoMod']}")
     edits = [f"-require={KUBE_MODULE}@{KUBE_VERSION}"]
     edits += [f"-replace={path}={path}@{STAGING_VERSION}" for path in staging]
-    _go(go, env, f"pin {len(staging)} staging modules at {STAGING_VERSION}", ["mod", "edit", *edits], module, say)
-    _go(go, env, "go mod tidy (kubernetes; downloads about 1 GB when cold)", ["mod", "tidy"], module, say)
+    run_go(go, env, f"pin {len(staging)} staging modules at {STAGING_VERSION}", ["mod", "edit", *edits], module, say)
+    run_go(go, env, "go mod tidy (kubernetes; downloads about 1 GB when cold)", ["mod", "tidy"], module, say)
     return module
 
 
 def _etcd_module(go: str, env: dict[str, str], say: Callable[[str], None]) -> Path:
-    module = _scratch_module(go, env, f"etcd-{ETCD_VERSION}", [ETCD_MODULE], say)
-    _go(go, env, f"require {ETCD_MODULE}@{ETCD_VERSION}",
+    module = scratch_module(go, env, f"etcd-{ETCD_VERSION}", [ETCD_MODULE], say)
+    run_go(go, env, f"require {ETCD_MODULE}@{ETCD_VERSION}",
         ["mod", "edit", f"-require={ETCD_MODULE}@{ETCD_VERSION}"], module, say)
-    _go(go, env, "go mod tidy (etcd)", ["mod", "tidy"], module, say)
+    run_go(go, env, "go mod tidy (etcd)", ["mod", "tidy"], module, say)
     return module
 
 
@@ -207,27 +144,11 @@ def _kube_ldflags() -> str:
             f"-X {prefix}.gitMinor={minor} -X {prefix}.gitTreeState=clean")
 
 
-def _build(go: str, env: dict[str, str], module: Path, package: str, target: Path,
-           say: Callable[[str], None], ldflags: str) -> None:
-    """go build into a temporary name next to `target`, then rename: a killed build leaves no
-    half-written binary that a later run would take for a finished one."""
-    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    started = time.monotonic()
-    try:
-        _go(go, env, f"go build {package}",
-            ["build", "-trimpath", "-ldflags", ldflags, "-o", str(temp), package], module, say)
-        os.replace(temp, target)
-    finally:
-        temp.unlink(missing_ok=True)
-    say(f"kube: built {target.name} ({time.monotonic() - started:.0f} s)")
-
-
 # ---------------------------------------------------------------------------------------------
 # Running a cluster
 
 SERVICE_CIDR = "10.0.0.0/24"
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
-STOP_TIMEOUT_S = 15.0
 
 
 class KubeCluster:
@@ -282,7 +203,7 @@ class KubeCluster:
             self._wait("kube-controller-manager", timeout,
                        lambda: self.request("GET", "/api/v1/namespaces/default/configmaps/kube-root-ca.crt")[0] == 200)
         except BaseException:
-            _terminate(self._procs.pop("kube-controller-manager"))
+            stop_process_group(self._procs.pop("kube-controller-manager"))
             raise
 
     def request(self, method: str, path: str, body: bytes | None = None,
@@ -301,7 +222,7 @@ class KubeCluster:
     def stop(self) -> None:
         """SIGTERM every daemon (last started first), SIGKILL what is still alive after a while."""
         for name in reversed(list(self._procs)):
-            _terminate(self._procs.pop(name))
+            stop_process_group(self._procs.pop(name))
 
     def __enter__(self) -> KubeCluster:
         return self
@@ -365,7 +286,7 @@ def start(work_dir: Path, *, controller_manager: bool = True, timeout: float = 6
     work_dir.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(work_dir / "etcd-data", ignore_errors=True)  # fresh: its member URLs name old ports
     pki = _make_certificates(work_dir / "pki")
-    etcd_port, peer_port, api_port = _free_ports(3)
+    etcd_port, peer_port, api_port = free_ports(3)
     cluster = KubeCluster(work_dir, f"https://127.0.0.1:{api_port}", bins)
     try:
         etcd_url = f"http://127.0.0.1:{etcd_port}"
@@ -419,15 +340,6 @@ def _etcd_healthy(port: int) -> bool:
         return response.status == 200 and json.loads(response.read()).get("health") == "true"
     finally:
         conn.close()
-
-
-def _free_ports(count: int) -> list[int]:
-    """Distinct free loopback ports (held open together so the kernel hands out different ones)."""
-    with contextlib.ExitStack() as stack:
-        probes = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
-        for probe in probes:
-            probe.bind(("127.0.0.1", 0))
-        return [int(probe.getsockname()[1]) for probe in probes]
 
 
 def _openssl(pki: Path, step: str, *args: str) -> None:
@@ -485,18 +397,6 @@ def _write_kubeconfig(path: Path, server: str, pki: Path) -> None:
     os.replace(temp, path)
 
 
-def _terminate(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    for sig, wait in ((signal.SIGTERM, STOP_TIMEOUT_S), (signal.SIGKILL, STOP_TIMEOUT_S)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)  # its own session: the group is the daemon and any children
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(wait)
-            return
-    raise KubeApiError(f"process {proc.pid} survived SIGKILL")
-
-
 # ---------------------------------------------------------------------------------------------
 # Command line
 
@@ -530,13 +430,3 @@ def _main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(_main(sys.argv[1:]))
-
-
-# Public names for the build and process helpers other launchers (provisioner.local.flux) reuse.
-go_binary = _go_binary
-go_env = _go_env
-run_go = _go
-scratch_module = _scratch_module
-build_binary = _build
-free_ports = _free_ports
-terminate = _terminate

@@ -9,9 +9,12 @@ import contextlib
 import os
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from provisioner.errors import SetupError
 
 
 def port_free(port: int) -> bool:
@@ -32,6 +35,15 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct free loopback ports (held open together so the kernel hands out different ones)."""
+    with contextlib.ExitStack() as stack:
+        probes = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [int(probe.getsockname()[1]) for probe in probes]
 
 
 def accepts_connections(host: str, port: int) -> bool:
@@ -87,3 +99,17 @@ def terminate(pid: int, alive: Callable[[], bool] | None = None, sig: signal.Sig
     while is_alive():
         time.sleep(0.05)
     return False
+
+
+def stop_process_group(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    """SIGTERM, then SIGKILL, the process group a daemon leads (it was started in a session of its
+    own, so the group is the daemon and any children)."""
+    if proc.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, timeout)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(wait)
+            return
+    raise SetupError(f"process {proc.pid} survived SIGKILL")
