@@ -245,8 +245,7 @@ def with_servers(body: Callable[[str, str, str, Path], None]) -> None:
     if bootstrap and redis_url and postgres_url:
         body(bootstrap, redis_url, postgres_url, folder)
         return
-    from provisioner.local import embedded
-    from provisioner.local import devbroker
+    from provisioner.local import devbroker, embedded
 
     state = folder / "state"
     print("starting a broker and embedded Redis/Postgres under", state, flush=True)

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.local import embedded
-from provisioner.local import devbroker
+from provisioner.local import devbroker, embedded
 
 _HERE = Path(__file__).parent
 
