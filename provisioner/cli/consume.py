@@ -1,7 +1,9 @@
 """`provisioner consume --spec FILE --store NAME`: run one store's consumer in the foreground.
 
 The same entry point runs under `provisioner up`'s supervisor and in a Kubernetes pod. SIGTERM and
-Ctrl-C finish the batch in hand, then exit 0. Exit 2: halted by `errors.mode: stop`; 3: the store's
+Ctrl-C finish the batch in hand, then exit 0. With `--metrics-port`, one HTTP server on
+`--metrics-host` serves `/metrics` and `/healthz` (200 while the loop completes iterations, 503
+after `--stall-after` seconds without one). Exit 2: halted by `errors.mode: stop`; 3: the store's
 schema is incompatible with the spec.
 
 A few Kafka client settings can be tuned from the environment, for platforms whose broker limits
@@ -27,7 +29,7 @@ from provisioner.cli.output import fail
 from provisioner.local.devbroker import resolve_bootstrap
 from provisioner.runtime.connection import mask_url, store_url
 from provisioner.runtime.consumer import StoreConsumer
-from provisioner.runtime.metrics import ConsumerMetrics
+from provisioner.runtime.metrics import DEFAULT_STALL_AFTER, ConsumerMetrics
 from provisioner.spec.loader import load_products
 from provisioner.spec.models import DataProduct
 from provisioner.stores.registry import open_store
@@ -84,7 +86,14 @@ def consume(
                                                 show_envvar=True),
     status_file: Path | None = typer.Option(None, "--status-file", help="Write status JSON here every second."),
     metrics_port: int | None = typer.Option(None, "--metrics-port", envvar="PROVISIONER_METRICS_PORT",
-                                            help="Serve Prometheus metrics on this port (0: any free port)."),
+                                            help="Serve Prometheus metrics (/metrics) and a liveness check "
+                                                 "(/healthz) on this port (0: any free port)."),
+    metrics_host: str = typer.Option("127.0.0.1", "--metrics-host", envvar="PROVISIONER_METRICS_HOST",
+                                     help="Address the metrics server binds (0.0.0.0 in a pod).", show_envvar=True),
+    stall_after: float = typer.Option(DEFAULT_STALL_AFTER, "--stall-after", envvar="PROVISIONER_STALL_AFTER",
+                                      min=0.001, show_envvar=True,
+                                      help="/healthz answers 503 once the consume loop has not completed an "
+                                           "iteration for this many seconds."),
     state_dir: Path = STATE_DIR_OPTION,
     log_level: str = typer.Option("INFO", "--log-level", envvar="PROVISIONER_LOG_LEVEL"),
 ) -> None:
@@ -102,8 +111,9 @@ def consume(
     consumer_config = kafka_settings(os.environ)
     metrics = ConsumerMetrics(chosen.name, store_spec.name)
     if metrics_port is not None:
-        port = metrics.serve(metrics_port)
-        logging.getLogger(__name__).info("metrics on http://127.0.0.1:%d/metrics", port)
+        port = metrics.serve(metrics_port, metrics_host, stall_after=stall_after)
+        shown = f"[{metrics_host}]" if ":" in metrics_host else metrics_host
+        logging.getLogger(__name__).info("metrics on http://%s:%d/metrics, liveness on /healthz", shown, port)
     consumer = StoreConsumer(
         chosen, store_spec, open_store(chosen, store_spec, url), kafka,
         status_path=status_file, metrics=metrics, store_url_masked=mask_url(url), pid=os.getpid(),

@@ -205,11 +205,13 @@ class StoreConsumer:
                 if self._consumer is None:
                     self._consumer = self._new_consumer()
                 self._backoff.reset()
+                self.metrics.beat()
                 return
             except Exception as error:
                 if not is_transient(error):
                     raise
                 self._retry_later(error)
+            self.metrics.beat()
 
     def _new_consumer(self) -> KafkaConsumer:
         config: dict[str, Any] = {
@@ -271,6 +273,7 @@ class StoreConsumer:
                 raise
             self._listener.changed = True
             self._retry_later(error)
+        self.metrics.beat()
 
     def _handle(self, records: Sequence[RecordLike]) -> None:
         """One batch, step by step: transform, send its dead letters, apply it (the commit follows
