@@ -2,7 +2,8 @@
 
 Strings as they are; ints in decimal; doubles as JSON numbers; bools `true`/`false`; maps and lists
 as compact JSON; null is `None` (absent hash field, SQL NULL). CEL-only values (timestamps,
-durations, bytes) get the text a user would expect: RFC 3339, seconds with an `s`, base64.
+durations, bytes) get the text CEL's `string()` gives them: RFC 3339 with a `Z`, seconds with an
+`s`, to the nanosecond; bytes as base64.
 
 `encode_value` is the one general encoder. The stores' per-row loops may inline a shortcut for the
 common scalar types (Redis hashes, Postgres text columns) and call it for everything else; a
@@ -16,6 +17,8 @@ import base64
 import json
 from datetime import datetime, timedelta
 from typing import Any
+
+from provisioner.expr import times
 
 
 def json_default(value: Any) -> Any:
@@ -59,12 +62,11 @@ def encode_value(value: Any) -> str | None:
 
 
 def format_timestamp(value: datetime) -> str:
-    """RFC 3339 in UTC with a `Z`, microseconds only when present."""
-    text = value.isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
+    """What CEL's `string()` gives: RFC 3339 in UTC with a `Z`, the fraction of the second to the
+    nanosecond without trailing zeros."""
+    return times.format_timestamp(times.as_timestamp(value))
 
 
 def format_duration(value: timedelta) -> str:
-    """CEL's text form of a duration: seconds with an `s` suffix."""
-    seconds = value.total_seconds()
-    return f"{int(seconds)}s" if seconds == int(seconds) else f"{seconds}s"
+    """What CEL's `string()` gives: seconds with an `s` (`90s`, `1.500s`), to the nanosecond."""
+    return times.format_duration(times.as_duration(value))
