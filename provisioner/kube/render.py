@@ -68,9 +68,6 @@ _RESOURCES = {
     "redis": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
     "postgres": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
 }
-# The consumer serves /metrics on the loopback interface only, so the probes ask from inside the pod.
-_PROBE = ["python", "-c",
-          f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{METRICS_PORT}/metrics', timeout=3)"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +205,6 @@ def _render_product(environment: jinja2.Environment, product: DataProduct, consu
         "storage_size": options.storage_size,
         "kafka_bootstrap": options.kafka_bootstrap,
         "metrics_port": METRICS_PORT,
-        "probe_command": _PROBE,
         "replicas": product.spec.consumer.replicas,
     }
     objects = [*_objects(environment, "serviceaccount.yaml.j2", context),

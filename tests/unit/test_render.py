@@ -238,3 +238,18 @@ def test_the_render_command_keeps_passwords_across_runs(tmp_path: Path, monkeypa
     assert (tmp_path / "key").stat().st_mode & 0o077 == 0
     assert first.stdout == second.stdout
     assert "kind: Secret" in first.stdout
+
+
+def test_consumer_probes_ask_the_consumer_itself() -> None:
+    """Ready once it serves metrics; alive only while its loop completes iterations (/healthz)."""
+    for rendered in render(products(), options()):
+        for deployment in (o for o in rendered.objects if o["kind"] == "Deployment"):
+            (container,) = deployment["spec"]["template"]["spec"]["containers"]
+            port = next(p for p in container["ports"] if p["name"] == "metrics")["containerPort"]
+            assert container["readinessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+            assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+            env = {e["name"]: e.get("value") for e in container["env"]}
+            assert env["PROVISIONER_METRICS_HOST"] == "0.0.0.0"  # reachable by the kubelet and Prometheus
+            assert container["args"][container["args"].index("--metrics-port") + 1] == str(port)
+            annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+            assert annotations["prometheus.io/port"] == str(port)
