@@ -157,7 +157,7 @@ class Controller:
         live = list(self.children.get(key, {}).values())
         result = self.reconciler.reconcile(body, live, observe=observe)
         self._reconciled_generation[key] = int(body["metadata"].get("generation", 1))
-        if result.applied or result.deleted or result.problem:
+        if result.applied or result.deleted or (result.problem and result.status_written):
             log.info("%s/%s: applied %s, deleted %s%s (%.0f ms)", *key, ", ".join(result.applied) or "nothing",
                      ", ".join(result.deleted) or "nothing", f"; problem: {result.problem}" if result.problem else "",
                      (time.monotonic() - started) * 1000)

@@ -122,6 +122,8 @@ def watch_writes(kube: KubeClient, namespace: str, kinds: tuple[str, ...], since
             if line.strip():
                 event = json.loads(line)
                 obj = event["object"]
+                if kind == "Event" and obj.get("involvedObject", {}).get("kind") != "DataProduct":
+                    continue  # the controller manager's own Events (a Pending StatefulSet's, ...)
                 changes.append(f"{event['type']} {kind} {obj['metadata'].get('name')}")
     return changes
 
