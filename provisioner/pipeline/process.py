@@ -11,12 +11,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from provisioner.expr import EvaluationError, Program, compile_expression
 from provisioner.pipeline.event_schema import Validator, compile_schema
 from provisioner.pipeline.ops import SKIP, DeadLetter, Delete, KeyPart, Op, RecordLike, Upsert
 from provisioner.spec.models import DataProduct
+
+# A tuple, not `str | int`: that expression builds a new union object on every evaluation.
+_KEY_TYPES: Final = (str, int)
 
 
 def _reject_constant(name: str) -> Any:
@@ -147,7 +150,7 @@ class Pipeline:
         key: list[KeyPart] = []
         for name in self._key_names:
             value = row[name]
-            if value is None or value is True or value is False or not isinstance(value, str | int):
+            if value is None or value is True or value is False or not isinstance(value, _KEY_TYPES):
                 return DeadLetter("key", f"key field {name!r} is {_type_name(value)}, not a string or int")
             key.append(value)
         return Upsert(tuple(key), row)
@@ -159,7 +162,7 @@ class Pipeline:
                 value = program.evaluate(event, activation)
             except EvaluationError as error:
                 return DeadLetter("key", f"key field {name!r}: {error}")
-            if value is None or value is True or value is False or not isinstance(value, str | int):
+            if value is None or value is True or value is False or not isinstance(value, _KEY_TYPES):
                 return DeadLetter("key", f"key field {name!r} is {_type_name(value)}, not a string or int")
             key.append(value)
         return Delete(tuple(key))
