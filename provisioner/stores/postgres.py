@@ -31,7 +31,7 @@ from provisioner.stores.base import (
     mask_url,
     scrub_secrets,
 )
-from provisioner.stores.convert import ConversionError, Converter, converter, timestamp_text
+from provisioner.stores.convert import ConversionError, Converter, converter, timestamp_text, utc_text
 
 # How Postgres' format_type() names each spec column type, for comparing with an existing table.
 _CATALOG_TYPE: Final[dict[str, str]] = {
@@ -73,12 +73,23 @@ class _Column:
         return f"{quote_identifier(self.name)} {self.type}"
 
 
-def _fast(column_type: ColumnType, convert: Converter) -> Converter:
+def _fast(column_type: ColumnType, convert: Converter, *, key: bool = False) -> Converter:
     """`convert` with a shortcut for the common values of `column_type` (same results, less work).
 
     The shortcuts only take values whose conversion is the identity or `str`/`repr` (checked by
     type and content); anything else goes through `convert`, which decides and explains refusals.
+    A timestamptz column outside the key takes a valid UTC text as it is ("...00.276Z"): Postgres
+    reads the same instant from it as from the canonical text, which only a key needs (so equal
+    instants coalesce within a batch).
     """
+    if column_type == "timestamptz" and not key:
+
+        def timestamptz(value: Any) -> str | None:
+            if utc_text(value):
+                return value  # type: ignore[no-any-return]
+            return convert(value)
+
+        return timestamptz
     if column_type == "text":
 
         def text(value: Any) -> str | None:
@@ -147,7 +158,10 @@ class PostgresStore:
             tuple(_Column(name, kind) for name, kind in _APPEND_COLUMNS) if self._mode == "append" else ()
         )
         self._primary_key = self._key_fields if self._mode == "upsert" else ("_partition", "_offset")
-        self._converters = tuple((column.name, _fast(column.type, converter(column.type))) for column in self._fields)
+        self._converters = tuple(
+            (column.name, _fast(column.type, converter(column.type), key=column.name in self._key_fields))
+            for column in self._fields
+        )
         by_name = {column.name: column for column in self._fields}
         self._key_index = tuple(list(by_name).index(name) for name in self._key_fields)
         self._key_identity = tuple(
