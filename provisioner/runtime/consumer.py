@@ -23,6 +23,7 @@ is applied out of order. Whether a failure is worth retrying is `stream.kafka.is
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -63,6 +64,21 @@ END_OFFSETS_INTERVAL = 5.0
 KAFKA_PROBE_INTERVAL = 3.0
 KAFKA_PROBE_TIMEOUT_MS = 3000
 CLOSE_TIMEOUT_MS = 5000
+# Allocations between two young collections (Python's default: 700).
+GC_THRESHOLD_0 = 50_000
+
+
+def _settle_heap() -> None:
+    """Once started: move everything alive (modules, compiled expressions, clients) out of the
+    cyclic collector's sight, and collect the young generations less often.
+
+    A batch allocates tens of thousands of objects that all die with it, nearly none in cycles; at
+    the default thresholds the collector ran every 700 allocations and a dozen full collections per
+    200,000 records re-scanned the whole heap of start-up objects (a fifth of the process's CPU).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD_0, 20, 20)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -166,6 +182,7 @@ class StoreConsumer:
             self._start()
             if self._stopping:
                 return EXIT_STOPPED
+            _settle_heap()
             self._set_state("running")
             while not self._stopping:
                 self._step()
