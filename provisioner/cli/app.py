@@ -43,15 +43,19 @@ def _options(
 
 def _register() -> None:
     """Import command modules and attach them (explicit, so imports have no side effects)."""
+    from provisioner.cli import apply as apply_command
     from provisioner.cli import consume, dev, down, init, inspect_cmd, replay, schema, spectest, status, up, validate
+    from provisioner.cli import delete as delete_command
     from provisioner.cli import operator as operator_command
+    from provisioner.cli import plan as plan_command
     from provisioner.cli import render as render_command
 
     commands: dict[str, Callable[..., None]] = {
         "init": init.init, "validate": validate.validate, "test": spectest.spec_test, "schema": schema.schema,
         "up": up.up, "status": status.status, "inspect": inspect_cmd.inspect, "replay": replay.replay,
         "down": down.down, "consume": consume.consume, "render": render_command.render, "crd": render_command.crd,
-        "operator": operator_command.operator,
+        "operator": operator_command.operator, "apply": apply_command.apply, "plan": plan_command.plan_command,
+        "delete": delete_command.delete,
     }
     for name, command in commands.items():
         app.command(name)(report_errors(command))

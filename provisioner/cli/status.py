@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from provisioner.cli.options import STATE_DIR_OPTION
-from provisioner.cli.output import OUTPUT_OPTION, OutputFormat, console, print_json
+from provisioner.cli.output import OUTPUT_OPTION, OutputFormat, console, fail, print_json
 from provisioner.local.session import LocalSession
 from provisioner.runtime.progress import StoreView
 
@@ -71,8 +71,19 @@ def status(
     name: str | None = typer.Argument(None, help="A data product's name (default: every one `up` started)."),
     state_dir: Path = STATE_DIR_OPTION,
     output: OutputFormat = OUTPUT_OPTION,
+    target: str = typer.Option("local", "--target", help="local (provisioner up) or k8s (a cluster's DataProducts)."),
+    kubeconfig: Path | None = typer.Option(None, "--kubeconfig", envvar="KUBECONFIG", help="With --target k8s."),
+    context: str | None = typer.Option(None, "--context", help="With --target k8s: the kubeconfig context."),
+    namespace: str | None = typer.Option(None, "--namespace", "-n",
+                                         help="With --target k8s (default: the context's namespace)."),
+    all_namespaces: bool = typer.Option(False, "--all-namespaces", "-A", help="With --target k8s."),
 ) -> None:
     """Show each store's state, position, lag, counts, freshness and last error."""
+    if target == "k8s":
+        status_k8s(name, kubeconfig, context, None if all_namespaces else namespace, all_namespaces, output)
+        return
+    if target != "local":
+        raise typer.BadParameter("local or k8s", param_hint="--target")
     session = LocalSession.open(state_dir)
     collected = session.views(session.targets(name))
     registry = session.registry
@@ -88,3 +99,41 @@ def status(
         console.print(f"  {escape(url)}: {escape(users)}")
     running = f"`provisioner up` runs (pid {supervisor})" if supervisor else "no `provisioner up` runs"
     console.print(f"Kafka {escape(registry.bootstrap)}; {running}; state dir {escape(str(session.state.root))}")
+
+
+def status_k8s(name: str | None, kubeconfig: Path | None, context: str | None, namespace: str | None,
+               all_namespaces: bool, output: OutputFormat) -> None:
+    """The DataProducts' status in a cluster: the operator's conditions and totals."""
+    from provisioner.cli.apply import connect
+    from provisioner.kube.products import summarize
+
+    client, ns = connect(kubeconfig, context, namespace)
+    try:
+        where = None if all_namespaces else ns
+        if name is not None:
+            body = client.get("DataProduct", where or ns, name)
+            if body is None:
+                fail(f"dataproduct {where or ns}/{name} not found")
+            bodies = [body]
+        else:
+            bodies = client.list("DataProduct", where)
+    finally:
+        client.close()
+    summaries = [summarize(body) for body in bodies]
+    if output is OutputFormat.json:
+        print_json({"products": [s.to_dict() for s in summaries],
+                    "status": {b["metadata"]["name"]: b.get("status") or {} for b in bodies}
+                    if name is not None else None})
+        return
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0))
+    for column in ("Product", "Ready", "Reason", "Stores", "Lag", "DLQ", "Message"):
+        table.add_column(column, no_wrap=column != "Message", overflow="fold")
+    style = {"True": "green", "False": "red"}
+    for item in summaries:
+        ready = item.ready if item.current else f"{item.ready} (older spec)"
+        table.add_row(f"{escape(item.namespace)}/{escape(item.name)}", f"[{style.get(item.ready, 'yellow')}]{ready}[/]",
+                      escape(item.reason), item.stores_ready, "?" if item.lag is None else str(item.lag),
+                      "?" if item.dead_letters is None else str(item.dead_letters), escape(item.message))
+    console.print(table)
+    if not summaries:
+        console.print("no data products" + ("" if all_namespaces else f" in namespace {escape(ns)}"))

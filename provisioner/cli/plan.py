@@ -1,0 +1,89 @@
+"""`provisioner plan PATH... --target k8s`: what applying the specs to a cluster would change.
+
+Per product: each object the operator would build, created, changed (a unified diff of the fields
+provisioner sets, from a server-side dry run) or left alone, objects it would prune, and per store
+whether the spec change applies in place or rebuilds the store. Nothing is written. The k8s part is
+`plan_k8s`; a local target has its own function.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+
+from provisioner.cli.apply import CONTEXT_OPTION, KUBECONFIG_OPTION, NAMESPACE_OPTION, connect
+from provisioner.cli.output import OUTPUT_OPTION, OutputFormat, console, print_json
+from provisioner.kube.products import ProductPlan, operator_settings, plan, resource
+from provisioner.spec.loader import load_products
+
+
+class Target(StrEnum):
+    local = "local"
+    k8s = "k8s"
+
+
+TARGET_OPTION = typer.Option(Target.local, "--target", help="local (provisioner up) or k8s (a cluster).")
+_ACTION_STYLE = {"create": "green", "change": "yellow", "delete": "red", "unchanged": "dim"}
+_STORE_STYLE = {"new": "green", "rebuild": "bold red", "in place": "yellow", "removed": "red", "unchanged": "dim"}
+
+
+def plan_local() -> None:
+    console.print("local plan: see provisioner up")
+
+
+def _print(plans: list[ProductPlan]) -> None:
+    for item in plans:
+        style = _ACTION_STYLE.get(item.action, "white")
+        console.print(f"[bold]dataproduct {escape(item.namespace)}/{escape(item.name)}[/]: [{style}]{item.action}[/]")
+        if item.problem:
+            console.print(f"  [yellow]the live spec is invalid[/]: {escape(item.problem)}")
+        for store in item.stores:
+            settings = f" ({', '.join(store.settings)})" if store.settings else ""
+            console.print(f"  store {escape(store.store)}: [{_STORE_STYLE.get(store.kind, 'white')}]{store.kind}[/]"
+                          f"{escape(settings)}")
+        for obj in item.objects:
+            console.print(f"  [{_ACTION_STYLE.get(obj.action, 'white')}]{obj.action:>9}[/] "
+                          f"{escape(obj.kind)}/{escape(obj.name)}")
+            for line in obj.diff.splitlines():
+                colour = "green" if line.startswith("+") else "red" if line.startswith("-") else "dim"
+                console.print(f"            [{colour}]{escape(line)}[/]")
+
+
+def plan_k8s(paths: list[Path], kubeconfig: Path | None, context: str | None, namespace: str | None,
+             operator_namespace: str, kafka_bootstrap: str | None, output: OutputFormat) -> None:
+    specs = load_products(paths)
+    client, default_namespace = connect(kubeconfig, context, namespace)
+    try:
+        key = os.environ.get("PROVISIONER_CREDENTIALS_KEY", "")
+        settings = operator_settings(client, operator_namespace, kafka_bootstrap=kafka_bootstrap,
+                                     credentials_key=key.encode() if key else None)
+        plans = plan(client, [resource(s, default_namespace) for s in specs], settings)
+    finally:
+        client.close()
+    if output is OutputFormat.json:
+        print_json({"products": [p.to_dict() for p in plans]})
+    else:
+        _print(plans)
+
+
+def plan_command(
+    paths: list[Path] = typer.Argument(..., help="Spec files or folders."),
+    target: Target = TARGET_OPTION,
+    kubeconfig: Path | None = KUBECONFIG_OPTION,
+    context: str | None = CONTEXT_OPTION,
+    namespace: str | None = NAMESPACE_OPTION,
+    operator_namespace: str = typer.Option("provisioner-system", "--operator-namespace",
+                                           help="Where the operator's settings (ConfigMap, key Secret) are."),
+    kafka_bootstrap: str | None = typer.Option(None, "--kafka-bootstrap", envvar="PROVISIONER_KAFKA_BOOTSTRAP",
+                                               help="Default: the operator's ConfigMap."),
+    output: OutputFormat = OUTPUT_OPTION,
+) -> None:
+    """Show what applying the specs would change, without changing anything."""
+    if target is Target.k8s:
+        plan_k8s(paths, kubeconfig, context, namespace, operator_namespace, kafka_bootstrap, output)
+    else:
+        plan_local()
