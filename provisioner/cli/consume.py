@@ -10,6 +10,9 @@ A few Kafka client settings can be tuned from the environment, for platforms who
 differ and for tests that need a consumer to be evicted quickly:
 `PROVISIONER_KAFKA_SESSION_TIMEOUT_MS`, `PROVISIONER_KAFKA_HEARTBEAT_INTERVAL_MS`,
 `PROVISIONER_KAFKA_MAX_POLL_INTERVAL_MS`, `PROVISIONER_KAFKA_REQUEST_TIMEOUT_MS`.
+
+When the spec's content rules differ from the ones the store was built with, the store is first
+rebuilt beside itself and switched (runtime/rebuild.py); `--until` bounds it in time.
 """
 
 from __future__ import annotations
@@ -28,11 +31,11 @@ from provisioner.cli.options import BOOTSTRAP_OPTION, STATE_DIR_OPTION
 from provisioner.cli.output import fail
 from provisioner.local.devbroker import resolve_bootstrap
 from provisioner.runtime.connection import mask_url, store_url
-from provisioner.runtime.consumer import StoreConsumer
 from provisioner.runtime.metrics import DEFAULT_STALL_AFTER, ConsumerMetrics
+from provisioner.runtime.rebuild import StoreRunner, with_overrides
 from provisioner.spec.loader import load_products
 from provisioner.spec.models import DataProduct
-from provisioner.stores.registry import open_store
+from provisioner.spec.timestamps import parse_rfc3339
 
 _KAFKA_ENV_SETTINGS = {
     "PROVISIONER_KAFKA_SESSION_TIMEOUT_MS": "session_timeout_ms",
@@ -94,6 +97,9 @@ def consume(
                                       min=0.001, show_envvar=True,
                                       help="/healthz answers 503 once the consume loop has not completed an "
                                            "iteration for this many seconds."),
+    until: str | None = typer.Option(None, "--until", envvar="PROVISIONER_UNTIL",
+                                     help="Hold the state as of this RFC 3339 instant and stop following "
+                                          "(sets source.until for this run; a change rebuilds the store)."),
     state_dir: Path = STATE_DIR_OPTION,
     log_level: str = typer.Option("INFO", "--log-level", envvar="PROVISIONER_LOG_LEVEL"),
 ) -> None:
@@ -101,6 +107,12 @@ def consume(
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)
     chosen = select_product(spec, product)
+    if until:
+        try:
+            parse_rfc3339(until)
+        except ValueError as error:
+            fail(f"--until: {error}")
+        chosen = with_overrides(chosen, until=until)
     try:
         store_spec = chosen.store(store)
     except KeyError as error:
@@ -114,8 +126,9 @@ def consume(
         port = metrics.serve(metrics_port, metrics_host, stall_after=stall_after)
         shown = f"[{metrics_host}]" if ":" in metrics_host else metrics_host
         logging.getLogger(__name__).info("metrics on http://%s:%d/metrics, liveness on /healthz", shown, port)
-    consumer = StoreConsumer(
-        chosen, store_spec, open_store(chosen, store_spec, url), kafka,
+    # Rebuilds the store beside itself first when the spec's content rules changed (runtime/rebuild.py).
+    consumer = StoreRunner(
+        chosen, store_spec, url, kafka,
         status_path=status_file, metrics=metrics, store_url_masked=mask_url(url), pid=os.getpid(),
         consumer_config=consumer_config,
     )

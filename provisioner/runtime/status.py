@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-State = Literal["starting", "running", "backoff", "halted", "stopped"]
+State = Literal["starting", "running", "backoff", "halted", "stopped", "frozen"]
 
 
 @dataclass(slots=True)
@@ -38,6 +38,7 @@ class ConsumerStatus:
     last_error: str | None = None
     last_record_timestamp_ms: int | None = None
     freshness_seconds: float | None = None
+    frozen_at: str | None = None  # source.until, once the store holds the state as of that instant
     updated_at: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:

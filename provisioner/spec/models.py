@@ -80,6 +80,20 @@ def _start_from(value: str) -> str:
     return value
 
 
+def _key_prefix(value: str) -> str:
+    if value.startswith("\uffff"):
+        raise ValueError("a key prefix must not start with U+FFFF: keys under it are versions being rebuilt")
+    return value
+
+
+def _until(value: str) -> str:
+    try:
+        parse_rfc3339(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an RFC 3339 timestamp (2026-01-31T00:00:00Z)") from None
+    return value
+
+
 Duration = Annotated[str, Field(pattern=DURATION_PATTERN), AfterValidator(_duration)]
 PositiveDuration = Annotated[str, Field(pattern=DURATION_PATTERN), AfterValidator(_positive_duration)]
 TopicName = Annotated[str, AfterValidator(_topic)]
@@ -129,6 +143,10 @@ class Source(_Model):
     json_schema: dict[str, Any] | None = Field(
         default=None, alias="schema",
         description="A JSON Schema (2020-12) every event value must satisfy; a value that does not is a dead letter.")
+    until: Annotated[str, AfterValidator(_until)] | None = Field(
+        default=None,
+        description="An RFC 3339 timestamp: the store holds the state as of this instant (records stamped "
+                    "after it are not applied) and stops following once every partition passed it.")
 
 
 class SecretRef(_Model):
@@ -158,7 +176,7 @@ class Connection(_Model):
 class RedisSettings(_Model):
     """A Redis store: one key per row."""
 
-    key_prefix: Annotated[str, Field(max_length=256)] | None = Field(
+    key_prefix: Annotated[str, Field(max_length=256), AfterValidator(_key_prefix)] | None = Field(
         default=None, description='Prefix of every key (default "<metadata.name>:").')
     structure: Literal["hash", "json"] = Field(
         default="hash", description="hash: a Redis hash per row; json: a JSON string per row.")

@@ -2,7 +2,8 @@
 
 Each store's consumer has its own producer, so a record refused by two stores is sent twice, and
 the `provisioner.product` (`<namespace>/<name>`) and `provisioner.store` headers say which store
-refused it (spec.md, "Per-record semantics").
+refused it (spec.md, "Per-record semantics"); a rebuild's dead letters also carry
+`provisioner.version`, the fingerprint of the version being built.
 
 The consumer calls `send_all` before committing the batch that passes the dead letters, and it only
 commits when every send was acknowledged (acks=all), so a dead letter is never lost. A batch that is
@@ -31,13 +32,17 @@ MAX_BLOCK_MS = 10_000
 
 
 def dead_letter_headers(
-    record: RecordLike, dead_letter: DeadLetter, product: str, store: str
+    record: RecordLike, dead_letter: DeadLetter, product: str, store: str, version: str | None = None
 ) -> list[tuple[str, bytes]]:
     """The original headers plus the seven `provisioner.*` headers of spec.md; `product` is
-    `<namespace>/<name>`, `store` the name of the store whose consumer refused the record."""
+    `<namespace>/<name>`, `store` the name of the store whose consumer refused the record.
+
+    A rebuild's consumer (a new version of the store hydrated beside the live one) adds an eighth,
+    `provisioner.version`: the fingerprint of the spec it builds, so its dead letters can be told
+    from the live version's (the same record may be refused by both)."""
     # A message may quote the bad value itself, lone surrogates included: never fail on it.
     message = dead_letter.message.encode("utf-8", "backslashreplace")[:MAX_MESSAGE_BYTES]
-    return [
+    headers = [
         *((name, value) for name, value in record.headers if not name.startswith("provisioner.")),
         ("provisioner.error.stage", dead_letter.stage.encode()),
         ("provisioner.error.message", message),
@@ -47,16 +52,21 @@ def dead_letter_headers(
         ("provisioner.product", product.encode()),
         ("provisioner.store", store.encode()),
     ]
+    if version is not None:
+        headers.append(("provisioner.version", version.encode()))
+    return headers
 
 
 class DeadLetterProducer:
     """An idempotent, acks=all producer for one dead-letter topic, on behalf of one store of one
     product (`product` is `<namespace>/<name>`)."""
 
-    def __init__(self, bootstrap: str, topic: str, client_id: str, *, product: str, store: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, client_id: str, *, product: str, store: str,
+                 version: str | None = None) -> None:
         self.topic = topic
         self.product = product
         self.store = store
+        self.version = version
         self._bootstrap = bootstrap
         self._client_id = client_id
         self._topic_ready = False
@@ -89,7 +99,7 @@ class DeadLetterProducer:
         futures: list[Any] = [
             self._producer.send(
                 self.topic, key=record.key, value=record.value,
-                headers=dead_letter_headers(record, dl, self.product, self.store),
+                headers=dead_letter_headers(record, dl, self.product, self.store, self.version),
             )
             for record, dl in items
         ]

@@ -1,0 +1,570 @@
+"""Versions of a store: which spec built the live store, the shadow being built beside it, the switch.
+
+Every store keeps a version record next to its positions: the fingerprint of the content settings
+that built it (`provisioner.spec.fingerprint`), that spec as JSON (so the old version can keep
+following the stream while a new one is built), the shadow under construction if any, and a
+replay request. Postgres keeps them in the `_provisioner_versions` table of the store's schema;
+Redis in one hash per consumer group under the 0xFF namespace the positions use.
+
+A shadow is the same store classes with a derived target and its own consumer group
+`<group>.v<version>` (so its positions are its own):
+
+- Postgres: the table `<table>__v<version>` (the base shortened so the name fits 63 characters);
+- Redis: keys under `U+FFFF provisioner:shadow:<shadow group>:`. No key prefix starts with the
+  noncharacter U+FFFF (the spec refuses one that does), so a reader's `SCAN keyPrefix*` never sees
+  a shadow key. (A store with an empty key prefix owns the whole database: its readers see shadow
+  keys and should skip keys starting with U+FFFF, as they skip the 0xFF positions.)
+
+`switch` makes the shadow the live store in one atomic step, so a reader sees the old version or
+the new one, never an empty, half-built or mixed store:
+
+- Postgres, one transaction: the schema's advisory lock, an exclusive lock on the live table, drop
+  it, rename the shadow to the live name (and its primary key to `<table>_pkey`), replace the live
+  group's positions with the shadow's, record the new version. Readers wait on the lock for the
+  moment the transaction takes, then read the new table.
+- Redis, one Lua script: delete the live keys, rename every shadow key to its live name (TTLs are
+  kept), move the shadow's positions to the live group, record the new version. Redis runs a script
+  alone, so readers see before or after; a large store makes the script take a while (about a
+  second per few hundred thousand keys), during which Redis answers nobody else.
+
+Every statement's identifiers are quoted with `quote_identifier`; every value is a bind parameter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+
+import psycopg
+import redis
+from psycopg import errors
+from redis.exceptions import RedisError
+
+from provisioner.spec.fingerprint import fingerprint
+from provisioner.spec.models import DataProduct, StoreSpec
+from provisioner.spec.names import POSITIONS_TABLE, quote_identifier
+from provisioner.stores.base import Store, StoreError, mask_url, scrub_secrets
+from provisioner.stores.redis import POSITIONS_KEY_PREFIX
+from provisioner.stores.registry import open_store
+
+__all__ = [
+    "SHADOW_KEY_PREFIX",
+    "VERSIONS_KEY_PREFIX",
+    "VERSIONS_TABLE",
+    "ReplayRequest",
+    "Shadow",
+    "VersionRecord",
+    "Versions",
+    "open_shadow_store",
+    "open_versions",
+    "shadow_for",
+    "shadow_table_name",
+    "version_id",
+]
+
+VERSIONS_TABLE: Final = "_provisioner_versions"
+VERSIONS_KEY_PREFIX: Final = b"\xffprovisioner:versions:"
+# U+FFFF is a noncharacter, never meant for interchange: no key prefix may start with it (the spec
+# refuses one that does), so a reader's SCAN of `keyPrefix*` never sees a shadow key.
+SHADOW_KEY_PREFIX: Final = "\uffffprovisioner:shadow:"
+_IDENTIFIER_MAX: Final = 63
+SWITCH_LOCK_TIMEOUT_MS: Final = 60_000
+_SCAN_COUNT: Final = 1000
+_UNLINK_CHUNK: Final = 500
+
+
+def version_id(fingerprint: str, generation: int = 0) -> str:
+    """The short name of a version: 8 hex digits of the fingerprint, plus `g<n>` for a replay."""
+    return fingerprint[:8] if generation == 0 else f"{fingerprint[:8]}g{generation}"
+
+
+def _shorten(name: str, suffix: str, limit: int = _IDENTIFIER_MAX) -> str:
+    """`name + suffix` within `limit` characters: a long name keeps a hash of itself (deterministic)."""
+    if len(name) + len(suffix) <= limit:
+        return name + suffix
+    digest = hashlib.sha256(name.encode()).hexdigest()[:6]
+    return f"{name[: limit - len(suffix) - 7]}_{digest}{suffix}"
+
+
+def shadow_table_name(table: str, version: str) -> str:
+    """The Postgres table a shadow of `table` is built in."""
+    return _shorten(table, f"__v{version}")
+
+
+def _pkey_name(table: str) -> str:
+    return _shorten(table, "_pkey")
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayRequest:
+    """`provisioner replay` asked for a rebuild of the same spec, from `start_from`, up to `until`."""
+
+    start_from: str | None = None
+    until: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps({"from": self.start_from, "until": self.until})
+
+    @classmethod
+    def from_json(cls, text: str) -> ReplayRequest:
+        data = json.loads(text)
+        return cls(start_from=data.get("from"), until=data.get("until"))
+
+
+@dataclass(frozen=True, slots=True)
+class Shadow:
+    """A version being built beside the live store: its name, consumer group and target."""
+
+    version: str
+    group: str
+    target: str  # Postgres: the table; Redis: the key prefix
+
+    def to_json(self) -> str:
+        return json.dumps({"version": self.version, "group": self.group, "target": self.target})
+
+    @classmethod
+    def from_json(cls, text: str) -> Shadow:
+        data = json.loads(text)
+        return cls(version=str(data["version"]), group=str(data["group"]), target=str(data["target"]))
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRecord:
+    """What the store knows about the version it holds."""
+
+    fingerprint: str
+    spec: dict[str, Any] | None  # the product that built it, as JSON
+    store: str  # that product's store name
+    generation: int = 0
+    shadow: Shadow | None = None
+    replay: ReplayRequest | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def version(self) -> str:
+        return version_id(self.fingerprint, self.generation)
+
+    def product(self) -> tuple[DataProduct, StoreSpec] | None:
+        """The product and store spec that built the live version (None if unreadable)."""
+        if self.spec is None:
+            return None
+        try:
+            product = DataProduct.model_validate(self.spec)
+            return product, product.store(self.store)
+        except (ValueError, KeyError):
+            return None
+
+
+def product_json(product: DataProduct) -> dict[str, Any]:
+    return product.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def shadow_for(product: DataProduct, store: StoreSpec, version: str) -> tuple[StoreSpec, Shadow]:
+    """The store spec a shadow version is built with, and its description for the version record.
+
+    The name becomes `<store>.v<version>`, which makes the consumer group (and so the positions)
+    the shadow's own; the target is derived so it never overlaps the live store.
+    """
+    name = f"{store.name}.v{version}"
+    group = f"{product.consumer_group(store)}.v{version}"
+    if store.postgres is not None:
+        table = shadow_table_name(product.table(store), version)
+        spec = store.model_copy(update={"name": name, "postgres": store.postgres.model_copy(update={"table": table})})
+        return spec, Shadow(version, group, table)
+    assert store.redis is not None
+    prefix = f"{SHADOW_KEY_PREFIX}{group}:"
+    spec = store.model_copy(update={"name": name, "redis": store.redis.model_copy(update={"key_prefix": prefix})})
+    return spec, Shadow(version, group, prefix)
+
+
+def open_shadow_store(product: DataProduct, shadow_spec: StoreSpec, url: str, *,
+                      timeout: float = 10.0) -> Store:
+    """The store a shadow is hydrated through: the ordinary store classes (connects lazily)."""
+    return open_store(product, shadow_spec, url, timeout=timeout)
+
+
+class Versions(Protocol):
+    """The version record of one (product, store) and the operations that change versions."""
+
+    def read(self) -> VersionRecord | None:
+        """The record, or None for a store that never recorded one (new, or older than versions)."""
+
+    def record(self, product: DataProduct, store: StoreSpec) -> None:
+        """Record `product` as the spec of the live version (fingerprint, spec, generation kept)."""
+
+    def request_replay(self, request: ReplayRequest) -> None:
+        """Ask the next consumer start to rebuild the same spec (a new generation)."""
+
+    def begin(self, shadow: Shadow) -> None:
+        """Record that `shadow` is being built (before it is created, so it can never leak)."""
+
+    def drop(self, shadow: Shadow) -> None:
+        """Drop a shadow's data and positions, and forget it."""
+
+    def switch(self, old: tuple[DataProduct, StoreSpec] | None, product: DataProduct, store: StoreSpec,
+               shadow: Shadow, generation: int) -> None:
+        """Make `shadow` the live store of `product`/`store` in one atomic step and drop the old one."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+def open_versions(product: DataProduct, store: StoreSpec, url: str, *, timeout: float = 10.0) -> Versions:
+    if store.postgres is not None:
+        return PostgresVersions(product, store, url, timeout=timeout)
+    return RedisVersions(product, store, url, timeout=timeout)
+
+
+def _fingerprint(product: DataProduct, store: StoreSpec) -> str:
+    return fingerprint(product, store)
+
+
+# -- Postgres ---------------------------------------------------------------------------------
+
+
+class PostgresVersions:
+    def __init__(self, product: DataProduct, store: StoreSpec, url: str, *, timeout: float = 10.0) -> None:
+        assert store.postgres is not None
+        self._url = url
+        self._timeout = timeout
+        self._schema = store.postgres.db_schema
+        self._group = product.consumer_group(store)
+        self._topic = product.spec.source.topic
+        q = quote_identifier
+        self._versions = f"{q(self._schema)}.{q(VERSIONS_TABLE)}"
+        self._positions = f"{q(self._schema)}.{q(POSITIONS_TABLE)}"
+        self._connection: psycopg.Connection[Any] | None = None
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        if self._connection is not None and not self._connection.closed:
+            return self._connection
+        try:
+            self._connection = psycopg.connect(self._url, autocommit=True,
+                                               connect_timeout=max(1, round(self._timeout)),
+                                               application_name=f"provisioner versions {self._group}"[:63])
+        except psycopg.Error as error:
+            raise self._error("cannot connect", error) from None
+        return self._connection
+
+    def _error(self, doing: str, error: BaseException) -> StoreError:
+        if isinstance(error, psycopg.OperationalError | psycopg.InterfaceError):
+            self.close()
+        message = scrub_secrets(str(error).strip() or type(error).__name__, self._url)
+        return StoreError(f"postgres {mask_url(self._url)}: {doing}: {message}")
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def _lock(self, connection: psycopg.Connection[Any]) -> None:
+        # The same lock PostgresStore.ensure_schema takes: schema changes of one schema in turn.
+        connection.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"provisioner:{self._schema}",))
+
+    def _ensure(self, connection: psycopg.Connection[Any]) -> None:
+        found = connection.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (self._schema,))
+        if found.fetchone() is None:
+            connection.execute(f"CREATE SCHEMA {quote_identifier(self._schema)}")
+        connection.execute(
+            f"CREATE TABLE IF NOT EXISTS {self._versions} (consumer text PRIMARY KEY, fingerprint text NOT NULL, "
+            "spec text, store text NOT NULL, generation integer NOT NULL DEFAULT 0, shadow text, replay text, "
+            "updated_at timestamptz NOT NULL DEFAULT now())"
+        )
+
+    def read(self) -> VersionRecord | None:
+        connection = self._connect()
+        try:
+            row = connection.execute(
+                f"SELECT fingerprint, spec, store, generation, shadow, replay FROM {self._versions} "  # noqa: S608
+                "WHERE consumer = %s", (self._group,)).fetchone()
+        except errors.UndefinedTable:
+            return None
+        except psycopg.Error as error:
+            raise self._error("reading the version failed", error) from None
+        if row is None:
+            return None
+        fingerprint, spec, store, generation, shadow, replay = row
+        return VersionRecord(
+            fingerprint=fingerprint, spec=json.loads(spec) if spec else None, store=store,
+            generation=int(generation), shadow=Shadow.from_json(shadow) if shadow else None,
+            replay=ReplayRequest.from_json(replay) if replay else None,
+        )
+
+    def _upsert_record(self, connection: psycopg.Connection[Any], product: DataProduct, store: StoreSpec,
+                       generation: int | None) -> None:
+        fp = _fingerprint(product, store)
+        spec = json.dumps(product_json(product))
+        if generation is None:
+            connection.execute(
+                f"INSERT INTO {self._versions} (consumer, fingerprint, spec, store) VALUES (%s, %s, %s, %s) "  # noqa: S608
+                "ON CONFLICT (consumer) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, spec = EXCLUDED.spec, "
+                "store = EXCLUDED.store, updated_at = now()",
+                (self._group, fp, spec, store.name))
+        else:
+            connection.execute(
+                f"INSERT INTO {self._versions} (consumer, fingerprint, spec, store, generation) "  # noqa: S608
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (consumer) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, "
+                "spec = EXCLUDED.spec, store = EXCLUDED.store, generation = EXCLUDED.generation, shadow = NULL, "
+                "replay = NULL, updated_at = now()",
+                (self._group, fp, spec, store.name, generation))
+
+    def _run(self, doing: str, work: Any) -> None:
+        connection = self._connect()
+        try:
+            with connection.transaction():
+                self._lock(connection)
+                self._ensure(connection)
+                work(connection)
+        except psycopg.Error as error:
+            raise self._error(doing, error) from None
+
+    def record(self, product: DataProduct, store: StoreSpec) -> None:
+        self._run("recording the version failed", lambda c: self._upsert_record(c, product, store, None))
+
+    def request_replay(self, request: ReplayRequest) -> None:
+        def work(connection: psycopg.Connection[Any]) -> None:
+            cursor = connection.execute(
+                f"UPDATE {self._versions} SET replay = %s WHERE consumer = %s",  # noqa: S608
+                (request.to_json(), self._group))
+            if cursor.rowcount != 1:
+                raise StoreError(f"{self._group} has no version record yet: start its consumer once first")
+
+        self._run("requesting a replay failed", work)
+
+    def begin(self, shadow: Shadow) -> None:
+        self._run("recording the shadow failed", lambda c: c.execute(
+            f"UPDATE {self._versions} SET shadow = %s WHERE consumer = %s",  # noqa: S608
+            (shadow.to_json(), self._group)))
+
+    def drop(self, shadow: Shadow) -> None:
+        def work(connection: psycopg.Connection[Any]) -> None:
+            table = f"{quote_identifier(self._schema)}.{quote_identifier(shadow.target)}"
+            connection.execute(f"DROP TABLE IF EXISTS {table}")
+            if self._has_positions(connection):
+                connection.execute(f"DELETE FROM {self._positions} WHERE consumer = %s",  # noqa: S608
+                                   (shadow.group,))
+            connection.execute(f"UPDATE {self._versions} SET shadow = NULL WHERE consumer = %s",  # noqa: S608
+                               (self._group,))
+
+        self._run("dropping a shadow failed", work)
+
+    def _has_positions(self, connection: psycopg.Connection[Any]) -> bool:
+        row = connection.execute("SELECT to_regclass(%s)", (self._positions,)).fetchone()
+        return row is not None and row[0] is not None
+
+    def switch(self, old: tuple[DataProduct, StoreSpec] | None, product: DataProduct, store: StoreSpec,
+               shadow: Shadow, generation: int) -> None:
+        q = quote_identifier
+        live_table = product.table(store)
+        live = f"{q(self._schema)}.{q(live_table)}"
+        shadow_table = f"{q(self._schema)}.{q(shadow.target)}"
+        retired: list[str] = [live_table]
+        if old is not None and old[1].postgres is not None and old[0].table(old[1]) != live_table:
+            retired.append(old[0].table(old[1]))
+
+        def work(connection: psycopg.Connection[Any]) -> None:
+            connection.execute(f"SET LOCAL lock_timeout = {SWITCH_LOCK_TIMEOUT_MS}")
+            for name in retired:
+                if self._exists(connection, name):
+                    connection.execute(f"LOCK TABLE {q(self._schema)}.{q(name)} IN ACCESS EXCLUSIVE MODE")
+            for name in retired:
+                connection.execute(f"DROP TABLE IF EXISTS {q(self._schema)}.{q(name)}")
+            connection.execute(f"ALTER TABLE {shadow_table} RENAME TO {q(live_table)}")
+            constraint = connection.execute(
+                "SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'p'",
+                (live,)).fetchone()
+            if constraint is not None and constraint[0] != _pkey_name(live_table):
+                connection.execute(f"ALTER TABLE {live} RENAME CONSTRAINT {q(constraint[0])} "
+                                   f"TO {q(_pkey_name(live_table))}")
+            connection.execute(f"DELETE FROM {self._positions} WHERE consumer = %s",  # noqa: S608
+                               (self._group,))
+            connection.execute(f"UPDATE {self._positions} SET consumer = %s WHERE consumer = %s",  # noqa: S608
+                               (self._group, shadow.group))
+            self._upsert_record(connection, product, store, generation)
+
+        self._run("switching versions failed", work)
+
+    def _exists(self, connection: psycopg.Connection[Any], table: str) -> bool:
+        row = connection.execute(
+            "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = %s", (self._schema, table)).fetchone()
+        return row is not None
+
+
+# -- Redis ------------------------------------------------------------------------------------
+
+# ARGV: 1 the shadow's key prefix, 2 its positions key, 3 the live positions key, 4 the version key,
+# 5 the live key prefix, 6 how many prefixes to clear, then those prefixes, then the version
+# record's field/value pairs. Keys starting with 0xFF (positions, versions) or U+FFFF (shadows)
+# are never cleared, even under an empty prefix.
+_SWITCH_LUA: Final = r"""
+local function escape(s) return (string.gsub(s, "[%*%?%[%]\\]", "\\%0")) end
+local function scan_all(prefix)
+  local keys, cursor = {}, "0"
+  repeat
+    local reply = redis.call("SCAN", cursor, "MATCH", escape(prefix) .. "*", "COUNT", 1000)
+    cursor = reply[1]
+    for _, k in ipairs(reply[2]) do keys[#keys + 1] = k end
+  until cursor == "0"
+  return keys
+end
+local function clear_positions(pk)
+  for _, p in ipairs(redis.call("SMEMBERS", pk .. ":partitions")) do redis.call("DEL", pk .. ":" .. p) end
+  redis.call("DEL", pk .. ":partitions")
+end
+local shadow, shadow_pk, live_pk, version_key, live = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local cleared = tonumber(ARGV[6])
+for i = 7, 6 + cleared do
+  for _, k in ipairs(scan_all(ARGV[i])) do
+    if string.byte(k, 1) ~= 255 and string.sub(k, 1, 3) ~= "\239\191\191" then redis.call("UNLINK", k) end
+  end
+end
+local moved = 0
+for _, k in ipairs(scan_all(shadow)) do
+  redis.call("RENAME", k, live .. string.sub(k, #shadow + 1))
+  moved = moved + 1
+end
+clear_positions(live_pk)
+for _, p in ipairs(redis.call("SMEMBERS", shadow_pk .. ":partitions")) do
+  local offset = redis.call("GET", shadow_pk .. ":" .. p)
+  if offset then
+    redis.call("SET", live_pk .. ":" .. p, offset)
+    redis.call("SADD", live_pk .. ":partitions", p)
+  end
+end
+clear_positions(shadow_pk)
+redis.call("HDEL", version_key, "shadow", "replay")
+for i = 7 + cleared, #ARGV, 2 do redis.call("HSET", version_key, ARGV[i], ARGV[i + 1]) end
+return moved
+"""
+
+
+class RedisVersions:
+    def __init__(self, product: DataProduct, store: StoreSpec, url: str, *, timeout: float = 10.0) -> None:
+        assert store.redis is not None
+        self._url = url
+        self._timeout = timeout
+        self._group = product.consumer_group(store)
+        self._topic = product.spec.source.topic
+        self.key = VERSIONS_KEY_PREFIX + self._group.encode()
+        self._client: redis.Redis | None = None
+
+    def _connect(self) -> redis.Redis:
+        if self._client is None:
+            try:
+                self._client = redis.Redis.from_url(self._url, socket_timeout=max(self._timeout, 120.0),
+                                                    socket_connect_timeout=self._timeout)
+            except (ValueError, RedisError) as error:
+                raise self._error("cannot open", error) from None
+        return self._client
+
+    def _error(self, doing: str, error: BaseException) -> StoreError:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        message = scrub_secrets(str(error) or type(error).__name__, self._url)
+        return StoreError(f"redis {mask_url(self._url)}: {doing}: {message}")
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def _positions_key(self, group: str) -> bytes:
+        return POSITIONS_KEY_PREFIX + f"{group}:{self._topic}".encode()
+
+    def read(self) -> VersionRecord | None:
+        try:
+            raw = self._connect().hgetall(self.key)
+        except RedisError as error:
+            raise self._error("reading the version failed", error) from None
+        if not raw:
+            return None
+        data = {_text(k): _text(v) for k, v in raw.items()}
+        return VersionRecord(
+            fingerprint=data["fingerprint"], spec=json.loads(data["spec"]) if data.get("spec") else None,
+            store=data.get("store", ""), generation=int(data.get("generation", "0")),
+            shadow=Shadow.from_json(data["shadow"]) if data.get("shadow") else None,
+            replay=ReplayRequest.from_json(data["replay"]) if data.get("replay") else None,
+        )
+
+    @staticmethod
+    def _fields(product: DataProduct, store: StoreSpec) -> dict[str, str]:
+        return {"fingerprint": _fingerprint(product, store), "spec": json.dumps(product_json(product)),
+                "store": store.name}
+
+    def record(self, product: DataProduct, store: StoreSpec) -> None:
+        try:
+            self._connect().hset(self.key, mapping=self._fields(product, store))  # type: ignore[arg-type]
+        except RedisError as error:
+            raise self._error("recording the version failed", error) from None
+
+    def request_replay(self, request: ReplayRequest) -> None:
+        try:
+            client = self._connect()
+            if not client.exists(self.key):
+                raise StoreError(f"{self._group} has no version record yet: start its consumer once first")
+            client.hset(self.key, "replay", request.to_json())
+        except RedisError as error:
+            raise self._error("requesting a replay failed", error) from None
+
+    def begin(self, shadow: Shadow) -> None:
+        try:
+            self._connect().hset(self.key, "shadow", shadow.to_json())
+        except RedisError as error:
+            raise self._error("recording the shadow failed", error) from None
+
+    def drop(self, shadow: Shadow) -> None:
+        """Positions first (an interrupted drop leaves a shadow that would start over), then the keys,
+        then the record's mention of it. Repeating it after a crash finishes the job."""
+        prefix = shadow.target.encode()
+        pk = self._positions_key(shadow.group)
+        try:
+            client = self._connect()
+            partitions = [_text(p) for p in client.smembers(pk + b":partitions")]
+            client.delete(*(pk + b":" + p.encode() for p in partitions), pk + b":partitions")
+            pattern = _glob_escape(prefix) + b"*"
+            chunk: list[bytes] = []
+            for key in client.scan_iter(match=pattern, count=_SCAN_COUNT):
+                chunk.append(key)
+                if len(chunk) >= _UNLINK_CHUNK:
+                    client.unlink(*chunk)
+                    chunk = []
+            if chunk:
+                client.unlink(*chunk)
+            client.hdel(self.key, "shadow")
+        except RedisError as error:
+            raise self._error("dropping a shadow failed", error) from None
+
+    def switch(self, old: tuple[DataProduct, StoreSpec] | None, product: DataProduct, store: StoreSpec,
+               shadow: Shadow, generation: int) -> None:
+        live = product.key_prefix(store).encode()
+        cleared = [live]
+        if old is not None and old[1].redis is not None:
+            previous = old[0].key_prefix(old[1]).encode()
+            if previous != live:
+                cleared.append(previous)
+        fields = {**self._fields(product, store), "generation": str(generation)}
+        args: list[bytes] = [shadow.target.encode(), self._positions_key(shadow.group),
+                             self._positions_key(self._group), self.key, live, b"%d" % len(cleared), *cleared]
+        for name, value in fields.items():
+            args += [name.encode(), value.encode()]
+        try:
+            self._connect().eval(_SWITCH_LUA, 0, *args)
+        except RedisError as error:
+            raise self._error("switching versions failed", error) from None
+
+
+def _glob_escape(prefix: bytes) -> bytes:
+    out = bytearray()
+    for byte in prefix:
+        if byte in b"*?[]\\":
+            out += b"\\"
+        out.append(byte)
+    return bytes(out)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
