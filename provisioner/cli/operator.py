@@ -37,13 +37,31 @@ def operator(
     lease_duration: int = typer.Option(15, "--lease-duration", min=2, help="Seconds a Lease lasts without renewal."),
     leader_election: bool = typer.Option(True, "--leader-election/--no-leader-election"),
     log_level: str = typer.Option("INFO", "--log-level", envvar="PROVISIONER_LOG_LEVEL"),
+    webhook: bool = typer.Option(False, "--webhook/--no-webhook", envvar="PROVISIONER_WEBHOOK",
+                                 help="Serve the validating admission webhook (validate's checks at admission)."),
+    webhook_port: int = typer.Option(9443, "--webhook-port", help="Port the webhook listens on."),
+    webhook_service: str | None = typer.Option(
+        None, "--webhook-service", envvar="PROVISIONER_WEBHOOK_SERVICE",
+        help="NAMESPACE/NAME of the Service the API server calls the webhook through (in a cluster)."),
+    webhook_host: str | None = typer.Option(
+        None, "--webhook-host",
+        help="Without --webhook-service: the API server calls https://HOST:PORT (development)."),
+    webhook_configuration: str = typer.Option("provisioner.dev", "--webhook-configuration",
+                                              help="Name of the ValidatingWebhookConfiguration the operator manages."),
+    webhook_cert_dir: Path | None = typer.Option(None, "--webhook-cert-dir",
+                                                 help="Where the generated certificates go (default: a new temp dir)."),
 ) -> None:
     """Run the operator: DataProducts in the cluster become consumers, stores and a status."""
     from provisioner.operator import OperatorConfig, run
+    from provisioner.operator.webhook import WebhookConfig
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("kafka", "kopf", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if webhook_service is not None and "/" not in webhook_service:
+        fail("--webhook-service is NAMESPACE/NAME")
+    if "." not in webhook_configuration:
+        fail("--webhook-configuration must be a domain name such as provisioner.dev (webhook names derive from it)")
     if namespaces and all_namespaces:
         fail("--namespace and --all-namespaces exclude each other")
     key = os.environ.get(KEY_ENV, "")
@@ -57,6 +75,8 @@ def operator(
         settings=settings, namespaces=tuple(namespaces), kubeconfig=kubeconfig, context=context, workers=workers,
         resync=resync, lease_namespace=lease_namespace, lease_name=lease_name, lease_duration=lease_duration,
         lease_renew=max(1.0, lease_duration / 3), leader_election=leader_election,
+        webhook=WebhookConfig(port=webhook_port, host=webhook_host, service=webhook_service,
+                              configuration=webhook_configuration, cert_dir=webhook_cert_dir) if webhook else None,
     )
     code = run(config)
     if code:

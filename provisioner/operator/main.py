@@ -24,6 +24,8 @@ from provisioner.kube.observe import Observer
 from provisioner.kube.reconcile import Reconciler, Settings
 from provisioner.operator.handlers import Controller, register
 from provisioner.operator.leader import LeaseHolder
+from provisioner.operator.webhook import WebhookConfig, register_validation
+from provisioner.operator.webhook import server as webhook_server
 from provisioner.stream.observe import KafkaObserver
 
 __all__ = ["OperatorConfig", "run"]
@@ -45,6 +47,7 @@ class OperatorConfig:
     lease_renew: float = 5.0
     identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     leader_election: bool = True
+    webhook: WebhookConfig | None = None  # serve the validating webhook (see provisioner.operator.webhook)
 
 
 def _login(client: KubeClient) -> Any:
@@ -105,6 +108,10 @@ async def _serve(config: OperatorConfig, client: KubeClient, controller: Control
     settings = kopf.OperatorSettings()
     settings.posting.enabled = False
     settings.watching.server_timeout = 300
+    if config.webhook is not None:
+        register_validation(registry)
+        settings.admission.server = webhook_server(config.webhook, stopping)
+        settings.admission.managed = config.webhook.configuration
     stop_flag: asyncio.Event = asyncio.Event()
     loop = asyncio.get_running_loop()
 
