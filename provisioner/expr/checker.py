@@ -12,6 +12,8 @@ from typing import Any
 
 from . import ast
 from .errors import ExpressionError, error_at
+from .formatting import CLAUSE_TYPES, clause_error
+from .formatting import parse as parse_format
 from .library import FUNCTIONS, Overload
 from .regex import RegexError, translate
 from .runtime import DURATION_GETTERS, TIMESTAMP_GETTERS, UInt
@@ -323,7 +325,46 @@ class Checker:
             if target_t not in allowed_t:
                 raise self.fail(node, name + f"() is not defined for {target_t}")
             return "int"
-        return self._library_call(node, target_t, arg_ts)
+        result = self._library_call(node, target_t, arg_ts)
+        if name == "format" and target_t is not None:
+            self._check_format(node)
+        return result
+
+    def _check_format(self, node: ast.Call) -> None:
+        """A literal format string is parsed here; with a list literal, the number of arguments and
+        the static type of each are checked against its clauses (as cel-go's format validator does)."""
+        target = node.target
+        if not isinstance(target, ast.Literal) or type(target.value) is not str:
+            return
+        _, clauses, error = parse_format(target.value)
+        if error is not None:
+            raise self.fail(target, f"format(): {error}")
+        args = node.args[0]
+        if not isinstance(args, ast.ListExpr) or args.optional:
+            return
+        items = args.items
+        if len(clauses) > len(items):
+            raise self.fail(args, f"format(): {len(clauses)} clauses but only {len(items)} values in the list "
+                                  f"(index {len(items)} out of range)")
+        if len(items) > len(clauses):
+            raise self.fail(args, "format(): too many arguments supplied to string.format "
+                                  f"(expected {len(clauses)}, got {len(items)})")
+        for (kind, _), item in zip(clauses, items, strict=True):
+            self._check_clause_arg(kind, item)
+
+    def _check_clause_arg(self, kind: str, item: ast.Node) -> None:
+        t = "map" if item.ty == "record" else item.ty
+        if t != "dyn" and t not in CLAUSE_TYPES[kind]:
+            raise self.fail(item, f"format(): {clause_error(kind, t)}")
+        if kind == "s" and isinstance(item, ast.ListExpr):
+            for i, element in enumerate(item.items):
+                if i not in item.optional:
+                    self._check_clause_arg(kind, element)
+        elif kind == "s" and isinstance(item, ast.MapExpr):
+            for i, (key, value) in enumerate(item.entries):
+                self._check_clause_arg(kind, key)
+                if i not in item.optional:
+                    self._check_clause_arg(kind, value)
 
     def _library_call(self, node: ast.Call, target_t: str | None, arg_ts: list[str]) -> str:
         name = node.name

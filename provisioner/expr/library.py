@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from . import formatting
 from . import runtime as rt
 from .errors import EvaluationError
 from .runtime import INT_MAX, INT_MIN, MAX_SIZE, UInt, no_overload
@@ -192,6 +193,9 @@ _QUOTE_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r
 def quote(s: Any) -> str:
     text = _str(s, "strings.quote()")
     return '"' + "".join(_QUOTE_ESCAPES.get(c, c) for c in text) + '"'
+
+
+_define("format", True, "string,list->string")(formatting.string_format)
 
 
 # --- math -------------------------------------------------------------------------------------------

@@ -89,6 +89,28 @@ VALUES: list[tuple[str, Any]] = [
     ("[1, 2].all(i, v, v > i)", True), ("{'a': 1}.transformMap(k, v, v + 1)", {"a": 2}),
     ("base64.encode(b'hi')", "aGk="), ("[3, 1, 2].sort()", [1, 2, 3]), ("sets.contains([1, 2], [2])", True),
     ("lists.range(3)", [0, 1, 2]), ("[[1], [2, 3]].flatten()", [1, 2, 3]), ("timestamp(0) == timestamp('1970-01-01T00:00:00Z')", True),
+    ("'%s and %d'.format(['x', 5])", "x and 5"), ("'%%%s%%'.format([event.s])", "%hi%"), ("'100%%'.format([])", "100%"),
+    ("'%.2f'.format([event.b])", "2.50"), ("'%.6e'.format([1052.032911275])", "1.052033e+03"),
+    ("'%e'.format([event.a])", "1.000000e+00"), ("'%f'.format([3u])", "3.000000"), ("'%.0f'.format([2.5])", "2"),
+    ("'%.3f'.format([-123.4999])", "-123.500"), ("'%x/%X'.format(['Hi', b'\\xff'])", "4869/FF"),
+    ("'%x %X'.format([255, 255u])", "ff FF"), ("'%o %b %b'.format([8, 5u, true])", "10 101 1"),
+    ("'%x %o %b'.format([-255, -8, -5])", "-ff -10 -101"), ("'%d, %d'.format([-7, 18446744073709551615u])",
+                                                            "-7, 18446744073709551615"),
+    ("'%s'.format([event.m])", "{x: 1}"), ("'%s'.format([event.l])", "[1, 2, 3]"), ("'%s %s'.format([null, true])",
+                                                                                 "null true"),
+    ("'%s'.format([{'b': 1, 'a': [false, null, b'xyz', 2.5]}])", "{a: [false, null, xyz, 2.5], b: 1}"),
+    ("'%s'.format([{2: 'x', 10: 'y', 'k': 1u}])", "{10: y, 2: x, k: 1}"),
+    ("'%s'.format([timestamp('2023-02-03T23:31:20+01:00')])", "2023-02-03T22:31:20Z"),
+    ("'%s'.format([duration('1h45m47s')])", "6347s"), ("'%s'.format([type(event.s)])", "string"),
+    ("'%s/%s'.format([type(1u), type(duration('1s'))])", "uint/google.protobuf.Duration"),
+    ("'%s'.format([record.timestamp])", "2024-05-06T07:08:09Z"), ("'%.3d|%.1s'.format([5, 'abc'])", "5|abc"),
+    ("event.s.format([])", "hi"), ("'%s'.format(event.l)", "1"), ("('%' + 's').format([1])", "1"),
+    ("'é%sü'.format(['ß'])", "éßü"),
+    # where cel-cpp prints otherwise (see KNOWN_DIFFERENCES in the differential tests)
+    ("'%d'.format([1.5])", "1.5"), ("'%s'.format([1e20])", "100000000000000000000"),
+    ("'%s'.format([[1e-7, -0.0, 2.0]])", "[0.0000001, -0, 2]"), ("'%s'.format([duration('1.5s')])", "1.5s"),
+    ("'%s'.format([duration('-1ns')])", "-0.000000001s"),
+    ("'%s %d %f %e'.format([0.0 / 0.0, 1.0 / 0.0, -1.0 / 0.0, 0.0 / 0.0])", "NaN Infinity -Infinity NaN"),
 ]
 
 
@@ -113,7 +135,10 @@ RUNTIME_ERRORS = [
     "'x' + event.a", "event.s < 1", "event.s.contains(event.a)",
     "timestamp('2023-01-01')", "duration('1d')", "{'a': 1}[1u]", "-event.s",
     "!event.a", "event.l.map(x, x + 'a')", "int(9223372036854775807.0)",
-    "timestamp('0001-01-01T00:00:00Z') - duration('1s')", ]
+    "timestamp('0001-01-01T00:00:00Z') - duration('1s')",
+    "'%d %d'.format(event.l.slice(0, 1))", "'%d'.format([event.s])", "'%b'.format([event.b])", "'%x'.format([event.b])",
+    "'%o'.format([event.t])", "'%e'.format([event.n])", "'%f'.format([event.s])", "'%s'.format([b'\\xff'])",
+    "event.s.format(event.a)", "event.a.format([])", "('%' + 'a').format([1])", ]
 
 
 @pytest.mark.parametrize("source", RUNTIME_ERRORS)
@@ -134,6 +159,12 @@ COMPILE_ERRORS: list[tuple[str, int]] = [
     ("-1u", 1), ("1 < 'a'", 3), ("[1] < [2]", 5), ("'x' in 'xy'", 5), ("size(1)", 1), ("int(true)", 1),
     ("matches('x', 'x')", 1), ("0X1f", 2), ("Rb'x'", 3), (".event", 1), ("a b", 3), ("1 @ 2", 3),
     ("timestamp(1u)", 1), ("[1, 2].map(x)", 12), ("duration('1h') * 2", 16),
+    ("'%a'.format([1])", 1), ("'x %E'.format([1.0])", 1), ("'%'.format([1])", 1), ("'%.f'.format([1.0])", 1),
+    ("'%.101f'.format([1.0])", 1), ("'%.3'.format([1.0])", 1), ("'%d %d'.format([1])", 16), ("'%d'.format([1, 2])", 13),
+    ("'%d'.format(['a'])", 14), ("'%s: %b'.format([1, 'a'])", 21), ("'%x'.format([1.5])", 14),
+    ("'%o'.format([duration('1s')])", 14), ("'%s'.format([[1, optional.none()]])", 27),
+    ("'%s'.format([optional.of(1)])", 23), ("'%f'.format([null])", 14), ("format('%s', [1])", 1),
+    ("'%s'.format('a')", 6), ("1.format([])", 3),
 ]
 
 
@@ -179,6 +210,51 @@ def test_results_are_not_shared_between_calls() -> None:
     first = program(EVENT, RECORD)
     first[1].append(3)
     assert program(EVENT, RECORD) == [1, [2]]
+
+
+FORMAT_ERRORS = [  # the conformance suite's format_errors, with the format string and arguments known only at run time
+    ("%a", [1], 'could not parse formatting clause: unrecognized formatting clause "a"'),
+    ("%d %d %d", [0, 1], "index 2 out of range"),
+    ("string is %b", ["abc"],
+     "error during formatting: only ints, uints, and bools can be formatted as binary, was given string"),
+    ("octal: %o", ["a string"],
+     "error during formatting: octal clause can only be used on ints and uints, was given string"),
+    ("double is %x", [0.5],
+     "error during formatting: only ints, uints, bytes, and strings can be formatted as hex, was given double"),
+    ("double is %E", [0.5], 'could not parse formatting clause: unrecognized formatting clause "E"'),
+    ("null: %d", [None],
+     "error during formatting: decimal clause can only be used on ints, uints, and doubles, was given null_type"),
+    ("null: %e", [None],
+     "error during formatting: scientific clause can only be used on ints, uints, and doubles, was given null_type"),
+    ("null: %f", [None],
+     "error during formatting: fixed-point clause can only be used on ints, uints, and doubles, was given null_type"),
+    ("%s", [[1, {"a": None}], 1], None),
+    ("%d %a", [1], "index 1 out of range"),
+    ("%", [1], "unexpected end of string"),
+    ("%.f", [1.0], 'could not parse formatting clause: error while parsing precision: error while converting '
+                   'precision to integer: strconv.Atoi: parsing "": invalid syntax'),
+    ("%.2", [1.0], "could not parse formatting clause: error while parsing precision: could not find end of "
+                   "precision specifier"),
+    ("%.101f", [1.0], "could not parse formatting clause: error while parsing precision: precision 101 exceeds "
+                      "maximum allowed precision 100"),
+]
+
+
+@pytest.mark.parametrize(("text", "args", "message"), FORMAT_ERRORS)
+def test_format_errors_at_run_time(text: str, args: list[Any], message: str | None) -> None:
+    program = compile_expression("event.f.format(event.args)")
+    if message is None:
+        assert program({"f": text, "args": args}, RECORD) == "[1, {a: null}]"
+        return
+    with pytest.raises(EvaluationError) as info:
+        program({"f": text, "args": args}, RECORD)
+    assert info.value.message == message
+
+
+def test_format_string_clause_on_a_duration_and_a_map_ordering() -> None:
+    assert run("'%s'.format([duration('-1.5s')])") == "-1.5s"
+    assert run("'%s'.format([event])", {"b": 1, "a": 2, "B": {"y": [], "x": {}}}) == "{B: {x: {}, y: []}, a: 2, b: 1}"
+    assert run("event.f.format([1])", {"f": "%%%s"}) == "%1"
 
 
 def test_limits() -> None:
