@@ -1,25 +1,24 @@
 """The Redis store: a data product's rows as hashes or JSON strings, with fenced positions.
 
 Opened by `provisioner.stores.registry.open_store`; driven by the consumer loop through the
-`Store` protocol. `prepare` turns a batch into ready-to-send RESP bytes (pure, so its cost is
-measurable and a value that cannot be written is rejected before any I/O); `apply` sends the whole
-batch in one MULTI/EXEC, after WATCHing and comparing the positions hash (spec.md, "Stores").
+`Store` protocol. `prepare` turns a batch into one flat list of strings per key (pure, so its cost
+is measurable and a value that cannot be written is rejected before any I/O); `apply` sends the
+whole batch as one JSON argument of one server-side script, which compares the positions (the
+fence), writes every key and sets the new positions in one atomic step (spec.md, "Stores").
 Works with Redis 6.2 and later; no module is needed (`json` is a SET of a JSON string).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 import redis
-from redis._parsers import _HiredisParser
-from redis._parsers import hiredis as _hiredis_parser
 from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisError
 from redis.retry import Retry
 
 from provisioner.pipeline.encoding import encode_value, to_json
@@ -32,51 +31,65 @@ from provisioner.stores.base import PositionConflict, Rejected, StoreError, mask
 # such key starts with the byte 0xFF. Data keys are keyPrefix + rendered key, both UTF-8 text, and
 # 0xFF never occurs in UTF-8, so no prefix (even an empty one) and no key can ever produce, match or
 # overwrite a positions key. One key per partition lets replicas that own different partitions
-# commit side by side: each WATCHes only its own partitions' keys.
+# commit side by side: each batch compares and moves only its own partitions' keys.
 POSITIONS_KEY_PREFIX: Final = b"\xffprovisioner:positions:"
-_MULTI: Final = b"*1\r\n$5\r\nMULTI\r\n"
-_EXEC: Final = b"*1\r\n$4\r\nEXEC\r\n"
 _SCAN_COUNT = 1000
 _UNLINK_CHUNK = 500
 
-
-def _bulk(arg: bytes) -> bytes:
-    """One argument as a RESP bulk string."""
-    return b"$%d\r\n%s\r\n" % (len(arg), arg)
-
-
-def _command(*args: bytes) -> bytes:
-    """One command in RESP, the wire format (an array of bulk strings)."""
-    return b"*%d\r\n" % len(args) + b"".join(_bulk(arg) for arg in args)
-
-
-def _read_queued(connection: Any, count: int) -> None:
-    """Read `count` status replies (+OK / +QUEUED); an error reply raises (and aborts the MULTI).
-
-    A batch queues hundreds of thousands of commands; redis-py's `read_response` costs a few
-    microseconds of Python per reply (holding the GIL the consumer's loop needs), so with the
-    hiredis parser the replies are taken straight from its reader. Any other parser (or a redis-py
-    whose internals differ) gets the generic loop.
-    """
-    parser = getattr(connection, "_parser", None)
-    reader = getattr(parser, "_reader", None)
-    fill = getattr(parser, "read_from_socket", None)
-    pending = getattr(_hiredis_parser, "NOT_ENOUGH_DATA", None)
-    if not isinstance(parser, _HiredisParser) or reader is None or fill is None or pending is None:
-        for _ in range(count):
-            connection.read_response()
-        return
-    gets = reader.gets
-    while count:
-        reply = gets()
-        if reply is pending:  # not enough data buffered yet
-            fill()
-            continue
-        if isinstance(reply, Exception):
-            if isinstance(reply, ResponseError | RedisConnectionError):
-                raise reply
-            raise ResponseError(str(reply))
-        count -= 1
+# The batch, applied atomically (a script runs alone on the server, so it needs no WATCH):
+#   KEYS: the position key of each partition of the batch, then the index of partitions;
+#   ARGV[1] the structure (hash or json), ARGV[2] the TTL in ms ('' none), ARGV[3] the writes as one
+#   JSON array of [key, field, value, ...] (hash) or [key, document] (json), [key] alone deleting;
+#   then per partition, in KEYS order: the position the batch starts from ('' none), the one it
+#   ends at ('' unchanged) and the partition number.
+# If a stored position differs from the start, nothing is written and the reply names the partition.
+# Like MULTI/EXEC, a write the server refuses (a key of another type) does not stop the others, the
+# positions still move, and the first error is the reply.
+APPLY_SCRIPT: Final = """
+local n = #KEYS - 1
+for i = 1, n do
+  local stored = redis.call('GET', KEYS[i])
+  if not stored then stored = '' end
+  if stored ~= ARGV[3 * i + 1] then
+    return {'conflict', ARGV[3 * i + 3], stored, ARGV[3 * i + 1]}
+  end
+end
+local writes = cjson.decode(ARGV[3])
+local ttl = ARGV[2]
+local failed = nil
+local function check(reply)
+  if type(reply) == 'table' and reply.err and not failed then failed = reply.err end
+end
+if ARGV[1] == 'hash' then
+  for _, w in ipairs(writes) do
+    check(redis.pcall('DEL', w[1]))
+    if #w > 1 then
+      check(redis.pcall('HSET', unpack(w)))
+      if ttl ~= '' then check(redis.pcall('PEXPIRE', w[1], ttl)) end
+    end
+  end
+else
+  for _, w in ipairs(writes) do
+    if #w > 1 then
+      if ttl ~= '' then check(redis.pcall('SET', w[1], w[2], 'PX', ttl))
+      else check(redis.pcall('SET', w[1], w[2])) end
+    else
+      check(redis.pcall('DEL', w[1]))
+    end
+  end
+end
+for i = 1, n do
+  local final = ARGV[3 * i + 2]
+  if final ~= '' then
+    redis.call('SET', KEYS[i], final)
+    redis.call('SADD', KEYS[n + 1], ARGV[3 * i + 3])
+  end
+end
+if failed then return redis.error_reply(failed) end
+return 'OK'
+"""
+APPLY_SCRIPT_SHA: Final = hashlib.sha1(APPLY_SCRIPT.encode()).hexdigest()  # noqa: S324 - Redis names scripts so
+_encode_writes = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
 
 
 def _glob_escape(prefix: bytes) -> bytes:
@@ -89,26 +102,23 @@ def _glob_escape(prefix: bytes) -> bytes:
     return bytes(out)
 
 
-class RedisWrite(NamedTuple):
-    """One prepared key write: the RESP commands that leave `key` in its final state for the batch.
-
-    A named tuple (not a dataclass): one is built per key of every batch, and a tuple is cheaper.
-    """
-
-    key: bytes
-    commands: bytes
-    commands_count: int
+# One prepared key write: [key, field, value, ...] (hash: the whole hash, none = deleted),
+# [key, document] (json) or [key] (deleted). Lists of str: the batch goes to the server as JSON.
+RedisWrite = list[str]
 
 
 class _Unwritable(ValueError):
     pass
 
 
-def _utf8(text: str, what: str) -> bytes:
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise _Unwritable(f"{what} contains a lone surrogate, not valid UTF-8") from None
+def _utf8(text: str, what: str) -> str:
+    """`text`, checked to be valid UTF-8 (no lone surrogate)."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _Unwritable(f"{what} contains a lone surrogate, not valid UTF-8") from None
+    return text
 
 
 class RedisStore:
@@ -121,12 +131,12 @@ class RedisStore:
         self._prefix = product.key_prefix(store).encode("utf-8")
         self._structure = store.redis.structure
         self._fields = tuple(product.fields)
-        self._field_bulks = tuple((name, _bulk(name.encode("utf-8"))) for name in self._fields)
+        self._prefix_text = product.key_prefix(store)
         ttl = parse_duration(store.redis.ttl) if store.redis.ttl else None
         millis = round(ttl.total_seconds() * 1000) if ttl is not None else 0
         # Sub-millisecond TTLs round up to 1 ms; a zero TTL means no expiry (PX 0 is an error).
         positive = ttl is not None and ttl.total_seconds() > 0
-        self._ttl_bulk = _bulk(b"%d" % max(1, millis)) if positive else None
+        self._ttl = str(max(1, millis)) if positive else ""
         topic = product.spec.source.topic
         self.positions_key = POSITIONS_KEY_PREFIX + f"{product.consumer_group(store)}:{topic}".encode()
         self._partitions_key = self.positions_key + b":partitions"
@@ -173,88 +183,72 @@ class RedisStore:
     def prepare(self, changes: Sequence[Change]) -> tuple[list[Any], list[Rejected]]:
         # The last op per key wins within a batch (each op replaces the whole key), so one write
         # per key is both faster and the same result as applying every change in order. Keys are
-        # distinct, so the order of the writes in the MULTI does not change the result.
-        writes: dict[bytes, RedisWrite] = {}
+        # distinct, so the order of the writes does not change the result.
+        writes: dict[str, RedisWrite] = {}
         rejected: list[Rejected] = []
         if self._structure != "hash":
             for change in changes:
                 try:
-                    write = self._write(change)
+                    whole = self._write(change)
                 except _Unwritable as error:
                     rejected.append(Rejected(change, DeadLetter("store", str(error))))
                     continue
-                writes[write.key] = write
+                writes[whole[0]] = whole
             return list(writes.values()), rejected
         # The hash structure, inlined: this loop runs for every row of every batch. Values are
         # encoded by a shortcut for str, int and finite float and by `encode_value` otherwise (the
         # property test in tests/unit/test_encoding.py holds the two to the same text). Anything
-        # unusual (a value that is not UTF-8) goes through `_write`, which says what is wrong.
-        prefix = self._prefix
-        field_bulks = self._field_bulks
-        ttl_bulk = self._ttl_bulk
+        # unusual (text that is not valid UTF-8) goes through `_write`, which says what is wrong.
+        prefix = self._prefix_text
+        fields = self._fields
         isfinite = math.isfinite
         for change in changes:
             op = change.op
             parts = op.key
-            try:
-                if len(parts) == 1 and type(parts[0]) is str:
-                    key = prefix + parts[0].encode("utf-8")
-                else:
-                    key = prefix + render_key(parts).encode("utf-8")
-                key_bulk = b"$%d\r\n%s\r\n" % (len(key), key)
-                if type(op) is not Upsert:
-                    writes[key] = RedisWrite(key, b"*2\r\n$3\r\nDEL\r\n" + key_bulk, 1)
+            key = prefix + parts[0] if len(parts) == 1 and type(parts[0]) is str else prefix + render_key(parts)
+            if type(op) is not Upsert and key.isascii():
+                writes[key] = [key]
+                continue
+            ascii_only = key.isascii()
+            write: RedisWrite = [key]
+            row = op.row if type(op) is Upsert else {}
+            for name in fields:
+                value = row.get(name)
+                text: str
+                kind = type(value)
+                if kind is str:
+                    text = value  # type: ignore[assignment]
+                    if ascii_only and not text.isascii():
+                        ascii_only = False
+                elif value is None:
                     continue
-                row = op.row
-                pairs: list[bytes] = []
-                for name, name_bulk in field_bulks:
-                    value = row.get(name)
-                    text: str
-                    kind = type(value)
-                    if kind is str:
-                        text = value  # type: ignore[assignment]
-                    elif value is None:
+                elif kind is int:
+                    text = str(value)
+                elif kind is float and isfinite(value):
+                    text = repr(value)  # what json.dumps writes for a finite float
+                else:
+                    encoded = encode_value(value)
+                    if encoded is None:
                         continue
-                    elif kind is int:
-                        text = str(value)
-                    elif kind is float and isfinite(value):
-                        text = repr(value)  # what json.dumps writes for a finite float
-                    else:
-                        encoded = encode_value(value)
-                        if encoded is None:
-                            continue
-                        text = encoded
-                    data = text.encode("utf-8")
-                    pairs.append(name_bulk)
-                    pairs.append(b"$%d\r\n%s\r\n" % (len(data), data))
-            except UnicodeEncodeError:
+                    text = encoded
+                    ascii_only = ascii_only and text.isascii()
+                write.append(name)
+                write.append(text)
+            if not ascii_only:
                 try:
                     write = self._write(change)
                 except _Unwritable as error:
                     rejected.append(Rejected(change, DeadLetter("store", str(error))))
                     continue
-                writes[write.key] = write  # pragma: no cover - _write refuses what failed here
-                continue
-            # The whole hash is replaced: DEL first so fields that became null disappear.
-            if not pairs:
-                writes[key] = RedisWrite(key, b"*2\r\n$3\r\nDEL\r\n" + key_bulk, 1)
-                continue
-            commands = b"*2\r\n$3\r\nDEL\r\n%s*%d\r\n$4\r\nHSET\r\n%s%s" % (
-                key_bulk, len(pairs) + 2, key_bulk, b"".join(pairs))
-            if ttl_bulk is None:
-                writes[key] = RedisWrite(key, commands, 2)
-            else:
-                writes[key] = RedisWrite(key, commands + b"*3\r\n$7\r\nPEXPIRE\r\n" + key_bulk + ttl_bulk, 3)
+            writes[key] = write
         return list(writes.values()), rejected
 
     def _write(self, change: Change) -> RedisWrite:
-        # Builds RESP by hand (the key's bulk string once, field names precomputed): this loop
-        # runs for every row, and redis-py's generic command packing would triple its cost.
+        """One key's write, every text checked (the general path; the hash loop above inlines it)."""
         op = change.op
-        key = self._prefix + _utf8(render_key(op.key), "the key")
-        key_bulk = _bulk(key)
+        key = self._prefix_text + _utf8(render_key(op.key), "the key")
         if not isinstance(op, Upsert):
-            return RedisWrite(key, b"*2\r\n$3\r\nDEL\r\n" + key_bulk, 1)
+            return [key]
         row = op.row
         if self._structure == "json":
             document = {name: row.get(name) for name in self._fields}
@@ -262,25 +256,14 @@ class RedisStore:
                 text = to_json(document, allow_nan=False)
             except ValueError:
                 raise _Unwritable("a field is NaN or infinity, which JSON cannot represent") from None
-            value = _bulk(_utf8(text, "the row"))
-            if self._ttl_bulk is None:
-                return RedisWrite(key, b"*3\r\n$3\r\nSET\r\n" + key_bulk + value, 1)
-            return RedisWrite(key, b"*5\r\n$3\r\nSET\r\n" + key_bulk + value + b"$2\r\nPX\r\n"
-                              + self._ttl_bulk, 1)
-        pairs: list[bytes] = []
-        for name, name_bulk in self._field_bulks:
+            return [key, _utf8(text, "the row")]
+        write: RedisWrite = [key]
+        for name in self._fields:
             encoded = encode_value(row.get(name))
             if encoded is not None:
-                pairs.append(name_bulk)
-                pairs.append(_bulk(_utf8(encoded, f"field {name!r}")))
-        # The whole hash is replaced: DEL first so fields that became null disappear.
-        commands = b"*2\r\n$3\r\nDEL\r\n" + key_bulk
-        if not pairs:
-            return RedisWrite(key, commands, 1)
-        commands += b"*%d\r\n$4\r\nHSET\r\n%s%s" % (len(pairs) + 2, key_bulk, b"".join(pairs))
-        if self._ttl_bulk is None:
-            return RedisWrite(key, commands, 2)
-        return RedisWrite(key, commands + b"*3\r\n$7\r\nPEXPIRE\r\n" + key_bulk + self._ttl_bulk, 3)
+                write.append(_utf8(name, "a field name"))
+                write.append(_utf8(encoded, f"field {name!r}"))
+        return write
 
     def partition_key(self, partition: int) -> bytes:
         """The key holding one partition's position."""
@@ -317,8 +300,8 @@ class RedisStore:
             raise self._error("applying a batch failed", error) from None
         finally:
             if not healthy:
-                # Unread replies may be pending: the connection is unusable, and closing it makes
-                # the server discard the open MULTI.
+                # A reply may be pending (the script may still be running): the connection is
+                # unusable; the script itself is atomic, so it has either run whole or not at all.
                 connection.disconnect()
             pool.release(connection)
 
@@ -333,40 +316,25 @@ class RedisStore:
         if not partitions:
             return
         keys = [self.partition_key(p) for p in partitions]
-        connection.send_command("WATCH", *keys)
-        connection.read_response()
-        connection.send_command("MGET", *keys)
-        reply = connection.read_response()
-        stored = {p: int(o) for p, o in zip(partitions, reply, strict=True) if o is not None}
+        keys.append(self._partitions_key)
+        args: list[Any] = [self._structure, self._ttl, _encode_writes(prepared)]
         for partition in partitions:
-            if stored.get(partition) != start.get(partition):
-                connection.send_command("UNWATCH")
-                connection.read_response()
-                raise PositionConflict(
-                    f"partition {partition}: the store is at {stored.get(partition)}, "
-                    f"the batch started from {start.get(partition)}"
-                )
-        position_args: list[bytes] = []
-        for partition, offset in end.items():
-            position_args += [self.partition_key(partition), b"%d" % offset]
-        chunks = [_MULTI]
-        queued = 0
-        for write in prepared:
-            chunks.append(write.commands)
-            queued += write.commands_count
-        if position_args:
-            chunks.append(_command(b"MSET", *position_args))
-            chunks.append(_command(b"SADD", self._partitions_key, *(b"%d" % p for p in end)))
-            queued += 2
-        chunks.append(_EXEC)
-        connection.send_packed_command(chunks)
-        _read_queued(connection, 1 + queued)  # +OK for MULTI, then a +QUEUED per command
-        results = connection.read_response()
-        if results is None:
-            raise PositionConflict("the positions changed between WATCH and EXEC")
-        for result in results:
-            if isinstance(result, Exception):
-                raise result
+            begin = start.get(partition)
+            final = end.get(partition)
+            args += ["" if begin is None else b"%d" % begin, "" if final is None else b"%d" % final,
+                     b"%d" % partition]
+        connection.send_command("EVALSHA", APPLY_SCRIPT_SHA, len(keys), *keys, *args)
+        try:
+            reply = connection.read_response()
+        except NoScriptError:
+            # A restarted or flushed server forgot the script: EVAL sends it (and caches it again).
+            connection.send_command("EVAL", APPLY_SCRIPT, len(keys), *keys, *args)
+            reply = connection.read_response()
+        if isinstance(reply, list) and reply and reply[0] == b"conflict":
+            _, partition, stored, began = (item.decode() for item in reply)
+            raise PositionConflict(
+                f"partition {partition}: the store is at {stored or None}, the batch started from {began or None}"
+            )
 
     def inspect(self, limit: int) -> list[dict[str, Any]]:
         keys: list[bytes] = []

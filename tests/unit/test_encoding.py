@@ -55,38 +55,14 @@ STORE = _store()
 TEXT_FAST = _fast("text", to_text)
 
 
-def _resp_array(data: bytes, at: int) -> tuple[list[bytes], int]:
-    """One RESP array of bulk strings starting at `at`; its items and where the next one starts."""
-    assert data[at:at + 1] == b"*"
-    end = data.index(b"\r\n", at)
-    count = int(data[at + 1:end])
-    items: list[bytes] = []
-    at = end + 2
-    for _ in range(count):
-        assert data[at:at + 1] == b"$"
-        size_end = data.index(b"\r\n", at)
-        size = int(data[at + 1:size_end])
-        start = size_end + 2
-        items.append(data[start:start + size])
-        at = start + size + 2
-    return items, at
-
-
 def redis_hash_field(value: Any) -> str | ConversionError | None:
     """What the Redis hash fast path writes for field `v` (None: no field), or its refusal."""
     prepared, rejected = STORE.prepare([Change(0, 0, 0, Upsert(("k",), {"id": "k", "v": value}))])
     if rejected:
         return ConversionError(rejected[0].dead_letter.message)
-    commands = prepared[0].commands
-    at = 0
-    fields: dict[bytes, bytes] = {}
-    while at < len(commands):
-        items, at = _resp_array(commands, at)
-        if items[0] == b"HSET":
-            pairs = items[2:]
-            fields.update(zip(pairs[::2], pairs[1::2], strict=True))
-    raw = fields.get(b"v")
-    return None if raw is None else raw.decode("utf-8")
+    write = prepared[0]
+    fields = dict(zip(write[1::2], write[2::2], strict=True))
+    return fields.get("v")
 
 
 def _utf8(text: str) -> bool:
