@@ -375,6 +375,7 @@ class StoreRunner:
             if not building.is_alive():
                 break
             if self._shadow_ready(builder, built):
+                log.info("version %s caught up with the stream; switching", shadow.version)
                 done = True
                 break
             self._sleep(POLL_SECONDS)
