@@ -29,6 +29,7 @@ from provisioner.kube.reconcile import CHILD_KINDS
 from provisioner.stream import kafka as kafka_helpers
 from tests.integration.conftest import kafka_bootstrap, redis_server  # noqa: F401  (fixtures)
 
+from .argocd_health import health
 from .operator_harness import (
     OperatorProcess,
     children,
@@ -165,6 +166,7 @@ def test_invalid_spec_is_reported_and_changes_no_child(kube: KubeClient, namespa
     ready = wait_for("Ready=False naming the error", lambda: (c := condition(_get(kube, namespace, "broken"), "Ready"))
                      and c["reason"] == "InvalidSpec" and c)
     assert ready["message"].startswith("spec.fields.amount: ")
+    assert health(_get(kube, namespace, "broken") or {}) == ("Degraded", ready["message"])
     assert "column" in ready["message"]
     # The same words `provisioner validate` prints for the same spec in a file.
     assert ready["observedGeneration"] == 2
@@ -219,11 +221,13 @@ def test_status_from_real_data(kube: KubeClient, namespace: str, operator: Opera
                                                                                     "ConsumersReady"))
                      and c["status"] == "False" and c)
     assert first["reason"] == "NoConsumer"
+    assert health(_get(kube, namespace, "fresh") or {})[0] == "Progressing"
     consumer = _consumer(kube, namespace, "fresh", kafka_bootstrap, store_url, tmp_path)
     try:
         body = wait_for("Ready", lambda: (b := _get(kube, namespace, "fresh"))
                         and (condition(b, "Ready") or {}).get("status") == "True" and b, timeout=90)
         assert condition(body, "CaughtUp")["status"] == "True"  # type: ignore[index]
+        assert health(body)[0] == "Healthy"
         store = body["status"]["stores"][0]
         assert store["lag"] == 0 and store["position"] == 43
         wait_for("3 dead letters", lambda: ((_get(kube, namespace, "fresh") or {}).get("status") or {})
@@ -237,6 +241,7 @@ def test_status_from_real_data(kube: KubeClient, namespace: str, operator: Opera
                      and c["status"] == "False" and c)
     assert fresh["reason"] == "Stale"
     body = _get(kube, namespace, "fresh")
+    assert health(body or {})[0] == "Degraded"
     assert condition(body, "Ready")["status"] == "False"  # type: ignore[index]
     assert condition(body, "CaughtUp")["status"] == "True"  # type: ignore[index]  (pre-loaded once)
     wait_for("lag 1", lambda: ((_get(kube, namespace, "fresh") or {}).get("status") or {}).get("lag") == 1)
