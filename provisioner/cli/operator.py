@@ -70,6 +70,7 @@ def operator(
     settings = Settings(
         kafka_bootstrap=kafka_bootstrap, credentials_key=key.encode() if key else None, image=image,
         redis_image=redis_image, postgres_image=postgres_image, storage_size=storage_size,
+        operator_namespace=lease_namespace,
     )
     config = OperatorConfig(
         settings=settings, namespaces=tuple(namespaces), kubeconfig=kubeconfig, context=context, workers=workers,

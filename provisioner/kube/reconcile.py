@@ -41,7 +41,14 @@ from typing import Any
 from provisioner.errors import ProvisionerError
 from provisioner.kube.client import ApiRefusedError, KubeClient
 from provisioner.kube.observe import Observer
-from provisioner.kube.render import DEFAULT_IMAGE, DEFAULT_POSTGRES_IMAGE, DEFAULT_REDIS_IMAGE, RenderOptions, render
+from provisioner.kube.render import (
+    DEFAULT_IMAGE,
+    DEFAULT_POSTGRES_IMAGE,
+    DEFAULT_REDIS_IMAGE,
+    OPERATOR_NAMESPACE,
+    RenderOptions,
+    render,
+)
 from provisioner.kube.status import Observation, Transition, compute_status, invalid_status, transitions
 from provisioner.spec.durations import parse_duration
 from provisioner.spec.findings import Finding, SpecError
@@ -78,6 +85,7 @@ class Settings:
     postgres_image: str = DEFAULT_POSTGRES_IMAGE
     storage_size: str = "1Gi"
     environ: dict[str, str] | None = field(default=None, repr=False)
+    operator_namespace: str = OPERATOR_NAMESPACE  # the operator's own (its pods may reach managed stores)
 
 
 @dataclass(slots=True)
@@ -134,7 +142,7 @@ def desired_objects(product: DataProduct, body: Mapping[str, Any], settings: Set
         kafka_bootstrap=settings.kafka_bootstrap, namespace=body["metadata"]["namespace"], image=settings.image,
         redis_image=settings.redis_image, postgres_image=settings.postgres_image, storage_size=settings.storage_size,
         with_secrets=True, credentials_key=settings.credentials_key, owner=owner_reference(body),
-        environ=settings.environ,
+        environ=settings.environ, operator_namespace=settings.operator_namespace,
     )
     try:
         objects = render([product], options)[0].objects

@@ -70,6 +70,10 @@ _RESOURCES = {
 }
 
 
+OPERATOR_NAMESPACE = "provisioner-system"
+OPERATOR_POD_LABELS = {"app.kubernetes.io/name": "provisioner-operator"}  # operators/deployment.yaml's pods
+
+
 @dataclass(frozen=True, slots=True)
 class RenderOptions:
     """What the platform decides, not the spec: Kafka, images, storage, secrets, the owner."""
@@ -84,6 +88,7 @@ class RenderOptions:
     credentials_key: bytes | None = None  # needed with with_secrets when a store is managed
     owner: dict[str, Any] | None = None  # an ownerReference added to every object
     environ: dict[str, str] | None = field(default=None, repr=False)  # for ${ENV} in connection URLs
+    operator_namespace: str = OPERATOR_NAMESPACE  # the operator's pods may reach managed stores (positions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +205,8 @@ def _render_product(environment: jinja2.Environment, product: DataProduct, consu
         "spec_dir": SPEC_DIR,
         "spec_yaml": spec_yaml,
         "reader_label": READER_LABEL_PREFIX + name,
+        "operator_namespace": options.operator_namespace,
+        "operator_pod_labels": OPERATOR_POD_LABELS,
         "images": {"consumer": options.image, "redis": options.redis_image, "postgres": options.postgres_image},
         "resources": _RESOURCES,
         "storage_size": options.storage_size,

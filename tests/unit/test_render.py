@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,17 @@ def test_a_store_accepts_only_its_consumers_and_readers() -> None:
         sources = policy["spec"]["ingress"][0]["from"]
         assert sources[0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "consumer"
         assert sources[1]["podSelector"]["matchLabels"] == {f"reads.provisioner.dev/{rendered.product}": "true"}
+        # The operator reads the store's positions: its pods (the bundle's labels) in its namespace.
+        assert sources[2] == {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "provisioner-system"}},
+                              "podSelector": {"matchLabels": {"app.kubernetes.io/name": "provisioner-operator"}}}
+        assert len(sources) == 3
+
+
+def test_the_operator_namespace_in_store_policies_follows_the_option() -> None:
+    [rendered] = render([products()[-1]], replace(options(), operator_namespace="platform-ops"))
+    for policy in (o for o in rendered.objects if o["kind"] == "NetworkPolicy"):
+        peer = policy["spec"]["ingress"][0]["from"][2]
+        assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "platform-ops"}
 
 
 def test_managed_credentials_are_stable_and_per_store() -> None:
