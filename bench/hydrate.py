@@ -6,7 +6,7 @@ One run, one machine, these figures (records per second):
   R2  `provisioner consume` into Postgres (upsert);
   Rn  naive loops writing one row per record (Redis HSET per record; Postgres INSERT ... ON CONFLICT
       and a commit per record), on a smaller sample;
-and prints R1/R0 (goal >= 0.7), R2/R0 (goal >= 0.5), R2/Rn (goal >= 5) and the consumer's peak RSS
+and prints R1/R0 (goal >= 0.7), R2/R0 (goal >= 0.7), R2/Rn (goal >= 5) and the consumer's peak RSS
 (goal < 250 MB, VmHWM of the consumer process).
 
 Fairness: the ratios compare the same span on both sides, the steady stream. R0 is timed from the
@@ -26,13 +26,15 @@ It starts its own broker and embedded servers under a temporary state directory,
 PROVISIONER_KAFKA_BOOTSTRAP, BENCH_REDIS_URL and BENCH_POSTGRES_URL are all set. On a shared
 machine the figures vary by 10-20% from run to run: compare ratios from the same run.
 
-Run: .venv/bin/python bench/hydrate.py [EVENTS=200000] [NAIVE=20000]
+Run: .venv/bin/python bench/hydrate.py [EVENTS=200000] [NAIVE=20000] [--rounds N] [--quick] [--profile]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,6 +43,7 @@ import uuid
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -183,6 +186,117 @@ def _vm_hwm_kb(pid: int) -> int:
     return 0
 
 
+PROFILED = ("gc", "kafka poll + decode", "pipeline", "preparation", "waiting for the store write", "other")
+
+
+def profile_run(spec: Path, store: str, bootstrap: str, url: str, count: int, product: DataProduct,
+                folder: Path) -> None:
+    """Run one consumer in a child process with its steps timed, and print where its main thread's
+    time goes (shares of wall-clock from the first applied batch; GC counted apart from the step it
+    interrupted) and the process's CPU per record."""
+    out = folder / f"profile-{store}.json"
+    subprocess.run([sys.executable, str(Path(__file__).resolve()), "--profile-child", str(spec), store,
+                    bootstrap, url, str(count), str(out)], cwd=str(ROOT), check=True)
+    result = json.loads(out.read_text())
+    wall, records, cpu = result["wall"], result["records"], result["cpu"]
+    shares = "  ".join(f"{name} {100 * result['steps'][name] / wall:.0f}%" for name in PROFILED)
+    print(f"profile {store:<5} {records / wall:>9,.0f} records/s  {shares}", flush=True)
+    print(f"              process CPU {cpu / wall:.2f} cores, {1e6 * cpu / records:.1f} us per record;"
+          f" writer thread {100 * result['writer_cpu'] / wall:.0f}% of a core; {result['collections']} GC runs"
+          f" ({result['full_collections']} full)", flush=True)
+
+
+def profile_child(spec_path: str, store_name: str, bootstrap: str, url: str, count: int, out: str) -> None:
+    """The consumer of `profile_run`, in this process: its steps wrapped with timers."""
+    import gc
+    import threading
+
+    from provisioner.runtime import consumer as consumer_module
+
+    product = load_products([Path(spec_path)])[0].product
+    store_spec = product.store(store_name)
+    store = open_store(product, store_spec, url)
+    main = threading.main_thread()
+    steps = dict.fromkeys(PROFILED, 0.0)
+    gc_state = {"since": 0.0, "total": 0.0, "runs": 0, "full": 0, "main": 0.0}
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        now = time.perf_counter()
+        if phase == "start":
+            gc_state["since"] = now
+            return
+        spent = now - gc_state["since"]
+        gc_state["total"] += spent
+        gc_state["runs"] += 1
+        gc_state["full"] += info.get("generation") == 2
+        if threading.current_thread() is main:
+            gc_state["main"] += spent
+
+    gc.callbacks.append(on_gc)
+
+    def timed(name: str, function: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            started, gc_before = time.perf_counter(), gc_state["main"]
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent = time.perf_counter() - started - (gc_state["main"] - gc_before)
+                steps[name] += spent
+        return wrapper
+
+    writer_cpu = [0.0]
+
+    class Profiled(consumer_module.StoreConsumer):
+        def _new_consumer(self) -> Any:
+            kafka = super()._new_consumer()
+            kafka.poll = timed("kafka poll + decode", kafka.poll)
+            return kafka
+
+        def _write(self, *args: Any) -> float:
+            started = time.thread_time()
+            try:
+                return super()._write(*args)
+            finally:
+                writer_cpu[0] += time.thread_time() - started
+
+    consumer_module.transform = timed("pipeline", consumer_module.transform)  # type: ignore[attr-defined]
+    store.prepare = timed("preparation", store.prepare)  # type: ignore[method-assign]
+    Profiled._settle = timed("waiting for the store write", Profiled._settle)  # type: ignore[method-assign]
+    consumer = Profiled(product, store_spec, store, bootstrap)
+    reader = open_store(product, store_spec, url)
+    marks: dict[str, Any] = {}
+
+    def watch() -> None:
+        while True:
+            time.sleep(POLL_EVERY)
+            try:
+                done = sum(reader.read_positions().values())
+            except Exception:
+                done = 0
+            if done and "first" not in marks:
+                # Reset the books at the first applied batch: the steady stream only.
+                marks["first"] = (time.perf_counter(), time.process_time(), dict(steps), gc_state["main"],
+                                  writer_cpu[0], gc_state["runs"], gc_state["full"], done)
+            if done >= count:
+                marks["last"] = (time.perf_counter(), time.process_time(), dict(steps), gc_state["main"],
+                                 writer_cpu[0], gc_state["runs"], gc_state["full"], done)
+                consumer.stop()
+                return
+
+    threading.Thread(target=watch, daemon=True).start()
+    consumer.run()
+    reader.close()
+    first, last = marks["first"], marks["last"]
+    wall = last[0] - first[0]
+    spent = {name: last[2][name] - first[2][name] for name in PROFILED}
+    spent["gc"] = last[3] - first[3]
+    spent["other"] = max(0.0, wall - sum(spent.values()))
+    Path(out).write_text(json.dumps({
+        "wall": wall, "cpu": last[1] - first[1], "steps": spent, "writer_cpu": last[4] - first[4],
+        "collections": last[5] - first[5], "full_collections": last[6] - first[6], "records": last[7] - first[7],
+    }))
+
+
 def sample(bootstrap: str, topic: str, count: int) -> list[Record]:
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **FETCH)
     parts = [TopicPartition(topic, p) for p in range(PARTITIONS)]
@@ -257,9 +371,31 @@ def with_servers(body: Callable[[str, str, str, Path], None]) -> None:
         devbroker.down(state, purge=True)
 
 
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("events", nargs="?", type=int, default=200_000, help="events produced (200000)")
+    parser.add_argument("naive", nargs="?", type=int, default=20_000, help="records of the naive loops (20000)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="alternate R0, R1, R2 this many times and print medians (default 1)")
+    parser.add_argument("--quick", action="store_true", help="only R0, R1 and R2: no replicas, no naive loops")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile one consumer run per store (GC, decode, pipeline, preparation, I/O wait)")
+    return parser.parse_args(argv)
+
+
 def main() -> None:
-    count = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
-    naive_count = int(sys.argv[2]) if len(sys.argv) > 2 else 20_000
+    if sys.argv[1:2] == ["--profile-child"]:
+        spec_path, store_name, bootstrap, url, count, out = sys.argv[2:8]
+        profile_child(spec_path, store_name, bootstrap, url, int(count), out)
+        return
+    args = parse_args(sys.argv[1:])
+    count = args.events
+    naive_count = args.naive
 
     def body(bootstrap: str, redis_url: str, postgres_url: str, folder: Path) -> None:
         topic = f"bench.orders.{uuid.uuid4().hex[:8]}"
@@ -268,33 +404,64 @@ def main() -> None:
         t = time.perf_counter()
         produce(bootstrap, topic, count)
         print(f"produced {count} events in {time.perf_counter() - t:.1f}s", flush=True)
-        r0_start, r0 = bare_loop(bootstrap, topic, count)
-        print(f"R0 bare poll + json.loads       {r0:>10,.0f} records/s steady  ({r0_start:,.0f}/s from the start)",
-              flush=True)
-        r1_start, r1, rss1 = consumer_run(spec, "cache", bootstrap, redis_url, count, product, folder)
-        print(f"R1 consume -> Redis             {r1:>10,.0f} records/s steady  ({r1_start:,.0f}/s from process"
-              f" start, peak RSS {rss1:.0f} MB)", flush=True)
-        r2_start, r2, rss2 = consumer_run(spec, "db", bootstrap, postgres_url, count, product, folder)
-        print(f"R2 consume -> Postgres          {r2:>10,.0f} records/s steady  ({r2_start:,.0f}/s from process"
-              f" start, peak RSS {rss2:.0f} MB)", flush=True)
-        # The same work split over two consumer processes of one group (consumer.replicas: 2), each
-        # fencing only its own partitions; a fresh product, so both start from the beginning.
-        spec2 = bench_spec(folder, topic)
-        product2 = load_products([spec2])[0].product
-        r1x2 = consumer_run(spec2, "cache", bootstrap, redis_url, count, product2, folder, replicas=2)[1]
-        r2x2 = consumer_run(spec2, "db", bootstrap, postgres_url, count, product2, folder, replicas=2)[1]
-        print(f"R1x2, R2x2: two replicas        {r1x2:>10,.0f} / {r2x2:,.0f} records/s steady", flush=True)
-        records = sample(bootstrap, topic, naive_count)
-        rn_redis = naive_redis(product, redis_url, records)
-        print(f"Rn naive Redis HSET per record  {rn_redis:>10,.0f} records/s  ({naive_count} records)", flush=True)
-        rn_pg = naive_postgres(product, postgres_url, records)
-        print(f"Rn naive Postgres commit/record {rn_pg:>10,.0f} records/s  ({naive_count} records)", flush=True)
+        r0s: list[tuple[float, float]] = []
+        r1s: list[tuple[float, float, float]] = []
+        r2s: list[tuple[float, float, float]] = []
+        for round_ in range(args.rounds):
+            if args.rounds > 1:
+                print(f"-- round {round_ + 1}/{args.rounds}", flush=True)
+            r0_start, r0 = bare_loop(bootstrap, topic, count)
+            r0s.append((r0_start, r0))
+            print(f"R0 bare poll + json.loads       {r0:>10,.0f} records/s steady  ({r0_start:,.0f}/s from the start)",
+                  flush=True)
+            # A fresh product per round, so each consumer run starts from the beginning.
+            spec_n = spec if round_ == 0 else bench_spec(folder, topic)
+            product_n = product if round_ == 0 else load_products([spec_n])[0].product
+            r1_start, r1, rss1 = consumer_run(spec_n, "cache", bootstrap, redis_url, count, product_n, folder)
+            r1s.append((r1_start, r1, rss1))
+            print(f"R1 consume -> Redis             {r1:>10,.0f} records/s steady  ({r1_start:,.0f}/s from process"
+                  f" start, peak RSS {rss1:.0f} MB)", flush=True)
+            r2_start, r2, rss2 = consumer_run(spec_n, "db", bootstrap, postgres_url, count, product_n, folder)
+            r2s.append((r2_start, r2, rss2))
+            print(f"R2 consume -> Postgres          {r2:>10,.0f} records/s steady  ({r2_start:,.0f}/s from process"
+                  f" start, peak RSS {rss2:.0f} MB)", flush=True)
+        r0 = _median([x[1] for x in r0s])
+        r0_start = _median([x[0] for x in r0s])
+        r1 = _median([x[1] for x in r1s])
+        r1_start = _median([x[0] for x in r1s])
+        r2 = _median([x[1] for x in r2s])
+        r2_start = _median([x[0] for x in r2s])
+        rss = max(x[2] for x in r1s + r2s)
+        r1_ratio = _median([b[1] / a[1] for a, b in zip(r0s, r1s, strict=True)])
+        r2_ratio = _median([b[1] / a[1] for a, b in zip(r0s, r2s, strict=True)])
+        if not args.quick:
+            # The same work split over two consumer processes of one group (consumer.replicas: 2), each
+            # fencing only its own partitions; a fresh product, so both start from the beginning.
+            spec2 = bench_spec(folder, topic)
+            product2 = load_products([spec2])[0].product
+            r1x2 = consumer_run(spec2, "cache", bootstrap, redis_url, count, product2, folder, replicas=2)[1]
+            r2x2 = consumer_run(spec2, "db", bootstrap, postgres_url, count, product2, folder, replicas=2)[1]
+            print(f"R1x2, R2x2: two replicas        {r1x2:>10,.0f} / {r2x2:,.0f} records/s steady", flush=True)
+            records = sample(bootstrap, topic, naive_count)
+            rn_redis = naive_redis(product, redis_url, records)
+            print(f"Rn naive Redis HSET per record  {rn_redis:>10,.0f} records/s  ({naive_count} records)", flush=True)
+            rn_pg = naive_postgres(product, postgres_url, records)
+            print(f"Rn naive Postgres commit/record {rn_pg:>10,.0f} records/s  ({naive_count} records)", flush=True)
+        if args.profile:
+            for store, url in (("cache", redis_url), ("db", postgres_url)):
+                spec_p = bench_spec(folder, topic)
+                product_p = load_products([spec_p])[0].product
+                profile_run(spec_p, store, bootstrap, url, count, product_p, folder)
         print()
-        print(f"R1/R0 = {r1 / r0:.2f}  (goal >= 0.7; steady; from the start {r1_start / r0_start:.2f})")
-        print(f"R2/R0 = {r2 / r0:.2f}  (goal >= 0.5; steady; from the start {r2_start / r0_start:.2f})")
-        print(f"R2/Rn = {r2 / rn_pg:.1f}  (goal >= 5; Postgres naive)   R1/Rn = {r1 / rn_redis:.1f} (Redis naive)")
-        print(f"peak RSS of the consumer = {max(rss1, rss2):.0f} MB  (goal < 250 MB)")
-        print(f"with two replicas: R1x2/R0 = {r1x2 / r0:.2f}, R2x2/R0 = {r2x2 / r0:.2f}")
+        medians = f" (medians of {args.rounds} rounds)" if args.rounds > 1 else ""
+        print(f"R0 = {r0:,.0f} records/s, R1 = {r1:,.0f}, R2 = {r2:,.0f}{medians}")
+        print(f"R1/R0 = {r1_ratio:.2f}  (goal >= 0.7; steady; from the start {r1_start / r0_start:.2f})")
+        print(f"R2/R0 = {r2_ratio:.2f}  (goal >= 0.7; steady; from the start {r2_start / r0_start:.2f})")
+        if not args.quick:
+            print(f"R2/Rn = {r2 / rn_pg:.1f}  (goal >= 5; Postgres naive)   R1/Rn = {r1 / rn_redis:.1f} (Redis naive)")
+        print(f"peak RSS of the consumer = {rss:.0f} MB  (goal < 250 MB)")
+        if not args.quick:
+            print(f"with two replicas: R1x2/R0 = {r1x2 / r0:.2f}, R2x2/R0 = {r2x2 / r0:.2f}")
 
     with_servers(body)
 
