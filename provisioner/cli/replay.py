@@ -1,8 +1,11 @@
-"""`provisioner replay NAME --store S [--from earliest|latest|TIMESTAMP]`: rebuild a store from the stream.
+"""`provisioner replay NAME --store S [--from ...] [--until T]`: rebuild a store from the stream.
 
-Holds the store's consumer (the `paused` marker stops a running `up` from restarting it), wipes the
-store, writes the starting positions for --from into it, then lets the running `up` restart the
-consumer; when no `up` runs, hydrates in the foreground until caught up.
+A replay is a forced rebuild of the same kind as a spec change: the store's consumer is restarted
+with a replay request recorded in the store, builds a new version beside the live one (from --from,
+up to --until), and switches to it in one atomic step once it caught up. The live store keeps
+serving meanwhile: no downtime. With `up` running, its supervisor restarts the consumer; without
+it, the consumer runs in the foreground until the new version is live and caught up. A store that
+never recorded a version (its consumer never ran) is wiped and hydrated instead.
 """
 
 from __future__ import annotations
@@ -38,21 +41,32 @@ def replay(
     store: str = typer.Option(..., "--store", help="Which of its stores to rebuild."),
     start_from: str = typer.Option("earliest", "--from", help="earliest, latest or an RFC 3339 timestamp."),
     state_dir: Path = STATE_DIR_OPTION,
+    until: str | None = typer.Option(None, "--until", help="Build the state as of this RFC 3339 instant "
+                                                              "(held while the consumer runs)."),
     timeout: float | None = typer.Option(None, "--timeout", help="Give up hydrating after N seconds."),
 ) -> None:
-    """Rebuild one store from the source topic, from --from on."""
+    """Rebuild one store from the source topic, from --from on, beside the live one."""
     start_from = _check_from(start_from)
+    if until is not None:
+        try:
+            parse_rfc3339(until)
+        except ValueError as error:
+            fail(f"--until: {error}")
     session = LocalSession.open(state_dir)
     target = session.target(name, store)
     supervised = session.supervisor_running
     session.hold([target], _say)
     try:
-        positions = session.rebuild(target, start_from)
+        positions = session.rebuild(target, start_from, until)
     finally:
         session.release(target)
-    where = ", ".join(f"partition {p} at {o}" for p, o in sorted(positions.items())) or "no partitions"
-    console.print(f"wiped {escape(name)}/{escape(store)} ({escape(target.entry.store_url or '')}); "
-                  f"replaying from {escape(start_from)}: {where}")
+    if positions is None:
+        console.print(f"rebuilding {escape(name)}/{escape(store)} beside the live store from {escape(start_from)}"
+                      + (f" up to {escape(until)}" if until else "") + "; it keeps serving until the switch")
+    else:
+        where = ", ".join(f"partition {p} at {o}" for p, o in sorted(positions.items())) or "no partitions"
+        console.print(f"wiped {escape(name)}/{escape(store)} ({escape(target.entry.store_url or '')}); "
+                      f"replaying from {escape(start_from)}: {where}")
     if supervised:
         console.print(f"the running `provisioner up` (pid {session.registry.supervisor_pid}) restarts its "
                       "consumer; follow it with `provisioner status`")

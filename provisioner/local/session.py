@@ -36,6 +36,7 @@ from provisioner.spec.loader import LoadedSpec, load_products
 from provisioner.spec.models import DataProduct
 from provisioner.stores.base import Store
 from provisioner.stores.registry import open_store
+from provisioner.stores.versions import ReplayRequest, open_versions
 from provisioner.stream import kafka as kafka_helpers
 
 __all__ = [
@@ -352,11 +353,22 @@ class LocalSession:
     def release(self, target: Target) -> None:
         self.state.pause_marker(target.entry).unlink(missing_ok=True)
 
-    def rebuild(self, target: Target, start_from: str) -> dict[int, int]:
-        """Wipe the store and store the positions `start_from` resolves to; returns them."""
+    def rebuild(self, target: Target, start_from: str, until: str | None = None) -> dict[int, int] | None:
+        """Ask the store's consumer to rebuild it beside itself from `start_from` (up to `until`): the
+        live version keeps serving until the new one caught up and replaced it in one step. Returns
+        None then; a store that never recorded a version (never consumed) is wiped instead, and the
+        positions `start_from` resolves to are returned."""
         product = target.require_product()
         if target.entry.managed:
             self._ensure_embedded_running(target.entry.kind)
+        store_spec = product.store(target.entry.store)
+        versions = open_versions(product, store_spec, self.store_url(target), timeout=STORE_TIMEOUT)
+        try:
+            if versions.read() is not None:
+                versions.request_replay(ReplayRequest(start_from=start_from, until=until))
+                return None
+        finally:
+            versions.close()
         positions = _starting_positions(self.registry.bootstrap, product.spec.source.topic, start_from)
         with self.open_store(target) as store:
             store.reset()
@@ -364,6 +376,17 @@ class LocalSession:
         # Its counters and positions described the old contents.
         self.state.status_file(target.entry).unlink(missing_ok=True)
         return positions
+
+    def replay_pending(self, target: Target) -> bool:
+        """Whether a requested replay has not switched yet (the rebuild runs or has to start)."""
+        product = target.require_product()
+        versions = open_versions(product, product.store(target.entry.store), self.store_url(target),
+                                 timeout=STORE_TIMEOUT)
+        try:
+            record = versions.read()
+        finally:
+            versions.close()
+        return record is not None and (record.replay is not None or record.shadow is not None)
 
     def local_consumer(self, target: Target) -> LocalConsumer:
         """The target's consumer as `up` placed it, to run it in the foreground."""
@@ -388,7 +411,9 @@ class LocalSession:
                 on_progress(progress(positions, targets).completed, sum(targets.values()))
                 if consumer.phase == "halted":
                     raise ConsumerHaltedError(f"the consumer halted: {status.get('last_error') or f'see {log}'}")
-                if status.get("state") == "running" and caught_up(positions, targets):
+                settled = (status.get("state") == "running" and caught_up(positions, targets)) \
+                    or status.get("state") == "frozen"
+                if settled and not self.replay_pending(target):
                     return
                 if deadline is not None and time.monotonic() > deadline:
                     raise ConsumerHaltedError(f"not caught up within {timeout:g}s; see {log}")

@@ -85,6 +85,7 @@ class RebuildPlan:
     shadow_spec: StoreSpec | None = None
     shadow_product: DataProduct | None = None
     generation: int = 0
+    until: str | None = None  # a replay's --until: the store stays frozen there while this process runs
 
 
 def plan_start(product: DataProduct, store: StoreSpec, record: VersionRecord | None) -> RebuildPlan:
@@ -97,7 +98,7 @@ def plan_start(product: DataProduct, store: StoreSpec, record: VersionRecord | N
     version = version_id(target, generation)
     built = with_overrides(product, start_from=replay.start_from, until=replay.until)
     shadow_spec, shadow = shadow_for(product, store, version)
-    return RebuildPlan(record, target, shadow, shadow_spec, built, generation)
+    return RebuildPlan(record, target, shadow, shadow_spec, built, generation, replay.until)
 
 
 class _VersionedDeadLetters(DeadLetterProducer):
@@ -263,6 +264,9 @@ class StoreRunner:
             code = self._rebuild(plan)
             if code is not None:
                 return code
+            if plan.until is not None:
+                # Recorded is the spec (so a restart does not rebuild again); the bound is this run's.
+                self.product = with_overrides(self.product, until=plan.until)
         return self._follow()
 
     # -- following --------------------------------------------------------------------------
@@ -308,6 +312,7 @@ class StoreRunner:
         if self.status_path is not None:
             write_status(self.status_path, status)
         while not self._stopping:
+            self.metrics.beat()  # frozen is healthy: /healthz keeps answering 200
             self._sleep(POLL_SECONDS)
         return EXIT_STOPPED
 

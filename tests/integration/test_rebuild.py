@@ -332,3 +332,96 @@ def table_oid(kind: str, url: str, product: DataProduct, store_spec: StoreSpec) 
 
 def dump(value: Any) -> str:
     return json.dumps(value, default=str)[:2000]
+
+
+@pytest.mark.parametrize("kind", ["postgres", "redis"])
+def test_replay_is_a_rebuild_beside_the_live_store(
+    kind: str, kafka_bootstrap: str, redis_server: Any, postgres_server: Any, topic: str, tmp_path: Path
+) -> None:
+    from provisioner.stores.versions import ReplayRequest
+
+    name = unique_name(topic)
+    spec = h.order_spec(tmp_path, name=name, topic=topic, stores=[store_for(kind, name)], batch_size=500)
+    product = h.load_product(spec)
+    store_spec = product.spec.stores[0]
+    url = store_url(kind, redis_server, postgres_server)
+    reset_store(product, store_spec, url)
+    h.create_topic(kafka_bootstrap, topic, partitions=3)
+    h.produce(kafka_bootstrap, topic, h.order_events(15_000, seed=5, keys=2000, tombstones=False))
+    consumer = h.ConsumerProcess(spec, store_spec.name, kafka_bootstrap, url, tmp_path, "c", env=FAST_GROUP).start()
+    reader: Reader | None = None
+    try:
+        h.wait_caught_up(product, store_spec, url, h.end_offsets(kafka_bootstrap, topic), 120, [consumer])
+        rows = expected_rows(kind, product, store_spec, h.read_topic(kafka_bootstrap, topic))
+        reader = Reader(kind, url, product, store_spec, {"v1": rows, "v2": rows})
+        reader.start()
+        versions = open_versions(product, store_spec, url)
+        try:
+            versions.request_replay(ReplayRequest(start_from="earliest"))
+        finally:
+            versions.close()
+        assert consumer.stop() == 0  # what `replay` does to a running `up`'s consumer: it restarts
+        consumer.start()
+
+        def replayed() -> bool:
+            record = read_version(product, store_spec, url)
+            return record is not None and record.generation == 1 and record.replay is None and record.shadow is None
+
+        h.wait_for(replayed, 120, "the replay to switch", on_timeout=consumer.log)
+        reader.halt.set()
+        reader.join(timeout=30)
+        assert not reader.problems, reader.problems[:10]
+        assert reader.seen["v1"] > 0
+        actual = {row.pop("_key"): row for row in snapshot(kind, url, product, store_spec)}
+        assert actual == expected_rows(kind, product, store_spec, h.read_topic(kafka_bootstrap, topic))
+        assert leftovers(kind, url, product, store_spec) == []
+        assert consumer.stop() == 0
+    finally:
+        if reader is not None:
+            reader.halt.set()
+        consumer.kill()
+
+
+def test_until_holds_the_state_as_of_an_instant_and_freezes(
+    kafka_bootstrap: str, postgres_server: Any, redis_server: Any, topic: str, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime
+
+    name = unique_name(topic)
+    spec = h.order_spec(tmp_path, name=name, topic=topic, stores=[store_for("postgres", name)], batch_size=500)
+    product = h.load_product(spec)
+    store_spec = product.spec.stores[0]
+    url = store_url("postgres", redis_server, postgres_server)
+    reset_store(product, store_spec, url)
+    h.create_topic(kafka_bootstrap, topic, partitions=3)
+    h.produce(kafka_bootstrap, topic, h.order_events(4_000, seed=7, keys=500, tombstones=False))
+    time.sleep(1.0)
+    until = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    time.sleep(1.0)
+    h.produce(kafka_bootstrap, topic, h.order_events(3_000, seed=8, keys=500, tombstones=False))
+    write_spec(spec, until=until)
+    bounded = h.load_product(spec)
+    consumer = h.ConsumerProcess(spec, store_spec.name, kafka_bootstrap, url, tmp_path, "c", env=FAST_GROUP).start()
+    try:
+        h.wait_for(lambda: consumer.status().get("state") == "frozen", 120, "the store to freeze",
+                   on_timeout=consumer.log)
+        assert consumer.status()["frozen_at"] == until
+        records = h.read_topic(kafka_bootstrap, topic)
+        before = [r for r in records if r.timestamp <= h_epoch_ms(until)]
+        assert 0 < len(before) < len(records)
+        actual = {row.pop("_key"): row for row in snapshot("postgres", url, bounded, store_spec)}
+        assert actual == expected_rows("postgres", bounded, store_spec, before)
+        h.produce(kafka_bootstrap, topic, h.order_events(500, seed=9, keys=500, tombstones=False))
+        time.sleep(2.0)
+        assert consumer.status().get("state") == "frozen"
+        actual = {row.pop("_key"): row for row in snapshot("postgres", url, bounded, store_spec)}
+        assert actual == expected_rows("postgres", bounded, store_spec, before)
+        assert consumer.stop() == 0
+    finally:
+        consumer.kill()
+
+
+def h_epoch_ms(text: str) -> int:
+    from provisioner.spec.timestamps import to_epoch_ms
+
+    return to_epoch_ms(text)
