@@ -16,6 +16,7 @@ import typer
 from rich.markup import escape
 
 from provisioner.cli.apply import CONTEXT_OPTION, KUBECONFIG_OPTION, NAMESPACE_OPTION, connect
+from provisioner.cli.options import STATE_DIR_OPTION
 from provisioner.cli.output import OUTPUT_OPTION, OutputFormat, console, print_json
 from provisioner.kube.products import ProductPlan, operator_settings, plan, resource
 from provisioner.spec.loader import load_products
@@ -31,8 +32,19 @@ _ACTION_STYLE = {"create": "green", "change": "yellow", "delete": "red", "unchan
 _STORE_STYLE = {"new": "green", "rebuild": "bold red", "in place": "yellow", "removed": "red", "unchanged": "dim"}
 
 
-def plan_local() -> None:
-    console.print("local plan: see provisioner up")
+def plan_local(paths: list[Path], state_dir: Path, kafka_bootstrap: str | None, output: OutputFormat) -> None:
+    from provisioner.local.session import plan_local as plan_stores
+
+    plans = plan_stores(paths, state_dir, kafka_bootstrap)
+    if output is OutputFormat.json:
+        print_json({"stores": [p.to_dict() for p in plans]})
+        return
+    for item in plans:
+        settings = f" ({', '.join(item.settings)})" if item.settings else ""
+        reads = f", reads {item.records:,} records" if item.records is not None else ""
+        problem = f" [yellow]{escape(item.problem)}[/]" if item.problem else ""
+        console.print(f"{escape(item.product)}/{escape(item.store)}: "
+                      f"[{_STORE_STYLE.get(item.kind, 'white')}]{item.kind}[/]{escape(settings + reads)}{problem}")
 
 
 def _print(plans: list[ProductPlan]) -> None:
@@ -81,9 +93,10 @@ def plan_command(
     kafka_bootstrap: str | None = typer.Option(None, "--kafka-bootstrap", envvar="PROVISIONER_KAFKA_BOOTSTRAP",
                                                help="Default: the operator's ConfigMap."),
     output: OutputFormat = OUTPUT_OPTION,
+    state_dir: Path = STATE_DIR_OPTION,
 ) -> None:
     """Show what applying the specs would change, without changing anything."""
     if target is Target.k8s:
         plan_k8s(paths, kubeconfig, context, namespace, operator_namespace, kafka_bootstrap, output)
     else:
-        plan_local()
+        plan_local(paths, state_dir, kafka_bootstrap, output)

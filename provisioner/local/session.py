@@ -32,8 +32,9 @@ from provisioner.runtime.progress import StoreView, caught_up, parse_offsets, pr
 from provisioner.runtime.status import read_status
 from provisioner.spec.durations import parse_duration
 from provisioner.spec.findings import SpecError
+from provisioner.spec.fingerprint import compare, fingerprint
 from provisioner.spec.loader import LoadedSpec, load_products
-from provisioner.spec.models import DataProduct
+from provisioner.spec.models import DataProduct, StoreSpec
 from provisioner.stores.base import Store
 from provisioner.stores.registry import open_store
 from provisioner.stores.versions import ReplayRequest, open_versions
@@ -49,6 +50,7 @@ __all__ = [
     "last_log_error",
     "observed_phase",
     "place",
+    "plan_local",
     "prepare_environment",
 ]
 
@@ -461,6 +463,78 @@ class LocalSession:
         if self.registry.embedded.get(kind) != urls[kind]:
             self.registry = replace(self.registry, embedded={**self.registry.embedded, **urls})
             self.state.write_registry(self.registry)
+
+
+@dataclass(frozen=True, slots=True)
+class StorePlan:
+    """What applying a spec would do to one store: `compare`'s verdict against the version the store
+    recorded, and how many records a rebuild would read (None when unknown or not rebuilding)."""
+
+    product: str
+    store: str
+    kind: str
+    settings: tuple[str, ...]
+    records: int | None
+    problem: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"product": self.product, "store": self.store, "kind": self.kind, "settings": list(self.settings),
+                "records": self.records, "problem": self.problem}
+
+
+def plan_local(paths: Sequence[Path], state_dir: Path, bootstrap: str | None) -> list[StorePlan]:
+    """Per store of the specs at `paths`: new, unchanged, in place or rebuild, against the version
+    recorded in the store (found through `up`'s registry, else the spec's connection URL)."""
+    session: LocalSession | None
+    try:
+        session = LocalSession.open(state_dir)
+    except NotStartedError:
+        session = None
+    kafka = bootstrap or (session.registry.bootstrap if session is not None else None)
+    plans: list[StorePlan] = []
+    for loaded in load_products(paths):
+        product = loaded.product
+        for store_spec in product.spec.stores:
+            plans.append(_plan_store(product, store_spec, session, kafka))
+    return plans
+
+
+def _plan_store(product: DataProduct, store_spec: StoreSpec, session: LocalSession | None,
+                kafka: str | None) -> StorePlan:
+    def verdict(kind: str, settings: tuple[str, ...] = (), records: int | None = None,
+                problem: str | None = None) -> StorePlan:
+        return StorePlan(product.name, store_spec.name, kind, settings, records, problem)
+
+    try:
+        url: str | None = None
+        if session is not None:
+            known = session.targets(product.name, store_spec.name)
+            url = session.store_url(known[0]) if known else None
+        if url is None:
+            url = store_url(store_spec)
+        versions = open_versions(product, store_spec, url, timeout=STORE_TIMEOUT)
+        try:
+            record = versions.read()
+        finally:
+            versions.close()
+    except (ProvisionerError, ValueError) as error:
+        return verdict("new", problem=f"store not reachable: {error}")
+    old = record.product() if record is not None else None
+    if record is None:
+        return verdict("new")
+    if old is None:
+        return verdict("rebuild" if record.fingerprint != fingerprint(product, store_spec) else "unchanged")
+    change = next(c for c in compare(old[0], product) if c.store == store_spec.name)
+    records = None
+    if change.kind == "rebuild" and kafka is not None:
+        topic, start = product.spec.source.topic, product.spec.source.start_from
+        try:
+            ends = kafka_helpers.end_offsets(kafka, topic)
+            starts = _starting_positions(kafka, topic, start)
+            records = sum(max(0, end - starts.get(p, 0)) for p, end in ends.items())
+        except ProvisionerError:
+            records = None
+    return verdict(change.kind, change.settings, records)
 
 
 def _starting_positions(bootstrap: str, topic: str, start_from: str) -> dict[int, int]:
