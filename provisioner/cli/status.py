@@ -23,7 +23,7 @@ from provisioner.runtime.progress import StoreView
 WIDE_TABLE = 120
 
 _STATE_STYLE = {"running": "green", "starting": "cyan", "backoff": "yellow", "halted": "bold red",
-                "paused": "magenta", "stopped": "dim"}
+                "paused": "magenta", "stopped": "dim", "frozen": "blue"}
 
 
 def _freshness_text(view: StoreView) -> str:

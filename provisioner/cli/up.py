@@ -22,12 +22,13 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from provisioner.cli.options import BOOTSTRAP_OPTION, STATE_DIR_OPTION
-from provisioner.cli.output import console
+from provisioner.cli.output import console, fail
 from provisioner.cli.status import store_table
 from provisioner.local.session import LocalSession, last_log_error, store_view_of
 from provisioner.local.supervisor import ConsumerProcess, Supervisor
 from provisioner.runtime.progress import StoreView, caught_up, progress
 from provisioner.runtime.status import read_status
+from provisioner.spec.timestamps import parse_rfc3339
 from provisioner.stream.kafka import end_offsets
 
 REFRESH_SECONDS = 0.5
@@ -46,7 +47,9 @@ def _view(consumer: ConsumerProcess) -> StoreView:
     last_error = None
     if consumer.phase in ("backoff", "halted") and (status is None or not status.get("last_error")):
         last_error = last_log_error(consumer.state.log_file(entry))
-    return store_view_of(entry, consumer.plan.product, consumer.phase, status, last_error=last_error)
+    # A live consumer that built its store as of `--until` and stopped following reports `frozen`.
+    phase = "frozen" if consumer.phase == "running" and (status or {}).get("state") == "frozen" else consumer.phase
+    return store_view_of(entry, consumer.plan.product, phase, status, last_error=last_error)
 
 
 def _targets(supervisor: Supervisor, bootstrap: str) -> dict[str, dict[int, int]]:
@@ -85,7 +88,7 @@ def _run_until_caught_up(supervisor: Supervisor, bootstrap: str, stop: _StopRequ
                 targets = by_topic[consumer.plan.topic]
                 positions = views[index].positions
                 bars.update(tasks[index], completed=progress(positions, targets).completed)
-                done = done and caught_up(positions, targets)
+                done = done and (views[index].state == "frozen" or caught_up(positions, targets))
             live.update(Group(bars, store_table(views)))
             halted = supervisor.halted()
             if halted:
@@ -122,9 +125,17 @@ def up(
     until_caught_up: bool = typer.Option(False, "--until-caught-up",
                                          help="Exit once every store has read the topics up to their current end."),
     timeout: float | None = typer.Option(None, "--timeout", help="With --until-caught-up: give up after N seconds."),
+    until: str | None = typer.Option(None, "--until", help="Build every store as of this RFC 3339 instant, then "
+                                     "stop following (sets source.until for this run; a change rebuilds)."),
 ) -> None:
     """Run data products locally: embedded stores, one supervised consumer per store, a live dashboard."""
-    session, supervisor = LocalSession.start(paths, state_dir, bootstrap, lambda line: console.print(escape(line)))
+    if until is not None:
+        try:
+            parse_rfc3339(until)
+        except ValueError as error:
+            fail(f"--until: {error}")
+    session, supervisor = LocalSession.start(paths, state_dir, bootstrap, lambda line: console.print(escape(line)),
+                                             until=until)
     kafka = session.registry.bootstrap
     stop = _StopRequest()
     signal.signal(signal.SIGTERM, stop.handler)

@@ -123,8 +123,8 @@ def observed_phase(state: StateDir, entry: StoreEntry) -> tuple[Phase, dict[str,
     if alive:
         reported = status.get("state") if status is not None else None
         phase: Phase = "starting"
-        if reported in ("running", "backoff"):
-            phase = "running" if reported == "running" else "backoff"
+        if reported in ("running", "backoff", "frozen"):
+            phase = reported
         return phase, status
     return "stopped", status
 
@@ -206,7 +206,7 @@ class LocalSession:
 
     @classmethod
     def start(cls, paths: Sequence[Path], state_dir: Path, explicit_kafka: str | None,
-              say: Say) -> tuple[LocalSession, Supervisor]:
+              say: Say, until: str | None = None) -> tuple[LocalSession, Supervisor]:
         """What `up` does before it supervises: specs loaded, Kafka, topics and embedded stores
         ready, consumers placed and recorded in the registry; the returned supervisor has not
         started them yet. The caller runs it and calls `finish` when done."""
@@ -238,7 +238,7 @@ class LocalSession:
         for consumer in consumers:
             # `down NAME` holds a product's consumers while an `up` runs; a new `up` runs everything again.
             state.pause_marker(consumer.entry).unlink(missing_ok=True)
-        return cls(state, registry), Supervisor(consumers, state, bootstrap)
+        return cls(state, registry), Supervisor(consumers, state, bootstrap, until=until)
 
     def finish(self) -> None:
         """`up` has stopped supervising."""

@@ -32,7 +32,7 @@ STOP_TIMEOUT = 30.0
 # A consumer that stayed up this long is healthy again: its next crash starts the backoff afresh.
 HEALTHY_AFTER = 30.0
 
-Phase = Literal["starting", "running", "backoff", "halted", "paused", "stopped"]
+Phase = Literal["starting", "running", "backoff", "halted", "paused", "stopped", "frozen"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,14 +57,19 @@ def consumer_command(consumer: LocalConsumer, state: StateDir) -> list[str]:
     ]
 
 
-def consumer_env(consumer: LocalConsumer, bootstrap: str, base: dict[str, str] | None = None) -> dict[str, str]:
+def consumer_env(consumer: LocalConsumer, bootstrap: str, base: dict[str, str] | None = None,
+                 until: str | None = None) -> dict[str, str]:
+    """The consumer's environment: Kafka, its managed store's URL and `up --until`, never inherited
+    values of those that would point it elsewhere."""
     env = dict(os.environ if base is None else base)
     env["PROVISIONER_KAFKA_BOOTSTRAP"] = bootstrap
     # An inherited URL must not override a store's own connection.
-    env.pop("PROVISIONER_STORE_URL", None)
-    env.pop("PROVISIONER_METRICS_PORT", None)
+    for variable in ("PROVISIONER_STORE_URL", "PROVISIONER_METRICS_PORT", "PROVISIONER_UNTIL"):
+        env.pop(variable, None)
     if consumer.managed_url is not None:
         env["PROVISIONER_STORE_URL"] = consumer.managed_url
+    if until is not None:
+        env["PROVISIONER_UNTIL"] = until
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 
@@ -76,6 +81,7 @@ class ConsumerProcess:
     placed: LocalConsumer
     state: StateDir
     bootstrap: str
+    until: str | None = None  # `up --until`: the instant the stores are built as of
     clock: Callable[[], float] = time.monotonic
     process: subprocess.Popen[bytes] | None = None
     phase: Phase = "stopped"
@@ -105,7 +111,7 @@ class ConsumerProcess:
         self.process = subprocess.Popen(
             consumer_command(self.placed, self.state),
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-            env=consumer_env(self.placed, self.bootstrap), start_new_session=True,
+            env=consumer_env(self.placed, self.bootstrap, until=self.until), start_new_session=True,
         )
         write_pid(self.state.pid_file(self.entry), self.process.pid)
         self.started_at = self.clock()
@@ -178,8 +184,9 @@ class ConsumerProcess:
 class Supervisor:
     """Starts every planned consumer and keeps them running until asked to stop."""
 
-    def __init__(self, consumers: list[LocalConsumer], state: StateDir, bootstrap: str) -> None:
-        self.consumers = [ConsumerProcess(consumer, state, bootstrap) for consumer in consumers]
+    def __init__(self, consumers: list[LocalConsumer], state: StateDir, bootstrap: str,
+                 until: str | None = None) -> None:
+        self.consumers = [ConsumerProcess(consumer, state, bootstrap, until=until) for consumer in consumers]
 
     def start(self) -> None:
         for consumer in self.consumers:
