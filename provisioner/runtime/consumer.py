@@ -46,8 +46,10 @@ from provisioner.runtime.batch import Batch, cut_at_rejection, end_positions, jo
 from provisioner.runtime.metrics import ConsumerMetrics
 from provisioner.runtime.progress import freshness_now, lag
 from provisioner.runtime.status import ConsumerStatus, write_status
+from provisioner.runtime.until import UntilBound
 from provisioner.spec.durations import parse_duration
 from provisioner.spec.models import DataProduct, StoreSpec
+from provisioner.spec.timestamps import to_epoch_ms
 from provisioner.stores.base import PositionConflict, Store, StoreSchemaError
 from provisioner.stream.deadletters import DeadLetterProducer
 from provisioner.stream.kafka import is_transient, start_offsets
@@ -136,6 +138,7 @@ class StoreConsumer:
         store_url_masked: str | None = None,
         pid: int = 0,
         consumer_config: dict[str, Any] | None = None,
+        dead_letter_version: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.product = product
@@ -154,6 +157,9 @@ class StoreConsumer:
             kind=store_spec.kind, pid=pid, store_url=store_url_masked,
         )
         self._consumer_config = consumer_config or {}
+        self._dead_letter_version = dead_letter_version  # a rebuild marks its dead letters with it
+        # Set when `source.until` bounds the stream: which partitions reached the instant.
+        self.until_bound: UntilBound | None = None
         self._sleep = sleep
         self._stopping = False
         self._consumer: KafkaConsumer | None = None
@@ -217,7 +223,7 @@ class StoreConsumer:
                     self._dead_letters = DeadLetterProducer(
                         self.bootstrap, self.product.dead_letter_topic, self._client_id("dlq"),
                         product=f"{self.product.metadata.namespace}/{self.product.name}",
-                        store=self.store_spec.name,
+                        store=self.store_spec.name, version=self._dead_letter_version,
                     )
                 if self._consumer is None:
                     self._consumer = self._new_consumer()
@@ -247,7 +253,11 @@ class StoreConsumer:
         consumer = KafkaConsumer(**config)
         self._listener.changed = True
         consumer.subscribe([self.topic], listener=self._listener)
-        return consumer
+        until = self.product.spec.source.until
+        if until is None:
+            return consumer
+        self.until_bound = UntilBound(consumer, to_epoch_ms(until))
+        return self.until_bound
 
     def _client_id(self, role: str) -> str:
         return f"provisioner-{self.product.name}-{self.store_spec.name}-{role}"

@@ -33,8 +33,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
-
 from provisioner.runtime.backoff import Backoff
 from provisioner.runtime.consumer import EXIT_STOPPED, StoreConsumer
 from provisioner.runtime.metrics import ConsumerMetrics
@@ -53,7 +51,6 @@ from provisioner.stores.versions import (
     shadow_for,
     version_id,
 )
-from provisioner.stream.deadletters import DeadLetterProducer
 from provisioner.stream.kafka import end_offsets, is_transient
 
 __all__ = ["RebuildPlan", "StoreRunner", "plan_start", "with_overrides"]
@@ -99,80 +96,6 @@ def plan_start(product: DataProduct, store: StoreSpec, record: VersionRecord | N
     built = with_overrides(product, start_from=replay.start_from, until=replay.until)
     shadow_spec, shadow = shadow_for(product, store, version)
     return RebuildPlan(record, target, shadow, shadow_spec, built, generation, replay.until)
-
-
-class _VersionedDeadLetters(DeadLetterProducer):
-    """A rebuild's dead-letter producer (adds `provisioner.version`), connected on the first send so
-    an unreachable broker is retried by the consumer loop like any send failure."""
-
-    def __init__(self, bootstrap: str, topic: str, client_id: str, *, product: str, store: str,
-                 version: str) -> None:
-        self._pending: tuple[str, str, str, str, str, str] | None = (
-            bootstrap, topic, client_id, product, store, version)
-        self.topic = topic
-
-    def send_all(self, items: Any, timeout: float = 30.0) -> None:
-        if self._pending is not None:
-            bootstrap, topic, client_id, product, store, version = self._pending
-            super().__init__(bootstrap, topic, client_id, product=product, store=store, version=version)
-            self._pending = None
-        super().send_all(items, timeout)
-
-    def close(self) -> None:
-        if self._pending is None:
-            super().close()
-
-
-class _UntilKafka:
-    """A KafkaConsumer that returns no record of a partition from its first record stamped after
-    `until_ms` on (and pauses that partition): what `source.until` hands the consumer loop."""
-
-    def __init__(self, consumer: KafkaConsumer, until_ms: int) -> None:
-        self._consumer = consumer
-        self._until_ms = until_ms
-        self.passed: dict[int, int] = {}  # partition -> offset of its first record after until
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._consumer, name)
-
-    def poll(self, timeout_ms: int = 0, max_records: int | None = None, **kwargs: Any) -> dict[Any, list[Any]]:
-        polled: dict[Any, list[Any]] = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records, **kwargs)
-        out: dict[Any, list[Any]] = {}
-        for tp, records in polled.items():
-            if tp.partition in self.passed:
-                continue
-            kept = []
-            for record in records:
-                if record.timestamp > self._until_ms:
-                    self.passed[tp.partition] = record.offset
-                    self._consumer.pause(tp)
-                    break
-                kept.append(record)
-            if kept:
-                out[tp] = kept
-        return out
-
-    def seek(self, tp: TopicPartition, offset: int) -> None:
-        passed = self.passed.get(tp.partition)
-        if passed is not None and offset < passed:
-            # Repositioned before the first record after until (a discarded batch): read up to it again.
-            del self.passed[tp.partition]
-            self._consumer.resume(tp)
-        self._consumer.seek(tp, offset)
-
-
-class _BoundedConsumer(StoreConsumer):
-    """A StoreConsumer whose Kafka consumer stops each partition at `source.until`."""
-
-    until_kafka: _UntilKafka | None = None
-
-    def _new_consumer(self) -> KafkaConsumer:
-        consumer = super()._new_consumer()
-        until = self.product.spec.source.until
-        if until is None:
-            return consumer
-        self.until_kafka = _UntilKafka(consumer, to_epoch_ms(until))
-        return self.until_kafka
 
 
 class StoreRunner:
@@ -271,12 +194,16 @@ class StoreRunner:
 
     # -- following --------------------------------------------------------------------------
 
-    def _consumer(self, product: DataProduct, store_spec: StoreSpec, store: Any, *, live: bool) -> _BoundedConsumer:
-        return _BoundedConsumer(
+    def _consumer(self, product: DataProduct, store_spec: StoreSpec, store: Any, *, live: bool,
+                  version: str | None = None) -> StoreConsumer:
+        """A consumer of `product` into `store`; the live one reports to this process's status file
+        and metrics, a rebuild's marks its dead letters with the `version` it builds."""
+        return StoreConsumer(
             product, store_spec, store, self.bootstrap,
             status_path=self.status_path if live else None,
             metrics=self.metrics if live else ConsumerMetrics(product.name, store_spec.name),
             store_url_masked=self.store_url_masked, pid=self.pid, consumer_config=self.consumer_config,
+            dead_letter_version=version,
         )
 
     def _follow(self) -> int:
@@ -289,7 +216,7 @@ class StoreRunner:
             return consumer.run()
         return self._follow_until(consumer)
 
-    def _follow_until(self, consumer: _BoundedConsumer) -> int:
+    def _follow_until(self, consumer: StoreConsumer) -> int:
         until = self.product.spec.source.until
         assert until is not None
         results: dict[str, int] = {}
@@ -316,8 +243,8 @@ class StoreRunner:
             self._sleep(POLL_SECONDS)
         return EXIT_STOPPED
 
-    def _frozen(self, consumer: _BoundedConsumer, until: str) -> bool:
-        bounded = consumer.until_kafka
+    def _frozen(self, consumer: StoreConsumer, until: str) -> bool:
+        bounded = consumer.until_bound
         if bounded is None or consumer.status.state != "running":
             return False
         passed = set(bounded.passed)
@@ -367,13 +294,7 @@ class StoreRunner:
         else:
             log.warning("the recorded spec cannot be read back: the live store serves without following")
         builder = self._consumer(built, shadow_spec, open_shadow_store(built, shadow_spec, self.url),
-                                 live=False)
-        if built.spec.errors.mode == "deadLetter":
-            builder._dead_letters = _VersionedDeadLetters(
-                self.bootstrap, built.dead_letter_topic,
-                f"provisioner-{built.name}-{self.store_spec.name}-v{shadow.version}-dlq",
-                product=f"{built.metadata.namespace}/{built.name}", store=self.store_spec.name,
-                version=plan.fingerprint)
+                                 live=False, version=plan.fingerprint)
         building = self._start_thread("shadow", builder, results)
         done = False
         while not self._stopping:
@@ -411,7 +332,7 @@ class StoreRunner:
         finally:
             versions.close()
 
-    def _shadow_ready(self, builder: _BoundedConsumer, built: DataProduct) -> bool:
+    def _shadow_ready(self, builder: StoreConsumer, built: DataProduct) -> bool:
         """The shadow caught up: its applied positions reached the topic's end offsets (or, bounded
         by `until`, every partition passed the instant)."""
         if builder.status.state != "running" or not builder.status.positions:
