@@ -16,6 +16,7 @@ exception type only. Called by `provisioner.kube.reconcile`.
 from __future__ import annotations
 
 import base64
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -45,12 +46,17 @@ class Observer:
     """Observes stores and Kafka for many products; one per operator."""
 
     def __init__(self, client: KubeClient, kafka: KafkaObserver | None, *, store_timeout: float = 3.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, secret_ttl: float = 10.0) -> None:
         self._client = client
         self._kafka = kafka
         self._store_timeout = store_timeout
         self._clock = clock
         self._fresh_at: dict[tuple[str, str, str], float] = {}
+        # Secrets a `connection.secretRef` names, read at most once per `secret_ttl` seconds: many
+        # products share one (a namespace's store URL), and every refresh would read it again.
+        self._secret_ttl = secret_ttl
+        self._secrets: dict[tuple[str, str], tuple[float, dict[str, Any] | None]] = {}
+        self._secrets_lock = threading.Lock()
 
     def forget(self, namespace: str, name: str) -> None:
         for key in [k for k in self._fresh_at if k[:2] == (namespace, name)]:
@@ -86,6 +92,17 @@ class Observer:
             ))
         return tuple(out)
 
+    def _secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        now = self._clock()
+        with self._secrets_lock:
+            cached = self._secrets.get((namespace, name))
+        if cached is not None and now - cached[0] < self._secret_ttl:
+            return cached[1]
+        secret = self._client.get("Secret", namespace, name)
+        with self._secrets_lock:
+            self._secrets[(namespace, name)] = (now, secret)
+        return secret
+
     def _kafka_call(self, call: Callable[[KafkaObserver], Any]) -> tuple[Any, str | None]:
         if self._kafka is None:
             return None, "no Kafka bootstrap configured"
@@ -97,7 +114,7 @@ class Observer:
     def _positions(self, product: DataProduct, namespace: str, store: StoreSpec,
                    rendered: dict[str, dict[str, Any]]) -> tuple[dict[int, int] | None, str | None]:
         name, key = store_secret(product, store)
-        secret = rendered.get(name) or self._client.get("Secret", namespace, name)
+        secret = rendered.get(name) or self._secret(namespace, name)
         if secret is None:
             return None, f"Secret {name} does not exist"
         raw = (secret.get("data") or {}).get(key)

@@ -202,6 +202,27 @@ class Reconciler:
         self.settings = settings
         self.observer = observer
         self._now = now
+        # The last parse and render of each product, reused while its uid, generation and labels
+        # stay (a child's event or a status refresh reconciles it again with the same spec).
+        self._rendered: dict[tuple[str, str], tuple[tuple[Any, ...], DataProduct, list[dict[str, Any]]]] = {}
+
+    def forget(self, namespace: str, name: str) -> None:
+        """Drop what is cached about a deleted product."""
+        self._rendered.pop((namespace, name), None)
+
+    def _desired(self, body: Mapping[str, Any]) -> tuple[DataProduct, list[dict[str, Any]]]:
+        """parse_product and desired_objects, from the cache when the body's spec is the one seen last."""
+        metadata = body["metadata"]
+        where = (metadata["namespace"], metadata["name"])
+        version = (metadata.get("uid"), metadata.get("generation"), json.dumps(metadata.get("labels"), sort_keys=True),
+                   body.get("apiVersion"), body.get("kind"))
+        cached = self._rendered.get(where)
+        if cached is not None and cached[0] == version:
+            return cached[1], cached[2]
+        product = parse_product(body)
+        desired = desired_objects(product, body, self.settings)
+        self._rendered[where] = (version, product, desired)
+        return product, desired
 
     def reconcile(self, body: Mapping[str, Any], live: Sequence[Mapping[str, Any]], *,
                   observe: bool = True) -> ReconcileResult:
@@ -215,14 +236,20 @@ class Reconciler:
         generation = int(metadata.get("generation", 1))
         previous = body.get("status") or {}
         try:
-            product = parse_product(body)
+            product, desired = self._desired(body)
         except SpecError as error:
             result.problem = spec_problem(error)
             self._write_status(body, invalid_status(generation, result.problem, previous, self._now()), result)
             return result
+        except ProvisionerError as error:
+            if error.retryable:
+                raise
+            result.problem = str(error)
+            self._write_status(body, invalid_status(generation, result.problem, previous, self._now(),
+                                                    reason="ApplyFailed"), result)
+            return result
         result.product = product
         try:
-            desired = desired_objects(product, body, self.settings)
             self.apply_changes(desired, live, result)
             self.prune(live, desired, metadata["uid"], namespace, result)
         except ProvisionerError as error:

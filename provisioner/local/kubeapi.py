@@ -30,7 +30,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -271,12 +271,14 @@ class KubeCluster:
         return "\n".join(lines[-_TAIL_LINES:])
 
 
-def start(work_dir: Path, *, controller_manager: bool = True, timeout: float = 60) -> KubeCluster:
+def start(work_dir: Path, *, controller_manager: bool = True, timeout: float = 60,
+          extra_args: Sequence[str] = ()) -> KubeCluster:
     """Start a fresh cluster in `work_dir` (new certificates, empty etcd, free loopback ports).
 
     Builds nothing: call `ensure_binaries()` first. With `controller_manager=False`, call
     `KubeCluster.start_controller_manager()` after installing CRDs (see its docstring). On
     failure every daemon started so far is stopped and KubeApiError carries the failing log.
+    `extra_args` are appended to kube-apiserver's flags (an audit log, for instance).
     """
     bins = bin_dir()
     if _missing(bins):
@@ -321,6 +323,7 @@ def start(work_dir: Path, *, controller_manager: bool = True, timeout: float = 6
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             f"--cert-dir={work_dir / 'apiserver-certs'}",
+            *extra_args,
         ])
         cluster._wait("kube-apiserver", timeout, lambda: cluster.request("GET", "/readyz")[0] == 200)
         _write_kubeconfig(cluster.kubeconfig, cluster.server, pki)

@@ -171,6 +171,7 @@ class Controller:
         if event_type == "DELETED":
             self.products.pop(key, None)
             self._reconciled_generation.pop(key, None)
+            self.reconciler.forget(*key)
             if self.reconciler.observer is not None:
                 self.reconciler.observer.forget(*key)
             return
@@ -198,7 +199,9 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
     product_kind = KINDS["DataProduct"]
     group, version = product_kind.api_version.split("/")
 
-    def on_product(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> None:
+    # Async handlers: kopf runs them on the event loop, the thread the queue lives on (sync ones
+    # would run in kopf's executor threads, racing the queue's dicts and its asyncio.Event).
+    async def on_product(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> None:
         controller.product_event(event.get("type"), dict(body))
 
     kopf.on.event(group, version, product_kind.plural, registry=registry, id="dataproducts")(on_product)
@@ -207,7 +210,7 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
         entry = KINDS[kind]
         api_group, _, api_version = entry.api_version.rpartition("/")
 
-        def on_child(event: Mapping[str, Any], body: kopf.Body, _kind: str = kind, **_: Any) -> None:
+        async def on_child(event: Mapping[str, Any], body: kopf.Body, _kind: str = kind, **_: Any) -> None:
             obj = dict(body)
             obj.setdefault("kind", _kind)
             controller.child_event(event.get("type"), obj)

@@ -121,6 +121,14 @@ async def _serve(config: OperatorConfig, client: KubeClient, controller: Control
 
     threading.Thread(target=watch_stop, name="stop-watcher", daemon=True).start()
     queue = asyncio.create_task(controller.run())
+
+    def queue_ended(task: asyncio.Task[None]) -> None:
+        # The queue only ends when cancelled; anything else would leave products unreconciled.
+        if not task.cancelled() and task.exception() is not None:
+            log.error("operator: the work queue failed; stopping", exc_info=task.exception())
+            stopping.set()
+
+    queue.add_done_callback(queue_ended)
     try:
         await kopf.operator(
             registry=registry, settings=settings, standalone=True, stop_flag=stop_flag,
