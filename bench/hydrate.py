@@ -33,44 +33,35 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from common import FETCH, PARTITIONS, POLL_EVERY, ROOT, produce_records, with_servers
+from common import consumer_run as timed_consumer_run
+from common import median as _median
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
-    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-    from kafka.admin import NewTopic
+    from kafka import KafkaConsumer, TopicPartition
 
-import psycopg  # noqa: E402
-import redis  # noqa: E402
-import yaml  # noqa: E402
+import psycopg
+import redis
+import yaml
 
-from provisioner.pipeline.encoding import encode_value  # noqa: E402
-from provisioner.pipeline.ops import Record, Upsert, render_key  # noqa: E402
-from provisioner.pipeline.process import Pipeline  # noqa: E402
-from provisioner.spec.loader import load_products  # noqa: E402
-from provisioner.spec.models import DataProduct  # noqa: E402
-from provisioner.stores.registry import open_store  # noqa: E402
-from provisioner.stream import generate  # noqa: E402
+from provisioner.pipeline.encoding import encode_value
+from provisioner.pipeline.ops import Record, Upsert, render_key
+from provisioner.pipeline.process import Pipeline
+from provisioner.spec.loader import load_products
+from provisioner.spec.models import DataProduct
+from provisioner.stores.registry import open_store
+from provisioner.stream import generate
 
-PARTITIONS = 3
 BATCH = 5000  # the spec's consumer.batchSize (specs/vip-orders.yaml), the consumer's max_poll_records
-POLL_EVERY = 0.02
-# The consumer's own fetch settings (provisioner/runtime/consumer.py, _new_consumer).
-FETCH = {"check_crcs": False, "fetch_max_wait_ms": 100, "max_partition_fetch_bytes": 4 * 1024 * 1024,
-         "fetch_max_bytes": 32 * 1024 * 1024}
 
 
 def bench_spec(folder: Path, topic: str) -> Path:
@@ -91,15 +82,8 @@ def bench_spec(folder: Path, topic: str) -> Path:
 
 
 def produce(bootstrap: str, topic: str, count: int) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
-    admin.close()
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=50, batch_size=512 * 1024, acks=1,
-                             compression_type=None)
-    for key, value in generate.orders(count, seed=1):
-        producer.send(topic, key=key.encode(), value=json.dumps(value).encode())
-    producer.flush(timeout=300)
-    producer.close()
+    produce_records(bootstrap, topic, ((key.encode(), json.dumps(value).encode())
+                                       for key, value in generate.orders(count, seed=1)))
 
 
 def bare_loop(bootstrap: str, topic: str, count: int) -> tuple[float, float]:
@@ -133,57 +117,8 @@ def consumer_run(spec: Path, store: str, bootstrap: str, url: str, count: int, p
                  folder: Path, replicas: int = 1) -> tuple[float, float, float]:
     """(records/s from process start, steady records/s (after the first applied batch), peak RSS in MB
     of one consumer process). `replicas` consumer processes share the group, as `consumer.replicas` pods do."""
-    store_spec = product.store(store)
-    reader = open_store(product, store_spec, url)
-    started = time.perf_counter()
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "provisioner", "consume", "--spec", str(spec), "--store", store,
-             "--bootstrap", bootstrap, "--store-url", url,
-             "--status-file", str(folder / f"{product.name}.{store}.{replica}.status.json"), "--log-level", "WARNING"],
-            cwd=str(ROOT),
-        )
-        for replica in range(replicas)
-    ]
-    first: tuple[float, int] | None = None
-    peak_kb = 0
-    try:
-        while True:
-            time.sleep(POLL_EVERY)
-            peak_kb = max(peak_kb, *(_vm_hwm_kb(proc.pid) for proc in procs))
-            try:
-                done = sum(reader.read_positions().values())
-            except Exception:
-                done = 0
-            if first is None and done:
-                first = (time.perf_counter(), done)
-            if done >= count:
-                break
-            for proc in procs:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"consumer exited with {proc.returncode}")
-        caught_up = time.perf_counter()
-        elapsed = caught_up - started
-        peak_kb = max(peak_kb, *(_vm_hwm_kb(proc.pid) for proc in procs))
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(timeout=60)
-        reader.close()
-    assert first is not None
-    steady = (count - first[1]) / max(1e-9, caught_up - first[0])
-    return count / elapsed, steady, peak_kb / 1024
-
-
-def _vm_hwm_kb(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+    run = timed_consumer_run(spec, store, bootstrap, url, count, product, folder, replicas)
+    return run.from_start, run.steady, run.peak_rss_mb
 
 
 PROFILED = ("gc", "kafka poll + decode", "pipeline", "preparation", "waiting for the store write", "other")
@@ -349,30 +284,6 @@ def naive_postgres(product: DataProduct, url: str, records: list[Record]) -> flo
                 connection.execute(delete, [render_key(op.key)])  # type: ignore[union-attr]
             connection.commit()
         return len(records) / (time.perf_counter() - started)
-
-
-def with_servers(body: Callable[[str, str, str, Path], None]) -> None:
-    folder = Path(tempfile.mkdtemp(prefix="bench-hydrate-"))
-    bootstrap = os.environ.get("PROVISIONER_KAFKA_BOOTSTRAP", "").strip()
-    redis_url = os.environ.get("BENCH_REDIS_URL", "").strip()
-    postgres_url = os.environ.get("BENCH_POSTGRES_URL", "").strip()
-    if bootstrap and redis_url and postgres_url:
-        body(bootstrap, redis_url, postgres_url, folder)
-        return
-    from provisioner.local import devbroker, embedded
-
-    state = folder / "state"
-    print("starting a broker and embedded Redis/Postgres under", state, flush=True)
-    bootstrap = devbroker.up(state, port=0)
-    try:
-        body(bootstrap, embedded.start_redis(state).url, embedded.start_postgres(state).url, folder)
-    finally:
-        embedded.stop_all(state)
-        devbroker.down(state, purge=True)
-
-
-def _median(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
