@@ -138,7 +138,8 @@ def _mvn(arguments: list[str], scratch: Path, what: str) -> None:
     settings = scratch / "settings.xml"
     settings.write_text(_SETTINGS)
     command = [mvn, "-B", "-q", "-s", str(settings), f"-Dmaven.repo.local={cache_root() / 'maven'}", *arguments]
-    result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=900)
+    # In the scratch folder: without a project, `unpack` leaves its markers under the working directory.
+    result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=900, cwd=scratch)
     if result.returncode != 0:
         raise SystemExit(f"fetching {what} with Maven failed:\n{(result.stdout + result.stderr).strip()[-2000:]}")
 
