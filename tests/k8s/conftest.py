@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
+from provisioner.kube.client import KubeClient
 from provisioner.kube.crd import crd
 from provisioner.local import kubeapi
 
@@ -136,3 +138,22 @@ def kube_api(kubeconfig: Path) -> Iterator[client.ApiClient]:
     """A Kubernetes API client authenticated as a cluster admin."""
     with config.new_client_from_config(config_file=str(kubeconfig)) as api:
         yield api
+
+
+@pytest.fixture(scope="session")
+def kube(kubeconfig: Path) -> Iterator[KubeClient]:
+    """provisioner's own client of the cluster under test."""
+    kube = KubeClient.from_kubeconfig(kubeconfig)
+    yield kube
+    kube.close()
+
+
+@pytest.fixture
+def namespace(kube_api: client.ApiClient, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace per test, named after the test module, deleted afterwards."""
+    module = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_").replace("_", "-")[:16]
+    name = f"{module}-{uuid.uuid4().hex[:8]}"
+    core = client.CoreV1Api(kube_api)
+    core.create_namespace({"metadata": {"name": name}})
+    yield name
+    core.delete_namespace(name)

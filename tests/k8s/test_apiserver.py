@@ -45,14 +45,6 @@ def gone(read: Callable[[], object]) -> bool:
     return False
 
 
-@pytest.fixture
-def namespace(kube_api: client.ApiClient) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    core = client.CoreV1Api(kube_api)
-    core.create_namespace({"metadata": {"name": name}})
-    yield name
-    core.delete_namespace(name)
-
 
 @pytest.fixture
 def restricted_namespace(kube_api: client.ApiClient) -> Iterator[str]:

@@ -8,13 +8,10 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
-from kubernetes import client
 from typer.testing import CliRunner
 
 from provisioner.cli.app import app
@@ -26,19 +23,6 @@ from .operator_harness import KEY, children, product, secret, wait_for
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def kube(kubeconfig: Path) -> Iterator[KubeClient]:
-    kube = KubeClient.from_kubeconfig(kubeconfig)
-    yield kube
-    kube.close()
-
-
-@pytest.fixture
-def namespace(kube_api: client.ApiClient) -> Iterator[str]:
-    name = f"cli-{uuid.uuid4().hex[:8]}"
-    client.CoreV1Api(kube_api).create_namespace({"metadata": {"name": name}})
-    yield name
-    client.CoreV1Api(kube_api).delete_namespace(name)
 
 
 def _write(folder: Path, body: dict[str, Any]) -> Path:

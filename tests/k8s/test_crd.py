@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import copy
 import json
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +29,6 @@ def dataproduct_crd(kube_api: client.ApiClient, kubeconfig: Path) -> dict[str, A
     install_crds(kubeconfig, [definition])
     return definition
 
-
-@pytest.fixture
-def namespace(kube_api: client.ApiClient) -> Iterator[str]:
-    name = f"dp-{uuid.uuid4().hex[:10]}"
-    core = client.CoreV1Api(kube_api)
-    core.create_namespace({"metadata": {"name": name}})
-    yield name
-    core.delete_namespace(name)
 
 
 def test_the_crd_is_established_with_its_names_and_columns(kube_api: client.ApiClient,

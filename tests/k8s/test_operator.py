@@ -47,12 +47,6 @@ pytestmark = pytest.mark.integration
 CANARY = "canary-Pa55w0rd-7f3e"
 
 
-@pytest.fixture(scope="module")
-def kube(kubeconfig: Path) -> Iterator[KubeClient]:
-    kube = KubeClient.from_kubeconfig(kubeconfig)
-    yield kube
-    kube.close()
-
 
 def _namespace(kube_api: client.ApiClient) -> str:
     name = f"op-{uuid.uuid4().hex[:8]}"

@@ -7,32 +7,15 @@ from __future__ import annotations
 
 import socket
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client
 
 from provisioner.errors import ProvisionerError
 from provisioner.kube.client import ApiRefusedError, KubeClient
 
 from .operator_harness import product, running_operator, wait_for
-
-
-@pytest.fixture(scope="module")
-def kube(kubeconfig: Path) -> Iterator[KubeClient]:
-    kube = KubeClient.from_kubeconfig(kubeconfig)
-    yield kube
-    kube.close()
-
-
-@pytest.fixture
-def namespace(kube_api: client.ApiClient) -> Iterator[str]:
-    name = f"wh-{uuid.uuid4().hex[:8]}"
-    client.CoreV1Api(kube_api).create_namespace({"metadata": {"name": name}})
-    yield name
-    client.CoreV1Api(kube_api).delete_namespace(name)
 
 
 def _free_port() -> int:

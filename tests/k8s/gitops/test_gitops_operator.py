@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,19 +33,6 @@ pytestmark = pytest.mark.integration
 EXAMPLE = Path(__file__).parents[3] / "operators" / "gitops" / "flux-kustomization.yaml"
 
 
-@pytest.fixture(scope="module")
-def kube(kubeconfig: Path) -> Iterator[KubeClient]:
-    kube = KubeClient.from_kubeconfig(kubeconfig)
-    yield kube
-    kube.close()
-
-
-@pytest.fixture
-def namespace(kube_api: client.ApiClient) -> Iterator[str]:
-    name = f"gitops-{uuid.uuid4().hex[:8]}"
-    client.CoreV1Api(kube_api).create_namespace({"metadata": {"name": name}})
-    yield name
-    client.CoreV1Api(kube_api).delete_namespace(name)
 
 
 def _example(name: str, url: str) -> tuple[dict[str, Any], dict[str, Any]]:
