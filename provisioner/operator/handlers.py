@@ -4,7 +4,8 @@ kopf watches DataProducts and every kind of child (by the `managed-by: provision
 calls `on.event` handlers, which only record the object in memory and queue its product:
 
 - a product is queued when it appears, when its generation changes, and every `resync` seconds
-  (status refresh; a write happens only when the status changed);
+  (status refresh; a write happens only when the status changed), after the children cache has
+  been corrected from a fresh listing (reads only);
 - a child's event queues its owner (drift repair: an edited or deleted child is restored), without
   observing the stores again.
 
@@ -62,6 +63,8 @@ class Controller:
     _running: set[Key] = field(default_factory=set)
     _attempts: dict[Key, int] = field(default_factory=dict)
     _reconciled_generation: dict[Key, int] = field(default_factory=dict)
+    namespaces: list[str] | None = None  # watched namespaces; None: every namespace
+    _recorded: dict[tuple[Key, tuple[str, str]], float] = field(default_factory=dict)  # when a child was cached
     _wakeup: asyncio.Event | None = None
     _pool: ThreadPoolExecutor | None = None
 
@@ -70,12 +73,46 @@ class Controller:
     def prime(self, namespaces: list[str] | None) -> None:
         """Read every product and child once before watching, so the first reconciles compare
         against what exists instead of re-applying it."""
+        self.namespaces = namespaces
         for namespace in namespaces or [None]:  # type: ignore[list-item]
             for body in self.client.list("DataProduct", namespace):
                 self.products[_key(body)] = body
+        self.refresh_children()
+
+    def refresh_children(self) -> None:
+        """List every child and correct the cache from it (before the event loop runs)."""
+        self.correct_children(*self.list_children())
+
+    def list_children(self) -> tuple[list[dict[str, Any]], float]:
+        """Every child, and when the listing began (I/O only: runs on a worker thread)."""
+        started = time.monotonic()
+        bodies: list[dict[str, Any]] = []
+        for namespace in self.namespaces or [None]:  # type: ignore[list-item]
             for kind in CHILD_KINDS:
-                for body in self.client.list(kind, namespace, {"app.kubernetes.io/managed-by": "provisioner"}):
-                    self.record_child(body, deleted=False)
+                bodies.extend(self.client.list(kind, namespace, {"app.kubernetes.io/managed-by": "provisioner"}))
+        return bodies, started
+
+    def correct_children(self, bodies: list[dict[str, Any]], started: float) -> None:
+        """Correct the children cache from a listing: the level-based safety net under the watches.
+        A child deleted between a listing and the start of a watch (a new leader's start, a watch
+        that reconnects) produces no event; without this it would stay cached and never be
+        restored. Only entries cached before the listing began may be dropped, so an event that
+        arrived meanwhile is not undone. Runs where the event handlers run (one thread touches
+        the caches), and reads only: an idle operator still writes nothing."""
+        listed: set[tuple[Key, tuple[str, str]]] = set()
+        for body in bodies:
+            metadata = body["metadata"]
+            product = (metadata.get("labels") or {}).get("app.kubernetes.io/part-of")
+            if not product:
+                continue
+            key, entry = (metadata["namespace"], product), (body["kind"], metadata["name"])
+            listed.add((key, entry))
+            if entry not in self.children.get(key, {}):
+                self.record_child(body, deleted=False)
+        for key, entries in self.children.items():
+            for entry in [e for e in entries if (key, e) not in listed and self._recorded.get((key, e), 0) < started]:
+                entries.pop(entry, None)
+                self._recorded.pop((key, entry), None)
 
     def record_child(self, body: Mapping[str, Any], *, deleted: bool) -> Key | None:
         metadata = body.get("metadata", {})
@@ -86,8 +123,10 @@ class Controller:
         entry = (body["kind"], metadata["name"])
         if deleted:
             self.children.get(key, {}).pop(entry, None)
+            self._recorded.pop((key, entry), None)
         else:
             self.children.setdefault(key, {})[entry] = _strip(body)
+            self._recorded[(key, entry)] = time.monotonic()
         return key
 
     # -- the queue ------------------------------------------------------------------------------------
@@ -125,8 +164,14 @@ class Controller:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def _resync_forever(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.resync)
+            try:
+                bodies, started = await loop.run_in_executor(self._pool, self.list_children)
+                self.correct_children(bodies, started)
+            except Exception as error:  # the watches keep the cache; the next resync lists again
+                log.warning("listing children failed: %s", error)
             for key in list(self.products):
                 self.enqueue(key)
 
