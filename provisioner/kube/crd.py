@@ -87,7 +87,8 @@ _CONDITION = {
     "description": "An observation of one aspect of the product's state.",
     "required": ["type", "status"],
     "properties": {
-        "type": {"type": "string", "description": "Ready, StoresReady, ConsumersReady, CaughtUp or Fresh.",
+        "type": {"type": "string",
+                 "description": "Ready, StoresReady, ConsumersReady, CaughtUp, Fresh or Rebuilding.",
                  "maxLength": 316},
         "status": {"type": "string", "enum": ["True", "False", "Unknown"], "description": "True, False or Unknown."},
         "reason": {"type": "string", "description": "A CamelCase word saying why.", "maxLength": 1024},
@@ -114,6 +115,17 @@ _STORE_STATUS = {
                 "description": "Records of the topic not yet in the store (end offsets - positions)."},
         "deadLetters": {"type": "integer", "description": "Dead letters this store's consumer sent."},
         "lastError": {"type": "string", "description": "Why the store or Kafka could not be observed, if so."},
+        "rebuild": {
+            "type": "object",
+            "description": "A new version of the store being built beside the live one after a content change.",
+            "properties": {
+                "version": {"type": "string", "description": "The version being built."},
+                "replayed": {"type": "integer", "description": "Records the new version has read."},
+                "left": {"type": "integer", "description": "Records it still has to read before the switch."},
+                "estimatedSeconds": {"type": "integer",
+                                     "description": "Time left at its recent pace, in seconds."},
+            },
+        },
     },
 }
 _STATUS = {
@@ -122,7 +134,7 @@ _STATUS = {
     "properties": {
         "observedGeneration": {"type": "integer", "description": "The generation the operator last acted on."},
         "conditions": {
-            "type": "array", "description": "Ready, StoresReady, ConsumersReady, CaughtUp and Fresh.",
+            "type": "array", "description": "Ready, StoresReady, ConsumersReady, CaughtUp, Fresh and Rebuilding.",
             "items": _CONDITION, "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"],
         },
         "storesReady": {"type": "string", "description": "Ready stores out of all stores, e.g. 2/2."},

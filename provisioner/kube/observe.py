@@ -7,7 +7,9 @@ are read with the store classes the consumers write them with (`provisioner.stor
 `end offsets - positions` as spec.md defines it, not Kafka's committed offsets.
 
 Freshness needs memory: when each store was last seen caught up with a consumer running. The
-observer keeps it per process; after a restart a store counts from its first observation.
+observer keeps it per process; after a restart a store counts from its first observation. A store
+being rebuilt (its version record names a new version) is observed too: the new version's own
+positions, and its pace between two observations, give the rebuild's progress and time left.
 
 Errors never carry a secret: store errors are scrubbed of the URL's password, Kafka errors name the
 exception type only. Called by `provisioner.kube.reconcile`.
@@ -24,10 +26,11 @@ from typing import Any
 from provisioner.errors import ProvisionerError
 from provisioner.kube.client import KubeClient
 from provisioner.kube.render import object_name
-from provisioner.kube.status import StoreObservation
+from provisioner.kube.status import RebuildObservation, StoreObservation
 from provisioner.spec.models import DataProduct, StoreSpec
 from provisioner.stores.base import scrub_secrets
 from provisioner.stores.registry import open_store
+from provisioner.stores.versions import open_versions, shadow_for
 from provisioner.stream.observe import KafkaObserver
 
 __all__ = ["Observer", "store_secret"]
@@ -57,6 +60,8 @@ class Observer:
         self._secret_ttl = secret_ttl
         self._secrets: dict[tuple[str, str], tuple[float, dict[str, Any] | None]] = {}
         self._secrets_lock = threading.Lock()
+        # (version, when, records replayed) at the previous observation of each store's rebuild.
+        self._rebuild_marks: dict[tuple[str, str, str], tuple[str, float, int]] = {}
 
     def forget(self, namespace: str, name: str) -> None:
         for key in [k for k in self._fresh_at if k[:2] == (namespace, name)]:
@@ -73,7 +78,7 @@ class Observer:
         now = self._clock()
         out = []
         for store in product.spec.stores:
-            positions, store_error = self._positions(product, namespace, store, secrets)
+            positions, store_error, rebuild = self._positions(product, namespace, store, secrets)
             group = product.consumer_group(store)
             members, group_error = self._kafka_call(lambda k: k.group_members(group))  # noqa: B023
             key = (namespace, product.name, store.name)
@@ -89,6 +94,7 @@ class Observer:
                 consumers=members, dead_letters=None if dead is None else dead.get((f"{namespace}/{product.name}",
                                                                                     store.name), 0),
                 error=store_error or kafka_error or group_error, stale_for=now - since,
+                rebuild=self._paced(key, rebuild, now),
             ))
         return tuple(out)
 
@@ -111,25 +117,58 @@ class Observer:
         except ProvisionerError as error:
             return None, str(error)
 
-    def _positions(self, product: DataProduct, namespace: str, store: StoreSpec,
-                   rendered: dict[str, dict[str, Any]]) -> tuple[dict[int, int] | None, str | None]:
+    def _positions(self, product: DataProduct, namespace: str, store: StoreSpec, rendered: dict[str, dict[str, Any]],
+                   ) -> tuple[dict[int, int] | None, str | None, tuple[str, dict[int, int]] | None]:
+        """The store's positions, or why they could not be read; and, when a new version is being
+        built beside it, that version and its own positions."""
         name, key = store_secret(product, store)
         secret = rendered.get(name) or self._secret(namespace, name)
         if secret is None:
-            return None, f"Secret {name} does not exist"
+            return None, f"Secret {name} does not exist", None
         raw = (secret.get("data") or {}).get(key)
         if raw is None:
-            return None, f"Secret {name} has no key {key!r}"
+            return None, f"Secret {name} has no key {key!r}", None
         url = base64.b64decode(raw).decode("utf-8", "replace").strip()
         try:
-            handle = open_store(product, store, url, timeout=self._store_timeout)
-            try:
-                return handle.read_positions(), None
-            finally:
-                handle.close()
+            positions = self._read_positions(product, store, url)
+            return positions, None, self._rebuild(product, store, url)
         except ProvisionerError as error:
             cause = error.__cause__
             text = f"{error}: {cause}" if cause is not None else str(error)
-            return None, scrub_secrets(text, url)
+            return None, scrub_secrets(text, url), None
         except ValueError as error:
-            return None, scrub_secrets(f"unusable URL in Secret {name}: {error}", url)
+            return None, scrub_secrets(f"unusable URL in Secret {name}: {error}", url), None
+
+    def _read_positions(self, product: DataProduct, store: StoreSpec, url: str) -> dict[int, int]:
+        handle = open_store(product, store, url, timeout=self._store_timeout)
+        try:
+            return handle.read_positions()
+        finally:
+            handle.close()
+
+    def _rebuild(self, product: DataProduct, store: StoreSpec, url: str) -> tuple[str, dict[int, int]] | None:
+        """The version being built beside the live store (its record says so) and its positions."""
+        versions = open_versions(product, store, url, timeout=self._store_timeout)
+        try:
+            record = versions.read()
+        finally:
+            versions.close()
+        if record is None or record.shadow is None:
+            return None
+        shadow_spec, _ = shadow_for(product, store, record.shadow.version)
+        return record.shadow.version, self._read_positions(product, shadow_spec, url)
+
+    def _paced(self, key: tuple[str, str, str], rebuild: tuple[str, dict[int, int]] | None,
+               now: float) -> RebuildObservation | None:
+        """The rebuild with its pace since the previous observation of the same version."""
+        if rebuild is None:
+            self._rebuild_marks.pop(key, None)
+            return None
+        version, positions = rebuild
+        replayed = sum(positions.values())
+        rate = None
+        mark = self._rebuild_marks.get(key)
+        if mark is not None and mark[0] == version and now > mark[1]:
+            rate = max(0.0, (replayed - mark[2]) / (now - mark[1])) or None
+        self._rebuild_marks[key] = (version, now, replayed)
+        return RebuildObservation(version, positions, rate)

@@ -1,6 +1,6 @@
 """A DataProduct's status from what was observed: pure, so every case is a unit test.
 
-Five conditions answer "is my data there and fresh?", each with `observedGeneration`, a stable
+Six conditions answer "is my data there and fresh?", each with `observedGeneration`, a stable
 CamelCase `reason` and an actionable message that names stores, never counts or times (messages
 must not change while the situation does not, or every refresh would write):
 
@@ -10,7 +10,9 @@ must not change while the situation does not, or every refresh would write):
   afterwards, falling behind again is what Fresh reports;
 - Fresh: every store was caught up, with a consumer running, within `spec.freshness`;
   True with reason NoFreshnessGoal when the spec sets none;
-- Ready: the spec is valid, its objects are applied and the four above hold (Fresh not False).
+- Ready: the spec is valid, its objects are applied and the four above hold (Fresh not False);
+- Rebuilding: a store is being rebuilt beside its live version after a content change (readers
+  keep the live version meanwhile, so it does not make the product un-Ready).
 
 Numbers live in the per-store entries (position, lag, deadLetters, lastError) and in the totals
 that `kubectl get dp` prints. `lastTransitionTime` moves only when a condition's status changes,
@@ -31,6 +33,7 @@ from provisioner.runtime.progress import lag as records_behind
 __all__ = [
     "CONDITION_TYPES",
     "Observation",
+    "RebuildObservation",
     "StoreObservation",
     "Transition",
     "compute_status",
@@ -38,7 +41,7 @@ __all__ = [
     "transitions",
 ]
 
-CONDITION_TYPES = ("Ready", "StoresReady", "ConsumersReady", "CaughtUp", "Fresh")
+CONDITION_TYPES = ("Ready", "StoresReady", "ConsumersReady", "CaughtUp", "Fresh", "Rebuilding")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +58,22 @@ class StoreObservation:
     dead_letters: int | None = None
     error: str | None = None  # why the store or Kafka did not answer (never a secret)
     stale_for: float | None = None  # seconds since the store was last seen caught up with a consumer
+    rebuild: RebuildObservation | None = None  # a new version being built beside the live store
 
     @property
     def lag(self) -> int | None:
         if self.positions is None or self.end_offsets is None:
             return None
         return records_behind(self.positions, self.end_offsets)
+
+
+@dataclass(frozen=True, slots=True)
+class RebuildObservation:
+    """A version of a store being hydrated beside the live one (see provisioner.runtime.rebuild)."""
+
+    version: str
+    positions: Mapping[int, int]  # the new version's own positions
+    records_per_second: float | None = None  # its pace since the previous observation
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +214,31 @@ def _store_entry(store: StoreObservation, caught_up: bool) -> dict[str, Any]:
         entry["deadLetters"] = store.dead_letters
     if store.error:
         entry["lastError"] = store.error
+    if store.rebuild is not None:
+        entry["rebuild"] = _rebuild_entry(store.rebuild, store.end_offsets)
     return entry
+
+
+def _rebuild_entry(rebuild: RebuildObservation, ends: Mapping[int, int] | None) -> dict[str, Any]:
+    """Progress of a rebuild: records the new version has read, records left, and the time left
+    at its recent pace."""
+    entry: dict[str, Any] = {"version": rebuild.version, "replayed": sum(rebuild.positions.values())}
+    if ends is not None:
+        left = records_behind(rebuild.positions, ends)
+        entry["left"] = left
+        if rebuild.records_per_second:
+            entry["estimatedSeconds"] = round(left / rebuild.records_per_second)
+    return entry
+
+
+def _rebuilding(observation: Observation) -> dict[str, Any]:
+    rebuilding = [s for s in observation.stores if s.rebuild is not None]
+    if not rebuilding:
+        return _condition("Rebuilding", False, "NoRebuild", "no store is being rebuilt", observation.generation)
+    return _condition("Rebuilding", True, "Rebuilding",
+                      f"store {_names(rebuilding)} is being rebuilt beside the live version for a changed spec; "
+                      "readers keep the current version until it switches (status.stores[].rebuild has the "
+                      "progress)", observation.generation)
 
 
 def compute_status(observation: Observation, previous: Mapping[str, Any] | None, now: datetime) -> dict[str, Any]:
@@ -215,7 +252,7 @@ def compute_status(observation: Observation, previous: Mapping[str, Any] | None,
         "CaughtUp": caught_up,
         "Fresh": _fresh(observation),
     }
-    conditions = [_ready(observation, parts), *parts.values()]
+    conditions = [_ready(observation, parts), *parts.values(), _rebuilding(observation)]
     stores = [_store_entry(s, done[s.name]) for s in observation.stores]
     lags = [s.lag for s in observation.stores]
     dead = [s.dead_letters for s in observation.stores]

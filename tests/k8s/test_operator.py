@@ -25,7 +25,8 @@ import pytest
 from kubernetes import client
 
 from provisioner.kube.client import KubeClient
-from provisioner.kube.reconcile import CHILD_KINDS
+from provisioner.kube.reconcile import CHILD_KINDS, parse_product
+from provisioner.stores.versions import open_shadow_store, open_versions, shadow_for
 from provisioner.stream import kafka as kafka_helpers
 from tests.integration.conftest import kafka_bootstrap, redis_server  # noqa: F401  (fixtures)
 
@@ -239,6 +240,44 @@ def test_status_from_real_data(kube: KubeClient, namespace: str, operator: Opera
     assert condition(body, "Ready")["status"] == "False"  # type: ignore[index]
     assert condition(body, "CaughtUp")["status"] == "True"  # type: ignore[index]  (pre-loaded once)
     wait_for("lag 1", lambda: ((_get(kube, namespace, "fresh") or {}).get("status") or {}).get("lag") == 1)
+
+
+def test_a_rebuild_in_progress_is_reported_with_its_progress(kube: KubeClient, namespace: str,
+                                                             operator: OperatorProcess, store_url: str,
+                                                             kafka_bootstrap: str) -> None:  # noqa: F811
+    topic = _topic()
+    kafka_helpers.ensure_topic(kafka_bootstrap, topic, partitions=1)
+    kafka_helpers.produce_records(kafka_bootstrap, topic, [
+        kafka_helpers.OutgoingRecord(key=f"o{i}", value=json.dumps({"order_id": f"o{i}", "amount": i}).encode())
+        for i in range(20)])
+    kube.apply(product("rebuilt", namespace, topic))
+    body = wait_for("a status", lambda: (b := _get(kube, namespace, "rebuilt")) and condition(b, "Rebuilding") and b)
+    assert condition(body, "Rebuilding")["status"] == "False"  # type: ignore[index]
+    # A consumer of a changed spec begins a new version beside the live store and has read 5 records.
+    parsed = parse_product(body)
+    store_spec = parsed.spec.stores[0]
+    versions = open_versions(parsed, store_spec, store_url)
+    shadow_spec, shadow = shadow_for(parsed, store_spec, "feedfacefeedface")
+    try:
+        versions.record(parsed, store_spec)
+        versions.begin(shadow)
+        building = open_shadow_store(parsed, shadow_spec, store_url)
+        try:
+            building.apply([], {0: None}, {0: 5})
+        finally:
+            building.close()
+        body = wait_for("Rebuilding=True", lambda: (b := _get(kube, namespace, "rebuilt"))
+                        and (condition(b, "Rebuilding") or {}).get("status") == "True" and b)
+        assert condition(body, "Rebuilding")["reason"] == "Rebuilding"  # type: ignore[index]
+        progress = body["status"]["stores"][0]["rebuild"]
+        assert progress["version"] == "feedfacefeedface" and progress["replayed"] == 5 and progress["left"] == 15
+        # Switched (here: dropped): the condition clears and the progress goes.
+        versions.drop(shadow)
+        body = wait_for("Rebuilding=False", lambda: (b := _get(kube, namespace, "rebuilt"))
+                        and (condition(b, "Rebuilding") or {}).get("status") == "False" and b)
+        assert "rebuild" not in body["status"]["stores"][0]
+    finally:
+        versions.close()
 
 
 def test_idle_operator_writes_nothing(kube: KubeClient, namespace: str, operator: OperatorProcess) -> None:

@@ -7,7 +7,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from provisioner.kube.reconcile import differs, parse_product, spec_problem, stale_children
-from provisioner.kube.status import Observation, StoreObservation, compute_status, invalid_status, transitions
+from provisioner.kube.status import (
+    Observation,
+    RebuildObservation,
+    StoreObservation,
+    compute_status,
+    invalid_status,
+    transitions,
+)
 from provisioner.spec.findings import SpecError
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -28,7 +35,7 @@ def test_ready_when_every_store_answers_runs_and_is_caught_up() -> None:
     status = compute_status(Observation(3, (store(),), "30s", 30.0), None, NOW)
     assert conditions(status) == {"Ready": ("True", "Ready"), "StoresReady": ("True", "StoresAnswer"),
                                   "ConsumersReady": ("True", "ConsumersRunning"), "CaughtUp": ("True", "CaughtUp"),
-                                  "Fresh": ("True", "Fresh")}
+                                  "Fresh": ("True", "Fresh"), "Rebuilding": ("False", "NoRebuild")}
     assert all(c["observedGeneration"] == 3 for c in status["conditions"])
     assert status["stores"][0] == {"name": "cache", "kind": "redis", "managed": False, "ready": True,
                                    "caughtUp": True, "replicas": 1, "position": 5, "lag": 0, "deadLetters": 0}
@@ -117,3 +124,26 @@ def test_parse_product_uses_the_validate_checks_and_name_order() -> None:
     with pytest.raises(SpecError) as caught:
         parse_product(body)
     assert spec_problem(caught.value).startswith("spec.fields.a: ")
+
+
+def test_a_rebuild_shows_its_progress_and_keeps_the_product_ready() -> None:
+    rebuild = RebuildObservation("1a2b3c4d5e6f7a8b", {0: 30, 1: 10}, records_per_second=20.0)
+    observed = store(positions={0: 50, 1: 50}, end_offsets={0: 50, 1: 50}, rebuild=rebuild)
+    status = compute_status(Observation(2, (observed,)), None, NOW)
+    assert conditions(status)["Rebuilding"] == ("True", "Rebuilding")
+    assert conditions(status)["Ready"] == ("True", "Ready")  # readers keep the live version meanwhile
+    assert status["stores"][0]["rebuild"] == {"version": "1a2b3c4d5e6f7a8b", "replayed": 40, "left": 60,
+                                              "estimatedSeconds": 3}
+    # Progress moves in the store entry; the condition's message stays the same (no churn).
+    later = compute_status(Observation(2, (store(rebuild=RebuildObservation("1a2b3c4d5e6f7a8b", {0: 50, 1: 40}),
+                                                 positions={0: 50, 1: 50}, end_offsets={0: 50, 1: 50}),)),
+                           status, NOW)
+    assert [c["message"] for c in later["conditions"]] == [c["message"] for c in status["conditions"]]
+    assert later["stores"][0]["rebuild"] == {"version": "1a2b3c4d5e6f7a8b", "replayed": 90, "left": 10}
+    assert [t.type for t in transitions(status["conditions"], later["conditions"])] == []
+    switched = compute_status(Observation(2, (store(positions={0: 50, 1: 50}, end_offsets={0: 50, 1: 50}),)),
+                              later, NOW)
+    assert conditions(switched)["Rebuilding"] == ("False", "NoRebuild")
+    assert "rebuild" not in switched["stores"][0]
+    assert [(t.type, t.status) for t in transitions(later["conditions"], switched["conditions"])] == \
+        [("Rebuilding", "False")]
