@@ -75,16 +75,7 @@ AUDIT_POLICY = {"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages":
 
 
 def client(kubeconfig: Path, agent: str, pool: int = 16) -> KubeClient:
-    kube = KubeClient.from_kubeconfig(kubeconfig, pool_size=pool)
-    call_api = kube.api.call_api
-
-    def with_agent(method: str, url: str, header_params: dict[str, str] | None = None, *rest: Any,
-                   **options: Any) -> Any:
-        # KubeClient's REST calls carry urllib3's User-Agent, as the operator's do: name ours.
-        return call_api(method, url, {**(header_params or {}), "User-Agent": agent}, *rest, **options)
-
-    kube.api.call_api = with_agent
-    return kube
+    return KubeClient.from_kubeconfig(kubeconfig, pool_size=pool, user_agent=agent)
 
 
 def product(name: str, namespace: str) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from provisioner import __version__
 from provisioner.errors import ConfigurationError, ConflictError, ProvisionerError, UnavailableError
 
 __all__ = [
@@ -89,18 +90,23 @@ class ApiRefusedError(ProvisionerError):
     """The API server refused an object or a request as invalid (400, 422): not retried."""
 
 
+DEFAULT_USER_AGENT = f"provisioner/{__version__}"
+OPERATOR_USER_AGENT = f"provisioner-operator/{__version__}"
+
+
 class KubeClient:
     """REST calls as provisioner's field manager over a `kubernetes.client.ApiClient`."""
 
-    def __init__(self, api: Any) -> None:
+    def __init__(self, api: Any, user_agent: str = DEFAULT_USER_AGENT) -> None:
         self.api = api
+        self.user_agent = user_agent  # names provisioner (CLI or operator) in the API server's audit log
         self._lock = threading.Lock()
         self.requests = 0
         self.writes = 0
 
     @classmethod
     def from_kubeconfig(cls, kubeconfig: Path | None = None, context: str | None = None,
-                        *, pool_size: int = 16) -> KubeClient:
+                        *, pool_size: int = 16, user_agent: str = DEFAULT_USER_AGENT) -> KubeClient:
         """A client for `kubeconfig` (default: $KUBECONFIG or ~/.kube/config) and `context`, or
         for the Pod's service account when no kubeconfig exists and the process runs in a cluster."""
         from kubernetes import client, config
@@ -118,7 +124,7 @@ class KubeClient:
             except config.ConfigException:
                 raise ConfigurationError(f"no kubeconfig and not in a cluster: {error}") from None
         configuration.connection_pool_maxsize = pool_size
-        return cls(client.ApiClient(configuration))
+        return cls(client.ApiClient(configuration), user_agent)
 
     @property
     def configuration(self) -> Any:
@@ -138,7 +144,7 @@ class KubeClient:
         if body is not None and "json" not in content_type:
             body = json.dumps(body)  # apply-patch+yaml: JSON is YAML; the client passes text through
         url = self.api.configuration.host + path + (f"?{urlencode(query)}" if query else "")
-        headers = {"Content-Type": content_type, "Accept": "application/json"}
+        headers = {"Content-Type": content_type, "Accept": "application/json", "User-Agent": self.user_agent}
         with self._lock:
             self.requests += 1
             if method != "GET":

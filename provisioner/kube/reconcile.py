@@ -152,7 +152,10 @@ def desired_objects(product: DataProduct, body: Mapping[str, Any], settings: Set
 
 
 def _empty(value: Any) -> bool:
-    return value is None or value in ({}, [])
+    """A zero value: the API server leaves such fields out of what it stores (`omitempty`), so a
+    desired `false`, `0` or `""` matches an absent live field (e.g. a Service's
+    `publishNotReadyAddresses: false`); without this every reconcile would apply them again."""
+    return value is None or value in ({}, [], False, "")
 
 
 def _contains(live: Any, want: Any) -> bool:

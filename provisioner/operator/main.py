@@ -19,7 +19,7 @@ from typing import Any
 
 import kopf
 
-from provisioner.kube.client import KubeClient
+from provisioner.kube.client import OPERATOR_USER_AGENT, KubeClient
 from provisioner.kube.observe import Observer
 from provisioner.kube.reconcile import Reconciler, Settings
 from provisioner.operator.handlers import Controller, register
@@ -68,7 +68,8 @@ def _login(client: KubeClient) -> Any:
 
 def run(config: OperatorConfig) -> int:
     """Run until stopped; 0 on SIGTERM/SIGINT, 1 when the Lease was lost."""
-    client = KubeClient.from_kubeconfig(config.kubeconfig, config.context, pool_size=config.workers + 4)
+    client = KubeClient.from_kubeconfig(config.kubeconfig, config.context, pool_size=config.workers + 4,
+                                         user_agent=OPERATOR_USER_AGENT)
     stopping = threading.Event()
     lost = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -16,6 +16,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,11 @@ WIDGET_CRD: dict[str, Any] = {
     },
 }
 # The DataProduct CRD too: the operator tests need its children collected when a product is deleted.
+# Every request at the Metadata level (who, what, when): lets a test count the operator's writes,
+# including no-op patches a watch never sees.
+AUDIT_POLICY = {"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived"],
+                "rules": [{"level": "Metadata"}]}
+
 SESSION_CRDS = [WIDGET_CRD, crd()]
 
 _HERE = Path(__file__).parent
@@ -116,13 +122,37 @@ def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[kubeapi.K
         yield None
         return
     kubeapi.ensure_binaries()
-    cluster = kubeapi.start(tmp_path_factory.mktemp("kube"), controller_manager=False)
+    work = tmp_path_factory.mktemp("kube")
+    policy = work / "audit-policy.yaml"
+    policy.write_text(json.dumps(AUDIT_POLICY))
+    cluster = kubeapi.start(work, controller_manager=False, extra_args=[
+        f"--audit-policy-file={policy}", f"--audit-log-path={work / 'audit.log'}", "--audit-log-maxsize=0"])
     try:
         install_crds(cluster.kubeconfig, SESSION_CRDS)
         cluster.start_controller_manager()
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def audit_log(kube_cluster: kubeapi.KubeCluster | None) -> Path | None:
+    """The API server's audit log (one JSON entry per request), or None for an existing cluster."""
+    if kube_cluster is None:
+        return None
+    return kube_cluster.work_dir / "audit.log"
+
+
+def audited_requests(log: Path, since: float, verbs: tuple[str, ...] = ("create", "update", "patch", "delete"),
+                     ) -> list[dict[str, Any]]:
+    """Audit entries of `verbs` whose request was received at or after `since` (epoch seconds)."""
+    found: list[dict[str, Any]] = []
+    for line in log.read_text(encoding="utf-8").splitlines():
+        entry = json.loads(line)
+        received = datetime.fromisoformat(entry["requestReceivedTimestamp"].replace("Z", "+00:00")).timestamp()
+        if received >= since and entry.get("verb") in verbs:
+            found.append(entry)
+    return found
 
 
 @pytest.fixture(scope="session")

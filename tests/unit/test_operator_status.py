@@ -147,3 +147,13 @@ def test_a_rebuild_shows_its_progress_and_keeps_the_product_ready() -> None:
     assert "rebuild" not in switched["stores"][0]
     assert [(t.type, t.status) for t in transitions(later["conditions"], switched["conditions"])] == \
         [("Rebuilding", "False")]
+
+
+def test_differs_takes_an_absent_field_for_its_zero_value() -> None:
+    """The API server stores no `false`/`0`/`""` for omitempty fields: not a difference to re-apply."""
+    desired = {"kind": "Service", "metadata": {"name": "s"},
+               "spec": {"clusterIP": "None", "publishNotReadyAddresses": False}}
+    live = {"kind": "Service", "metadata": {"name": "s", "uid": "u"}, "spec": {"clusterIP": "None",
+                                                                              "clusterIPs": ["None"]}}
+    assert not differs(desired, live)
+    assert differs(desired, {**live, "spec": {**live["spec"], "publishNotReadyAddresses": True}})
