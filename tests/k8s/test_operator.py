@@ -105,7 +105,7 @@ def test_objects_appear_with_owners_and_follow_the_spec(kube: KubeClient, namesp
     status = wait_for("a status of generation 1", lambda: (b := _get(kube, namespace, "orders"))
                       and (b.get("status") or {}).get("observedGeneration") == 1 and b)
     types = [c["type"] for c in status["status"]["conditions"]]
-    assert types == ["Ready", "StoresReady", "ConsumersReady", "CaughtUp", "Fresh"]
+    assert types == ["Ready", "StoresReady", "ConsumersReady", "CaughtUp", "Fresh", "Rebuilding"]
     assert all(c["observedGeneration"] == 1 for c in status["status"]["conditions"])
     assert condition(status, "Ready")["status"] == "False"  # type: ignore[index]
 
