@@ -281,7 +281,13 @@ def invalid_status(generation: int, message: str, previous: Mapping[str, Any] | 
 
 
 def transitions(previous: Sequence[Mapping[str, Any]], current: Sequence[Mapping[str, Any]]) -> list[Transition]:
-    """Conditions whose status (or, for a failing one, reason) differs from before: one Event each."""
+    """Conditions whose status (or, for a failing one, reason) differs from before: one Event each.
+
+    A product's first status is one transition, Ready's, whose message names the conditions not yet
+    True: a new product gets one Event, not one per condition (at a thousand products, those Events
+    were most of the operator's requests)."""
+    if not previous:
+        return _first(current)
     before = {c.get("type"): c for c in previous}
     changes = []
     for condition in current:
@@ -292,3 +298,16 @@ def transitions(previous: Sequence[Mapping[str, Any]], current: Sequence[Mapping
         changes.append(Transition(condition["type"], condition["status"], condition.get("reason", ""),
                                   condition.get("message", "")))
     return changes
+
+
+def _first(current: Sequence[Mapping[str, Any]]) -> list[Transition]:
+    ready = next((c for c in current if c.get("type") == "Ready"), None)
+    if ready is None:
+        return []
+    settled = {"Rebuilding": "False"}  # the one condition whose good value is False
+    pending = [f"{c['type']}={c['status']} ({c.get('reason', '')})" for c in current
+               if c.get("type") != "Ready" and c.get("status") != settled.get(c.get("type", ""), "True")]
+    message = ready.get("message", "")
+    if pending:
+        message = f"{message}; {', '.join(pending)}" if message else ", ".join(pending)
+    return [Transition("Ready", ready["status"], ready.get("reason", ""), message)]

@@ -2,7 +2,7 @@
 
 kopf authenticates with the same kubeconfig/context (or in-cluster service account) as
 provisioner's own client, through an `on.login` handler. kopf's own event posting is off: the
-reconciler posts one Event per condition transition and nothing else.
+reconciler posts one Event for a new product, then one per condition transition, and nothing else.
 """
 
 from __future__ import annotations

@@ -157,3 +157,21 @@ def test_differs_takes_an_absent_field_for_its_zero_value() -> None:
                                                                               "clusterIPs": ["None"]}}
     assert not differs(desired, live)
     assert differs(desired, {**live, "spec": {**live["spec"], "publishNotReadyAddresses": True}})
+
+
+def test_a_first_status_is_one_event_naming_what_is_not_yet_true() -> None:
+    first = compute_status(Observation(1, (store(positions={0: 1}),)), None, NOW)  # not caught up
+    [only] = transitions([], first["conditions"])
+    ready = conditions(first)["Ready"]
+    assert (only.type, only.status, only.reason) == ("Ready", *ready)
+    waiting = [c for c in first["conditions"] if c["type"] not in ("Ready", "Rebuilding") and c["status"] != "True"]
+    assert [c["type"] for c in waiting] == ["CaughtUp"]
+    for condition in waiting:
+        assert f"{condition['type']}={condition['status']}" in only.message
+    assert "Rebuilding" not in only.message
+
+
+def test_a_first_status_of_an_invalid_spec_carries_the_error() -> None:
+    bad = invalid_status(1, "spec.fields.x: boom", None, NOW)
+    [only] = transitions([], bad["conditions"])
+    assert only.reason == "InvalidSpec" and "spec.fields.x: boom" in only.message
