@@ -49,6 +49,14 @@ def _strip(body: Mapping[str, Any]) -> dict[str, Any]:
     return obj
 
 
+def _without_bookkeeping(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A product as cached: its status kept (the next status is computed from it), its
+    managedFields dropped (they are most of a cached body's size, and nothing reads them)."""
+    obj = dict(body)
+    obj["metadata"] = {k: v for k, v in body.get("metadata", {}).items() if k not in _STRIPPED}
+    return obj
+
+
 @dataclass
 class Controller:
     """In-memory view of products and their children, and the queue that reconciles them."""
@@ -76,7 +84,7 @@ class Controller:
         self.namespaces = namespaces
         for namespace in namespaces or [None]:  # type: ignore[list-item]
             for body in self.client.list("DataProduct", namespace):
-                self.products[_key(body)] = body
+                self.products[_key(body)] = _without_bookkeeping(body)
         self.refresh_children()
 
     def refresh_children(self) -> None:
@@ -89,7 +97,9 @@ class Controller:
         bodies: list[dict[str, Any]] = []
         for namespace in self.namespaces or [None]:  # type: ignore[list-item]
             for kind in CHILD_KINDS:
-                bodies.extend(self.client.list(kind, namespace, {"app.kubernetes.io/managed-by": "provisioner"}))
+                # stripped kind by kind: only one kind's full bodies are in memory at once
+                bodies.extend(_strip(body) for body in
+                              self.client.list(kind, namespace, {"app.kubernetes.io/managed-by": "provisioner"}))
         return bodies, started
 
     def correct_children(self, bodies: list[dict[str, Any]], started: float) -> None:
@@ -220,7 +230,7 @@ class Controller:
             if self.reconciler.observer is not None:
                 self.reconciler.observer.forget(*key)
             return
-        stored = dict(body)
+        stored = _without_bookkeeping(body)
         old = self.products.get(key)
         self.products[key] = stored
         changed = old is None or old["metadata"].get("uid") != stored["metadata"].get("uid") or \
