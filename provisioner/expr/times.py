@@ -34,19 +34,21 @@ def _ns_of(value: Any) -> int:
     raise TypeError(f"not a time value: {value!r}")
 
 
-class Timestamp(datetime):
-    """A CEL timestamp: the UTC datetime (to the microsecond) and `ns` since the epoch."""
+class _ExactNs:
+    """Equality, order and hash by the exact `ns`, against any value of the same base type
+    (`_base`): the datetime and timedelta parts are only floored to the microsecond."""
 
-    __slots__ = ("ns",)
+    __slots__ = ()
     ns: int
+    _base: type
 
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, datetime):
+        if isinstance(other, self._base):
             return self.ns == _ns_of(other)
         return NotImplemented
 
     def __ne__(self, other: object) -> bool:
-        if isinstance(other, datetime):
+        if isinstance(other, self._base):
             return self.ns != _ns_of(other)
         return NotImplemented
 
@@ -64,6 +66,22 @@ class Timestamp(datetime):
 
     def __hash__(self) -> int:
         return hash(self.ns)
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        return self.__reduce__()  # datetime's own __reduce_ex__ would drop `ns`
+
+    def __copy__(self) -> Any:
+        return self
+
+    def __deepcopy__(self, memo: Any) -> Any:
+        return self
+
+
+class Timestamp(_ExactNs, datetime):
+    """A CEL timestamp: the UTC datetime (to the microsecond) and `ns` since the epoch."""
+
+    __slots__ = ("ns",)
+    _base = datetime
 
     def __repr__(self) -> str:
         return f"Timestamp({format_timestamp(self)!r})"
@@ -71,55 +89,18 @@ class Timestamp(datetime):
     def __reduce__(self) -> tuple[Any, tuple[int]]:
         return timestamp_ns, (self.ns,)
 
-    def __copy__(self) -> Timestamp:
-        return self
 
-    def __deepcopy__(self, memo: Any) -> Timestamp:
-        return self
-
-
-class Duration(timedelta):
+class Duration(_ExactNs, timedelta):
     """A CEL duration: the timedelta (floored to the microsecond) and its exact `ns`."""
 
     __slots__ = ("ns",)
-    ns: int
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, timedelta):
-            return self.ns == _ns_of(other)
-        return NotImplemented
-
-    def __ne__(self, other: object) -> bool:
-        if isinstance(other, timedelta):
-            return self.ns != _ns_of(other)
-        return NotImplemented
-
-    def __lt__(self, other: Any) -> bool:
-        return self.ns < _ns_of(other)
-
-    def __le__(self, other: Any) -> bool:
-        return self.ns <= _ns_of(other)
-
-    def __gt__(self, other: Any) -> bool:
-        return self.ns > _ns_of(other)
-
-    def __ge__(self, other: Any) -> bool:
-        return self.ns >= _ns_of(other)
-
-    def __hash__(self) -> int:
-        return hash(self.ns)
+    _base = timedelta
 
     def __repr__(self) -> str:
         return f"Duration({format_duration(self)!r})"
 
     def __reduce__(self) -> tuple[Any, tuple[int]]:
         return duration_ns, (self.ns,)
-
-    def __copy__(self) -> Duration:
-        return self
-
-    def __deepcopy__(self, memo: Any) -> Duration:
-        return self
 
 
 def datetime_ns(value: datetime) -> int:
