@@ -358,6 +358,8 @@ def test_of_two_operators_only_one_acts(kube: KubeClient, kube_api: client.ApiCl
             lease = kube.get("Lease", namespace, "pair")
             assert lease is not None
             holder = lease["spec"]["holderIdentity"]
+            # The children exist before the reconcile that applied them logs it: wait for the line.
+            wait_for("the leader's log", lambda: any("applied" in op.text() for op in (one, two)))
             acting = [op for op in (one, two) if "applied" in op.text()]
             assert len(acting) == 1
             waiting = two if acting[0] is one else one
