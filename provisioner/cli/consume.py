@@ -66,6 +66,21 @@ def kafka_settings(environ: Mapping[str, str]) -> dict[str, Any]:
     return settings
 
 
+def lease_seconds(environ: Mapping[str, str]) -> float | None:
+    """PROVISIONER_REBUILD_LEASE_MS: how long a Redis store's rebuilder lease outlives its holder
+    (None: the default). Shorter means a killed rebuilder is replaced sooner."""
+    raw = environ.get("PROVISIONER_REBUILD_LEASE_MS", "").strip()
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        fail(f"PROVISIONER_REBUILD_LEASE_MS must be an integer number of milliseconds, not {raw!r}")
+    if value < 300:
+        fail(f"PROVISIONER_REBUILD_LEASE_MS must be at least 300, not {value}")
+    return value / 1000
+
+
 def select_product(spec: Path, product: str | None) -> DataProduct:
     """The one product of `spec`, or the one named `product` when the file holds several."""
     products = [s.product for s in load_products([spec])]
@@ -130,7 +145,7 @@ def consume(
     consumer = StoreRunner(
         chosen, store_spec, url, kafka,
         status_path=status_file, metrics=metrics, store_url_masked=mask_url(url), pid=os.getpid(),
-        consumer_config=consumer_config,
+        consumer_config=consumer_config, lease_seconds=lease_seconds(os.environ),
     )
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
