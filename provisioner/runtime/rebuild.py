@@ -234,6 +234,9 @@ class StoreRunner:
                 continue
             if isinstance(outcome, int):
                 return outcome
+            if self.switched is None:
+                log.info("version %s is live (another replica switched): following it with this spec",
+                         plan.shadow.version)
             if plan.until is not None:
                 # Recorded is the spec (so a restart does not rebuild again); the bound is this run's.
                 self.product = with_overrides(self.product, until=plan.until)
