@@ -71,6 +71,8 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 0.5
 # How often a replica waiting for another one's rebuild reads the version record.
 WATCH_SECONDS = 1.0
+# How long stopping a rebuild's consumers still counts as a live loop for /healthz.
+STOP_GRACE_SECONDS = 60.0
 
 
 def with_overrides(product: DataProduct, *, start_from: str | None = None, until: str | None = None) -> DataProduct:
@@ -459,9 +461,17 @@ class StoreRunner:
         finally:
             versions.close()
 
+    def _join(self, thread: threading.Thread, deadline: float) -> None:
+        """Wait for a stopping consumer's thread. The liveness probe keeps beating until `deadline`
+        (a batch and a Kafka close take seconds); a consumer stuck longer shows as a stall."""
+        while thread.is_alive() and time.monotonic() < deadline:
+            self.metrics.beat()
+            thread.join(timeout=POLL_SECONDS)
+        thread.join()
+
     def _stop_thread(self, consumer: StoreConsumer, thread: threading.Thread) -> None:
         consumer.stop()
-        thread.join()
+        self._join(thread, time.monotonic() + STOP_GRACE_SECONDS)
         if consumer in self._active:
             self._active.remove(consumer)
         if thread in self._threads:
@@ -470,8 +480,9 @@ class StoreRunner:
     def _stop_all(self) -> None:
         for consumer in self._active:
             consumer.stop()
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
         for thread in self._threads:
-            thread.join()
+            self._join(thread, deadline)
         self._active, self._threads = [], []
 
     def _switch(self, old: tuple[DataProduct, StoreSpec] | None, shadow: Shadow, generation: int,

@@ -8,7 +8,11 @@ letters carry the version they were refused for. Real broker, real Redis and Pos
 from __future__ import annotations
 
 import re
+import socket
+import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +61,41 @@ def set_filter(path: Path, expression: str) -> None:
     path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
 
 
-def start_pair(spec: Path, store: str, bootstrap: str, url: str, tmp_path: Path) -> list[h.ConsumerProcess]:
-    return [h.ConsumerProcess(spec, store, bootstrap, url, tmp_path, f"r{i}", env=ENV).start() for i in (0, 1)]
+def start_pair(spec: Path, store: str, bootstrap: str, url: str, tmp_path: Path,
+               envs: list[dict[str, str]] | None = None) -> list[h.ConsumerProcess]:
+    envs = envs or [{}, {}]
+    return [h.ConsumerProcess(spec, store, bootstrap, url, tmp_path, f"r{i}", env={**ENV, **envs[i]}).start()
+            for i in (0, 1)]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Liveness(threading.Thread):
+    """Asks each replica's /healthz in a loop and keeps every answer other than 200 (a replica
+    being restarted does not answer at all, which is not a stall)."""
+
+    def __init__(self, ports: list[int]) -> None:
+        super().__init__(daemon=True)
+        self.ports = ports
+        self.answers = 0
+        self.stalls: list[str] = []
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.is_set():
+            for port in self.ports:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as answer:
+                        self.answers += answer.status == 200
+                except urllib.error.HTTPError as error:
+                    self.stalls.append(f"{port}: {error.code} {error.read()!r}")
+                except OSError:
+                    pass
+            time.sleep(0.2)
 
 
 def restart(replicas: list[h.ConsumerProcess]) -> list[int]:
@@ -92,8 +129,8 @@ def shadow_progress(product: DataProduct, store_spec: StoreSpec, url: str) -> in
 
 
 def hydrated_pair(kind: str, kafka_bootstrap: str, redis_server: Any, postgres_server: Any, topic: str,
-                  tmp_path: Path, events: int, seed: int) -> tuple[Path, DataProduct, StoreSpec, str,
-                                                                   list[h.ConsumerProcess]]:
+                  tmp_path: Path, events: int, seed: int, envs: list[dict[str, str]] | None = None,
+                  ) -> tuple[Path, DataProduct, StoreSpec, str, list[h.ConsumerProcess]]:
     name = unique_name(topic)
     spec = two_replica_spec(tmp_path, kind, name, topic)
     v1 = h.load_product(spec)
@@ -102,7 +139,7 @@ def hydrated_pair(kind: str, kafka_bootstrap: str, redis_server: Any, postgres_s
     reset_store(v1, store_v1, url)
     h.create_topic(kafka_bootstrap, topic, partitions=3)
     h.produce(kafka_bootstrap, topic, h.order_events(events, seed=seed, keys=3000, tombstones=False))
-    replicas = start_pair(spec, store_v1.name, kafka_bootstrap, url, tmp_path)
+    replicas = start_pair(spec, store_v1.name, kafka_bootstrap, url, tmp_path, envs)
     h.wait_caught_up(v1, store_v1, url, h.end_offsets(kafka_bootstrap, topic), 180, replicas)
     return spec, v1, store_v1, url, replicas
 
@@ -121,9 +158,14 @@ def check_final(kind: str, kafka_bootstrap: str, topic: str, url: str, product: 
 def test_two_replicas_elect_one_rebuilder_and_both_follow_the_new_version(
     kind: str, kafka_bootstrap: str, redis_server: Any, postgres_server: Any, topic: str, tmp_path: Path
 ) -> None:
+    ports = [free_port(), free_port()]
+    # /healthz must answer 200 throughout: the rebuild, the wait for it, the switch.
+    envs = [{"PROVISIONER_METRICS_PORT": str(port), "PROVISIONER_STALL_AFTER": "5"} for port in ports]
     spec, v1, store_v1, url, replicas = hydrated_pair(kind, kafka_bootstrap, redis_server, postgres_server,
-                                                      topic, tmp_path, 20_000, 31)
+                                                      topic, tmp_path, 20_000, 31, envs)
     reader: Reader | None = None
+    liveness = Liveness(ports)
+    liveness.start()
     try:
         initial = h.read_topic(kafka_bootstrap, topic)
         write_spec(spec, v2=True)
@@ -152,7 +194,11 @@ def test_two_replicas_elect_one_rebuilder_and_both_follow_the_new_version(
         time.sleep(0.5)
         reader.halt.set()
         reader.join(timeout=30)
+        liveness.halt.set()
+        liveness.join(timeout=30)
 
+        assert not liveness.stalls, liveness.stalls[:5]
+        assert liveness.answers > 20
         assert not reader.problems, reader.problems[:10]
         assert reader.seen["v1"] > 0 and reader.seen["v2"] > 0, reader.seen
         logs = [since(r, m) for r, m in zip(replicas, marks, strict=True)]
@@ -162,6 +208,7 @@ def test_two_replicas_elect_one_rebuilder_and_both_follow_the_new_version(
         for replica in replicas:
             assert replica.stop() == 0
     finally:
+        liveness.halt.set()
         if reader is not None:
             reader.halt.set()
         for replica in replicas:
