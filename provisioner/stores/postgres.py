@@ -2,13 +2,13 @@
 
 Opened by `provisioner.stores.registry.open_store`; driven by the consumer loop through the
 `Store` protocol. `prepare` converts every value in Python (`convert.py`) so the server never
-refuses a batch over one bad value. `apply` runs one transaction: with a version fence, a shared
+refuses a batch over one bad value. `apply` runs one transaction: with a version fence, a key-share
 lock on the store's version record and a check that it still names the fenced version (a switch
-locks that row first, so a batch lands wholly before a switch or is refused after it); the fencing
-compare-and-set on the positions rows (a zombie blocks on their row locks, then finds them moved
-and fails),
-then the data, streamed with COPY: straight into the table in append mode; in upsert mode into a
-session temp table, from which one DELETE and one INSERT ... ON CONFLICT apply the batch.
+locks that row for update first, so a batch lands wholly before a switch or is refused after it);
+the fencing compare-and-set on the positions rows (a zombie blocks on their row locks, then finds
+them moved and fails); then the data, streamed with COPY: straight into the table in append mode;
+in upsert mode into a session temp table, from which one DELETE and one INSERT ... ON CONFLICT
+apply the batch.
 """
 
 from __future__ import annotations
@@ -235,7 +235,7 @@ class PostgresStore:
             ),
             "version": (
                 f"SELECT fingerprint, generation FROM {self._versions} "  # noqa: S608
-                "WHERE consumer = %s FOR SHARE"
+                "WHERE consumer = %s FOR KEY SHARE"
             ),
             "forget_positions": f"DELETE FROM {positions} WHERE consumer = %s",  # noqa: S608
             "inspect": f"SELECT * FROM {table} ORDER BY {pk} LIMIT %s",  # noqa: S608
@@ -479,8 +479,9 @@ class PostgresStore:
             raise self._failed("applying a batch failed", error) from None
 
     def _check_version(self, connection: psycopg.Connection[Any], fence: VersionFence) -> None:
-        """The version fence, first in the transaction: the shared row lock makes a switch (which
-        locks the row for update first) wait for this batch, and this batch wait for the switch."""
+        """The version fence, first in the transaction. FOR KEY SHARE conflicts only with FOR UPDATE,
+        which the switch takes first: a switch waits for this batch and this batch for the switch,
+        while recording a shadow (a plain UPDATE) waits for neither, nor do writers for each other."""
         try:
             row = connection.execute(self._sql["version"], (self._consumer,)).fetchone()
         except errors.UndefinedTable:

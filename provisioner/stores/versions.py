@@ -371,7 +371,7 @@ class PostgresVersions:
 
         def work(connection: psycopg.Connection[Any]) -> None:
             connection.execute(f"SET LOCAL lock_timeout = {SWITCH_LOCK_TIMEOUT_MS}")
-            # The version row first: fenced writers lock it (shared) before anything else, so taking
+            # The version row first: fenced writers lock it (key share) before anything else, so taking
             # it before the tables cannot deadlock with them, and once it is ours no batch of the old
             # version lands any more (each one after the switch finds the new version and is refused).
             connection.execute(f"SELECT 1 FROM {self._versions} WHERE consumer = %s FOR UPDATE",  # noqa: S608
