@@ -171,6 +171,7 @@ class StoreRunner:
         self._stopping = False
         self._active: list[StoreConsumer] = []
         self._threads: list[threading.Thread] = []
+        self._election: Election | None = None  # while a rebuild runs
         self.switched: str | None = None  # the version switched to, once a rebuild finished
         self.rebuild_seconds: float | None = None
         self.frozen = False
@@ -348,6 +349,7 @@ class StoreRunner:
         else:
             log.warning("the recorded spec cannot be read back: the live store serves without following")
         election = open_election(self.product, self.store_spec, self.url, lease_seconds=self.lease_seconds)
+        self._election = election
         builder: StoreConsumer | None = None
         building: threading.Thread | None = None
         outcome: int | Outcome | None = None
@@ -417,6 +419,7 @@ class StoreRunner:
             return EXIT_STOPPED if self._stopping else Outcome.SWITCHED
         finally:
             self._stop_all()
+            self._election = None
             try:
                 election.close()
             except Exception:
@@ -466,6 +469,8 @@ class StoreRunner:
         (a batch and a Kafka close take seconds); a consumer stuck longer shows as a stall."""
         while thread.is_alive() and time.monotonic() < deadline:
             self.metrics.beat()
+            if self._election is not None:  # a rebuilder about to switch keeps its lease meanwhile
+                self._try(self._election.holds, "renewing the rebuilder lease", default=True)
             thread.join(timeout=POLL_SECONDS)
         thread.join()
 

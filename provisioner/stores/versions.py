@@ -35,13 +35,14 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, ClassVar, Final, Protocol
 
 import psycopg
 import redis
 from psycopg import errors
 from redis.exceptions import RedisError
 
+from provisioner.errors import ConflictError
 from provisioner.spec.fingerprint import fingerprint
 from provisioner.spec.models import DataProduct, StoreSpec
 from provisioner.spec.names import POSITIONS_TABLE, VERSIONS_TABLE, quote_identifier
@@ -75,8 +76,11 @@ _SCAN_COUNT: Final = 1000
 _UNLINK_CHUNK: Final = 500
 
 
-class NotRebuilder(StoreError):
-    """The switch was refused: this replica no longer holds the rebuilder election."""
+class NotRebuilder(ConflictError):
+    """The switch was refused: this replica no longer holds the rebuilder election. Retrying the
+    switch cannot help; its caller reads the version again and decides (another replica may build)."""
+
+    retryable: ClassVar[bool] = False
 
 
 def version_id(fingerprint: str, generation: int = 0) -> str:

@@ -98,3 +98,10 @@ def test_a_replay_is_switched_when_the_next_generation_is_recorded() -> None:
     assert plan.shadow is not None and plan.generation == 2
     assert watch_decision(plan, _record(p, "cache", 1, replay=ReplayRequest("earliest"))) is None
     assert watch_decision(plan, _record(p, "cache", 2)) is Outcome.SWITCHED
+
+
+def test_a_refused_switch_is_not_retried_but_decided_again() -> None:
+    from provisioner.errors import is_retryable
+    from provisioner.stores.versions import NotRebuilder
+
+    assert not is_retryable(NotRebuilder("no longer the rebuilder"))
