@@ -12,7 +12,9 @@ differ and for tests that need a consumer to be evicted quickly:
 `PROVISIONER_KAFKA_MAX_POLL_INTERVAL_MS`, `PROVISIONER_KAFKA_REQUEST_TIMEOUT_MS`.
 
 When the spec's content rules differ from the ones the store was built with, the store is first
-rebuilt beside itself and switched (runtime/rebuild.py); `--until` bounds it in time.
+rebuilt beside itself and switched (runtime/rebuild.py), by the one replica elected to rebuild;
+`PROVISIONER_REBUILD_LEASE_MS` sets a Redis store's rebuilder lease (how soon a killed rebuilder
+is replaced). `--until` bounds the store in time.
 """
 
 from __future__ import annotations

@@ -5,10 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+import typer
+
+from provisioner.cli.consume import lease_seconds
+from provisioner.errors import is_retryable
 from provisioner.runtime.rebuild import Outcome, plan_start, watch_decision
 from provisioner.spec.fingerprint import fingerprint
 from provisioner.stores.election import LeaseTiming, RedisElection, advisory_keys
-from provisioner.stores.versions import ReplayRequest, VersionRecord, product_json
+from provisioner.stores.versions import NotRebuilder, ReplayRequest, VersionRecord, product_json
 from tests.unit.test_versions import product
 
 
@@ -101,7 +106,12 @@ def test_a_replay_is_switched_when_the_next_generation_is_recorded() -> None:
 
 
 def test_a_refused_switch_is_not_retried_but_decided_again() -> None:
-    from provisioner.errors import is_retryable
-    from provisioner.stores.versions import NotRebuilder
-
     assert not is_retryable(NotRebuilder("no longer the rebuilder"))
+
+
+def test_the_lease_ttl_comes_from_the_environment_in_milliseconds() -> None:
+    assert lease_seconds({}) is None and lease_seconds({"PROVISIONER_REBUILD_LEASE_MS": " "}) is None
+    assert lease_seconds({"PROVISIONER_REBUILD_LEASE_MS": "3000"}) == 3.0
+    for bad in ("3s", "100"):
+        with pytest.raises(typer.Exit):
+            lease_seconds({"PROVISIONER_REBUILD_LEASE_MS": bad})
