@@ -110,3 +110,59 @@ def test_a_redis_lease_outlives_its_holder_by_its_ttl(redis_server: Any) -> None
     finally:
         holder.close()
         other.close()
+
+
+def test_a_postgres_switch_waits_for_a_batch_in_flight_and_refuses_the_next(
+    redis_server: Any, postgres_server: Any
+) -> None:
+    import threading
+
+    import psycopg
+
+    url = store_url("postgres", redis_server, postgres_server)
+    name = f"fence-{uuid.uuid4().hex[:8]}"
+    v1, v2 = product(name, "postgres", "v1"), product(name, "postgres", "v2")
+    spec1, spec2 = v1.store("s"), v2.store("s")
+    fp1, fp2 = fingerprint(v1, spec1), fingerprint(v2, spec2)
+    versions = open_versions(v1, spec1, url)
+    switcher = open_versions(v2, spec2, url)
+    old = open_store(v1, spec1, url, fence=VersionFence(fp1))
+    shadow_store: Store | None = None
+    try:
+        versions.record(v1, spec1)
+        old.ensure_schema()
+        write(old, "a", "v1", None, 5)
+        shadow_spec, shadow = shadow_for(v2, spec2, version_id(fp2))
+        versions.begin(shadow)
+        shadow_store = open_shadow_store(v2, shadow_spec, url)
+        shadow_store.ensure_schema()
+        write(shadow_store, "b", "v2", None, 5)
+        group = v1.consumer_group(spec1)
+        with psycopg.connect(url) as batch:  # a writer's transaction, past its version check
+            row = batch.execute("SELECT fingerprint FROM _provisioner_versions WHERE consumer = %s FOR KEY SHARE",
+                                (group,)).fetchone()
+            assert row is not None and row[0] == fp1
+            done = threading.Event()
+            switching = threading.Thread(target=lambda: (
+                switcher.switch((v1, spec1), v2, spec2, shadow, 0), done.set()), daemon=True)
+            switching.start()
+            assert not done.wait(1.0)  # the switch waits for the batch in flight
+            batch.execute(f'INSERT INTO "{v1.table(spec1)}" (id, note) VALUES (%s, %s)', ("late", "v1"))
+            batch.commit()
+        switching.join(timeout=30)
+        assert done.is_set()
+        # What the batch wrote went with the old table; the next batch of the old spec is refused.
+        new = open_store(v2, spec2, url, fence=VersionFence(fp2))
+        try:
+            assert notes(new) == {"v2"}
+            with pytest.raises(VersionMoved):
+                write(old, "c", "v1", 5, 6)
+            assert notes(new) == {"v2"}
+        finally:
+            new.close()
+    finally:
+        old.close()
+        if shadow_store is not None:
+            shadow_store.close()
+        versions.close()
+        switcher.close()
