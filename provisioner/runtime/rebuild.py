@@ -51,7 +51,7 @@ from provisioner.spec.fingerprint import fingerprint
 from provisioner.spec.models import DataProduct, StoreSpec
 from provisioner.spec.timestamps import to_epoch_ms
 from provisioner.stores.base import Store, VersionFence
-from provisioner.stores.election import Election, open_election
+from provisioner.stores.election import LEASE_TTL_SECONDS, Election, open_election
 from provisioner.stores.registry import open_store
 from provisioner.stores.versions import (
     NotRebuilder,
@@ -225,6 +225,8 @@ class StoreRunner:
             if plan is None:
                 return EXIT_STOPPED
             if plan.shadow is None:
+                if plan.record is not None and plan.record.shadow is not None:
+                    self._retrying("dropping a stale version", self._drop_stale)
                 generation = plan.record.generation if plan.record is not None else 0
                 return self._follow(VersionFence(plan.fingerprint, generation))
             outcome = self._rebuild(plan)
@@ -424,6 +426,30 @@ class StoreRunner:
                 election.close()
             except Exception:
                 log.debug("releasing the rebuilder election failed", exc_info=True)
+
+    def _drop_stale(self) -> None:
+        """The spec went back to the live version's while another was built beside it: drop that
+        one, as the elected rebuilder, so never under the feet of a replica still building it. The
+        election is tried for a lease's length (a killed rebuilder's Redis lease runs out by then);
+        a replica that still holds it is left to finish, and a later start drops what it leaves."""
+        election = open_election(self.product, self.store_spec, self.url, lease_seconds=self.lease_seconds)
+        versions = open_versions(self.product, self.store_spec, self.url)
+        try:
+            deadline = time.monotonic() + (self.lease_seconds or LEASE_TTL_SECONDS) + 2 * POLL_SECONDS
+            while not election.try_acquire():
+                if self._stopping or time.monotonic() > deadline:
+                    log.info("another replica is building a version of this store; leaving it")
+                    return
+                self.metrics.beat()
+                self._sleep(POLL_SECONDS)
+            record = versions.read()
+            if record is not None and record.shadow is not None and \
+                    plan_start(self.product, self.store_spec, record).shadow is None:
+                log.info("dropping version %s, built for an earlier spec", record.shadow.version)
+                versions.drop(record.shadow)
+        finally:
+            versions.close()
+            election.close()
 
     def _try(self, work: Callable[[], Any], doing: str, *, default: Any = None) -> Any:
         """`work()`, or `default` after logging a transient failure (the loop tries again)."""

@@ -33,6 +33,7 @@ from provisioner.stores.base import StoreError, mask_url, scrub_secrets
 
 __all__ = [
     "LEASE_KEY_PREFIX",
+    "LEASE_TTL_SECONDS",
     "Election",
     "LeaseTiming",
     "PostgresElection",

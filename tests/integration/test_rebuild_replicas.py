@@ -333,3 +333,42 @@ def test_a_rebuilds_dead_letters_carry_the_version_header(
     finally:
         for replica in replicas:
             replica.kill()
+
+
+@pytest.mark.parametrize("kind", ["postgres", "redis"])
+def test_a_spec_reverted_during_a_rebuild_drops_the_version_being_built(
+    kind: str, kafka_bootstrap: str, redis_server: Any, postgres_server: Any, topic: str, tmp_path: Path
+) -> None:
+    spec, v1, store_v1, url, replicas = hydrated_pair(kind, kafka_bootstrap, redis_server, postgres_server,
+                                                      topic, tmp_path, 60_000, 71)
+    original = spec.read_text(encoding="utf-8")
+    try:
+        for replica in replicas:
+            assert replica.stop() == 0
+        write_spec(spec, v2=True)
+        v2 = h.load_product(spec)
+        store_v2 = v2.spec.stores[0]
+        restart(replicas)
+        h.wait_for(lambda: shadow_progress(v2, store_v2, url) > 2_000, 120, "the v2 shadow to progress",
+                   interval=0.05, on_timeout=lambda: "\n".join(r.log()[-3000:] for r in replicas))
+        for replica in replicas:
+            replica.kill()  # the rebuilder dies holding its election (a Redis lease outlives it)
+        spec.write_text(original, encoding="utf-8")
+        marks = restart(replicas)
+
+        def dropped() -> bool:
+            record = read_version(v1, store_v1, url)
+            return record is not None and record.shadow is None and leftovers(kind, url, v1, store_v1) == []
+
+        h.wait_for(dropped, 60, "the v2 version to be dropped",
+                   on_timeout=lambda: "\n".join(r.log()[-3000:] for r in replicas))
+        assert any("built for an earlier spec" in since(r, m) for r, m in zip(replicas, marks, strict=True))
+        assert not rebuilders(replicas, marks)
+        h.produce(kafka_bootstrap, topic, renamed(h.order_events(500, seed=72, keys=200, tombstones=False), b"z"))
+        h.wait_caught_up(v1, store_v1, url, h.end_offsets(kafka_bootstrap, topic), 120, replicas)
+        check_final(kind, kafka_bootstrap, topic, url, v1, store_v1)
+        for replica in replicas:
+            assert replica.stop() == 0
+    finally:
+        for replica in replicas:
+            replica.kill()
