@@ -12,7 +12,9 @@ differ and for tests that need a consumer to be evicted quickly:
 `PROVISIONER_KAFKA_MAX_POLL_INTERVAL_MS`, `PROVISIONER_KAFKA_REQUEST_TIMEOUT_MS`.
 
 When the spec's content rules differ from the ones the store was built with, the store is first
-rebuilt beside itself and switched (runtime/rebuild.py); `--until` bounds it in time.
+rebuilt beside itself and switched (runtime/rebuild.py), by the one replica elected to rebuild;
+`PROVISIONER_REBUILD_LEASE_MS` sets a Redis store's rebuilder lease (how soon a killed rebuilder
+is replaced). `--until` bounds the store in time.
 """
 
 from __future__ import annotations
@@ -64,6 +66,21 @@ def kafka_settings(environ: Mapping[str, str]) -> dict[str, Any]:
         # kafka-python requires heartbeats well inside the session; a third is the usual ratio.
         settings["heartbeat_interval_ms"] = max(100, min(3000, session // 3))
     return settings
+
+
+def lease_seconds(environ: Mapping[str, str]) -> float | None:
+    """PROVISIONER_REBUILD_LEASE_MS: how long a Redis store's rebuilder lease outlives its holder
+    (None: the default). Shorter means a killed rebuilder is replaced sooner."""
+    raw = environ.get("PROVISIONER_REBUILD_LEASE_MS", "").strip()
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        fail(f"PROVISIONER_REBUILD_LEASE_MS must be an integer number of milliseconds, not {raw!r}")
+    if value < 300:
+        fail(f"PROVISIONER_REBUILD_LEASE_MS must be at least 300, not {value}")
+    return value / 1000
 
 
 def select_product(spec: Path, product: str | None) -> DataProduct:
@@ -130,7 +147,7 @@ def consume(
     consumer = StoreRunner(
         chosen, store_spec, url, kafka,
         status_path=status_file, metrics=metrics, store_url_masked=mask_url(url), pid=os.getpid(),
-        consumer_config=consumer_config,
+        consumer_config=consumer_config, lease_seconds=lease_seconds(os.environ),
     )
 
     def request_stop(signum: int, frame: FrameType | None) -> None:

@@ -293,7 +293,7 @@ class LocalSession:
         naming the store (the URL masked)."""
         product = target.require_product()
         handle = open_store(product, product.store(target.entry.store), self.store_url(target),
-                            **({"timeout": timeout} if timeout is not None else {}))
+                            timeout=10.0 if timeout is None else timeout)
         try:
             yield handle
         except (UnavailableError, OSError) as error:

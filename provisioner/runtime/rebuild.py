@@ -6,16 +6,24 @@
 - no record (a new store, or one older than versions): record the spec and hydrate as usual;
 - the same fingerprint: settings that do not change content (batch size, TTL, replicas...) simply
   apply; the record keeps the new spec;
-- a different fingerprint, or a replay request: rebuild. Two consumers run in this process: the
-  recorded (old) spec on the live store, so readers keep getting fresh data, and the new spec on a
-  shadow version beside it, with its own consumer group. When the shadow's positions reach the
-  topic's end offsets, both finish their batch and stop, the store switches to the shadow in one
-  atomic step (the old version is dropped in the same step), and the new spec goes on following
-  the stream on the live store from the shadow's positions.
+- a different fingerprint, or a replay request: rebuild. Every replica follows the live store with
+  the recorded (old) spec in the live group, so readers keep getting fresh data. One replica, the
+  elected rebuilder (`provisioner.stores.election`), also builds the new spec on a shadow version
+  beside it, with its own consumer group (so it gets every partition). When the shadow's positions
+  reach the topic's end offsets, both its consumers finish their batch and stop, the store
+  switches to the shadow in one atomic step (the old version is dropped in the same step), and
+  the new spec goes on following the stream on the live store from the shadow's positions.
+  The other replicas keep trying to be elected (so a dead rebuilder is replaced) and read the
+  version record every second: once it names their spec, they follow with it.
 
-Crash safety: the shadow is recorded before it is created, so a restart finds it and either
-resumes it (same target version) or drops it (the spec changed again); the switch is one
-transaction (Postgres) or one script (Redis), so a store is never left between two versions.
+Every live writer is fenced on the version it writes (`VersionFence`): after a switch, a batch of
+the old spec from any replica is refused in its own transaction or script, so a reader never sees
+a version mixed with rows of another.
+
+Crash safety: the shadow is recorded (by the rebuilder, once elected) before it is created, so the
+next rebuilder finds it and either resumes it (same target version) or drops it (the spec changed
+again); the switch is one transaction (Postgres) or one script (Redis), and only the election's
+holder can run it, so a store is never left between two versions.
 
 `source.until` bounds a store in time: records stamped after the instant are not applied, and once
 every partition has passed it (or, after the instant, reached its end) the consumer stops following
@@ -25,6 +33,7 @@ and the status says `frozen`, with the instant. A partition stops at its first r
 
 from __future__ import annotations
 
+import enum
 import logging
 import threading
 import time
@@ -41,8 +50,11 @@ from provisioner.runtime.status import write_status
 from provisioner.spec.fingerprint import fingerprint
 from provisioner.spec.models import DataProduct, StoreSpec
 from provisioner.spec.timestamps import to_epoch_ms
+from provisioner.stores.base import Store, VersionFence
+from provisioner.stores.election import LEASE_TTL_SECONDS, Election, open_election
 from provisioner.stores.registry import open_store
 from provisioner.stores.versions import (
+    NotRebuilder,
     ReplayRequest,
     Shadow,
     VersionRecord,
@@ -53,10 +65,14 @@ from provisioner.stores.versions import (
 )
 from provisioner.stream.kafka import end_offsets, is_transient
 
-__all__ = ["RebuildPlan", "StoreRunner", "plan_start", "with_overrides"]
+__all__ = ["Outcome", "RebuildPlan", "StoreRunner", "plan_start", "watch_decision", "with_overrides"]
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.5
+# How often a replica waiting for another one's rebuild reads the version record.
+WATCH_SECONDS = 1.0
+# How long stopping a rebuild's consumers still counts as a live loop for /healthz.
+STOP_GRACE_SECONDS = 60.0
 
 
 def with_overrides(product: DataProduct, *, start_from: str | None = None, until: str | None = None) -> DataProduct:
@@ -98,6 +114,30 @@ def plan_start(product: DataProduct, store: StoreSpec, record: VersionRecord | N
     return RebuildPlan(record, target, shadow, shadow_spec, built, generation, replay.until)
 
 
+class Outcome(enum.Enum):
+    """How a rebuild's wait ends, other than with an exit code."""
+
+    SWITCH = "switch"  # the shadow caught up: switch now
+    SWITCHED = "switched"  # the store holds the planned version: follow it with this spec
+    REPLAN = "replan"  # the store's version went elsewhere: read it and decide again
+
+
+def _version_of(record: VersionRecord | None) -> tuple[str, int] | None:
+    return None if record is None else (record.fingerprint, record.generation)
+
+
+def watch_decision(plan: RebuildPlan, record: VersionRecord | None) -> Outcome | None:
+    """Pure: what a replica planning `plan` does on reading `record`, while it waits for another
+    replica's rebuild or just after it was elected: wait or build (None), follow the new version
+    (SWITCHED: a rebuilder switched already), or decide again (REPLAN: the version went elsewhere)."""
+    if record is not None and (record.fingerprint, record.generation) == (plan.fingerprint, plan.generation) \
+            and record.replay is None:
+        return Outcome.SWITCHED
+    if _version_of(record) == _version_of(plan.record):
+        return None
+    return Outcome.REPLAN
+
+
 class StoreRunner:
     """Runs one store's consumer for a spec, rebuilding the store beside itself when the spec's
     content rules changed. `stop()` is safe from a signal handler."""
@@ -114,6 +154,7 @@ class StoreRunner:
         store_url_masked: str | None = None,
         pid: int = 0,
         consumer_config: dict[str, Any] | None = None,
+        lease_seconds: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.product = product
@@ -125,10 +166,12 @@ class StoreRunner:
         self.store_url_masked = store_url_masked
         self.pid = pid
         self.consumer_config = consumer_config or {}
+        self.lease_seconds = lease_seconds  # a Redis rebuilder lease's TTL (None: the default)
         self._sleep = sleep
         self._stopping = False
         self._active: list[StoreConsumer] = []
         self._threads: list[threading.Thread] = []
+        self._election: Election | None = None  # while a rebuild runs
         self.switched: str | None = None  # the version switched to, once a rebuild finished
         self.rebuild_seconds: float | None = None
         self.frozen = False
@@ -152,25 +195,21 @@ class StoreRunner:
                 log.warning("%s: %s; retrying in %.1fs", doing, error, delay)
                 end = time.monotonic() + delay
                 while (even_if_stopping or not self._stopping) and time.monotonic() < end:
+                    self.metrics.beat()  # waiting on the store is not a stalled loop
                     self._sleep(0.2)
         return None
 
     def _prepare(self) -> RebuildPlan | None:
-        """Read the version record, settle leftovers, and decide; None if stopped meanwhile."""
+        """Read the version record and decide; None if stopped meanwhile. A store that needs no
+        rebuild records the spec now; a rebuild's shadow is settled by the elected rebuilder."""
 
         def work() -> RebuildPlan:
             versions = open_versions(self.product, self.store_spec, self.url)
             try:
                 record = versions.read()
                 plan = plan_start(self.product, self.store_spec, record)
-                if record is not None and record.shadow is not None and (
-                        plan.shadow is None or record.shadow.version != plan.shadow.version):
-                    log.info("dropping version %s, built for an earlier spec", record.shadow.version)
-                    versions.drop(record.shadow)
                 if plan.shadow is None:
                     versions.record(self.product, self.store_spec)
-                else:
-                    versions.begin(plan.shadow)
                 return plan
             finally:
                 versions.close()
@@ -179,22 +218,38 @@ class StoreRunner:
         return plan
 
     def run(self) -> int:
-        """Rebuild if needed, then follow the stream on the live store until stopped."""
-        plan = self._prepare()
-        if plan is None:
-            return EXIT_STOPPED
-        if plan.shadow is not None:
-            code = self._rebuild(plan)
-            if code is not None:
-                return code
+        """Rebuild if needed (or wait for the replica that rebuilds), then follow the stream on the
+        live store until stopped."""
+        while True:
+            plan = self._prepare()
+            if plan is None:
+                return EXIT_STOPPED
+            if plan.shadow is None:
+                if plan.record is not None and plan.record.shadow is not None:
+                    self._retrying("dropping a stale version", self._drop_stale)
+                generation = plan.record.generation if plan.record is not None else 0
+                return self._follow(VersionFence(plan.fingerprint, generation))
+            outcome = self._rebuild(plan)
+            if outcome is Outcome.REPLAN:
+                if self._stopping:
+                    return EXIT_STOPPED
+                log.warning("the store's version changed to one this spec neither follows nor builds; "
+                            "deciding again")
+                self._sleep(POLL_SECONDS)
+                continue
+            if isinstance(outcome, int):
+                return outcome
+            if self.switched is None:
+                log.info("version %s is live (another replica switched): following it with this spec",
+                         plan.shadow.version)
             if plan.until is not None:
                 # Recorded is the spec (so a restart does not rebuild again); the bound is this run's.
                 self.product = with_overrides(self.product, until=plan.until)
-        return self._follow()
+            return self._follow(VersionFence(plan.fingerprint, plan.generation))
 
     # -- following --------------------------------------------------------------------------
 
-    def _consumer(self, product: DataProduct, store_spec: StoreSpec, store: Any, *, live: bool,
+    def _consumer(self, product: DataProduct, store_spec: StoreSpec, store: Store, *, live: bool,
                   version: str | None = None) -> StoreConsumer:
         """A consumer of `product` into `store`; the live one reports to this process's status file
         and metrics, a rebuild's marks its dead letters with the `version` it builds."""
@@ -206,9 +261,12 @@ class StoreRunner:
             dead_letter_version=version,
         )
 
-    def _follow(self) -> int:
-        consumer = self._consumer(self.product, self.store_spec,
-                                  open_store(self.product, self.store_spec, self.url), live=True)
+    def _follow(self, fence: VersionFence) -> int:
+        """Follow with this spec, writing only while the store's version is `fence`'s."""
+        if self._stopping:
+            return EXIT_STOPPED
+        store = open_store(self.product, self.store_spec, self.url, fence=fence)
+        consumer = self._consumer(self.product, self.store_spec, store, live=True)
         if self.product.spec.source.until is None:
             self._active = [consumer]
             if self._stopping:
@@ -278,57 +336,191 @@ class StoreRunner:
 
     # -- rebuilding -------------------------------------------------------------------------
 
-    def _rebuild(self, plan: RebuildPlan) -> int | None:
-        """Build the shadow beside the live store and switch; an exit code if it ends otherwise."""
+    def _rebuild(self, plan: RebuildPlan) -> int | Outcome:
+        """Follow the recorded spec on the live store while this replica (once elected) builds the
+        shadow and switches, or another replica does; an exit code if it ends otherwise."""
         assert plan.shadow is not None and plan.shadow_spec is not None and plan.shadow_product is not None
         shadow, shadow_spec, built = plan.shadow, plan.shadow_spec, plan.shadow_product
         started = time.monotonic()
         old = plan.record.product() if plan.record is not None else None
-        log.info("rebuilding %s/%s as version %s (was %s) beside the live store", self.product.name,
-                 self.store_spec.name, shadow.version, plan.record.version if plan.record else "none")
         results: dict[str, int] = {}
-        live: StoreConsumer | None = None
-        if old is not None and old[1].kind == self.store_spec.kind:
-            live = self._consumer(old[0], old[1], open_store(old[0], old[1], self.url), live=True)
-            self._start_thread("live", live, results)
+        if old is not None and old[1].kind == self.store_spec.kind and plan.record is not None:
+            fence = VersionFence(plan.record.fingerprint, plan.record.generation)
+            store = open_store(old[0], old[1], self.url, fence=fence)
+            self._start_thread("live", self._consumer(old[0], old[1], store, live=True), results)
         else:
             log.warning("the recorded spec cannot be read back: the live store serves without following")
-        builder = self._consumer(built, shadow_spec, open_shadow_store(built, shadow_spec, self.url),
-                                 live=False, version=plan.fingerprint)
-        building = self._start_thread("shadow", builder, results)
-        done = False
-        while not self._stopping:
-            if not building.is_alive():
-                break
-            if self._shadow_ready(builder, built):
-                log.info("version %s caught up with the stream; switching", shadow.version)
-                done = True
-                break
-            self._sleep(POLL_SECONDS)
-        for consumer in self._active:
-            consumer.stop()
-        for thread in self._threads:
-            thread.join()
-        self._active, self._threads = [], []
-        code = results.get("shadow", EXIT_STOPPED)
-        if not done or code != EXIT_STOPPED:
-            if not self._stopping:
-                log.error("the rebuild stopped before it caught up (exit %d): %s", code,
-                          builder.status.last_error)
-            return code
-        # Switch even if a stop arrived meanwhile: it is one short atomic step.
-        self._retrying("switching versions", lambda: self._switch(old, shadow, plan.generation),
-                       even_if_stopping=True)
-        self.switched = shadow.version
-        self.rebuild_seconds = time.monotonic() - started
-        log.info("switched %s/%s to version %s after %.1fs (%d records read)", self.product.name,
-                 self.store_spec.name, shadow.version, self.rebuild_seconds, builder.status.records)
-        return EXIT_STOPPED if self._stopping else None
+        election = open_election(self.product, self.store_spec, self.url, lease_seconds=self.lease_seconds)
+        self._election = election
+        builder: StoreConsumer | None = None
+        building: threading.Thread | None = None
+        outcome: int | Outcome | None = None
+        waiting_said = False
+        last_watch = 0.0
+        try:
+            while not self._stopping and outcome is None:
+                self.metrics.beat()  # a long rebuild, or a long wait for another replica's, is healthy
+                if builder is None:
+                    if self._try(election.try_acquire, "electing the rebuilder"):
+                        outcome = self._retrying("taking the rebuild over", lambda: self._take_over(plan))
+                        if outcome is not None:
+                            break
+                        log.info("rebuilding %s/%s as version %s (was %s) beside the live store", self.product.name,
+                                 self.store_spec.name, shadow.version,
+                                 plan.record.version if plan.record else "none")
+                        builder = self._consumer(built, shadow_spec, open_shadow_store(built, shadow_spec, self.url),
+                                                 live=False, version=plan.fingerprint)
+                        building = self._start_thread("shadow", builder, results)
+                        continue
+                    if not waiting_said:
+                        log.info("another replica rebuilds %s/%s as version %s; following the recorded spec "
+                                 "until it switches", self.product.name, self.store_spec.name, shadow.version)
+                        waiting_said = True
+                    if time.monotonic() - last_watch >= WATCH_SECONDS:
+                        last_watch = time.monotonic()
+                        outcome = self._try(lambda: self._watch(plan), "reading the store's version")
+                        if outcome is not None:
+                            break
+                else:
+                    assert building is not None
+                    if not self._try(election.holds, "renewing the rebuilder lease", default=True):
+                        log.warning("no longer the rebuilder of %s/%s: stopping the shadow", self.product.name,
+                                    self.store_spec.name)
+                        self._stop_thread(builder, building)
+                        builder = building = None
+                        continue
+                    if not building.is_alive():
+                        code = results.get("shadow", EXIT_STOPPED)
+                        if not self._stopping:
+                            log.error("the rebuild stopped before it caught up (exit %d): %s", code,
+                                      builder.status.last_error)
+                        outcome = code
+                        break
+                    if self._shadow_ready(builder, built):
+                        log.info("version %s caught up with the stream; switching", shadow.version)
+                        outcome = Outcome.SWITCH
+                        break
+                self._sleep(POLL_SECONDS)
+            self._stop_all()
+            if outcome is None:
+                return EXIT_STOPPED
+            if outcome is not Outcome.SWITCH:
+                return outcome
+            assert builder is not None
+            # Switch even if a stop arrived meanwhile: it is one short atomic step.
+            try:
+                self._retrying("switching versions", lambda: self._switch(old, shadow, plan.generation, election),
+                               even_if_stopping=True)
+            except NotRebuilder as error:
+                log.warning("%s", error)
+                return Outcome.REPLAN
+            self.switched = shadow.version
+            self.rebuild_seconds = time.monotonic() - started
+            log.info("switched %s/%s to version %s after %.1fs (%d records read)", self.product.name,
+                     self.store_spec.name, shadow.version, self.rebuild_seconds, builder.status.records)
+            return EXIT_STOPPED if self._stopping else Outcome.SWITCHED
+        finally:
+            self._stop_all()
+            self._election = None
+            try:
+                election.close()
+            except Exception:
+                log.debug("releasing the rebuilder election failed", exc_info=True)
 
-    def _switch(self, old: tuple[DataProduct, StoreSpec] | None, shadow: Shadow, generation: int) -> None:
+    def _drop_stale(self) -> None:
+        """The spec went back to the live version's while another was built beside it: drop that
+        one, as the elected rebuilder, so never under the feet of a replica still building it. The
+        election is tried for a lease's length (a killed rebuilder's Redis lease runs out by then);
+        a replica that still holds it is left to finish, and a later start drops what it leaves."""
+        election = open_election(self.product, self.store_spec, self.url, lease_seconds=self.lease_seconds)
         versions = open_versions(self.product, self.store_spec, self.url)
         try:
-            versions.switch(old, self.product, self.store_spec, shadow, generation)
+            deadline = time.monotonic() + (self.lease_seconds or LEASE_TTL_SECONDS) + 2 * POLL_SECONDS
+            while not election.try_acquire():
+                if self._stopping or time.monotonic() > deadline:
+                    log.info("another replica is building a version of this store; leaving it")
+                    return
+                self.metrics.beat()
+                self._sleep(POLL_SECONDS)
+            record = versions.read()
+            if record is not None and record.shadow is not None and \
+                    plan_start(self.product, self.store_spec, record).shadow is None:
+                log.info("dropping version %s, built for an earlier spec", record.shadow.version)
+                versions.drop(record.shadow)
+        finally:
+            versions.close()
+            election.close()
+
+    def _try(self, work: Callable[[], Any], doing: str, *, default: Any = None) -> Any:
+        """`work()`, or `default` after logging a transient failure (the loop tries again)."""
+        try:
+            return work()
+        except Exception as error:
+            if not is_transient(error):
+                raise
+            log.warning("%s: %s", doing, error)
+            return default
+
+    def _take_over(self, plan: RebuildPlan) -> Outcome | None:
+        """Just elected: settle the record (None: build the planned shadow, recorded now)."""
+        assert plan.shadow is not None
+        versions = open_versions(self.product, self.store_spec, self.url)
+        try:
+            record = versions.read()
+            decided = watch_decision(plan, record)
+            if decided is not None:
+                return decided
+            assert record is not None or plan.record is None
+            if record is not None and record.shadow is not None and record.shadow.version != plan.shadow.version:
+                log.info("dropping version %s, built for an earlier spec", record.shadow.version)
+                versions.drop(record.shadow)
+            if record is None or record.shadow != plan.shadow:
+                versions.begin(plan.shadow)
+            elif record.shadow == plan.shadow:
+                log.info("resuming version %s", plan.shadow.version)
+            return None
+        finally:
+            versions.close()
+
+    def _watch(self, plan: RebuildPlan) -> Outcome | None:
+        """Not elected: whether the rebuilder switched (or the version went elsewhere)."""
+        versions = open_versions(self.product, self.store_spec, self.url)
+        try:
+            return watch_decision(plan, versions.read())
+        finally:
+            versions.close()
+
+    def _join(self, thread: threading.Thread, deadline: float) -> None:
+        """Wait for a stopping consumer's thread. The liveness probe keeps beating until `deadline`
+        (a batch and a Kafka close take seconds); a consumer stuck longer shows as a stall."""
+        while thread.is_alive() and time.monotonic() < deadline:
+            self.metrics.beat()
+            if self._election is not None:  # a rebuilder about to switch keeps its lease meanwhile
+                self._try(self._election.holds, "renewing the rebuilder lease", default=True)
+            thread.join(timeout=POLL_SECONDS)
+        thread.join()
+
+    def _stop_thread(self, consumer: StoreConsumer, thread: threading.Thread) -> None:
+        consumer.stop()
+        self._join(thread, time.monotonic() + STOP_GRACE_SECONDS)
+        if consumer in self._active:
+            self._active.remove(consumer)
+        if thread in self._threads:
+            self._threads.remove(thread)
+
+    def _stop_all(self) -> None:
+        for consumer in self._active:
+            consumer.stop()
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for thread in self._threads:
+            self._join(thread, deadline)
+        self._active, self._threads = [], []
+
+    def _switch(self, old: tuple[DataProduct, StoreSpec] | None, shadow: Shadow, generation: int,
+                election: Election) -> None:
+        versions = open_versions(self.product, self.store_spec, self.url)
+        try:
+            versions.switch(old, self.product, self.store_spec, shadow, generation, election=election)
         finally:
             versions.close()
 

@@ -11,6 +11,7 @@ TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 RESERVED_APPEND_COLUMNS = ("_op", "_partition", "_offset", "_timestamp")
 POSITIONS_TABLE = "_provisioner_positions"
+VERSIONS_TABLE = "_provisioner_versions"
 
 
 def check_rfc1123_label(value: str, max_length: int) -> None:

@@ -2,7 +2,9 @@
 
 A store applies a batch of changes together with the new positions in one atomic unit, fenced by
 compare-and-set on the positions the batch started from (spec.md, "Stores"). Positions are the
-offset of the *next* record to read for each partition of the source topic.
+offset of the *next* record to read for each partition of the source topic. A store opened with a
+`VersionFence` also checks, in the same unit, that the store's version record still names the
+version its spec builds, so no writer of a superseded spec writes after a switch.
 """
 
 from __future__ import annotations
@@ -27,6 +29,27 @@ class StoreSchemaError(IncompatibleChangeError):
 
 class PositionConflict(ConflictError):
     """The fencing check failed: another consumer moved a position since the batch started."""
+
+
+class VersionMoved(StoreError):
+    """The store switched to another version: this consumer's spec no longer builds it.
+
+    Retryable on purpose: the consumer backs off while its runner notices the switch and stops it;
+    nothing of the batch is written, so a replica still on the old spec never mixes its rows into
+    the new version."""
+
+
+@dataclass(frozen=True, slots=True)
+class VersionFence:
+    """The version (fingerprint, generation) the store's version record must hold for a batch to
+    land: checked in the batch's own transaction or script, like the positions."""
+
+    fingerprint: str
+    generation: int = 0
+
+    @property
+    def text(self) -> str:
+        return f"{self.fingerprint}:{self.generation}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,10 +2,13 @@
 
 Opened by `provisioner.stores.registry.open_store`; driven by the consumer loop through the
 `Store` protocol. `prepare` converts every value in Python (`convert.py`) so the server never
-refuses a batch over one bad value. `apply` runs one transaction: the fencing compare-and-set on
-the positions rows first (a zombie blocks on their row locks, then finds them moved and fails),
-then the data, streamed with COPY: straight into the table in append mode; in upsert mode into a
-session temp table, from which one DELETE and one INSERT ... ON CONFLICT apply the batch.
+refuses a batch over one bad value. `apply` runs one transaction: with a version fence, a key-share
+lock on the store's version record and a check that it still names the fenced version (a switch
+locks that row for update first, so a batch lands wholly before a switch or is refused after it);
+the fencing compare-and-set on the positions rows (a zombie blocks on their row locks, then finds
+them moved and fails); then the data, streamed with COPY: straight into the table in append mode;
+in upsert mode into a session temp table, from which one DELETE and one INSERT ... ON CONFLICT
+apply the batch.
 """
 
 from __future__ import annotations
@@ -22,12 +25,14 @@ from psycopg.rows import dict_row
 
 from provisioner.pipeline.ops import Change, DeadLetter, Upsert
 from provisioner.spec.models import ColumnType, DataProduct, StoreSpec
-from provisioner.spec.names import POSITIONS_TABLE, RESERVED_APPEND_COLUMNS, quote_identifier
+from provisioner.spec.names import POSITIONS_TABLE, RESERVED_APPEND_COLUMNS, VERSIONS_TABLE, quote_identifier
 from provisioner.stores.base import (
     PositionConflict,
     Rejected,
     StoreError,
     StoreSchemaError,
+    VersionFence,
+    VersionMoved,
     mask_url,
     scrub_secrets,
 )
@@ -138,7 +143,8 @@ def _numeric_identity(text: str | None) -> Any:
 class PostgresStore:
     """A `Store` over one Postgres table (and the schema's shared positions table)."""
 
-    def __init__(self, product: DataProduct, store: StoreSpec, url: str, *, timeout: float = 10.0) -> None:
+    def __init__(self, product: DataProduct, store: StoreSpec, url: str, *, timeout: float = 10.0,
+                 fence: VersionFence | None = None) -> None:
         spec = store.postgres
         assert spec is not None, "PostgresStore needs a postgres store spec"
         self._url = url
@@ -169,6 +175,8 @@ class PostgresStore:
         )
         self._qualified = f"{quote_identifier(self._pg_schema)}.{quote_identifier(self._table)}"
         self._positions = f"{quote_identifier(self._pg_schema)}.{quote_identifier(POSITIONS_TABLE)}"
+        self._versions = f"{quote_identifier(self._pg_schema)}.{quote_identifier(VERSIONS_TABLE)}"
+        self._fence = fence
         self._sql = self._statements()
         self._connection: psycopg.Connection[Any] | None = None
 
@@ -224,6 +232,10 @@ class PostgresStore:
             "positions": (
                 f'SELECT "partition", next_offset FROM {positions} '  # noqa: S608
                 "WHERE consumer = %s AND topic = %s"
+            ),
+            "version": (
+                f"SELECT fingerprint, generation FROM {self._versions} "  # noqa: S608
+                "WHERE consumer = %s FOR KEY SHARE"
             ),
             "forget_positions": f"DELETE FROM {positions} WHERE consumer = %s",  # noqa: S608
             "inspect": f"SELECT * FROM {table} ORDER BY {pk} LIMIT %s",  # noqa: S608
@@ -456,13 +468,29 @@ class PostgresStore:
         connection = self._connect()
         try:
             with connection.transaction():
+                if self._fence is not None:
+                    self._check_version(connection, self._fence)
                 self._advance(connection, start, end)
                 if prepared:
                     self._write(connection, prepared)
-        except PositionConflict:
+        except (PositionConflict, VersionMoved):
             raise
         except psycopg.Error as error:
             raise self._failed("applying a batch failed", error) from None
+
+    def _check_version(self, connection: psycopg.Connection[Any], fence: VersionFence) -> None:
+        """The version fence, first in the transaction. FOR KEY SHARE conflicts only with FOR UPDATE,
+        which the switch takes first: a switch waits for this batch and this batch for the switch,
+        while recording a shadow (a plain UPDATE) waits for neither, nor do writers for each other."""
+        try:
+            row = connection.execute(self._sql["version"], (self._consumer,)).fetchone()
+        except errors.UndefinedTable:
+            row = None
+        if row is None or (row[0], int(row[1])) != (fence.fingerprint, fence.generation):
+            found = "none" if row is None else f"{row[0][:8]} generation {row[1]}"
+            raise VersionMoved(
+                f"postgres {mask_url(self._url)}: the store's version is {found}, not "
+                f"{fence.fingerprint[:8]} generation {fence.generation}: this spec no longer writes it")
 
     def _advance(
         self, connection: psycopg.Connection[Any], start: Mapping[int, int | None], end: Mapping[int, int]

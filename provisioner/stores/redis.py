@@ -25,7 +25,15 @@ from provisioner.pipeline.encoding import encode_value, to_json
 from provisioner.pipeline.ops import Change, DeadLetter, Upsert, render_key
 from provisioner.spec.durations import parse_duration
 from provisioner.spec.models import DataProduct, StoreSpec
-from provisioner.stores.base import PositionConflict, Rejected, StoreError, mask_url, scrub_secrets
+from provisioner.stores.base import (
+    PositionConflict,
+    Rejected,
+    StoreError,
+    VersionFence,
+    VersionMoved,
+    mask_url,
+    scrub_secrets,
+)
 
 # Positions live in one key per (consumer group, topic, partition), listed in an index set; every
 # such key starts with the byte 0xFF. Data keys are keyPrefix + rendered key, both UTF-8 text, and
@@ -33,25 +41,36 @@ from provisioner.stores.base import PositionConflict, Rejected, StoreError, mask
 # overwrite a positions key. One key per partition lets replicas that own different partitions
 # commit side by side: each batch compares and moves only its own partitions' keys.
 POSITIONS_KEY_PREFIX: Final = b"\xffprovisioner:positions:"
+# The version record of a consumer group (a hash, `stores/versions.py`), under the same 0xFF namespace.
+VERSIONS_KEY_PREFIX: Final = b"\xffprovisioner:versions:"
 _SCAN_COUNT = 1000
 _UNLINK_CHUNK = 500
 
 # The batch, applied atomically (a script runs alone on the server, so it needs no WATCH):
-#   KEYS: the position key of each partition of the batch, then the index of partitions;
+#   KEYS: the position key of each partition of the batch, then the index of partitions, then the
+#   version record;
 #   ARGV[1] the structure (hash or json), ARGV[2] the TTL in ms ('' none), ARGV[3] the writes as one
 #   JSON array of [key, field, value, ...] (hash) or [key, document] (json), [key] alone deleting;
-#   then per partition, in KEYS order: the position the batch starts from ('' none), the one it
-#   ends at ('' unchanged) and the partition number.
-# If a stored position differs from the start, nothing is written and the reply names the partition.
+#   ARGV[4] the version fence, `fingerprint:generation` ('' none); then per partition, in KEYS
+#   order: the position the batch starts from ('' none), the one it ends at ('' unchanged) and the
+#   partition number.
+# If the version record names another version, or a stored position differs from the start, nothing
+# is written and the reply says which. (A switch rewrites the record in its own script, so a batch
+# runs wholly before it or is refused after it.)
 # Like MULTI/EXEC, a write the server refuses (a key of another type) does not stop the others, the
 # positions still move, and the first error is the reply.
 APPLY_SCRIPT: Final = """
-local n = #KEYS - 1
+local n = #KEYS - 2
+if ARGV[4] ~= '' then
+  local v = redis.call('HMGET', KEYS[n + 2], 'fingerprint', 'generation')
+  local found = (v[1] or '') .. ':' .. (v[2] or '0')
+  if found ~= ARGV[4] then return {'version', found} end
+end
 for i = 1, n do
   local stored = redis.call('GET', KEYS[i])
   if not stored then stored = '' end
-  if stored ~= ARGV[3 * i + 1] then
-    return {'conflict', ARGV[3 * i + 3], stored, ARGV[3 * i + 1]}
+  if stored ~= ARGV[3 * i + 2] then
+    return {'conflict', ARGV[3 * i + 4], stored, ARGV[3 * i + 2]}
   end
 end
 local writes = cjson.decode(ARGV[3])
@@ -79,10 +98,10 @@ else
   end
 end
 for i = 1, n do
-  local final = ARGV[3 * i + 2]
+  local final = ARGV[3 * i + 3]
   if final ~= '' then
     redis.call('SET', KEYS[i], final)
-    redis.call('SADD', KEYS[n + 1], ARGV[3 * i + 3])
+    redis.call('SADD', KEYS[n + 1], ARGV[3 * i + 4])
   end
 end
 if failed then return redis.error_reply(failed) end
@@ -124,7 +143,8 @@ def _utf8(text: str, what: str) -> str:
 class RedisStore:
     """A `Store` over one Redis database for one (product, store) pair."""
 
-    def __init__(self, product: DataProduct, store: StoreSpec, url: str, *, timeout: float = 10.0) -> None:
+    def __init__(self, product: DataProduct, store: StoreSpec, url: str, *, timeout: float = 10.0,
+                 fence: VersionFence | None = None) -> None:
         assert store.redis is not None, "RedisStore needs a redis store spec"
         self._url = url
         self._timeout = timeout
@@ -140,6 +160,8 @@ class RedisStore:
         topic = product.spec.source.topic
         self.positions_key = POSITIONS_KEY_PREFIX + f"{product.consumer_group(store)}:{topic}".encode()
         self._partitions_key = self.positions_key + b":partitions"
+        self._version_key = VERSIONS_KEY_PREFIX + product.consumer_group(store).encode()
+        self._fence = b"" if fence is None else fence.text.encode()
         self._client: redis.Redis | None = None
 
     # -- connection -------------------------------------------------------------------------
@@ -293,7 +315,7 @@ class RedisStore:
         try:
             self._apply_on(connection, prepared, start, end)
             healthy = True
-        except PositionConflict:
+        except (PositionConflict, VersionMoved):
             healthy = True
             raise
         except (RedisError, OSError) as error:
@@ -317,7 +339,8 @@ class RedisStore:
             return
         keys = [self.partition_key(p) for p in partitions]
         keys.append(self._partitions_key)
-        args: list[Any] = [self._structure, self._ttl, _encode_writes(prepared)]
+        keys.append(self._version_key)
+        args: list[Any] = [self._structure, self._ttl, _encode_writes(prepared), self._fence]
         for partition in partitions:
             begin = start.get(partition)
             final = end.get(partition)
@@ -330,6 +353,10 @@ class RedisStore:
             # A restarted or flushed server forgot the script: EVAL sends it (and caches it again).
             connection.send_command("EVAL", APPLY_SCRIPT, len(keys), *keys, *args)
             reply = connection.read_response()
+        if isinstance(reply, list) and reply and reply[0] == b"version":
+            found = reply[1].decode()[:8] or "none"
+            raise VersionMoved(f"redis {mask_url(self._url)}: the store's version is {found}, "
+                               f"not {self._fence.decode()[:8]}: this spec no longer writes it")
         if isinstance(reply, list) and reply and reply[0] == b"conflict":
             _, partition, stored, began = (item.decode() for item in reply)
             raise PositionConflict(

@@ -7,15 +7,17 @@ URL is resolved by the caller (a literal, an expanded `${ENV}`, a Secret, or a m
 from __future__ import annotations
 
 from provisioner.spec.models import DataProduct, StoreSpec
-from provisioner.stores.base import Store
+from provisioner.stores.base import Store, VersionFence
 from provisioner.stores.postgres import PostgresStore
 from provisioner.stores.redis import RedisStore
 
 
-def open_store(product: DataProduct, store_spec: StoreSpec, url: str, *, timeout: float = 10.0) -> Store:
-    """The store for `store_spec` of `product` at `url`. Connects lazily: no I/O happens here."""
+def open_store(product: DataProduct, store_spec: StoreSpec, url: str, *, timeout: float = 10.0,
+               fence: VersionFence | None = None) -> Store:
+    """The store for `store_spec` of `product` at `url`. Connects lazily: no I/O happens here.
+    With `fence`, every batch is refused (VersionMoved) unless the store's version is that one."""
     if store_spec.redis is not None:
-        return RedisStore(product, store_spec, url, timeout=timeout)
+        return RedisStore(product, store_spec, url, timeout=timeout, fence=fence)
     if store_spec.postgres is not None:
-        return PostgresStore(product, store_spec, url, timeout=timeout)
+        return PostgresStore(product, store_spec, url, timeout=timeout, fence=fence)
     raise ValueError(f"store {store_spec.name!r} sets neither redis nor postgres")

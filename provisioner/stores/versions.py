@@ -35,24 +35,27 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, ClassVar, Final, Protocol
 
 import psycopg
 import redis
 from psycopg import errors
 from redis.exceptions import RedisError
 
+from provisioner.errors import ConflictError
 from provisioner.spec.fingerprint import fingerprint
 from provisioner.spec.models import DataProduct, StoreSpec
-from provisioner.spec.names import POSITIONS_TABLE, quote_identifier
+from provisioner.spec.names import POSITIONS_TABLE, VERSIONS_TABLE, quote_identifier
 from provisioner.stores.base import Store, StoreError, mask_url, scrub_secrets
-from provisioner.stores.redis import POSITIONS_KEY_PREFIX
+from provisioner.stores.election import Election, PostgresElection, RedisElection
+from provisioner.stores.redis import POSITIONS_KEY_PREFIX, VERSIONS_KEY_PREFIX
 from provisioner.stores.registry import open_store
 
 __all__ = [
     "SHADOW_KEY_PREFIX",
     "VERSIONS_KEY_PREFIX",
     "VERSIONS_TABLE",
+    "NotRebuilder",
     "ReplayRequest",
     "Shadow",
     "VersionRecord",
@@ -64,8 +67,6 @@ __all__ = [
     "version_id",
 ]
 
-VERSIONS_TABLE: Final = "_provisioner_versions"
-VERSIONS_KEY_PREFIX: Final = b"\xffprovisioner:versions:"
 # U+FFFF is a noncharacter, never meant for interchange: no key prefix may start with it (the spec
 # refuses one that does), so a reader's SCAN of `keyPrefix*` never sees a shadow key.
 SHADOW_KEY_PREFIX: Final = "\uffffprovisioner:shadow:"
@@ -73,6 +74,13 @@ _IDENTIFIER_MAX: Final = 63
 SWITCH_LOCK_TIMEOUT_MS: Final = 60_000
 _SCAN_COUNT: Final = 1000
 _UNLINK_CHUNK: Final = 500
+
+
+class NotRebuilder(ConflictError):
+    """The switch was refused: this replica no longer holds the rebuilder election. Retrying the
+    switch cannot help; its caller reads the version again and decides (another replica may build)."""
+
+    retryable: ClassVar[bool] = False
 
 
 def version_id(fingerprint: str, generation: int = 0) -> str:
@@ -204,8 +212,9 @@ class Versions(Protocol):
         """Drop a shadow's data and positions, and forget it."""
 
     def switch(self, old: tuple[DataProduct, StoreSpec] | None, product: DataProduct, store: StoreSpec,
-               shadow: Shadow, generation: int) -> None:
-        """Make `shadow` the live store of `product`/`store` in one atomic step and drop the old one."""
+               shadow: Shadow, generation: int, *, election: Election | None = None) -> None:
+        """Make `shadow` the live store of `product`/`store` in one atomic step and drop the old one;
+        with `election`, only while it still holds (else NotRebuilder and nothing changes)."""
 
     def close(self) -> None:
         """Release connections."""
@@ -355,7 +364,7 @@ class PostgresVersions:
         return row is not None and row[0] is not None
 
     def switch(self, old: tuple[DataProduct, StoreSpec] | None, product: DataProduct, store: StoreSpec,
-               shadow: Shadow, generation: int) -> None:
+               shadow: Shadow, generation: int, *, election: Election | None = None) -> None:
         q = quote_identifier
         live_table = product.table(store)
         live = f"{q(self._schema)}.{q(live_table)}"
@@ -366,6 +375,13 @@ class PostgresVersions:
 
         def work(connection: psycopg.Connection[Any]) -> None:
             connection.execute(f"SET LOCAL lock_timeout = {SWITCH_LOCK_TIMEOUT_MS}")
+            # The version row first: fenced writers lock it (key share) before anything else, so taking
+            # it before the tables cannot deadlock with them, and once it is ours no batch of the old
+            # version lands any more (each one after the switch finds the new version and is refused).
+            connection.execute(f"SELECT 1 FROM {self._versions} WHERE consumer = %s FOR UPDATE",  # noqa: S608
+                               (self._group,))
+            if isinstance(election, PostgresElection):
+                self._check_elected(connection, election)
             for name in retired:
                 if self._exists(connection, name):
                     connection.execute(f"LOCK TABLE {q(self._schema)}.{q(name)} IN ACCESS EXCLUSIVE MODE")
@@ -386,6 +402,17 @@ class PostgresVersions:
 
         self._run("switching versions failed", work)
 
+    @staticmethod
+    def _check_elected(connection: psycopg.Connection[Any], election: PostgresElection) -> None:
+        """The rebuilder's advisory lock is still held by the election's session."""
+        held = election.backend_pid is not None and connection.execute(
+            "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = %s "
+            "AND classid = (%s::bigint & 4294967295)::text::oid AND objid = (%s::bigint & 4294967295)::text::oid "
+            "AND objsubid = 2",
+            (election.backend_pid, election.keys[0], election.keys[1])).fetchone() is not None
+        if not held:
+            raise NotRebuilder("the switch was refused: this replica is no longer the store's rebuilder")
+
     def _exists(self, connection: psycopg.Connection[Any], table: str) -> bool:
         row = connection.execute(
             "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -395,9 +422,10 @@ class PostgresVersions:
 
 # -- Redis ------------------------------------------------------------------------------------
 
-# ARGV: 1 the shadow's key prefix, 2 its positions key, 3 the live positions key, 4 the version key,
-# 5 the live key prefix, 6 how many prefixes to clear, then those prefixes, then the version
-# record's field/value pairs. Keys starting with 0xFF (positions, versions) or U+FFFF (shadows)
+# ARGV: 1 the rebuilder's lease key and 2 its token ('' '': unguarded; a lease holding another token
+# refuses the switch), then 3 the shadow's key prefix, 4 its positions key, 5 the live positions key,
+# 6 the version key, 7 the live key prefix, 8 how many prefixes to clear, then those prefixes, then
+# the version record's field/value pairs. Keys starting with 0xFF (positions, versions) or U+FFFF (shadows)
 # are never cleared, even under an empty prefix.
 _SWITCH_LUA: Final = r"""
 local function escape(s) return (string.gsub(s, "[%*%?%[%]\\]", "\\%0")) end
@@ -414,9 +442,10 @@ local function clear_positions(pk)
   for _, p in ipairs(redis.call("SMEMBERS", pk .. ":partitions")) do redis.call("DEL", pk .. ":" .. p) end
   redis.call("DEL", pk .. ":partitions")
 end
-local shadow, shadow_pk, live_pk, version_key, live = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local cleared = tonumber(ARGV[6])
-for i = 7, 6 + cleared do
+if ARGV[2] ~= '' and redis.call("GET", ARGV[1]) ~= ARGV[2] then return -1 end
+local shadow, shadow_pk, live_pk, version_key, live = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local cleared = tonumber(ARGV[8])
+for i = 9, 8 + cleared do
   for _, k in ipairs(scan_all(ARGV[i])) do
     if string.byte(k, 1) ~= 255 and string.sub(k, 1, 3) ~= "\239\191\191" then redis.call("UNLINK", k) end
   end
@@ -436,7 +465,7 @@ for _, p in ipairs(redis.call("SMEMBERS", shadow_pk .. ":partitions")) do
 end
 clear_positions(shadow_pk)
 redis.call("HDEL", version_key, "shadow", "replay")
-for i = 7 + cleared, #ARGV, 2 do redis.call("HSET", version_key, ARGV[i], ARGV[i + 1]) end
+for i = 9 + cleared, #ARGV, 2 do redis.call("HSET", version_key, ARGV[i], ARGV[i + 1]) end
 return moved
 """
 
@@ -539,7 +568,7 @@ class RedisVersions:
             raise self._error("dropping a shadow failed", error) from None
 
     def switch(self, old: tuple[DataProduct, StoreSpec] | None, product: DataProduct, store: StoreSpec,
-               shadow: Shadow, generation: int) -> None:
+               shadow: Shadow, generation: int, *, election: Election | None = None) -> None:
         live = product.key_prefix(store).encode()
         cleared = [live]
         if old is not None and old[1].redis is not None:
@@ -547,14 +576,17 @@ class RedisVersions:
             if previous != live:
                 cleared.append(previous)
         fields = {**self._fields(product, store), "generation": str(generation)}
-        args: list[bytes] = [shadow.target.encode(), self._positions_key(shadow.group),
+        lease = [election.key, election.token.encode()] if isinstance(election, RedisElection) else [b"", b""]
+        args: list[bytes] = [*lease, shadow.target.encode(), self._positions_key(shadow.group),
                              self._positions_key(self._group), self.key, live, b"%d" % len(cleared), *cleared]
         for name, value in fields.items():
             args += [name.encode(), value.encode()]
         try:
-            self._connect().eval(_SWITCH_LUA, 0, *args)
+            moved = self._connect().eval(_SWITCH_LUA, 0, *args)
         except RedisError as error:
             raise self._error("switching versions failed", error) from None
+        if moved == -1:
+            raise NotRebuilder("the switch was refused: this replica's rebuilder lease expired")
 
 
 def _glob_escape(prefix: bytes) -> bytes:

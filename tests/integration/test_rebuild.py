@@ -33,7 +33,7 @@ V2_FIELDS = {
     "qty": "event.qty",
     "note": "'v2'",
 }
-FAST_GROUP = {"PROVISIONER_KAFKA_SESSION_TIMEOUT_MS": "3000"}
+FAST_GROUP = {"PROVISIONER_KAFKA_SESSION_TIMEOUT_MS": "3000", "PROVISIONER_REBUILD_LEASE_MS": "3000"}
 
 
 def store_for(kind: str, name: str) -> dict[str, Any]:
