@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from functools import partial
 from itertools import repeat
 from operator import itemgetter, methodcaller
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
@@ -46,38 +45,42 @@ _UNREACHABLE = frozenset({KafkaError._TIMED_OUT, KafkaError._TRANSPORT, KafkaErr
 
 
 class Record(NamedTuple):
-    """One record as `RecordLike` (a tuple: the cheapest object with named fields)."""
+    """One record as `RecordLike` (a tuple: the cheapest object with named fields). What every
+    record needs is copied out of its Message; the key and headers, which only some expressions
+    and dead letters read, are asked of the Message when read."""
 
     topic: str
     partition: int
     offset: int
     timestamp: int
-    key: bytes | None
     value: bytes | None
-    raw_headers: list[tuple[str, bytes]] | None
+    message: Message
+
+    @property
+    def key(self) -> bytes | None:
+        return self.message.key()
 
     @property
     def headers(self) -> Sequence[tuple[str, bytes]]:
-        return self.raw_headers or ()
+        # A list of (name, value) pairs when consumed (a value may be None, as with kafka-python).
+        return cast("Sequence[tuple[str, bytes]]", self.message.headers() or ())
 
 
-_record = partial(tuple.__new__, Record)
+_tuple_new = tuple.__new__
 _error = methodcaller("error")
 _partition = methodcaller("partition")
 _offset = methodcaller("offset")
 _timestamp = methodcaller("timestamp")
 _milliseconds = itemgetter(1)
-_key = methodcaller("key")
 _value = methodcaller("value")
-_headers = methodcaller("headers")
 
 
 def records_of(topic: str, messages: Sequence[Message]) -> list[Record]:
     """`messages` (all of `topic`, none an error event) as Records, in the same order."""
-    return list(map(_record, zip(
-        repeat(topic, len(messages)), map(_partition, messages), map(_offset, messages),
-        map(_milliseconds, map(_timestamp, messages)), map(_key, messages), map(_value, messages),
-        map(_headers, messages), strict=True,
+    count = len(messages)
+    return list(map(_tuple_new, repeat(Record, count), zip(
+        repeat(topic, count), map(_partition, messages), map(_offset, messages),
+        map(_milliseconds, map(_timestamp, messages)), map(_value, messages), messages, strict=True,
     )))
 
 
@@ -145,7 +148,15 @@ class ConfluentConsumer:
         return TopicPartition(self._topic, partition, offset)
 
     def poll(self, timeout: float, max_records: int) -> Sequence[RecordLike]:
-        messages = self._consumer.consume(max_records, timeout)
+        # consume(n, timeout) waits until it has n messages: take what is there, else wait for one
+        # and whatever came with it, so a record is never held back for a fuller batch (the loop's
+        # batchLatency decides how long a batch may wait).
+        consume = self._consumer.consume
+        messages = consume(max_records, 0)
+        if not messages and timeout > 0:
+            messages = consume(1, timeout)
+            if messages and max_records > 1:
+                messages += consume(max_records - 1, 0)
         if self._fatal is not None:
             raise KafkaException(self._fatal)
         if not messages:
