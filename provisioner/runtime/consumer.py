@@ -145,7 +145,7 @@ class StoreConsumer:
         self._dead_letters: DeadLetterProducer | None = None
         # Set by the client's rebalance callbacks, and by the loop whenever the batch in hand may
         # not be applied: the positions are read back from the store before the next batch.
-        self._listener = Assignment()
+        self._assignment = Assignment()
         self._positions: dict[int, int] = {}
         # Positions known to be in the store (`_positions` runs ahead by the write in flight).
         self._applied: dict[int, int] = {}
@@ -221,7 +221,7 @@ class StoreConsumer:
         consumer = open_consumer(
             self.kafka_client, bootstrap=self.bootstrap, topic=self.topic,
             group=self.product.consumer_group(self.store_spec), client_id=self._client_id("consumer"),
-            max_records=self.batch_size, assignment=self._listener, settings=self._consumer_config,
+            max_records=self.batch_size, assignment=self._assignment, settings=self._consumer_config,
         )
         until = self.product.spec.source.until
         if until is None:
@@ -264,11 +264,11 @@ class StoreConsumer:
             self.status.conflicts += 1
             self.metrics.conflicts.inc()
             log.warning("discarding the batch, another consumer moved the positions: %s", conflict)
-            self._listener.changed = True
+            self._assignment.changed = True
         except Exception as error:
             if not is_transient(error):
                 raise
-            self._listener.changed = True
+            self._assignment.changed = True
             self._retry_later(error)
         self.metrics.beat()
 
@@ -293,7 +293,7 @@ class StoreConsumer:
         """
         consumer = self._consumer
         assert consumer is not None
-        if self._listener.changed:
+        if self._assignment.changed:
             self._reposition()
         records: list[RecordLike] = []
         # The next offset each partition's records must start from: a record before it was
@@ -308,7 +308,7 @@ class StoreConsumer:
                 if timeout <= 0:
                     break
             polled = consumer.poll(timeout, self.batch_size - len(records))
-            if self._listener.changed:
+            if self._assignment.changed:
                 self._reposition()
                 return []
             if polled and not self._take(polled, records, expected):
@@ -335,7 +335,7 @@ class StoreConsumer:
             next_offset = expected.get(partition)
             if next_offset is None:
                 # Records of a partition we never positioned: only a missed rebalance does that.
-                self._listener.changed = True
+                self._assignment.changed = True
                 return False
             behind = behind or polled[index].offset < next_offset
         if behind:
@@ -355,7 +355,7 @@ class StoreConsumer:
         assert consumer is not None
         # A write still in flight must land (or fail) before the store's positions mean anything.
         self._settle()
-        self._listener.changed = False
+        self._assignment.changed = False
         self._positions = {}
         assigned = consumer.assignment()
         if not assigned:

@@ -131,8 +131,8 @@ def test_until_withholds_a_partition_from_its_first_record_after_the_instant() -
 
 
 def take(polled: list[RecordLike], expected: dict[int, int]) -> tuple[bool, list[RecordLike], SimpleNamespace]:
-    owner = SimpleNamespace(_listener=Assignment())
-    owner._listener.changed = False
+    owner = SimpleNamespace(_assignment=Assignment())
+    owner._assignment.changed = False
     records: list[RecordLike] = []
     ok = StoreConsumer._take(owner, polled, records, expected)  # type: ignore[arg-type]
     return ok, records, owner
@@ -142,7 +142,7 @@ def test_polled_records_behind_the_batch_are_dropped_and_the_next_offsets_advanc
     expected = {0: 5, 1: 0}
     polled: list[RecordLike] = [rec(0, 3, 0), rec(1, 0, 0), rec(0, 4, 0), rec(0, 5, 0), rec(1, 1, 0), rec(0, 6, 0)]
     ok, records, owner = take(polled, expected)
-    assert ok and not owner._listener.changed
+    assert ok and not owner._assignment.changed
     assert [(r.partition, r.offset) for r in records] == [(1, 0), (0, 5), (1, 1), (0, 6)]
     assert expected == {0: 7, 1: 2}
     ok, records, _ = take([rec(0, 7, 0)], expected)
@@ -152,5 +152,5 @@ def test_polled_records_behind_the_batch_are_dropped_and_the_next_offsets_advanc
 def test_records_of_a_partition_never_positioned_ask_for_a_repositioning() -> None:
     expected = {0: 0}
     ok, records, owner = take([rec(0, 0, 0), rec(2, 0, 0)], expected)
-    assert not ok and records == [] and owner._listener.changed
+    assert not ok and records == [] and owner._assignment.changed
     assert expected == {0: 0}
