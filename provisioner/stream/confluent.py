@@ -13,6 +13,7 @@ to the `provisioner.stream.librdkafka` logger (it never logs credentials below d
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from itertools import repeat
 from operator import itemgetter, methodcaller
@@ -34,6 +35,9 @@ __all__ = ["ConfluentConsumer", "Record", "rdkafka_settings"]
 
 log = logging.getLogger(__name__)
 LIBRDKAFKA_LOGGER = logging.getLogger("provisioner.stream.librdkafka")
+# librdkafka logs every failed connection attempt of every broker connection: during an outage,
+# dozens a second. The status and the backoff already say Kafka is down.
+REPEAT_SECONDS = 30.0
 
 # kafka-python's names of the settings `consume` takes from the environment, in librdkafka's words.
 _RDKAFKA_NAMES = {
@@ -82,6 +86,32 @@ def records_of(topic: str, messages: Sequence[Message]) -> list[Record]:
         repeat(topic, count), map(_partition, messages), map(_offset, messages),
         map(_milliseconds, map(_timestamp, messages)), map(_value, messages), messages, strict=True,
     )))
+
+
+class RepeatFilter(logging.Filter):
+    """Lets one line per facility and thread of librdkafka through every `seconds` (its log lines
+    start "FACILITY [client] [thrd:NAME]: ...")."""
+
+    def __init__(self, seconds: float = REPEAT_SECONDS, clock: Any = time.monotonic) -> None:
+        super().__init__()
+        self._seconds = seconds
+        self._clock = clock
+        self._last: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        source = text.split("]: ", 1)[0] if "]: " in text else text
+        now = self._clock()
+        last = self._last.get(source)
+        if last is not None and now - last < self._seconds:
+            return False
+        if len(self._last) > 1000:
+            self._last.clear()
+        self._last[source] = now
+        return True
+
+
+LIBRDKAFKA_LOGGER.addFilter(RepeatFilter())
 
 
 def rdkafka_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -135,7 +165,9 @@ class ConfluentConsumer:
         if error.fatal():
             self._fatal = error
             log.error("Kafka client: %s", error.str())
-        elif error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE):
+        elif error.code() in (KafkaError._TRANSPORT, KafkaError._RESOLVE):
+            log.debug("Kafka client: %s", error.str())  # librdkafka's own log says it too
+        elif error.code() == KafkaError._ALL_BROKERS_DOWN:
             log.info("Kafka client: %s", error.str())
         else:
             log.warning("Kafka client: %s", error.str())

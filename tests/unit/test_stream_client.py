@@ -154,3 +154,22 @@ def test_records_of_a_partition_never_positioned_ask_for_a_repositioning() -> No
     ok, records, owner = take([rec(0, 0, 0), rec(2, 0, 0)], expected)
     assert not ok and records == [] and owner._assignment.changed
     assert expected == {0: 0}
+
+
+def test_librdkafka_lines_repeated_by_one_facility_and_thread_are_let_through_every_30_seconds() -> None:
+    import logging
+
+    from provisioner.stream.confluent import RepeatFilter
+
+    now = [0.0]
+    repeats = RepeatFilter(seconds=30.0, clock=lambda: now[0])
+
+    def line(text: str) -> logging.LogRecord:
+        return logging.LogRecord("provisioner.stream.librdkafka", logging.ERROR, __file__, 0, text, None, None)
+
+    fail = "FAIL [c#consumer-1] [thrd:127.0.0.1:9092/bootstrap]: Connect to ipv4#127.0.0.1:9092 failed (after {} ms)"
+    assert repeats.filter(line(fail.format(0)))
+    assert not repeats.filter(line(fail.format(1)))
+    assert repeats.filter(line("FAIL [c#consumer-1] [thrd:127.0.0.1:9092/1]: Connect failed"))
+    now[0] = 31.0
+    assert repeats.filter(line(fail.format(2)))
