@@ -5,9 +5,10 @@ Those have methods, not the attributes the pipeline reads, so each batch becomes
 one pass of C-level maps (no Python frame per record). Rebalance callbacks run inside `consume`:
 they only set the `Assignment` flag (an assignment is taken as the group gives it); the owner then
 positions every partition from the store with `seek`, which assigns with explicit offsets (a plain
-seek fails on a partition whose fetcher has not started yet). Auto commit and partition-EOF events
-are off; any other error event in a batch is logged, fatal ones raised. librdkafka's own log goes
-to the `provisioner.stream.librdkafka` logger (it never logs credentials below debug level).
+seek can fail with an erroneous-state error on a partition whose fetcher has not started yet). Auto
+commit and partition-EOF events are off; any other error event in a batch is logged, fatal ones
+raised. librdkafka's own log goes to the `provisioner.stream.librdkafka` logger, repeats thinned;
+its debug contexts, which can print settings, stay off, and no credential is set here anyway.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ LIBRDKAFKA_LOGGER = logging.getLogger("provisioner.stream.librdkafka")
 # librdkafka logs every failed connection attempt of every broker connection: during an outage,
 # dozens a second. The status and the backoff already say Kafka is down.
 REPEAT_SECONDS = 30.0
+# How long a new store waits for the offsets it starts from before the consumer retries.
+START_OFFSETS_TIMEOUT = 30.0
 
 # kafka-python's names of the settings `consume` takes from the environment, in librdkafka's words.
 _RDKAFKA_NAMES = {
@@ -233,11 +236,11 @@ class ConfluentConsumer:
 
     def start_offsets(self, partitions: Sequence[int], start_from: str) -> dict[int, int]:
         if start_from == "earliest":
-            return self._list_offsets(partitions, OFFSET_BEGINNING, None)
-        ends = self._list_offsets(partitions, OFFSET_END, None)
+            return self._list_offsets(partitions, OFFSET_BEGINNING, START_OFFSETS_TIMEOUT)
+        ends = self._list_offsets(partitions, OFFSET_END, START_OFFSETS_TIMEOUT)
         if start_from == "latest":
             return ends
-        found = self._list_offsets(partitions, to_epoch_ms(start_from), None)
+        found = self._list_offsets(partitions, to_epoch_ms(start_from), START_OFFSETS_TIMEOUT)
         # No record at or after the instant: the partition's end.
         return {p: (found[p] if found[p] >= 0 else ends[p]) for p in partitions}
 
@@ -253,12 +256,12 @@ class ConfluentConsumer:
             return {}
         return self._list_offsets(partitions, OFFSET_END, timeout)
 
-    def _list_offsets(self, partitions: Sequence[int], at: int, timeout: float | None) -> dict[int, int]:
+    def _list_offsets(self, partitions: Sequence[int], at: int, timeout: float) -> dict[int, int]:
         """ListOffsets for every partition in one request: at OFFSET_BEGINNING, OFFSET_END or a
         timestamp in epoch milliseconds (-1 where no record is that late)."""
         wanted = [self._tp(p, at) for p in partitions]
         try:
-            found = self._consumer.offsets_for_times(wanted, -1 if timeout is None else timeout)
+            found = self._consumer.offsets_for_times(wanted, timeout)
         except KafkaException as error:
             raise self._unreachable(error) from None
         offsets: dict[int, int] = {}
