@@ -32,7 +32,7 @@ from provisioner.stores.registry import open_store  # noqa: E402
 
 PARTITIONS = 3
 POLL_EVERY = 0.02
-# The consumer's own fetch settings (provisioner/runtime/consumer.py, _new_consumer).
+# The kafka-python consumer's own fetch settings (provisioner/stream/kafka_python.py).
 FETCH = {"check_crcs": False, "fetch_max_wait_ms": 100, "max_partition_fetch_bytes": 4 * 1024 * 1024,
          "fetch_max_bytes": 32 * 1024 * 1024}
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -76,10 +76,13 @@ class ConsumerRun:
 
 
 def consumer_run(spec: Path, store: str, bootstrap: str, url: str, count: int, product: DataProduct,
-                 folder: Path, replicas: int = 1, timeout: float = 600.0) -> ConsumerRun:
+                 folder: Path, replicas: int = 1, timeout: float = 600.0,
+                 kafka_client: str | None = None) -> ConsumerRun:
     """Launch `replicas` `provisioner consume` processes sharing the group (as `consumer.replicas` pods
     do) and time them: from launch, and steady (after the first batch the store holds, read from its
-    positions every POLL_EVERY seconds) until the positions cover `count` records."""
+    positions every POLL_EVERY seconds) until the positions cover `count` records. `kafka_client`:
+    `--kafka-client` (default: the consumer's default client)."""
+    client = [] if kafka_client is None else ["--kafka-client", kafka_client]
     store_spec = product.store(store)
     reader = open_store(product, store_spec, url)
     started = time.perf_counter()
@@ -87,7 +90,8 @@ def consumer_run(spec: Path, store: str, bootstrap: str, url: str, count: int, p
         subprocess.Popen(
             [sys.executable, "-m", "provisioner", "consume", "--spec", str(spec), "--store", store,
              "--bootstrap", bootstrap, "--store-url", url,
-             "--status-file", str(folder / f"{product.name}.{store}.{replica}.status.json"), "--log-level", "WARNING"],
+             "--status-file", str(folder / f"{product.name}.{store}.{replica}.status.json"), "--log-level", "WARNING",
+             *client],
             cwd=str(ROOT),
         )
         for replica in range(replicas)

@@ -4,6 +4,8 @@ One run, one machine, these figures (records per second):
   R0  a bare kafka-python loop that only polls and JSON-decodes every record (the ceiling);
   R1  `provisioner consume` into Redis;
   R2  `provisioner consume` into Postgres (upsert);
+      both with the consumer's default Kafka client (confluent), or the one `--kafka-client` names;
+      `--compare-clients` runs them with the other client too and prints its figures beside;
   Rn  naive loops writing one row per record (Redis HSET per record; Postgres INSERT ... ON CONFLICT
       and a commit per record), on a smaller sample;
 and prints R1/R0 (goal >= 0.7), R2/R0 (goal >= 0.7), R2/Rn (goal >= 5) and the consumer's peak RSS
@@ -16,8 +18,9 @@ batch. Neither includes process start, imports, topic metadata, the group join (
 the consumer `subscribe`s and joins a fresh group) or the first fetch. The figures from the start
 (R0 from building its KafkaConsumer, R1/R2 from launching the process, so including the Python
 start and a group join) are printed too, but they measure start-up as much as throughput: on
-200,000 records a second of start-up is a fifth of the run. Both sides use the same kafka-python
-fetch settings (FETCH below, the consumer's defaults) and max_poll_records = the spec's batchSize.
+200,000 records a second of start-up is a fifth of the run. R0 uses the kafka-python consumer's
+fetch settings (FETCH) and max_poll_records = the spec's batchSize; the confluent client fetches the
+same amounts (provisioner/stream/confluent.py).
 
 The events are the orders example (`provisioner.stream.generate.orders`) through a variant of
 specs/vip-orders.yaml whose filter keeps placements and cancellations (most records).
@@ -27,6 +30,7 @@ PROVISIONER_KAFKA_BOOTSTRAP, BENCH_REDIS_URL and BENCH_POSTGRES_URL are all set.
 machine the figures vary by 10-20% from run to run: compare ratios from the same run.
 
 Run: .venv/bin/python bench/hydrate.py [EVENTS=200000] [NAIVE=20000] [--rounds N] [--quick] [--profile]
+                                       [--kafka-client confluent|kafka-python] [--compare-clients]
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ from provisioner.spec.loader import load_products
 from provisioner.spec.models import DataProduct
 from provisioner.stores.registry import open_store
 from provisioner.stream import generate
+from provisioner.stream.client import DEFAULT_KAFKA_CLIENT, KAFKA_CLIENTS
 
 BATCH = 5000  # the spec's consumer.batchSize (specs/vip-orders.yaml), the consumer's max_poll_records
 
@@ -114,10 +119,10 @@ def bare_loop(bootstrap: str, topic: str, count: int) -> tuple[float, float]:
 
 
 def consumer_run(spec: Path, store: str, bootstrap: str, url: str, count: int, product: DataProduct,
-                 folder: Path, replicas: int = 1) -> tuple[float, float, float]:
+                 folder: Path, replicas: int = 1, kafka_client: str | None = None) -> tuple[float, float, float]:
     """(records/s from process start, steady records/s (after the first applied batch), peak RSS in MB
     of one consumer process). `replicas` consumer processes share the group, as `consumer.replicas` pods do."""
-    run = timed_consumer_run(spec, store, bootstrap, url, count, product, folder, replicas)
+    run = timed_consumer_run(spec, store, bootstrap, url, count, product, folder, replicas, kafka_client=kafka_client)
     return run.from_start, run.steady, run.peak_rss_mb
 
 
@@ -125,13 +130,13 @@ PROFILED = ("gc", "kafka poll + decode", "pipeline", "preparation", "waiting for
 
 
 def profile_run(spec: Path, store: str, bootstrap: str, url: str, count: int, product: DataProduct,
-                folder: Path) -> None:
+                folder: Path, kafka_client: str) -> None:
     """Run one consumer in a child process with its steps timed, and print where its main thread's
     time goes (shares of wall-clock from the first applied batch; GC counted apart from the step it
     interrupted) and the process's CPU per record."""
     out = folder / f"profile-{store}.json"
     subprocess.run([sys.executable, str(Path(__file__).resolve()), "--profile-child", str(spec), store,
-                    bootstrap, url, str(count), str(out)], cwd=str(ROOT), check=True)
+                    bootstrap, url, str(count), str(out), kafka_client], cwd=str(ROOT), check=True)
     result = json.loads(out.read_text())
     wall, records, cpu = result["wall"], result["records"], result["cpu"]
     shares = "  ".join(f"{name} {100 * result['steps'][name] / wall:.0f}%" for name in PROFILED)
@@ -141,7 +146,8 @@ def profile_run(spec: Path, store: str, bootstrap: str, url: str, count: int, pr
           f" ({result['full_collections']} full)", flush=True)
 
 
-def profile_child(spec_path: str, store_name: str, bootstrap: str, url: str, count: int, out: str) -> None:
+def profile_child(spec_path: str, store_name: str, bootstrap: str, url: str, count: int, out: str,
+                  kafka_client: str) -> None:
     """The consumer of `profile_run`, in this process: its steps wrapped with timers."""
     import gc
     import threading
@@ -197,7 +203,7 @@ def profile_child(spec_path: str, store_name: str, bootstrap: str, url: str, cou
     consumer_module.transform = timed("pipeline", consumer_module.transform)  # type: ignore[attr-defined]
     store.prepare = timed("preparation", store.prepare)  # type: ignore[method-assign]
     Profiled._settle = timed("waiting for the store write", Profiled._settle)  # type: ignore[method-assign]
-    consumer = Profiled(product, store_spec, store, bootstrap)
+    consumer = Profiled(product, store_spec, store, bootstrap, kafka_client=kafka_client)
     reader = open_store(product, store_spec, url)
     marks: dict[str, Any] = {}
 
@@ -294,6 +300,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=1,
                         help="alternate R0, R1, R2 this many times and print medians (default 1)")
     parser.add_argument("--quick", action="store_true", help="only R0, R1 and R2: no replicas, no naive loops")
+    parser.add_argument("--kafka-client", choices=KAFKA_CLIENTS, default=DEFAULT_KAFKA_CLIENT,
+                        help=f"the consumer's Kafka client for R1, R2 and the profile (default {DEFAULT_KAFKA_CLIENT})")
+    parser.add_argument("--compare-clients", action="store_true",
+                        help="also run R1 and R2 with the other Kafka client and print its figures")
     parser.add_argument("--profile", action="store_true",
                         help="also profile one consumer run per store (GC, decode, pipeline, preparation, I/O wait)")
     return parser.parse_args(argv)
@@ -301,12 +311,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main() -> None:
     if sys.argv[1:2] == ["--profile-child"]:
-        spec_path, store_name, bootstrap, url, count, out = sys.argv[2:8]
-        profile_child(spec_path, store_name, bootstrap, url, int(count), out)
+        spec_path, store_name, bootstrap, url, count, out, kafka_client = sys.argv[2:9]
+        profile_child(spec_path, store_name, bootstrap, url, int(count), out, kafka_client)
         return
     args = parse_args(sys.argv[1:])
     count = args.events
     naive_count = args.naive
+    client = args.kafka_client
+    other = next(c for c in KAFKA_CLIENTS if c != client)
 
     def body(bootstrap: str, redis_url: str, postgres_url: str, folder: Path) -> None:
         topic = f"bench.orders.{uuid.uuid4().hex[:8]}"
@@ -318,6 +330,7 @@ def main() -> None:
         r0s: list[tuple[float, float]] = []
         r1s: list[tuple[float, float, float]] = []
         r2s: list[tuple[float, float, float]] = []
+        others: list[tuple[float, float]] = []  # steady R1, R2 with the other client (--compare-clients)
         for round_ in range(args.rounds):
             if args.rounds > 1:
                 print(f"-- round {round_ + 1}/{args.rounds}", flush=True)
@@ -328,14 +341,23 @@ def main() -> None:
             # A fresh product per round, so each consumer run starts from the beginning.
             spec_n = spec if round_ == 0 else bench_spec(folder, topic)
             product_n = product if round_ == 0 else load_products([spec_n])[0].product
-            r1_start, r1, rss1 = consumer_run(spec_n, "cache", bootstrap, redis_url, count, product_n, folder)
+            r1_start, r1, rss1 = consumer_run(spec_n, "cache", bootstrap, redis_url, count, product_n, folder,
+                                              kafka_client=client)
             r1s.append((r1_start, r1, rss1))
             print(f"R1 consume -> Redis             {r1:>10,.0f} records/s steady  ({r1_start:,.0f}/s from process"
-                  f" start, peak RSS {rss1:.0f} MB)", flush=True)
-            r2_start, r2, rss2 = consumer_run(spec_n, "db", bootstrap, postgres_url, count, product_n, folder)
+                  f" start, peak RSS {rss1:.0f} MB; {client})", flush=True)
+            r2_start, r2, rss2 = consumer_run(spec_n, "db", bootstrap, postgres_url, count, product_n, folder,
+                                              kafka_client=client)
             r2s.append((r2_start, r2, rss2))
             print(f"R2 consume -> Postgres          {r2:>10,.0f} records/s steady  ({r2_start:,.0f}/s from process"
-                  f" start, peak RSS {rss2:.0f} MB)", flush=True)
+                  f" start, peak RSS {rss2:.0f} MB; {client})", flush=True)
+            if args.compare_clients:
+                spec_o = bench_spec(folder, topic)
+                product_o = load_products([spec_o])[0].product
+                o1 = consumer_run(spec_o, "cache", bootstrap, redis_url, count, product_o, folder, kafka_client=other)
+                o2 = consumer_run(spec_o, "db", bootstrap, postgres_url, count, product_o, folder, kafka_client=other)
+                others.append((o1[1], o2[1]))
+                print(f"R1, R2 with {other:<19} {o1[1]:>10,.0f} / {o2[1]:,.0f} records/s steady", flush=True)
         r0 = _median([x[1] for x in r0s])
         r0_start = _median([x[0] for x in r0s])
         r1 = _median([x[1] for x in r1s])
@@ -350,8 +372,10 @@ def main() -> None:
             # fencing only its own partitions; a fresh product, so both start from the beginning.
             spec2 = bench_spec(folder, topic)
             product2 = load_products([spec2])[0].product
-            r1x2 = consumer_run(spec2, "cache", bootstrap, redis_url, count, product2, folder, replicas=2)[1]
-            r2x2 = consumer_run(spec2, "db", bootstrap, postgres_url, count, product2, folder, replicas=2)[1]
+            r1x2 = consumer_run(spec2, "cache", bootstrap, redis_url, count, product2, folder, replicas=2,
+                                kafka_client=client)[1]
+            r2x2 = consumer_run(spec2, "db", bootstrap, postgres_url, count, product2, folder, replicas=2,
+                                kafka_client=client)[1]
             print(f"R1x2, R2x2: two replicas        {r1x2:>10,.0f} / {r2x2:,.0f} records/s steady", flush=True)
             records = sample(bootstrap, topic, naive_count)
             rn_redis = naive_redis(product, redis_url, records)
@@ -362,12 +386,16 @@ def main() -> None:
             for store, url in (("cache", redis_url), ("db", postgres_url)):
                 spec_p = bench_spec(folder, topic)
                 product_p = load_products([spec_p])[0].product
-                profile_run(spec_p, store, bootstrap, url, count, product_p, folder)
+                profile_run(spec_p, store, bootstrap, url, count, product_p, folder, client)
         print()
         medians = f" (medians of {args.rounds} rounds)" if args.rounds > 1 else ""
         print(f"R0 = {r0:,.0f} records/s, R1 = {r1:,.0f}, R2 = {r2:,.0f}{medians}")
         print(f"R1/R0 = {r1_ratio:.2f}  (goal >= 0.7; steady; from the start {r1_start / r0_start:.2f})")
         print(f"R2/R0 = {r2_ratio:.2f}  (goal >= 0.7; steady; from the start {r2_start / r0_start:.2f})")
+        if others:
+            o1_ratio = _median([o[0] / a[1] for a, o in zip(r0s, others, strict=True)])
+            o2_ratio = _median([o[1] / a[1] for a, o in zip(r0s, others, strict=True)])
+            print(f"with {other}: R1/R0 = {o1_ratio:.2f}, R2/R0 = {o2_ratio:.2f}")
         if not args.quick:
             print(f"R2/Rn = {r2 / rn_pg:.1f}  (goal >= 5; Postgres naive)   R1/Rn = {r1 / rn_redis:.1f} (Redis naive)")
         print(f"peak RSS of the consumer = {rss:.0f} MB  (goal < 250 MB)")

@@ -9,7 +9,8 @@ with a spec (fields and `delete`), Connect with the Flatten transform (customer.
 and the sink's `insert.mode=upsert`, `delete.enabled=true`, `primary.key.mode=record_key`.
 
 Three systems, run in alternating rounds (medians printed):
-  provisioner    `provisioner consume`, the spec's batchSize 5000;
+  provisioner    `provisioner consume`, the spec's batchSize 5000, its default Kafka client
+                 (confluent-kafka; PROVISIONER_KAFKA_CLIENT=kafka-python measures the other);
   connect        a Connect standalone worker (Kafka 4.1, the dev broker's version) with the sink's
                  defaults (batch.size 500, the consumer's max.poll.records 500);
   connect-best   the fastest correct configuration found: batch.size 5000, max.poll.records 5000,

@@ -2,7 +2,9 @@
 
 `Record` is what the consumer reads; `Op` is what the pure pipeline makes of it; a `Change` is an
 op tagged with the position of the record it came from, which is what a store applies. They are
-plain frozen, slotted dataclasses: cheap to build on the hot path and safe to share.
+plain slotted dataclasses, frozen except those built for every record (`Upsert`, `Delete`,
+`Change`): a frozen dataclass sets each field through object.__setattr__, which makes building one
+about three times dearer. Nothing changes them once built.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ class RecordLike(Protocol):
     def headers(self) -> Sequence[tuple[str, bytes]]: ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Upsert:
     """Insert or replace the row identified by `key` (the key fields' values, in `key` order)."""
 
@@ -60,7 +62,7 @@ class Upsert:
     kind: Literal["upsert"] = field(default="upsert", init=False)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Delete:
     """Remove the row identified by `key`."""
 
@@ -89,7 +91,7 @@ Op = Upsert | Delete | Skip | DeadLetter
 SKIP = Skip()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Change:
     """An op with the position of its record: what a store applies (append mode needs the position)."""
 

@@ -33,11 +33,6 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
-from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import KafkaTimeoutError
-from kafka.structs import OffsetAndMetadata
-
 from provisioner.errors import UnavailableError
 from provisioner.pipeline.ops import RecordLike
 from provisioner.pipeline.process import Pipeline
@@ -51,11 +46,13 @@ from provisioner.spec.durations import parse_duration
 from provisioner.spec.models import DataProduct, StoreSpec
 from provisioner.spec.timestamps import to_epoch_ms
 from provisioner.stores.base import PositionConflict, Store, StoreSchemaError
+from provisioner.stream.client import DEFAULT_KAFKA_CLIENT, Assignment, BrokerTimeout, StreamConsumer, open_consumer
 from provisioner.stream.deadletters import DeadLetterProducer
-from provisioner.stream.kafka import is_transient, start_offsets
+from provisioner.stream.kafka import is_transient
 
 log = logging.getLogger(__name__)
 _timestamp = attrgetter("timestamp")
+_partition = attrgetter("partition")
 
 EXIT_STOPPED = 0
 EXIT_HALTED = 2
@@ -64,8 +61,7 @@ STATUS_INTERVAL = 1.0
 END_OFFSETS_INTERVAL = 5.0
 # Idle this long without hearing from Kafka, the consumer checks that the broker still answers.
 KAFKA_PROBE_INTERVAL = 3.0
-KAFKA_PROBE_TIMEOUT_MS = 3000
-CLOSE_TIMEOUT_MS = 5000
+KAFKA_PROBE_TIMEOUT = 3.0
 # Allocations between two young collections (Python's default: 700).
 GC_THRESHOLD_0 = 50_000
 
@@ -81,25 +77,6 @@ def _settle_heap() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_THRESHOLD_0, 20, 20)
-
-
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Only records that the assignment changed: the loop reacts after poll returns, because
-    kafka-python swallows exceptions raised inside listener callbacks."""
-
-    def __init__(self) -> None:
-        self.changed = False
-
-    def on_partitions_revoked(self, revoked: Any) -> None:
-        self.changed = True
-
-    def on_partitions_assigned(self, assigned: Any) -> None:
-        self.changed = True
-
-    def on_partitions_lost(self, lost: Any) -> None:
-        # Evicted (session expired while paused): whatever batch is in hand must not be applied
-        # on the strength of positions read before; the fence would refuse it anyway.
-        self.changed = True
 
 
 class KafkaUnreachable(UnavailableError):
@@ -139,6 +116,7 @@ class StoreConsumer:
         pid: int = 0,
         consumer_config: dict[str, Any] | None = None,
         dead_letter_version: str | None = None,
+        kafka_client: str = DEFAULT_KAFKA_CLIENT,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.product = product
@@ -157,14 +135,17 @@ class StoreConsumer:
             kind=store_spec.kind, pid=pid, store_url=store_url_masked,
         )
         self._consumer_config = consumer_config or {}
+        self.kafka_client = kafka_client  # `stream.client`: confluent or kafka-python
         self._dead_letter_version = dead_letter_version  # a rebuild marks its dead letters with it
         # Set when `source.until` bounds the stream: which partitions reached the instant.
         self.until_bound: UntilBound | None = None
         self._sleep = sleep
         self._stopping = False
-        self._consumer: KafkaConsumer | None = None
+        self._consumer: StreamConsumer | None = None
         self._dead_letters: DeadLetterProducer | None = None
-        self._listener = _Listener()
+        # Set by the client's rebalance callbacks, and by the loop whenever the batch in hand may
+        # not be applied: the positions are read back from the store before the next batch.
+        self._assignment = Assignment()
         self._positions: dict[int, int] = {}
         # Positions known to be in the store (`_positions` runs ahead by the write in flight).
         self._applied: dict[int, int] = {}
@@ -236,23 +217,12 @@ class StoreConsumer:
                 self._retry_later(error)
             self.metrics.beat()
 
-    def _new_consumer(self) -> KafkaConsumer:
-        config: dict[str, Any] = {
-            "bootstrap_servers": self.bootstrap,
-            "group_id": self.product.consumer_group(self.store_spec),
-            "client_id": self._client_id("consumer"),
-            "enable_auto_commit": False,
-            "auto_offset_reset": "earliest",
-            "max_poll_records": self.batch_size,
-            "check_crcs": False,
-            "fetch_max_wait_ms": 100,
-            "max_partition_fetch_bytes": 4 * 1024 * 1024,
-            "fetch_max_bytes": 32 * 1024 * 1024,
-            **self._consumer_config,
-        }
-        consumer = KafkaConsumer(**config)
-        self._listener.changed = True
-        consumer.subscribe([self.topic], listener=self._listener)
+    def _new_consumer(self) -> StreamConsumer:
+        consumer = open_consumer(
+            self.kafka_client, bootstrap=self.bootstrap, topic=self.topic,
+            group=self.product.consumer_group(self.store_spec), client_id=self._client_id("consumer"),
+            max_records=self.batch_size, assignment=self._assignment, settings=self._consumer_config,
+        )
         until = self.product.spec.source.until
         if until is None:
             return consumer
@@ -266,7 +236,7 @@ class StoreConsumer:
         self._writer.shutdown(wait=True)
         if self._consumer is not None:
             try:
-                self._consumer.close(autocommit=False, timeout_ms=CLOSE_TIMEOUT_MS)
+                self._consumer.close()
             except Exception:
                 log.debug("closing the Kafka consumer failed", exc_info=True)
         if self._dead_letters is not None:
@@ -294,11 +264,11 @@ class StoreConsumer:
             self.status.conflicts += 1
             self.metrics.conflicts.inc()
             log.warning("discarding the batch, another consumer moved the positions: %s", conflict)
-            self._listener.changed = True
+            self._assignment.changed = True
         except Exception as error:
             if not is_transient(error):
                 raise
-            self._listener.changed = True
+            self._assignment.changed = True
             self._retry_later(error)
         self.metrics.beat()
 
@@ -323,7 +293,7 @@ class StoreConsumer:
         """
         consumer = self._consumer
         assert consumer is not None
-        if self._listener.changed:
+        if self._assignment.changed:
             self._reposition()
         records: list[RecordLike] = []
         # The next offset each partition's records must start from: a record before it was
@@ -337,27 +307,12 @@ class StoreConsumer:
                 timeout = deadline - time.monotonic()
                 if timeout <= 0:
                     break
-            polled = consumer.poll(timeout_ms=max(1, int(timeout * 1000)),
-                                   max_records=self.batch_size - len(records))
-            if self._listener.changed:
+            polled = consumer.poll(timeout, self.batch_size - len(records))
+            if self._assignment.changed:
                 self._reposition()
                 return []
-            for tp, fetched in polled.items():
-                if not fetched:
-                    continue
-                partition = tp.partition
-                next_offset = expected.get(partition)
-                if next_offset is None:
-                    # Records of a partition we never positioned: only a missed rebalance does that.
-                    self._listener.changed = True
-                    return []
-                fresh = fetched
-                if fresh[0].offset < next_offset:
-                    fresh = [r for r in fresh if r.offset >= next_offset]
-                    if not fresh:
-                        continue
-                records.extend(fresh)
-                expected[partition] = fresh[-1].offset + 1
+            if polled and not self._take(polled, records, expected):
+                return []
             if records:
                 self._kafka_seen = time.monotonic()
                 if deadline is None:
@@ -366,31 +321,59 @@ class StoreConsumer:
                 break
         return records
 
+    def _take(self, polled: Sequence[RecordLike], records: list[RecordLike], expected: dict[int, int]) -> bool:
+        """Append the polled records (each partition's in offset order) that continue where the
+        batch is; False (and nothing appended) for records of a partition never positioned.
+
+        The common case costs a few C-level passes: each partition's first and last record are
+        found through dicts, and only a partition whose first record is behind is filtered."""
+        partitions = list(map(_partition, polled))
+        count = len(partitions)
+        first = dict(zip(reversed(partitions), range(count - 1, -1, -1), strict=True))
+        behind = False
+        for partition, index in first.items():
+            next_offset = expected.get(partition)
+            if next_offset is None:
+                # Records of a partition we never positioned: only a missed rebalance does that.
+                self._assignment.changed = True
+                return False
+            behind = behind or polled[index].offset < next_offset
+        if behind:
+            # A fetch issued before a seek, or an offset reset behind our back: already applied.
+            polled = [r for r in polled if r.offset >= expected[r.partition]]
+            partitions = list(map(_partition, polled))
+            count = len(partitions)
+        last = dict(zip(partitions, range(count), strict=True))
+        for partition, index in last.items():
+            expected[partition] = polled[index].offset + 1
+        records.extend(polled)
+        return True
+
     def _reposition(self) -> None:
         """After a (re)assignment or a failed fence: read positions from the store and seek."""
         consumer = self._consumer
         assert consumer is not None
         # A write still in flight must land (or fail) before the store's positions mean anything.
         self._settle()
-        self._listener.changed = False
+        self._assignment.changed = False
         self._positions = {}
-        assigned = sorted(consumer.assignment(), key=lambda tp: tp.partition)
+        assigned = consumer.assignment()
         if not assigned:
             log.info("no partition assigned")
             return
         stored = self.store.read_positions()
-        missing = [tp for tp in assigned if tp.partition not in stored]
+        missing = [p for p in assigned if p not in stored]
         if missing:
-            initial = start_offsets(consumer, missing, self.product.spec.source.start_from)
+            initial = consumer.start_offsets(missing, self.product.spec.source.start_from)
             # Persist where a new store starts, so `latest` or a timestamp means the same after a crash.
             self.store.apply([], dict.fromkeys(initial), initial)
             stored = {**stored, **initial}
-        for tp in assigned:
-            consumer.seek(tp, stored[tp.partition])
-        self._positions = {tp.partition: stored[tp.partition] for tp in assigned}
+        positions = {p: stored[p] for p in assigned}
+        consumer.seek(positions)
+        self._positions = positions
         self._applied = dict(self._positions)
         self.status.positions = {str(p): o for p, o in sorted(stored.items())}
-        log.info("assigned partitions %s at %s", [tp.partition for tp in assigned], self._positions)
+        log.info("assigned partitions %s at %s", assigned, self._positions)
 
     # -- 2. transform ------------------------------------------------------------------------
 
@@ -470,9 +453,8 @@ class StoreConsumer:
         """Commit the applied positions to Kafka too, for lag tools (the consumer never reads them)."""
         consumer = self._consumer
         assert consumer is not None
-        offsets = {TopicPartition(self.topic, p): OffsetAndMetadata(o, "", -1) for p, o in end.items()}
         try:
-            consumer.commit_async(offsets)
+            consumer.commit(end)
         except Exception as error:
             if not is_transient(error):
                 raise
@@ -501,22 +483,17 @@ class StoreConsumer:
     def _idle(self) -> None:
         """Nothing came: make sure that is because the topic is quiet, not because Kafka is gone.
 
-        kafka-python's poll never raises for an unreachable broker, it just returns nothing; a
-        bounded ListOffsets request tells the two apart, so the status can say what is wrong.
+        Neither client's poll raises for an unreachable broker, it just returns nothing; a bounded
+        ListOffsets request tells the two apart, so the status can say what is wrong.
         """
         consumer = self._consumer
         assert consumer is not None
         now = time.monotonic()
         if now - self._kafka_seen >= KAFKA_PROBE_INTERVAL:
-            partitions = list(consumer.assignment())
-            if not partitions:
-                known = consumer.partitions_for_topic(self.topic) or set()
-                partitions = [TopicPartition(self.topic, p) for p in sorted(known)]
-            if partitions:
-                try:
-                    consumer.end_offsets(partitions, timeout_ms=KAFKA_PROBE_TIMEOUT_MS)
-                except KafkaTimeoutError as error:
-                    raise KafkaUnreachable(f"Kafka at {self.bootstrap} does not answer: {error}") from None
+            try:
+                consumer.end_offsets(consumer.assignment() or None, KAFKA_PROBE_TIMEOUT)
+            except BrokerTimeout as error:
+                raise KafkaUnreachable(f"Kafka at {self.bootstrap} does not answer: {error}") from None
             self._kafka_seen = time.monotonic()
             if self.status.last_error is not None and self.status.last_error.startswith(KafkaUnreachable.__name__):
                 self.status.last_error = None
@@ -526,18 +503,13 @@ class StoreConsumer:
         consumer = self._consumer
         if consumer is None:
             return
-        assigned = list(consumer.assignment())
-        ends: dict[int, int] = {}
-        for tp in assigned:
-            high = consumer.highwater(tp)
-            if high is not None:
-                ends[tp.partition] = int(high)
+        assigned = consumer.assignment()
+        ends = consumer.high_watermarks()
         now = time.monotonic()
         if len(ends) < len(assigned) and now - self._last_end_offsets > END_OFFSETS_INTERVAL:
             self._last_end_offsets = now
             try:
-                fetched = consumer.end_offsets(assigned, timeout_ms=KAFKA_PROBE_TIMEOUT_MS)
-                ends = {tp.partition: int(o) for tp, o in fetched.items()}
+                ends = consumer.end_offsets(assigned, KAFKA_PROBE_TIMEOUT)
             except Exception as error:
                 if not is_transient(error):
                     raise

@@ -63,6 +63,7 @@ from provisioner.stores.versions import (
     shadow_for,
     version_id,
 )
+from provisioner.stream.client import DEFAULT_KAFKA_CLIENT
 from provisioner.stream.kafka import end_offsets, is_transient
 
 __all__ = ["Outcome", "RebuildPlan", "StoreRunner", "plan_start", "watch_decision", "with_overrides"]
@@ -155,6 +156,7 @@ class StoreRunner:
         pid: int = 0,
         consumer_config: dict[str, Any] | None = None,
         lease_seconds: float | None = None,
+        kafka_client: str = DEFAULT_KAFKA_CLIENT,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.product = product
@@ -167,6 +169,7 @@ class StoreRunner:
         self.pid = pid
         self.consumer_config = consumer_config or {}
         self.lease_seconds = lease_seconds  # a Redis rebuilder lease's TTL (None: the default)
+        self.kafka_client = kafka_client
         self._sleep = sleep
         self._stopping = False
         self._active: list[StoreConsumer] = []
@@ -258,7 +261,7 @@ class StoreRunner:
             status_path=self.status_path if live else None,
             metrics=self.metrics if live else ConsumerMetrics(product.name, store_spec.name),
             store_url_masked=self.store_url_masked, pid=self.pid, consumer_config=self.consumer_config,
-            dead_letter_version=version,
+            dead_letter_version=version, kafka_client=self.kafka_client,
         )
 
     def _follow(self, fence: VersionFence) -> int:

@@ -2,7 +2,7 @@
 find where a new consumer starts, and tell a transient Kafka failure from a permanent one.
 
 Called by `provisioner dev produce|generate`, by the local runtime (`up` creates source topics and
-reports lag), by the store consumer (`start_offsets`, `is_transient`) and by the integration tests.
+reports lag), by the store consumer and its clients (`start_offsets`, `is_transient`) and by the integration tests.
 
 Errors: a malformed event file raises `EventFileError` (a `ConfigurationError`: fix the input); a
 Kafka that cannot be reached or fails a request raises `KafkaUnavailable` (an `UnavailableError`:
@@ -21,6 +21,7 @@ its key from that top-level field of the value (when present and not null).
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -58,13 +59,24 @@ class KafkaUnavailable(UnavailableError):
 
 
 def is_transient(error: BaseException) -> bool:
-    """Whether retrying later may help: any kafka-python error (a broker down, a timeout, a
-    rebalance in progress), or an error `provisioner.errors.is_retryable` says so of."""
+    """Whether retrying later may help: an error `provisioner.errors.is_retryable` says so of, any
+    kafka-python error (a broker down, a timeout, a rebalance in progress), or a confluent-kafka
+    one unless librdkafka calls it fatal or it is a bad argument or setting (a bug or a bad input)."""
     if is_retryable(error):
         return True
     from kafka.errors import KafkaError
 
-    return isinstance(error, KafkaError)
+    if isinstance(error, KafkaError):
+        return True
+    confluent = sys.modules.get("confluent_kafka")  # not loaded: not one of its errors
+    if confluent is None or not isinstance(error, confluent.KafkaException):
+        return False
+    cause = error.args[0] if error.args else None
+    if not isinstance(cause, confluent.KafkaError):
+        return True
+    permanent = (confluent.KafkaError._INVALID_ARG, confluent.KafkaError._INVALID_TYPE,
+                 confluent.KafkaError._NOT_IMPLEMENTED, confluent.KafkaError._UNSUPPORTED_FEATURE)
+    return not cause.fatal() and cause.code() not in permanent
 
 
 @dataclass(frozen=True, slots=True)

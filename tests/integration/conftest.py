@@ -3,7 +3,8 @@
 Everything is started by the fixtures themselves (jars and binaries come from the project's own
 cache and dependencies), once per session, under temporary state directories, and stopped at the
 end. Set PROVISIONER_KAFKA_BOOTSTRAP to run against an existing broker instead of the dev broker.
-Every test in this folder is marked `integration`.
+Every test in this folder is marked `integration`. A test module that uses `kafka_client` (the
+consumer suites: `pytest.mark.usefixtures("kafka_client")`) runs each test once per Kafka client.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from provisioner.local import devbroker, embedded
+from provisioner.stream.client import KAFKA_CLIENT_ENV, KAFKA_CLIENTS
 
 _HERE = Path(__file__).parent
 
@@ -90,3 +92,12 @@ def topic(request: pytest.FixtureRequest) -> str:
     """A fresh topic name (not created): the test's name plus a random suffix."""
     slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40]
     return f"it.{slug}.{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(params=KAFKA_CLIENTS)
+def kafka_client(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each Kafka client in turn (in the test id), also set in PROVISIONER_KAFKA_CLIENT so that
+    consumer processes started by the test use it."""
+    client = str(request.param)
+    monkeypatch.setenv(KAFKA_CLIENT_ENV, client)
+    return client

@@ -17,7 +17,7 @@ import pytest
 from tests.integration import harness as h
 from tests.integration.test_consumer_stores import STORES, assert_contents, reset_store, store_url, unique_name
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures("kafka_client")]
 
 # Evicted members are noticed within this; each restart then rejoins within a few seconds.
 FAST_GROUP = {"PROVISIONER_KAFKA_SESSION_TIMEOUT_MS": "2000"}

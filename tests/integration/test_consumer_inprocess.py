@@ -37,8 +37,9 @@ class CountingPipeline:
 class InProcess:
     """A StoreConsumer running `run()` on a thread."""
 
-    def __init__(self, product: DataProduct, store_spec: StoreSpec, bootstrap: str, url: str) -> None:
-        self.consumer = StoreConsumer(product, store_spec, open_store(product, store_spec, url), bootstrap)
+    def __init__(self, product: DataProduct, store_spec: StoreSpec, bootstrap: str, url: str, kafka_client: str) -> None:
+        self.consumer = StoreConsumer(product, store_spec, open_store(product, store_spec, url), bootstrap,
+                                      kafka_client=kafka_client)
         self.pipeline = CountingPipeline(product)
         self.consumer.pipeline = self.pipeline  # type: ignore[assignment]
         self.code: int | None = None
@@ -74,7 +75,8 @@ def prepare(kind: str, topic: str, tmp_path: Path, urls: tuple[Any, Any], **spec
 
 @pytest.mark.parametrize("kind", ["redis-hash", "postgres-upsert"])
 def test_in_process_contents_positions_counters_and_dead_letters(
-    kind: str, kafka_bootstrap: str, redis_server: Any, postgres_server: Any, topic: str, tmp_path: Path
+    kind: str, kafka_bootstrap: str, redis_server: Any, postgres_server: Any, topic: str, tmp_path: Path,
+    kafka_client: str,
 ) -> None:
     product, store_spec, url = prepare(kind, topic, tmp_path, (redis_server, postgres_server), batch_size=400)
     h.create_topic(kafka_bootstrap, topic, partitions=3)
@@ -86,7 +88,7 @@ def test_in_process_contents_positions_counters_and_dead_letters(
     expected = h.expected_for(product, store_spec, records)
     ends = h.end_offsets(kafka_bootstrap, topic)
 
-    with InProcess(product, store_spec, kafka_bootstrap, url) as running:
+    with InProcess(product, store_spec, kafka_bootstrap, url, kafka_client) as running:
         status = running.consumer.status
         h.wait_for(lambda: (status.records >= len(records) and status.lag == 0) or running.code is not None,
                    120, "the consumer to read every record")
@@ -128,7 +130,7 @@ def test_in_process_contents_positions_counters_and_dead_letters(
                                              ("postgres-append", "store")])
 def test_in_process_errors_mode_stop_applies_everything_before_the_first_error_and_nothing_after(
     kind: str, stage: str, kafka_bootstrap: str, redis_server: Any, postgres_server: Any, topic: str,
-    tmp_path: Path,
+    tmp_path: Path, kafka_client: str,
 ) -> None:
     product, store_spec, url = prepare(kind, topic, tmp_path, (redis_server, postgres_server),
                                        errors={"mode": "stop"}, batch_size=300)
@@ -141,7 +143,7 @@ def test_in_process_errors_mode_stop_applies_everything_before_the_first_error_a
     expected = h.expected_for(product, store_spec, before)
     assert not expected.dead
 
-    with InProcess(product, store_spec, kafka_bootstrap, url) as running:
+    with InProcess(product, store_spec, kafka_bootstrap, url, kafka_client) as running:
         running.thread.join(timeout=120)
         assert not running.thread.is_alive(), "the consumer did not halt"
     status = running.consumer.status

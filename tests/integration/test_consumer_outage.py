@@ -16,7 +16,7 @@ from provisioner.local import devbroker
 from tests.integration import harness as h
 from tests.integration.test_consumer_stores import STORES, assert_contents, reset_store, store_url, unique_name
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures("kafka_client")]
 
 FAST_GROUP = {"PROVISIONER_KAFKA_SESSION_TIMEOUT_MS": "3000"}
 

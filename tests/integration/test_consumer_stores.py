@@ -13,7 +13,7 @@ import pytest
 
 from tests.integration import harness as h
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("kafka_client")]
 
 STORES: dict[str, dict[str, Any]] = {
     "redis-hash": {"name": "cache", "redis": {"keyPrefix": "orders:", "ttl": "1h"}},
