@@ -9,7 +9,9 @@ Both hand the loop records with the attributes of `pipeline.ops.RecordLike`, as 
 each partition's records are in offset order. Neither reads or trusts Kafka's committed offsets: the
 owner positions every assigned partition with `seek` (the store's positions are the truth), and
 `commit` is advisory, for lag tools. A rebalance is never acted on inside the client: it sets
-`Assignment.changed`, and the owner repositions once `poll` returns.
+`Assignment.changed`, and the owner repositions once `poll` returns. A consumer is used from the
+thread that polls it only: a confluent-kafka call from another thread while `poll` waits was seen
+to hold that poll back for over a minute.
 """
 
 from __future__ import annotations
