@@ -65,6 +65,9 @@ _DELETE_FLAG: Final = "_provisioner_delete"
 
 
 IDLE_IN_TRANSACTION_MS = 15_000
+# One statement of one batch (a COPY of at most batchSize rows, one upsert) takes milliseconds; one
+# still running after this long is a client paused mid-COPY, holding its positions' row locks.
+STATEMENT_TIMEOUT_MS = 30_000
 LOCK_TIMEOUT_MS = 5_000
 
 
@@ -265,7 +268,10 @@ class PostgresStore:
             # locks of its positions; the server ends its session after a while, so the consumer
             # that took its partitions over is not blocked forever. That one waits for a lock at
             # most a few seconds, then backs off and retries, so its Kafka session stays alive.
+            # Paused between statements, the idle timeout ends it; paused mid-COPY (the server
+            # waiting for the rest of the rows), the statement timeout cancels the COPY first.
             connection.execute(f"SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_MS}")
+            connection.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
             connection.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS}")
             if self._mode == "upsert":
                 connection.execute(self._sql["create_batch"])

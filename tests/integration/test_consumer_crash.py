@@ -37,15 +37,15 @@ def test_sigkill_at_random_instants_changes_nothing(
     reset_store(product, store_spec, url)
     h.create_topic(kafka_bootstrap, topic, partitions=3)
     # Chunks big enough that a kill soon after the first batch lands mid-hydration even when the
-    # consumer applies 100k records/s (the Redis script path does).
-    events = h.order_events(90_000, seed=seed, keys=4000)
-    chunks = [events[i : i + 5000] for i in range(0, len(events), 5000)]
+    # consumer applies 150k records/s (the Redis script path does).
+    events = h.order_events(200_000, seed=seed, keys=4000)
+    chunks = [events[i : i + 10_000] for i in range(0, len(events), 10_000)]
 
     consumer = h.ConsumerProcess(spec, store_spec.name, kafka_bootstrap, url, tmp_path, "c", env=FAST_GROUP)
     produced = 0
     hydrating_kills = 0
     try:
-        # Up to 14 lives, until 10 kills landed mid-hydration (a fast consumer may finish a backlog
+        # Up to 16 lives, until 10 kills landed mid-hydration (a fast consumer may finish a backlog
         # before the kill); 4 chunks stay for the final run.
         while hydrating_kills < 10 and len(chunks) > 4:
             # A fresh backlog each life, so the kill lands while the consumer has work in hand.
@@ -53,7 +53,7 @@ def test_sigkill_at_random_instants_changes_nothing(
             before = sum(h.store_positions(product, store_spec, url).values())
             consumer.start()
             h.wait_for(lambda before=before: sum(h.store_positions(product, store_spec, url).values()) > before, 60,
-                       "a first batch", interval=0.05, on_timeout=consumer.log)
+                       "a first batch", interval=0.01, on_timeout=consumer.log)
             time.sleep(rng.uniform(0.0, 0.03))
             consumer.kill()
             if sum(h.store_positions(product, store_spec, url).values()) < produced:
