@@ -17,7 +17,7 @@ from rich.table import Table
 
 from provisioner.cli.output import OUTPUT_OPTION, OutputFormat, console, fail, print_json
 from provisioner.kube.client import KubeClient
-from provisioner.kube.products import ProductSummary, apply_resources, context_namespace, resource, wait_ready
+from provisioner.kube.products import ProductSummary, apply_resources, resource, wait_ready
 from provisioner.spec.loader import load_products
 
 KUBECONFIG_OPTION = typer.Option(None, "--kubeconfig", envvar="KUBECONFIG",
@@ -31,7 +31,7 @@ _STYLE = {"True": "green", "False": "red"}
 def connect(kubeconfig: Path | None, context: str | None, namespace: str | None) -> tuple[KubeClient, str]:
     """A client for the kubeconfig and context, and the namespace to use."""
     client = KubeClient.from_kubeconfig(kubeconfig, context)
-    return client, namespace or context_namespace(kubeconfig, context)
+    return client, namespace or client.namespace
 
 
 def progress_table(summaries: dict[tuple[str, str], ProductSummary | None]) -> Table:

@@ -1,15 +1,18 @@
 """A small Kubernetes API client: server-side apply, get, list by labels, delete and status
 patches, all as one field manager, with API errors sorted into provisioner's error hierarchy.
 
-It talks REST through the `kubernetes` package's ApiClient (authentication, TLS, connection pool)
-rather than its generated methods, which drop the body of a 201 answer and need one method per kind.
+It talks REST through the `kubernetes` package's ApiClient (TLS and the connection pool) rather
+than its generated methods, which drop the body of a 201 answer and need one method per kind. Every
+request carries the Authorization header its `Credentials` give at that moment
+(`provisioner.kube.auth`: tokens re-read or re-fetched as they rotate and expire, and once more
+after a 401); the connection comes from `provisioner.kube.kubeconfig`.
 The kinds provisioner writes are listed in `KINDS`; nothing else is reachable through this client.
 
 Errors: 409 is a ConflictError and 429/5xx or a broken connection an UnavailableError (both
-retryable); 403/401 are ConfigurationError (RBAC or credentials: fix the setup); a refusal (400,
-422) is an ApiRefusedError whose message is the server's own, except for Secrets, whose refusals
-never quote the server (it may echo a value). `requests` and `writes` count calls, for the
-benchmark and the tests.
+retryable); 401 (after one retry with fresh credentials) and 403 are ConfigurationError
+(credentials or RBAC: fix the setup); a refusal (400, 422) is an ApiRefusedError whose message is
+the server's own, except for Secrets, whose refusals never quote the server (it may echo a value).
+`requests` and `writes` count calls, for the benchmark and the tests.
 
 Called by `provisioner.kube.reconcile`, the operator and the cluster CLI commands.
 """
@@ -26,6 +29,8 @@ from urllib.parse import urlencode
 
 from provisioner import __version__
 from provisioner.errors import ConfigurationError, ConflictError, ProvisionerError, UnavailableError
+from provisioner.kube.auth import Credentials, NoToken
+from provisioner.kube.kubeconfig import load as kubeconfig_connection
 
 __all__ = [
     "FIELD_MANAGER",
@@ -97,8 +102,11 @@ OPERATOR_USER_AGENT = f"provisioner-operator/{__version__}"
 class KubeClient:
     """REST calls as provisioner's field manager over a `kubernetes.client.ApiClient`."""
 
-    def __init__(self, api: Any, user_agent: str = DEFAULT_USER_AGENT) -> None:
+    def __init__(self, api: Any, user_agent: str = DEFAULT_USER_AGENT, *, credentials: Credentials | None = None,
+                 namespace: str = "default") -> None:
         self.api = api
+        self.credentials: Credentials = credentials or NoToken()
+        self.namespace = namespace  # the kubeconfig context's, or the Pod's
         self.user_agent = user_agent  # names provisioner (CLI or operator) in the API server's audit log
         self._lock = threading.Lock()
         self.requests = 0
@@ -109,22 +117,11 @@ class KubeClient:
                         *, pool_size: int = 16, user_agent: str = DEFAULT_USER_AGENT) -> KubeClient:
         """A client for `kubeconfig` (default: $KUBECONFIG or ~/.kube/config) and `context`, or
         for the Pod's service account when no kubeconfig exists and the process runs in a cluster."""
-        from kubernetes import client, config
+        from kubernetes import client
 
-        configuration = client.Configuration()
-        try:
-            config.load_kube_config(  # type: ignore[no-untyped-call]
-                config_file=str(kubeconfig) if kubeconfig else None, context=context,
-                                    client_configuration=configuration)
-        except config.ConfigException as error:
-            if kubeconfig is not None or context is not None:
-                raise ConfigurationError(f"cannot use the kubeconfig: {error}") from None
-            try:
-                config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-            except config.ConfigException:
-                raise ConfigurationError(f"no kubeconfig and not in a cluster: {error}") from None
-        configuration.connection_pool_maxsize = pool_size
-        return cls(client.ApiClient(configuration), user_agent)
+        connection = kubeconfig_connection(kubeconfig, context)
+        return cls(client.ApiClient(connection.configuration(pool_size)), user_agent,
+                   credentials=connection.credentials, namespace=connection.namespace)
 
     @property
     def configuration(self) -> Any:
@@ -138,21 +135,36 @@ class KubeClient:
     def request(self, method: str, path: str, query: dict[str, str] | None = None, body: Any = None,
                 content_type: str = "application/json", *, about: str = "") -> dict[str, Any]:
         """One call; the answer's JSON, or a ProvisionerError by meaning. `about` names the object
-        in messages; a Secret's refusal never quotes the server."""
-        from urllib3.exceptions import HTTPError
-
+        in messages; a Secret's refusal never quotes the server. A 401 fetches the credentials again
+        and retries once."""
         if body is not None and "json" not in content_type:
             body = json.dumps(body)  # apply-patch+yaml: JSON is YAML; the client passes text through
         url = self.api.configuration.host + path + (f"?{urlencode(query)}" if query else "")
         headers = {"Content-Type": content_type, "Accept": "application/json", "User-Agent": self.user_agent}
+        for attempt in (1, 2):
+            authorization = self.credentials.authorization()
+            if authorization:
+                headers["Authorization"] = authorization
+            status, data = self._call(method, url, headers, body)
+            if status != 401 or attempt == 2:
+                break
+            self.credentials.expire()  # a rotated or expired token: fetch it again, then retry once
+        if 200 <= status < 300:
+            result: dict[str, Any] = json.loads(data) if data else {}
+            return result
+        raise _error(status, data, method, about or path)
+
+    def _call(self, method: str, url: str, headers: dict[str, str], body: Any) -> tuple[int, bytes]:
+        from urllib3.exceptions import HTTPError
+
         with self._lock:
             self.requests += 1
             if method != "GET":
                 self.writes += 1
         try:
             response = self.api.call_api(method, url, header_params=headers, body=body, _request_timeout=30)
-            data = response.read()
-            status = response.status
+            data: bytes = response.read()
+            status: int = response.status
         except HTTPError as error:
             raise UnavailableError(f"the API server did not answer ({type(error).__name__})") from None
         except OSError as error:
@@ -161,10 +173,7 @@ class KubeClient:
             if type(error).__name__ != "ApiException":
                 raise
             raise UnavailableError(f"the API server did not answer ({getattr(error, 'reason', error)})") from None
-        if 200 <= status < 300:
-            result: dict[str, Any] = json.loads(data) if data else {}
-            return result
-        raise _error(status, data, method, about or path)
+        return status, data
 
     # -- objects ------------------------------------------------------------------------------------
 
@@ -257,9 +266,11 @@ def _error(status: int, data: bytes | str, method: str, about: str) -> Provision
         return NotFoundError(f"{about} not found")
     if status == 409:
         return ConflictError(f"{about} changed meanwhile (409 Conflict); retrying")
-    if status in (401, 403):
-        return ConfigurationError(f"not allowed to {method} {about} ({status}): check the operator's RBAC "
-                                  "and credentials")
+    if status == 401:
+        return ConfigurationError(f"the API server did not accept the credentials for {method} {about} (401): "
+                                  "the token or certificate is expired, revoked or not for this cluster")
+    if status == 403:
+        return ConfigurationError(f"not allowed to {method} {about} (403): check the identity's RBAC")
     if status == 429 or status >= 500:
         return UnavailableError(f"the API server could not {method} {about} now ({status})")
     if about.startswith("Secret "):

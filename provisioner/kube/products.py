@@ -265,19 +265,6 @@ def wait_deleted(client: KubeClient, namespace: str, name: str, timeout: float, 
 # -- connecting -----------------------------------------------------------------------------------------
 
 
-def context_namespace(kubeconfig: Any, context: str | None) -> str:
-    """The namespace the kubeconfig's (current or named) context sets, else `default`."""
-    from kubernetes import config
-
-    try:
-        contexts, active = config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
-            config_file=str(kubeconfig) if kubeconfig else None)
-    except (config.ConfigException, OSError, TypeError):
-        return "default"
-    chosen = next((c for c in contexts if c.get("name") == context), None) if context else active
-    return str(((chosen or {}).get("context") or {}).get("namespace") or "default")
-
-
 _CONFIG_KEYS = {"PROVISIONER_KAFKA_BOOTSTRAP": "kafka_bootstrap", "PROVISIONER_IMAGE": "image",
                 "PROVISIONER_REDIS_IMAGE": "redis_image", "PROVISIONER_POSTGRES_IMAGE": "postgres_image",
                 "PROVISIONER_STORAGE_SIZE": "storage_size"}

@@ -1,7 +1,7 @@
 """Start the operator: Lease, caches, kopf and the work queue, in that order.
 
-kopf authenticates with the same kubeconfig/context (or in-cluster service account) as
-provisioner's own client, through an `on.login` handler. kopf's own event posting is off: the
+kopf authenticates with the same kubeconfig/context (or in-cluster service account) and the same
+token source as provisioner's own client, through an `on.login` handler. kopf's own event posting is off: the
 reconciler posts one Event for a new product, then one per condition transition, and nothing else.
 """
 
@@ -51,16 +51,23 @@ class OperatorConfig:
 
 
 def _login(client: KubeClient) -> Any:
+    """kopf's credentials: the same connection and the same token source as provisioner's client.
+    kopf calls this again after a 401 and once the token's expiry passes, so a rotated or expired
+    token is fetched again (the source is asked to drop its cached one first)."""
     configuration = client.configuration
+    calls = 0
 
     def login(**_: Any) -> kopf.ConnectionInfo:
-        token = None
-        authorization = configuration.api_key.get("authorization") or configuration.api_key.get("BearerToken")
-        if authorization:
-            token = authorization.removeprefix("Bearer ").strip()
+        nonlocal calls
+        if calls:
+            client.credentials.expire()
+        calls += 1
+        authorization = client.credentials.authorization()
         return kopf.ConnectionInfo(
             server=configuration.host, ca_path=configuration.ssl_ca_cert, insecure=not configuration.verify_ssl,
-            certificate_path=configuration.cert_file, private_key_path=configuration.key_file, token=token,
+            certificate_path=configuration.cert_file, private_key_path=configuration.key_file,
+            token=authorization.removeprefix("Bearer ") if authorization else None,
+            expiration=client.credentials.expires(), default_namespace=client.namespace,
         )
 
     return login
