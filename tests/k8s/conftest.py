@@ -28,6 +28,15 @@ from provisioner.kube.client import KubeClient
 from provisioner.kube.crd import crd
 from provisioner.local import kubeapi
 
+from .identity import (
+    OPERATOR_ACCOUNT,
+    OPERATOR_NAMESPACE,
+    cluster_entry,
+    install_operator_rbac,
+    mint_token,
+    write_kubeconfig,
+)
+
 KUBECONFIG_ENV = "PROVISIONER_KUBECONFIG"
 
 # CRDs installed before the controller manager starts: its garbage collector reads API discovery
@@ -168,6 +177,17 @@ def kube_api(kubeconfig: Path) -> Iterator[client.ApiClient]:
     """A Kubernetes API client authenticated as a cluster admin."""
     with config.new_client_from_config(config_file=str(kubeconfig)) as api:
         yield api
+
+
+@pytest.fixture(scope="session")
+def operator_kubeconfig(kubeconfig: Path, kube_api: client.ApiClient,
+                        tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A kubeconfig holding a token of the bundle's ServiceAccount, minted by the TokenRequest API,
+    with the bundle's RBAC installed as written: the operator's identity in production."""
+    install_operator_rbac(kube_api)
+    token = mint_token(kube_api, OPERATOR_NAMESPACE, OPERATOR_ACCOUNT)
+    return write_kubeconfig(tmp_path_factory.mktemp("identity") / "operator.kubeconfig", cluster_entry(kubeconfig),
+                            {"token": token})
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,7 @@ from provisioner.kube.reconcile import CHILD_KINDS
 
 T = TypeVar("T")
 TIMEOUT_S = 60.0
+LEASE_NAMESPACE = "provisioner-system"  # the bundle's Role lets the operator hold Leases here only
 KEY = "operator-test-credentials-key-0123456789"
 
 
@@ -35,14 +36,21 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = TIMEOUT_
 
 
 class OperatorProcess:
-    """`provisioner operator` in its own process, its log in a file."""
+    """`provisioner operator` in its own process, its log in a file.
 
-    def __init__(self, kubeconfig: Path, namespace: str, kafka: str, log_dir: Path, *, lease: str = "op",
+    `kubeconfig` should be the `operator_kubeconfig` fixture's: the bundle's ServiceAccount token
+    under the bundle's RBAC, as in production (None: the in-cluster files named in `env`). The
+    Lease lives where the bundle lets the operator hold it, named after the watched namespace."""
+
+    def __init__(self, kubeconfig: Path | None, namespace: str, kafka: str, log_dir: Path, *, lease: str = "op",
                  extra: list[str] | None = None, env: dict[str, str] | None = None) -> None:
         self.log = log_dir / f"operator-{uuid.uuid4().hex[:6]}.log"
-        args = [sys.executable, "-m", "provisioner", "operator", "--kubeconfig", str(kubeconfig),
-                "--namespace", namespace, "--kafka-bootstrap", kafka, "--resync", "1", "--lease-namespace", namespace,
-                "--lease-name", lease, "--lease-duration", "6", "--log-level", "DEBUG", *(extra or [])]
+        self.lease_name = f"{namespace}-{lease}"
+        where = ["--kubeconfig", str(kubeconfig)] if kubeconfig is not None else []
+        args = [sys.executable, "-m", "provisioner", "operator", *where,
+                "--namespace", namespace, "--kafka-bootstrap", kafka, "--resync", "1",
+                "--lease-namespace", LEASE_NAMESPACE, "--lease-name", self.lease_name, "--lease-duration", "6",
+                "--log-level", "DEBUG", *(extra or [])]
         environment = {**os.environ, "PROVISIONER_CREDENTIALS_KEY": KEY, **(env or {})}
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=environment,

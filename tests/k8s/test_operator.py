@@ -33,6 +33,7 @@ from tests.integration.conftest import kafka_bootstrap, redis_server  # noqa: F4
 from .argocd_health import health
 from .conftest import audited_requests
 from .operator_harness import (
+    LEASE_NAMESPACE,
     OperatorProcess,
     children,
     condition,
@@ -73,9 +74,9 @@ def store_url(redis_server: Any, kube: KubeClient, namespace: str) -> str:  # no
 
 
 @pytest.fixture(scope="module")
-def operator(kubeconfig: Path, namespace: str, kafka_bootstrap: str, store_url: str,  # noqa: F811
+def operator(operator_kubeconfig: Path, namespace: str, kafka_bootstrap: str, store_url: str,  # noqa: F811
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
-    with running_operator(kubeconfig, namespace, kafka_bootstrap, tmp_path_factory.mktemp("op")) as op:
+    with running_operator(operator_kubeconfig, namespace, kafka_bootstrap, tmp_path_factory.mktemp("op")) as op:
         yield op
         print(op.text()[-6000:])  # shown when a test of this module failed
 
@@ -326,17 +327,17 @@ def test_no_secret_in_logs_events_status_or_config_maps(kube: KubeClient, namesp
 
 
 def test_killed_operator_is_replaced_and_converges_without_duplicates(
-        kube: KubeClient, kube_api: client.ApiClient, kubeconfig: Path, kafka_bootstrap: str,  # noqa: F811
+        kube: KubeClient, kube_api: client.ApiClient, operator_kubeconfig: Path, kafka_bootstrap: str,  # noqa: F811
         store_url: str, tmp_path: Path) -> None:
     namespace = _namespace(kube_api)
     try:
         secret(kube, namespace, "store-url", {"url": store_url})
         for index in range(10):
             kube.apply(product(f"p{index}", namespace, _topic(), stores=MANAGED))
-        first = OperatorProcess(kubeconfig, namespace, kafka_bootstrap, tmp_path, lease="kill")
+        first = OperatorProcess(operator_kubeconfig, namespace, kafka_bootstrap, tmp_path, lease="kill")
         wait_for("some objects", lambda: children(kube, namespace, "p0"))
         first.kill()  # mid-reconcile: ten products of eight objects each
-        with running_operator(kubeconfig, namespace, kafka_bootstrap, tmp_path, lease="kill"):
+        with running_operator(operator_kubeconfig, namespace, kafka_bootstrap, tmp_path, lease="kill"):
             for index in range(10):
                 wait_children(kube, namespace, f"p{index}", 8)
             names = [(kind, o["metadata"]["name"]) for kind in CHILD_KINDS
@@ -346,16 +347,16 @@ def test_killed_operator_is_replaced_and_converges_without_duplicates(
         client.CoreV1Api(kube_api).delete_namespace(namespace)
 
 
-def test_of_two_operators_only_one_acts(kube: KubeClient, kube_api: client.ApiClient, kubeconfig: Path,
+def test_of_two_operators_only_one_acts(kube: KubeClient, kube_api: client.ApiClient, operator_kubeconfig: Path,
                                         kafka_bootstrap: str, store_url: str, tmp_path: Path) -> None:  # noqa: F811
     namespace = _namespace(kube_api)
     try:
         secret(kube, namespace, "store-url", {"url": store_url})
-        with running_operator(kubeconfig, namespace, kafka_bootstrap, tmp_path, lease="pair") as one, \
-                running_operator(kubeconfig, namespace, kafka_bootstrap, tmp_path, lease="pair") as two:
+        with running_operator(operator_kubeconfig, namespace, kafka_bootstrap, tmp_path, lease="pair") as one, \
+                running_operator(operator_kubeconfig, namespace, kafka_bootstrap, tmp_path, lease="pair") as two:
             kube.apply(product("pair", namespace, _topic()))
             wait_for("the objects", lambda: len(children(kube, namespace, "pair")) == 3)
-            lease = kube.get("Lease", namespace, "pair")
+            lease = kube.get("Lease", LEASE_NAMESPACE, one.lease_name)
             assert lease is not None
             holder = lease["spec"]["holderIdentity"]
             # The children exist before the reconcile that applied them logs it: wait for the line.
@@ -368,7 +369,7 @@ def test_of_two_operators_only_one_acts(kube: KubeClient, kube_api: client.ApiCl
             assert "applied" not in waiting.text()
             # The leader goes away cleanly: the other takes over at once and acts.
             acting[0].stop()
-            wait_for("the other to hold the Lease", lambda: (lease := kube.get("Lease", namespace, "pair"))
+            wait_for("the other to hold the Lease", lambda: (lease := kube.get("Lease", LEASE_NAMESPACE, one.lease_name))
                      and lease["spec"].get("holderIdentity") not in ("", holder))
             kube.delete("ConfigMap", namespace, "pair-spec")
             wait_for("the ConfigMap restored by the new leader", lambda: kube.get("ConfigMap", namespace, "pair-spec"))

@@ -6,7 +6,6 @@ valid one; on a clean stop the webhook is removed again."""
 from __future__ import annotations
 
 import socket
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +28,13 @@ def _webhooks(kube: KubeClient, name: str) -> list[dict[str, Any]] | None:
     return (config or {}).get("webhooks") or None
 
 
-def test_invalid_products_are_refused_at_admission(kubeconfig: Path, kube: KubeClient, namespace: str,
+def test_invalid_products_are_refused_at_admission(operator_kubeconfig: Path, kube: KubeClient, namespace: str,
                                                    tmp_path: Path) -> None:
     port = _free_port()
-    configuration = f"test-{uuid.uuid4().hex[:6]}.provisioner.dev"
+    configuration = "provisioner.dev"  # the one name the bundle's RBAC lets the operator read and patch
     extra = ["--webhook", "--webhook-host", "127.0.0.1", "--webhook-port", str(port),
              "--webhook-configuration", configuration, "--webhook-cert-dir", str(tmp_path / "certs")]
-    with running_operator(kubeconfig, namespace, "127.0.0.1:1", tmp_path, extra=extra) as operator:
+    with running_operator(operator_kubeconfig, namespace, "127.0.0.1:1", tmp_path, extra=extra) as operator:
         webhooks = wait_for("the webhook configured", lambda: _webhooks(kube, configuration), timeout=60)
         assert len(webhooks) == 1
         hook = webhooks[0]

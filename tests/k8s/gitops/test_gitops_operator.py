@@ -75,7 +75,8 @@ def _sync(custom: client.CustomObjectsApi, name: str, commit: str) -> None:
     wait_for(f"Kustomization applied at {commit}", applied, timeout=90)
 
 
-def test_commits_drive_the_operator(kube_api: client.ApiClient, kube: KubeClient, kubeconfig: Path, namespace: str,
+def test_commits_drive_the_operator(kube_api: client.ApiClient, kube: KubeClient, operator_kubeconfig: Path,
+                                    namespace: str,
                                     flux: FluxControllers, git_server: gitserver.GitServer,
                                     kafka_bootstrap: str, tmp_path: Path) -> None:  # noqa: F811
     custom = client.CustomObjectsApi(kube_api)
@@ -93,7 +94,7 @@ def test_commits_drive_the_operator(kube_api: client.ApiClient, kube: KubeClient
     commit = gitserver.commit_folder(git_server.repo_url(repo), work, "Add the orders data product")
     source, specs = _example(name, git_server.repo_url(repo))
 
-    with running_operator(kubeconfig, namespace, kafka_bootstrap, tmp_path) as operator:
+    with running_operator(operator_kubeconfig, namespace, kafka_bootstrap, tmp_path) as operator:
         custom.create_namespaced_custom_object(*SOURCE[:2], NAMESPACE, SOURCE[2], source)
         custom.create_namespaced_custom_object(*KUSTOMIZATION[:2], NAMESPACE, KUSTOMIZATION[2], specs)
         try:
