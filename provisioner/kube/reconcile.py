@@ -4,7 +4,9 @@
    validate` runs (same words; no file, line or column: there is no file). An invalid spec stops
    here: Ready=False/InvalidSpec names the error and no child is touched.
 2. `desired_objects`: `provisioner render` of the product, with an ownerReference to it and its
-   Secrets (managed stores' derived credentials, connection URLs) rendered as `data`.
+   Secrets (managed stores' derived credentials, connection URLs) rendered as `data`. A `${NAME}`
+   in a connection URL is never expanded (the operator's environment holds the credentials key):
+   the product is Ready=False/InvalidSpec naming the field.
 3. `apply_changes`: server-side apply (one field manager) of each desired object that is missing
    or differs from the live one. "Differs" means some value the operator sets is not what the live
    object holds (values the server defaults are ignored), so an edited child is restored and an
@@ -47,6 +49,7 @@ from provisioner.kube.render import (
     DEFAULT_REDIS_IMAGE,
     OPERATOR_NAMESPACE,
     RenderOptions,
+    VariableRefused,
     render,
 )
 from provisioner.kube.status import Observation, Transition, compute_status, invalid_status, transitions
@@ -84,7 +87,6 @@ class Settings:
     redis_image: str = DEFAULT_REDIS_IMAGE
     postgres_image: str = DEFAULT_POSTGRES_IMAGE
     storage_size: str = "1Gi"
-    environ: dict[str, str] | None = field(default=None, repr=False)
     operator_namespace: str = OPERATOR_NAMESPACE  # the operator's own (its pods may reach managed stores)
 
 
@@ -142,10 +144,12 @@ def desired_objects(product: DataProduct, body: Mapping[str, Any], settings: Set
         kafka_bootstrap=settings.kafka_bootstrap, namespace=body["metadata"]["namespace"], image=settings.image,
         redis_image=settings.redis_image, postgres_image=settings.postgres_image, storage_size=settings.storage_size,
         with_secrets=True, credentials_key=settings.credentials_key, owner=owner_reference(body),
-        environ=settings.environ, operator_namespace=settings.operator_namespace,
+        operator_namespace=settings.operator_namespace,
     )
     try:
         objects = render([product], options)[0].objects
+    except VariableRefused as error:  # the operator expands no ${NAME}: its environment is not the spec's
+        raise SpecError([Finding("", 0, 0, error.path, str(error))]) from None
     except ValueError as error:  # no credentials key for a managed store
         raise ApiRefusedError(f"cannot render the objects: {error}") from None
     return [_as_data(dict(o)) if o["kind"] == "Secret" else dict(o) for o in objects]

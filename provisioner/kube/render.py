@@ -11,8 +11,12 @@
 
 Secrets are rendered only with `with_secrets`; otherwise each Rendered lists the Secrets left for
 the user to create (name and keys). A store whose connection is a `secretRef` reads that Secret
-directly. The output is a pure function of the products and options: rendering twice gives the
-same bytes.
+directly. `${NAME}` in a connection URL is expanded only from `RenderOptions.environ`, the variables
+the person rendering chose (`render --env NAME`); a reference to any other variable is refused
+(`VariableRefused`), never read from the process environment: the spec's author does not get to
+pick what of the renderer's environment (the operator's credentials key, a CI job's tokens) lands
+in a Secret of the spec's namespace. The output is a pure function of the products and options:
+rendering twice gives the same bytes.
 
 Ownership: every object carries `app.kubernetes.io/managed-by: provisioner`, `part-of: <product>`,
 `instance` and `component` labels; `RenderOptions.owner` (an ownerReference, set by the operator to
@@ -27,7 +31,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.resources
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +42,7 @@ import yaml
 from provisioner import __version__
 from provisioner.kube.credentials import derive_credentials
 from provisioner.plan import ConsumerPlan, plan
-from provisioner.runtime.connection import expand_env
+from provisioner.spec.findings import format_path
 from provisioner.spec.models import DataProduct
 
 __all__ = [
@@ -49,6 +54,8 @@ __all__ = [
     "RenderOptions",
     "Rendered",
     "SecretToCreate",
+    "VariableRefused",
+    "expand_variables",
     "object_name",
     "render",
     "to_yaml",
@@ -88,8 +95,37 @@ class RenderOptions:
     with_secrets: bool = False
     credentials_key: bytes | None = None  # needed with with_secrets when a store is managed
     owner: dict[str, Any] | None = None  # an ownerReference added to every object
-    environ: dict[str, str] | None = field(default=None, repr=False)  # for ${ENV} in connection URLs
+    # The only variables ${NAME} in a connection URL may expand to (chosen by whoever renders);
+    # None or empty: every reference is refused.
+    environ: Mapping[str, str] | None = field(default=None, repr=False)
     operator_namespace: str = OPERATOR_NAMESPACE  # the operator's pods may reach managed stores (positions)
+
+
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")  # as the consumer expands them
+
+
+class VariableRefused(ValueError):
+    """A connection URL names a variable the renderer was not given; `path` is the URL's field."""
+
+    def __init__(self, parts: tuple[str | int, ...], variable: str) -> None:
+        self.parts = parts
+        self.path = format_path(parts)
+        self.variable = variable
+        super().__init__(f"${{{variable}}} is not expanded here: only variables named by whoever renders are "
+                         "(provisioner render --env NAME); the operator expands none, so keep the URL in a "
+                         "Secret and use connection.secretRef")
+
+
+def expand_variables(url: str, environ: Mapping[str, str] | None, parts: tuple[str | int, ...]) -> str:
+    """`url` with each ${NAME} replaced by `environ[NAME]`; VariableRefused for a name not in it."""
+    allowed = environ or {}
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(1) not in allowed:
+            raise VariableRefused(parts, match.group(1))
+        return allowed[match.group(1)]
+
+    return _VARIABLE.sub(substitute, url)
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,7 +314,8 @@ def _store_context(product: DataProduct, consumer: ConsumerPlan, namespace: str,
         assert connection.url is not None
         context.update(secret_name=object_name(product.name, store.name, "store-url"), secret_key=_URL_KEY)
         if options.with_secrets:
-            context["secret_data"] = {"url": expand_env(connection.url, options.environ)}
+            parts = ("spec", "stores", product.spec.stores.index(store), store.kind, "connection", "url")
+            context["secret_data"] = {"url": expand_variables(connection.url, options.environ, parts)}
             return context, None
         return context, SecretToCreate(namespace, context["secret_name"], ("url",),
                                        f"the {store.kind} URL of store {store.name!r} (its spec's connection.url)")
