@@ -94,6 +94,9 @@ class RenderOptions:
     storage_size: str = "1Gi"
     with_secrets: bool = False
     credentials_key: bytes | None = None  # needed with with_secrets when a store is managed
+    # With with_secrets and no key: list managed stores' credentials as derived by the operator
+    # (`provisioner plan` without the key) instead of refusing to render.
+    leave_derived: bool = False
     owner: dict[str, Any] | None = None  # an ownerReference added to every object
     # The only variables ${NAME} in a connection URL may expand to (chosen by whoever renders);
     # None or empty: every reference is refused.
@@ -332,6 +335,9 @@ def _store_context(product: DataProduct, consumer: ConsumerPlan, namespace: str,
     if not options.with_secrets:
         return context, SecretToCreate(namespace, context["secret_name"], ("password", "url"),
                                        f"a password (hex digits) and the URL {url_shape} with it")
+    if options.credentials_key is None and options.leave_derived:
+        return context, SecretToCreate(namespace, context["secret_name"], ("password", "url"),
+                                       "derived by the operator from its credentials key")
     if options.credentials_key is None:
         raise ValueError("rendering the Secrets of managed stores needs a credentials key")
     credentials = derive_credentials(options.credentials_key, namespace, product.name, store.name, store.kind)
