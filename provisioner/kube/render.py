@@ -7,7 +7,8 @@
   NetworkPolicy (only the store's consumers and pods labelled `reads.provisioner.dev/<product>:
   "true"` may connect) and a Secret with derived credentials (`provisioner.kube.credentials`);
 - per store: a consumer Deployment running `provisioner consume`, its store URL read from a Secret
-  through PROVISIONER_STORE_URL (never in the ConfigMap, never on a command line).
+  through PROVISIONER_STORE_URL (never in the ConfigMap, never on a command line), and an egress
+  NetworkPolicy letting it reach DNS, Kafka's ports and its store only.
 
 Secrets are rendered only with `with_secrets`; otherwise each Rendered lists the Secrets left for
 the user to create (name and keys). A store whose connection is a `secretRef` reads that Secret
@@ -32,6 +33,7 @@ import functools
 import hashlib
 import importlib.resources
 import re
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -259,6 +261,8 @@ def _render_product(environment: jinja2.Environment, product: DataProduct, consu
         "kafka_bootstrap": options.kafka_bootstrap,
         "metrics_port": METRICS_PORT,
         "replicas": product.spec.consumer.replicas,
+        "kafka_ports": [{"port": port, "protocol": "TCP"} for port in _kafka_ports(options.kafka_bootstrap)],
+        "outside": _OUTSIDE,
     }
     objects = [*_objects(environment, "serviceaccount.yaml.j2", context),
                *_objects(environment, "configmap.yaml.j2", context)]
@@ -271,6 +275,7 @@ def _render_product(environment: jinja2.Environment, product: DataProduct, consu
             objects.extend(_objects(environment, "store-networkpolicy.yaml.j2", scoped))
             objects.extend(_objects(environment, f"{store['kind']}-statefulset.yaml.j2", scoped))
         objects.extend(_objects(environment, "consumer-deployment.yaml.j2", scoped))
+        objects.extend(_objects(environment, "consumer-networkpolicy.yaml.j2", scoped))
     return Rendered(name, namespace, tuple(objects), tuple(secrets_to_create))
 
 
@@ -295,6 +300,8 @@ def _store_context(product: DataProduct, consumer: ConsumerPlan, namespace: str,
         "managed": store.managed,
         "service_name": base,
         "consumer_name": object_name(product.name, store.name, "consumer"),
+        "egress_name": object_name(product.name, store.name, "consumer-egress"),
+        "external_port": _url_port(store.connection.url if store.connection else None, _PORTS[store.kind]),
         "port": _PORTS[store.kind],
         "store_selector": store_selector,
         "consumer_selector": consumer_selector,
@@ -345,6 +352,30 @@ def _store_context(product: DataProduct, consumer: ConsumerPlan, namespace: str,
     context["secret_data"] = {"username": credentials.username, "password": credentials.password,
                               "database": credentials.database, "url": url}
     return context, None
+
+
+# Any address but link-local (the cloud metadata service, 169.254.169.254, lives there).
+_OUTSIDE = [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.0.0/16"]}},
+            {"ipBlock": {"cidr": "::/0", "except": ["fe80::/10"]}}]
+
+
+def _kafka_ports(bootstrap: str) -> list[int]:
+    """The ports of the bootstrap servers (9092 when one names none); brokers share them in practice."""
+    ports = set()
+    for server in bootstrap.split(","):
+        _, _, port = server.strip().rpartition(":")
+        ports.add(int(port) if port.isdigit() and 0 < int(port) < 65536 else 9092)
+    return sorted(ports)
+
+
+def _url_port(url: str | None, default: int) -> int:
+    """A connection URL's port, else the store kind's default (a secretRef's URL is not known here)."""
+    if url is None:
+        return default
+    try:
+        return urllib.parse.urlsplit(url).port or default
+    except ValueError:  # a port that is a ${NAME} or out of range
+        return default
 
 
 def _consumer_spec(product: DataProduct, namespace: str, stores: list[dict[str, Any]]) -> str:

@@ -67,7 +67,8 @@ def test_each_example_gets_its_objects(path: Path) -> None:
     managed = [s for s in product.spec.stores if s.managed]
     assert kinds.count("ServiceAccount") == kinds.count("ConfigMap") == 1
     assert kinds.count("Deployment") == len(product.spec.stores)
-    assert kinds.count("StatefulSet") == kinds.count("Service") == kinds.count("NetworkPolicy") == len(managed)
+    assert kinds.count("StatefulSet") == kinds.count("Service") == len(managed)
+    assert kinds.count("NetworkPolicy") == len(managed) + len(product.spec.stores)  # ingress of stores, egress of consumers
     assert kinds.count("Secret") == 0
     assert len(rendered.secrets_to_create) == len(managed)
     for deployment in (o for o in rendered.objects if o["kind"] == "Deployment"):
@@ -120,7 +121,7 @@ def test_the_service_account_mounts_no_token() -> None:
 
 def test_a_store_accepts_only_its_consumers_and_readers() -> None:
     [rendered] = render([products()[-1]], options())
-    policies = [o for o in rendered.objects if o["kind"] == "NetworkPolicy"]
+    policies = [o for o in rendered.objects if o["kind"] == "NetworkPolicy" and "Ingress" in o["spec"]["policyTypes"]]
     assert policies
     for policy in policies:
         sources = policy["spec"]["ingress"][0]["from"]
@@ -134,7 +135,7 @@ def test_a_store_accepts_only_its_consumers_and_readers() -> None:
 
 def test_the_operator_namespace_in_store_policies_follows_the_option() -> None:
     [rendered] = render([products()[-1]], replace(options(), operator_namespace="platform-ops"))
-    for policy in (o for o in rendered.objects if o["kind"] == "NetworkPolicy"):
+    for policy in (o for o in rendered.objects if o["kind"] == "NetworkPolicy" and "ingress" in o["spec"]):
         peer = policy["spec"]["ingress"][0]["from"][2]
         assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "platform-ops"}
 
@@ -327,3 +328,22 @@ def test_render_refuses_a_namespace_that_is_not_a_dns_label(tmp_path: Path, name
     assert result.exit_code != 0
     assert result.stderr.startswith("error: --namespace: ")
     assert list(tmp_path.rglob("*.yaml")) == []
+
+
+def test_a_consumer_may_reach_only_dns_kafka_and_its_store() -> None:
+    product = _with_url_store("redis://redis.shop:6380/0")
+    [rendered] = render([product], options(kafka_bootstrap="k1:9092,k2:9093"))
+    policies = {o["metadata"]["name"]: o["spec"] for o in rendered.objects if o["kind"] == "NetworkPolicy"}
+    egress = policies["orders-cache-consumer-egress"]
+    assert egress["policyTypes"] == ["Egress"]
+    assert egress["podSelector"]["matchLabels"]["app.kubernetes.io/instance"] == "orders-cache"
+    ports = [sorted((p["port"], p["protocol"]) for p in rule["ports"]) for rule in egress["egress"]]
+    assert ports == [[(53, "TCP"), (53, "UDP")], [(9092, "TCP"), (9093, "TCP")], [(6380, "TCP")]]
+    for rule in egress["egress"][1:]:  # addressed by host name: any address but link-local (metadata)
+        assert {"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.0.0/16"]}} in rule["to"]
+    assert [r["ports"] for r in policies["orders-db-consumer-egress"]["egress"]][2] == [{"port": 5432, "protocol": "TCP"}]
+    [managed] = render(products()[:1], options())
+    for policy in (o for o in managed.objects if o["kind"] == "NetworkPolicy" and "Egress" in o["spec"]["policyTypes"]):
+        store_rule = policy["spec"]["egress"][2]
+        assert [set(peer) for peer in store_rule["to"]] == [{"podSelector"}]  # its store's pods, nothing else
+        assert store_rule["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "store"
