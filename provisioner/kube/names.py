@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from provisioner.kube.render import RenderOptions, render
 from provisioner.spec.models import DataProduct
 
-__all__ = ["Clash", "name_clashes", "object_names"]
+__all__ = ["Clash", "clash_message", "name_clashes", "object_names"]
 
 _OPTIONS = RenderOptions(kafka_bootstrap="-")  # names depend on neither Kafka nor images
 
@@ -34,9 +34,13 @@ class Clash:
     other: DataProduct
 
     def message(self) -> str:
-        return (f"{', '.join(self.objects)} would also be rendered for product {self.other.name!r} in namespace "
-                f"{self.namespace!r} (object names join product and store names with '-'): rename this product "
-                "or one of the stores")
+        return clash_message(self.objects, [self.other.name])
+
+
+def clash_message(objects: Iterable[str], others: Iterable[str]) -> str:
+    """Why a product is refused: `objects` ("Kind name") are rendered for the products `others` too."""
+    return (f"{', '.join(objects)} would also be rendered for product {', '.join(map(repr, others))} (object names "
+            "join product and store names with '-'): rename this product or one of the stores")
 
 
 def object_names(product: DataProduct) -> set[tuple[str, str, str]]:

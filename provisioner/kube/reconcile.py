@@ -12,9 +12,9 @@
    create for this product: a missing object is created (POST, which fails if the name is taken)
    and only an object whose ownerReferences name this product's uid is ever applied; any other
    object holding a desired name leaves the product Ready=False/NameTaken naming it (and an Event).
-   "Differs" means some value the operator sets is not what the live
-   object holds (values the server defaults are ignored), so an edited child is restored and an
-   unchanged one costs no write: an idle operator writes nothing.
+   "Differs" means some value the operator sets is not what the live object holds (values the
+   server defaults are ignored), so an edited child is restored and an unchanged one costs no
+   write: an idle operator writes nothing.
 4. `prune`: delete children the product owns (labels and an ownerReference to its uid) that are no
    longer desired, e.g. the objects of a removed store. Secrets are not watched (`WATCHED_KINDS`):
    the rendered ones are read by name on each status refresh, and a Secret a live workload reads
@@ -93,6 +93,8 @@ class NameTakenError(ProvisionerError):
     """A desired object's name is held by an object this product did not create: not overwritten."""
 
     reason = "NameTaken"
+
+
 _METADATA_KEPT = ("name", "namespace", "labels")
 
 
@@ -171,7 +173,7 @@ def desired_objects(product: DataProduct, body: Mapping[str, Any], settings: Set
     try:
         objects = render([product], options)[0].objects
     except VariableRefused as error:  # the operator expands no ${NAME}: its environment is not the spec's
-        raise SpecError([Finding("", 0, 0, error.path, str(error))]) from None
+        raise SpecError([Finding("", 1, 1, error.path, str(error))]) from None
     except ValueError as error:  # no credentials key for a managed store
         raise ApiRefusedError(f"cannot render the objects: {error}") from None
     return [_as_data(dict(o)) if o["kind"] == "Secret" else dict(o) for o in objects]
@@ -210,8 +212,7 @@ def stale_children(live: Iterable[Mapping[str, Any]], desired: Sequence[Mapping[
                    owner_uid: str) -> list[Mapping[str, Any]]:
     """Live children owned by the product (uid) that are not desired any more."""
     wanted = {_key(o) for o in desired}
-    return [o for o in live if _key(o) not in wanted and any(
-        ref.get("uid") == owner_uid for ref in o["metadata"].get("ownerReferences", []))]
+    return [o for o in live if _key(o) not in wanted and owned_by(o, owner_uid)]
 
 
 def owned_by(obj: Mapping[str, Any], owner_uid: str) -> bool:
@@ -260,6 +261,13 @@ class Reconciler:
     def forget(self, namespace: str, name: str) -> None:
         """Drop what is cached about a deleted product."""
         self._rendered.pop((namespace, name), None)
+
+    def names_held(self, namespace: str, product: str) -> dict[tuple[str, str], str]:
+        """(kind, name) of every object the other products of `namespace` render, and whose they are
+        (from the last render of each: the admission webhook refuses a product that would clash)."""
+        rendered = list(self._rendered.items())  # workers add to it meanwhile
+        return {(o["kind"], o["metadata"]["name"]): name for (where, name), (_, _, objects) in rendered
+                if where == namespace and name != product for o in objects}
 
     def _desired(self, body: Mapping[str, Any]) -> tuple[DataProduct, list[dict[str, Any]]]:
         """parse_product and desired_objects, from the cache when the body's spec is the one seen last."""

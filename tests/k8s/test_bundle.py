@@ -53,7 +53,8 @@ def test_the_operator_rbac_names_every_resource_and_verb() -> None:
 
 def test_the_operator_cannot_list_secrets_or_write_outside_its_kinds() -> None:
     """Secrets are read by name only (no list/watch: that would be every Secret of the cluster);
-    nothing is ever PUT; pods are not read; webhook configurations are patched only by name."""
+    nothing is ever PUT; pods are not read; the one validating webhook configuration is patched by
+    name, none is created, no mutating one at all."""
     rules = [rule for o in bundle() if o["kind"] == "ClusterRole" for rule in o["rules"]]
     secrets = [r for r in rules if "secrets" in r["resources"]]
     assert [sorted(r["verbs"]) for r in secrets] == [["create", "delete", "get", "patch"]]
@@ -62,7 +63,10 @@ def test_the_operator_cannot_list_secrets_or_write_outside_its_kinds() -> None:
     children = [r for r in rules if set(r["resources"]) & {"configmaps", "deployments", "networkpolicies"}]
     assert children and all("update" not in r["verbs"] for r in children)
     webhooks = [r for r in rules if r["apiGroups"] == ["admissionregistration.k8s.io"]]
-    assert all(r.get("resourceNames") == ["provisioner.dev"] for r in webhooks if set(r["verbs"]) - {"create"})
+    assert webhooks == [{"apiGroups": ["admissionregistration.k8s.io"], "resources": ["validatingwebhookconfigurations"],
+                         "resourceNames": ["provisioner.dev"], "verbs": ["get", "patch"]}]
+    shipped = [o["metadata"]["name"] for o in bundle() if o["kind"] == "ValidatingWebhookConfiguration"]
+    assert shipped == ["provisioner.dev"]  # created by the bundle: the operator only patches it
 
 
 def test_the_argocd_health_check_is_the_same_text_in_both_files() -> None:
