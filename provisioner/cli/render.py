@@ -33,7 +33,7 @@ from provisioner.kube.render import (
     DEFAULT_REDIS_IMAGE,
     Rendered,
     RenderOptions,
-    VariableRefused,
+    RenderRefused,
 )
 from provisioner.spec.findings import Finding, SpecError
 from provisioner.spec.loader import LoadedSpec, load_products
@@ -103,11 +103,11 @@ def render(
         credentials_key=_credentials_key(key_file) if needs_key else None, environ=environ,
     )
     rendered = []
-    for spec in specs:  # one at a time, so a refused variable names its file
+    for spec in specs:  # one at a time, so a refusal names its file
         try:
             rendered.extend(kube_render.render([spec.product], options))
-        except VariableRefused as refused:
-            raise SpecError([_finding(spec, refused)]) from None
+        except RenderRefused as refused:
+            raise SpecError([refusal_finding(spec, refused)]) from None
     for result in rendered:
         for secret in result.secrets_to_create:
             err_console.print(f"[yellow]create Secret[/] {escape(str(secret))}")
@@ -135,7 +135,8 @@ def _chosen_variables(names: list[str]) -> dict[str, str]:
     return chosen
 
 
-def _finding(spec: LoadedSpec, refused: VariableRefused) -> Finding:
+def refusal_finding(spec: LoadedSpec, refused: RenderRefused) -> Finding:
+    """A render's refusal as a finding at the field it names, in the spec's file."""
     line, column = spec.document.locate(refused.parts)
     return Finding(spec.file, line, column, refused.path, str(refused))
 

@@ -55,7 +55,7 @@ from provisioner.kube.render import (
     DEFAULT_REDIS_IMAGE,
     OPERATOR_NAMESPACE,
     RenderOptions,
-    VariableRefused,
+    RenderRefused,
     render,
 )
 from provisioner.kube.status import Observation, Transition, compute_status, invalid_status, transitions
@@ -172,7 +172,7 @@ def desired_objects(product: DataProduct, body: Mapping[str, Any], settings: Set
     )
     try:
         objects = render([product], options)[0].objects
-    except VariableRefused as error:  # the operator expands no ${NAME}: its environment is not the spec's
+    except RenderRefused as error:  # e.g. a ${NAME}: the operator's environment is not the spec's
         raise SpecError([Finding("", 1, 1, error.path, str(error))]) from None
     except ValueError as error:  # no credentials key for a managed store
         raise ApiRefusedError(f"cannot render the objects: {error}") from None

@@ -54,6 +54,7 @@ __all__ = [
     "METRICS_PORT",
     "READER_LABEL_PREFIX",
     "RenderOptions",
+    "RenderRefused",
     "Rendered",
     "SecretToCreate",
     "VariableRefused",
@@ -109,16 +110,23 @@ class RenderOptions:
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")  # as the consumer expands them
 
 
-class VariableRefused(ValueError):
+class RenderRefused(ValueError):
+    """A spec render will not turn into objects; `parts`/`path` are the field to blame."""
+
+    def __init__(self, parts: tuple[str | int, ...], message: str) -> None:
+        self.parts = parts
+        self.path = format_path(parts)
+        super().__init__(message)
+
+
+class VariableRefused(RenderRefused):
     """A connection URL names a variable the renderer was not given; `path` is the URL's field."""
 
     def __init__(self, parts: tuple[str | int, ...], variable: str) -> None:
-        self.parts = parts
-        self.path = format_path(parts)
         self.variable = variable
-        super().__init__(f"${{{variable}}} is not expanded here: only variables named by whoever renders are "
-                         "(provisioner render --env NAME); the operator expands none, so keep the URL in a "
-                         "Secret and use connection.secretRef")
+        super().__init__(parts, f"${{{variable}}} is not expanded here: only variables named by whoever renders "
+                                "are (provisioner render --env NAME); the operator expands none, so keep the URL "
+                                "in a Secret and use connection.secretRef")
 
 
 def expand_variables(url: str, environ: Mapping[str, str] | None, parts: tuple[str | int, ...]) -> str:
@@ -266,16 +274,21 @@ def _render_product(environment: jinja2.Environment, product: DataProduct, consu
     }
     objects = [*_objects(environment, "serviceaccount.yaml.j2", context),
                *_objects(environment, "configmap.yaml.j2", context)]
-    for store in stores:
+    names: dict[tuple[str, str], str] = {}  # (kind, name) -> the store it was rendered for
+    for index, store in enumerate(stores):
         scoped = {**context, "store": store}
-        if store["secret_data"] is not None:
-            objects.extend(_objects(environment, "secret.yaml.j2", scoped))
+        templates = ["secret.yaml.j2"] if store["secret_data"] is not None else []
         if store["managed"]:
-            objects.extend(_objects(environment, "store-service.yaml.j2", scoped))
-            objects.extend(_objects(environment, "store-networkpolicy.yaml.j2", scoped))
-            objects.extend(_objects(environment, f"{store['kind']}-statefulset.yaml.j2", scoped))
-        objects.extend(_objects(environment, "consumer-deployment.yaml.j2", scoped))
-        objects.extend(_objects(environment, "consumer-networkpolicy.yaml.j2", scoped))
+            templates += ["store-service.yaml.j2", "store-networkpolicy.yaml.j2",
+                          f"{store['kind']}-statefulset.yaml.j2"]
+        for template in [*templates, "consumer-deployment.yaml.j2", "consumer-networkpolicy.yaml.j2"]:
+            for obj in _objects(environment, template, scoped):
+                key = (obj["kind"], obj["metadata"]["name"])
+                if names.setdefault(key, store["name"]) != store["name"]:
+                    raise RenderRefused(("spec", "stores", index, "name"),
+                                        f"{key[0]} {key[1]} is also rendered for store {names[key]!r} (object names "
+                                        "join product and store names with '-'): rename one of the stores")
+                objects.append(obj)
     return Rendered(name, namespace, tuple(objects), tuple(secrets_to_create))
 
 

@@ -42,6 +42,7 @@ from provisioner.errors import ProvisionerError, SetupError
 from provisioner.kube.client import KINDS, KubeClient
 from provisioner.kube.names import clash_message, object_names
 from provisioner.kube.reconcile import parse_product, spec_problem
+from provisioner.kube.render import RenderRefused
 from provisioner.spec.findings import SpecError
 
 __all__ = ["CA_DAYS", "CHECK_EVERY_S", "RENEW_BEFORE_DAYS", "SERVING_DAYS", "Certificates", "ConfiguringServer",
@@ -229,13 +230,15 @@ def validation_message(body: Mapping[str, Any], held: NamesHeld | None = None) -
     also the object names another product of the namespace already renders."""
     try:
         product = parse_product(body)
+        names = object_names(product)
     except SpecError as error:
         return spec_problem(error)
+    except RenderRefused as refused:  # two of its own stores' objects would share a name
+        return f"{refused.path}: {refused}"
     if held is None:
         return None
-    namespace = body["metadata"]["namespace"]
-    taken = held(namespace, product.name)
-    shared = sorted((kind, name) for _, kind, name in object_names(product) if (kind, name) in taken)
+    taken = held(body["metadata"]["namespace"], product.name)
+    shared = sorted((kind, name) for _, kind, name in names if (kind, name) in taken)
     if not shared:
         return None
     return "metadata.name: " + clash_message([f"{kind} {name}" for kind, name in shared],

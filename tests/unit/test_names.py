@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
 from provisioner.cli.app import app
 from provisioner.kube.names import name_clashes
+from provisioner.kube.reconcile import Settings, desired_objects, parse_product
 from provisioner.operator.webhook import validation_message
+from provisioner.spec.findings import SpecError
 from provisioner.spec.loader import load_text
 from provisioner.spec.models import DataProduct
 
@@ -72,3 +75,35 @@ def test_admission_names_the_objects_another_product_renders() -> None:
                        "or one of the stores")
     assert validation_message(body, lambda namespace, product: {}) is None
     assert validation_message(body) is None
+
+
+TWO_STORES = """apiVersion: provisioner.dev/v1alpha1
+kind: DataProduct
+metadata: {name: p, namespace: shop}
+spec:
+  source: {topic: orders.v1}
+  fields: {order_id: event.order_id}
+  key: order_id
+  stores:
+    - name: s
+      redis: {}
+    - name: s-consumer-egress
+      redis: {}
+"""
+
+
+def test_a_products_own_stores_whose_names_clash_are_refused_everywhere(tmp_path: Path) -> None:
+    """Store `s`'s consumer egress policy and store `s-consumer-egress`'s policy: both p-s-consumer-egress."""
+    (tmp_path / "p.yaml").write_text(TWO_STORES)
+    result = CliRunner().invoke(app, ["validate", str(tmp_path)])
+    assert result.exit_code == 1
+    assert (f"{tmp_path / 'p.yaml'}:11:13: spec.stores[1].name: NetworkPolicy p-s-consumer-egress is also rendered "
+            "for store 's'") in result.stdout
+    rendered = CliRunner().invoke(app, ["render", str(tmp_path), "--kafka-bootstrap", "k:9092"])
+    assert rendered.exit_code == 1 and "spec.stores[1].name: NetworkPolicy p-s-consumer-egress" in rendered.stderr
+    message = validation_message(yaml.safe_load(TWO_STORES))
+    assert message is not None and message.startswith("spec.stores[1].name: NetworkPolicy p-s-consumer-egress")
+    body = {**yaml.safe_load(TWO_STORES), "metadata": {"name": "p", "namespace": "shop", "uid": "u-1"}}
+    with pytest.raises(SpecError) as refused:  # the operator: Ready=False/InvalidSpec, no child touched
+        desired_objects(parse_product(body), body, Settings(kafka_bootstrap="k:9092", credentials_key=b"k" * 32))
+    assert [f.path for f in refused.value.findings] == ["spec.stores[1].name"]
