@@ -77,19 +77,7 @@ def test_admission_names_the_objects_another_product_renders() -> None:
     assert validation_message(body) is None
 
 
-TWO_STORES = """apiVersion: provisioner.dev/v1alpha1
-kind: DataProduct
-metadata: {name: p, namespace: shop}
-spec:
-  source: {topic: orders.v1}
-  fields: {order_id: event.order_id}
-  key: order_id
-  stores:
-    - name: s
-      redis: {}
-    - name: s-consumer-egress
-      redis: {}
-"""
+TWO_STORES = SPEC.format(name="p", store="s", namespace="shop") + "    - name: s-consumer-egress\n      redis: {}\n"
 
 
 def test_a_products_own_stores_whose_names_clash_are_refused_everywhere(tmp_path: Path) -> None:
