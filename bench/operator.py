@@ -5,12 +5,13 @@ under a temporary directory, the dev Kafka broker and an embedded Redis:
 
   1. N DataProducts (default 1000) in 4 namespaces, each with one Redis store whose
      `connection.secretRef` names a Secret holding the embedded Redis's URL, so each product has
-     three children (ServiceAccount, ConfigMap, Deployment) and no StatefulSet: without a kubelet
-     a managed store's StatefulSet never runs, and its status would only say so. The store is
+     four children (ServiceAccount, ConfigMap, Deployment, its egress NetworkPolicy) and no
+     StatefulSet: without a kubelet a managed store's StatefulSet never runs, and its status
+     would only say so. The store is
      real, so the status observes real positions and Kafka real end offsets (one topic per
      namespace, created up front).
   2. The operator (`provisioner operator`, default workers and resync) started as a process once
-     the products exist; converged = every product has its three children and a status whose
+     the products exist; converged = every product has its four children and a status whose
      `observedGeneration` is the product's generation. Timed from the process start (Python
      start-up, the priming lists and the watches included).
   3. API requests per product: audit-log entries (Metadata level) sent by the operator up to
@@ -64,7 +65,7 @@ from tests.k8s.conftest import install_crds  # noqa: E402
 
 NAMESPACES = 4
 WORKERS = 8  # the operator's default --workers
-CHILDREN = 3  # ServiceAccount, ConfigMap, Deployment per product (one store with a secretRef)
+CHILDREN = 4  # ServiceAccount, ConfigMap, Deployment, NetworkPolicy per product (one store with a secretRef)
 KEY = "bench-operator-credentials-key-0123456789"
 BENCH_AGENT = "provisioner-bench"
 FLOOR_AGENT = "provisioner-bench-floor"
@@ -184,7 +185,7 @@ def converged(kube: KubeClient, expected: set[tuple[str, str]]) -> bool:
     if not expected <= done:
         return False
     counts: Counter[tuple[str, str]] = Counter()
-    for kind in ("ServiceAccount", "ConfigMap", "Deployment"):
+    for kind in ("ServiceAccount", "ConfigMap", "Deployment", "NetworkPolicy"):
         for body in kube.list(kind, None, {"app.kubernetes.io/managed-by": "provisioner"}):
             metadata = body["metadata"]
             counts[(metadata["namespace"], metadata["labels"]["app.kubernetes.io/part-of"])] += 1

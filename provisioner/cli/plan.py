@@ -28,7 +28,7 @@ class Target(StrEnum):
 
 
 TARGET_OPTION = typer.Option(Target.local, "--target", help="local (provisioner up) or k8s (a cluster).")
-_ACTION_STYLE = {"create": "green", "change": "yellow", "delete": "red", "unchanged": "dim"}
+_ACTION_STYLE = {"create": "green", "change": "yellow", "delete": "red", "unchanged": "dim", "derived": "dim"}
 _STORE_STYLE = {"new": "green", "rebuild": "bold red", "in place": "yellow", "removed": "red", "unchanged": "dim"}
 
 
@@ -89,7 +89,7 @@ def plan_command(
     context: str | None = CONTEXT_OPTION,
     namespace: str | None = NAMESPACE_OPTION,
     operator_namespace: str = typer.Option("provisioner-system", "--operator-namespace",
-                                           help="Where the operator's settings (ConfigMap, key Secret) are."),
+                                           help="Where the operator's settings (its ConfigMap) are."),
     kafka_bootstrap: str | None = typer.Option(None, "--kafka-bootstrap", envvar="PROVISIONER_KAFKA_BOOTSTRAP",
                                                help="Default: the operator's ConfigMap."),
     output: OutputFormat = OUTPUT_OPTION,

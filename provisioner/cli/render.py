@@ -1,17 +1,23 @@
-"""`provisioner render PATH... [-o DIR]`: each product's Kubernetes objects as plain manifests, for
-GitOps without the operator; and `provisioner crd`: the DataProduct CRD.
+"""`provisioner render PATH... [-d DIR] [-o yaml|json]`: each product's Kubernetes objects as plain
+manifests, for GitOps without the operator; and `provisioner crd`: the DataProduct CRD.
 
 Secrets are left out unless --with-secrets; the output (a comment at the top, and stderr) names the
 Secrets to create and their keys. Managed stores' passwords derive from a credentials key
 (PROVISIONER_CREDENTIALS_KEY, or a key file created on first use), so every render made with the
-same key gives the same bytes.
+same key gives the same bytes. `${NAME}` in a connection URL is expanded only for the variables
+named with `--env NAME`: the spec's author does not choose what of the renderer's environment goes
+into a Secret. Files are written only under `--output-dir`, as `<namespace>/<product>.<format>`,
+both names DNS labels.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.markup import escape
@@ -21,10 +27,21 @@ from provisioner.files import file_lock, write_atomically
 from provisioner.kube import render as kube_render
 from provisioner.kube.crd import crd_yaml
 from provisioner.kube.credentials import new_key
-from provisioner.kube.render import DEFAULT_IMAGE, DEFAULT_POSTGRES_IMAGE, DEFAULT_REDIS_IMAGE, RenderOptions
-from provisioner.spec.loader import load_products
+from provisioner.kube.render import (
+    DEFAULT_IMAGE,
+    DEFAULT_POSTGRES_IMAGE,
+    DEFAULT_REDIS_IMAGE,
+    Rendered,
+    RenderOptions,
+    RenderRefused,
+)
+from provisioner.spec.findings import Finding, SpecError
+from provisioner.spec.loader import LoadedSpec, load_products
+from provisioner.spec.names import check_rfc1123_label
 
 KEY_ENV = "PROVISIONER_CREDENTIALS_KEY"
+FORMATS = ("yaml", "json")
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _credentials_key(key_file: Path) -> bytes:
@@ -47,8 +64,9 @@ def _credentials_key(key_file: Path) -> bytes:
 
 def render(
     paths: list[Path] = typer.Argument(..., help="Spec files or directories (searched for *.yaml, *.yml)."),
-    output_dir: Path | None = typer.Option(None, "--output-dir", "-o",
-                                           help="Write <namespace>/<product>.yaml files here (default: stdout)."),
+    output_dir: Path | None = typer.Option(None, "--output-dir", "-d",
+                                           help="Write <namespace>/<product>.<format> files here (default: stdout)."),
+    output: str = typer.Option("yaml", "--output", "-o", help="yaml (multi-document) or json (a v1 List)."),
     namespace: str | None = typer.Option(None, "--namespace", help="Put every object here (default: each spec's)."),
     kafka_bootstrap: str = typer.Option(..., "--kafka-bootstrap", envvar="PROVISIONER_KAFKA_BOOTSTRAP",
                                         help="The platform's Kafka bootstrap servers, for the consumers."),
@@ -59,29 +77,75 @@ def render(
     storage_size: str = typer.Option("1Gi", "--storage-size", help="Volume size of each managed store."),
     with_secrets: bool = typer.Option(False, "--with-secrets",
                                       help="Also render Secrets: managed stores' credentials, connection URLs."),
+    env: list[str] = typer.Option([], "--env", metavar="NAME",
+                                  help="With --with-secrets: expand ${NAME} in connection URLs from this "
+                                       "environment variable (repeatable; no other variable is expanded)."),
     key_file: Path = typer.Option(Path(".provisioner/credentials.key"), "--credentials-key-file",
                                   help=f"Key of managed stores' passwords, if {KEY_ENV} is not set "
                                        "(created on first use)."),
 ) -> None:
-    """Render each product's Kubernetes objects (consumers, managed stores, their Secrets) as YAML."""
-    products = [spec.product for spec in load_products(paths)]
+    """Render each product's Kubernetes objects (consumers, managed stores, their Secrets) as YAML or JSON."""
+    if output not in FORMATS:
+        fail(f"-o/--output is the format, yaml or json, not {output!r}; "
+             f"to write files into a folder use --output-dir/-d {output}")
+    if namespace is not None:
+        try:
+            check_rfc1123_label(namespace, 63)
+        except ValueError as error:
+            fail(f"--namespace: {error}")
+    environ = _chosen_variables(env)
+    specs = load_products(paths)
+    products = [spec.product for spec in specs]
     needs_key = with_secrets and any(store.managed for product in products for store in product.spec.stores)
     options = RenderOptions(
         kafka_bootstrap=kafka_bootstrap, namespace=namespace, image=image, redis_image=redis_image,
         postgres_image=postgres_image, storage_size=storage_size, with_secrets=with_secrets,
-        credentials_key=_credentials_key(key_file) if needs_key else None,
+        credentials_key=_credentials_key(key_file) if needs_key else None, environ=environ,
     )
-    rendered = kube_render.render(products, options)
+    rendered = []
+    for spec in specs:  # one at a time, so a refusal names its file
+        try:
+            rendered.extend(kube_render.render([spec.product], options))
+        except RenderRefused as refused:
+            raise SpecError([refusal_finding(spec, refused)]) from None
     for result in rendered:
         for secret in result.secrets_to_create:
             err_console.print(f"[yellow]create Secret[/] {escape(str(secret))}")
     if output_dir is None:
-        sys.stdout.write("".join(result.yaml() for result in rendered))
+        sys.stdout.write(_text(rendered, output))
         return
+    root = output_dir.resolve()
     for result in rendered:
-        target = output_dir / result.namespace / f"{result.product}.yaml"
-        write_atomically(target, result.yaml())
+        target = (output_dir / result.namespace / f"{result.product}.{output}").resolve()
+        if not target.is_relative_to(root):  # names are DNS labels; this holds whatever a spec says
+            fail(f"refusing to write {target} outside {root}")
+        write_atomically(target, _text([result], output))
         err_console.print(f"wrote {escape(str(target))} ({len(result.objects)} objects)")
+
+
+def _chosen_variables(names: list[str]) -> dict[str, str]:
+    """The variables named with --env and their values; each must be a name and set."""
+    chosen = {}
+    for name in names:
+        if not _VARIABLE_NAME.fullmatch(name):
+            fail(f"--env {name!r}: not a variable name (letters, digits, '_', not starting with a digit)")
+        if name not in os.environ:
+            fail(f"--env {name}: the variable is not set")
+        chosen[name] = os.environ[name]
+    return chosen
+
+
+def refusal_finding(spec: LoadedSpec, refused: RenderRefused) -> Finding:
+    """A render's refusal as a finding at the field it names, in the spec's file."""
+    line, column = spec.document.locate(refused.parts)
+    return Finding(spec.file, line, column, refused.path, str(refused))
+
+
+def _text(rendered: list[Rendered], output: str) -> str:
+    if output == "yaml":
+        return "".join(result.yaml() for result in rendered)
+    items: list[Any] = [obj for result in rendered for obj in result.objects]
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": items}, indent=2, ensure_ascii=False) + "\n"
 
 
 def crd() -> None:

@@ -8,7 +8,30 @@ import typer
 from rich.markup import escape
 
 from provisioner.cli.output import OUTPUT_OPTION, OutputFormat, console, print_json
+from provisioner.cli.render import refusal_finding
+from provisioner.kube.names import name_clashes, object_names
+from provisioner.kube.render import RenderRefused
+from provisioner.spec.findings import Finding
 from provisioner.spec.loader import LoadedSpec, load_paths
+
+
+def _name_clashes(specs: list[LoadedSpec]) -> list[Finding]:
+    """Products whose Kubernetes objects would share a name (see provisioner.kube.names)."""
+    files = {id(spec.product): spec for spec in specs}
+    findings = []
+    renderable = []
+    for spec in specs:
+        try:
+            object_names(spec.product)
+            renderable.append(spec)
+        except RenderRefused as refused:  # two of its own stores' objects would share a name
+            findings.append(refusal_finding(spec, refused))
+    for clash in name_clashes(spec.product for spec in renderable):
+        spec = files[id(clash.product)]
+        line, column = spec.document.locate(("metadata", "name"))
+        findings.append(Finding(spec.file, line, column, "metadata.name",
+                                f"{clash.message()} ({files[id(clash.other)].file})"))
+    return findings
 
 
 def _summary(spec: LoadedSpec) -> dict[str, object]:
@@ -29,6 +52,7 @@ def validate(
 ) -> None:
     """Validate DataProduct specs: schema, names, keys, SQL identifiers and every CEL expression."""
     specs, findings = load_paths(paths)
+    findings = [*findings, *_name_clashes(specs)]
     if output is OutputFormat.json:
         print_json({
             "valid": not findings and bool(specs),

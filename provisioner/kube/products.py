@@ -28,6 +28,7 @@ import yaml
 
 from provisioner.errors import ProvisionerError, UnavailableError
 from provisioner.kube.client import KubeClient
+from provisioner.kube.observe import store_secret
 from provisioner.kube.reconcile import (
     CHILD_KINDS,
     Settings,
@@ -81,7 +82,7 @@ def apply_resources(client: KubeClient, bodies: Iterable[dict[str, Any]]) -> lis
 class ObjectPlan:
     kind: str
     name: str
-    action: str  # create | change | unchanged | delete
+    action: str  # create | change | unchanged | delete | derived (a managed store's Secret: the operator's key)
     diff: str = ""
 
 
@@ -153,10 +154,15 @@ def plan(client: KubeClient, bodies: Sequence[dict[str, Any]], settings: Setting
         client.apply(body, dry_run=True)  # the server's own checks of the resource (schema, admission)
         owner = {**body, "metadata": {**metadata, "uid": (live or {}).get("metadata", {}).get("uid")
                                       or PLACEHOLDER_UID}}
-        desired = desired_objects(product, owner, settings)
+        desired = desired_objects(product, owner, settings, leave_derived=True)
         current = {(o["kind"], o["metadata"]["name"]): o
                    for kind in CHILD_KINDS for o in client.list(kind, namespace, child_labels(name))}
-        objects = []
+        # Without the operator's key, managed stores' passwords are not known here: their Secrets
+        # are planned by name only, never compared, never reported as pruned.
+        derived_names = [store_secret(product, store)[0] for store in product.spec.stores
+                         if store.managed and settings.credentials_key is None]
+        derived = [{"kind": "Secret", "metadata": {"name": n}} for n in derived_names]
+        objects = [ObjectPlan("Secret", n, "derived") for n in derived_names]
         for obj in desired:
             key = (obj["kind"], obj["metadata"]["name"])
             now = current.get(key)
@@ -169,7 +175,8 @@ def plan(client: KubeClient, bodies: Sequence[dict[str, Any]], settings: Setting
                 objects.append(ObjectPlan(*key, "unchanged"))
         if live is not None:
             objects.extend(ObjectPlan(stale["kind"], stale["metadata"]["name"], "delete")
-                           for stale in stale_children(current.values(), desired, live["metadata"]["uid"]))
+                           for stale in stale_children(current.values(), [*desired, *derived],
+                                                       live["metadata"]["uid"]))
         spec_changed = live is None or _spec(live) != _spec(body)
         action = "create" if live is None else "change" if spec_changed else "unchanged"
         plans.append(ProductPlan(namespace, name, action, objects, compare(old, product), problem))
@@ -272,11 +279,9 @@ _CONFIG_KEYS = {"PROVISIONER_KAFKA_BOOTSTRAP": "kafka_bootstrap", "PROVISIONER_I
 
 def operator_settings(client: KubeClient, operator_namespace: str, *, kafka_bootstrap: str | None,
                       credentials_key: bytes | None) -> Settings:
-    """The settings the installed operator renders with: its ConfigMap `provisioner-config` and the
-    Secret `provisioner-credentials-key` in `operator_namespace` (when readable), overridden by
-    what is given here. Without a key, products with managed stores cannot be planned."""
-    import base64
-
+    """The settings the installed operator renders with: its ConfigMap `provisioner-config` in
+    `operator_namespace`, overridden by what is given here. The credentials key Secret is never
+    read: without `credentials_key`, managed stores' Secrets are planned as derived by the operator."""
     values: dict[str, Any] = {}
     try:
         config_map = client.get("ConfigMap", operator_namespace, "provisioner-config") or {}
@@ -287,12 +292,5 @@ def operator_settings(client: KubeClient, operator_namespace: str, *, kafka_boot
             values[attribute] = config_map["data"][key]
     if kafka_bootstrap:
         values["kafka_bootstrap"] = kafka_bootstrap
-    if credentials_key is None:
-        try:
-            secret = client.get("Secret", operator_namespace, "provisioner-credentials-key") or {}
-            encoded = (secret.get("data") or {}).get("key")
-            credentials_key = base64.b64decode(encoded) if encoded else None
-        except ProvisionerError:
-            credentials_key = None
     values.setdefault("kafka_bootstrap", "kafka:9092")
     return Settings(credentials_key=credentials_key, **values)

@@ -4,13 +4,21 @@
    validate` runs (same words; no file, line or column: there is no file). An invalid spec stops
    here: Ready=False/InvalidSpec names the error and no child is touched.
 2. `desired_objects`: `provisioner render` of the product, with an ownerReference to it and its
-   Secrets (managed stores' derived credentials, connection URLs) rendered as `data`.
+   Secrets (managed stores' derived credentials, connection URLs) rendered as `data`. A `${NAME}`
+   in a connection URL is never expanded (the operator's environment holds the credentials key):
+   the product is Ready=False/InvalidSpec naming the field.
 3. `apply_changes`: server-side apply (one field manager) of each desired object that is missing
-   or differs from the live one. "Differs" means some value the operator sets is not what the live
-   object holds (values the server defaults are ignored), so an edited child is restored and an
-   unchanged one costs no write: an idle operator writes nothing.
+   or differs from the live one. The operator never adopts or overwrites an object it did not
+   create for this product: a missing object is created (POST, which fails if the name is taken)
+   and only an object whose ownerReferences name this product's uid is ever applied; any other
+   object holding a desired name leaves the product Ready=False/NameTaken naming it (and an Event).
+   "Differs" means some value the operator sets is not what the live object holds (values the
+   server defaults are ignored), so an edited child is restored and an unchanged one costs no
+   write: an idle operator writes nothing.
 4. `prune`: delete children the product owns (labels and an ownerReference to its uid) that are no
-   longer desired, e.g. the objects of a removed store.
+   longer desired, e.g. the objects of a removed store. Secrets are not watched (`WATCHED_KINDS`):
+   the rendered ones are read by name on each status refresh, and a Secret a live workload reads
+   that is no longer rendered is read by name and deleted if the product owns it.
 5. `observe` + `compute_status`: positions, lag, consumers and dead letters from the stores and
    Kafka, turned into conditions; the status is written only when it changed, and each condition
    that changed status becomes one Event.
@@ -38,7 +46,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from provisioner.errors import ProvisionerError
+from provisioner.errors import ConflictError, ProvisionerError
 from provisioner.kube.client import ApiRefusedError, KubeClient
 from provisioner.kube.observe import Observer
 from provisioner.kube.render import (
@@ -47,6 +55,7 @@ from provisioner.kube.render import (
     DEFAULT_REDIS_IMAGE,
     OPERATOR_NAMESPACE,
     RenderOptions,
+    RenderRefused,
     render,
 )
 from provisioner.kube.status import Observation, Transition, compute_status, invalid_status, transitions
@@ -58,12 +67,15 @@ from provisioner.spec.yamlsafe import Document
 
 __all__ = [
     "CHILD_KINDS",
+    "WATCHED_KINDS",
+    "NameTakenError",
     "ReconcileResult",
     "Reconciler",
     "Settings",
     "child_labels",
     "desired_objects",
     "differs",
+    "owned_by",
     "owner_reference",
     "parse_product",
     "spec_problem",
@@ -71,6 +83,18 @@ __all__ = [
 ]
 
 CHILD_KINDS = ("ServiceAccount", "ConfigMap", "Secret", "Service", "NetworkPolicy", "StatefulSet", "Deployment")
+# What the operator lists and watches. Not Secrets: RBAC cannot narrow list/watch to a label, so
+# watching them would mean reading every Secret of the cluster. The Secrets a product renders are
+# read by name (`get`) when its status is refreshed, which repairs their drift every resync.
+WATCHED_KINDS = tuple(kind for kind in CHILD_KINDS if kind != "Secret")
+
+
+class NameTakenError(ProvisionerError):
+    """A desired object's name is held by an object this product did not create: not overwritten."""
+
+    reason = "NameTaken"
+
+
 _METADATA_KEPT = ("name", "namespace", "labels")
 
 
@@ -84,7 +108,6 @@ class Settings:
     redis_image: str = DEFAULT_REDIS_IMAGE
     postgres_image: str = DEFAULT_POSTGRES_IMAGE
     storage_size: str = "1Gi"
-    environ: dict[str, str] | None = field(default=None, repr=False)
     operator_namespace: str = OPERATOR_NAMESPACE  # the operator's own (its pods may reach managed stores)
 
 
@@ -137,15 +160,20 @@ def _as_data(secret: dict[str, Any]) -> dict[str, Any]:
     return secret
 
 
-def desired_objects(product: DataProduct, body: Mapping[str, Any], settings: Settings) -> list[dict[str, Any]]:
+def desired_objects(product: DataProduct, body: Mapping[str, Any], settings: Settings, *,
+                    leave_derived: bool = False) -> list[dict[str, Any]]:
+    """What the product's children should be; with `leave_derived` and no credentials key, without
+    the managed stores' credential Secrets (their values derive from a key only the operator has)."""
     options = RenderOptions(
         kafka_bootstrap=settings.kafka_bootstrap, namespace=body["metadata"]["namespace"], image=settings.image,
         redis_image=settings.redis_image, postgres_image=settings.postgres_image, storage_size=settings.storage_size,
         with_secrets=True, credentials_key=settings.credentials_key, owner=owner_reference(body),
-        environ=settings.environ, operator_namespace=settings.operator_namespace,
+        operator_namespace=settings.operator_namespace, leave_derived=leave_derived,
     )
     try:
         objects = render([product], options)[0].objects
+    except RenderRefused as error:  # e.g. a ${NAME}: the operator's environment is not the spec's
+        raise SpecError([Finding("", 1, 1, error.path, str(error))]) from None
     except ValueError as error:  # no credentials key for a managed store
         raise ApiRefusedError(f"cannot render the objects: {error}") from None
     return [_as_data(dict(o)) if o["kind"] == "Secret" else dict(o) for o in objects]
@@ -184,8 +212,29 @@ def stale_children(live: Iterable[Mapping[str, Any]], desired: Sequence[Mapping[
                    owner_uid: str) -> list[Mapping[str, Any]]:
     """Live children owned by the product (uid) that are not desired any more."""
     wanted = {_key(o) for o in desired}
-    return [o for o in live if _key(o) not in wanted and any(
-        ref.get("uid") == owner_uid for ref in o["metadata"].get("ownerReferences", []))]
+    return [o for o in live if _key(o) not in wanted and owned_by(o, owner_uid)]
+
+
+def owned_by(obj: Mapping[str, Any], owner_uid: str) -> bool:
+    """Whether the product with `owner_uid` created `obj` (its ownerReferences name that uid)."""
+    return any(ref.get("uid") == owner_uid for ref in obj.get("metadata", {}).get("ownerReferences") or [])
+
+
+def _secrets_read(obj: Mapping[str, Any]) -> set[str]:
+    """Names of the Secrets a workload's containers read through `secretKeyRef`."""
+    if obj.get("kind") not in ("Deployment", "StatefulSet"):
+        return set()
+    pod = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
+    return {ref["name"] for container in pod.get("containers") or [] for env in container.get("env") or []
+            if (ref := (env.get("valueFrom") or {}).get("secretKeyRef") or {}).get("name")}
+
+
+def _holder(obj: Mapping[str, Any]) -> str:
+    """Who holds an object's name, in words (names only: never an object's content)."""
+    metadata = obj.get("metadata", {})
+    owners = [f"{ref.get('kind')} {ref.get('name')}" for ref in metadata.get("ownerReferences") or []]
+    whose = f"belongs to {', '.join(owners)}" if owners else "was not created by the operator for this product"
+    return f"{obj.get('kind')} {metadata.get('name')} already exists and {whose}"
 
 
 def _now() -> datetime:
@@ -212,6 +261,13 @@ class Reconciler:
     def forget(self, namespace: str, name: str) -> None:
         """Drop what is cached about a deleted product."""
         self._rendered.pop((namespace, name), None)
+
+    def names_held(self, namespace: str, product: str) -> dict[tuple[str, str], str]:
+        """(kind, name) of every object the other products of `namespace` render, and whose they are
+        (from the last render of each: the admission webhook refuses a product that would clash)."""
+        rendered = list(self._rendered.items())  # workers add to it meanwhile
+        return {(o["kind"], o["metadata"]["name"]): name for (where, name), (_, _, objects) in rendered
+                if where == namespace and name != product for o in objects}
 
     def _desired(self, body: Mapping[str, Any]) -> tuple[DataProduct, list[dict[str, Any]]]:
         """parse_product and desired_objects, from the cache when the body's spec is the one seen last."""
@@ -253,14 +309,20 @@ class Reconciler:
             return result
         result.product = product
         try:
-            self.apply_changes(desired, live, result)
+            # Secrets are not watched: read the rendered ones by name when refreshing the status,
+            # and leave them alone otherwise (a child's event is never a Secret's).
+            if observe:
+                live = [*live, *self._secrets(namespace, desired)]
+            else:
+                desired = [o for o in desired if o["kind"] != "Secret"]
+            self.apply_changes(desired, live, result, metadata["uid"])
             self.prune(live, desired, metadata["uid"], namespace, result)
         except ProvisionerError as error:
             if error.retryable:
                 raise
             result.problem = str(error)
             self._write_status(body, invalid_status(generation, result.problem, previous, self._now(),
-                                                    reason="ApplyFailed"), result)
+                                                    reason=getattr(error, "reason", "ApplyFailed")), result)
             return result
         if observe and self.observer is not None:
             observation = Observation(
@@ -273,16 +335,52 @@ class Reconciler:
         return result
 
     def apply_changes(self, desired: Sequence[dict[str, Any]], live: Sequence[Mapping[str, Any]],
-                      result: ReconcileResult) -> None:
+                      result: ReconcileResult, owner_uid: str) -> None:
+        """Create what is missing, apply what differs and is this product's; NameTakenError (after
+        the rest is done) naming the objects that hold a desired name but are not the product's."""
         current = {_key(o): o for o in live}
+        taken: list[str] = []
         for obj in desired:
-            if differs(obj, current.get(_key(obj))):
-                self.client.apply(obj)
-                result.applied.append(f"{obj['kind']}/{obj['metadata']['name']}")
+            now = current.get(_key(obj))
+            if not differs(obj, now):
+                continue
+            if now is None:
+                now = self._create(obj)
+                if now is None:
+                    result.applied.append(f"{obj['kind']}/{obj['metadata']['name']}")
+                    continue
+            if not owned_by(now, owner_uid):
+                taken.append(_holder(now))
+                continue
+            self.client.apply(obj)
+            result.applied.append(f"{obj['kind']}/{obj['metadata']['name']}")
+        if taken:
+            raise NameTakenError(f"{'; '.join(taken)}: rename the product or store, or remove that object "
+                                 "(the operator never overwrites an object it did not create)")
+
+    def _create(self, obj: dict[str, Any]) -> Mapping[str, Any] | None:
+        """Create `obj`; None when created, else the object that already holds its name."""
+        try:
+            self.client.create(obj)
+            return None
+        except ConflictError:  # 409 AlreadyExists: someone's object, or ours not yet in the cache
+            existing = self.client.get(obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])
+            if existing is None:
+                raise  # deleted meanwhile: retried
+            return existing
+
+    def _secrets(self, namespace: str, objects: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """The live Secrets named like the Secrets among `objects` (those that exist)."""
+        found = (self.client.get("Secret", namespace, o["metadata"]["name"]) for o in objects if o["kind"] == "Secret")
+        return [{**secret, "kind": "Secret"} for secret in found if secret is not None]
 
     def prune(self, live: Sequence[Mapping[str, Any]], desired: Sequence[Mapping[str, Any]], owner_uid: str,
               namespace: str, result: ReconcileResult) -> None:
-        for obj in stale_children(live, desired, owner_uid):
+        still_read = {o["metadata"]["name"] for o in [*live, *desired] if o["kind"] == "Secret"}
+        still_read |= {name for o in desired for name in _secrets_read(o)}
+        unread = {name for o in live for name in _secrets_read(o)} - still_read
+        no_longer = self._secrets(namespace, ({"kind": "Secret", "metadata": {"name": n}} for n in sorted(unread)))
+        for obj in stale_children([*live, *no_longer], desired, owner_uid):
             meta = obj["metadata"]
             if self.client.delete(obj["kind"], namespace, meta["name"], uid=meta.get("uid")):
                 result.deleted.append(f"{obj['kind']}/{meta['name']}")

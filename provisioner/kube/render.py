@@ -7,12 +7,17 @@
   NetworkPolicy (only the store's consumers and pods labelled `reads.provisioner.dev/<product>:
   "true"` may connect) and a Secret with derived credentials (`provisioner.kube.credentials`);
 - per store: a consumer Deployment running `provisioner consume`, its store URL read from a Secret
-  through PROVISIONER_STORE_URL (never in the ConfigMap, never on a command line).
+  through PROVISIONER_STORE_URL (never in the ConfigMap, never on a command line), and an egress
+  NetworkPolicy letting it reach DNS, Kafka's ports and its store only.
 
 Secrets are rendered only with `with_secrets`; otherwise each Rendered lists the Secrets left for
 the user to create (name and keys). A store whose connection is a `secretRef` reads that Secret
-directly. The output is a pure function of the products and options: rendering twice gives the
-same bytes.
+directly. `${NAME}` in a connection URL is expanded only from `RenderOptions.environ`, the variables
+the person rendering chose (`render --env NAME`); a reference to any other variable is refused
+(`VariableRefused`), never read from the process environment: the spec's author does not get to
+pick what of the renderer's environment (the operator's credentials key, a CI job's tokens) lands
+in a Secret of the spec's namespace. The output is a pure function of the products and options:
+rendering twice gives the same bytes.
 
 Ownership: every object carries `app.kubernetes.io/managed-by: provisioner`, `part-of: <product>`,
 `instance` and `component` labels; `RenderOptions.owner` (an ownerReference, set by the operator to
@@ -27,7 +32,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.resources
-from collections.abc import Iterable
+import re
+import urllib.parse
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +44,7 @@ import yaml
 from provisioner import __version__
 from provisioner.kube.credentials import derive_credentials
 from provisioner.plan import ConsumerPlan, plan
-from provisioner.runtime.connection import expand_env
+from provisioner.spec.findings import format_path
 from provisioner.spec.models import DataProduct
 
 __all__ = [
@@ -47,8 +54,11 @@ __all__ = [
     "METRICS_PORT",
     "READER_LABEL_PREFIX",
     "RenderOptions",
+    "RenderRefused",
     "Rendered",
     "SecretToCreate",
+    "VariableRefused",
+    "expand_variables",
     "object_name",
     "render",
     "to_yaml",
@@ -87,9 +97,48 @@ class RenderOptions:
     storage_size: str = "1Gi"
     with_secrets: bool = False
     credentials_key: bytes | None = None  # needed with with_secrets when a store is managed
+    # With with_secrets and no key: list managed stores' credentials as derived by the operator
+    # (`provisioner plan` without the key) instead of refusing to render.
+    leave_derived: bool = False
     owner: dict[str, Any] | None = None  # an ownerReference added to every object
-    environ: dict[str, str] | None = field(default=None, repr=False)  # for ${ENV} in connection URLs
+    # The only variables ${NAME} in a connection URL may expand to (chosen by whoever renders);
+    # None or empty: every reference is refused.
+    environ: Mapping[str, str] | None = field(default=None, repr=False)
     operator_namespace: str = OPERATOR_NAMESPACE  # the operator's pods may reach managed stores (positions)
+
+
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")  # as the consumer expands them
+
+
+class RenderRefused(ValueError):
+    """A spec render will not turn into objects; `parts`/`path` are the field to blame."""
+
+    def __init__(self, parts: tuple[str | int, ...], message: str) -> None:
+        self.parts = parts
+        self.path = format_path(parts)
+        super().__init__(message)
+
+
+class VariableRefused(RenderRefused):
+    """A connection URL names a variable the renderer was not given; `path` is the URL's field."""
+
+    def __init__(self, parts: tuple[str | int, ...], variable: str) -> None:
+        self.variable = variable
+        super().__init__(parts, f"${{{variable}}} is not expanded here: only variables named by whoever renders "
+                                "are (provisioner render --env NAME); the operator expands none, so keep the URL "
+                                "in a Secret and use connection.secretRef")
+
+
+def expand_variables(url: str, environ: Mapping[str, str] | None, parts: tuple[str | int, ...]) -> str:
+    """`url` with each ${NAME} replaced by `environ[NAME]`; VariableRefused for a name not in it."""
+    allowed = environ or {}
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(1) not in allowed:
+            raise VariableRefused(parts, match.group(1))
+        return allowed[match.group(1)]
+
+    return _VARIABLE.sub(substitute, url)
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,18 +269,26 @@ def _render_product(environment: jinja2.Environment, product: DataProduct, consu
         "kafka_bootstrap": options.kafka_bootstrap,
         "metrics_port": METRICS_PORT,
         "replicas": product.spec.consumer.replicas,
+        "kafka_ports": [{"port": port, "protocol": "TCP"} for port in _kafka_ports(options.kafka_bootstrap)],
+        "outside": _OUTSIDE,
     }
     objects = [*_objects(environment, "serviceaccount.yaml.j2", context),
                *_objects(environment, "configmap.yaml.j2", context)]
-    for store in stores:
+    names: dict[tuple[str, str], str] = {}  # (kind, name) -> the store it was rendered for
+    for index, store in enumerate(stores):
         scoped = {**context, "store": store}
-        if store["secret_data"] is not None:
-            objects.extend(_objects(environment, "secret.yaml.j2", scoped))
+        templates = ["secret.yaml.j2"] if store["secret_data"] is not None else []
         if store["managed"]:
-            objects.extend(_objects(environment, "store-service.yaml.j2", scoped))
-            objects.extend(_objects(environment, "store-networkpolicy.yaml.j2", scoped))
-            objects.extend(_objects(environment, f"{store['kind']}-statefulset.yaml.j2", scoped))
-        objects.extend(_objects(environment, "consumer-deployment.yaml.j2", scoped))
+            templates += ["store-service.yaml.j2", "store-networkpolicy.yaml.j2",
+                          f"{store['kind']}-statefulset.yaml.j2"]
+        for template in [*templates, "consumer-deployment.yaml.j2", "consumer-networkpolicy.yaml.j2"]:
+            for obj in _objects(environment, template, scoped):
+                key = (obj["kind"], obj["metadata"]["name"])
+                if names.setdefault(key, store["name"]) != store["name"]:
+                    raise RenderRefused(("spec", "stores", index, "name"),
+                                        f"{key[0]} {key[1]} is also rendered for store {names[key]!r} (object names "
+                                        "join product and store names with '-'): rename one of the stores")
+                objects.append(obj)
     return Rendered(name, namespace, tuple(objects), tuple(secrets_to_create))
 
 
@@ -256,6 +313,8 @@ def _store_context(product: DataProduct, consumer: ConsumerPlan, namespace: str,
         "managed": store.managed,
         "service_name": base,
         "consumer_name": object_name(product.name, store.name, "consumer"),
+        "egress_name": object_name(product.name, store.name, "consumer-egress"),
+        "external_port": _url_port(store.connection.url if store.connection else None, _PORTS[store.kind]),
         "port": _PORTS[store.kind],
         "store_selector": store_selector,
         "consumer_selector": consumer_selector,
@@ -278,7 +337,8 @@ def _store_context(product: DataProduct, consumer: ConsumerPlan, namespace: str,
         assert connection.url is not None
         context.update(secret_name=object_name(product.name, store.name, "store-url"), secret_key=_URL_KEY)
         if options.with_secrets:
-            context["secret_data"] = {"url": expand_env(connection.url, options.environ)}
+            parts = ("spec", "stores", product.spec.stores.index(store), store.kind, "connection", "url")
+            context["secret_data"] = {"url": expand_variables(connection.url, options.environ, parts)}
             return context, None
         return context, SecretToCreate(namespace, context["secret_name"], ("url",),
                                        f"the {store.kind} URL of store {store.name!r} (its spec's connection.url)")
@@ -295,6 +355,9 @@ def _store_context(product: DataProduct, consumer: ConsumerPlan, namespace: str,
     if not options.with_secrets:
         return context, SecretToCreate(namespace, context["secret_name"], ("password", "url"),
                                        f"a password (hex digits) and the URL {url_shape} with it")
+    if options.credentials_key is None and options.leave_derived:
+        return context, SecretToCreate(namespace, context["secret_name"], ("password", "url"),
+                                       "derived by the operator from its credentials key")
     if options.credentials_key is None:
         raise ValueError("rendering the Secrets of managed stores needs a credentials key")
     credentials = derive_credentials(options.credentials_key, namespace, product.name, store.name, store.kind)
@@ -302,6 +365,30 @@ def _store_context(product: DataProduct, consumer: ConsumerPlan, namespace: str,
     context["secret_data"] = {"username": credentials.username, "password": credentials.password,
                               "database": credentials.database, "url": url}
     return context, None
+
+
+# Any address but link-local (the cloud metadata service, 169.254.169.254, lives there).
+_OUTSIDE = [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.0.0/16"]}},
+            {"ipBlock": {"cidr": "::/0", "except": ["fe80::/10"]}}]
+
+
+def _kafka_ports(bootstrap: str) -> list[int]:
+    """The ports of the bootstrap servers (9092 when one names none); brokers share them in practice."""
+    ports = set()
+    for server in bootstrap.split(","):
+        _, _, port = server.strip().rpartition(":")
+        ports.add(int(port) if port.isdigit() and 0 < int(port) < 65536 else 9092)
+    return sorted(ports)
+
+
+def _url_port(url: str | None, default: int) -> int:
+    """A connection URL's port, else the store kind's default (a secretRef's URL is not known here)."""
+    if url is None:
+        return default
+    try:
+        return urllib.parse.urlsplit(url).port or default
+    except ValueError:  # a port that is a ${NAME} or out of range
+        return default
 
 
 def _consumer_spec(product: DataProduct, namespace: str, stores: list[dict[str, Any]]) -> str:

@@ -1,6 +1,7 @@
 """The operator's kopf handlers and work queue: thin, they call `provisioner.kube.reconcile`.
 
-kopf watches DataProducts and every kind of child (by the `managed-by: provisioner` label) and
+kopf watches DataProducts and every kind of child but Secrets (`reconcile.WATCHED_KINDS`, by the
+`managed-by: provisioner` label; Secrets are read by name, see `provisioner.kube.reconcile`) and
 calls `on.event` handlers, which only record the object in memory and queue its product:
 
 - a product is queued when it appears, when its generation changes, and every `resync` seconds
@@ -31,7 +32,7 @@ import kopf
 
 from provisioner.errors import is_retryable
 from provisioner.kube.client import KINDS, KubeClient
-from provisioner.kube.reconcile import CHILD_KINDS, Reconciler
+from provisioner.kube.reconcile import WATCHED_KINDS, Reconciler
 
 __all__ = ["Controller", "register"]
 
@@ -96,7 +97,7 @@ class Controller:
         started = time.monotonic()
         bodies: list[dict[str, Any]] = []
         for namespace in self.namespaces or [None]:  # type: ignore[list-item]
-            for kind in CHILD_KINDS:
+            for kind in WATCHED_KINDS:
                 # stripped kind by kind: only one kind's full bodies are in memory at once
                 bodies.extend(_strip(body) for body in
                               self.client.list(kind, namespace, {"app.kubernetes.io/managed-by": "provisioner"}))
@@ -261,7 +262,7 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
 
     kopf.on.event(group, version, product_kind.plural, registry=registry, id="dataproducts")(on_product)
 
-    for kind in CHILD_KINDS:
+    for kind in WATCHED_KINDS:
         entry = KINDS[kind]
         api_group, _, api_version = entry.api_version.rpartition("/")
 

@@ -117,9 +117,8 @@ async def _serve(config: OperatorConfig, client: KubeClient, controller: Control
     settings.posting.enabled = False
     settings.watching.server_timeout = 300
     if config.webhook is not None:
-        register_validation(registry)
-        settings.admission.server = webhook_server(config.webhook, stopping)
-        settings.admission.managed = config.webhook.configuration
+        register_validation(registry, controller.reconciler.names_held)
+        settings.admission.server = webhook_server(config.webhook, stopping, client)
     stop_flag: asyncio.Event = asyncio.Event()
     loop = asyncio.get_running_loop()
 

@@ -3,14 +3,17 @@
 The API server sends every create and update of a DataProduct to the operator, which answers with
 `reconcile.parse_product`: a spec `provisioner validate` would refuse is refused by the API server
 with validate's own words (`kubectl apply` prints them), so an invalid spec never reaches etcd.
-kopf serves the endpoint and manages the ValidatingWebhookConfiguration (`settings.admission
-.managed`): it creates it, keeps its clientConfig and caBundle current, and removes the webhook on
-a clean stop. failurePolicy is Ignore: while no operator answers (a rollout, a crash), products are
+kopf serves the endpoint; `ConfiguringServer` keeps the ValidatingWebhookConfiguration (by
+server-side apply of its one webhook: the bundle ships it empty, so the operator only patches it
+by name) pointing at it with the current caBundle, and removes the webhook on a clean stop. Not
+kopf's `settings.admission.managed`: that always manages a MutatingWebhookConfiguration too, and
+so needs the right to create any webhook configuration in the cluster.
+failurePolicy is Ignore: while no operator answers (a rollout, a crash), products are
 admitted and the operator reports an invalid one as Ready=False/InvalidSpec when it is back.
 
 Certificates: the operator makes its own with the openssl CLI in a private directory (`/tmp` in
-the bundle, an emptyDir): a CA (EC P-256, valid 10 years, new at every start; kopf then patches the
-caBundle) and a serving certificate signed by it for the Service's DNS names and 127.0.0.1, valid
+the bundle, an emptyDir): a CA (EC P-256, valid 10 years, new at every start, and the caBundle with
+it) and a serving certificate signed by it for the Service's DNS names and 127.0.0.1, valid
 30 days. A thread checks it every hour and replaces it when fewer than 10 days remain, with one
 atomic rename of the file holding certificate and key; kopf re-reads the files every minute and
 restarts its HTTPS listener with the new certificate (the CA and so the caBundle stay the same).
@@ -21,25 +24,29 @@ Called by `provisioner.operator.main` when the operator runs with `--webhook`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import subprocess
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import kopf
 
-from provisioner.errors import SetupError
-from provisioner.kube.client import KINDS
+from provisioner.errors import ProvisionerError, SetupError
+from provisioner.kube.client import KINDS, KubeClient
+from provisioner.kube.names import clash_message, object_names
 from provisioner.kube.reconcile import parse_product, spec_problem
+from provisioner.kube.render import RenderRefused
 from provisioner.spec.findings import SpecError
 
-__all__ = ["CA_DAYS", "CHECK_EVERY_S", "RENEW_BEFORE_DAYS", "SERVING_DAYS", "Certificates", "ServiceWebhookServer",
-           "WebhookConfig", "register_validation", "validation_message"]
+__all__ = ["CA_DAYS", "CHECK_EVERY_S", "RENEW_BEFORE_DAYS", "SERVING_DAYS", "Certificates", "ConfiguringServer",
+           "ServiceWebhookServer", "WebhookConfig", "register_validation", "validation_message"]
 
 log = logging.getLogger("provisioner.operator")
 
@@ -160,30 +167,106 @@ class ServiceWebhookServer(kopf.WebhookServer):
             yield service_config
 
 
-def validation_message(body: Mapping[str, Any]) -> str | None:
-    """What `provisioner validate` says about the resource, or None when it is valid."""
+HANDLER_ID = "validate-dataproduct"
+
+
+class ConfiguringServer:
+    """A webhook server whose every client config (address, caBundle) is written to the
+    ValidatingWebhookConfiguration `name` as its one webhook, which a clean stop removes."""
+
+    def __init__(self, inner: kopf.WebhookServer, client: KubeClient, name: str) -> None:
+        self.inner = inner
+        self.client = client
+        self.name = name
+
+    async def __aenter__(self) -> ConfiguringServer:
+        await self.inner.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.inner.__aexit__(*exc)
+
+    async def __call__(self, fn: Any) -> AsyncIterator[Any]:
+        served = False
+        try:
+            async for client_config in self.inner(fn):
+                await asyncio.to_thread(self._write, [self.webhook(client_config)])
+                served = True
+                yield client_config
+        finally:
+            if served:  # nothing left that calls an operator that is gone (failurePolicy aside)
+                with contextlib.suppress(ProvisionerError):
+                    self._write([])
+
+    def webhook(self, client_config: Mapping[str, Any]) -> dict[str, Any]:
+        """The one webhook: DataProducts' creates and updates to `/validate-dataproduct`."""
+        config: dict[str, Any] = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in client_config.items()}
+        if "url" in config:
+            config["url"] = f"{str(config['url']).rstrip('/')}/{HANDLER_ID}"
+        if "service" in config:
+            config["service"]["path"] = f"{config['service'].get('path', '')}/{HANDLER_ID}"
+        group, version = KINDS["DataProduct"].api_version.split("/")
+        return {
+            "name": f"{HANDLER_ID}.{self.name}", "clientConfig": config,
+            "rules": [{"apiGroups": [group], "apiVersions": [version], "resources": [KINDS["DataProduct"].plural],
+                       "operations": ["CREATE", "UPDATE"], "scope": "*"}],
+            # Ignore: while no operator answers, products are admitted and reported as
+            # Ready=False/InvalidSpec later; a stopped operator must not block every apply.
+            "failurePolicy": "Ignore", "sideEffects": "None", "matchPolicy": "Equivalent", "timeoutSeconds": 30,
+            "admissionReviewVersions": ["v1", "v1beta1"],
+        }
+
+    def _write(self, webhooks: list[dict[str, Any]]) -> None:
+        self.client.apply({"apiVersion": KINDS["ValidatingWebhookConfiguration"].api_version,
+                           "kind": "ValidatingWebhookConfiguration", "metadata": {"name": self.name},
+                           "webhooks": webhooks})
+
+
+NamesHeld = Callable[[str, str], Mapping[tuple[str, str], str]]  # (namespace, product) -> {(kind, name): holder}
+
+
+def validation_message(body: Mapping[str, Any], held: NamesHeld | None = None) -> str | None:
+    """What `provisioner validate` says about the resource, or None when it is valid; with `held`,
+    also the object names another product of the namespace already renders."""
     try:
-        parse_product(body)
+        product = parse_product(body)
+        names = object_names(product)
     except SpecError as error:
         return spec_problem(error)
-    return None
+    except RenderRefused as refused:  # two of its own stores' objects would share a name
+        return f"{refused.path}: {refused}"
+    if held is None:
+        return None
+    taken = held(body["metadata"]["namespace"], product.name)
+    shared = sorted((kind, name) for _, kind, name in names if (kind, name) in taken)
+    if not shared:
+        return None
+    return "metadata.name: " + clash_message([f"{kind} {name}" for kind, name in shared],
+                                             sorted({taken[key] for key in shared}))
 
 
-def register_validation(registry: kopf.OperatorRegistry) -> None:
+def register_validation(registry: kopf.OperatorRegistry, held: NamesHeld | None = None) -> None:
+    """The admission check: validate's, and with `held` (the operator's view of the namespace's
+    products) no object name another product already renders."""
     product_kind = KINDS["DataProduct"]
     group, version = product_kind.api_version.split("/")
 
     def validate(body: kopf.Body, **_: Any) -> None:
-        message = validation_message(dict(body))
+        message = validation_message(dict(body), held)
         if message is not None:
             raise kopf.AdmissionError(message, code=422)
 
-    kopf.on.validate(group, version, product_kind.plural, registry=registry, id="validate-dataproduct",
+    kopf.on.validate(group, version, product_kind.plural, registry=registry, id=HANDLER_ID,
                      operations=["CREATE", "UPDATE"], ignore_failures=True)(validate)
 
 
-def server(config: WebhookConfig, stop: threading.Event) -> kopf.WebhookServer:
-    """The HTTPS server with fresh certificates (renewed in the background until `stop`)."""
+def server(config: WebhookConfig, stop: threading.Event, client: KubeClient) -> ConfiguringServer:
+    """The HTTPS server with fresh certificates (renewed in the background until `stop`), keeping
+    the ValidatingWebhookConfiguration `config.configuration` pointed at it through `client`."""
+    return ConfiguringServer(_https_server(config, stop), client, config.configuration)
+
+
+def _https_server(config: WebhookConfig, stop: threading.Event) -> kopf.WebhookServer:
     directory = config.cert_dir or Path(tempfile.mkdtemp(prefix="provisioner-webhook-"))
     dns_names: list[str] = []
     if config.service:

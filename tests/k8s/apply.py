@@ -20,6 +20,7 @@ _PLURALS = {
 _CLUSTER_PLURALS = {
     "Namespace": "namespaces", "ClusterRole": "clusterroles", "ClusterRoleBinding": "clusterrolebindings",
     "CustomResourceDefinition": "customresourcedefinitions",
+    "ValidatingWebhookConfiguration": "validatingwebhookconfigurations",
 }
 
 

@@ -22,8 +22,9 @@ OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_ACCOUNT}"
 
 
 def install_operator_rbac(api: client.ApiClient) -> None:
-    """The bundle's namespace, ServiceAccount, ClusterRole, Role and bindings, exactly as written."""
-    for name in ("namespace.yaml", "rbac.yaml"):
+    """The bundle's namespace, ServiceAccount, ClusterRole, Role and bindings, exactly as written,
+    and the (empty) ValidatingWebhookConfiguration the operator may patch but not create."""
+    for name in ("namespace.yaml", "rbac.yaml", "webhook-service.yaml"):
         for body in yaml.safe_load_all((OPERATORS / name).read_text()):
             if body:
                 apply(api, OPERATOR_NAMESPACE, body)

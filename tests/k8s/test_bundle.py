@@ -51,6 +51,24 @@ def test_the_operator_rbac_names_every_resource_and_verb() -> None:
     assert secrets
 
 
+def test_the_operator_cannot_list_secrets_or_write_outside_its_kinds() -> None:
+    """Secrets are read by name only (no list/watch: that would be every Secret of the cluster);
+    nothing is ever PUT; pods are not read; the one validating webhook configuration is patched by
+    name, none is created, no mutating one at all."""
+    rules = [rule for o in bundle() if o["kind"] == "ClusterRole" for rule in o["rules"]]
+    secrets = [r for r in rules if "secrets" in r["resources"]]
+    assert [sorted(r["verbs"]) for r in secrets] == [["create", "delete", "get", "patch"]]
+    assert all(r["resources"] == ["secrets"] for r in secrets)
+    assert not [r for r in rules if "pods" in r["resources"]]
+    children = [r for r in rules if set(r["resources"]) & {"configmaps", "deployments", "networkpolicies"}]
+    assert children and all("update" not in r["verbs"] for r in children)
+    webhooks = [r for r in rules if r["apiGroups"] == ["admissionregistration.k8s.io"]]
+    assert webhooks == [{"apiGroups": ["admissionregistration.k8s.io"], "resources": ["validatingwebhookconfigurations"],
+                         "resourceNames": ["provisioner.dev"], "verbs": ["get", "patch"]}]
+    shipped = [o["metadata"]["name"] for o in bundle() if o["kind"] == "ValidatingWebhookConfiguration"]
+    assert shipped == ["provisioner.dev"]  # created by the bundle: the operator only patches it
+
+
 def test_the_argocd_health_check_is_the_same_text_in_both_files() -> None:
     lua = (OPERATORS / "gitops" / "argocd-health-dataproduct.lua").read_text()
     config = yaml.safe_load((OPERATORS / "gitops" / "argocd-cm-health.yaml").read_text())

@@ -59,7 +59,7 @@ def test_apply_plan_status_delete(kubeconfig: Path, kube: KubeClient, namespace:
     # What the operator would build, built here in-process (no operator in this test).
     settings = Settings(kafka_bootstrap="kafka:9092", credentials_key=KEY.encode())
     Reconciler(kube, settings, None).reconcile(live, [], observe=False)
-    assert len(children(kube, namespace, name)) == 3  # ServiceAccount, ConfigMap, Deployment
+    assert len(children(kube, namespace, name)) == 4  # ServiceAccount, ConfigMap, Deployment, its egress policy
 
     same = _run("plan", str(path), "--target", "k8s", "--kafka-bootstrap", "kafka:9092", *common, "-o", "json")
     assert same.exit_code == 0, same.output

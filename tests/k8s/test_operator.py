@@ -97,7 +97,7 @@ def test_objects_appear_with_owners_and_follow_the_spec(kube: KubeClient, namesp
                                                         operator: OperatorProcess) -> None:
     body = kube.apply(product("orders", namespace, _topic(), stores=MANAGED))
     uid = body["metadata"]["uid"]
-    objects = wait_children(kube, namespace, "orders", 8)
+    objects = wait_children(kube, namespace, "orders", 10)
     kinds = sorted({k for k, _ in objects})
     assert kinds == sorted(["ServiceAccount", "ConfigMap", "Secret", "Service", "NetworkPolicy", "StatefulSet",
                             "Deployment"])
@@ -117,7 +117,8 @@ def test_objects_appear_with_owners_and_follow_the_spec(kube: KubeClient, namesp
         name.startswith("orders-db") for _, name in children(kube, namespace, "orders")))
     remaining = children(kube, namespace, "orders")
     assert sorted(remaining) == sorted([("ServiceAccount", "orders-provisioner"), ("ConfigMap", "orders-spec"),
-                                        ("Deployment", "orders-cache-consumer")])
+                                        ("Deployment", "orders-cache-consumer"),
+                                        ("NetworkPolicy", "orders-cache-consumer-egress")])
     wait_for("observedGeneration 2", lambda: ((_get(kube, namespace, "orders") or {}).get("status") or {})
              .get("observedGeneration") == 2)
 
@@ -125,7 +126,7 @@ def test_objects_appear_with_owners_and_follow_the_spec(kube: KubeClient, namesp
 def test_edited_or_deleted_children_are_restored_and_deleting_the_product_removes_them(
         kube: KubeClient, namespace: str, operator: OperatorProcess) -> None:
     kube.apply(product("drift", namespace, _topic()))
-    objects = wait_children(kube, namespace, "drift", 3)
+    objects = wait_children(kube, namespace, "drift", 4)
     deployment = objects[("Deployment", "drift-cache-consumer")]
     # Someone scales the consumer by hand (another field manager, forced) and deletes the ConfigMap.
     kube.request("PATCH", f"/apis/apps/v1/namespaces/{namespace}/deployments/drift-cache-consumer",
@@ -139,7 +140,7 @@ def test_edited_or_deleted_children_are_restored_and_deleting_the_product_remove
              and d["spec"]["replicas"] == deployment["spec"]["replicas"])
     restored = wait_for("the ConfigMap restored", lambda: kube.get("ConfigMap", namespace, "drift-spec"))
     assert restored["metadata"]["uid"] != old_config
-    assert len(children(kube, namespace, "drift")) == 3  # no duplicates
+    assert len(children(kube, namespace, "drift")) == 4  # no duplicates
 
     kube.delete("DataProduct", namespace, "drift")
     wait_for("every child collected", lambda: not children(kube, namespace, "drift"))
@@ -149,7 +150,7 @@ def test_invalid_spec_is_reported_and_changes_no_child(kube: KubeClient, namespa
                                                        operator: OperatorProcess) -> None:
     topic = _topic()
     kube.apply(product("broken", namespace, topic))
-    before = wait_children(kube, namespace, "broken", 3)
+    before = wait_children(kube, namespace, "broken", 4)
     # What the operator could change: the object itself (uid) and its spec (generation; objects
     # without one, by resourceVersion). Controllers update Deployments' status meanwhile.
     def versions_of(objects: dict[tuple[str, str], dict[str, Any]]) -> dict[tuple[str, str], tuple[str, str]]:
@@ -336,13 +337,13 @@ def test_killed_operator_is_replaced_and_converges_without_duplicates(
             kube.apply(product(f"p{index}", namespace, _topic(), stores=MANAGED))
         first = OperatorProcess(operator_kubeconfig, namespace, kafka_bootstrap, tmp_path, lease="kill")
         wait_for("some objects", lambda: children(kube, namespace, "p0"))
-        first.kill()  # mid-reconcile: ten products of eight objects each
+        first.kill()  # mid-reconcile: ten products of ten objects each
         with running_operator(operator_kubeconfig, namespace, kafka_bootstrap, tmp_path, lease="kill"):
             for index in range(10):
-                wait_children(kube, namespace, f"p{index}", 8)
+                wait_children(kube, namespace, f"p{index}", 10)
             names = [(kind, o["metadata"]["name"]) for kind in CHILD_KINDS
                      for o in kube.list(kind, namespace, {"app.kubernetes.io/managed-by": "provisioner"})]
-            assert len(names) == len(set(names)) == 80
+            assert len(names) == len(set(names)) == 100
     finally:
         client.CoreV1Api(kube_api).delete_namespace(namespace)
 
@@ -355,7 +356,7 @@ def test_of_two_operators_only_one_acts(kube: KubeClient, kube_api: client.ApiCl
         with running_operator(operator_kubeconfig, namespace, kafka_bootstrap, tmp_path, lease="pair") as one, \
                 running_operator(operator_kubeconfig, namespace, kafka_bootstrap, tmp_path, lease="pair") as two:
             kube.apply(product("pair", namespace, _topic()))
-            wait_for("the objects", lambda: len(children(kube, namespace, "pair")) == 3)
+            wait_for("the objects", lambda: len(children(kube, namespace, "pair")) == 4)
             lease = kube.get("Lease", LEASE_NAMESPACE, one.lease_name)
             assert lease is not None
             holder = lease["spec"]["holderIdentity"]

