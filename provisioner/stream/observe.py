@@ -19,6 +19,7 @@ Kafka again. Any failure raises KafkaUnavailable (retryable). Called by `provisi
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import logging
 import threading
 import time
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 _PARTITIONS_TTL_S = 60.0
+# kafka-python's own timeouts take this share of a call's: it usually gives up (and cleans up) first.
+_CLIENT_SHARE = 0.8
 # Errors that say "no broker answers" rather than "this request was refused": they open the window.
 _UNREACHABLE = ("NoBrokersAvailable", "KafkaConnectionError", "NodeNotReadyError", "KafkaTimeoutError",
                 "RequestTimedOutError")
@@ -59,11 +62,13 @@ class KafkaObserver:
     def close(self, timeout: float | None = None) -> None:
         """Close the clients, waiting at most `timeout` seconds (default: the call timeout) for a
         call still running; a stuck call is left to its daemon thread."""
+        wait = self._timeout if timeout is None else timeout
         try:
-            self._thread.submit(self._close).result(self._timeout if timeout is None else timeout)
+            self._thread.submit(self._close).result(wait)
         except (concurrent.futures.TimeoutError, RuntimeError):
             log.debug("kafka observer: a call is still running; not waiting for it to close")
         self._thread.shutdown(wait=False, cancel_futures=True)
+        self._thread.join(wait)
 
     def end_offsets(self, topic: str) -> dict[int, int] | None:
         """The next offset of every partition of `topic`; None when the topic does not exist."""
@@ -104,10 +109,12 @@ class KafkaObserver:
         return result
 
     def _outage(self, detail: str) -> KafkaUnavailable:
-        message = f"Kafka at {self.bootstrap} is unavailable ({detail})"
+        # One message for the whole outage, whatever failed first: it ends up in every product's
+        # status, which must not change from one refresh to the next while nothing else does.
+        message = f"Kafka at {self.bootstrap} is unavailable"
         with self._state:
             if self._down is None:
-                log.warning("%s; not asking it again for %g s", message, self._retry_after)
+                log.warning("%s (%s); not asking it again for %g s", message, detail, self._retry_after)
             self._down = (self._clock() + self._retry_after, message)
         return KafkaUnavailable(message)
 
@@ -134,7 +141,8 @@ class KafkaObserver:
     def _dead_letters(self, topic: str) -> Counter[tuple[str, str]]:
         reader = self._dead_letter_readers.get(topic)
         if reader is None:
-            reader = self._dead_letter_readers[topic] = _DeadLetterReader(self.bootstrap, topic, self._timeout)
+            reader = self._dead_letter_readers[topic] = _DeadLetterReader(
+                self.bootstrap, topic, self._timeout * _CLIENT_SHARE)
         partitions = self._topic_partitions(topic)
         if not partitions:
             return Counter()
@@ -160,9 +168,10 @@ class KafkaObserver:
         from kafka import KafkaAdminClient
 
         if self._admin is None:
-            timeout_ms = int(self._timeout * 1000)
-            self._admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id=f"{CLIENT_ID}-observer",
-                                           request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms)
+            timeout_ms = int(self._timeout * _CLIENT_SHARE * 1000)
+            self._admin = _construct(KafkaAdminClient, bootstrap_servers=self.bootstrap,
+                                     client_id=f"{CLIENT_ID}-observer", request_timeout_ms=timeout_ms,
+                                     bootstrap_timeout_ms=timeout_ms)
         return self._admin
 
     def _reset(self) -> None:
@@ -181,6 +190,21 @@ class KafkaObserver:
         partitions = sorted(p["partition_index"] for d in described if d["error_code"] == 0 for p in d["partitions"])
         self._partitions[topic] = (now, partitions)
         return partitions
+
+
+def _construct(cls: Any, **config: Any) -> Any:
+    """A kafka-python client. They connect in their constructor, and one that fails there leaves
+    its network thread and sockets running: stopped here, or each probe of a broker that is down
+    would leak them."""
+    client = cls.__new__(cls)
+    try:
+        client.__init__(**config)
+    except BaseException:
+        for part, stop in (("_client", "close"), ("_net", "stop")):
+            with contextlib.suppress(Exception):
+                getattr(getattr(client, part), stop)()
+        raise
+    return client
 
 
 class _DeadLetterReader:
@@ -202,10 +226,10 @@ class _DeadLetterReader:
 
         try:
             if self._consumer is None:
-                self._consumer = KafkaConsumer(bootstrap_servers=self._bootstrap, client_id=f"{CLIENT_ID}-dlq-counter",
-                                               enable_auto_commit=False, group_id=None,
-                                               auto_offset_reset="earliest", consumer_timeout_ms=1000,
-                                               bootstrap_timeout_ms=self._timeout_ms)
+                self._consumer = _construct(KafkaConsumer, bootstrap_servers=self._bootstrap,
+                                            client_id=f"{CLIENT_ID}-dlq-counter", enable_auto_commit=False,
+                                            group_id=None, auto_offset_reset="earliest", consumer_timeout_ms=1000,
+                                            bootstrap_timeout_ms=self._timeout_ms)
             if partitions != self._assigned:
                 known = {tp.partition: self._consumer.position(tp) for tp in self._consumer.assignment()}
                 assignment = [TopicPartition(self.topic, p) for p in partitions]
