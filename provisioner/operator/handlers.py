@@ -224,12 +224,13 @@ class Controller:
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)
 
-    def drain(self, timeout: float) -> bool:
-        """After `close`: wait up to `timeout` seconds for running applies and status writes;
-        whether they all ended (a status refresh still waiting on a store writes nothing)."""
+    def drain(self, timeout: float, *, statuses: bool = False) -> bool:
+        """After `close`: wait up to `timeout` seconds for running applies (and, with `statuses`,
+        status refreshes); whether they all ended. The stop path waits for applies only: a
+        refresh still reading a store or Kafka writes nothing once it notices the close."""
         deadline = time.monotonic() + timeout
         done = True
-        for pool in (self._pool, self._status_pool):
+        for pool in (self._pool, self._status_pool if statuses else None):
             if pool is not None:
                 done = pool.join(max(0.0, deadline - time.monotonic())) and done
         return done

@@ -27,6 +27,7 @@ from typing import Any
 
 import kopf
 
+from provisioner.errors import SetupError
 from provisioner.kube.client import OPERATOR_USER_AGENT, KubeClient
 from provisioner.kube.observe import Observer
 from provisioner.kube.reconcile import Reconciler, Settings
@@ -86,7 +87,7 @@ def run(config: OperatorConfig) -> int:
     lost = threading.Event()
     health = Health()
 
-    def on_signal(*_: Any) -> None:
+    def stop(*_: Any) -> None:
         if not stopping.is_set():
             log.info("operator: stopping (within %g s)", config.stop_timeout)
             _watchdog(config.stop_timeout)
@@ -94,9 +95,12 @@ def run(config: OperatorConfig) -> int:
         stopping.set()
 
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, on_signal)
+        signal.signal(signum, stop)
     if config.health_port is not None:
-        serve_health(health, config.health_port)
+        try:
+            serve_health(health, config.health_port)
+        except OSError as error:
+            raise SetupError(f"cannot serve the probes on port {config.health_port}: {error.strerror}") from None
     lease = LeaseHolder(client, config.lease_namespace, config.lease_name, config.identity,
                         duration=config.lease_duration, renew=config.lease_renew)
     if config.leader_election:
@@ -105,7 +109,7 @@ def run(config: OperatorConfig) -> int:
 
         def on_lost() -> None:
             lost.set()
-            stopping.set()
+            stop()
 
         lease.keep(on_lost)
     kafka = KafkaObserver(config.settings.kafka_bootstrap)
@@ -126,10 +130,10 @@ def run(config: OperatorConfig) -> int:
         if controller is not None:
             controller.close()
             if not controller.drain(_DRAIN_S):
-                log.info("operator: status refreshes still wait on a store or Kafka; not waiting for them")
+                log.warning("operator: an apply did not end within %g s; stopping anyway", _DRAIN_S)
         if config.leader_election and not lost.is_set():
             lease.release()
-        kafka.close(timeout=0.5)
+        kafka.close(timeout=0.2)  # a call still waiting on Kafka is left to its daemon thread
         client.close()
     log.info("operator: stopped")
     return 1 if lost.is_set() else 0

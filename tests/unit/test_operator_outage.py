@@ -111,7 +111,7 @@ def test_after_close_a_status_refresh_still_reading_writes_nothing() -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await queue
         reads.release.set()
-        assert controller.drain(30)
+        assert controller.drain(30, statuses=True)
 
     asyncio.run(scenario())
     assert reads.applied == [1]
