@@ -50,6 +50,8 @@ def operator(
                                               help="Name of the ValidatingWebhookConfiguration the operator manages."),
     webhook_cert_dir: Path | None = typer.Option(None, "--webhook-cert-dir",
                                                  help="Where the generated certificates go (default: a new temp dir)."),
+    health_port: int | None = typer.Option(None, "--health-port", min=1, max=65535, envvar="PROVISIONER_HEALTH_PORT",
+                                           help="Serve the liveness (/healthz) and readiness (/readyz) probes here."),
 ) -> None:
     """Run the operator: DataProducts in the cluster become consumers, stores and a status."""
     from provisioner.operator import OperatorConfig, run
@@ -78,6 +80,7 @@ def operator(
         lease_renew=max(1.0, lease_duration / 3), leader_election=leader_election,
         webhook=WebhookConfig(port=webhook_port, host=webhook_host, service=webhook_service,
                               configuration=webhook_configuration, cert_dir=webhook_cert_dir) if webhook else None,
+        health_port=health_port,
     )
     code = run(config)
     if code:

@@ -6,8 +6,11 @@ or the Secret the operator renders (a managed store's credentials, a `connection
 are read with the store classes the consumers write them with (`provisioner.stores`), so lag is
 `end offsets - positions` as spec.md defines it, not Kafka's committed offsets.
 
-Freshness needs memory: when each store was last seen caught up with a consumer running. The
-observer keeps it per process; after a restart a store counts from its first observation. A store
+Freshness needs memory: when each store was last seen caught up with a consumer running, and since
+when it has been watched (its positions and the end offsets read). The observer keeps both per
+process: a store never seen caught up has no known freshness (Fresh=Unknown) until it has been
+watched for longer than its goal without catching up (then Stale), so neither a restart nor an
+outage present an unobserved store as fresh. A store
 being rebuilt (its version record names a new version) is observed too: the new version's own
 positions, and its pace between two observations, give the rebuild's progress and time left.
 
@@ -54,7 +57,8 @@ class Observer:
         self._kafka = kafka
         self._store_timeout = store_timeout
         self._clock = clock
-        self._fresh_at: dict[tuple[str, str, str], float] = {}
+        self._fresh_at: dict[tuple[str, str, str], float] = {}  # last seen caught up with a consumer
+        self._watched_at: dict[tuple[str, str, str], float] = {}  # first read of positions and end offsets
         # Secrets a `connection.secretRef` names, read at most once per `secret_ttl` seconds: many
         # products share one (a namespace's store URL), and every refresh would read it again.
         self._secret_ttl = secret_ttl
@@ -64,8 +68,9 @@ class Observer:
         self._rebuild_marks: dict[tuple[str, str, str], tuple[str, float, int]] = {}
 
     def forget(self, namespace: str, name: str) -> None:
-        for key in [k for k in self._fresh_at if k[:2] == (namespace, name)]:
-            del self._fresh_at[key]
+        for marks in (self._fresh_at, self._watched_at, self._rebuild_marks):
+            for key in [k for k in marks if k[:2] == (namespace, name)]:
+                marks.pop(key, None)
 
     def observe(self, product: DataProduct, namespace: str,
                 desired: Sequence[dict[str, Any]]) -> tuple[StoreObservation, ...]:
@@ -86,14 +91,18 @@ class Observer:
                          and all(positions.get(p, 0) >= end for p, end in end_offsets.items()))
             if fresh_now:
                 self._fresh_at[key] = now
-            since = self._fresh_at.setdefault(key, now)
+            if end_offsets is not None and positions is not None:
+                self._watched_at.setdefault(key, now)
+            fresh_at, watched_at = self._fresh_at.get(key), self._watched_at.get(key)
             out.append(StoreObservation(
                 name=store.name, kind=store.kind, managed=store.managed,
                 consumer=object_name(product.name, store.name, "consumer"),
                 positions=positions, end_offsets=(end_offsets or {}) if kafka_error is None else None,
                 consumers=members, dead_letters=None if dead is None else dead.get((f"{namespace}/{product.name}",
                                                                                     store.name), 0),
-                error=store_error or kafka_error or group_error, stale_for=now - since,
+                error=store_error or kafka_error or group_error,
+                stale_for=None if fresh_at is None else now - fresh_at,
+                watched_for=None if watched_at is None else now - watched_at,
                 rebuild=self._paced(key, rebuild, now),
             ))
         return tuple(out)

@@ -17,11 +17,12 @@
    write: an idle operator writes nothing.
 4. `prune`: delete children the product owns (labels and an ownerReference to its uid) that are no
    longer desired, e.g. the objects of a removed store. Secrets are not watched (`WATCHED_KINDS`):
-   the rendered ones are read by name on each status refresh, and a Secret a live workload reads
+   the rendered ones are read by name on each periodic reconcile, and a Secret a live workload reads
    that is no longer rendered is read by name and deleted if the product owns it.
-5. `observe` + `compute_status`: positions, lag, consumers and dead letters from the stores and
+5. `observe` + `write_status`: positions, lag, consumers and dead letters from the stores and
    Kafka, turned into conditions; the status is written only when it changed, and each condition
-   that changed status becomes one Event.
+   that changed status becomes one Event. Steps 1-4 (`apply`) never wait on a store or a broker;
+   the operator runs step 5 apart from them, so drift is repaired while Kafka is down.
 
 Field order in the cluster: the API server keeps `spec.fields` as a JSON object and returns its keys
 sorted by name (and integral floats as integers), so the order written in Git is lost. A product
@@ -285,10 +286,22 @@ class Reconciler:
 
     def reconcile(self, body: Mapping[str, Any], live: Sequence[Mapping[str, Any]], *,
                   observe: bool = True) -> ReconcileResult:
-        """Bring one product's children and status to what its spec asks; raises only retryable
-        errors (the caller retries with backoff), reports the rest in the status. Without
-        `observe` (a child changed, the product did not) the status is left alone unless the
-        spec is invalid."""
+        """Bring one product's children and status to what its spec asks: `apply`, then (with
+        `observe`) `observe` and `write_status` in one go. The operator runs the two halves apart,
+        so that a slow store or Kafka never holds up its children."""
+        result = self.apply(body, live, secrets=observe)
+        if observe and result.problem is None:
+            observation = self.observe(body)
+            if observation is not None:
+                self.write_status(body, observation, result)
+        return result
+
+    def apply(self, body: Mapping[str, Any], live: Sequence[Mapping[str, Any]], *,
+              secrets: bool = True) -> ReconcileResult:
+        """Steps 1-4: the children as the spec asks. Raises only retryable errors (the caller
+        retries with backoff), reports the rest in the status (`problem`); touches no store and
+        no broker. With `secrets`, the rendered Secrets are read by name and repaired too (they are
+        not watched: a child's event never needs them)."""
         result = ReconcileResult()
         metadata = body["metadata"]
         namespace = metadata["namespace"]
@@ -311,7 +324,7 @@ class Reconciler:
         try:
             # Secrets are not watched: read the rendered ones by name when refreshing the status,
             # and leave them alone otherwise (a child's event is never a Secret's).
-            if observe:
+            if secrets:
                 live = [*live, *self._secrets(namespace, desired)]
             else:
                 desired = [o for o in desired if o["kind"] != "Secret"]
@@ -323,15 +336,31 @@ class Reconciler:
             result.problem = str(error)
             self._write_status(body, invalid_status(generation, result.problem, previous, self._now(),
                                                     reason=getattr(error, "reason", "ApplyFailed")), result)
-            return result
-        if observe and self.observer is not None:
-            observation = Observation(
-                generation=generation, stores=self.observer.observe(product, namespace, desired),
-                freshness_goal=product.spec.freshness,
-                freshness_seconds=parse_duration(product.spec.freshness).total_seconds()
-                if product.spec.freshness else None,
-            )
-            self._write_status(body, compute_status(observation, previous, self._now()), result)
+        return result
+
+    def observe(self, body: Mapping[str, Any]) -> Observation | None:
+        """Step 5's reads: the stores and Kafka, each bounded by the observer's timeouts; None
+        without an observer or for an invalid spec (`apply` reports that one). Writes nothing."""
+        if self.observer is None:
+            return None
+        try:
+            product, desired = self._desired(body)
+        except (SpecError, ProvisionerError):
+            return None
+        return Observation(
+            generation=int(body["metadata"].get("generation", 1)),
+            stores=self.observer.observe(product, body["metadata"]["namespace"], desired),
+            freshness_goal=product.spec.freshness,
+            freshness_seconds=parse_duration(product.spec.freshness).total_seconds()
+            if product.spec.freshness else None,
+        )
+
+    def write_status(self, body: Mapping[str, Any], observation: Observation,
+                     result: ReconcileResult | None = None) -> ReconcileResult:
+        """Step 5's write: the status computed from `observation` and the status `body` holds,
+        written only when it changed."""
+        result = result if result is not None else ReconcileResult()
+        self._write_status(body, compute_status(observation, body.get("status") or {}, self._now()), result)
         return result
 
     def apply_changes(self, desired: Sequence[dict[str, Any]], live: Sequence[Mapping[str, Any]],

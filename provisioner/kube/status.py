@@ -9,7 +9,9 @@ must not change while the situation does not, or every refresh would write):
 - CaughtUp: every store has read the topic up to its end at least once (pre-loaded); it stays True
   afterwards, falling behind again is what Fresh reports;
 - Fresh: every store was caught up, with a consumer running, within `spec.freshness`;
-  True with reason NoFreshnessGoal when the spec sets none;
+  True with reason NoFreshnessGoal when the spec sets none; Unknown for a store never seen caught
+  up (not observed yet, or Kafka or the store did not answer), False once it has been watched for
+  longer than the goal without catching up;
 - Ready: the spec is valid, its objects are applied and the four above hold (Fresh not False);
 - Rebuilding: a store is being rebuilt beside its live version after a content change (readers
   keep the live version meanwhile, so it does not make the product un-Ready).
@@ -57,7 +59,8 @@ class StoreObservation:
     consumers: int | None = None  # members of the store's consumer group
     dead_letters: int | None = None
     error: str | None = None  # why the store or Kafka did not answer (never a secret)
-    stale_for: float | None = None  # seconds since the store was last seen caught up with a consumer
+    stale_for: float | None = None  # seconds since the store was last seen caught up with a consumer (None: never)
+    watched_for: float | None = None  # seconds since its positions and end offsets were first read (None: never)
     rebuild: RebuildObservation | None = None  # a new version being built beside the live store
 
     @property
@@ -156,13 +159,20 @@ def _caught_up(observation: Observation, previously: Mapping[str, bool]) -> tupl
     return condition, done
 
 
+def _stale(store: StoreObservation, goal: float) -> bool:
+    """Last seen caught up longer than `goal` ago, or watched that long without ever catching up
+    (a store never observed at all is not known to be stale: its freshness is unknown)."""
+    waited = store.stale_for if store.stale_for is not None else store.watched_for
+    return waited is not None and waited > goal
+
+
 def _fresh(observation: Observation) -> dict[str, Any]:
     goal, seconds = observation.freshness_goal, observation.freshness_seconds
     if goal is None or seconds is None:
         return _condition("Fresh", True, "NoFreshnessGoal", "the spec sets no freshness goal (spec.freshness)",
                           observation.generation)
-    stale = [s for s in observation.stores if s.stale_for is not None and s.stale_for > seconds]
-    unknown = [s for s in observation.stores if s.stale_for is None]
+    stale = [s for s in observation.stores if _stale(s, seconds)]
+    unknown = [s for s in observation.stores if s.stale_for is None and not _stale(s, seconds)]
     if stale:
         return _condition("Fresh", False, "Stale",
                           f"store {_names(stale)} has not been caught up with a running consumer within {goal}: "

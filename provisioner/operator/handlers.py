@@ -10,6 +10,13 @@ calls `on.event` handlers, which only record the object in memory and queue its 
 - a child's event queues its owner (drift repair: an edited or deleted child is restored), without
   observing the stores again.
 
+Two queues, two pools: applying children (`Reconciler.apply`: API calls only) and refreshing a
+status (`Reconciler.observe`, then `write_status`: store and Kafka reads, bounded by their
+timeouts). A product's status refresh follows each of its applies that was asked to observe, and
+runs beside later applies of the same product, so a store or broker that does not answer delays
+its status, never the repair of its objects or an edit. Status writes take a per-product lock and
+are skipped when the spec changed while the stores were read (the next refresh writes instead).
+
 Why a queue of our own rather than kopf's create/update handlers: those are edge-triggered and
 keep their progress in annotations and status fields of the product (writes GitOps tools would
 see); the queue is level-based, coalesces a burst of events into one reconcile, never runs two
@@ -22,9 +29,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
-from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +40,7 @@ import kopf
 from provisioner.errors import is_retryable
 from provisioner.kube.client import KINDS, KubeClient
 from provisioner.kube.reconcile import WATCHED_KINDS, Reconciler
+from provisioner.threads import DaemonExecutor
 
 __all__ = ["Controller", "register"]
 
@@ -66,16 +74,25 @@ class Controller:
     reconciler: Reconciler
     workers: int = 8
     resync: float = 30.0
+    status_workers: int = 4
+    on_turn: Callable[[], None] | None = None  # called each time the work loop turns (liveness)
     products: dict[Key, dict[str, Any]] = field(default_factory=dict)
     children: dict[Key, dict[tuple[str, str], dict[str, Any]]] = field(default_factory=dict)
     _pending: dict[Key, bool] = field(default_factory=dict)  # key -> observe stores too
     _running: set[Key] = field(default_factory=set)
     _attempts: dict[Key, int] = field(default_factory=dict)
+    _status_pending: set[Key] = field(default_factory=set)
+    _observing: set[Key] = field(default_factory=set)
+    _status_attempts: dict[Key, int] = field(default_factory=dict)
+    _applied: dict[Key, tuple[str, int]] = field(default_factory=dict)  # (uid, generation) applied without problem
+    _write_locks: dict[Key, threading.Lock] = field(default_factory=dict)
+    _closed: threading.Event = field(default_factory=threading.Event)
     _reconciled_generation: dict[Key, int] = field(default_factory=dict)
     namespaces: list[str] | None = None  # watched namespaces; None: every namespace
     _recorded: dict[tuple[Key, tuple[str, str]], float] = field(default_factory=dict)  # when a child was cached
     _wakeup: asyncio.Event | None = None
-    _pool: ThreadPoolExecutor | None = None
+    _pool: DaemonExecutor | None = None
+    _status_pool: DaemonExecutor | None = None
 
     # -- the caches -----------------------------------------------------------------------------------
 
@@ -143,6 +160,7 @@ class Controller:
     # -- the queue ------------------------------------------------------------------------------------
 
     def enqueue(self, key: Key, *, observe: bool = True, delay: float = 0.0) -> None:
+        """Queue an apply of the product's children; with `observe`, a status refresh after it."""
         if delay > 0:
             asyncio.get_running_loop().call_later(delay, self.enqueue, key)
             return
@@ -150,29 +168,73 @@ class Controller:
         if self._wakeup is not None:
             self._wakeup.set()
 
+    def _enqueue_status(self, key: Key) -> None:
+        self._status_pending.add(key)
+        if self._wakeup is not None:
+            self._wakeup.set()
+
     async def run(self) -> None:
-        """Reconcile queued products with `workers` threads, and queue every product each `resync`."""
+        """Apply queued products with `workers` threads and refresh statuses with
+        `status_workers`, and queue every product each `resync`; until cancelled."""
         self._wakeup = asyncio.Event()
-        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="reconcile")
+        self._pool = DaemonExecutor(self.workers, "reconcile")
+        self._status_pool = DaemonExecutor(self.status_workers, "status")
         for key in self.products:
             self.enqueue(key)
         tasks = {asyncio.create_task(self._resync_forever())}
         try:
             while True:
-                await self._wakeup.wait()
+                if self.on_turn is not None:
+                    self.on_turn()
+                try:  # wakes at least every second, so a turning loop proves itself alive
+                    await asyncio.wait_for(self._wakeup.wait(), 1.0)
+                except TimeoutError:
+                    continue
                 self._wakeup.clear()
-                for key in [k for k in self._pending if k not in self._running]:
-                    if len(self._running) >= self.workers:
-                        break
-                    observe = self._pending.pop(key)
-                    self._running.add(key)
-                    task = asyncio.create_task(self._reconcile(key, observe))
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
+                self._dispatch(tasks)
         finally:
+            self.close()
             for task in tasks:
                 task.cancel()
-            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _dispatch(self, tasks: set[asyncio.Task[None]]) -> None:
+        for key in [k for k in self._pending if k not in self._running]:
+            if len(self._running) >= self.workers:
+                break
+            observe = self._pending.pop(key)
+            self._running.add(key)
+            self._start(tasks, self._reconcile(key, observe))
+        for key in [k for k in self._status_pending if k not in self._observing]:
+            if len(self._observing) >= self.status_workers:
+                break
+            self._status_pending.discard(key)
+            self._observing.add(key)
+            self._start(tasks, self._refresh(key))
+
+    @staticmethod
+    def _start(tasks: set[asyncio.Task[None]], work: Any) -> None:
+        task = asyncio.create_task(work)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    def close(self) -> None:
+        """Take no more work: queued calls are dropped, running ones write nothing more once
+        they notice (see `drain`)."""
+        self._closed.set()
+        for pool in (self._pool, self._status_pool):
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+
+    def drain(self, timeout: float, *, statuses: bool = False) -> bool:
+        """After `close`: wait up to `timeout` seconds for running applies (and, with `statuses`,
+        status refreshes); whether they all ended. The stop path waits for applies only: a
+        refresh still reading a store or Kafka writes nothing once it notices the close."""
+        deadline = time.monotonic() + timeout
+        done = True
+        for pool in (self._pool, self._status_pool if statuses else None):
+            if pool is not None:
+                done = pool.join(max(0.0, deadline - time.monotonic())) and done
+        return done
 
     async def _resync_forever(self) -> None:
         loop = asyncio.get_running_loop()
@@ -191,7 +253,11 @@ class Controller:
         try:
             await loop.run_in_executor(self._pool, self._reconcile_now, key, observe)
             self._attempts.pop(key, None)
+            if observe:
+                self._enqueue_status(key)
         except Exception as error:
+            if self._closed.is_set():
+                return
             attempts = self._attempts[key] = self._attempts.get(key, 0) + 1
             if is_retryable(error):
                 delay = min(_MAX_BACKOFF_S, 0.5 * 2 ** (attempts - 1))
@@ -205,19 +271,77 @@ class Controller:
             if self._wakeup is not None:
                 self._wakeup.set()
 
-    def _reconcile_now(self, key: Key, observe: bool) -> None:
+    async def _refresh(self, key: Key) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._status_pool, self._refresh_now, key)
+            self._status_attempts.pop(key, None)
+        except Exception as error:
+            if self._closed.is_set():
+                return
+            attempts = self._status_attempts[key] = self._status_attempts.get(key, 0) + 1
+            delay = min(self.resync, _MAX_BACKOFF_S, 0.5 * 2 ** (attempts - 1))
+            if is_retryable(error):
+                log.warning("%s/%s: status refresh: %s (retrying in %.1f s)", *key, error, delay)
+            else:
+                log.exception("%s/%s: status refresh failed unexpectedly (retrying in %.1f s)", *key, delay)
+            loop.call_later(delay, self._enqueue_status, key)
+        finally:
+            self._observing.discard(key)
+            if self._wakeup is not None:
+                self._wakeup.set()
+
+    def _lock(self, key: Key) -> threading.Lock:
+        return self._write_locks.setdefault(key, threading.Lock())
+
+    @staticmethod
+    def _version(body: Mapping[str, Any]) -> tuple[str, int]:
+        return str(body["metadata"].get("uid")), int(body["metadata"].get("generation", 1))
+
+    def _reconcile_now(self, key: Key, secrets: bool = True) -> None:
+        """Apply the product's children (`secrets`: read its Secrets by name and repair them too,
+        on a product event or a resync; a child's event leaves them alone: they are not watched)."""
         body = self.products.get(key)
-        if body is None or body["metadata"].get("deletionTimestamp"):
+        if body is None or body["metadata"].get("deletionTimestamp") or self._closed.is_set():
             return
         started = time.monotonic()
         live = list(self.children.get(key, {}).values())
-        result = self.reconciler.reconcile(body, live, observe=observe)
+        with self._lock(key):
+            result = self.reconciler.apply(body, live, secrets=secrets)
+            if result.problem is None:
+                self._applied[key] = self._version(body)
+            else:
+                self._applied.pop(key, None)
         self._reconciled_generation[key] = int(body["metadata"].get("generation", 1))
         if result.applied or result.deleted or (result.problem and result.status_written):
             log.info("%s/%s: applied %s, deleted %s%s (%.0f ms)", *key, ", ".join(result.applied) or "nothing",
                      ", ".join(result.deleted) or "nothing", f"; problem: {result.problem}" if result.problem else "",
                      (time.monotonic() - started) * 1000)
-        for change in result.transitions:
+        self._log_transitions(key, result.transitions)
+
+    def _refresh_now(self, key: Key) -> None:
+        """Observe, then write the status unless the spec changed meanwhile or its last apply
+        reported a problem (that status is the apply's to write)."""
+        body = self.products.get(key)
+        if body is None or body["metadata"].get("deletionTimestamp") or self._closed.is_set():
+            return
+        version = self._version(body)
+        if self._applied.get(key) != version:
+            return
+        observation = self.reconciler.observe(body)
+        if observation is None:
+            return
+        with self._lock(key):
+            current = self.products.get(key)
+            if current is None or self._version(current) != version or self._applied.get(key) != version \
+                    or self._closed.is_set():
+                return
+            result = self.reconciler.write_status(current, observation)
+        self._log_transitions(key, result.transitions)
+
+    @staticmethod
+    def _log_transitions(key: Key, changes: Any) -> None:
+        for change in changes:
             log.info("%s/%s: %s=%s (%s)", *key, change.type, change.status, change.reason)
 
     # -- what the handlers call ---------------------------------------------------------------------
@@ -227,6 +351,8 @@ class Controller:
         if event_type == "DELETED":
             self.products.pop(key, None)
             self._reconciled_generation.pop(key, None)
+            self._applied.pop(key, None)
+            self._write_locks.pop(key, None)
             self.reconciler.forget(*key)
             if self.reconciler.observer is not None:
                 self.reconciler.observer.forget(*key)

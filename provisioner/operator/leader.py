@@ -86,20 +86,27 @@ class LeaseHolder:
         except ConflictError:
             return False  # someone else took it (or created it) first
 
-    def acquire(self, stop: threading.Event | None = None, *, poll: float = 1.0) -> bool:
-        """Block until held (True) or `stop` is set (False)."""
+    def acquire(self, stop: threading.Event | None = None, *, poll: float = 1.0,
+                on_poll: Callable[[bool], None] | None = None) -> bool:
+        """Block until held (True) or `stop` is set (False); `on_poll(answered)` after each poll
+        that did not get the Lease (the health endpoint's standby state)."""
+        waiting = stop or threading.Event()
         waiting_logged = False
-        while stop is None or not stop.is_set():
+        while not waiting.is_set():
+            answered = False
             try:
                 if self.try_acquire():
                     log.info("leader: holding Lease %s/%s as %s", self.namespace, self.name, self.identity)
                     return True
+                answered = True
             except ProvisionerError as error:
                 log.warning("leader election: %s", error)
+            if on_poll is not None:
+                on_poll(answered)
             if not waiting_logged:
                 log.info("leader election: another operator holds Lease %s/%s; waiting", self.namespace, self.name)
                 waiting_logged = True
-            time.sleep(poll)
+            waiting.wait(poll)
         return False
 
     def keep(self, on_lost: Callable[[], None]) -> None:
@@ -124,11 +131,12 @@ class LeaseHolder:
         self._thread = threading.Thread(target=loop, name="lease-renewal", daemon=True)
         self._thread.start()
 
-    def release(self) -> None:
-        """Stop renewing and give the Lease up, so a successor need not wait it out."""
+    def release(self, wait: float = 2.0) -> None:
+        """Stop renewing and give the Lease up, so a successor need not wait it out. A renewal
+        still in flight gets `wait` seconds to end (the stop path has a deadline)."""
         self._stopped.set()
         if self._thread is not None:
-            self._thread.join(timeout=self.renew + 5)
+            self._thread.join(timeout=wait)
         try:
             lease = self.client.get("Lease", self.namespace, self.name)
             if lease is not None and (lease.get("spec") or {}).get("holderIdentity") == self.identity:

@@ -3,6 +3,14 @@
 kopf authenticates with the same kubeconfig/context (or in-cluster service account) and the same
 token source as provisioner's own client, through an `on.login` handler. kopf's own event posting is off: the
 reconciler posts one Event for a new product, then one per condition transition, and nothing else.
+
+Stopping (SIGTERM, SIGINT) is bounded, whatever Kafka or a store does: the work queue stops taking
+work at once, kopf stops (removing the webhook from its configuration), running applies get a
+moment to end, the Lease is released, and the process exits; threads still waiting on a backend
+are daemons and are left behind. Should any step hang, a watchdog ends the process `stop_timeout`
+seconds after the signal (exit code 1), inside the Pod's termination grace period (10 s in the
+bundle). `--health-port` serves the liveness and readiness probes (see
+`provisioner.operator.health`).
 """
 
 from __future__ import annotations
@@ -19,10 +27,13 @@ from typing import Any
 
 import kopf
 
+from provisioner.errors import SetupError
 from provisioner.kube.client import OPERATOR_USER_AGENT, KubeClient
 from provisioner.kube.observe import Observer
 from provisioner.kube.reconcile import Reconciler, Settings
 from provisioner.operator.handlers import Controller, register
+from provisioner.operator.health import Health
+from provisioner.operator.health import serve as serve_health
 from provisioner.operator.leader import LeaseHolder
 from provisioner.operator.webhook import WebhookConfig, register_validation
 from provisioner.operator.webhook import server as webhook_server
@@ -48,6 +59,8 @@ class OperatorConfig:
     identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     leader_election: bool = True
     webhook: WebhookConfig | None = None  # serve the validating webhook (see provisioner.operator.webhook)
+    health_port: int | None = None  # serve /healthz and /readyz (see provisioner.operator.health)
+    stop_timeout: float = 8.0  # after SIGTERM, exit within this long whatever hangs
 
 
 def _login(client: KubeClient) -> Any:
@@ -79,34 +92,101 @@ def run(config: OperatorConfig) -> int:
                                          user_agent=OPERATOR_USER_AGENT)
     stopping = threading.Event()
     lost = threading.Event()
+    health = Health()
+
+    def stop(*_: Any) -> None:
+        if not stopping.is_set():
+            log.info("operator: stopping (within %g s)", config.stop_timeout)
+            _watchdog(config.stop_timeout)
+        health.set_ready(False, "stopping")
+        stopping.set()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stopping.set())
+        signal.signal(signum, stop)
+    if config.health_port is not None:
+        try:
+            serve_health(health, config.health_port)
+        except OSError as error:
+            raise SetupError(f"cannot serve the probes on port {config.health_port}: {error.strerror}") from None
     lease = LeaseHolder(client, config.lease_namespace, config.lease_name, config.identity,
                         duration=config.lease_duration, renew=config.lease_renew)
     if config.leader_election:
-        if not lease.acquire(stopping):
+        if not lease.acquire(stopping, on_poll=health.standby):
             return 0
 
         def on_lost() -> None:
             lost.set()
-            stopping.set()
+            stop()
 
         lease.keep(on_lost)
     kafka = KafkaObserver(config.settings.kafka_bootstrap)
+    controller: Controller | None = None
     try:
         reconciler = Reconciler(client, config.settings, Observer(client, kafka))
-        controller = Controller(client, reconciler, workers=config.workers, resync=config.resync)
+        controller = Controller(client, reconciler, workers=config.workers, resync=config.resync,
+                                status_workers=max(1, config.workers // 2), on_turn=health.beat)
         namespaces = list(config.namespaces) or None
         controller.prime(namespaces)
         log.info("operator: %d products, watching %s", len(controller.products),
                  ", ".join(config.namespaces) or "every namespace")
-        asyncio.run(_serve(config, client, controller, stopping))
+        if not stopping.is_set():
+            health.set_ready(True, "leader: caches primed" if config.leader_election else "caches primed")
+        _in_thread(lambda: asyncio.run(_serve(config, client, controller, stopping)))
     finally:
-        kafka.close()
+        health.set_ready(False, "stopping")
+        if controller is not None:
+            controller.close()
+            if not controller.drain(_DRAIN_S):
+                log.warning("operator: an apply did not end within %g s; stopping anyway", _DRAIN_S)
         if config.leader_election and not lost.is_set():
             lease.release()
+        kafka.close(timeout=0.2)  # a call still waiting on Kafka is left to its daemon thread
         client.close()
+    log.info("operator: stopped")
     return 1 if lost.is_set() else 0
+
+
+_DRAIN_S = 2.0  # how long running applies may take to end on a stop
+
+
+def _signals_are_ours(record: logging.LogRecord) -> bool:
+    """Drop kopf's warning that it ignores OS signals: the operator handles them (see `_in_thread`)."""
+    return not record.getMessage().startswith("OS signals are ignored")
+
+
+def _in_thread(work: Any) -> None:
+    """Run `work` on a thread of its own and wait for it. The event loop runs off the main thread
+    so that the signal handlers stay the operator's: kopf installs its own on a loop in the main
+    thread, which would skip the watchdog and the readiness change of a stop."""
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            work()
+        except BaseException as error:  # re-raised on the main thread
+            failure.append(error)
+
+    kopf_running = logging.getLogger("kopf._core.reactor.running")
+    if _signals_are_ours not in kopf_running.filters:
+        kopf_running.addFilter(_signals_are_ours)
+    thread = threading.Thread(target=target, name="operator-loop", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.5)  # wakes for signals
+    if failure:
+        raise failure[0]
+
+
+def _watchdog(timeout: float) -> None:
+    """End the process `timeout` seconds from now if it has not ended by itself."""
+    def expire() -> None:
+        log.error("operator: not stopped within %g s; exiting now", timeout)
+        logging.shutdown()
+        os._exit(1)
+
+    timer = threading.Timer(timeout, expire)
+    timer.daemon = True
+    timer.start()
 
 
 async def _serve(config: OperatorConfig, client: KubeClient, controller: Controller, stopping: threading.Event) -> None:
@@ -122,12 +202,17 @@ async def _serve(config: OperatorConfig, client: KubeClient, controller: Control
     stop_flag: asyncio.Event = asyncio.Event()
     loop = asyncio.get_running_loop()
 
+    queue = asyncio.create_task(controller.run())
+
+    def stop_now() -> None:  # no new work first, then kopf's own stop
+        queue.cancel()
+        stop_flag.set()
+
     def watch_stop() -> None:
         stopping.wait()
-        loop.call_soon_threadsafe(stop_flag.set)
+        loop.call_soon_threadsafe(stop_now)
 
     threading.Thread(target=watch_stop, name="stop-watcher", daemon=True).start()
-    queue = asyncio.create_task(controller.run())
 
     def queue_ended(task: asyncio.Task[None]) -> None:
         # The queue only ends when cancelled; anything else would leave products unreconciled.

@@ -245,15 +245,27 @@ def validation_message(body: Mapping[str, Any], held: NamesHeld | None = None) -
                                              sorted({taken[key] for key in shared}))
 
 
+def _not_a_failure(record: logging.LogRecord) -> bool:
+    """Drop kopf's ERROR "failed permanently" for a refusal: refusing an invalid spec is the
+    webhook doing its job, logged at INFO by `validate` with the reason."""
+    return not record.getMessage().startswith(f"Webhook {HANDLER_ID!r} failed permanently")
+
+
 def register_validation(registry: kopf.OperatorRegistry, held: NamesHeld | None = None) -> None:
     """The admission check: validate's, and with `held` (the operator's view of the namespace's
     products) no object name another product already renders."""
     product_kind = KINDS["DataProduct"]
     group, version = product_kind.api_version.split("/")
+    kopf_objects = logging.getLogger("kopf.objects")
+    if _not_a_failure not in kopf_objects.filters:
+        kopf_objects.addFilter(_not_a_failure)
 
-    def validate(body: kopf.Body, **_: Any) -> None:
+    def validate(body: kopf.Body, operation: str | None = None, **_: Any) -> None:
         message = validation_message(dict(body), held)
         if message is not None:
+            metadata = body.get("metadata") or {}
+            log.info("admission: refused %s of DataProduct %s/%s: %s", operation or "a request",
+                     metadata.get("namespace"), metadata.get("name"), message)
             raise kopf.AdmissionError(message, code=422)
 
     kopf.on.validate(group, version, product_kind.plural, registry=registry, id=HANDLER_ID,

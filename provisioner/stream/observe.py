@@ -7,101 +7,171 @@ Dead letters are counted from the dead-letter topic itself, by their `provisione
 reads only what arrived since the last call. Counts are of messages, so a dead letter sent again
 after a discarded batch counts twice (spec.md allows duplicates; the headers identify them).
 
-Thread-safe: every call holds one lock (kafka-python's clients are not thread-safe). Any Kafka
-failure raises KafkaUnavailable (retryable). Called by `provisioner.kube.observe`.
+Bounded: every call runs on the observer's own thread (kafka-python's clients are not thread-safe)
+and its caller waits at most `timeout` seconds for it. A call that gets no answer in time, or
+finds no broker, opens an outage window of `retry_after` seconds in which every call fails at
+once with the same message, without touching Kafka: with the broker down, a status refresh of a
+thousand products costs one timeout, not a thousand, and the messages stay the same from one
+refresh to the next (so the status is not rewritten). The first call after the window probes
+Kafka again. Any failure raises KafkaUnavailable (retryable). Called by `provisioner.kube.observe`.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
+import logging
 import threading
 import time
 from collections import Counter
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from provisioner.stream.kafka import CLIENT_ID, KafkaUnavailable
+from provisioner.threads import DaemonExecutor
 
 __all__ = ["KafkaObserver"]
 
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 _PARTITIONS_TTL_S = 60.0
+# kafka-python's own timeouts take this share of a call's: it usually gives up (and cleans up) first.
+_CLIENT_SHARE = 0.8
+# Errors that say "no broker answers" rather than "this request was refused": they open the window.
+_UNREACHABLE = ("NoBrokersAvailable", "KafkaConnectionError", "NodeNotReadyError", "KafkaTimeoutError",
+                "RequestTimedOutError")
 
 
 class KafkaObserver:
     """End offsets, group members and dead-letter counts, from one broker connection."""
 
-    def __init__(self, bootstrap: str, *, timeout_ms: int = 10_000) -> None:
+    def __init__(self, bootstrap: str, *, timeout: float = 3.0, retry_after: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.bootstrap = bootstrap
-        self._timeout_ms = timeout_ms
-        self._lock = threading.Lock()
+        self._timeout = timeout
+        self._retry_after = retry_after
+        self._clock = clock
+        self._thread = DaemonExecutor(1, "kafka-observer")
+        self._state = threading.Lock()
+        self._down: tuple[float, str] | None = None  # (until when, the message every call gives meanwhile)
         self._admin: Any = None
         self._partitions: dict[str, tuple[float, list[int]]] = {}
         self._dead_letter_readers: dict[str, _DeadLetterReader] = {}
 
-    def close(self) -> None:
-        with self._lock:
-            for reader in self._dead_letter_readers.values():
-                reader.close()
-            self._dead_letter_readers.clear()
-            if self._admin is not None:
-                self._admin.close()
-                self._admin = None
+    def close(self, timeout: float | None = None) -> None:
+        """Close the clients, waiting at most `timeout` seconds (default: the call timeout) for a
+        call still running; a stuck call is left to its daemon thread."""
+        wait = self._timeout if timeout is None else timeout
+        try:
+            self._thread.submit(self._close).result(wait)
+        except (concurrent.futures.TimeoutError, RuntimeError):
+            log.debug("kafka observer: a call is still running; not waiting for it to close")
+        self._thread.shutdown(wait=False, cancel_futures=True)
+        self._thread.join(wait)
 
     def end_offsets(self, topic: str) -> dict[int, int] | None:
         """The next offset of every partition of `topic`; None when the topic does not exist."""
-        from kafka import TopicPartition
-        from kafka.admin import OffsetSpec
-        from kafka.errors import KafkaError
-
-        with self._lock:
-            try:
-                partitions = self._topic_partitions(topic)
-                if not partitions:
-                    return None
-                offsets = self._client().list_partition_offsets(
-                    {TopicPartition(topic, p): OffsetSpec.LATEST for p in partitions})
-            except KafkaError as error:
-                self._reset()
-                raise KafkaUnavailable(f"cannot read the end offsets of {topic!r}: {type(error).__name__}") from None
-        return {tp.partition: int(result.offset) for tp, result in offsets.items()}
+        return self._call(f"cannot read the end offsets of {topic!r}", lambda: self._end_offsets(topic))
 
     def group_members(self, group: str) -> int:
         """How many consumers are members of `group` now (0 for an empty or unknown group)."""
-        from kafka.errors import KafkaError
-
-        with self._lock:
-            try:
-                described = self._client().describe_groups([group])
-            except KafkaError as error:
-                self._reset()
-                raise KafkaUnavailable(f"cannot describe consumer group {group!r}: {type(error).__name__}") from None
-        info = described.get(group) if isinstance(described, dict) else None
-        if not info:
-            return 0
-        members = info.get("members") or []
-        return len(members)
+        return self._call(f"cannot describe consumer group {group!r}", lambda: self._group_members(group))
 
     def dead_letters(self, topic: str) -> Counter[tuple[str, str]]:
         """Dead letters in `topic` so far, by (`<namespace>/<name>`, store)."""
-        with self._lock:
-            reader = self._dead_letter_readers.get(topic)
-            if reader is None:
-                reader = self._dead_letter_readers[topic] = _DeadLetterReader(self.bootstrap, topic)
-            partitions = self._topic_partitions(topic)
-            if not partitions:
-                return Counter()
-            return reader.catch_up(partitions)
+        return self._call(f"cannot read dead letters from {topic!r}", lambda: self._dead_letters(topic))
 
-    # -- internals (called with the lock held) -------------------------------------------------------
+    # -- the bounded call --------------------------------------------------------------------------------
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        with self._state:
+            down = self._down
+        if down is not None and self._clock() < down[0]:
+            raise KafkaUnavailable(down[1])
+        from kafka.errors import KafkaError
+
+        future = self._thread.submit(fn)
+        try:
+            result = future.result(self._timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise self._outage(f"no answer within {self._timeout:g} s") from None
+        except KafkaError as error:
+            name = type(error).__name__
+            if name in _UNREACHABLE:
+                raise self._outage(name) from None
+            raise KafkaUnavailable(f"{what}: {name}") from None
+        with self._state:
+            if self._down is not None:
+                log.info("Kafka at %s answers again", self.bootstrap)
+            self._down = None
+        return result
+
+    def _outage(self, detail: str) -> KafkaUnavailable:
+        # One message for the whole outage, whatever failed first: it ends up in every product's
+        # status, which must not change from one refresh to the next while nothing else does.
+        message = f"Kafka at {self.bootstrap} is unavailable"
+        with self._state:
+            if self._down is None:
+                log.warning("%s (%s); not asking it again for %g s", message, detail, self._retry_after)
+            self._down = (self._clock() + self._retry_after, message)
+        return KafkaUnavailable(message)
+
+    # -- on the observer's thread --------------------------------------------------------------------------
+
+    def _end_offsets(self, topic: str) -> dict[int, int] | None:
+        from kafka import TopicPartition
+        from kafka.admin import OffsetSpec
+
+        partitions = self._topic_partitions(topic)
+        if not partitions:
+            return None
+        offsets = self._guarded(lambda: self._client().list_partition_offsets(
+            {TopicPartition(topic, p): OffsetSpec.LATEST for p in partitions}))
+        return {tp.partition: int(result.offset) for tp, result in offsets.items()}
+
+    def _group_members(self, group: str) -> int:
+        described = self._guarded(lambda: self._client().describe_groups([group]))
+        info = described.get(group) if isinstance(described, dict) else None
+        if not info:
+            return 0
+        return len(info.get("members") or [])
+
+    def _dead_letters(self, topic: str) -> Counter[tuple[str, str]]:
+        reader = self._dead_letter_readers.get(topic)
+        if reader is None:
+            reader = self._dead_letter_readers[topic] = _DeadLetterReader(
+                self.bootstrap, topic, self._timeout * _CLIENT_SHARE)
+        partitions = self._topic_partitions(topic)
+        if not partitions:
+            return Counter()
+        return reader.catch_up(partitions, budget=self._timeout / 2)
+
+    def _close(self) -> None:
+        for reader in self._dead_letter_readers.values():
+            reader.close()
+        self._dead_letter_readers.clear()
+        self._reset()
+
+    def _guarded(self, request: Callable[[], T]) -> T:
+        """A request on the admin client, dropping the client when it fails (it reconnects next time)."""
+        from kafka.errors import KafkaError
+
+        try:
+            return request()
+        except KafkaError:
+            self._reset()
+            raise
 
     def _client(self) -> Any:
         from kafka import KafkaAdminClient
-        from kafka.errors import KafkaError
 
         if self._admin is None:
-            try:
-                self._admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id=f"{CLIENT_ID}-observer",
-                                               request_timeout_ms=self._timeout_ms)
-            except KafkaError as error:
-                raise KafkaUnavailable(f"cannot reach Kafka at {self.bootstrap}: {type(error).__name__}") from None
+            timeout_ms = int(self._timeout * _CLIENT_SHARE * 1000)
+            self._admin = _construct(KafkaAdminClient, bootstrap_servers=self.bootstrap,
+                                     client_id=f"{CLIENT_ID}-observer", request_timeout_ms=timeout_ms,
+                                     bootstrap_timeout_ms=timeout_ms)
         return self._admin
 
     def _reset(self) -> None:
@@ -112,41 +182,54 @@ class KafkaObserver:
                 self._admin = None
 
     def _topic_partitions(self, topic: str) -> list[int]:
-        from kafka.errors import KafkaError
-
         cached = self._partitions.get(topic)
         now = time.monotonic()
         if cached is not None and now - cached[0] < _PARTITIONS_TTL_S and cached[1]:
             return cached[1]
-        try:
-            described = self._client().describe_topics([topic])
-        except KafkaError as error:
-            self._reset()
-            raise KafkaUnavailable(f"cannot describe topic {topic!r}: {type(error).__name__}") from None
+        described = self._guarded(lambda: self._client().describe_topics([topic]))
         partitions = sorted(p["partition_index"] for d in described if d["error_code"] == 0 for p in d["partitions"])
         self._partitions[topic] = (now, partitions)
         return partitions
 
 
+def _construct(cls: Any, **config: Any) -> Any:
+    """A kafka-python client. They connect in their constructor, and one that fails there leaves
+    its network thread and sockets running: stopped here, or each probe of a broker that is down
+    would leak them."""
+    client = cls.__new__(cls)
+    try:
+        client.__init__(**config)
+    except BaseException:
+        for part, stop in (("_client", "close"), ("_net", "stop")):
+            with contextlib.suppress(Exception):
+                getattr(getattr(client, part), stop)()
+        raise
+    return client
+
+
 class _DeadLetterReader:
     """Reads one dead-letter topic from the start, once, and counts by product and store."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, timeout: float) -> None:
         self.topic = topic
         self._bootstrap = bootstrap
+        self._timeout_ms = int(timeout * 1000)
         self._consumer: Any = None
         self._assigned: list[int] = []
         self.counts: Counter[tuple[str, str]] = Counter()
 
-    def catch_up(self, partitions: list[int]) -> Counter[tuple[str, str]]:
+    def catch_up(self, partitions: list[int], budget: float) -> Counter[tuple[str, str]]:
+        """Count what arrived since the last call, for at most `budget` seconds (a long backlog is
+        counted over several calls)."""
         from kafka import KafkaConsumer, TopicPartition
         from kafka.errors import KafkaError
 
         try:
             if self._consumer is None:
-                self._consumer = KafkaConsumer(bootstrap_servers=self._bootstrap, client_id=f"{CLIENT_ID}-dlq-counter",
-                                               enable_auto_commit=False, group_id=None,
-                                               auto_offset_reset="earliest", consumer_timeout_ms=1000)
+                self._consumer = _construct(KafkaConsumer, bootstrap_servers=self._bootstrap,
+                                            client_id=f"{CLIENT_ID}-dlq-counter", enable_auto_commit=False,
+                                            group_id=None, auto_offset_reset="earliest", consumer_timeout_ms=1000,
+                                            bootstrap_timeout_ms=self._timeout_ms)
             if partitions != self._assigned:
                 known = {tp.partition: self._consumer.position(tp) for tp in self._consumer.assignment()}
                 assignment = [TopicPartition(self.topic, p) for p in partitions]
@@ -158,10 +241,10 @@ class _DeadLetterReader:
                         self._consumer.seek_to_beginning(tp)
                 self._assigned = partitions
             assignment = [TopicPartition(self.topic, p) for p in partitions]
-            ends = self._consumer.end_offsets(assignment)
-            deadline = time.monotonic() + 30
-            while any(self._consumer.position(tp) < ends[tp] for tp in assignment):
-                batches = self._consumer.poll(timeout_ms=500, max_records=5000)
+            ends = self._consumer.end_offsets(assignment, timeout_ms=self._timeout_ms)
+            deadline = time.monotonic() + budget
+            while any(self._consumer.position(tp, timeout_ms=self._timeout_ms) < ends[tp] for tp in assignment):
+                batches = self._consumer.poll(timeout_ms=200, max_records=5000)
                 for records in batches.values():
                     for record in records:
                         headers = dict(record.headers or [])
@@ -170,9 +253,9 @@ class _DeadLetterReader:
                         self.counts[(product, store)] += 1
                 if time.monotonic() > deadline:
                     break
-        except KafkaError as error:
+        except KafkaError:
             self.close()
-            raise KafkaUnavailable(f"cannot read dead letters from {self.topic!r}: {type(error).__name__}") from None
+            raise
         return Counter(self.counts)
 
     def close(self) -> None:

@@ -78,6 +78,11 @@ def test_invalid_products_are_refused_at_admission(operator_kubeconfig: Path, ku
         with pytest.raises(ApiRefusedError, match="filter"):
             kube.apply(broken)
         assert "filter" not in (kube.get("DataProduct", namespace, "good") or {})["spec"]
-        assert "Traceback" not in operator.text()
+        text = operator.text()
+        assert "Traceback" not in text
+        # A refusal is the webhook doing its job: one INFO line with the reason, not an ERROR.
+        assert f"INFO provisioner.operator: admission: refused CREATE of DataProduct {namespace}/bad-expr: " \
+               "spec.fields.amount" in text, text[-3000:]
+        assert "failed permanently" not in text
     # A clean stop removes the webhook, so nothing is refused while no operator answers.
     assert _webhooks(kube, configuration) is None

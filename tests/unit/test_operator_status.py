@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import socket
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import pytest
 
+from provisioner.kube.client import KubeClient
+from provisioner.kube.observe import Observer
 from provisioner.kube.reconcile import differs, parse_product, spec_problem, stale_children
 from provisioner.kube.status import (
     Observation,
@@ -175,3 +180,44 @@ def test_a_first_status_of_an_invalid_spec_carries_the_error() -> None:
     bad = invalid_status(1, "spec.fields.x: boom", None, NOW)
     [only] = transitions([], bad["conditions"])
     assert only.reason == "InvalidSpec" and "spec.fields.x: boom" in only.message
+
+
+def test_a_store_never_seen_caught_up_has_unknown_freshness_until_watched_longer_than_the_goal() -> None:
+    never = compute_status(Observation(1, (store(positions=None, end_offsets=None, consumers=None, stale_for=None),),
+                                       "30s", 30.0), None, NOW)
+    assert conditions(never)["Fresh"] == ("Unknown", "FreshnessUnknown")
+    behind = store(positions={0: 1}, stale_for=None, watched_for=10.0)
+    assert conditions(compute_status(Observation(1, (behind,), "30s", 30.0), None, NOW))["Fresh"] == \
+        ("Unknown", "FreshnessUnknown")
+    too_long = store(positions={0: 1}, stale_for=None, watched_for=31.0)
+    assert conditions(compute_status(Observation(1, (too_long,), "30s", 30.0), None, NOW))["Fresh"] == \
+        ("False", "Stale")
+    # Without a goal there is nothing to be unknown about.
+    assert conditions(compute_status(Observation(1, (behind,)), None, NOW))["Fresh"] == ("True", "NoFreshnessGoal")
+
+
+def test_the_observer_never_reports_an_unobserved_store_as_fresh() -> None:
+    """No Kafka and a store that refuses connections: nothing is known, for as long as it lasts."""
+    body = {"apiVersion": "provisioner.dev/v1alpha1", "kind": "DataProduct",
+            "metadata": {"name": "orders", "namespace": "sales"},
+            "spec": {"source": {"topic": "orders.v1"}, "fields": {"order_id": "event.order_id"}, "key": "order_id",
+                     "freshness": "30s",
+                     "stores": [{"name": "cache", "redis": {"connection": {"secretRef": {"name": "url", "key": "url"}}}}]}}
+    product = parse_product(body)
+    url = base64.b64encode(f"redis://127.0.0.1:{_closed_port()}/0".encode()).decode()
+    secrets = [{"kind": "Secret", "metadata": {"name": "url"}, "data": {"url": url}}]
+    clock = [100.0]
+    observer = Observer(cast(KubeClient, object()), None, clock=lambda: clock[0], store_timeout=1.0)
+    for _ in range(2):
+        stores = observer.observe(product, "sales", secrets)
+        assert stores[0].stale_for is None and stores[0].watched_for is None
+        status = compute_status(Observation(1, stores, "30s", 30.0), None, NOW)
+        assert conditions(status)["Fresh"] == ("Unknown", "FreshnessUnknown")
+        assert conditions(status)["ConsumersReady"] == ("Unknown", "KafkaUnavailable")
+        clock[0] += 3600
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
