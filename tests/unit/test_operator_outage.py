@@ -46,7 +46,8 @@ class SlowReads:
         self.reading = threading.Event()
         self.release = threading.Event()
 
-    def apply(self, body: Mapping[str, Any], live: Sequence[Mapping[str, Any]]) -> ReconcileResult:
+    def apply(self, body: Mapping[str, Any], live: Sequence[Mapping[str, Any]], *,
+              secrets: bool = True) -> ReconcileResult:
         self.applied.append(body["metadata"]["generation"])
         return ReconcileResult()
 
