@@ -48,7 +48,7 @@ from referencing import Registry
 from referencing.exceptions import Unresolvable
 
 from provisioner.spec.linear_regex import PatternError, Search, compile_search
-from provisioner.spec.schema_rules import first_problem
+from provisioner.spec.schema_rules import pattern_rule_problem
 
 Validator = Callable[[Any], str | None]
 """Returns None when the value satisfies the schema, else a message naming where and why."""
@@ -772,9 +772,9 @@ def compile_schema(schema: dict[str, Any] | bool) -> Validator:
     native = compile_native(schema)
     if native is not None:
         return native
-    problem = first_problem(schema)
+    problem = pattern_rule_problem(schema)
     if problem is not None:
-        raise ValueError(problem[1])
+        raise ValueError(problem)
     fallback = _LinearValidator(schema, registry=_NO_RETRIEVAL)
 
     def validate(value: Any) -> str | None:

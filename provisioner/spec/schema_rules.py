@@ -21,7 +21,7 @@ from provisioner.spec.linear_regex import pattern_problem
 
 Path = tuple[str | int, ...]
 
-__all__ = ["first_problem", "schema_problems"]
+__all__ = ["pattern_rule_problem", "schema_problems"]
 
 _REFERENCES = ("$ref", "$dynamicRef", "$recursiveRef")
 # Keywords whose values are data, not schemas: a "$ref" inside them is not a reference.
@@ -43,42 +43,47 @@ def _walk(node: Any, path: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
             pending.extend((value, (*where, index)) for index, value in enumerate(item))
 
 
-def schema_problems(schema: Any, path: Path) -> Iterator[tuple[Path, str, bool]]:
-    """(path, message, at_key) for each part of `schema` (found at `path`) that breaks the rules."""
+def _reference_problems(node: dict[str, Any], where: Path) -> Iterator[tuple[Path, str, bool]]:
+    for keyword in _REFERENCES:
+        ref = node.get(keyword)
+        if isinstance(ref, str) and not ref.startswith("#"):
+            yield ((*where, keyword),
+                   f"{keyword} {ref!r} points outside this schema: only references within it "
+                   "(starting with '#') are allowed, nothing is fetched", False)
+
+
+def _pattern_problems(schema: Any, path: Path) -> Iterator[tuple[Path, str, bool]]:
     pattern_properties = False
     unevaluated: Path | None = None
-    found: list[tuple[Path, str, bool]] = []
     for where, node in _walk(schema, path):
-        for keyword in _REFERENCES:
-            ref = node.get(keyword)
-            if isinstance(ref, str) and not ref.startswith("#"):
-                found.append(((*where, keyword),
-                              f"{keyword} {ref!r} points outside this schema: only references within it "
-                              "(starting with '#') are allowed, nothing is fetched", False))
         pattern = node.get("pattern")
         if isinstance(pattern, str):
             problem = pattern_problem(pattern)
             if problem is not None:
-                found.append(((*where, "pattern"), f"pattern {pattern!r}: {problem}", False))
+                yield (*where, "pattern"), f"pattern {pattern!r}: {problem}", False
         patterns = node.get("patternProperties")
         if isinstance(patterns, dict) and patterns:
             pattern_properties = True
             for key in patterns:
                 problem = pattern_problem(str(key))
                 if problem is not None:
-                    found.append(((*where, "patternProperties", key), f"pattern {key!r}: {problem}", True))
+                    yield (*where, "patternProperties", key), f"pattern {key!r}: {problem}", True
         if "unevaluatedProperties" in node and unevaluated is None:
             unevaluated = (*where, "unevaluatedProperties")
     if pattern_properties and unevaluated is not None:
-        found.append((unevaluated, "unevaluatedProperties cannot be used in a schema with patternProperties "
-                      "(their patterns would run on a backtracking engine): list the properties, or use "
-                      "additionalProperties", True))
-    found.sort(key=lambda problem: [str(part) for part in problem[0]])
-    yield from found
+        yield (unevaluated, "unevaluatedProperties cannot be used in a schema with patternProperties "
+               "(their patterns would run on a backtracking engine): list the properties, or use "
+               "additionalProperties", True)
 
 
-def first_problem(schema: Any) -> tuple[Path, str] | None:
-    """The first rule `schema` breaks, as (path within it, message), or None."""
-    for where, message, _ in schema_problems(schema, ()):
-        return where, message
-    return None
+def schema_problems(schema: Any, path: Path) -> list[tuple[Path, str, bool]]:
+    """(path, message, at_key) for each part of `schema` (found at `path`) that breaks the rules."""
+    found = [problem for where, node in _walk(schema, path) for problem in _reference_problems(node, where)]
+    found.extend(_pattern_problems(schema, path))
+    return sorted(found, key=lambda problem: [str(part) for part in problem[0]])
+
+
+def pattern_rule_problem(schema: Any) -> str | None:
+    """Why `schema` cannot run its patterns in linear time, or None. (A reference outside the
+    document needs no such check at run time: the validator has nothing to retrieve it with.)"""
+    return next((message for _, message, _ in _pattern_problems(schema, ())), None)
