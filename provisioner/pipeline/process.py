@@ -69,8 +69,9 @@ def _bounds_failure(event: Any) -> str | None:
     return None
 
 
-def _decode(value: bytes) -> Any:
-    """The event of a record value; ValueError (or UnicodeDecodeError) when it is not one."""
+def decode_value(value: bytes) -> Any:
+    """The event of a record value, as the consumer decodes it; ValueError (UnicodeDecodeError,
+    DecodeRefused) when it is not one."""
     size = len(value)
     if size > MAX_VALUE_BYTES:
         raise DecodeRefused(f"value is {size} bytes, more than {MAX_VALUE_BYTES}")
@@ -94,6 +95,18 @@ def _decode(value: bytes) -> Any:
         if failure is not None:
             raise DecodeRefused(failure)
     return event
+
+
+def decode_failure(error: ValueError) -> str:
+    """The dead-letter message of a value `decode_value` refused."""
+    if isinstance(error, DecodeRefused):
+        return f"value refused: {error}"
+    return f"value is not UTF-8 JSON: {error}"
+
+
+def scan_json(text: str, index: int) -> tuple[Any, int]:
+    """The JSON value starting at `index` of `text` and the index after it (the decoder's scanner)."""
+    return _scan_once(text, index)
 
 
 def _headers(record: RecordLike) -> dict[str, str]:
@@ -185,11 +198,9 @@ class Pipeline:
                 stage = "key"
                 return self._delete_op(None, activation)
             try:
-                event = _decode(raw)
-            except DecodeRefused as error:
-                return DeadLetter("decode", f"value refused: {error}")
-            except (UnicodeDecodeError, ValueError) as error:
-                return DeadLetter("decode", f"value is not UTF-8 JSON: {error}")
+                event = decode_value(raw)
+            except ValueError as error:
+                return DeadLetter("decode", decode_failure(error))
             if self._schema is not None:
                 stage = "schema"
                 failure = self._schema(event)

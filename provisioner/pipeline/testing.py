@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from provisioner.pipeline.encoding import to_json
+from provisioner.pipeline.eventfile import EventLine
 from provisioner.pipeline.ops import DeadLetter, Delete, Op, Record, Skip, Upsert, render_key
 from provisioner.pipeline.process import Pipeline
 from provisioner.spec.models import DataProduct, ExpectedOp, GivenRecord, SpecTest
@@ -123,18 +123,14 @@ def run_tests(product: DataProduct) -> list[SpecTestOutcome]:
     return [run_test(pipeline, test) for test in product.spec.tests]
 
 
-def event_records(product: DataProduct, lines: Iterable[Mapping[str, Any]]) -> list[Record]:
-    """Records for `test --events`: each line is an event, or an envelope with a `value` key."""
-    records = []
-    for index, line in enumerate(lines):
-        envelope = line if _is_envelope(line) else {"value": line}
-        given = GivenRecord.model_validate(envelope)
-        records.append(given_record(product, given, index))
-    return records
-
-
-ENVELOPE_KEYS = frozenset({"value", "key", "headers", "partition", "offset", "timestamp"})
-
-
-def _is_envelope(line: Mapping[str, Any]) -> bool:
-    return "value" in line and set(line) <= ENVELOPE_KEYS
+def line_record(product: DataProduct, line: EventLine, index: int) -> Record:
+    """The Kafka record the consumer would read for a line of an event file (`test --events`)."""
+    return Record(
+        topic=product.spec.source.topic,
+        partition=line.partition or 0,
+        offset=index if line.offset is None else line.offset,
+        timestamp=DEFAULT_TIMESTAMP_MS if line.timestamp_ms is None else line.timestamp_ms,
+        key=None if line.key is None else line.key.encode("utf-8"),
+        value=line.value,
+        headers=tuple((name, text.encode("utf-8")) for name, text in line.headers.items()),
+    )
