@@ -78,6 +78,9 @@ def parse_line(raw: bytes, number: int, key_field: str | None = None) -> EventLi
     headers = data.get("headers") or {}
     if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
         raise EventLineError(number, "headers must be an object of string values")
+    for name, text in headers.items():
+        _utf8(name, number, "a header name")
+        _utf8(text, number, f"header {name!r}")
     key = _render_key(data["key"], number, "key") if "key" in data else _key_from_value(value, key_field, number)
     return EventLine(
         number,
@@ -119,7 +122,17 @@ def _render_key(raw: Any, number: int, what: str) -> str | None:
         return None
     if isinstance(raw, bool) or not isinstance(raw, str | int):
         raise EventLineError(number, f"{what} must be a string, an int or null")
-    return str(raw)
+    return _utf8(str(raw), number, what)
+
+
+def _utf8(text: str, number: int, what: str) -> str:
+    """`text`, which Kafka will carry as UTF-8: a lone surrogate (a `\\ud800` escape) cannot be."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise EventLineError(number, f"{what} holds a lone surrogate, which is not UTF-8") from None
+    return text
 
 
 def _key_from_value(value: Any, key_field: str | None, number: int) -> str | None:
