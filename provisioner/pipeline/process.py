@@ -31,7 +31,7 @@ _decode_json: Callable[[str], Any] = _decoder.decode
 _scan_once: Callable[[str, int], tuple[Any, int]] = _decoder.scan_once  # type: ignore[attr-defined]
 
 
-MAX_VALUE_BYTES: Final = 16 * 1024 * 1024
+MAX_VALUE_BYTES: Final = 8 * 1024 * 1024
 """A record value longer than this is a dead letter (stage `decode`) before it is decoded."""
 MAX_DEPTH: Final = 128
 """Arrays and objects nested deeper than this are a dead letter (stage `decode`): every later
@@ -43,6 +43,13 @@ arrays would otherwise take over 20 MB of memory, and a batch of them a consumer
 # Below these sizes no value can break a bound (each level of nesting takes two bytes, each value
 # at least one), so the common small record pays one length comparison.
 _DEPTH_CHECK_BYTES: Final = 2 * (MAX_DEPTH + 1)
+# Decoding a value only to refuse it would still take its memory for a moment: past this many
+# `[` and `{` bytes (more than MAX_VALUES containers, unless strings hold hundreds of thousands of
+# brackets) a value is refused undecoded.
+_MAX_BRACKETS: Final = 4 * MAX_VALUES
+
+
+_TOO_MANY_VALUES: Final = f"more than {MAX_VALUES} values (arrays, objects and their items)"
 
 
 class DecodeRefused(ValueError):
@@ -61,7 +68,7 @@ def _bounds_failure(event: Any) -> str | None:
             return f"arrays and objects are nested more than {MAX_DEPTH} levels deep"
         values += len(node)
         if values > MAX_VALUES:
-            return f"more than {MAX_VALUES} values (arrays, objects and their items)"
+            return _TOO_MANY_VALUES
         for item in node.values() if type(node) is dict else node:
             kind = type(item)
             if kind is dict or kind is list:
@@ -75,6 +82,9 @@ def decode_value(value: bytes) -> Any:
     size = len(value)
     if size > MAX_VALUE_BYTES:
         raise DecodeRefused(f"value is {size} bytes, more than {MAX_VALUE_BYTES}")
+    brackets = value.count(b"[") + value.count(b"{") if size >= _DEPTH_CHECK_BYTES else 0
+    if brackets > _MAX_BRACKETS:
+        raise DecodeRefused(_TOO_MANY_VALUES)
     text = value.decode("utf-8")
     # Fast path: a document with no surrounding whitespace scanned in one C call. Anything else
     # (whitespace, trailing data, invalid JSON) goes through `decode`, which gives the same value
@@ -88,9 +98,7 @@ def decode_value(value: bytes) -> Any:
             event = _decode_json(text)
     except RecursionError:
         raise DecodeRefused(f"arrays and objects are nested more than {MAX_DEPTH} levels deep") from None
-    if size >= _DEPTH_CHECK_BYTES and (
-        size > MAX_VALUES or value.count(b"[") + value.count(b"{") > MAX_DEPTH
-    ):
+    if brackets > MAX_DEPTH or size > MAX_VALUES:
         failure = _bounds_failure(event) if type(event) is dict or type(event) is list else None
         if failure is not None:
             raise DecodeRefused(failure)

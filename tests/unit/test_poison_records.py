@@ -87,6 +87,14 @@ def test_a_megabyte_of_empty_lists_is_refused_by_the_value_bound() -> None:
     assert isinstance(pipeline().process(record(within)), Upsert)
 
 
+def test_a_value_of_too_many_brackets_is_refused_before_decoding() -> None:
+    raw = b'{"id":"a","l":[' + b",".join([b"[]"] * (4 * MAX_VALUES + 1)) + b"]}"
+    assert dead(pipeline().process(record(raw)), "decode").message == (
+        f"value refused: more than {MAX_VALUES} values (arrays, objects and their items)")
+    invalid = raw[:-1]  # not even JSON: refused all the same, undecoded
+    dead(pipeline().process(record(invalid)), "decode")
+
+
 def test_a_value_beyond_the_size_bound_is_refused_before_decoding() -> None:
     raw = b'{"id":"' + b"x" * MAX_VALUE_BYTES + b'"}'
     op = dead(pipeline().process(record(raw)), "decode")
