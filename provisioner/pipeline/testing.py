@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from provisioner.pipeline.encoding import to_json
+from provisioner.pipeline.encoding import Unencodable, to_json
 from provisioner.pipeline.eventfile import EventLine
 from provisioner.pipeline.ops import DeadLetter, Delete, Op, Record, Skip, Upsert, render_key
 from provisioner.pipeline.process import Pipeline
@@ -23,7 +23,10 @@ DEFAULT_TIMESTAMP_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z: tests are dete
 
 
 def _json_ready(value: Any) -> Any:
-    return json.loads(to_json(value))
+    try:
+        return json.loads(to_json(value))
+    except Unencodable:  # a CEL type or optional, which every store refuses: shown as CEL writes it
+        return json.loads(json.dumps(value, default=repr))
 
 
 def op_to_dict(op: Op) -> dict[str, Any]:

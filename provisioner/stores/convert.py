@@ -34,7 +34,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
-from provisioner.pipeline.encoding import TooDeep, encode_value, format_timestamp, to_json
+from provisioner.pipeline.encoding import Unencodable, encode_value, format_timestamp, to_json
 from provisioner.spec.models import ColumnType
 from provisioner.spec.timestamps import RFC3339_PATTERN
 
@@ -90,8 +90,8 @@ def to_text(value: Any) -> str | None:
         return None
     try:
         text = encode_value(value)
-    except TooDeep as error:
-        raise ConversionError(str(error)) from None
+    except Unencodable as error:
+        raise ConversionError(f"{_shown(value)}: {error}") from None
     return None if text is None else _check_text(text, value)
 
 
@@ -185,12 +185,10 @@ def to_jsonb(value: Any) -> str | None:
         return None
     try:
         text = to_json(value, allow_nan=False)
-    except TooDeep as error:
-        raise ConversionError(str(error)) from None
+    except Unencodable as error:
+        raise ConversionError(f"{_shown(value)} is not valid JSON: {error}") from None
     except ValueError:
         raise ConversionError(f"{_shown(value)} is not valid JSON (NaN or infinity)") from None
-    except TypeError as error:
-        raise ConversionError(f"{_shown(value)} is not valid JSON: {error}") from None
     # jsonb refuses the \u0000 escape; only a real NUL in some string makes json.dumps write it.
     if "\\u0000" in text and _has_nul(value):
         raise ConversionError(f"{_shown(value)} contains a NUL character, which jsonb cannot store")

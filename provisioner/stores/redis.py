@@ -21,7 +21,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 from redis.retry import Retry
 
-from provisioner.pipeline.encoding import TooDeep, encode_value, to_json
+from provisioner.pipeline.encoding import Unencodable, encode_value, to_json
 from provisioner.pipeline.ops import Change, DeadLetter, Upsert, render_key
 from provisioner.spec.durations import parse_duration
 from provisioner.spec.models import DataProduct, StoreSpec
@@ -251,7 +251,7 @@ class RedisStore:
                 else:
                     try:
                         encoded = encode_value(value)
-                    except TooDeep:
+                    except Unencodable:
                         ascii_only = False  # `_write` refuses the row, naming the field
                         break
                     if encoded is None:
@@ -280,7 +280,7 @@ class RedisStore:
             document = {name: row.get(name) for name in self._fields}
             try:
                 text = to_json(document, allow_nan=False)
-            except TooDeep as error:
+            except Unencodable as error:
                 raise _Unwritable(str(error)) from None
             except ValueError:
                 raise _Unwritable("a field is NaN or infinity, which JSON cannot represent") from None
@@ -289,7 +289,7 @@ class RedisStore:
         for name in self._fields:
             try:
                 encoded = encode_value(row.get(name))
-            except TooDeep as error:
+            except Unencodable as error:
                 raise _Unwritable(f"field {name!r}: {error}") from None
             if encoded is not None:
                 write.append(_utf8(name, "a field name"))

@@ -15,7 +15,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from provisioner.pipeline.encoding import TooDeep, encode_value, to_json
+from provisioner.pipeline.encoding import Unencodable, encode_value, to_json
 from provisioner.pipeline.ops import DeadLetter, Delete, Record, Skip, Upsert
 from provisioner.pipeline.process import MAX_VALUES, Pipeline
 from provisioner.runtime.batch import transform
@@ -97,14 +97,14 @@ hostile = st.one_of(
 
 
 def _encode_everywhere(row: dict[str, Any]) -> None:
-    """Every store's encoding of the row either succeeds or refuses (ConversionError, TooDeep)."""
+    """Every store's encoding of the row either succeeds or refuses (ConversionError, Unencodable)."""
     for value in row.values():
         for convert in CONVERTERS.values():
             with contextlib.suppress(ConversionError):
                 convert(value)
-        with contextlib.suppress(TooDeep):
+        with contextlib.suppress(Unencodable):
             encode_value(value)
-    with contextlib.suppress(ValueError):  # NaN/infinity or TooDeep: the Redis JSON store's refusal
+    with contextlib.suppress(ValueError):  # NaN/infinity or Unencodable: the Redis JSON store's refusal
         to_json(row, allow_nan=False)
 
 

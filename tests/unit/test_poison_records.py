@@ -7,11 +7,12 @@ from typing import Any
 
 import pytest
 
-from provisioner.pipeline.encoding import TooDeep, encode_value, to_json
-from provisioner.pipeline.ops import DeadLetter, Record, Upsert
+from provisioner.pipeline.encoding import Unencodable, encode_value, to_json
+from provisioner.pipeline.ops import Change, DeadLetter, Record, Upsert
 from provisioner.pipeline.process import MAX_DEPTH, MAX_VALUE_BYTES, MAX_VALUES, Pipeline
 from provisioner.spec.loader import load_text
 from provisioner.stores.convert import ConversionError, convert
+from provisioner.stores.registry import open_store
 
 SPEC = """\
 apiVersion: provisioner.dev/v1alpha1
@@ -126,13 +127,45 @@ def test_an_event_990_levels_deep_is_refused_at_decode_not_by_the_stores() -> No
 
 def test_the_encoders_refuse_a_value_too_deep_instead_of_overflowing() -> None:
     deep = nested(100_000)
-    with pytest.raises(TooDeep):
+    with pytest.raises(Unencodable):
         to_json(deep)
-    with pytest.raises(TooDeep):
+    with pytest.raises(Unencodable):
         encode_value(deep)
     for column in ("text", "jsonb", "integer"):
         with pytest.raises(ConversionError):
             convert(column, deep)
+
+
+CEL_ONLY = """\
+apiVersion: provisioner.dev/v1alpha1
+kind: DataProduct
+metadata: {name: orders}
+spec:
+  source: {topic: orders.v1}
+  fields:
+    id: string(event.id)
+    t: type(event)
+    o: event.?x
+  key: id
+  stores:
+    - {name: hash, redis: {}}
+    - {name: doc, redis: {structure: json}}
+    - {name: db, postgres: {columns: {t: jsonb}}}
+"""
+
+
+def test_cel_values_with_no_text_are_store_dead_letters_in_every_store() -> None:
+    specs, findings = load_text(CEL_ONLY)
+    assert findings == []
+    product = specs[0].product
+    op = Pipeline(product).process(record(b'{"id": 1}'))
+    assert isinstance(op, Upsert)
+    change = Change(0, 3, 0, op)
+    for store_spec in product.spec.stores:
+        url = "redis://unused" if store_spec.redis else "postgresql://unused"
+        _, rejected = open_store(product, store_spec, url).prepare([change])
+        assert [r.dead_letter.stage for r in rejected] == ["store"], store_spec.name
+        assert "cannot encode" in rejected[0].dead_letter.message
 
 
 RECURSIVE = """\
