@@ -1,8 +1,8 @@
 """Fuzz: hostile record values through the consumer's per-record path make only ops and dead letters.
 
 The per-record path is the pipeline (`Pipeline.process`, run by `runtime.batch.transform`) and then
-each store's encoding of the row (`stores.convert` for Postgres columns, `encode_value` for Redis
-hashes, `to_json` for Redis JSON): none of them may raise anything but a refusal.
+each store's preparation of the batch (Redis hash and JSON, Postgres upsert and append: the
+stores' `prepare`, which encodes every value): none of them may raise; a refusal is a dead letter.
 """
 
 from __future__ import annotations
@@ -16,11 +16,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from provisioner.pipeline.encoding import Unencodable, encode_value, to_json
-from provisioner.pipeline.ops import DeadLetter, Delete, Record, Skip, Upsert
+from provisioner.pipeline.ops import Change, DeadLetter, Delete, Record, Skip, Upsert
 from provisioner.pipeline.process import MAX_VALUES, Pipeline
 from provisioner.runtime.batch import transform
 from provisioner.spec.loader import load_text
+from provisioner.spec.models import DataProduct
 from provisioner.stores.convert import CONVERTERS, ConversionError
+from provisioner.stores.registry import open_store
 
 SPEC = """\
 apiVersion: provisioner.dev/v1alpha1
@@ -44,7 +46,11 @@ spec:
     n: "type(event) == map && has(event.n) ? event.n : 0"
     many: "[event, [event, {'e': event}]]"
   key: id
-  stores: [{name: db, postgres: {}}]
+  stores:
+    - {name: hash, redis: {}}
+    - {name: doc, redis: {structure: json}}
+    - {name: db, postgres: {columns: {doc: jsonb, n: double precision, first: text}}}
+    - {name: log, postgres: {mode: append, table: fuzz_log, columns: {doc: jsonb}}}
 """
 
 SPEC_NO_SCHEMA = re.sub(r"    schema:\n(?:      .*\n)+", "", SPEC)
@@ -97,7 +103,7 @@ hostile = st.one_of(
 
 
 def _encode_everywhere(row: dict[str, Any]) -> None:
-    """Every store's encoding of the row either succeeds or refuses (ConversionError, Unencodable)."""
+    """Every column conversion and text encoding of the row either succeeds or refuses."""
     for value in row.values():
         for convert in CONVERTERS.values():
             with contextlib.suppress(ConversionError):
@@ -106,6 +112,14 @@ def _encode_everywhere(row: dict[str, Any]) -> None:
             encode_value(value)
     with contextlib.suppress(ValueError):  # NaN/infinity or Unencodable: the Redis JSON store's refusal
         to_json(row, allow_nan=False)
+
+
+def _prepare_everywhere(product: DataProduct, changes: list[Change]) -> None:
+    """Each store's own preparation of the batch: every change is written or a store dead letter."""
+    for store_spec in product.spec.stores:
+        url = "redis://unused" if store_spec.redis else "postgresql://unused"
+        _, rejected = open_store(product, store_spec, url).prepare(changes)
+        assert all(r.dead_letter.stage == "store" and r.dead_letter.message for r in rejected)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -120,6 +134,7 @@ def test_hostile_values_become_ops_or_dead_letters(values: list[bytes | None], t
             assert type(change.op) in (Upsert, Delete)
             if type(change.op) is Upsert:
                 _encode_everywhere(dict(change.op.row))
+        _prepare_everywhere(pipeline.product, batch.changes)
         for _, dead in batch.dead:
             assert type(dead) is DeadLetter
             assert dead.stage in ("decode", "schema", "filter", "delete", "fields", "key")
