@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from provisioner.pipeline.encoding import Unencodable, to_json
+from provisioner.pipeline.encoding import Unencodable, json_default, to_json
 from provisioner.pipeline.eventfile import EventLine
 from provisioner.pipeline.ops import DeadLetter, Delete, Op, Record, Skip, Upsert, render_key
 from provisioner.pipeline.process import Pipeline
@@ -85,9 +85,18 @@ def _timestamp_ms(text: str | None) -> int:
     return to_epoch_ms(text)
 
 
+def _value_bytes(value: Any) -> bytes:
+    """A test value as a JSON producer sends it: UTF-8, a lone surrogate as its `\\ud800` escape."""
+    text = to_json(value)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value, separators=(",", ":"), default=json_default).encode("ascii")
+
+
 def given_record(product: DataProduct, given: GivenRecord, index: int) -> Record:
     """A Kafka record for a test's `given` entry (the value is JSON-encoded; null is a tombstone)."""
-    value = None if given.value is None else to_json(given.value).encode("utf-8")
+    value = None if given.value is None else _value_bytes(given.value)
     return Record(
         topic=product.spec.source.topic,
         partition=given.partition,

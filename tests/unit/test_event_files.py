@@ -135,3 +135,25 @@ def test_test_events_reports_bad_lines_and_runs_the_others(tmp_path: Path) -> No
     assert "\\ud800" in result.stdout
     text = CliRunner().invoke(app, ["test", str(SPECS / "vip-orders.yaml"), "--events", str(events)])
     assert text.exit_code == 1 and "\\ud800" in text.stdout and text.stderr == result.stderr
+
+
+def test_spec_tests_with_a_lone_surrogate_run(tmp_path: Path) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text("""\
+apiVersion: provisioner.dev/v1alpha1
+kind: DataProduct
+metadata: {name: sur}
+spec:
+  source: {topic: t}
+  fields:
+    id: event.id
+  key: id
+  stores: [{name: db, redis: {}}]
+  tests:
+    - name: surrogate
+      given: [{value: {id: "\\ud800"}}]
+      expect: [{upsert: {key: ["\\ud800"], fields: {id: "\\ud800"}}}]
+""")
+    result = CliRunner().invoke(app, ["test", str(spec)])
+    assert result.exit_code == 0, result.output
+    assert "1 passed, 0 failed" in result.stdout
