@@ -74,17 +74,17 @@ def parse_line(raw: bytes, number: int, key_field: str | None = None) -> EventLi
     if not (isinstance(data, dict) and "value" in data and set(data) <= ENVELOPE_KEYS):
         return EventLine(number, line, key=_key_from_value(data, key_field, number))
     value = data["value"]
-    text = _member_text(line.decode("utf-8"), "value")
+    value_text = _member_text(line.decode("utf-8"), "value")
     headers = data.get("headers") or {}
     if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
         raise EventLineError(number, "headers must be an object of string values")
-    for name, text in headers.items():
+    for name, header in headers.items():
         _utf8(name, number, "a header name")
-        _utf8(text, number, f"header {name!r}")
+        _utf8(header, number, f"header {name!r}")
     key = _render_key(data["key"], number, "key") if "key" in data else _key_from_value(value, key_field, number)
     return EventLine(
         number,
-        None if value is None else text.encode("utf-8"),
+        None if value is None else value_text.encode("utf-8"),
         key=key,
         headers=dict(headers),
         partition=_position(data.get("partition"), number, "partition"),

@@ -58,6 +58,8 @@ def test_envelope_values_keep_their_text() -> None:
     assert line is not None and line.value == b'[1, 2.50, "x"]' and line.key == "k"
     line = parse_line(b'{"value": {"a": 1e999}, "value": 7}', 1)  # the last of repeated names, as decoded
     assert line is not None and line.value == b"7"
+    line = parse_line(b'{"key": "k", "value": {"a": 1}, "headers": {"h": "v"}}', 1)
+    assert line is not None and line.value == b'{"a": 1}' and line.headers == {"h": "v"}
     line = parse_line(b'{"key": "k", "value": null}', 1)
     assert line is not None and line.value is None
 
