@@ -14,13 +14,14 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from enum import StrEnum
 from pathlib import Path
-from typing import IO
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from provisioner.cli.options import BOOTSTRAP_OPTION, STATE_DIR_OPTION
 from provisioner.cli.output import OUTPUT_OPTION, OutputFormat, console, err_console, fail, print_json, report_errors
+from provisioner.pipeline.eventfile import EventLineError, numbered_lines, parse_line
 
 dev_app = typer.Typer(
     help="Local development helpers: a real Kafka broker, producing and generating events.",
@@ -115,11 +116,11 @@ def _progress(total: int | None) -> Progress:
     return Progress(*columns, TimeElapsedColumn(), console=err_console, transient=True)
 
 
-def _open_lines(file: Path) -> IO[str]:
+def _read_bytes(file: Path) -> bytes:
     if str(file) == "-":
-        return sys.stdin
+        return sys.stdin.buffer.read()
     try:
-        return file.open(encoding="utf-8")
+        return file.read_bytes()
     except OSError as error:
         fail(f"cannot read {file}: {error.strerror}")
 
@@ -135,27 +136,35 @@ def produce(
     state_dir: Path = STATE_DIR_OPTION,
 ) -> None:
     """Produce a JSON Lines file. A line that is an object with a "value" key and only keys among
-    key/value/headers/partition/timestamp is an envelope; any other line is the value itself."""
-    from provisioner.stream.kafka import ensure_topic, parse_jsonl_line, produce_jsonl
+    key/value/headers/partition/offset/timestamp is an envelope; any other line is the value itself.
+    A line that cannot be a record (a value the consumer could not decode, a bad envelope field)
+    is reported as FILE:LINE and not sent; the other lines are, and the exit code is then 1."""
+    from provisioner.stream.kafka import OutgoingRecord, ensure_topic, outgoing_record, produce_records
 
     address = _bootstrap(bootstrap, state_dir)
-    handle = _open_lines(file)
-    try:
-        total = None
-        if handle is not sys.stdin:
-            # Check every line before creating the topic, so a bad file sends nothing.
-            total = sum(parse_jsonl_line(line, f"line {n}", key_field) is not None
-                        for n, line in enumerate(handle, start=1))
-            handle.seek(0)
-        ensure_topic(address, topic, partitions)
-        with _progress(total) as progress:
-            task = progress.add_task(f"producing to {topic}", total=total)
-            count = produce_jsonl(address, topic, handle, key_field=key_field,
-                                  on_sent=lambda n: progress.update(task, completed=n))
-    finally:
-        if handle is not sys.stdin:
-            handle.close()
+    records: list[OutgoingRecord] = []
+    problems: list[str] = []
+    for number, raw in numbered_lines(_read_bytes(file)):
+        try:
+            line = parse_line(raw, number, key_field)
+        except EventLineError as error:
+            problems.append(f"{file}:{number}: {error.message}")
+            continue
+        if line is None:
+            continue
+        if line.refusal is not None:
+            problems.append(f"{file}:{number}: {line.refusal}")
+            continue
+        records.append(outgoing_record(line))
+    for problem in problems:
+        err_console.print(escape(problem))
+    ensure_topic(address, topic, partitions)
+    with _progress(len(records)) as progress:
+        task = progress.add_task(f"producing to {topic}", total=len(records))
+        count = produce_records(address, topic, records, on_sent=lambda n: progress.update(task, completed=n))
     console.print(f"produced {count} records to {topic}")
+    if problems:
+        raise typer.Exit(1)
 
 
 @dev_app.command("generate")

@@ -32,9 +32,21 @@ class OutputFormat(StrEnum):
 OUTPUT_OPTION = typer.Option(OutputFormat.text, "--output", "-o", help="text for people, json for scripts")
 
 
+def json_text(data: Any, indent: int | None = None) -> str:
+    """JSON text that can always be written as UTF-8: characters as they are, unless a string holds
+    a lone surrogate (JSON's `\\ud800` escapes make them), which only an escape can show."""
+    text = json.dumps(data, indent=indent, ensure_ascii=False, default=str)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = json.dumps(data, indent=indent, ensure_ascii=True, default=str)
+    return text
+
+
 def print_json(data: Any) -> None:
     """Plain JSON on stdout (no colour, no wrapping) so it pipes into jq."""
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.write(json_text(data, indent=2) + "\n")
     sys.stdout.flush()
 
 

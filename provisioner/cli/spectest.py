@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +11,10 @@ import yaml
 from rich.markup import escape
 from rich.table import Table
 
-from provisioner.cli.output import OUTPUT_OPTION, OutputFormat, console, fail, print_json
+from provisioner.cli.output import OUTPUT_OPTION, OutputFormat, console, err_console, fail, json_text, print_json
+from provisioner.pipeline.eventfile import EventLine, EventLineError, numbered_lines, parse_line
 from provisioner.pipeline.process import Pipeline
-from provisioner.pipeline.testing import SpecTestOutcome, event_records, op_to_dict, run_tests
+from provisioner.pipeline.testing import SpecTestOutcome, line_record, op_to_dict, run_tests
 from provisioner.spec.loader import LoadedSpec, load_products
 
 MAX_EVENTS_BYTES = 64 * 1024 * 1024
@@ -31,49 +31,54 @@ def _diff(outcome: SpecTestOutcome) -> str:
     return "\n".join(lines)
 
 
-def _read_events(path: Path) -> list[dict[str, Any]]:
+def _read_events(path: Path) -> tuple[list[EventLine], list[str]]:
+    """Every line's record, and a `file:line: message` finding for each line that cannot be one."""
     try:
         if path.stat().st_size > MAX_EVENTS_BYTES:
             fail(f"{path}: larger than {MAX_EVENTS_BYTES // (1024 * 1024)} MiB")
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        fail(f"{path}: cannot read: {error}")
-    events: list[dict[str, Any]] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
+        data = path.read_bytes()
+    except OSError as error:
+        fail(f"{path}: cannot read: {error.strerror}")
+    lines: list[EventLine] = []
+    findings: list[str] = []
+    for number, raw in numbered_lines(data):
         try:
-            value = json.loads(line)
-        except ValueError as error:
-            fail(f"{path}:{number}: not JSON: {error}")
-        events.append(value if isinstance(value, dict) else {"value": value})
-    return events
+            line = parse_line(raw, number)
+        except EventLineError as error:
+            findings.append(f"{path}:{error.number}: {error.message}")
+            continue
+        if line is not None:
+            lines.append(line)
+    return lines, findings
 
 
 def _preview(specs: list[LoadedSpec], events_file: Path, output: OutputFormat) -> None:
-    events = _read_events(events_file)
+    """Each line's op, judged by the consumer's own pipeline: a value it cannot decode is a
+    dead letter here too; a line that cannot be a record at all is a finding, and the rest run."""
+    lines, findings = _read_events(events_file)
     results: list[dict[str, Any]] = []
     for spec in specs:
         pipeline = Pipeline(spec.product)
-        try:
-            records = event_records(spec.product, events)
-        except ValueError as error:
-            fail(f"{events_file}: {error}")
-        ops = [op_to_dict(pipeline.process(record)) for record in records]
+        ops = [{"line": line.number, **op_to_dict(pipeline.process(line_record(spec.product, line, index)))}
+               for index, line in enumerate(lines)]
         results.append({"name": spec.product.name, "ops": ops})
     if output is OutputFormat.json:
         print_json(results)
-        return
-    for result in results:
-        table = Table(title=f"{result['name']}: ops for {events_file}", title_justify="left")
-        table.add_column("#", justify="right")
-        table.add_column("op")
-        table.add_column("detail", overflow="fold")
-        for index, op in enumerate(result["ops"], start=1):
-            kind, detail = next(iter(op.items()))
-            colour = {"upsert": "green", "delete": "yellow", "skip": "dim", "deadLetter": "red"}[kind]
-            table.add_row(str(index), f"[{colour}]{kind}[/]", escape(json.dumps(detail, ensure_ascii=False)))
-        console.print(table)
+    else:
+        for result in results:
+            table = Table(title=f"{result['name']}: ops for {events_file}", title_justify="left")
+            table.add_column("line", justify="right")
+            table.add_column("op")
+            table.add_column("detail", overflow="fold")
+            for op in result["ops"]:
+                kind, detail = next((k, v) for k, v in op.items() if k != "line")
+                colour = {"upsert": "green", "delete": "yellow", "skip": "dim", "deadLetter": "red"}[kind]
+                table.add_row(str(op["line"]), f"[{colour}]{kind}[/]", escape(json_text(detail)))
+            console.print(table)
+    for finding in findings:
+        err_console.print(escape(finding))
+    if findings:
+        raise typer.Exit(1)
 
 
 def spec_test(

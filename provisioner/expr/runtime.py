@@ -221,18 +221,43 @@ def eq(a: Any, b: Any) -> bool:
     ta = type(a)
     tb = type(b)
     if ta is tb:
-        if ta is list:
-            return len(a) == len(b) and all(eq(x, y) for x, y in zip(a, b, strict=True))
-        if ta is dict:
-            if len(a) != len(b):
-                return False
-            return all(k in b and eq(v, b[k]) for k, v in a.items())
+        if ta is list or ta is dict:
+            return _eq_containers(a, b)
         return bool(a == b)
     if ta in NUMERIC and tb in NUMERIC:
         if ta is float or tb is float:
             return float(a) == float(b)
         return bool(a == b)
     return False
+
+
+def _eq_containers(a: Any, b: Any) -> bool:
+    """`eq` of two lists or two maps, with an explicit stack: values of any depth compare without
+    recursion, so a deep event cannot overflow the interpreter's stack."""
+    pending: list[tuple[Any, Any]] = [(a, b)]
+    pop = pending.pop
+    push = pending.append
+    while pending:
+        x, y = pop()
+        tx = type(x)
+        if tx is not type(y):
+            if not eq(x, y):  # scalars of different types: numbers, or false
+                return False
+        elif tx is list:
+            if len(x) != len(y):
+                return False
+            for pair in zip(x, y, strict=True):
+                push(pair)
+        elif tx is dict:
+            if len(x) != len(y):
+                return False
+            for k, v in x.items():
+                if k not in y:
+                    return False
+                push((v, y[k]))
+        elif x != y:
+            return False
+    return True
 
 
 def _comparable(op: str, a: Any, b: Any) -> tuple[Any, Any]:

@@ -32,10 +32,22 @@ def json_default(value: Any) -> Any:
     raise TypeError(f"cannot encode {type(value).__name__} as JSON")
 
 
+class Unencodable(ValueError):
+    """A value no store can encode: nested too deeply for the encoder (it would overflow the
+    interpreter's stack), or a CEL value with no text (a type, an optional)."""
+
+
 def to_json(value: Any, *, allow_nan: bool = True) -> str:
     """Compact JSON of a row value (maps, lists, or a whole row). With `allow_nan` False a NaN or
-    infinity raises ValueError instead of becoming JSON that strict readers refuse."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=allow_nan, default=json_default)
+    infinity raises ValueError instead of becoming JSON that strict readers refuse; a value that
+    cannot be encoded raises Unencodable (a ValueError), never RecursionError or TypeError."""
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=allow_nan,
+                          default=json_default)
+    except RecursionError:
+        raise Unencodable("the value is nested too deeply to encode") from None
+    except TypeError as error:
+        raise Unencodable(str(error)) from None
 
 
 def encode_value(value: Any) -> str | None:

@@ -27,8 +27,10 @@ greedy and lazy quantifiers) on which Python's `re` and ECMA-262 agree; `$`, `.`
 
 Anything else (`$ref`, `$defs`, `if`/`then`/`else`, `patternProperties`, `contains`, `uniqueItems`,
 unknown keywords, a keyword value of an unexpected type, a pattern outside the portable subset)
-makes the WHOLE schema fall back to `jsonschema.Draft202012Validator` (without a format checker).
-Either way the verdict is the one `Draft202012Validator(schema).is_valid(value)` gives; only the
+makes the WHOLE schema fall back to `jsonschema.Draft202012Validator` (without a format checker,
+with no retrieval of remote references). Either way the verdict is the one
+`Draft202012Validator(schema).is_valid(value)` gives with patterns on RE2
+(`provisioner.spec.linear_regex`, linear time) instead of Python's backtracking `re`; only the
 wording of the messages differs. The one exception is an arithmetic overflow (a number too large
 for `multipleOf` to be computed), on which `jsonschema` raises: here it is a failure instead, so a
 hostile event becomes a dead letter rather than stopping the consumer.
@@ -37,11 +39,16 @@ hostile event becomes a dead letter rather than stopping the consumer.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, ValidationError, validators
+from referencing import Registry
+from referencing.exceptions import Unresolvable
+
+from provisioner.spec.linear_regex import PatternError, Search, compile_search
+from provisioner.spec.schema_rules import pattern_rule_problem
 
 Validator = Callable[[Any], str | None]
 """Returns None when the value satisfies the schema, else a message naming where and why."""
@@ -582,8 +589,8 @@ def _string_checks(schema: dict[str, Any]) -> list[_Check]:
         if not isinstance(source, str) or not _portable_pattern(source):
             raise _Unsupported
         try:
-            search = re.compile(source).search
-        except re.error as error:
+            search = compile_search(source)
+        except PatternError as error:
             raise _Unsupported from error
 
         def pattern(value: str) -> _Failure | None:
@@ -695,22 +702,90 @@ def compile_native(schema: dict[str, Any] | bool) -> Validator | None:
     return validate
 
 
+def _linear_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    if isinstance(instance, str) and not _search(pattern)(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+def _linear_pattern_properties(
+    validator: Any, patterns: dict[str, Any], instance: Any, schema: Any
+) -> Iterator[ValidationError]:
+    if not isinstance(instance, dict):
+        return
+    for pattern, subschema in patterns.items():
+        search = _search(pattern)
+        for name, value in instance.items():
+            if search(name):
+                yield from validator.descend(value, subschema, path=name, schema_path=pattern)
+
+
+def _linear_additional_properties(
+    validator: Any, additional: Any, instance: Any, schema: Any
+) -> Iterator[ValidationError]:
+    if not isinstance(instance, dict):
+        return
+    known = schema.get("properties", {})
+    searches = [_search(pattern) for pattern in schema.get("patternProperties", {})]
+    extras = [name for name in instance if name not in known and not any(s(name) for s in searches)]
+    if isinstance(additional, dict):
+        for name in extras:
+            yield from validator.descend(instance[name], additional, path=name)
+    elif additional is False and extras:
+        listed = ", ".join(repr(name) for name in sorted(extras))
+        yield ValidationError(f"additional properties are not allowed ({listed})")
+
+
+_searches: dict[str, Search] = {}
+
+
+def _search(pattern: str) -> Search:
+    search = _searches.get(pattern)
+    if search is None:
+        search = _searches[pattern] = compile_search(pattern)
+    return search
+
+
+# jsonschema's Draft 2020-12 with every pattern on RE2 (linear time) instead of Python's
+# backtracking `re`. `unevaluatedProperties` also matches `patternProperties` with `re`: a schema
+# with both is refused (by validate, and here).
+_LinearValidator = validators.extend(  # type: ignore[no-untyped-call]
+    Draft202012Validator,
+    {
+        "pattern": _linear_pattern,
+        "patternProperties": _linear_pattern_properties,
+        "additionalProperties": _linear_additional_properties,
+    },
+)
+# No retrieval: a `$ref` outside the document is refused by validate, and at run time it is
+# unresolvable (a dead letter) rather than a request to whatever URL it names.
+_NO_RETRIEVAL: Registry[Any] = Registry()
+
+
 def compile_schema(schema: dict[str, Any] | bool) -> Validator:
     """A validator for `schema`: compiled closures when possible, else jsonschema's Draft 2020-12 validator.
 
     The validator returns None for a valid value, else a message such as
-    "at /customer/id: 5 is not of type 'string'".
+    "at /customer/id: 5 is not of type 'string'". Patterns run on RE2 either way; a schema
+    whose pattern RE2 refuses, or that combines `unevaluatedProperties` with `patternProperties`,
+    raises ValueError (validate refuses both).
     """
     native = compile_native(schema)
     if native is not None:
         return native
-    fallback = Draft202012Validator(schema)
+    problem = pattern_rule_problem(schema)
+    if problem is not None:
+        raise ValueError(problem)
+    fallback = _LinearValidator(schema, registry=_NO_RETRIEVAL)
 
     def validate(value: Any) -> str | None:
         try:
             error = next(iter(fallback.iter_errors(value)), None)
         except OverflowError:
             return "at (root): a number is too large to validate"
+        except RecursionError:
+            return "at (root): the schema recurses too deeply for this value (a $ref cycle, or a value nested too deep)"
+        except Unresolvable as unresolvable:
+            return f"at (root): the schema's reference {unresolvable.ref!r} cannot be resolved within it"
         if error is None:
             return None
         return f"at {_pointer(error.absolute_path)}: {error.message}"

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from provisioner.expr import EvaluationError, Program, compile_expression
 from provisioner.pipeline.event_schema import Validator, compile_schema
-from provisioner.pipeline.ops import SKIP, DeadLetter, Delete, KeyPart, Op, RecordLike, Upsert
+from provisioner.pipeline.ops import SKIP, DeadLetter, Delete, KeyPart, Op, RecordLike, Stage, Upsert
 from provisioner.spec.models import DataProduct
 
 # A tuple, not `str | int`: that expression builds a new union object on every evaluation.
@@ -31,18 +31,90 @@ _decode_json: Callable[[str], Any] = _decoder.decode
 _scan_once: Callable[[str, int], tuple[Any, int]] = _decoder.scan_once  # type: ignore[attr-defined]
 
 
-def _decode(value: bytes) -> Any:
+MAX_VALUE_BYTES: Final = 8 * 1024 * 1024
+"""A record value longer than this is a dead letter (stage `decode`) before it is decoded."""
+MAX_DEPTH: Final = 128
+"""Arrays and objects nested deeper than this are a dead letter (stage `decode`): every later
+stage (schema, CEL, the stores' encoders) then stays far from the interpreter's recursion limit."""
+MAX_VALUES: Final = 100_000
+"""Values (arrays, objects and their items) one decoded record may hold: a 1 MB value of empty
+arrays would otherwise take over 20 MB of memory, and a batch of them a consumer's whole limit."""
+
+# Below these sizes no value can break a bound (each level of nesting takes two bytes, each value
+# at least one), so the common small record pays one length comparison.
+_DEPTH_CHECK_BYTES: Final = 2 * (MAX_DEPTH + 1)
+# Decoding a value only to refuse it would still take its memory for a moment: past this many
+# `[` and `{` bytes (more than MAX_VALUES containers, unless strings hold hundreds of thousands of
+# brackets) a value is refused undecoded.
+_MAX_BRACKETS: Final = 4 * MAX_VALUES
+
+
+_TOO_MANY_VALUES: Final = f"more than {MAX_VALUES} values (arrays, objects and their items)"
+
+
+class DecodeRefused(ValueError):
+    """A value that is valid JSON but breaks one of the decode bounds."""
+
+
+def _bounds_failure(event: Any) -> str | None:
+    """Why `event` breaks a decode bound, or None. Iterative: it must work on any depth."""
+    values = 1
+    stack: list[tuple[Any, int]] = [(event, 1)]
+    pop = stack.pop
+    push = stack.append
+    while stack:
+        node, depth = pop()
+        if depth > MAX_DEPTH:
+            return f"arrays and objects are nested more than {MAX_DEPTH} levels deep"
+        values += len(node)
+        if values > MAX_VALUES:
+            return _TOO_MANY_VALUES
+        for item in node.values() if type(node) is dict else node:
+            kind = type(item)
+            if kind is dict or kind is list:
+                push((item, depth + 1))
+    return None
+
+
+def decode_value(value: bytes) -> Any:
+    """The event of a record value, as the consumer decodes it; ValueError (UnicodeDecodeError,
+    DecodeRefused) when it is not one."""
+    size = len(value)
+    if size > MAX_VALUE_BYTES:
+        raise DecodeRefused(f"value is {size} bytes, more than {MAX_VALUE_BYTES}")
+    brackets = value.count(b"[") + value.count(b"{") if size >= _DEPTH_CHECK_BYTES else 0
+    if brackets > _MAX_BRACKETS:
+        raise DecodeRefused(_TOO_MANY_VALUES)
     text = value.decode("utf-8")
     # Fast path: a document with no surrounding whitespace scanned in one C call. Anything else
     # (whitespace, trailing data, invalid JSON) goes through `decode`, which gives the same value
     # and raises the same errors as always.
     try:
-        event, end = _scan_once(text, 0)
-    except StopIteration:
-        return _decode_json(text)
-    if end == len(text):
-        return event
-    return _decode_json(text)
+        try:
+            event, end = _scan_once(text, 0)
+            if end != len(text):
+                event = _decode_json(text)
+        except StopIteration:
+            event = _decode_json(text)
+    except RecursionError:
+        raise DecodeRefused(f"arrays and objects are nested more than {MAX_DEPTH} levels deep") from None
+    if brackets > MAX_DEPTH or size > MAX_VALUES:
+        failure = _bounds_failure(event) if type(event) is dict or type(event) is list else None
+        if failure is not None:
+            raise DecodeRefused(failure)
+    return event
+
+
+def decode_failure(error: ValueError) -> str:
+    """The dead-letter message of a value `decode_value` refused."""
+    if isinstance(error, DecodeRefused):
+        return f"value refused: {error}"
+    return f"value is not UTF-8 JSON: {error}"
+
+
+def scan_json(text: str, index: int) -> tuple[Any, int]:
+    """The JSON value starting at `index` of `text` and the index after it (the decoder's scanner)."""
+    return _scan_once(text, index)
 
 
 def _headers(record: RecordLike) -> dict[str, str]:
@@ -65,6 +137,16 @@ _RECORD_FIELDS: dict[str, Callable[[RecordLike], Any]] = {
 def record_activation(record: RecordLike, fields: Iterable[str] = _RECORD_FIELDS) -> dict[str, Any]:
     """The CEL `record` variable for a Kafka record: only the `fields` the expressions read."""
     return {name: _RECORD_FIELDS[name](record) for name in fields}
+
+
+def unexpected_failure(error: BaseException) -> str:
+    """The dead-letter message for an exception no stage foresaw (never a traceback)."""
+    if isinstance(error, RecursionError):
+        return "the value is nested too deeply to process"
+    if isinstance(error, MemoryError):
+        return "the value needs more memory than the consumer has"
+    text = str(error)
+    return f"unexpected {type(error).__name__}" + (f": {text}" if text else "")
 
 
 def _type_name(value: Any) -> str:
@@ -110,50 +192,65 @@ class Pipeline:
         self._schema: Validator | None = compile_schema(schema) if schema is not None else None
 
     def process(self, record: RecordLike) -> Op:
-        """The op for one record (never raises for bad data: that is what dead letters are for)."""
-        activation = record_activation(record, self._record_fields) if self._record_fields else None
-        raw = record.value
-        if raw is None:
-            return self._delete_op(None, activation)
+        """The op for one record: never raises, whatever the record holds.
+
+        Bad data is a dead letter at the stage that refused it; so is anything unexpected (an
+        exception this code did not foresee), caught here, at the one place every record passes,
+        so no record can stop a consumer or make it retry the same record forever.
+        """
+        stage: Stage = "decode"
         try:
-            event = _decode(raw)
-        except (UnicodeDecodeError, ValueError, RecursionError) as error:
-            return DeadLetter("decode", f"value is not UTF-8 JSON: {error}")
-        if self._schema is not None:
-            failure = self._schema(event)
-            if failure is not None:
-                return DeadLetter("schema", failure)
-        if self._filter is not None:
+            activation = record_activation(record, self._record_fields) if self._record_fields else None
+            raw = record.value
+            if raw is None:
+                stage = "key"
+                return self._delete_op(None, activation)
             try:
-                keep = self._filter.evaluate(event, activation)
-            except EvaluationError as error:
-                return DeadLetter("filter", f"filter failed: {error}")
-            if keep is False:
-                return SKIP
-            if keep is not True:
-                return DeadLetter("filter", f"filter returned {_type_name(keep)}, not bool")
-        if self._delete is not None:
-            try:
-                deleting = self._delete.evaluate(event, activation)
-            except EvaluationError as error:
-                return DeadLetter("delete", f"delete failed: {error}")
-            if deleting is True:
-                return self._delete_op(event, activation)
-            if deleting is not False:
-                return DeadLetter("delete", f"delete returned {_type_name(deleting)}, not bool")
-        row: dict[str, Any] = {}
-        for name, program in self._fields:
-            try:
-                row[name] = program.evaluate(event, activation)
-            except EvaluationError as error:
-                return DeadLetter("fields", f"field {name!r}: {error}")
-        key: list[KeyPart] = []
-        for name in self._key_names:
-            value = row[name]
-            if value is None or value is True or value is False or not isinstance(value, _KEY_TYPES):
-                return DeadLetter("key", f"key field {name!r} is {_type_name(value)}, not a string or int")
-            key.append(value)
-        return Upsert(tuple(key), row)
+                event = decode_value(raw)
+            except ValueError as error:
+                return DeadLetter("decode", decode_failure(error))
+            if self._schema is not None:
+                stage = "schema"
+                failure = self._schema(event)
+                if failure is not None:
+                    return DeadLetter("schema", failure)
+            if self._filter is not None:
+                stage = "filter"
+                try:
+                    keep = self._filter.evaluate(event, activation)
+                except EvaluationError as error:
+                    return DeadLetter("filter", f"filter failed: {error}")
+                if keep is False:
+                    return SKIP
+                if keep is not True:
+                    return DeadLetter("filter", f"filter returned {_type_name(keep)}, not bool")
+            if self._delete is not None:
+                stage = "delete"
+                try:
+                    deleting = self._delete.evaluate(event, activation)
+                except EvaluationError as error:
+                    return DeadLetter("delete", f"delete failed: {error}")
+                if deleting is True:
+                    stage = "key"
+                    return self._delete_op(event, activation)
+                if deleting is not False:
+                    return DeadLetter("delete", f"delete returned {_type_name(deleting)}, not bool")
+            stage = "fields"
+            row: dict[str, Any] = {}
+            for name, program in self._fields:
+                try:
+                    row[name] = program.evaluate(event, activation)
+                except EvaluationError as error:
+                    return DeadLetter("fields", f"field {name!r}: {error}")
+            key: list[KeyPart] = []
+            for name in self._key_names:
+                value = row[name]
+                if value is None or value is True or value is False or not isinstance(value, _KEY_TYPES):
+                    return DeadLetter("key", f"key field {name!r} is {_type_name(value)}, not a string or int")
+                key.append(value)
+            return Upsert(tuple(key), row)
+        except Exception as error:  # the one place where any failure becomes a dead letter
+            return DeadLetter(stage, unexpected_failure(error))
 
     def _delete_op(self, event: Any, activation: dict[str, Any] | None) -> Op:
         key: list[KeyPart] = []

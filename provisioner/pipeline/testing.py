@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from provisioner.pipeline.encoding import to_json
+from provisioner.pipeline.encoding import Unencodable, json_default, to_json
+from provisioner.pipeline.eventfile import EventLine
 from provisioner.pipeline.ops import DeadLetter, Delete, Op, Record, Skip, Upsert, render_key
 from provisioner.pipeline.process import Pipeline
 from provisioner.spec.models import DataProduct, ExpectedOp, GivenRecord, SpecTest
@@ -23,7 +23,10 @@ DEFAULT_TIMESTAMP_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z: tests are dete
 
 
 def _json_ready(value: Any) -> Any:
-    return json.loads(to_json(value))
+    try:
+        return json.loads(to_json(value))
+    except Unencodable:  # a CEL type or optional, which every store refuses: shown as CEL writes it
+        return json.loads(json.dumps(value, default=repr))
 
 
 def op_to_dict(op: Op) -> dict[str, Any]:
@@ -82,9 +85,18 @@ def _timestamp_ms(text: str | None) -> int:
     return to_epoch_ms(text)
 
 
+def _value_bytes(value: Any) -> bytes:
+    """A test value as a JSON producer sends it: UTF-8, a lone surrogate as its `\\ud800` escape."""
+    text = to_json(value)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value, separators=(",", ":"), default=json_default).encode("ascii")
+
+
 def given_record(product: DataProduct, given: GivenRecord, index: int) -> Record:
     """A Kafka record for a test's `given` entry (the value is JSON-encoded; null is a tombstone)."""
-    value = None if given.value is None else to_json(given.value).encode("utf-8")
+    value = None if given.value is None else _value_bytes(given.value)
     return Record(
         topic=product.spec.source.topic,
         partition=given.partition,
@@ -123,18 +135,14 @@ def run_tests(product: DataProduct) -> list[SpecTestOutcome]:
     return [run_test(pipeline, test) for test in product.spec.tests]
 
 
-def event_records(product: DataProduct, lines: Iterable[Mapping[str, Any]]) -> list[Record]:
-    """Records for `test --events`: each line is an event, or an envelope with a `value` key."""
-    records = []
-    for index, line in enumerate(lines):
-        envelope = line if _is_envelope(line) else {"value": line}
-        given = GivenRecord.model_validate(envelope)
-        records.append(given_record(product, given, index))
-    return records
-
-
-ENVELOPE_KEYS = frozenset({"value", "key", "headers", "partition", "offset", "timestamp"})
-
-
-def _is_envelope(line: Mapping[str, Any]) -> bool:
-    return "value" in line and set(line) <= ENVELOPE_KEYS
+def line_record(product: DataProduct, line: EventLine, index: int) -> Record:
+    """The Kafka record the consumer would read for a line of an event file (`test --events`)."""
+    return Record(
+        topic=product.spec.source.topic,
+        partition=line.partition or 0,
+        offset=index if line.offset is None else line.offset,
+        timestamp=DEFAULT_TIMESTAMP_MS if line.timestamp_ms is None else line.timestamp_ms,
+        key=None if line.key is None else line.key.encode("utf-8"),
+        value=line.value,
+        headers=tuple((name, text.encode("utf-8")) for name, text in line.headers.items()),
+    )

@@ -21,6 +21,7 @@ from provisioner.spec.names import (
     RESERVED_APPEND_COLUMNS,
     SQL_IDENTIFIER,
 )
+from provisioner.spec.schema_rules import schema_problems
 
 Path = tuple[str | int, ...]
 
@@ -124,6 +125,9 @@ def _source(product: DataProduct) -> Iterator[Problem]:
         except SchemaError as error:
             where = format_path(tuple(error.path)) or "(root)"
             yield Problem(("spec", "source", "schema"), f"not a valid JSON Schema at {where}: {error.message}")
+            return
+        for path, message, at_key in schema_problems(spec.source.json_schema, ("spec", "source", "schema")):
+            yield Problem(path, message, at_key=at_key)
 
 
 def check_product(product: DataProduct) -> list[Problem]:

@@ -34,7 +34,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
-from provisioner.pipeline.encoding import encode_value, format_timestamp, to_json
+from provisioner.pipeline.encoding import Unencodable, encode_value, format_timestamp, to_json
 from provisioner.spec.models import ColumnType
 from provisioner.spec.timestamps import RFC3339_PATTERN
 
@@ -65,6 +65,8 @@ def _shown(value: Any) -> str:
     """The value as it appears in a dead-letter message: JSON-like, shortened."""
     try:
         text = json.dumps(value, ensure_ascii=False, default=str)
+    except RecursionError:
+        return f"a deeply nested {'array' if isinstance(value, list) else 'object'}"
     except ValueError:
         text = repr(value)
     return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
@@ -86,7 +88,10 @@ def _check_text(text: str, value: Any) -> str:
 def to_text(value: Any) -> str | None:
     if value is None:
         return None
-    text = encode_value(value)
+    try:
+        text = encode_value(value)
+    except Unencodable as error:
+        raise ConversionError(f"{_shown(value)}: {error}") from None
     return None if text is None else _check_text(text, value)
 
 
@@ -180,10 +185,10 @@ def to_jsonb(value: Any) -> str | None:
         return None
     try:
         text = to_json(value, allow_nan=False)
+    except Unencodable as error:
+        raise ConversionError(f"{_shown(value)} is not valid JSON: {error}") from None
     except ValueError:
         raise ConversionError(f"{_shown(value)} is not valid JSON (NaN or infinity)") from None
-    except TypeError as error:
-        raise ConversionError(f"{_shown(value)} is not valid JSON: {error}") from None
     # jsonb refuses the \u0000 escape; only a real NUL in some string makes json.dumps write it.
     if "\\u0000" in text and _has_nul(value):
         raise ConversionError(f"{_shown(value)} contains a NUL character, which jsonb cannot store")
@@ -191,12 +196,18 @@ def to_jsonb(value: Any) -> str | None:
 
 
 def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(item) for item in value)
+    """Whether any string in `value` (keys included) holds a NUL; iterative, for any depth."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
     return False
 
 

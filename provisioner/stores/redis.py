@@ -21,7 +21,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 from redis.retry import Retry
 
-from provisioner.pipeline.encoding import encode_value, to_json
+from provisioner.pipeline.encoding import Unencodable, encode_value, to_json
 from provisioner.pipeline.ops import Change, DeadLetter, Upsert, render_key
 from provisioner.spec.durations import parse_duration
 from provisioner.spec.models import DataProduct, StoreSpec
@@ -249,7 +249,11 @@ class RedisStore:
                 elif kind is float and isfinite(value):
                     text = repr(value)  # what json.dumps writes for a finite float
                 else:
-                    encoded = encode_value(value)
+                    try:
+                        encoded = encode_value(value)
+                    except Unencodable:
+                        ascii_only = False  # `_write` refuses the row, naming the field
+                        break
                     if encoded is None:
                         continue
                     text = encoded
@@ -276,12 +280,17 @@ class RedisStore:
             document = {name: row.get(name) for name in self._fields}
             try:
                 text = to_json(document, allow_nan=False)
+            except Unencodable as error:
+                raise _Unwritable(str(error)) from None
             except ValueError:
                 raise _Unwritable("a field is NaN or infinity, which JSON cannot represent") from None
             return [key, _utf8(text, "the row")]
         write: RedisWrite = [key]
         for name in self._fields:
-            encoded = encode_value(row.get(name))
+            try:
+                encoded = encode_value(row.get(name))
+            except Unencodable as error:
+                raise _Unwritable(f"field {name!r}: {error}") from None
             if encoded is not None:
                 write.append(_utf8(name, "a field name"))
                 write.append(_utf8(encoded, f"field {name!r}"))

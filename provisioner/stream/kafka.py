@@ -8,25 +8,21 @@ Errors: a malformed event file raises `EventFileError` (a `ConfigurationError`: 
 Kafka that cannot be reached or fails a request raises `KafkaUnavailable` (an `UnavailableError`:
 try again later). Both are `ProvisionerError`s, so a caller that only reports them catches that.
 
-JSON Lines convention (`produce_jsonl`), one record per non-blank line:
-- an *envelope* is a JSON object that has a `"value"` key and no keys other than
-  `key`, `value`, `headers`, `partition`, `timestamp`. Its `value` is the record value (`null`
-  makes a tombstone), `key` a string (or int, rendered in decimal) or null, `headers` an object of
-  string values, `partition` an int, `timestamp` epoch milliseconds or an RFC 3339 string;
-- any other line (an object without those exact keys, an array, a number, ...) is the value.
-Values are sent as compact UTF-8 JSON. With `key_field`, a record without an envelope key takes
-its key from that top-level field of the value (when present and not null).
+JSON Lines (`produce_jsonl`): one record per non-blank line, by `provisioner.pipeline.eventfile`'s
+rules (an envelope with key/value/headers/partition/timestamp, or the value itself); a value is sent
+as the line writes it. With `key_field`, a record without an envelope key takes its key from that
+top-level field of the value (when present and not null).
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from provisioner.errors import ConfigurationError, UnavailableError, is_retryable
+from provisioner.pipeline.eventfile import ENVELOPE_KEYS, EventLine, EventLineError, parse_line
 from provisioner.spec.timestamps import to_epoch_ms
 
 __all__ = [
@@ -37,13 +33,13 @@ __all__ = [
     "end_offsets",
     "ensure_topic",
     "is_transient",
+    "outgoing_record",
     "parse_jsonl_line",
     "produce_jsonl",
     "produce_records",
     "start_offsets",
 ]
 
-ENVELOPE_KEYS = frozenset({"key", "value", "headers", "partition", "timestamp"})
 CLIENT_ID = "provisioner-dev"
 
 if TYPE_CHECKING:
@@ -90,64 +86,25 @@ class OutgoingRecord:
     timestamp_ms: int | None = None
 
 
-def _render_key(raw: object, where: str) -> str | None:
-    if raw is None:
-        return None
-    if isinstance(raw, bool) or not isinstance(raw, str | int):
-        raise EventFileError(f"{where}: a key must be a string, an int or null")
-    return str(raw)
+def outgoing_record(line: EventLine) -> OutgoingRecord:
+    """The record to produce for a line of an event file."""
+    return OutgoingRecord(value=line.value, key=line.key, headers=line.headers, partition=line.partition,
+                          timestamp_ms=line.timestamp_ms)
 
 
-def _encode(value: object) -> bytes | None:
-    if value is None:
-        return None
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def _timestamp_ms(raw: object, where: str) -> int | None:
-    if raw is None:
-        return None
-    if isinstance(raw, int) and not isinstance(raw, bool):
-        return raw
-    if isinstance(raw, str):
-        try:
-            return to_epoch_ms(raw)
-        except ValueError:
-            pass
-    raise EventFileError(f"{where}: timestamp must be epoch milliseconds or an RFC 3339 string")
-
-
-def parse_jsonl_line(line: str, where: str = "line", key_field: str | None = None) -> OutgoingRecord | None:
-    """The record of one JSON Lines line (None for a blank line); see the module docstring."""
-    if not line.strip():
-        return None
+def parse_jsonl_line(line: str | bytes, number: int = 1, key_field: str | None = None) -> OutgoingRecord | None:
+    """The record of one JSON Lines line (None for a blank line); EventFileError naming the line
+    when it cannot be one, including a value the consumer would refuse to decode."""
+    raw = line if isinstance(line, bytes) else line.encode("utf-8", "surrogatepass")
     try:
-        data = json.loads(line)
-    except ValueError as error:
-        raise EventFileError(f"{where}: not JSON ({error})") from None
-    is_envelope = isinstance(data, dict) and "value" in data and set(data) <= ENVELOPE_KEYS
-    if not is_envelope:
-        return OutgoingRecord(value=_encode(data), key=_key_from_value(data, key_field, where))
-    headers = data.get("headers") or {}
-    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
-        raise EventFileError(f"{where}: headers must be an object of string values")
-    partition = data.get("partition")
-    if partition is not None and (isinstance(partition, bool) or not isinstance(partition, int) or partition < 0):
-        raise EventFileError(f"{where}: partition must be a non-negative int")
-    key = _render_key(data["key"], where) if "key" in data else _key_from_value(data["value"], key_field, where)
-    return OutgoingRecord(
-        value=_encode(data["value"]),
-        key=key,
-        headers={str(k): v for k, v in headers.items()},
-        partition=partition,
-        timestamp_ms=_timestamp_ms(data.get("timestamp"), where),
-    )
-
-
-def _key_from_value(value: object, key_field: str | None, where: str) -> str | None:
-    if key_field is None or not isinstance(value, dict):
+        event = parse_line(raw, number, key_field)
+    except EventLineError as error:
+        raise EventFileError(str(error)) from None
+    if event is None:
         return None
-    return _render_key(value.get(key_field), f"{where}: field {key_field!r}")
+    if event.refusal is not None:
+        raise EventFileError(f"line {number}: {event.refusal}")
+    return outgoing_record(event)
 
 
 # -- admin ------------------------------------------------------------------------------------
@@ -280,7 +237,7 @@ def produce_jsonl(
 
     def records() -> Iterable[OutgoingRecord]:
         for number, line in enumerate(lines, start=1):
-            record = parse_jsonl_line(line, f"line {number}", key_field)
+            record = parse_jsonl_line(line, number, key_field)
             if record is not None:
                 yield record
 

@@ -71,16 +71,16 @@ def test_readings_shape() -> None:
 def test_jsonl_envelope_convention() -> None:
     envelope = parse_jsonl_line('{"key": 7, "value": {"a": 1}, "headers": {"h": "v"}, "partition": 1}')
     assert envelope is not None
-    assert (envelope.key, envelope.value, envelope.headers, envelope.partition) == ("7", b'{"a":1}', {"h": "v"}, 1)
+    assert (envelope.key, envelope.value, envelope.headers, envelope.partition) == ("7", b'{"a": 1}', {"h": "v"}, 1)
     tombstone = parse_jsonl_line('{"key": "k", "value": null}')
     assert tombstone is not None and tombstone.value is None and tombstone.key == "k"
     bare = parse_jsonl_line('{"value": 1, "other": 2}', key_field="other")
-    assert bare is not None and bare.value == b'{"value":1,"other":2}' and bare.key == "2"
+    assert bare is not None and bare.value == b'{"value": 1, "other": 2}' and bare.key == "2"
     stamped = parse_jsonl_line('{"value": 1, "timestamp": "2026-01-01T00:00:00Z"}')
     assert stamped is not None and stamped.timestamp_ms == 1767225600000
     assert parse_jsonl_line("   ") is None
     with pytest.raises(EventFileError, match="line 3"):
-        parse_jsonl_line("{nope", "line 3")
+        parse_jsonl_line("{nope", 3)
     with pytest.raises(EventFileError, match="headers"):
         parse_jsonl_line('{"value": 1, "headers": {"h": 1}}')
     with pytest.raises(EventFileError, match="timestamp"):
