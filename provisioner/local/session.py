@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
@@ -146,36 +147,39 @@ def store_view_of(entry: StoreEntry, product: DataProduct | None, phase: Phase, 
 
 
 def prepare_environment(plan: Plan, state_root: Path, explicit_kafka: str | None,
-                        say: Say) -> tuple[str, bool, dict[str, str]]:
+                        say: Say) -> tuple[str, bool, dict[str, embedded.EmbeddedServer]]:
     """Kafka (the dev broker started when none is configured), the plan's topics, and one embedded
-    server per managed store kind: (bootstrap, whether the dev broker was started, kind -> URL)."""
+    server per managed store kind: (bootstrap, whether the dev broker was started, kind -> server)."""
     bootstrap, started = devbroker.resolve_or_start(explicit_kafka, state_root, say)
     for topic in plan.topics:
         kafka_helpers.ensure_topic(bootstrap, topic)
-    urls = start_embedded(plan.managed_kinds, state_root, say)
-    return bootstrap, started, urls
+    servers = start_embedded(plan.managed_kinds, state_root, say)
+    return bootstrap, started, servers
 
 
-def start_embedded(kinds: frozenset[str] | set[str], state_root: Path, say: Say) -> dict[str, str]:
-    """Start (or reuse) one embedded server per kind under the state directory; kind -> URL."""
+def start_embedded(kinds: frozenset[str] | set[str], state_root: Path,
+                   say: Say) -> dict[str, embedded.EmbeddedServer]:
+    """Start (or reuse) one embedded server per kind under the state directory; kind -> server."""
     starters = {"redis": embedded.start_redis, "postgres": embedded.start_postgres}
-    urls: dict[str, str] = {}
+    servers: dict[str, embedded.EmbeddedServer] = {}
     for kind in sorted(kinds):
-        server = starters[kind](state_root)
-        urls[kind] = server.url
-        say(f"embedded {kind}: {mask_url(server.url)}")
-    return urls
+        servers[kind] = starters[kind](state_root)
+        say(f"embedded {kind}: {servers[kind].masked_url}")
+    return servers
 
 
-def place(plan: Plan, specs: Sequence[LoadedSpec], embedded_urls: dict[str, str]) -> list[LocalConsumer]:
-    """The plan's consumers on this machine. A store with its own connection is checked now (a
-    missing `${ENV}` variable is one clear error here, not a consumer crashing in a loop)."""
+def place(plan: Plan, specs: Sequence[LoadedSpec],
+          servers: dict[str, embedded.EmbeddedServer]) -> list[LocalConsumer]:
+    """The plan's consumers on this machine, a managed store in its product's own space of the
+    embedded server. A store with its own connection is checked now (a missing `${ENV}` variable is
+    one clear error here, not a consumer crashing in a loop)."""
     files = {id(loaded.product): str(Path(loaded.file).resolve()) for loaded in specs}
     placed: list[LocalConsumer] = []
     for consumer in plan.consumers:
         product = consumer.product
-        url = embedded_urls[consumer.kind] if consumer.managed else None
-        shown = url if url is not None else mask_url(store_url(consumer.store))
+        url = embedded.space_url(servers[consumer.kind], consumer.namespace, product.name) \
+            if consumer.managed else None
+        shown = mask_url(url if url is not None else store_url(consumer.store))
         entry = StoreEntry(
             namespace=consumer.namespace, product=product.name, store=consumer.store.name, kind=consumer.kind,
             spec_file=files[id(product)], managed=consumer.managed, store_url=shown,
@@ -193,6 +197,7 @@ class LocalSession:
     def __init__(self, state: StateDir, registry: Registry) -> None:
         self.state = state
         self.registry = registry
+        self._space_urls: dict[tuple[str, str, str], str] = {}  # (kind, namespace, product) -> URL
 
     @classmethod
     def open(cls, state_dir: Path) -> LocalSession:
@@ -226,13 +231,13 @@ class LocalSession:
                     say(f"stopping a leftover consumer of {entry.product}/{entry.store} (pid {pid})")
                     terminate(pid)
         the_plan = plan([loaded.product for loaded in specs])
-        bootstrap, started_broker, urls = prepare_environment(the_plan, state.root, explicit_kafka, say)
-        consumers = place(the_plan, specs, urls)
+        bootstrap, started_broker, servers = prepare_environment(the_plan, state.root, explicit_kafka, say)
+        consumers = place(the_plan, specs, servers)
         registry = Registry(
             bootstrap=bootstrap, spec_paths=[str(p.resolve()) for p in paths],
             stores=[c.entry for c in consumers],
             started_broker=started_broker or bool(previous and previous.started_broker),
-            embedded=urls, supervisor_pid=os.getpid(),
+            embedded={kind: server.masked_url for kind, server in servers.items()}, supervisor_pid=os.getpid(),
         )
         state.write_registry(registry)
         for consumer in consumers:
@@ -279,13 +284,21 @@ class LocalSession:
         return target
 
     def store_url(self, target: Target) -> str:
-        """The real URL of a store: the embedded server's for a managed one, else the spec's connection."""
-        if target.entry.managed:
-            url = self.registry.embedded.get(target.entry.kind)
-            if url is None:
-                raise StoreUrlError(f"no embedded {target.entry.kind} is recorded: run `provisioner up` again")
-            return url
-        return store_url(target.require_product().store(target.entry.store))
+        """The real URL of a store (with its password: never show it): its product's space on the
+        embedded server for a managed one, else the spec's connection."""
+        entry = target.entry
+        if entry.managed:
+            key = (entry.kind, entry.namespace, entry.product)
+            server = embedded.find(entry.kind, self.state.root)
+            if server is None:
+                raise StoreUrlError(f"the embedded {entry.kind} does not run: start it with `provisioner up`")
+            if key not in self._space_urls:
+                try:
+                    self._space_urls[key] = embedded.space_url(server, entry.namespace, entry.product)
+                except psycopg.Error as error:
+                    raise UnavailableError(f"{target.label} at {entry.store_url}: {error}") from None
+            return self._space_urls[key]
+        return store_url(target.require_product().store(entry.store))
 
     @contextlib.contextmanager
     def open_store(self, target: Target, timeout: float | None = None) -> Iterator[Store]:
@@ -394,7 +407,7 @@ class LocalSession:
         """The target's consumer as `up` placed it, to run it in the foreground."""
         product = target.require_product()
         entry = target.entry
-        url = self.registry.embedded.get(entry.kind) if entry.managed else None
+        url = self.store_url(target) if entry.managed else None
         return LocalConsumer(entry, ConsumerPlan(product, product.store(entry.store)), url)
 
     def hydrate(self, target: Target, on_progress: Callable[[int, int], None], timeout: float | None = None) -> None:
@@ -459,9 +472,9 @@ class LocalSession:
 
     def _ensure_embedded_running(self, kind: str) -> None:
         """The embedded server of `kind` running (restarted if `down` stopped it), recorded."""
-        urls = start_embedded({kind}, self.state.root, lambda _: None)
-        if self.registry.embedded.get(kind) != urls[kind]:
-            self.registry = replace(self.registry, embedded={**self.registry.embedded, **urls})
+        shown = start_embedded({kind}, self.state.root, lambda _: None)[kind].masked_url
+        if self.registry.embedded.get(kind) != shown:
+            self.registry = replace(self.registry, embedded={**self.registry.embedded, kind: shown})
             self.state.write_registry(self.registry)
 
 
