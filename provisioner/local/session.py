@@ -29,7 +29,8 @@ from provisioner.local.statedir import Registry, StateDir, StoreEntry
 from provisioner.local.supervisor import ConsumerProcess, LocalConsumer, Phase, Supervisor
 from provisioner.plan import ConsumerPlan, Plan, plan
 from provisioner.runtime.connection import StoreUrlError, mask_url, store_url
-from provisioner.runtime.progress import StoreView, caught_up, parse_offsets, progress, store_view
+from provisioner.runtime.progress import StoreView, build_progress, holds_current, store_view
+from provisioner.runtime.rebuild import plan_start
 from provisioner.runtime.status import read_status
 from provisioner.spec.durations import parse_duration
 from provisioner.spec.findings import SpecError
@@ -132,14 +133,14 @@ def observed_phase(state: StateDir, entry: StoreEntry) -> tuple[Phase, dict[str,
 
 def store_view_of(entry: StoreEntry, product: DataProduct | None, phase: Phase, status: dict[str, Any] | None, *,
                   positions: dict[int, int] | None = None, end_offsets: dict[int, int] | None = None,
-                  last_error: str | None = None) -> StoreView:
+                  last_error: str | None = None, rebuild_pending: bool = False) -> StoreView:
     """One store's row for `status` and `up`'s dashboard."""
     freshness = product.spec.freshness if product is not None else None
     return store_view(
         namespace=entry.namespace, product=entry.product, store=entry.store, kind=entry.kind, state=phase,
         status=status, sla_seconds=parse_duration(freshness).total_seconds() if freshness else None,
         now=time.time(), positions=positions, end_offsets=end_offsets, store_url=entry.store_url,
-        last_error=last_error,
+        last_error=last_error, rebuild_pending=rebuild_pending,
     )
 
 
@@ -324,26 +325,41 @@ class LocalSession:
         for target in targets:
             entry = target.entry
             phase, status = observed_phase(self.state, entry)
-            positions, rows, problem = self._live_store_facts(target)
+            positions, rows, problem, pending = self._live_store_facts(target)
             last_error = (status or {}).get("last_error")
             if not last_error and phase in ("stopped", "halted") and status is None:
                 last_error = last_log_error(self.state.log_file(entry))
             product = target.product
             view = store_view_of(entry, product, phase, status, positions=positions,
                                  end_offsets=ends.get(product.spec.source.topic) if product is not None else None,
-                                 last_error=last_error or problem)
+                                 last_error=last_error or problem, rebuild_pending=pending)
             views.append((view, rows))
         return views
 
-    def _live_store_facts(self, target: Target) -> tuple[dict[int, int] | None, int | None, str | None]:
-        """Positions and row count read from the store now, or the reason it did not answer."""
+    def _live_store_facts(self, target: Target) -> tuple[dict[int, int] | None, int | None, str | None, bool]:
+        """Positions, row count and whether a rebuild is pending, read from the store now, or the
+        reason it did not answer."""
         try:
             with self.open_store(target, timeout=STORE_TIMEOUT) as store:
-                return store.read_positions(), store.count(), None
+                positions, rows = store.read_positions(), store.count()
+            return positions, rows, None, self._rebuild_pending(target)
         except UnavailableError as error:
-            return None, None, f"store unreachable: {error.__cause__ or error}"
+            return None, None, f"store unreachable: {error.__cause__ or error}", False
         except ConfigurationError as error:
-            return None, None, str(error)
+            return None, None, str(error), False
+
+    def _rebuild_pending(self, target: Target) -> bool:
+        """Whether the store holds another spec's content than its spec file's now (a consumer
+        started with it rebuilds first), or a requested replay has not switched yet."""
+        product = target.require_product()
+        store_spec = product.store(target.entry.store)
+        versions = open_versions(product, store_spec, self.store_url(target), timeout=STORE_TIMEOUT)
+        try:
+            record = versions.read()
+        finally:
+            versions.close()
+        return record is not None and (record.shadow is not None or plan_start(product, store_spec, record).shadow
+                                       is not None)
 
     def _end_offsets(self, topics: set[str]) -> dict[str, dict[int, int]]:
         """End offsets per topic now; a topic Kafka does not answer for is left out."""
@@ -422,13 +438,11 @@ class LocalSession:
             while True:
                 consumer.tick()
                 status = read_status(self.state.status_file(target.entry)) or {}
-                positions = parse_offsets(status.get("positions"))
-                on_progress(progress(positions, targets).completed, sum(targets.values()))
+                on_progress(build_progress(status, targets).completed, sum(targets.values()))
                 if consumer.phase == "halted":
                     raise ConsumerHaltedError(f"the consumer halted: {status.get('last_error') or f'see {log}'}")
-                settled = (status.get("state") == "running" and caught_up(positions, targets)) \
-                    or status.get("state") == "frozen"
-                if settled and not self.replay_pending(target):
+                pid = consumer.process.pid if consumer.process is not None else None
+                if holds_current(status, pid, targets) and not self.replay_pending(target):
                     return
                 if deadline is not None and time.monotonic() > deadline:
                     raise ConsumerHaltedError(f"not caught up within {timeout:g}s; see {log}")
