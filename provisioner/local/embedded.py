@@ -231,14 +231,26 @@ def _redis_answers(port: int, password: str) -> bool:
         return False
 
 
+def _redis_requires_password(folder: Path) -> bool:
+    """Whether the running Redis was started with this folder's password (its config says so)."""
+    password = _known_password(folder)
+    try:
+        config = (folder / "redis.conf").read_text()
+    except OSError:
+        return False
+    return bool(password) and f"requirepass {password}" in config.splitlines()
+
+
 def start_redis(state_dir: Path) -> EmbeddedServer:
     """Start the embedded Redis of `state_dir`, or return it if it already runs."""
     folder = _redis_folder(state_dir)
     (folder / "data").mkdir(parents=True, exist_ok=True)
     with file_lock(folder / ".lock"):
         running = _find_redis(folder)
-        if running is not None:
+        if running is not None and _redis_requires_password(folder):
             return running
+        if running is not None:  # started before passwords were required: restart it with one
+            _stop_running(running)
         binary = _redis_binary()
         port = _port_for(folder)
         password, _ = _password(folder)
@@ -329,6 +341,13 @@ def _run_as() -> tuple[dict[str, Any], Callable[[Path], None]]:
     return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}, hand_over
 
 
+def _postgres_requires_password(folder: Path) -> bool:
+    try:
+        return bool(_known_password(folder)) and (folder / "data" / "pg_hba.conf").read_text() == PG_HBA
+    except OSError:
+        return False
+
+
 def _require_password(bin_dir: Path, data: Path, folder: Path, run_as: dict[str, Any],
                       hand_over: Callable[[Path], None]) -> None:
     """Password authentication for the stopped cluster in `data`: the superuser's password set
@@ -365,8 +384,10 @@ def start_postgres(state_dir: Path) -> EmbeddedServer:
     folder.mkdir(parents=True, exist_ok=True)
     with file_lock(folder / ".lock"):
         running = _find_postgres(folder)
-        if running is not None:
+        if running is not None and _postgres_requires_password(folder):
             return running
+        if running is not None:  # started trusting every local connection: restart it with a password
+            _stop_running(running)
         bin_dir = _postgres_bin()
         run_as, hand_over = _run_as()
         data = folder / "data"
@@ -470,15 +491,19 @@ def stop(server: EmbeddedServer) -> None:
     folder = Path(server.folder)
     with file_lock(folder / ".lock"):
         current = _find_redis(folder) if server.kind == "redis" else _find_postgres(folder)
-        if current is None:
-            return
-        pid = current.pid
-        if server.kind == "redis":
-            # SIGTERM: redis flushes its append-only file, then exits.
-            terminate(pid, lambda: _alive(pid, "redis-server"), signal.SIGTERM, STOP_TIMEOUT_S)
-        else:
-            # SIGINT: PostgreSQL's "fast" shutdown, with a clean checkpoint.
-            terminate(pid, lambda: _alive(pid, "postgres"), signal.SIGINT, STOP_TIMEOUT_S)
+        if current is not None:
+            _stop_running(current)
+
+
+def _stop_running(server: EmbeddedServer) -> None:
+    """Stop a server found running, its folder's lock held by the caller."""
+    pid = server.pid
+    if server.kind == "redis":
+        # SIGTERM: redis flushes its append-only file, then exits.
+        terminate(pid, lambda: _alive(pid, "redis-server"), signal.SIGTERM, STOP_TIMEOUT_S)
+    else:
+        # SIGINT: PostgreSQL's "fast" shutdown, with a clean checkpoint.
+        terminate(pid, lambda: _alive(pid, "postgres"), signal.SIGINT, STOP_TIMEOUT_S)
 
 
 def stop_all(state_dir: Path) -> list[str]:

@@ -145,3 +145,40 @@ def test_every_product_gets_its_own_space(redis_server: ServerHandle, postgres_s
             connection.execute("INSERT INTO shared VALUES (%s)", (value,))
     with psycopg.connect(pg_a) as connection:
         assert connection.execute("SELECT v FROM shared").fetchall() == [("a",)]
+
+
+def test_servers_started_without_a_password_are_restarted_with_one(tmp_path: Path) -> None:
+    # A state directory from before passwords were required: Redis without `requirepass`,
+    # PostgreSQL trusting every local connection, data in both.
+    try:
+        old_redis, old_postgres = embedded.start_redis(tmp_path), embedded.start_postgres(tmp_path)
+        client = redis.Redis.from_url(old_redis.url)
+        client.set("kept", "yes")
+        client.close()
+        with psycopg.connect(old_postgres.url, autocommit=True) as connection:
+            connection.execute("CREATE TABLE kept (v text)")
+            connection.execute("INSERT INTO kept VALUES ('yes')")
+        config = Path(old_redis.folder) / "redis.conf"
+        config.write_text("\n".join(line for line in config.read_text().splitlines()
+                                    if not line.startswith("requirepass")) + "\n")
+        (Path(old_redis.folder) / "password").unlink()
+        (Path(old_postgres.folder) / "data" / "pg_hba.conf").write_text("host all all 127.0.0.1/32 trust\n")
+        (Path(old_postgres.folder) / "password").unlink()
+
+        new_redis, new_postgres = embedded.start_redis(tmp_path), embedded.start_postgres(tmp_path)
+        assert new_redis.pid != old_redis.pid and new_postgres.pid != old_postgres.pid
+        assert new_redis.url != old_redis.url and new_postgres.url != old_postgres.url
+        client = redis.Redis.from_url(new_redis.url)
+        try:
+            assert client.get("kept") == b"yes"
+        finally:
+            client.close()
+        with psycopg.connect(new_postgres.url) as connection:
+            assert connection.execute("SELECT v FROM kept").fetchall() == [("yes",)]
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(host="127.0.0.1", port=new_redis.port).get("kept")
+        with pytest.raises(psycopg.OperationalError, match="password"):
+            psycopg.connect(f"host=127.0.0.1 port={new_postgres.port} user=postgres dbname=postgres",
+                            connect_timeout=5).close()
+    finally:
+        embedded.stop_all(tmp_path)
