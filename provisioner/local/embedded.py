@@ -245,6 +245,7 @@ def start_redis(state_dir: Path) -> EmbeddedServer:
     """Start the embedded Redis of `state_dir`, or return it if it already runs."""
     folder = _redis_folder(state_dir)
     (folder / "data").mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o700)  # the append-only file holds the data: this user's only
     with file_lock(folder / ".lock"):
         running = _find_redis(folder)
         if running is not None and _redis_requires_password(folder):
@@ -392,7 +393,7 @@ def start_postgres(state_dir: Path) -> EmbeddedServer:
         run_as, hand_over = _run_as()
         data = folder / "data"
         log = folder / "postgres.log"
-        log.touch()
+        log.touch(mode=0o600)  # initdb keeps the cluster itself to its user (mode 0700)
         hand_over(folder)
         if not (data / "PG_VERSION").is_file():
             shutil.rmtree(data, ignore_errors=True)  # a half-initialized cluster from a crash

@@ -99,6 +99,7 @@ def test_redis_refuses_a_client_without_the_password(redis_server: ServerHandle)
     assert secret.read_text().strip() == password
     assert stat.S_IMODE(secret.stat().st_mode) == 0o600
     assert stat.S_IMODE((Path(redis_server.server.folder) / "redis.conf").stat().st_mode) == 0o600
+    assert stat.S_IMODE(Path(redis_server.server.folder).stat().st_mode) == 0o700  # its data files too
     assert password not in _command_lines()
     assert password not in redis_server.server.masked_url
     assert password not in json.dumps(redis_server.server.to_dict())
@@ -116,6 +117,7 @@ def test_postgres_refuses_a_client_without_the_password(postgres_server: ServerH
     assert [line for line in hba if line and not line.startswith("#")] == ["host all all 127.0.0.1/32 scram-sha-256"]
     secret = Path(server.folder) / "password"
     assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert stat.S_IMODE((Path(server.folder) / "data").stat().st_mode) == 0o700
     assert password not in _command_lines()
     assert password not in (Path(server.folder) / "postgres.log").read_text(errors="replace")
 
