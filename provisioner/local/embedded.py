@@ -55,11 +55,12 @@ import psycopg.sql
 from provisioner.errors import SetupError
 from provisioner.files import file_lock, write_atomically
 from provisioner.local.processes import accepts_connections, free_port, live_process, port_free, terminate
-from provisioner.stores.base import mask_url
+from provisioner.stores.base import mask_url, scrub_secrets
 
 __all__ = [
     "EmbeddedServer",
     "EmbeddedServerError",
+    "EmbeddedSpaceError",
     "find",
     "postgres_database",
     "space_url",
@@ -86,6 +87,10 @@ PG_HBA = "# Written by provisioner: SCRAM password authentication, TCP from 127.
 
 class EmbeddedServerError(SetupError):
     """An embedded server cannot be started or stopped; the message says why."""
+
+
+class EmbeddedSpaceError(EmbeddedServerError):
+    """A data product's space cannot be made on a running embedded server (it did not answer)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -452,11 +457,15 @@ def space_url(server: EmbeddedServer, namespace: str, product: str) -> str:
         index = _redis_database(Path(server.folder), f"{namespace}/{product}")
         return server.url.rsplit("/", 1)[0] + f"/{index}"
     name = postgres_database(namespace, product)
-    with psycopg.connect(server.url, autocommit=True, connect_timeout=10) as connection:
-        exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
-        if exists is None:
-            with contextlib.suppress(psycopg.errors.DuplicateDatabase):  # created meanwhile by another `up`
-                connection.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
+    try:
+        with psycopg.connect(server.url, autocommit=True, connect_timeout=10) as connection:
+            exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+            if exists is None:
+                with contextlib.suppress(psycopg.errors.DuplicateDatabase):  # created meanwhile by another `up`
+                    connection.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
+    except psycopg.Error as error:
+        raise EmbeddedSpaceError(f"cannot create the database {name!r} on the embedded PostgreSQL "
+                                 f"({server.masked_url}): {scrub_secrets(str(error), server.url)}") from None
     return server.url.rsplit("/", 1)[0] + "/" + quote(name, safe="")
 
 

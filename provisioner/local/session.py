@@ -18,7 +18,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
@@ -296,8 +295,8 @@ class LocalSession:
             if key not in self._space_urls:
                 try:
                     self._space_urls[key] = embedded.space_url(server, entry.namespace, entry.product)
-                except psycopg.Error as error:
-                    raise UnavailableError(f"{target.label} at {entry.store_url}: {error}") from None
+                except embedded.EmbeddedSpaceError as error:
+                    raise UnavailableError(f"{target.label}: {error}") from None
             return self._space_urls[key]
         return store_url(target.require_product().store(entry.store))
 
