@@ -3,13 +3,18 @@
 `up --until-caught-up` after a change of filter and fields exits only once the store holds the new
 spec's content (the rebuild beside it switched), and `status` says when a rebuild is pending. Two
 products naming the same Postgres table and the same (empty) Redis key prefix each live in a space
-of their own: the rebuild and switch of one leaves the other's data as it was.
+of their own: the rebuild and switch of one leaves the other's data as it was. While `up` runs, no command line shows a store's password.
 Real Kafka, the embedded Redis and Postgres `up` starts itself, `up` run as a user runs it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -21,6 +26,7 @@ from provisioner.local import embedded
 from provisioner.spec.loader import load_products
 from provisioner.spec.models import DataProduct
 from provisioner.stores.registry import open_store
+from tests.integration import harness as h
 from tests.integration.test_local_runtime import _cli, _materialize, _ok, _records
 
 EVENTS = 600
@@ -122,4 +128,37 @@ def test_until_caught_up_waits_for_the_rebuild_and_products_stay_apart(tmp_path:
         # The other product, with the same table name and key prefix, kept every row.
         assert _contents(state, first) == first_rows
     finally:
+        _cli(state, kafka_bootstrap, "down", "--purge")
+
+
+def test_running_consumers_show_no_store_password(tmp_path: Path, kafka_bootstrap: str) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    topic = f"it.up-secret.{suffix}"
+    _produce(kafka_bootstrap, topic)
+    spec = tmp_path / "spec.yaml"
+    _spec(spec, f"secret-{suffix}", topic)
+    state = tmp_path / "state"
+    env = {**os.environ, "PROVISIONER_KAFKA_BOOTSTRAP": kafka_bootstrap}
+    with (tmp_path / "up.out").open("w") as out:
+        up = subprocess.Popen([sys.executable, "-m", "provisioner", "up", str(spec), "--state-dir", str(state)],
+                              stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+    try:
+        def consuming() -> bool:
+            report = _cli(state, kafka_bootstrap, "status", "-o", "json")
+            return report.returncode == 0 and all(s["state"] == "running" and s["lag"] == 0
+                                                  for s in json.loads(report.stdout)["stores"])
+
+        h.wait_for(consuming, 180, "both consumers running and caught up",
+                   on_timeout=lambda: (tmp_path / "up.out").read_text(errors="replace"))
+        passwords = [(state / kind / "password").read_text().strip() for kind in ("redis", "postgres")]
+        command_lines = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            with contextlib.suppress(OSError):
+                command_lines.append(Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"))
+        assert sum("provisioner consume" in line.replace("\0", " ") for line in command_lines) >= 2
+        assert not [line for line in command_lines if any(p in line for p in passwords)]
+        assert not any(p in (tmp_path / "up.out").read_text(errors="replace") for p in passwords)
+    finally:
+        up.send_signal(signal.SIGINT)
+        up.wait(60)
         _cli(state, kafka_bootstrap, "down", "--purge")
