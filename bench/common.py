@@ -89,10 +89,10 @@ def consumer_run(spec: Path, store: str, bootstrap: str, url: str, count: int, p
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "provisioner", "consume", "--spec", str(spec), "--store", store,
-             "--bootstrap", bootstrap, "--store-url", url,
+             "--bootstrap", bootstrap,
              "--status-file", str(folder / f"{product.name}.{store}.{replica}.status.json"), "--log-level", "WARNING",
              *client],
-            cwd=str(ROOT),
+            cwd=str(ROOT), env={**os.environ, "PROVISIONER_STORE_URL": url},  # the URL's password stays off `ps`
         )
         for replica in range(replicas)
     ]

@@ -34,6 +34,15 @@ def _freshness_text(view: StoreView) -> str:
     return f"[{style}]{view.freshness}[/] {seconds}"
 
 
+def _rebuild_text(view: StoreView) -> str:
+    """A note after the state when the store does not hold its spec's content yet."""
+    if view.rebuild == "running":
+        return " [yellow](rebuilding)[/]"
+    if view.rebuild == "pending":
+        return " [yellow](rebuild pending)[/]"
+    return ""
+
+
 def store_table(views: list[StoreView], *, rows: list[int | None] | None = None) -> Table:
     """One row per store: the same columns in `up`'s dashboard and in `status`. Below 120 columns the
     kind, rate and row count are left out so the rest stays readable at 80."""
@@ -53,7 +62,7 @@ def store_table(views: list[StoreView], *, rows: list[int | None] | None = None)
         cells = {
             "Store": f"{escape(view.product)}/{escape(view.store)}",
             "Kind": view.kind,
-            "State": f"[{_STATE_STYLE.get(view.state, 'white')}]{view.state}[/]",
+            "State": f"[{_STATE_STYLE.get(view.state, 'white')}]{view.state}[/]" + _rebuild_text(view),
             "Pos/End": f"{sum(view.positions.values())}/{end}",
             "Lag": "?" if view.lag is None else str(view.lag),
             "Rec/s": f"{view.records_per_second:g}",
@@ -97,6 +106,10 @@ def status(
     for url in sorted({v.store_url for v, _ in collected if v.store_url}):
         users = ", ".join(f"{v.product}/{v.store}" for v, _ in collected if v.store_url == url)
         console.print(f"  {escape(url)}: {escape(users)}")
+    pending = [f"{v.product}/{v.store}" for v, _ in collected if v.rebuild == "pending"]
+    if pending:
+        console.print(f"rebuild pending: {escape(', '.join(pending))} hold an earlier spec's content; "
+                      "`provisioner up` rebuilds them beside the live data and switches")
     running = f"`provisioner up` runs (pid {supervisor})" if supervisor else "no `provisioner up` runs"
     console.print(f"Kafka {escape(registry.bootstrap)}; {running}; state dir {escape(str(session.state.root))}")
 

@@ -2,9 +2,11 @@
 
 Kafka is --bootstrap, PROVISIONER_KAFKA_BOOTSTRAP, or the dev broker (started if none runs).
 Stores without a `connection` share one embedded Redis and/or one embedded Postgres under the state
-directory. Each (product, store) gets a supervised `provisioner consume` process. With
---until-caught-up, `up` exits once every store has read up to the topic ends noted at its start;
-the embedded servers and the dev broker keep running, so `status` and `inspect` work afterwards.
+directory, each data product in a space of its own. Each (product, store) gets a supervised
+`provisioner consume` process. With --until-caught-up, `up` exits once every store holds the current
+spec's content up to the topic ends noted at its start (a store whose content rules changed is
+rebuilt and switched first); the embedded servers and the dev broker keep running, so `status` and
+`inspect` work afterwards.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from provisioner.cli.output import console, fail
 from provisioner.cli.status import store_table
 from provisioner.local.session import LocalSession, last_log_error, store_view_of
 from provisioner.local.supervisor import ConsumerProcess, Supervisor
-from provisioner.runtime.progress import StoreView, caught_up, progress
+from provisioner.runtime.progress import StoreView, build_progress, holds_current
 from provisioner.runtime.status import read_status
 from provisioner.spec.timestamps import parse_rfc3339
 from provisioner.stream.kafka import end_offsets
@@ -86,9 +88,13 @@ def _run_until_caught_up(supervisor: Supervisor, bootstrap: str, stop: _StopRequ
             done = True
             for index, consumer in enumerate(supervisor.consumers):
                 targets = by_topic[consumer.plan.topic]
-                positions = views[index].positions
-                bars.update(tasks[index], completed=progress(positions, targets).completed)
-                done = done and (views[index].state == "frozen" or caught_up(positions, targets))
+                status = read_status(consumer.state.status_file(consumer.entry))
+                pid = consumer.process.pid if consumer.process is not None else None
+                label = f"{consumer.entry.product}/{consumer.entry.store}"
+                rebuilding = views[index].rebuild is not None
+                bars.update(tasks[index], completed=build_progress(status, targets).completed,
+                            description=f"{label} (rebuilding)" if rebuilding else label)
+                done = done and holds_current(status, pid, targets)
             live.update(Group(bars, store_table(views)))
             halted = supervisor.halted()
             if halted:

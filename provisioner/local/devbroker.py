@@ -377,13 +377,21 @@ def _spawn_detached(command: list[str], log_file: Path) -> int:
     """Start `command` in its own session with output appended to `log_file`; its pid.
 
     posix_spawn rather than Popen: a Popen object dropped while its process runs warns, and this
-    process is meant to outlive us."""
-    actions = [
+    process is meant to outlive us. Every descriptor above stderr is closed in the child: the broker
+    outlives whoever launched it, and must not keep a lock or a pipe of theirs open meanwhile."""
+    actions: list[tuple[Any, ...]] = [
         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
         (os.POSIX_SPAWN_OPEN, 1, str(log_file), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
         (os.POSIX_SPAWN_DUP2, 1, 2),
+        # A descriptor closed meanwhile by another thread is fine: glibc ignores EBADF here.
+        *((os.POSIX_SPAWN_CLOSE, fd) for fd in _open_descriptors() if fd > 2),
     ]
     return os.posix_spawn(command[0], command, dict(os.environ), file_actions=actions, setsid=True)
+
+
+def _open_descriptors() -> list[int]:
+    """This process's open file descriptors (those inherited from its own launcher included)."""
+    return sorted(int(name) for name in os.listdir("/proc/self/fd") if name.isdigit())
 
 
 def _child_exited(pid: int) -> bool:

@@ -7,10 +7,21 @@ launchers use unix sockets and stop their server when the Python process exits; 
 the command that starts them, since consumer processes connect to them later).
 
 Layout under a provisioner state directory (default `.provisioner/`):
-    redis/     redis.conf, data/ (append-only file), redis.pid, redis.log, server.json
-    postgres/  data/ (the cluster), postgres.log, server.json
+    redis/     redis.conf, data/ (append-only file), redis.pid, redis.log, server.json, password,
+               databases.json (which logical database each data product owns)
+    postgres/  data/ (the cluster), postgres.log, server.json, password
 
 `server.json` records the port, so a restarted server keeps its URL and clients reconnect to it.
+
+Access: both servers listen on 127.0.0.1 only and require a password (Redis `requirepass`,
+PostgreSQL SCRAM, never `trust`), generated at first start and kept in the server's folder with
+mode 0600, so another user of a shared machine cannot read or write the data. The password
+reaches the servers through their own files (never a command line) and consumers through their
+environment; what is shown or recorded (`status`, the registry, logs) is the masked URL.
+
+Isolation: every data product gets a space of its own, a Redis logical database or a PostgreSQL
+database (`space_url`), so two products naming the same table or overlapping key prefixes never
+see, rebuild or purge each other's data.
 
 Durability: Redis writes an append-only file with `appendfsync everysec`; `stop` shuts it down
 cleanly (SIGTERM: Redis flushes and fsyncs the AOF before exiting), so data survives stop/start.
@@ -20,9 +31,12 @@ MULTI/EXEC as the data, so both roll back together. PostgreSQL is stopped with a
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import importlib.util
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -33,15 +47,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
+
+import psycopg
+import psycopg.sql
 
 from provisioner.errors import SetupError
 from provisioner.files import file_lock, write_atomically
 from provisioner.local.processes import accepts_connections, free_port, live_process, port_free, terminate
+from provisioner.stores.base import mask_url, scrub_secrets
 
 __all__ = [
     "EmbeddedServer",
     "EmbeddedServerError",
+    "EmbeddedSpaceError",
     "find",
+    "postgres_database",
+    "space_url",
     "start_postgres",
     "start_redis",
     "stop",
@@ -53,15 +75,28 @@ START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 # PostgreSQL refuses to run as root; as root we run it as this user (the one pgserver also uses).
 POSTGRES_SYSTEM_USER = "pgserver"
+SECRET_FILE = "password"  # noqa: S105 - the name of the file holding a server's password
+# Logical databases of the embedded Redis: 0 is left unused, each data product gets one of the rest.
+REDIS_DATABASES = 1024
+# PostgreSQL's identifier limit (bytes); a longer database name is shortened with a hash.
+POSTGRES_NAME_LIMIT = 63
+# Password authentication over TCP from this machine only: no `trust`, no unix socket.
+PG_HBA = "# Written by provisioner: SCRAM password authentication, TCP from 127.0.0.1 only.\n" \
+         "host all all 127.0.0.1/32 scram-sha-256\n"
 
 
 class EmbeddedServerError(SetupError):
     """An embedded server cannot be started or stopped; the message says why."""
 
 
+class EmbeddedSpaceError(EmbeddedServerError):
+    """A data product's space cannot be made on a running embedded server (it did not answer)."""
+
+
 @dataclass(frozen=True, slots=True)
 class EmbeddedServer:
-    """A running embedded server. `url` has no password: the servers listen on 127.0.0.1 only."""
+    """A running embedded server. `url` is its administrative URL and carries the password: show
+    `masked_url` instead; a data product connects to its own space (`space_url`)."""
 
     kind: str  # "redis" | "postgres"
     url: str
@@ -69,12 +104,15 @@ class EmbeddedServer:
     port: int
     folder: str  # its folder in the state directory
 
+    @property
+    def masked_url(self) -> str:
+        return mask_url(self.url)
+
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "url": self.url, "pid": self.pid, "port": self.port, "folder": self.folder}
+        return {"kind": self.kind, "url": self.masked_url, "pid": self.pid, "port": self.port, "folder": self.folder}
 
 
 # -- small helpers ----------------------------------------------------------------------------
-
 
 
 def _alive(pid: int, name: str) -> bool:
@@ -101,6 +139,30 @@ def _read_pid(path: Path) -> int | None:
     except OSError:
         return None
     return int(text[0]) if text and text[0].isdigit() else None
+
+
+def _password(folder: Path) -> tuple[str, bool]:
+    """The server's password, and whether it was just created. Kept in its folder, readable by
+    this user only (mode 0600, like every file `write_atomically` creates)."""
+    path = folder / SECRET_FILE
+    try:
+        password = path.read_text().strip()
+    except FileNotFoundError:
+        password = ""
+    if password:
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+        return password, False
+    password = secrets.token_urlsafe(32)  # URL-safe: it goes into URLs as is
+    write_atomically(path, password + "\n")
+    return password, True
+
+
+def _known_password(folder: Path) -> str:
+    try:
+        return (folder / SECRET_FILE).read_text().strip()
+    except OSError:
+        return ""
 
 
 def _port_for(folder: Path) -> int:
@@ -154,35 +216,57 @@ def _find_redis(folder: Path) -> EmbeddedServer | None:
     port = _read_json(folder / "server.json").get("port")
     if pid is None or not isinstance(port, int) or not _alive(pid, "redis-server"):
         return None
-    return EmbeddedServer("redis", f"redis://127.0.0.1:{port}/0", pid, port, str(folder))
+    return EmbeddedServer("redis", f"redis://:{_known_password(folder)}@127.0.0.1:{port}/0", pid, port, str(folder))
 
 
-def _redis_answers(port: int) -> bool:
-    """Whether Redis answers PING with PONG: while it replays its append-only file it accepts
-    connections but answers every command with a LOADING error."""
+def _redis_answers(port: int, password: str) -> bool:
+    """Whether Redis accepts the password and answers PING with PONG: while it replays its
+    append-only file it accepts connections but answers every command with a LOADING error."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1.0) as connection:
-            connection.sendall(b"PING\r\n")
-            return connection.recv(64).startswith(b"+PONG")
+            connection.sendall(f"AUTH {password}\r\nPING\r\n".encode())
+            answer = b""
+            while answer.count(b"\r\n") < 2:
+                chunk = connection.recv(64)
+                if not chunk:
+                    break
+                answer += chunk
+            return answer == b"+OK\r\n+PONG\r\n"
     except OSError:
         return False
+
+
+def _redis_requires_password(folder: Path) -> bool:
+    """Whether the running Redis was started with this folder's password (its config says so)."""
+    password = _known_password(folder)
+    try:
+        config = (folder / "redis.conf").read_text()
+    except OSError:
+        return False
+    return bool(password) and f"requirepass {password}" in config.splitlines()
 
 
 def start_redis(state_dir: Path) -> EmbeddedServer:
     """Start the embedded Redis of `state_dir`, or return it if it already runs."""
     folder = _redis_folder(state_dir)
     (folder / "data").mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o700)  # the append-only file holds the data: this user's only
     with file_lock(folder / ".lock"):
         running = _find_redis(folder)
-        if running is not None:
+        if running is not None and _redis_requires_password(folder):
             return running
+        if running is not None:  # started before passwords were required: restart it with one
+            _stop_running(running)
         binary = _redis_binary()
         port = _port_for(folder)
+        password, _ = _password(folder)
         config = folder / "redis.conf"
-        config.write_text("\n".join([
+        write_atomically(config, "\n".join([  # mode 0600: it holds the password
             f"port {port}",
             "bind 127.0.0.1",
             "protected-mode yes",
+            f"requirepass {password}",
+            f"databases {REDIS_DATABASES}",
             "daemonize yes",  # forks into the background, detached from the caller
             f"pidfile {folder / 'redis.pid'}",
             f"logfile {folder / 'redis.log'}",
@@ -198,7 +282,7 @@ def start_redis(state_dir: Path) -> EmbeddedServer:
         result = subprocess.run([str(binary), str(config)], capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise EmbeddedServerError(f"redis-server failed to start: {result.stderr.strip() or result.stdout.strip()}")
-        _wait(lambda: _find_redis(folder) is not None and _redis_answers(port),
+        _wait(lambda: _find_redis(folder) is not None and _redis_answers(port, password),
               lambda: False, START_TIMEOUT_S, "Redis", folder / "redis.log")
         server = _find_redis(folder)
         assert server is not None
@@ -230,7 +314,8 @@ def _find_postgres(folder: Path) -> EmbeddedServer | None:
     pid, port = int(lines[0]), int(lines[3])
     if not _alive(pid, "postgres"):
         return None
-    return EmbeddedServer("postgres", f"postgresql://postgres@127.0.0.1:{port}/postgres", pid, port, str(folder))
+    url = f"postgresql://postgres:{_known_password(folder)}@127.0.0.1:{port}/postgres"
+    return EmbeddedServer("postgres", url, pid, port, str(folder))
 
 
 def _run_as() -> tuple[dict[str, Any], Callable[[Path], None]]:
@@ -262,20 +347,58 @@ def _run_as() -> tuple[dict[str, Any], Callable[[Path], None]]:
     return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}, hand_over
 
 
+def _postgres_requires_password(folder: Path) -> bool:
+    try:
+        return bool(_known_password(folder)) and (folder / "data" / "pg_hba.conf").read_text() == PG_HBA
+    except OSError:
+        return False
+
+
+def _require_password(bin_dir: Path, data: Path, folder: Path, run_as: dict[str, Any],
+                      hand_over: Callable[[Path], None]) -> None:
+    """Password authentication for the stopped cluster in `data`: the superuser's password set
+    (again, when the file is new or the cluster still trusts), then `pg_hba.conf` replaced.
+
+    The password is set in single-user mode, read from stdin: it never appears on a command line
+    and no server listens while it is set. The order makes an interruption harmless: until
+    `pg_hba.conf` is ours, the next start sets the password again."""
+    password, created = _password(folder)
+    hba = data / "pg_hba.conf"
+    try:
+        current = hba.read_text()
+    except OSError:
+        current = ""
+    if not created and current == PG_HBA:
+        return
+    result = subprocess.run(
+        [str(bin_dir / "postgres"), "--single", "-D", str(data), "postgres"],
+        input=f"ALTER ROLE postgres PASSWORD '{password}'\n", capture_output=True, text=True, check=False,
+        cwd=folder, **run_as,
+    )
+    if result.returncode != 0:
+        # Its output may echo the statement: say only that it failed and where to look.
+        raise EmbeddedServerError(f"setting the embedded PostgreSQL's password failed (exit {result.returncode}); "
+                                  f"remove {folder} to start afresh")
+    write_atomically(hba, PG_HBA)
+    hand_over(folder)
+
+
 def start_postgres(state_dir: Path) -> EmbeddedServer:
     """Start the embedded PostgreSQL of `state_dir` (initializing its cluster the first time), or
-    return it if it already runs. Trust authentication, listening on 127.0.0.1 only."""
+    return it if it already runs. Password (SCRAM) authentication, listening on 127.0.0.1 only."""
     folder = _postgres_folder(state_dir)
     folder.mkdir(parents=True, exist_ok=True)
     with file_lock(folder / ".lock"):
         running = _find_postgres(folder)
-        if running is not None:
+        if running is not None and _postgres_requires_password(folder):
             return running
+        if running is not None:  # started trusting every local connection: restart it with a password
+            _stop_running(running)
         bin_dir = _postgres_bin()
         run_as, hand_over = _run_as()
         data = folder / "data"
         log = folder / "postgres.log"
-        log.touch()
+        log.touch(mode=0o600)  # initdb keeps the cluster itself to its user (mode 0700)
         hand_over(folder)
         if not (data / "PG_VERSION").is_file():
             shutil.rmtree(data, ignore_errors=True)  # a half-initialized cluster from a crash
@@ -286,6 +409,7 @@ def start_postgres(state_dir: Path) -> EmbeddedServer:
             )
             if result.returncode != 0:
                 raise EmbeddedServerError(f"initdb failed: {result.stderr.strip()[-1500:]}")
+        _require_password(bin_dir, data, folder, run_as, hand_over)
         port = _port_for(folder)
         _write_json(folder / "server.json", {"port": port})
         options = " ".join([
@@ -324,20 +448,72 @@ def find(kind: str, state_dir: Path) -> EmbeddedServer | None:
     raise ValueError(f"unknown embedded server kind {kind!r}; expected one of {', '.join(KINDS)}")
 
 
+def space_url(server: EmbeddedServer, namespace: str, product: str) -> str:
+    """The URL of data product `namespace/product`'s own space on `server`, created the first time:
+    a Redis logical database (numbered in `databases.json`, so it keeps it) or a PostgreSQL
+    database named after the product. Nothing one product's consumer, rebuild or purge does can
+    reach another product's space."""
+    if server.kind == "redis":
+        index = _redis_database(Path(server.folder), f"{namespace}/{product}")
+        return server.url.rsplit("/", 1)[0] + f"/{index}"
+    name = postgres_database(namespace, product)
+    try:
+        with psycopg.connect(server.url, autocommit=True, connect_timeout=10) as connection:
+            exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+            if exists is None:
+                with contextlib.suppress(psycopg.errors.DuplicateDatabase):  # created meanwhile by another `up`
+                    connection.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
+    except psycopg.Error as error:
+        raise EmbeddedSpaceError(f"cannot create the database {name!r} on the embedded PostgreSQL "
+                                 f"({server.masked_url}): {scrub_secrets(str(error), server.url)}") from None
+    return server.url.rsplit("/", 1)[0] + "/" + quote(name, safe="")
+
+
+def postgres_database(namespace: str, product: str) -> str:
+    """The embedded PostgreSQL database of a data product: `namespace.product`, or when longer than
+    PostgreSQL allows, its start and a hash of the whole (so two long names cannot meet)."""
+    name = f"{namespace}.{product}"
+    if len(name.encode()) <= POSTGRES_NAME_LIMIT:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+    return f"{name[:POSTGRES_NAME_LIMIT - len(digest) - 1]}-{digest}"
+
+
+def _redis_database(folder: Path, owner: str) -> int:
+    """The logical database `owner` holds on the embedded Redis, given the lowest free one the
+    first time (database 0 is nobody's)."""
+    record = folder / "databases.json"
+    with file_lock(folder / ".databases.lock"):
+        owners = {str(k): int(v) for k, v in _read_json(record).items() if isinstance(v, int)}
+        if owner in owners:
+            return owners[owner]
+        taken = set(owners.values())
+        index = next((i for i in range(1, REDIS_DATABASES) if i not in taken), None)
+        if index is None:
+            raise EmbeddedServerError(f"the embedded Redis has no logical database left for {owner} "
+                                      f"({REDIS_DATABASES - 1} data products have one): run the others elsewhere")
+        _write_json(record, {**owners, owner: index})
+        return index
+
+
 def stop(server: EmbeddedServer) -> None:
     """Stop `server` cleanly and wait for it to exit (works from any process, via its folder)."""
     folder = Path(server.folder)
     with file_lock(folder / ".lock"):
         current = _find_redis(folder) if server.kind == "redis" else _find_postgres(folder)
-        if current is None:
-            return
-        pid = current.pid
-        if server.kind == "redis":
-            # SIGTERM: redis flushes its append-only file, then exits.
-            terminate(pid, lambda: _alive(pid, "redis-server"), signal.SIGTERM, STOP_TIMEOUT_S)
-        else:
-            # SIGINT: PostgreSQL's "fast" shutdown, with a clean checkpoint.
-            terminate(pid, lambda: _alive(pid, "postgres"), signal.SIGINT, STOP_TIMEOUT_S)
+        if current is not None:
+            _stop_running(current)
+
+
+def _stop_running(server: EmbeddedServer) -> None:
+    """Stop a server found running, its folder's lock held by the caller."""
+    pid = server.pid
+    if server.kind == "redis":
+        # SIGTERM: redis flushes its append-only file, then exits.
+        terminate(pid, lambda: _alive(pid, "redis-server"), signal.SIGTERM, STOP_TIMEOUT_S)
+    else:
+        # SIGINT: PostgreSQL's "fast" shutdown, with a clean checkpoint.
+        terminate(pid, lambda: _alive(pid, "postgres"), signal.SIGINT, STOP_TIMEOUT_S)
 
 
 def stop_all(state_dir: Path) -> list[str]:

@@ -28,7 +28,8 @@ from provisioner.local.statedir import Registry, StateDir, StoreEntry
 from provisioner.local.supervisor import ConsumerProcess, LocalConsumer, Phase, Supervisor
 from provisioner.plan import ConsumerPlan, Plan, plan
 from provisioner.runtime.connection import StoreUrlError, mask_url, store_url
-from provisioner.runtime.progress import StoreView, caught_up, parse_offsets, progress, store_view
+from provisioner.runtime.progress import StoreView, build_progress, holds_current, store_view
+from provisioner.runtime.rebuild import plan_start
 from provisioner.runtime.status import read_status
 from provisioner.spec.durations import parse_duration
 from provisioner.spec.findings import SpecError
@@ -131,14 +132,14 @@ def observed_phase(state: StateDir, entry: StoreEntry) -> tuple[Phase, dict[str,
 
 def store_view_of(entry: StoreEntry, product: DataProduct | None, phase: Phase, status: dict[str, Any] | None, *,
                   positions: dict[int, int] | None = None, end_offsets: dict[int, int] | None = None,
-                  last_error: str | None = None) -> StoreView:
+                  last_error: str | None = None, rebuild_pending: bool = False) -> StoreView:
     """One store's row for `status` and `up`'s dashboard."""
     freshness = product.spec.freshness if product is not None else None
     return store_view(
         namespace=entry.namespace, product=entry.product, store=entry.store, kind=entry.kind, state=phase,
         status=status, sla_seconds=parse_duration(freshness).total_seconds() if freshness else None,
         now=time.time(), positions=positions, end_offsets=end_offsets, store_url=entry.store_url,
-        last_error=last_error,
+        last_error=last_error, rebuild_pending=rebuild_pending,
     )
 
 
@@ -146,36 +147,39 @@ def store_view_of(entry: StoreEntry, product: DataProduct | None, phase: Phase, 
 
 
 def prepare_environment(plan: Plan, state_root: Path, explicit_kafka: str | None,
-                        say: Say) -> tuple[str, bool, dict[str, str]]:
+                        say: Say) -> tuple[str, bool, dict[str, embedded.EmbeddedServer]]:
     """Kafka (the dev broker started when none is configured), the plan's topics, and one embedded
-    server per managed store kind: (bootstrap, whether the dev broker was started, kind -> URL)."""
+    server per managed store kind: (bootstrap, whether the dev broker was started, kind -> server)."""
     bootstrap, started = devbroker.resolve_or_start(explicit_kafka, state_root, say)
     for topic in plan.topics:
         kafka_helpers.ensure_topic(bootstrap, topic)
-    urls = start_embedded(plan.managed_kinds, state_root, say)
-    return bootstrap, started, urls
+    servers = start_embedded(plan.managed_kinds, state_root, say)
+    return bootstrap, started, servers
 
 
-def start_embedded(kinds: frozenset[str] | set[str], state_root: Path, say: Say) -> dict[str, str]:
-    """Start (or reuse) one embedded server per kind under the state directory; kind -> URL."""
+def start_embedded(kinds: frozenset[str] | set[str], state_root: Path,
+                   say: Say) -> dict[str, embedded.EmbeddedServer]:
+    """Start (or reuse) one embedded server per kind under the state directory; kind -> server."""
     starters = {"redis": embedded.start_redis, "postgres": embedded.start_postgres}
-    urls: dict[str, str] = {}
+    servers: dict[str, embedded.EmbeddedServer] = {}
     for kind in sorted(kinds):
-        server = starters[kind](state_root)
-        urls[kind] = server.url
-        say(f"embedded {kind}: {mask_url(server.url)}")
-    return urls
+        servers[kind] = starters[kind](state_root)
+        say(f"embedded {kind}: {servers[kind].masked_url}")
+    return servers
 
 
-def place(plan: Plan, specs: Sequence[LoadedSpec], embedded_urls: dict[str, str]) -> list[LocalConsumer]:
-    """The plan's consumers on this machine. A store with its own connection is checked now (a
-    missing `${ENV}` variable is one clear error here, not a consumer crashing in a loop)."""
+def place(plan: Plan, specs: Sequence[LoadedSpec],
+          servers: dict[str, embedded.EmbeddedServer]) -> list[LocalConsumer]:
+    """The plan's consumers on this machine, a managed store in its product's own space of the
+    embedded server. A store with its own connection is checked now (a missing `${ENV}` variable is
+    one clear error here, not a consumer crashing in a loop)."""
     files = {id(loaded.product): str(Path(loaded.file).resolve()) for loaded in specs}
     placed: list[LocalConsumer] = []
     for consumer in plan.consumers:
         product = consumer.product
-        url = embedded_urls[consumer.kind] if consumer.managed else None
-        shown = url if url is not None else mask_url(store_url(consumer.store))
+        url = embedded.space_url(servers[consumer.kind], consumer.namespace, product.name) \
+            if consumer.managed else None
+        shown = mask_url(url if url is not None else store_url(consumer.store))
         entry = StoreEntry(
             namespace=consumer.namespace, product=product.name, store=consumer.store.name, kind=consumer.kind,
             spec_file=files[id(product)], managed=consumer.managed, store_url=shown,
@@ -193,6 +197,7 @@ class LocalSession:
     def __init__(self, state: StateDir, registry: Registry) -> None:
         self.state = state
         self.registry = registry
+        self._space_urls: dict[tuple[str, str, str], str] = {}  # (kind, namespace, product) -> URL
 
     @classmethod
     def open(cls, state_dir: Path) -> LocalSession:
@@ -226,13 +231,13 @@ class LocalSession:
                     say(f"stopping a leftover consumer of {entry.product}/{entry.store} (pid {pid})")
                     terminate(pid)
         the_plan = plan([loaded.product for loaded in specs])
-        bootstrap, started_broker, urls = prepare_environment(the_plan, state.root, explicit_kafka, say)
-        consumers = place(the_plan, specs, urls)
+        bootstrap, started_broker, servers = prepare_environment(the_plan, state.root, explicit_kafka, say)
+        consumers = place(the_plan, specs, servers)
         registry = Registry(
             bootstrap=bootstrap, spec_paths=[str(p.resolve()) for p in paths],
             stores=[c.entry for c in consumers],
             started_broker=started_broker or bool(previous and previous.started_broker),
-            embedded=urls, supervisor_pid=os.getpid(),
+            embedded={kind: server.masked_url for kind, server in servers.items()}, supervisor_pid=os.getpid(),
         )
         state.write_registry(registry)
         for consumer in consumers:
@@ -279,13 +284,21 @@ class LocalSession:
         return target
 
     def store_url(self, target: Target) -> str:
-        """The real URL of a store: the embedded server's for a managed one, else the spec's connection."""
-        if target.entry.managed:
-            url = self.registry.embedded.get(target.entry.kind)
-            if url is None:
-                raise StoreUrlError(f"no embedded {target.entry.kind} is recorded: run `provisioner up` again")
-            return url
-        return store_url(target.require_product().store(target.entry.store))
+        """The real URL of a store (with its password: never show it): its product's space on the
+        embedded server for a managed one, else the spec's connection."""
+        entry = target.entry
+        if entry.managed:
+            key = (entry.kind, entry.namespace, entry.product)
+            server = embedded.find(entry.kind, self.state.root)
+            if server is None:
+                raise StoreUrlError(f"the embedded {entry.kind} does not run: start it with `provisioner up`")
+            if key not in self._space_urls:
+                try:
+                    self._space_urls[key] = embedded.space_url(server, entry.namespace, entry.product)
+                except embedded.EmbeddedSpaceError as error:
+                    raise UnavailableError(f"{target.label}: {error}") from None
+            return self._space_urls[key]
+        return store_url(target.require_product().store(entry.store))
 
     @contextlib.contextmanager
     def open_store(self, target: Target, timeout: float | None = None) -> Iterator[Store]:
@@ -311,26 +324,41 @@ class LocalSession:
         for target in targets:
             entry = target.entry
             phase, status = observed_phase(self.state, entry)
-            positions, rows, problem = self._live_store_facts(target)
+            positions, rows, problem, pending = self._live_store_facts(target)
             last_error = (status or {}).get("last_error")
             if not last_error and phase in ("stopped", "halted") and status is None:
                 last_error = last_log_error(self.state.log_file(entry))
             product = target.product
             view = store_view_of(entry, product, phase, status, positions=positions,
                                  end_offsets=ends.get(product.spec.source.topic) if product is not None else None,
-                                 last_error=last_error or problem)
+                                 last_error=last_error or problem, rebuild_pending=pending)
             views.append((view, rows))
         return views
 
-    def _live_store_facts(self, target: Target) -> tuple[dict[int, int] | None, int | None, str | None]:
-        """Positions and row count read from the store now, or the reason it did not answer."""
+    def _live_store_facts(self, target: Target) -> tuple[dict[int, int] | None, int | None, str | None, bool]:
+        """Positions, row count and whether a rebuild is pending, read from the store now, or the
+        reason it did not answer."""
         try:
             with self.open_store(target, timeout=STORE_TIMEOUT) as store:
-                return store.read_positions(), store.count(), None
+                positions, rows = store.read_positions(), store.count()
+            return positions, rows, None, self._rebuild_pending(target)
         except UnavailableError as error:
-            return None, None, f"store unreachable: {error.__cause__ or error}"
+            return None, None, f"store unreachable: {error.__cause__ or error}", False
         except ConfigurationError as error:
-            return None, None, str(error)
+            return None, None, str(error), False
+
+    def _rebuild_pending(self, target: Target) -> bool:
+        """Whether the store holds another spec's content than its spec file's now (a consumer
+        started with it rebuilds first), or a requested replay has not switched yet."""
+        product = target.require_product()
+        store_spec = product.store(target.entry.store)
+        versions = open_versions(product, store_spec, self.store_url(target), timeout=STORE_TIMEOUT)
+        try:
+            record = versions.read()
+        finally:
+            versions.close()
+        return record is not None and (record.shadow is not None or plan_start(product, store_spec, record).shadow
+                                       is not None)
 
     def _end_offsets(self, topics: set[str]) -> dict[str, dict[int, int]]:
         """End offsets per topic now; a topic Kafka does not answer for is left out."""
@@ -394,7 +422,7 @@ class LocalSession:
         """The target's consumer as `up` placed it, to run it in the foreground."""
         product = target.require_product()
         entry = target.entry
-        url = self.registry.embedded.get(entry.kind) if entry.managed else None
+        url = self.store_url(target) if entry.managed else None
         return LocalConsumer(entry, ConsumerPlan(product, product.store(entry.store)), url)
 
     def hydrate(self, target: Target, on_progress: Callable[[int, int], None], timeout: float | None = None) -> None:
@@ -409,13 +437,11 @@ class LocalSession:
             while True:
                 consumer.tick()
                 status = read_status(self.state.status_file(target.entry)) or {}
-                positions = parse_offsets(status.get("positions"))
-                on_progress(progress(positions, targets).completed, sum(targets.values()))
+                on_progress(build_progress(status, targets).completed, sum(targets.values()))
                 if consumer.phase == "halted":
                     raise ConsumerHaltedError(f"the consumer halted: {status.get('last_error') or f'see {log}'}")
-                settled = (status.get("state") == "running" and caught_up(positions, targets)) \
-                    or status.get("state") == "frozen"
-                if settled and not self.replay_pending(target):
+                pid = consumer.process.pid if consumer.process is not None else None
+                if holds_current(status, pid, targets) and not self.replay_pending(target):
                     return
                 if deadline is not None and time.monotonic() > deadline:
                     raise ConsumerHaltedError(f"not caught up within {timeout:g}s; see {log}")
@@ -459,9 +485,9 @@ class LocalSession:
 
     def _ensure_embedded_running(self, kind: str) -> None:
         """The embedded server of `kind` running (restarted if `down` stopped it), recorded."""
-        urls = start_embedded({kind}, self.state.root, lambda _: None)
-        if self.registry.embedded.get(kind) != urls[kind]:
-            self.registry = replace(self.registry, embedded={**self.registry.embedded, **urls})
+        shown = start_embedded({kind}, self.state.root, lambda _: None)[kind].masked_url
+        if self.registry.embedded.get(kind) != shown:
+            self.registry = replace(self.registry, embedded={**self.registry.embedded, kind: shown})
             self.state.write_registry(self.registry)
 
 

@@ -10,8 +10,9 @@ Layout (default `.provisioner/`, next to the dev broker's and the embedded serve
         paused                             marker: `replay` holds the consumer, do not restart it
 
 `up` writes the registry; `status`, `inspect`, `down` and `replay` read it, so they work without
-the spec paths. It holds no secrets: store URLs of managed stores have no password, and a store
-with its own `connection` is recorded by its masked URL only (the real one is re-read from the spec).
+the spec paths. It holds no secrets: every store URL in it is masked (a managed store's real URL
+is built from the embedded server's password file, a store with its own `connection` re-reads it
+from the spec).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class StoreEntry:
     kind: str
     spec_file: str
     managed: bool
-    store_url: str | None = None  # masked; for a managed store, the embedded server's URL
+    store_url: str | None = None  # masked; for a managed store, its product's space on the embedded server
 
     @property
     def folder_name(self) -> str:
@@ -55,7 +56,7 @@ class Registry:
     spec_paths: list[str]
     stores: list[StoreEntry]
     started_broker: bool = False
-    embedded: dict[str, str] = field(default_factory=dict)  # kind ("redis", "postgres") -> URL
+    embedded: dict[str, str] = field(default_factory=dict)  # kind ("redis", "postgres") -> masked URL
     supervisor_pid: int | None = None
 
     def to_dict(self) -> dict[str, Any]:

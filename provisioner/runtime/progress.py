@@ -30,6 +30,25 @@ def caught_up(positions: Mapping[int, int], targets: Mapping[int, int]) -> bool:
     return all(positions.get(partition, 0) >= target for partition, target in targets.items())
 
 
+def holds_current(status: Mapping[str, Any] | None, pid: int | None, targets: Mapping[int, int]) -> bool:
+    """Whether a consumer's status says its store holds its spec's content up to `targets`: written
+    by the running process `pid` (not left by an earlier one), with no rebuild pending (a rebuild
+    beside the store counts only once it switched), and caught up (or frozen at `until`).
+
+    What `up --until-caught-up` and `replay` wait for: the old version being caught up is not enough."""
+    if not status or pid is None or status.get("pid") != pid or status.get("rebuild") is not None:
+        return False
+    return status.get("state") == "frozen" or caught_up(parse_offsets(status.get("positions")), targets)
+
+
+def build_progress(status: Mapping[str, Any] | None, targets: Mapping[int, int]) -> Progress:
+    """The progress a bar shows: the rebuild's while one runs beside the store, else the store's."""
+    status = status or {}
+    rebuild = status.get("rebuild")
+    positions = rebuild.get("positions") if isinstance(rebuild, Mapping) else status.get("positions")
+    return progress(parse_offsets(positions), targets)
+
+
 def lag(positions: Mapping[int, int], ends: Mapping[int, int]) -> int:
     """Records between the positions and the ends, summed over partitions (never negative).
 
@@ -103,6 +122,9 @@ class StoreView:
     freshness: Verdict | None
     store_url: str | None
     last_error: str | None
+    # None: the store holds the spec's content; "running": a consumer builds the spec's version
+    # beside it; "pending": it holds an earlier spec's content and no consumer rebuilds it now.
+    rebuild: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -127,10 +149,13 @@ def store_view(
     end_offsets: Mapping[int, int] | None = None,
     store_url: str | None = None,
     last_error: str | None = None,
+    rebuild_pending: bool = False,
 ) -> StoreView:
     """Combine a consumer's last status with fresher facts when the caller has them (positions read
-    from the store, end offsets asked of Kafka now); the fresher facts win."""
+    from the store, end offsets asked of Kafka now, whether the store's recorded version is an
+    earlier spec's: `rebuild_pending`); the fresher facts win."""
     status = status or {}
+    rebuilding = state in ("starting", "running", "backoff") and status.get("rebuild") is not None
     known_positions = dict(positions) if positions is not None else parse_offsets(status.get("positions"))
     ends = dict(end_offsets) if end_offsets is not None else parse_offsets(status.get("end_offsets"))
     if ends:
@@ -155,6 +180,7 @@ def store_view(
         freshness=freshness_verdict(seconds, sla_seconds),
         store_url=store_url if store_url is not None else status.get("store_url"),
         last_error=last_error if last_error is not None else status.get("last_error"),
+        rebuild="running" if rebuilding else "pending" if rebuild_pending else None,
     )
 
 

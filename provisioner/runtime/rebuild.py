@@ -46,7 +46,7 @@ from provisioner.runtime.backoff import Backoff
 from provisioner.runtime.consumer import EXIT_STOPPED, StoreConsumer
 from provisioner.runtime.metrics import ConsumerMetrics
 from provisioner.runtime.progress import caught_up
-from provisioner.runtime.status import write_status
+from provisioner.runtime.status import ConsumerStatus, write_status
 from provisioner.spec.fingerprint import fingerprint
 from provisioner.spec.models import DataProduct, StoreSpec
 from provisioner.spec.timestamps import to_epoch_ms
@@ -270,6 +270,7 @@ class StoreRunner:
             return EXIT_STOPPED
         store = open_store(self.product, self.store_spec, self.url, fence=fence)
         consumer = self._consumer(self.product, self.store_spec, store, live=True)
+        consumer.status.version = fence.fingerprint  # the live store holds this spec's content
         if self.product.spec.source.until is None:
             self._active = [consumer]
             if self._stopping:
@@ -347,12 +348,22 @@ class StoreRunner:
         started = time.monotonic()
         old = plan.record.product() if plan.record is not None else None
         results: dict[str, int] = {}
+        # What this process reports meanwhile: the live store's version, and the rebuild's progress.
+        reported = ConsumerStatus(product=self.product.name, namespace=self.product.metadata.namespace,
+                                  store=self.store_spec.name, kind=self.store_spec.kind, pid=self.pid,
+                                  store_url=self.store_url_masked, state="running")
+        live: StoreConsumer | None = None
         if old is not None and old[1].kind == self.store_spec.kind and plan.record is not None:
             fence = VersionFence(plan.record.fingerprint, plan.record.generation)
             store = open_store(old[0], old[1], self.url, fence=fence)
-            self._start_thread("live", self._consumer(old[0], old[1], store, live=True), results)
+            live = self._consumer(old[0], old[1], store, live=True)
+            reported = live.status
         else:
             log.warning("the recorded spec cannot be read back: the live store serves without following")
+        reported.version = plan.record.fingerprint if plan.record is not None else None
+        reported.rebuild = {"version": shadow.version, "positions": {}, "records": 0}
+        if live is not None:
+            self._start_thread("live", live, results)
         election = open_election(self.product, self.store_spec, self.url, lease_seconds=self.lease_seconds)
         self._election = election
         builder: StoreConsumer | None = None
@@ -363,6 +374,7 @@ class StoreRunner:
         try:
             while not self._stopping and outcome is None:
                 self.metrics.beat()  # a long rebuild, or a long wait for another replica's, is healthy
+                self._report_rebuild(reported, builder, shadow.version, publish=live is None)
                 if builder is None:
                     if self._try(election.try_acquire, "electing the rebuilder"):
                         outcome = self._retrying("taking the rebuild over", lambda: self._take_over(plan))
@@ -429,6 +441,20 @@ class StoreRunner:
                 election.close()
             except Exception:
                 log.debug("releasing the rebuilder election failed", exc_info=True)
+
+    def _report_rebuild(self, reported: ConsumerStatus, builder: StoreConsumer | None, version: str, *,
+                        publish: bool) -> None:
+        """Put the rebuild's progress in the status this process reports (the live consumer writes
+        it with its own; `publish` when no live consumer runs to write it)."""
+        if builder is not None:
+            reported.rebuild = {"version": version, "positions": dict(builder.status.positions),
+                                "records": builder.status.records}
+        if publish and self.status_path is not None:
+            reported.updated_at = time.time()
+            try:
+                write_status(self.status_path, reported)
+            except OSError as error:
+                log.warning("cannot write status file %s: %s", self.status_path, error)
 
     def _drop_stale(self) -> None:
         """The spec went back to the live version's while another was built beside it: drop that

@@ -39,6 +39,11 @@ class ConsumerStatus:
     last_record_timestamp_ms: int | None = None
     freshness_seconds: float | None = None
     frozen_at: str | None = None  # source.until, once the store holds the state as of that instant
+    # The content rules (fingerprint) of the version this process follows on the live store, and
+    # while it builds a newer one beside it, that rebuild: {"version", "positions", "records"}.
+    # The live store holds this process's spec only once `rebuild` is None.
+    version: str | None = None
+    rebuild: dict[str, Any] | None = None
     updated_at: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:

@@ -382,8 +382,10 @@ class ConsumerProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "provisioner", "consume", "--spec", str(self.spec), "--store", self.store,
-             "--bootstrap", self.bootstrap, "--store-url", self.store_url, "--status-file", str(self.status_path)],
-            stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=str(ROOT),
+             "--bootstrap", self.bootstrap, "--status-file", str(self.status_path)],
+            # The URL travels in the environment, as `up` passes it: its password stays off `ps`.
+            stdout=log, stderr=subprocess.STDOUT, env={**self.env, "PROVISIONER_STORE_URL": self.store_url},
+            cwd=str(ROOT),
         )
         log.close()
         self.starts += 1

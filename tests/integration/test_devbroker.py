@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -91,3 +93,31 @@ def test_up_is_idempotent_then_status_and_down(tmp_path: Path, monkeypatch: pyte
     finally:
         devbroker.down(tmp_path, purge=True)
     assert not devbroker.broker_dir(tmp_path).exists()
+
+
+def test_broker_keeps_no_descriptor_of_its_launcher(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A launcher (a CI script's `flock 9`, a parent's pipe) holds an inheritable lock while it starts
+    # the broker; the broker outlives the launcher and must not keep that lock held.
+    monkeypatch.delenv(devbroker.BOOTSTRAP_ENV, raising=False)
+    lock_path = tmp_path / "launcher.lock"
+    held = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.set_inheritable(held, True)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    try:
+        devbroker.up(tmp_path / "state", port=0)
+        running = devbroker.status(tmp_path / "state")
+        assert running is not None
+        fd_dir = Path(f"/proc/{running.pid}/fd")
+        targets = {os.readlink(fd_dir / name) for name in os.listdir(fd_dir)}
+        assert str(lock_path) not in targets
+        os.close(held)
+        held = -1
+        again = os.open(lock_path, os.O_RDWR)
+        try:
+            fcntl.flock(again, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises BlockingIOError if still held
+        finally:
+            os.close(again)
+    finally:
+        if held >= 0:
+            os.close(held)
+        devbroker.down(tmp_path / "state", purge=True)

@@ -201,7 +201,13 @@ def test_up_status_inspect_replay_down(tmp_path: Path, kafka_bootstrap: str,
         for product in products:
             _check_contents(state, kafka_bootstrap, product, records[product.name])
 
-        report = json.loads(_ok(_cli(state, kafka_bootstrap, "status", "-o", "json")))
+        raw_report = _ok(_cli(state, kafka_bootstrap, "status", "-o", "json"))
+        passwords = [(state / kind / "password").read_text().strip() for kind in ("redis", "postgres")]
+        shown = [raw_report, (state / "registry.json").read_text(),
+                 *(log.read_text(errors="replace") for log in state.glob("consumers/*/consumer.log")),
+                 *(status.read_text() for status in state.glob("consumers/*/status.json"))]
+        assert all(password and password not in text for password in passwords for text in shown)
+        report = json.loads(raw_report)
         stores = report["stores"]
         assert {(s["product"], s["store"]) for s in stores} == {
             (p.name, s.name) for p in products for s in p.spec.stores}
@@ -210,7 +216,7 @@ def test_up_status_inspect_replay_down(tmp_path: Path, kafka_bootstrap: str,
             assert store["lag"] == 0
             assert store["position"] == store["end_offset"] > 0
             assert store["freshness"] in (None, "Fresh")
-            assert store["store_url"] and "***" not in store["store_url"]
+            assert store["store_url"] and ":***@127.0.0.1:" in store["store_url"]  # masked, never the password
             assert set(store["ops"]) == {"upsert", "delete", "skip", "deadLetter"}
         vip = next(s for s in stores if (s["product"], s["store"]) == ("vip-orders", "db"))
         vip_orders = next(p for p in products if p.name == "vip-orders")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from provisioner.runtime.progress import (
+    build_progress,
     caught_up,
     freshness_now,
     freshness_verdict,
+    holds_current,
     lag,
     parse_offsets,
     progress,
@@ -77,3 +79,34 @@ def test_store_view_without_any_status() -> None:
     assert view.lag is None
     assert view.freshness is None
     assert view.to_dict()["end_offset"] is None
+
+
+def test_holds_current_needs_this_process_no_rebuild_and_the_targets() -> None:
+    targets = {0: 10, 1: 5}
+    current = {"pid": 42, "state": "running", "positions": {"0": 10, "1": 5}, "rebuild": None}
+    assert holds_current(current, 42, targets)
+    assert not holds_current(current, 41, targets)  # left by an earlier process: says nothing of this spec
+    assert not holds_current(current, None, targets)
+    assert not holds_current(None, 42, targets)
+    # The old version caught up while the new one is built beside it: not yet.
+    rebuilding = {**current, "rebuild": {"version": "abc.g0", "positions": {"0": 3}, "records": 3}}
+    assert not holds_current(rebuilding, 42, targets)
+    assert not holds_current({**current, "positions": {"0": 10, "1": 4}}, 42, targets)
+    assert holds_current({**current, "state": "frozen", "positions": {"0": 2}}, 42, targets)
+
+
+def test_build_progress_follows_the_rebuild_while_one_runs() -> None:
+    targets = {0: 10, 1: 5}
+    status = {"positions": {"0": 10, "1": 5}, "rebuild": {"positions": {"0": 4, "1": 1}}}
+    assert build_progress(status, targets).completed == 5
+    assert build_progress({**status, "rebuild": None}, targets).completed == 15
+    assert build_progress(None, targets).completed == 0
+
+
+def test_store_view_says_a_rebuild_runs_or_is_pending() -> None:
+    common = {"namespace": "ns", "product": "p", "store": "s", "kind": "redis", "sla_seconds": None, "now": 0.0}
+    building = {"rebuild": {"version": "v", "positions": {}, "records": 0}}
+    assert store_view(state="running", status=building, **common).rebuild == "running"
+    assert store_view(state="stopped", status=building, rebuild_pending=True, **common).rebuild == "pending"
+    assert store_view(state="stopped", status=building, **common).rebuild is None
+    assert store_view(state="running", status={}, **common).to_dict()["rebuild"] is None
