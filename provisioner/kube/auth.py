@@ -168,6 +168,9 @@ class ExecPlugin:
                                      + (f": {said[-1][:200]}" if said else ""))
         try:
             status = json.loads(done.stdout)["status"]
+            if "token" not in status and "clientCertificateData" in status:
+                raise ConfigurationError(f"the kubeconfig's credential plugin {name!r} printed a client "
+                                         "certificate; provisioner takes tokens from exec plugins only")
             token = status["token"]
         except (ValueError, KeyError, TypeError):
             raise ConfigurationError(f"the kubeconfig's credential plugin {name!r} printed no ExecCredential "

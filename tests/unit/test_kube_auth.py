@@ -118,6 +118,10 @@ def test_a_failing_exec_plugin_says_so_in_one_line_without_the_token(tmp_path: P
     (tmp_path / "garbage").chmod(0o700)
     with pytest.raises(ConfigurationError, match="no ExecCredential"):
         ExecPlugin({"apiVersion": "v1", "command": "./garbage"}, tmp_path).authorization()
+    (tmp_path / "cert").write_text("#!/bin/sh\necho '{\"status\": {\"clientCertificateData\": \"x\"}}'\n")
+    (tmp_path / "cert").chmod(0o700)
+    with pytest.raises(ConfigurationError, match="printed a client certificate"):
+        ExecPlugin({"apiVersion": "v1", "command": "./cert"}, tmp_path).authorization()
 
 
 def _kubeconfig(path: Path, user: dict[str, Any], *, context: str = "main", namespace: str | None = "team",
