@@ -50,6 +50,7 @@ from provisioner.stores.base import PositionConflict, Store, StoreSchemaError
 from provisioner.stream.client import DEFAULT_KAFKA_CLIENT, Assignment, BrokerTimeout, StreamConsumer, open_consumer
 from provisioner.stream.deadletters import DeadLetterProducer
 from provisioner.stream.kafka import is_transient
+from provisioner.stream.settings import KafkaTarget
 
 log = logging.getLogger(__name__)
 _timestamp = attrgetter("timestamp")
@@ -116,7 +117,7 @@ class StoreConsumer:
         product: DataProduct,
         store_spec: StoreSpec,
         store: Store,
-        bootstrap: str,
+        bootstrap: KafkaTarget,
         *,
         status_path: Path | None = None,
         metrics: ConsumerMetrics | None = None,

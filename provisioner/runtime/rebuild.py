@@ -65,6 +65,7 @@ from provisioner.stores.versions import (
 )
 from provisioner.stream.client import DEFAULT_KAFKA_CLIENT
 from provisioner.stream.kafka import end_offsets, is_transient
+from provisioner.stream.settings import KafkaTarget
 
 __all__ = ["Outcome", "RebuildPlan", "StoreRunner", "plan_start", "watch_decision", "with_overrides"]
 
@@ -148,7 +149,7 @@ class StoreRunner:
         product: DataProduct,
         store_spec: StoreSpec,
         url: str,
-        bootstrap: str,
+        bootstrap: KafkaTarget,
         *,
         status_path: Path | None = None,
         metrics: ConsumerMetrics | None = None,

@@ -16,14 +16,17 @@ partitions and replication) the first time a dead letter needs it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from provisioner.pipeline.ops import DeadLetter, RecordLike
+from provisioner.stream.failures import from_kafka_python
+from provisioner.stream.settings import KafkaTarget, kafka_python_config, settings_of
 
 MAX_MESSAGE_BYTES = 4096
 # How long a send may wait for metadata or buffer space: an unreachable broker surfaces as an
@@ -61,51 +64,66 @@ class DeadLetterProducer:
     """An idempotent, acks=all producer for one dead-letter topic, on behalf of one store of one
     product (`product` is `<namespace>/<name>`)."""
 
-    def __init__(self, bootstrap: str, topic: str, client_id: str, *, product: str, store: str,
+    def __init__(self, bootstrap: KafkaTarget, topic: str, client_id: str, *, product: str, store: str,
                  version: str | None = None) -> None:
         self.topic = topic
         self.product = product
         self.store = store
         self.version = version
-        self._bootstrap = bootstrap
+        self._connection = settings_of(bootstrap)
         self._client_id = client_id
         self._topic_ready = False
-        self._producer = KafkaProducer(
-            bootstrap_servers=bootstrap,
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=5,
-            client_id=client_id,
-            retries=5,
-            max_block_ms=MAX_BLOCK_MS,
-        )
+        with self._mapped("WRITE"):
+            self._producer = KafkaProducer(
+                **kafka_python_config(self._connection),
+                acks="all",
+                enable_idempotence=True,
+                linger_ms=5,
+                client_id=client_id,
+                retries=5,
+                max_block_ms=MAX_BLOCK_MS,
+            )
+
+    @contextmanager
+    def _mapped(self, operation: str) -> Iterator[None]:
+        """A refusal by the broker (credentials, an ACL on the dead-letter topic, TLS) raised as ours."""
+        try:
+            yield
+        except (KafkaError, OSError) as error:
+            refused = from_kafka_python(error, self._connection, operation=operation, topic=self.topic)
+            if refused is None:
+                raise
+            raise refused from None
 
     def _ensure_topic(self) -> None:
         if self._topic_ready:
             return
-        admin = KafkaAdminClient(bootstrap_servers=self._bootstrap, client_id=f"{self._client_id}-admin",
-                                 request_timeout_ms=MAX_BLOCK_MS)
-        try:
-            admin.create_topics([NewTopic(self.topic, num_partitions=-1, replication_factor=-1)])
-        except TopicAlreadyExistsError:
-            pass
-        finally:
-            admin.close()
+        with self._mapped("CREATE"):
+            admin = KafkaAdminClient(**kafka_python_config(self._connection), client_id=f"{self._client_id}-admin",
+                                     request_timeout_ms=MAX_BLOCK_MS)
+            try:
+                admin.create_topics([NewTopic(self.topic, num_partitions=-1, replication_factor=-1)])
+            except TopicAlreadyExistsError:
+                pass
+            finally:
+                admin.close()
         self._topic_ready = True
 
     def send_all(self, items: Sequence[tuple[RecordLike, DeadLetter]], timeout: float = 30.0) -> None:
-        """Send and wait for every acknowledgement; raises (KafkaError) if any send failed."""
+        """Send and wait for every acknowledgement; raises (KafkaError, or a refusal as ours) if
+        any send failed."""
         self._ensure_topic()
-        futures: list[Any] = [
-            self._producer.send(
-                self.topic, key=record.key, value=record.value,
-                headers=dead_letter_headers(record, dl, self.product, self.store, self.version),
-            )
-            for record, dl in items
-        ]
-        self._producer.flush(timeout=timeout)
-        for future in futures:
-            future.get(timeout=timeout)
+        with self._mapped("WRITE"):
+            futures: list[Any] = [
+                self._producer.send(
+                    self.topic, key=record.key, value=record.value,
+                    headers=dead_letter_headers(record, dl, self.product, self.store, self.version),
+                )
+                for record, dl in items
+            ]
+            self._producer.flush(timeout=timeout)
+            for future in futures:
+                future.get(timeout=timeout)
 
     def close(self) -> None:
         self._producer.close(timeout=5)
