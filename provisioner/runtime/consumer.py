@@ -213,7 +213,7 @@ class StoreConsumer:
                     self._dead_letters = DeadLetterProducer(
                         self.bootstrap, self.product.dead_letter_topic, self._client_id("dlq"),
                         product=f"{self.product.metadata.namespace}/{self.product.name}",
-                        store=self.store_spec.name, version=self._dead_letter_version,
+                        store=self.store_spec.name, version=self._dead_letter_version, client=self.kafka_client,
                     )
                 if self._consumer is None:
                     self._consumer = self._new_consumer()

@@ -275,6 +275,8 @@ class ConfluentConsumer:
             except KafkaException as error:
                 raise self._unreachable(error) from None
             topic = metadata.topics.get(self._topic)
+            if topic is not None and topic.error is not None and (refused := self._refusal(topic.error)) is not None:
+                raise refused  # without DESCRIBE on the topic, it looks absent: say why instead
             partitions = sorted(topic.partitions) if topic is not None and topic.error is None else []
         if not partitions:
             return {}

@@ -36,6 +36,7 @@ __all__ = [
     "EventFileError",
     "KafkaUnavailable",
     "OutgoingRecord",
+    "broker_ready",
     "end_offsets",
     "ensure_topic",
     "is_transient",
@@ -166,6 +167,26 @@ def _admin(settings: KafkaSettings) -> Any:
         return KafkaAdminClient(**kafka_python_config(settings), client_id=CLIENT_ID, request_timeout_ms=15000)
     except (KafkaError, OSError) as error:
         raise _failure(error, settings, f"cannot reach Kafka at {settings.bootstrap}") from None
+
+
+def broker_ready(target: KafkaTarget) -> bool:
+    """Whether a broker answers a metadata request as `target` connects, and is unfenced (False
+    for a refusal too: a broker still starting may not know its users yet)."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    try:
+        admin = KafkaAdminClient(**kafka_python_config(settings_of(target)), request_timeout_ms=3000,
+                                 bootstrap_timeout_ms=3000, client_id="provisioner-ready-probe")
+    except (KafkaError, OSError):
+        return False
+    try:
+        cluster = admin.describe_cluster()
+    except (KafkaError, OSError):
+        return False
+    finally:
+        admin.close()
+    return any(not broker.get("is_fenced", False) for broker in cluster.get("brokers") or [])
 
 
 def ensure_topic(bootstrap: KafkaTarget, topic: str, partitions: int = 3) -> bool:
