@@ -255,7 +255,8 @@ def _server_properties(folder: Path, port: int, controller_port: int) -> str:
 # -- state ------------------------------------------------------------------------------------
 
 
-def _read_state(folder: Path) -> dict[str, Any] | None:
+def read_state(folder: Path) -> dict[str, Any] | None:
+    """A broker folder's state.json, or None when absent or unreadable."""
     try:
         data = json.loads((folder / "state.json").read_text())
     except (OSError, ValueError):
@@ -280,7 +281,7 @@ def _live_pid(folder: Path, state: dict[str, Any] | None) -> int | None:
 def status(state_dir: Path) -> BrokerStatus | None:
     """The dev broker of `state_dir` if its process is alive, else None."""
     folder = broker_dir(state_dir).resolve()
-    state = _read_state(folder)
+    state = read_state(folder)
     pid = _live_pid(folder, state)
     if pid is None or state is None:
         return None
@@ -304,7 +305,7 @@ def up(state_dir: Path, port: int | None = None, timeout: float = START_TIMEOUT_
     folder.mkdir(parents=True, exist_ok=True)
     libs = ensure_libs()
     with file_lock(folder / ".lock"):
-        state = _read_state(folder)
+        state = read_state(folder)
         pid = _live_pid(folder, state)
         if pid is not None and state is not None:
             bootstrap = str(state["bootstrap"])
@@ -465,22 +466,9 @@ def _is_ready(bootstrap: str) -> bool:
     # A plain TCP probe first: kafka-python logs connection errors loudly while a port is closed.
     if not accepts_connections(host, port):
         return False
-    from kafka import KafkaAdminClient
-    from kafka.errors import KafkaError
+    from provisioner.stream.kafka import broker_ready
 
-    try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000,
-                                 bootstrap_timeout_ms=3000, client_id="provisioner-ready-probe")
-    except (KafkaError, OSError):
-        return False
-    try:
-        cluster = admin.describe_cluster()
-    except (KafkaError, OSError):
-        return False
-    finally:
-        admin.close()
-    brokers = cluster.get("brokers") or []
-    return any(not broker.get("is_fenced", False) for broker in brokers)
+    return broker_ready(bootstrap)
 
 
 def wait_ready(bootstrap: str, timeout: float = START_TIMEOUT_S) -> None:
@@ -501,7 +489,7 @@ def down(state_dir: Path, purge: bool = False) -> bool:
     if not folder.exists():
         return False
     with file_lock(folder / ".lock"):
-        state = _read_state(folder)
+        state = read_state(folder)
         pid = _live_pid(folder, state)
         if pid is not None:
             marker = str(folder / "server.properties")

@@ -174,16 +174,8 @@ def _server_properties(folder: Path, ports: Mapping[str, int], admin_password: s
 # -- state ----------------------------------------------------------------------------------------
 
 
-def _read_state(folder: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads((folder / "state.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _live(folder: Path) -> SecureBroker | None:
-    state = _read_state(folder)
+    state = devbroker.read_state(folder)
     if not state or not isinstance(state.get("pid"), int):
         return None
     if not devbroker.process_matches(state["pid"], str(folder / "server.properties")):

@@ -44,6 +44,7 @@ __all__ = [
     "produce_jsonl",
     "produce_records",
     "start_offsets",
+    "topic_start_offsets",
 ]
 
 ENVELOPE_KEYS = frozenset({"key", "value", "headers", "partition", "timestamp"})
@@ -229,6 +230,26 @@ def end_offsets(bootstrap: KafkaTarget, topic: str) -> dict[int, int]:
     finally:
         admin.close()
     return {tp.partition: int(result.offset) for tp, result in offsets.items()}
+
+
+def topic_start_offsets(target: KafkaTarget, topic: str, start_from: str) -> dict[int, int]:
+    """Where reading `start_from` begins in every partition of `topic`, by the consumer's own rule
+    (`start_offsets`), so a replay starts exactly where a new consumer would."""
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.errors import KafkaError
+
+    settings = settings_of(target)
+    try:
+        client = KafkaConsumer(**kafka_python_config(settings), enable_auto_commit=False, request_timeout_ms=15000)
+    except (KafkaError, OSError) as error:
+        raise _failure(error, settings, f"cannot reach Kafka at {settings.bootstrap}") from None
+    try:
+        partitions = client.partitions_for_topic(topic) or set()
+        return start_offsets(client, [TopicPartition(topic, p) for p in sorted(partitions)], start_from)
+    except (KafkaError, OSError) as error:
+        raise _failure(error, settings, f"cannot read the offsets of {topic!r}", topic=topic) from None
+    finally:
+        client.close()
 
 
 def start_offsets(consumer: KafkaConsumer, partitions: list[TopicPartition], start_from: str) -> dict[int, int]:

@@ -81,7 +81,8 @@ class KafkaSettings:
     ssl_key_password: str | None = field(default=None, repr=False)
     verify_hostname: bool = True
     schema_registry: SchemaRegistrySettings | None = None
-    source: str | None = None  # the file it was read from, for messages
+    source: str | None = None  # the file it was read from, as given, for messages
+    config_file: str | None = None  # the same, absolute: what a child process is handed
 
     def __str__(self) -> str:
         return self.bootstrap
@@ -327,7 +328,8 @@ def load_kafka_settings(path: Path | None, bootstrap: str | None, *,
         reason = error.strerror if isinstance(error, OSError) and error.strerror else type(error).__name__
         raise KafkaConfigError(f"{where}: cannot read the Kafka client properties: {reason}") from None
     values = parse_kafka_properties(text, where, env)
-    settings = kafka_settings_from(values, where, path.resolve().parent).with_bootstrap(bootstrap)
+    settings = replace(kafka_settings_from(values, where, path.resolve().parent),
+                       config_file=str(path.resolve())).with_bootstrap(bootstrap)
     if not settings.bootstrap:
         raise KafkaConfigError(f"{where}: no bootstrap.servers (set it in the file or pass --bootstrap)")
     return settings

@@ -7,7 +7,11 @@ ACL resumes it; and the password appears in no log line or status."""
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -46,20 +50,23 @@ def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[securebr
         securebroker.down(state_dir, purge=True)
 
 
-def grant(broker: securebroker.SecureBroker, user: str, kind: Any, name: str, *operations: Any) -> None:
+def grant(broker: securebroker.SecureBroker, user: str, kind: Any, name: str, *operations: Any,
+          pattern: Any = ResourcePatternType.LITERAL) -> None:
     admin = AdminClient(rdkafka_config(broker.admin()))
-    bindings = [AclBinding(kind, name, ResourcePatternType.LITERAL, f"User:{user}", "*", operation,
-                           AclPermissionType.ALLOW) for operation in operations]
+    bindings = [AclBinding(kind, name, pattern, f"User:{user}", "*", operation, AclPermissionType.ALLOW)
+                for operation in operations]
     for future in admin.create_acls(bindings).values():
         future.result(timeout=30)
 
 
 def grant_product(broker: securebroker.SecureBroker, user: str, product: DataProduct, store_spec: StoreSpec,
                   *, topic: bool = True) -> None:
-    """The ACLs a product's Kafka user needs: READ its topic and group, WRITE its dead-letter topic."""
+    """The ACLs a product's Kafka user needs: READ its topic and its store's groups (a rebuild's
+    group adds a suffix: hence a prefix), WRITE its dead-letter topic."""
     if topic:
         grant(broker, user, ResourceType.TOPIC, product.spec.source.topic, AclOperation.READ)
-    grant(broker, user, ResourceType.GROUP, product.consumer_group(store_spec), AclOperation.READ)
+    grant(broker, user, ResourceType.GROUP, product.consumer_group(store_spec), AclOperation.READ,
+          pattern=ResourcePatternType.PREFIXED)
     grant(broker, user, ResourceType.TOPIC, product.dead_letter_topic, AclOperation.WRITE, AclOperation.CREATE)
 
 
@@ -196,3 +203,49 @@ def test_a_missing_acl_names_the_topic_and_granting_it_resumes(
         assert process.stop() == 0
     assert dead_letters_sent(secure_broker, product) == 0
     assert "Traceback" not in process.log()
+
+
+def cli(state: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROVISIONER_KAFKA")}
+    # Files, not pipes: the embedded servers `up` starts outlive it and would hold a pipe open.
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        process = subprocess.run([sys.executable, "-m", "provisioner", *args, "--state-dir", str(state)],
+                                 stdout=out, stderr=err, stdin=subprocess.DEVNULL, env={**env, "COLUMNS": "200"},
+                                 timeout=timeout, check=False, cwd=str(h.ROOT))
+        out.seek(0)
+        err.seek(0)
+        result = subprocess.CompletedProcess(process.args, process.returncode, out.read(), err.read())
+    assert CANARY not in result.stdout + result.stderr
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def test_produce_up_status_replay_down_with_one_properties_file(
+    secure_broker: securebroker.SecureBroker, tmp_path: Path,
+) -> None:
+    folder, state = tmp_path / "specs", tmp_path / "state"
+    folder.mkdir()
+    path = h.order_spec(folder, name="secured-up", topic="secured.up", stores=[STORES["redis-hash"]])
+    product = h.load_product(path)
+    store_spec = product.spec.stores[0]
+    grant_product(secure_broker, "orders", product, store_spec)
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(json.dumps({"key": key.decode(), "value": json.loads(value)}) + "\n"
+                              for key, value, _ in h.order_events(400, seed=9, keys=60, tombstones=False)))
+    cli(state, "dev", "produce", "secured.up", str(events), "--kafka-config", str(secure_broker.admin_properties))
+    config = properties(tmp_path, secure_broker.scram_properties("orders", CANARY))
+    try:
+        cli(state, "up", str(folder), "--kafka-config", str(config), "--until-caught-up", "--timeout", "240")
+        report = json.loads(cli(state, "status", "-o", "json").stdout)
+        [store] = report["stores"]
+        assert store["lag"] == 0 and store["position"] == store["end_offset"] == 400
+        expected = h.expected_for(product, store_spec, h.read_topic(secure_broker.admin(), "secured.up"))
+        assert_contents("redis-hash", product, store_spec, store["store_url"], expected)
+        # A replay reads its start offsets and rebuilds in a new consumer group, over the same connection.
+        assert "rebuilt" in cli(state, "replay", product.name, "--store", store_spec.name, "--timeout", "120").stdout
+        assert_contents("redis-hash", product, store_spec, store["store_url"], expected)
+    finally:
+        cli(state, "down")
+    leaked = [p for p in state.rglob("*") if p.is_file() and CANARY.encode() in p.read_bytes()]
+    assert not leaked
+    cli(state, "down", "--purge")
