@@ -27,6 +27,7 @@ from provisioner.operator.leader import LeaseHolder
 from provisioner.operator.webhook import WebhookConfig, register_validation
 from provisioner.operator.webhook import server as webhook_server
 from provisioner.stream.observe import KafkaObserver
+from provisioner.stream.settings import load_kafka_settings
 
 __all__ = ["OperatorConfig", "run"]
 
@@ -48,6 +49,7 @@ class OperatorConfig:
     identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     leader_election: bool = True
     webhook: WebhookConfig | None = None  # serve the validating webhook (see provisioner.operator.webhook)
+    kafka_config: Path | None = None  # the Kafka client properties the operator's status reads use
 
 
 def _login(client: KubeClient) -> Any:
@@ -85,7 +87,8 @@ def run(config: OperatorConfig) -> int:
             stopping.set()
 
         lease.keep(on_lost)
-    kafka = KafkaObserver(config.settings.kafka_bootstrap)
+    kafka = KafkaObserver(load_kafka_settings(config.kafka_config, config.settings.kafka_bootstrap)
+                          or config.settings.kafka_bootstrap)
     try:
         reconciler = Reconciler(client, config.settings, Observer(client, kafka))
         controller = Controller(client, reconciler, workers=config.workers, resync=config.resync)

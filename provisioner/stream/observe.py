@@ -18,7 +18,9 @@ import time
 from collections import Counter
 from typing import Any
 
+from provisioner.stream.failures import from_kafka_python
 from provisioner.stream.kafka import CLIENT_ID, KafkaUnavailable
+from provisioner.stream.settings import KafkaSettings, KafkaTarget, kafka_python_config, settings_of
 
 __all__ = ["KafkaObserver"]
 
@@ -28,8 +30,9 @@ _PARTITIONS_TTL_S = 60.0
 class KafkaObserver:
     """End offsets, group members and dead-letter counts, from one broker connection."""
 
-    def __init__(self, bootstrap: str, *, timeout_ms: int = 10_000) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, bootstrap: KafkaTarget, *, timeout_ms: int = 10_000) -> None:
+        self.connection = settings_of(bootstrap)
+        self.bootstrap = self.connection.bootstrap
         self._timeout_ms = timeout_ms
         self._lock = threading.Lock()
         self._admin: Any = None
@@ -60,7 +63,8 @@ class KafkaObserver:
                     {TopicPartition(topic, p): OffsetSpec.LATEST for p in partitions})
             except KafkaError as error:
                 self._reset()
-                raise KafkaUnavailable(f"cannot read the end offsets of {topic!r}: {type(error).__name__}") from None
+                raise _failure(error, self.connection, f"cannot read the end offsets of {topic!r}",
+                               topic=topic) from None
         return {tp.partition: int(result.offset) for tp, result in offsets.items()}
 
     def group_members(self, group: str) -> int:
@@ -72,7 +76,8 @@ class KafkaObserver:
                 described = self._client().describe_groups([group])
             except KafkaError as error:
                 self._reset()
-                raise KafkaUnavailable(f"cannot describe consumer group {group!r}: {type(error).__name__}") from None
+                raise _failure(error, self.connection, f"cannot describe consumer group {group!r}",
+                               group=group) from None
         info = described.get(group) if isinstance(described, dict) else None
         if not info:
             return 0
@@ -84,7 +89,7 @@ class KafkaObserver:
         with self._lock:
             reader = self._dead_letter_readers.get(topic)
             if reader is None:
-                reader = self._dead_letter_readers[topic] = _DeadLetterReader(self.bootstrap, topic)
+                reader = self._dead_letter_readers[topic] = _DeadLetterReader(self.connection, topic)
             partitions = self._topic_partitions(topic)
             if not partitions:
                 return Counter()
@@ -98,10 +103,10 @@ class KafkaObserver:
 
         if self._admin is None:
             try:
-                self._admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id=f"{CLIENT_ID}-observer",
-                                               request_timeout_ms=self._timeout_ms)
+                self._admin = KafkaAdminClient(**kafka_python_config(self.connection),
+                                               client_id=f"{CLIENT_ID}-observer", request_timeout_ms=self._timeout_ms)
             except KafkaError as error:
-                raise KafkaUnavailable(f"cannot reach Kafka at {self.bootstrap}: {type(error).__name__}") from None
+                raise _failure(error, self.connection, f"cannot reach Kafka at {self.bootstrap}") from None
         return self._admin
 
     def _reset(self) -> None:
@@ -122,18 +127,25 @@ class KafkaObserver:
             described = self._client().describe_topics([topic])
         except KafkaError as error:
             self._reset()
-            raise KafkaUnavailable(f"cannot describe topic {topic!r}: {type(error).__name__}") from None
+            raise _failure(error, self.connection, f"cannot describe topic {topic!r}", topic=topic) from None
         partitions = sorted(p["partition_index"] for d in described if d["error_code"] == 0 for p in d["partitions"])
         self._partitions[topic] = (now, partitions)
         return partitions
 
 
+def _failure(error: Exception, connection: KafkaSettings, doing: str, *, topic: str | None = None,
+             group: str | None = None) -> Exception:
+    """A refusal named (credentials, an ACL, TLS), else KafkaUnavailable with the error's type only."""
+    refused = from_kafka_python(error, connection, operation="DESCRIBE", topic=topic, group=group)
+    return refused if refused is not None else KafkaUnavailable(f"{doing}: {type(error).__name__}")
+
+
 class _DeadLetterReader:
     """Reads one dead-letter topic from the start, once, and counts by product and store."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, connection: KafkaSettings, topic: str) -> None:
         self.topic = topic
-        self._bootstrap = bootstrap
+        self._connection = connection
         self._consumer: Any = None
         self._assigned: list[int] = []
         self.counts: Counter[tuple[str, str]] = Counter()
@@ -144,7 +156,8 @@ class _DeadLetterReader:
 
         try:
             if self._consumer is None:
-                self._consumer = KafkaConsumer(bootstrap_servers=self._bootstrap, client_id=f"{CLIENT_ID}-dlq-counter",
+                self._consumer = KafkaConsumer(**kafka_python_config(self._connection),
+                                               client_id=f"{CLIENT_ID}-dlq-counter",
                                                enable_auto_commit=False, group_id=None,
                                                auto_offset_reset="earliest", consumer_timeout_ms=1000)
             if partitions != self._assigned:
@@ -172,7 +185,8 @@ class _DeadLetterReader:
                     break
         except KafkaError as error:
             self.close()
-            raise KafkaUnavailable(f"cannot read dead letters from {self.topic!r}: {type(error).__name__}") from None
+            raise _failure(error, self._connection, f"cannot read dead letters from {self.topic!r}",
+                           topic=self.topic) from None
         return Counter(self.counts)
 
     def close(self) -> None:

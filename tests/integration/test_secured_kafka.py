@@ -29,6 +29,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 from provisioner.local import securebroker
 from provisioner.spec.models import DataProduct, StoreSpec
 from provisioner.stream.kafka import KafkaUnavailable, end_offsets, ensure_topic
+from provisioner.stream.observe import KafkaObserver
 from provisioner.stream.settings import rdkafka_config
 from tests.integration import harness as h
 from tests.integration.test_consumer_stores import STORES, assert_contents, reset_store, unique_name
@@ -148,6 +149,13 @@ ssl.truststore.location={secure_broker.ca}
         dead = h.read_dead_letters(admin, product.dead_letter_topic, 2)
         assert sorted(dict(d.headers)["provisioner.error.stage"] for d in dead) == [b"decode", b"fields"]
         assert process.status()["last_error"] is None
+        # The operator's status reader, with the same settings.
+        observer = KafkaObserver(admin)
+        try:
+            assert observer.end_offsets(product.spec.source.topic) == ends
+            assert observer.dead_letters(product.dead_letter_topic) == {(f"itest/{product.name}", "cache"): 2}
+        finally:
+            observer.close()
     finally:
         assert process.stop() == 0
     assert_no_secret(process)
