@@ -311,7 +311,7 @@ class StoreRunner:
             return False
         passed = set(bounded.passed)
         try:
-            ends = end_offsets(self.bootstrap, self.product.spec.source.topic)
+            ends = end_offsets(self.bootstrap, self.product.spec.source.topic, client=self.kafka_client)
         except Exception as error:
             if not is_transient(error):
                 raise
@@ -542,7 +542,7 @@ class StoreRunner:
             # per check, twice a second, competed with the rebuild for the process's one core.)
             return False
         try:
-            ends = end_offsets(self.bootstrap, built.spec.source.topic)
+            ends = end_offsets(self.bootstrap, built.spec.source.topic, client=self.kafka_client)
         except Exception as error:
             if not is_transient(error):
                 raise

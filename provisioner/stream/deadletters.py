@@ -109,6 +109,8 @@ class _ConfluentSender:
     def __init__(self, connection: KafkaSettings, topic: str, client_id: str) -> None:
         from confluent_kafka import Producer
 
+        from provisioner.stream.confluent import LIBRDKAFKA_LOGGER
+
         self._connection = connection
         self._topic = topic
         self._client_id = client_id
@@ -118,7 +120,7 @@ class _ConfluentSender:
         self._producer = Producer({
             **self._config, "client.id": client_id, "acks": "all", "enable.idempotence": True,
             "linger.ms": 5, "message.timeout.ms": 30_000, "log.connection.close": False,
-            "error_cb": self._on_error,
+            "error_cb": self._on_error, "logger": LIBRDKAFKA_LOGGER,
         })
 
     def _on_error(self, error: Any) -> None:
@@ -132,7 +134,10 @@ class _ConfluentSender:
         from confluent_kafka import KafkaError, KafkaException
         from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-        admin = AdminClient({**self._config, "client.id": f"{self._client_id}-admin"})
+        from provisioner.stream.confluent import LIBRDKAFKA_LOGGER
+
+        config: dict[str, Any] = {**self._config, "client.id": f"{self._client_id}-admin", "logger": LIBRDKAFKA_LOGGER}
+        admin = AdminClient(config)
         future = admin.create_topics([NewTopic(self._topic)], request_timeout=MAX_BLOCK_MS / 1000)[self._topic]
         try:
             future.result(timeout=timeout)

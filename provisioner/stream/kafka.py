@@ -211,18 +211,27 @@ def ensure_topic(bootstrap: KafkaTarget, topic: str, partitions: int = 3) -> boo
         admin.close()
 
 
-def end_offsets(bootstrap: KafkaTarget, topic: str) -> dict[int, int]:
-    """The next offset of every partition of `topic` (its end); KafkaUnavailable if it is missing."""
+def end_offsets(bootstrap: KafkaTarget, topic: str, *, client: str = "kafka-python") -> dict[int, int]:
+    """The next offset of every partition of `topic` (its end); KafkaUnavailable if it is missing.
+    `client` "confluent" asks through librdkafka (a consumer process's own client)."""
+    settings = settings_of(bootstrap)
+    if client == "confluent":
+        from provisioner.stream import confluent_admin
+
+        return confluent_admin.end_offsets(settings, topic, CLIENT_ID)
     from kafka import TopicPartition
     from kafka.admin import OffsetSpec
-    from kafka.errors import KafkaError
+    from kafka.errors import KafkaError, for_code
 
-    settings = settings_of(bootstrap)
     admin = _admin(settings)
     try:
         described = admin.describe_topics([topic])
         partitions = sorted(p["partition_index"] for d in described if d["error_code"] == 0 for p in d["partitions"])
         if not partitions:
+            # Without DESCRIBE on it a topic looks absent: say so instead.
+            refused = [d["error_code"] for d in described if d["error_code"] != 0]
+            if refused:
+                raise for_code(refused[0])()
             raise KafkaUnavailable(f"topic {topic!r} does not exist")
         offsets = admin.list_partition_offsets({TopicPartition(topic, p): OffsetSpec.LATEST for p in partitions})
     except (KafkaError, OSError) as error:

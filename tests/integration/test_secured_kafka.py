@@ -28,9 +28,10 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 
 from provisioner.local import securebroker
 from provisioner.spec.models import DataProduct, StoreSpec
+from provisioner.stream.failures import KafkaAuthentication, KafkaAuthorization, KafkaTLS
 from provisioner.stream.kafka import KafkaUnavailable, end_offsets, ensure_topic
 from provisioner.stream.observe import KafkaObserver
-from provisioner.stream.settings import rdkafka_config
+from provisioner.stream.settings import load_kafka_settings, rdkafka_config
 from tests.integration import harness as h
 from tests.integration.test_consumer_stores import STORES, assert_contents, reset_store, unique_name
 
@@ -257,3 +258,33 @@ def test_produce_up_status_replay_down_with_one_properties_file(
     leaked = [p for p in state.rglob("*") if p.is_file() and CANARY.encode() in p.read_bytes()]
     assert not leaked
     cli(state, "down", "--purge")
+
+
+@pytest.mark.parametrize("client", ["confluent", "kafka-python"])
+def test_topic_look_ups_name_a_missing_acl(secure_broker: securebroker.SecureBroker, tmp_path: Path,
+                                           client: str) -> None:
+    topic = f"secured.lookup.{client}"
+    ensure_topic(secure_broker.admin(), topic)
+    assert set(end_offsets(secure_broker.admin(), topic, client=client)) == {0, 1, 2}
+    stranger = properties(tmp_path, secure_broker.scram_properties("stranger", USERS["stranger"]))
+    settings = load_kafka_settings(stranger, None)
+    assert settings is not None
+    with pytest.raises(KafkaAuthorization, match=f"user 'stranger' is not allowed to DESCRIBE topic '{topic}'"):
+        end_offsets(settings, topic, client=client)
+
+
+def test_librdkafka_look_ups_name_wrong_credentials_and_an_untrusted_ca(
+    secure_broker: securebroker.SecureBroker, tmp_path: Path,
+) -> None:
+    ensure_topic(secure_broker.admin(), "secured.lookup.refused")
+    wrong = load_kafka_settings(properties(tmp_path, secure_broker.scram_properties("orders", "wrong")), None)
+    assert wrong is not None
+    with pytest.raises(KafkaAuthentication, match="refused user 'orders'"):
+        end_offsets(wrong, "secured.lookup.refused", client="confluent")
+    other_ca, _ = securebroker.make_ca(tmp_path, "other-ca", "some other CA")
+    untrusted = load_kafka_settings(properties(tmp_path, secure_broker.scram_properties("orders", CANARY,
+                                                                                         ca=other_ca)), None)
+    assert untrusted is not None
+    with pytest.raises(KafkaTLS, match=r"not trusted for host 127\.0\.0\.1") as raised:
+        end_offsets(untrusted, "secured.lookup.refused", client="confluent")
+    assert CANARY not in str(raised.value)
