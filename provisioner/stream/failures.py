@@ -109,7 +109,9 @@ def from_confluent(error: Any, settings: KafkaSettings, *, operation: str = "REA
         return authorization(settings, "READ", "group", group)
     if code == codes.CLUSTER_AUTHORIZATION_FAILED:
         return authorization(settings, operation, "cluster", None)
-    if code == codes._TRANSPORT and "ssl" in error.str().lower() and "handshake" in error.str().lower():
+    text = error.str().lower()
+    # TLS 1.3 refuses a client certificate after the handshake: the next read fails with the alert.
+    if code == codes._TRANSPORT and ("ssl routines" in text or "ssl handshake" in text):
         return tls(settings, error.str())
     return None
 

@@ -288,3 +288,23 @@ def test_librdkafka_look_ups_name_wrong_credentials_and_an_untrusted_ca(
     with pytest.raises(KafkaTLS, match=r"not trusted for host 127\.0\.0\.1") as raised:
         end_offsets(untrusted, "secured.lookup.refused", client="confluent")
     assert CANARY not in str(raised.value)
+
+
+def test_mutual_tls_reads_with_the_certificates_acl_and_refuses_a_certificate_from_another_ca(
+    secure_broker: securebroker.SecureBroker, tmp_path: Path,
+) -> None:
+    topic = "secured.mtls"
+    ensure_topic(secure_broker.admin(), topic)
+    grant(secure_broker, f"CN={securebroker.CLIENT_CN}", ResourceType.TOPIC, topic, AclOperation.READ)
+    mtls = load_kafka_settings(secure_broker.mtls_properties, None)
+    assert mtls is not None
+    for client in ("confluent", "kafka-python"):
+        assert set(end_offsets(mtls, topic, client=client)) == {0, 1, 2}
+    other = securebroker.make_ca(tmp_path, "other-ca", "some other CA")
+    certificate, key = securebroker.make_certificate(tmp_path, "intruder", securebroker.CLIENT_CN, other)
+    intruder = load_kafka_settings(properties(tmp_path, (
+        f"bootstrap.servers={secure_broker.mtls_bootstrap}\nsecurity.protocol=SSL\nssl.ca.location={secure_broker.ca}\n"
+        f"ssl.certificate.location={certificate}\nssl.key.location={key}\n")), None)
+    assert intruder is not None
+    with pytest.raises(KafkaTLS, match="refused our client certificate"):
+        end_offsets(intruder, topic, client="confluent")

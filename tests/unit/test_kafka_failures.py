@@ -35,6 +35,9 @@ RDKAFKA_UNTRUSTED = ("ssl://kafka-2:9094/2: SSL handshake failed: error:0A000086
 RDKAFKA_REFUSED_CERT = ("ssl://kafka:9094/bootstrap: SSL handshake failed: error:0A000418:SSL routines::tlsv1 alert "
                         "unknown ca (after 2ms in state SSL_HANDSHAKE)")
 
+RDKAFKA_TLS13_REFUSED = ("ssl://kafka:9094/bootstrap: Receive failed: error:0A000412:SSL routines::ssl/tls alert bad "
+                         "certificate: SSL alert number 42 (after 3ms in state APIVERSION_QUERY)")
+
 
 @pytest.mark.parametrize(("error", "settings", "kind", "message"), [
     (KafkaError(KafkaError._AUTHENTICATION, RDKAFKA_AUTH), SCRAM, KafkaAuthentication,
@@ -42,6 +45,8 @@ RDKAFKA_REFUSED_CERT = ("ssl://kafka:9094/bootstrap: SSL handshake failed: error
     (KafkaError(KafkaError._SSL, RDKAFKA_UNTRUSTED), SCRAM, KafkaTLS,
      "the broker's certificate is not trusted for host kafka-2:9094 (not signed by /etc/kafka/ca.pem"),
     (KafkaError(KafkaError._SSL, RDKAFKA_REFUSED_CERT), MTLS, KafkaTLS,
+     "Kafka at kafka:9094 refused our client certificate (/client.pem)"),
+    (KafkaError(KafkaError._TRANSPORT, RDKAFKA_TLS13_REFUSED), MTLS, KafkaTLS,
      "Kafka at kafka:9094 refused our client certificate (/client.pem)"),
     (KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED), SCRAM, KafkaAuthorization,
      "user 'orders' is not allowed to READ topic 'orders'"),

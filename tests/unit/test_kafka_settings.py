@@ -153,3 +153,21 @@ def test_errors_name_file_and_line_never_the_secret(pem: Path, text: str, messag
 def test_an_unreadable_file_is_a_configuration_error(tmp_path: Path) -> None:
     with pytest.raises(KafkaConfigError, match="cannot read the Kafka client properties"):
         load_kafka_settings(tmp_path / "absent.properties", None, environ={})
+
+
+def test_local_consumers_get_the_file_path_never_its_content(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+    from typing import cast
+
+    from provisioner.local.supervisor import LocalConsumer, consumer_env
+
+    settings = load(tmp_path, f"bootstrap.servers=b:9093\nsecurity.protocol=SASL_PLAINTEXT\nsasl.mechanism=PLAIN\n"
+                              f"sasl.username=u\nsasl.password={CANARY}\n")
+    consumer = cast(LocalConsumer, SimpleNamespace(managed_url=None))
+    env = consumer_env(consumer, settings, base={"PROVISIONER_KAFKA_CONFIG": "/elsewhere.properties"})
+    assert env["PROVISIONER_KAFKA_CONFIG"] == str(tmp_path / "client.properties")
+    assert env["PROVISIONER_KAFKA_BOOTSTRAP"] == "b:9093"
+    assert CANARY not in "".join(env.values())
+    # A plain address: an inherited properties file must not point the consumer elsewhere.
+    plain = consumer_env(consumer, "h:1", base={"PROVISIONER_KAFKA_CONFIG": "/elsewhere.properties"})
+    assert "PROVISIONER_KAFKA_CONFIG" not in plain and plain["PROVISIONER_KAFKA_BOOTSTRAP"] == "h:1"
