@@ -120,10 +120,11 @@ def wait_for_error(process: h.ConsumerProcess, prefix: str) -> str:
     return str(process.status()["last_error"])
 
 
+@pytest.mark.parametrize("client", ["confluent", "kafka-python"])
 def test_consume_hydrates_redis_over_sasl_ssl_with_dead_letters(
-    secure_broker: securebroker.SecureBroker, tmp_path: Path, redis_server: Any,
+    secure_broker: securebroker.SecureBroker, tmp_path: Path, redis_server: Any, client: str,
 ) -> None:
-    product, store_spec, url = prepare(secure_broker, tmp_path, "secured.orders", redis_server)
+    product, store_spec, url = prepare(secure_broker, tmp_path, f"secured.orders.{client}", redis_server)
     grant_product(secure_broker, "orders", product, store_spec)
     admin = secure_broker.admin()
     events = h.order_events(600, seed=16, keys=150)
@@ -141,6 +142,7 @@ ssl.truststore.location={secure_broker.ca}
 """)
     process = consumer(secure_broker, tmp_path, product, config, url, "hydrate")
     process.env["ORDERS_PASSWORD"] = CANARY
+    process.env["PROVISIONER_KAFKA_CLIENT"] = client
     process.start()
     try:
         ends = h.end_offsets(admin, product.spec.source.topic)
