@@ -29,6 +29,7 @@ with warnings.catch_warnings():
 
 from provisioner.spec.models import DataProduct  # noqa: E402
 from provisioner.stores.registry import open_store  # noqa: E402
+from provisioner.stream.settings import KafkaTarget, kafka_python_config, settings_of  # noqa: E402
 
 PARTITIONS = 3
 POLL_EVERY = 0.02
@@ -38,15 +39,16 @@ FETCH = {"check_crcs": False, "fetch_max_wait_ms": 100, "max_partition_fetch_byt
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def produce_records(bootstrap: str, topic: str, records: Iterable[tuple[bytes, bytes | None]],
+def produce_records(bootstrap: KafkaTarget, topic: str, records: Iterable[tuple[bytes, bytes | None]],
                     partitions: int = PARTITIONS, partition_of: Callable[[bytes], int] | None = None) -> None:
     """Create `topic` and produce `(key, value)` records to it (value None: a tombstone), each to the
     partition `partition_of(key)` or, by default, the key's hash picks it (Kafka's default
     partitioner: the same key bytes land on the same partition in every topic of that many partitions)."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    connection = kafka_python_config(settings_of(bootstrap))
+    admin = KafkaAdminClient(**connection)
     admin.create_topics([NewTopic(topic, partitions, 1)])
     admin.close()
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=50, batch_size=512 * 1024, acks=1,
+    producer = KafkaProducer(**connection, linger_ms=50, batch_size=512 * 1024, acks=1,
                              compression_type=None)
     for key, value in records:
         producer.send(topic, key=key, value=value, partition=None if partition_of is None else partition_of(key))
@@ -77,12 +79,14 @@ class ConsumerRun:
 
 def consumer_run(spec: Path, store: str, bootstrap: str, url: str, count: int, product: DataProduct,
                  folder: Path, replicas: int = 1, timeout: float = 600.0,
-                 kafka_client: str | None = None) -> ConsumerRun:
+                 kafka_client: str | None = None, kafka_config: Path | None = None) -> ConsumerRun:
     """Launch `replicas` `provisioner consume` processes sharing the group (as `consumer.replicas` pods
     do) and time them: from launch, and steady (after the first batch the store holds, read from its
     positions every POLL_EVERY seconds) until the positions cover `count` records. `kafka_client`:
-    `--kafka-client` (default: the consumer's default client)."""
+    `--kafka-client` (default: the consumer's default client); `kafka_config`: `--kafka-config`."""
     client = [] if kafka_client is None else ["--kafka-client", kafka_client]
+    if kafka_config is not None:
+        client += ["--kafka-config", str(kafka_config)]
     store_spec = product.store(store)
     reader = open_store(product, store_spec, url)
     started = time.perf_counter()

@@ -9,7 +9,9 @@ One run, one machine, these figures (records per second):
   Rn  naive loops writing one row per record (Redis HSET per record; Postgres INSERT ... ON CONFLICT
       and a commit per record), on a smaller sample;
 and prints R1/R0 (goal >= 0.7), R2/R0 (goal >= 0.7), R2/Rn (goal >= 5) and the consumer's peak RSS
-(goal < 250 MB, VmHWM of the consumer process).
+(goal < 250 MB, VmHWM of the consumer process). `--secured` also starts the secured dev broker
+(SASL_SSL, SCRAM-SHA-512, ACLs) and runs R1 and R2 against it through `--kafka-config`: the
+secured/plaintext ratio of steady records/s is the cost of TLS and SCRAM (goal >= 0.85).
 
 Fairness: the ratios compare the same span on both sides, the steady stream. R0 is timed from the
 first poll that returns records to the last record decoded; R1/R2 from the first batch the store
@@ -30,7 +32,7 @@ PROVISIONER_KAFKA_BOOTSTRAP, BENCH_REDIS_URL and BENCH_POSTGRES_URL are all set.
 machine the figures vary by 10-20% from run to run: compare ratios from the same run.
 
 Run: .venv/bin/python bench/hydrate.py [EVENTS=200000] [NAIVE=20000] [--rounds N] [--quick] [--profile]
-                                       [--kafka-client confluent|kafka-python] [--compare-clients]
+                                       [--kafka-client confluent|kafka-python] [--compare-clients] [--secured]
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ from provisioner.spec.models import DataProduct
 from provisioner.stores.registry import open_store
 from provisioner.stream import generate
 from provisioner.stream.client import DEFAULT_KAFKA_CLIENT, KAFKA_CLIENTS
+from provisioner.stream.settings import KafkaTarget
 
 BATCH = 5000  # the spec's consumer.batchSize (specs/vip-orders.yaml), the consumer's max_poll_records
 
@@ -86,7 +89,7 @@ def bench_spec(folder: Path, topic: str) -> Path:
     return path
 
 
-def produce(bootstrap: str, topic: str, count: int) -> None:
+def produce(bootstrap: KafkaTarget, topic: str, count: int) -> None:
     produce_records(bootstrap, topic, ((key.encode(), json.dumps(value).encode())
                                        for key, value in generate.orders(count, seed=1)))
 
@@ -119,10 +122,12 @@ def bare_loop(bootstrap: str, topic: str, count: int) -> tuple[float, float]:
 
 
 def consumer_run(spec: Path, store: str, bootstrap: str, url: str, count: int, product: DataProduct,
-                 folder: Path, replicas: int = 1, kafka_client: str | None = None) -> tuple[float, float, float]:
+                 folder: Path, replicas: int = 1, kafka_client: str | None = None,
+                 kafka_config: Path | None = None) -> tuple[float, float, float]:
     """(records/s from process start, steady records/s (after the first applied batch), peak RSS in MB
     of one consumer process). `replicas` consumer processes share the group, as `consumer.replicas` pods do."""
-    run = timed_consumer_run(spec, store, bootstrap, url, count, product, folder, replicas, kafka_client=kafka_client)
+    run = timed_consumer_run(spec, store, bootstrap, url, count, product, folder, replicas, kafka_client=kafka_client,
+                             kafka_config=kafka_config)
     return run.from_start, run.steady, run.peak_rss_mb
 
 
@@ -292,6 +297,33 @@ def naive_postgres(product: DataProduct, url: str, records: list[Record]) -> flo
         return len(records) / (time.perf_counter() - started)
 
 
+def secured(args: argparse.Namespace, count: int, redis_url: str, postgres_url: str, folder: Path,
+            plaintext: tuple[float, float], client: str) -> None:
+    """R1 and R2 against the secured dev broker, the same events, beside the plaintext figures."""
+    from provisioner.local import securebroker
+
+    state = folder / "secured-state"
+    broker = securebroker.up(state)
+    try:
+        admin = broker.admin()
+        topic = f"bench.orders.secured.{uuid.uuid4().hex[:8]}"
+        produce(admin, topic, count)
+        figures = []
+        for store, url in (("cache", redis_url), ("db", postgres_url)):
+            rates = []
+            for _ in range(args.rounds):
+                spec = bench_spec(folder, topic)
+                product = load_products([spec])[0].product
+                rates.append(consumer_run(spec, store, admin.bootstrap, url, count, product, folder,
+                                          kafka_client=client, kafka_config=broker.admin_properties)[1])
+            figures.append(_median(rates))
+        print(f"R1, R2 secured (TLS + SCRAM)    {figures[0]:>10,.0f} / {figures[1]:,.0f} records/s steady", flush=True)
+        print(f"secured/plaintext: R1 {figures[0] / plaintext[0]:.2f}, R2 {figures[1] / plaintext[1]:.2f}"
+              "  (goal >= 0.85)", flush=True)
+    finally:
+        securebroker.down(state, purge=True)
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -304,6 +336,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help=f"the consumer's Kafka client for R1, R2 and the profile (default {DEFAULT_KAFKA_CLIENT})")
     parser.add_argument("--compare-clients", action="store_true",
                         help="also run R1 and R2 with the other Kafka client and print its figures")
+    parser.add_argument("--secured", action="store_true",
+                        help="also run R1 and R2 against the secured dev broker (TLS + SCRAM) and print the ratio")
     parser.add_argument("--profile", action="store_true",
                         help="also profile one consumer run per store (GC, decode, pipeline, preparation, I/O wait)")
     return parser.parse_args(argv)
@@ -382,6 +416,8 @@ def main() -> None:
             print(f"Rn naive Redis HSET per record  {rn_redis:>10,.0f} records/s  ({naive_count} records)", flush=True)
             rn_pg = naive_postgres(product, postgres_url, records)
             print(f"Rn naive Postgres commit/record {rn_pg:>10,.0f} records/s  ({naive_count} records)", flush=True)
+        if args.secured:
+            secured(args, count, redis_url, postgres_url, folder, (r1, r2), client)
         if args.profile:
             for store, url in (("cache", redis_url), ("db", postgres_url)):
                 spec_p = bench_spec(folder, topic)

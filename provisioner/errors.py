@@ -14,12 +14,16 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
+    "AccessError",
+    "AuthenticationError",
+    "AuthorizationError",
     "ConfigurationError",
     "ConflictError",
     "IncompatibleChangeError",
     "InvalidSpecError",
     "ProvisionerError",
     "SetupError",
+    "TLSError",
     "UnavailableError",
     "is_retryable",
 ]
@@ -57,6 +61,24 @@ class UnavailableError(ProvisionerError):
     """A store or Kafka did not answer or failed mid-way: try again later."""
 
     retryable: ClassVar[bool] = True
+
+
+class AccessError(UnavailableError):
+    """A server answered but refused us: who we are, what we may do, or whom we trust. Retryable:
+    a rotated credential, a granted ACL or a renewed certificate fixes it without a restart, so the
+    consumer backs off and its status says which of the three it is."""
+
+
+class AuthenticationError(AccessError):
+    """The server did not accept our credentials (a wrong user name or password, a refused mechanism)."""
+
+
+class AuthorizationError(AccessError):
+    """We are who we say, but not allowed this operation on this resource (a missing ACL)."""
+
+
+class TLSError(AccessError):
+    """The TLS handshake failed: a certificate not trusted, not for that host, or our own refused."""
 
 
 class ConflictError(ProvisionerError):

@@ -6,6 +6,9 @@ Ctrl-C finish the batch in hand, then exit 0. With `--metrics-port`, one HTTP se
 after `--stall-after` seconds without one). Exit 2: halted by `errors.mode: stop`; 3: the store's
 schema is incompatible with the spec.
 
+`--kafka-config FILE` (PROVISIONER_KAFKA_CONFIG) is the Kafka client properties file every Kafka call
+of the process uses (TLS, SASL; spec.md, "Connections"); `--bootstrap` overrides its address.
+
 `--kafka-client` (PROVISIONER_KAFKA_CLIENT) chooses the Kafka client: `confluent` (librdkafka, the
 default, several times cheaper per record) or `kafka-python` (pure Python: for a platform without
 confluent-kafka's librdkafka wheel, or to debug the client). Both keep the same guarantees.
@@ -34,9 +37,8 @@ from typing import Any
 
 import typer
 
-from provisioner.cli.options import BOOTSTRAP_OPTION, STATE_DIR_OPTION
+from provisioner.cli.options import BOOTSTRAP_OPTION, KAFKA_CONFIG_OPTION, STATE_DIR_OPTION, kafka_connection
 from provisioner.cli.output import fail
-from provisioner.local.devbroker import resolve_bootstrap
 from provisioner.runtime.connection import mask_url, store_url
 from provisioner.runtime.metrics import DEFAULT_STALL_AFTER, ConsumerMetrics
 from provisioner.runtime.rebuild import StoreRunner, with_overrides
@@ -113,6 +115,7 @@ def consume(
     store: str = typer.Option(..., "--store", help="Which of the product's stores to hydrate."),
     product: str | None = typer.Option(None, "--product", help="The product's name, if the file holds several."),
     bootstrap: str | None = BOOTSTRAP_OPTION,
+    kafka_config: Path | None = KAFKA_CONFIG_OPTION,
     store_url_option: str | None = typer.Option(None, "--store-url", envvar="PROVISIONER_STORE_URL",
                                                 help="Store URL (default: the spec's connection.url).",
                                                 show_envvar=True),
@@ -152,7 +155,7 @@ def consume(
         fail(str(error.args[0]))
     url = store_url(store_spec, store_url_option)
     # Only a laptop without PROVISIONER_KAFKA_BOOTSTRAP needs the dev broker's address; a pod never does.
-    kafka = bootstrap or resolve_bootstrap(None, state_dir)
+    kafka = kafka_connection(kafka_config, bootstrap, state_dir)
     consumer_config = kafka_settings(os.environ)
     metrics = ConsumerMetrics(chosen.name, store_spec.name)
     if metrics_port is not None:

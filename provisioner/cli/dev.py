@@ -19,7 +19,7 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from provisioner.cli.options import BOOTSTRAP_OPTION, STATE_DIR_OPTION
+from provisioner.cli.options import BOOTSTRAP_OPTION, KAFKA_CONFIG_OPTION, STATE_DIR_OPTION, kafka_connection
 from provisioner.cli.output import OUTPUT_OPTION, OutputFormat, console, err_console, fail, print_json, report_errors
 from provisioner.pipeline.eventfile import EventLineError, numbered_lines, parse_line
 
@@ -41,10 +41,6 @@ def _spinner(message: str) -> AbstractContextManager[object]:
     return err_console.status(message, spinner="dots")
 
 
-def _bootstrap(explicit: str | None, state_dir: Path) -> str:
-    from provisioner.local.devbroker import resolve_bootstrap
-
-    return resolve_bootstrap(explicit, state_dir)
 
 
 # -- dev kafka --------------------------------------------------------------------------------
@@ -55,10 +51,15 @@ def _bootstrap(explicit: str | None, state_dir: Path) -> str:
 def kafka_up(
     state_dir: Path = STATE_DIR_OPTION,
     port: int | None = typer.Option(None, "--port", help="client port (default 9092 if free, else any free port)"),
+    secure: bool = typer.Option(False, "--secure", help="the secured broker instead: SASL_SSL (SCRAM-SHA-512), "
+                                "mutual TLS, ACLs; prints the admin's client properties file"),
 ) -> None:
     """Start the dev broker (downloading its jars once) and print its bootstrap address."""
     from provisioner.local import devbroker
 
+    if secure:
+        _secure_up(state_dir)
+        return
     running = devbroker.status(state_dir)
     if running is None:
         with _spinner("fetching the Kafka jars (first run only)…"):
@@ -72,17 +73,35 @@ def kafka_up(
     console.print(bootstrap)
 
 
+def _secure_up(state_dir: Path) -> None:
+    from provisioner.local import devbroker, securebroker
+
+    if securebroker.status(state_dir) is None:
+        with _spinner("fetching the Kafka jars (first run only)…"):
+            devbroker.ensure_libs()
+    with _spinner("starting the secured Kafka broker…"):
+        broker = securebroker.up(state_dir)
+    err_console.print(
+        f"secured Kafka {devbroker.KAFKA_VERSION}: SASL_SSL (SCRAM-SHA-512) at [bold]{broker.scram_bootstrap}[/], "
+        f"mutual TLS at [bold]{broker.mtls_bootstrap}[/], ACLs enforced, CA {broker.ca}\n"
+        f"admin (super user): --kafka-config {broker.admin_properties}; client certificate: "
+        f"--kafka-config {broker.mtls_properties}")
+    console.print(str(broker.admin_properties))
+
+
 @kafka_app.command("down")
 @report_errors
 def kafka_down(
     state_dir: Path = STATE_DIR_OPTION,
     purge: bool = typer.Option(False, "--purge", help="also delete the broker's data (all topics)"),
+    secure: bool = typer.Option(False, "--secure", help="the secured broker (--purge also deletes its "
+                                "certificates and passwords)"),
 ) -> None:
     """Stop the dev broker; its topics survive unless --purge."""
-    from provisioner.local import devbroker
+    from provisioner.local import devbroker, securebroker
 
     with _spinner("stopping the Kafka broker…"):
-        stopped = devbroker.down(state_dir, purge=purge)
+        stopped = (securebroker.down if secure else devbroker.down)(state_dir, purge=purge)
     what = "stopped" if stopped else "was not running"
     console.print(f"dev broker {what}" + ("; data deleted" if purge else ""))
 
@@ -131,6 +150,7 @@ def produce(
     topic: str = typer.Argument(..., help="topic to produce to (created if missing)"),
     file: Path = typer.Argument(..., help="JSON Lines file ('-' for stdin): one value, or envelope, per line"),
     bootstrap: str | None = BOOTSTRAP_OPTION,
+    kafka_config: Path | None = KAFKA_CONFIG_OPTION,
     partitions: int = typer.Option(3, "--partitions", min=1, help="partitions when the topic is created"),
     key_field: str | None = typer.Option(None, "--key-field", help="value field used as the key when a line has none"),
     state_dir: Path = STATE_DIR_OPTION,
@@ -141,7 +161,7 @@ def produce(
     is reported as FILE:LINE and not sent; the other lines are, and the exit code is then 1."""
     from provisioner.stream.kafka import OutgoingRecord, ensure_topic, outgoing_record, produce_records
 
-    address = _bootstrap(bootstrap, state_dir)
+    address = kafka_connection(kafka_config, bootstrap, state_dir)
     records: list[OutgoingRecord] = []
     problems: list[str] = []
     for number, raw in numbered_lines(_read_bytes(file)):
@@ -176,6 +196,7 @@ def generate(
     seed: int = typer.Option(0, "--seed", help="same seed, same events"),
     output_file: Path | None = typer.Option(None, "--output", help="write JSON Lines envelopes here instead of Kafka"),
     bootstrap: str | None = BOOTSTRAP_OPTION,
+    kafka_config: Path | None = KAFKA_CONFIG_OPTION,
     partitions: int = typer.Option(3, "--partitions", min=1, help="partitions when the topic is created"),
     state_dir: Path = STATE_DIR_OPTION,
 ) -> None:
@@ -189,7 +210,7 @@ def generate(
         console.print(f"wrote {count} {kind.value} events to {output_file}")
         return
     target = topic or DEFAULT_TOPICS[kind.value]
-    address = _bootstrap(bootstrap, state_dir)
+    address = kafka_connection(kafka_config, bootstrap, state_dir)
 
     def records() -> Iterator[OutgoingRecord]:
         for key, value in events:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from provisioner.cli.options import KAFKA_CONFIG_OPTION
 from provisioner.cli.output import fail
 from provisioner.kube.reconcile import Settings
 from provisioner.kube.render import DEFAULT_IMAGE, DEFAULT_POSTGRES_IMAGE, DEFAULT_REDIS_IMAGE
@@ -20,6 +21,7 @@ def operator(
     all_namespaces: bool = typer.Option(False, "--all-namespaces", "-A", help="Watch every namespace (default)."),
     kafka_bootstrap: str = typer.Option(..., "--kafka-bootstrap", envvar="PROVISIONER_KAFKA_BOOTSTRAP",
                                         help="The platform's Kafka bootstrap servers."),
+    kafka_config: Path | None = KAFKA_CONFIG_OPTION,
     image: str = typer.Option(DEFAULT_IMAGE, "--image", envvar="PROVISIONER_IMAGE",
                               help="The provisioner image the consumers run."),
     redis_image: str = typer.Option(DEFAULT_REDIS_IMAGE, "--redis-image", envvar="PROVISIONER_REDIS_IMAGE"),
@@ -81,6 +83,7 @@ def operator(
         webhook=WebhookConfig(port=webhook_port, host=webhook_host, service=webhook_service,
                               configuration=webhook_configuration, cert_dir=webhook_cert_dir) if webhook else None,
         health_port=health_port,
+        kafka_config=kafka_config,
     )
     code = run(config)
     if code:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from provisioner.stream.settings import KafkaSettings, load_kafka_settings
+
 STATE_DIR_OPTION = typer.Option(
     Path(".provisioner"), "--state-dir", envvar="PROVISIONER_STATE_DIR",
     help="Where local state lives: consumers, embedded stores, the dev broker.",
@@ -15,3 +17,17 @@ BOOTSTRAP_OPTION = typer.Option(
     None, "--bootstrap", envvar="PROVISIONER_KAFKA_BOOTSTRAP",
     help="Kafka bootstrap servers (default: the dev broker).",
 )
+KAFKA_CONFIG_OPTION = typer.Option(
+    None, "--kafka-config", envvar="PROVISIONER_KAFKA_CONFIG", show_envvar=True,
+    help="Kafka client properties (as for Kafka's tools' --command-config): security.protocol, SASL, "
+         "TLS files. --bootstrap overrides its bootstrap.servers.",
+)
+
+
+def kafka_connection(config: Path | None, bootstrap: str | None, state_dir: Path) -> KafkaSettings:
+    """The one Kafka connection of a command: the properties file with `--bootstrap` over its
+    address, or a plaintext `--bootstrap`, or else the dev broker of `state_dir`."""
+    from provisioner.local.devbroker import resolve_bootstrap
+
+    settings = load_kafka_settings(config, bootstrap)
+    return settings if settings is not None else KafkaSettings(bootstrap=resolve_bootstrap(None, state_dir))

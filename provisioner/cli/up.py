@@ -1,6 +1,8 @@
 """`provisioner up PATH...`: run data products locally, with managed stores and a live dashboard.
 
-Kafka is --bootstrap, PROVISIONER_KAFKA_BOOTSTRAP, or the dev broker (started if none runs).
+Kafka is --kafka-config (PROVISIONER_KAFKA_CONFIG: a client properties file, with TLS and SASL;
+--bootstrap overrides its address), else --bootstrap, PROVISIONER_KAFKA_BOOTSTRAP, or the dev
+broker (started if none runs). The consumers, `status` and `replay` use the same connection.
 Stores without a `connection` share one embedded Redis and/or one embedded Postgres under the state
 directory, each data product in a space of its own. Each (product, store) gets a supervised
 `provisioner consume` process. With --until-caught-up, `up` exits once every store holds the current
@@ -23,7 +25,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from provisioner.cli.options import BOOTSTRAP_OPTION, STATE_DIR_OPTION
+from provisioner.cli.options import BOOTSTRAP_OPTION, KAFKA_CONFIG_OPTION, STATE_DIR_OPTION
 from provisioner.cli.output import console, fail
 from provisioner.cli.status import store_table
 from provisioner.local.session import LocalSession, last_log_error, store_view_of
@@ -32,6 +34,7 @@ from provisioner.runtime.progress import StoreView, build_progress, holds_curren
 from provisioner.runtime.status import read_status
 from provisioner.spec.timestamps import parse_rfc3339
 from provisioner.stream.kafka import end_offsets
+from provisioner.stream.settings import KafkaTarget, load_kafka_settings
 
 REFRESH_SECONDS = 0.5
 
@@ -54,7 +57,7 @@ def _view(consumer: ConsumerProcess) -> StoreView:
     return store_view_of(entry, consumer.plan.product, phase, status, last_error=last_error)
 
 
-def _targets(supervisor: Supervisor, bootstrap: str) -> dict[str, dict[int, int]]:
+def _targets(supervisor: Supervisor, bootstrap: KafkaTarget) -> dict[str, dict[int, int]]:
     """The end offsets of every source topic now: what `--until-caught-up` waits for."""
     by_topic: dict[str, dict[int, int]] = {}
     for consumer in supervisor.consumers:
@@ -70,7 +73,8 @@ def _halt_message(consumer: ConsumerProcess) -> str:
     return f"{view.product}/{view.store} halted: {reason}"
 
 
-def _run_until_caught_up(supervisor: Supervisor, bootstrap: str, stop: _StopRequest, timeout: float | None) -> int:
+def _run_until_caught_up(supervisor: Supervisor, bootstrap: KafkaTarget, stop: _StopRequest,
+                         timeout: float | None) -> int:
     by_topic = _targets(supervisor, bootstrap)
     bars = Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("records"),
@@ -128,6 +132,7 @@ def up(
     paths: list[Path] = typer.Argument(..., help="Spec files or directories."),
     state_dir: Path = STATE_DIR_OPTION,
     bootstrap: str | None = BOOTSTRAP_OPTION,
+    kafka_config: Path | None = KAFKA_CONFIG_OPTION,
     until_caught_up: bool = typer.Option(False, "--until-caught-up",
                                          help="Exit once every store has read the topics up to their current end."),
     timeout: float | None = typer.Option(None, "--timeout", help="With --until-caught-up: give up after N seconds."),
@@ -140,9 +145,11 @@ def up(
             parse_rfc3339(until)
         except ValueError as error:
             fail(f"--until: {error}")
-    session, supervisor = LocalSession.start(paths, state_dir, bootstrap, lambda line: console.print(escape(line)),
+    # A properties file is the whole connection; without one, --bootstrap or the dev broker.
+    explicit = load_kafka_settings(kafka_config, bootstrap) if kafka_config is not None else bootstrap
+    session, supervisor = LocalSession.start(paths, state_dir, explicit, lambda line: console.print(escape(line)),
                                              until=until)
-    kafka = session.registry.bootstrap
+    kafka = session.kafka
     stop = _StopRequest()
     signal.signal(signal.SIGTERM, stop.handler)
     signal.signal(signal.SIGINT, stop.handler)

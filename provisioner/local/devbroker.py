@@ -182,7 +182,7 @@ def _java() -> str:
     return found
 
 
-def _process_matches(pid: int, marker: str) -> bool:
+def process_matches(pid: int, marker: str) -> bool:
     """Whether `pid` is a live (not zombie) process whose command line contains `marker`.
 
     The marker (this broker's config path) guards against a recycled pid of another process."""
@@ -212,8 +212,9 @@ rootLogger.appenderRef.stderr.ref = STDERR
 """
 
 
-def _server_properties(folder: Path, port: int, controller_port: int) -> str:
-    settings = {
+def server_settings(folder: Path, port: int, controller_port: int) -> dict[str, str]:
+    """The plain dev broker's settings (the secured mode starts from them)."""
+    return {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
@@ -245,13 +246,17 @@ def _server_properties(folder: Path, port: int, controller_port: int) -> str:
         "num.network.threads": "2",
         "num.io.threads": "4",
     }
-    return "".join(f"{key}={value}\n" for key, value in settings.items())
+
+
+def _server_properties(folder: Path, port: int, controller_port: int) -> str:
+    return "".join(f"{key}={value}\n" for key, value in server_settings(folder, port, controller_port).items())
 
 
 # -- state ------------------------------------------------------------------------------------
 
 
-def _read_state(folder: Path) -> dict[str, Any] | None:
+def read_state(folder: Path) -> dict[str, Any] | None:
+    """A broker folder's state.json, or None when absent or unreadable."""
     try:
         data = json.loads((folder / "state.json").read_text())
     except (OSError, ValueError):
@@ -267,7 +272,7 @@ def _live_pid(folder: Path, state: dict[str, Any] | None) -> int | None:
     if not state or not isinstance(state.get("pid"), int):
         return None
     pid: int = state["pid"]
-    return pid if _process_matches(pid, str(folder / "server.properties")) else None
+    return pid if process_matches(pid, str(folder / "server.properties")) else None
 
 
 # -- public API -------------------------------------------------------------------------------
@@ -276,7 +281,7 @@ def _live_pid(folder: Path, state: dict[str, Any] | None) -> int | None:
 def status(state_dir: Path) -> BrokerStatus | None:
     """The dev broker of `state_dir` if its process is alive, else None."""
     folder = broker_dir(state_dir).resolve()
-    state = _read_state(folder)
+    state = read_state(folder)
     pid = _live_pid(folder, state)
     if pid is None or state is None:
         return None
@@ -300,7 +305,7 @@ def up(state_dir: Path, port: int | None = None, timeout: float = START_TIMEOUT_
     folder.mkdir(parents=True, exist_ok=True)
     libs = ensure_libs()
     with file_lock(folder / ".lock"):
-        state = _read_state(folder)
+        state = read_state(folder)
         pid = _live_pid(folder, state)
         if pid is not None and state is not None:
             bootstrap = str(state["bootstrap"])
@@ -309,7 +314,7 @@ def up(state_dir: Path, port: int | None = None, timeout: float = START_TIMEOUT_
                     f"the dev broker in {folder} already runs on {bootstrap}; "
                     "stop it first (`provisioner dev kafka down`) to change its port")
             marker = str(folder / "server.properties")
-            _wait_started(bootstrap, lambda: not _process_matches(pid, marker), folder, timeout)
+            _wait_started(bootstrap, lambda: not process_matches(pid, marker), folder, timeout)
             return bootstrap
         # Machine-wide: a starting broker binds its client port only seconds after launch, so two
         # concurrent starts (other state directories) would otherwise both pick the same free port.
@@ -342,20 +347,25 @@ def _choose_ports(previous: dict[str, Any], port: int | None) -> tuple[int, int]
     return chosen, controller
 
 
+def jvm_command(libs: Path, folder: Path, java: str | None = None) -> list[str]:
+    """The JVM and its flags to run a Kafka class from `libs` for the broker in `folder`."""
+    java = java or _java()
+    log4j = folder / "log4j2.properties"
+    log4j.write_text(_LOG4J2)
+    return [java, HEAP, "-XX:+UseSerialGC", "-Djava.awt.headless=true", *_class_archive_flags(java, folder),
+            f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{libs}/*"]
+
+
 def _start(folder: Path, libs: Path, previous: dict[str, Any], port: int | None, timeout: float) -> str:
     java = _java()
     chosen, controller = _choose_ports(previous, port)
     properties = folder / "server.properties"
     properties.write_text(_server_properties(folder, chosen, controller))
-    log4j = folder / "log4j2.properties"
-    log4j.write_text(_LOG4J2)
-    classpath = f"{libs}/*"
-    jvm = [java, HEAP, "-XX:+UseSerialGC", "-Djava.awt.headless=true", *_class_archive_flags(java, folder),
-           f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath]
+    jvm = jvm_command(libs, folder, java)
 
     if not (folder / "data" / "meta.properties").is_file():
         # 16 random bytes, base64url without padding: the format Kafka's own random-uuid prints.
-        cluster_id = _cluster_id()
+        cluster_id = new_cluster_id()
         result = subprocess.run(
             [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(properties)],
             capture_output=True, text=True, check=False,
@@ -363,17 +373,17 @@ def _start(folder: Path, libs: Path, previous: dict[str, Any], port: int | None,
         if result.returncode != 0:
             raise DevBrokerError(f"formatting the broker's storage failed:\n{result.stderr.strip()[-2000:]}")
 
-    pid = _spawn_detached([*jvm, "kafka.Kafka", str(properties)], folder / "broker.log")
+    pid = spawn_detached([*jvm, "kafka.Kafka", str(properties)], folder / "broker.log")
     bootstrap = f"127.0.0.1:{chosen}"
     _write_state(folder, {
         "pid": pid, "port": chosen, "controller_port": controller,
         "bootstrap": bootstrap, "version": KAFKA_VERSION, "started_at": time.time(),
     })
-    _wait_started(bootstrap, lambda: _child_exited(pid), folder, timeout)
+    _wait_started(bootstrap, lambda: child_exited(pid), folder, timeout)
     return bootstrap
 
 
-def _spawn_detached(command: list[str], log_file: Path) -> int:
+def spawn_detached(command: list[str], log_file: Path) -> int:
     """Start `command` in its own session with output appended to `log_file`; its pid.
 
     posix_spawn rather than Popen: a Popen object dropped while its process runs warns, and this
@@ -394,7 +404,7 @@ def _open_descriptors() -> list[int]:
     return sorted(int(name) for name in os.listdir("/proc/self/fd") if name.isdigit())
 
 
-def _child_exited(pid: int) -> bool:
+def child_exited(pid: int) -> bool:
     """Whether our child `pid` has exited (reaping it); exact, unlike /proc during exec."""
     try:
         done, _ = os.waitpid(pid, os.WNOHANG)
@@ -433,7 +443,7 @@ def _keep_class_archive(folder: Path) -> None:
             os.replace(recorded, target)  # atomic: a concurrent start maps a whole archive or none
 
 
-def _cluster_id() -> str:
+def new_cluster_id() -> str:
     while True:
         candidate = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         if not candidate.startswith("-"):
@@ -464,22 +474,9 @@ def _is_ready(bootstrap: str) -> bool:
     # A plain TCP probe first: kafka-python logs connection errors loudly while a port is closed.
     if not accepts_connections(host, port):
         return False
-    from kafka import KafkaAdminClient
-    from kafka.errors import KafkaError
+    from provisioner.stream.kafka import broker_ready
 
-    try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000,
-                                 bootstrap_timeout_ms=3000, client_id="provisioner-ready-probe")
-    except (KafkaError, OSError):
-        return False
-    try:
-        cluster = admin.describe_cluster()
-    except (KafkaError, OSError):
-        return False
-    finally:
-        admin.close()
-    brokers = cluster.get("brokers") or []
-    return any(not broker.get("is_fenced", False) for broker in brokers)
+    return broker_ready(bootstrap)
 
 
 def wait_ready(bootstrap: str, timeout: float = START_TIMEOUT_S) -> None:
@@ -500,11 +497,11 @@ def down(state_dir: Path, purge: bool = False) -> bool:
     if not folder.exists():
         return False
     with file_lock(folder / ".lock"):
-        state = _read_state(folder)
+        state = read_state(folder)
         pid = _live_pid(folder, state)
         if pid is not None:
             marker = str(folder / "server.properties")
-            terminate(pid, lambda: _process_matches(pid, marker), timeout=STOP_TIMEOUT_S)
+            terminate(pid, lambda: process_matches(pid, marker), timeout=STOP_TIMEOUT_S)
             _keep_class_archive(folder)
         if state is not None:
             (folder / "state.json").unlink(missing_ok=True)

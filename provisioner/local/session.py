@@ -18,9 +18,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
-from kafka.errors import KafkaError
-
 from provisioner.errors import ConfigurationError, ProvisionerError, UnavailableError
 from provisioner.local import devbroker, embedded
 from provisioner.local.processes import pid_alive, terminate
@@ -40,6 +37,7 @@ from provisioner.stores.base import Store
 from provisioner.stores.registry import open_store
 from provisioner.stores.versions import ReplayRequest, open_versions
 from provisioner.stream import kafka as kafka_helpers
+from provisioner.stream.settings import KafkaSettings, KafkaTarget, load_kafka_settings
 
 __all__ = [
     "AlreadyRunningError",
@@ -146,11 +144,16 @@ def store_view_of(entry: StoreEntry, product: DataProduct | None, phase: Phase, 
 # -- placing a plan on this machine -----------------------------------------------------------
 
 
-def prepare_environment(plan: Plan, state_root: Path, explicit_kafka: str | None,
-                        say: Say) -> tuple[str, bool, dict[str, embedded.EmbeddedServer]]:
-    """Kafka (the dev broker started when none is configured), the plan's topics, and one embedded
-    server per managed store kind: (bootstrap, whether the dev broker was started, kind -> server)."""
-    bootstrap, started = devbroker.resolve_or_start(explicit_kafka, state_root, say)
+def prepare_environment(plan: Plan, state_root: Path, explicit_kafka: KafkaTarget | None,
+                        say: Say) -> tuple[KafkaTarget, bool, dict[str, embedded.EmbeddedServer]]:
+    """Kafka (settings given, else the dev broker started when none is configured), the plan's
+    topics, and one embedded server per managed store kind: (Kafka, whether the dev broker was
+    started, kind -> server)."""
+    bootstrap: KafkaTarget
+    if isinstance(explicit_kafka, KafkaSettings):
+        bootstrap, started = explicit_kafka, False
+    else:
+        bootstrap, started = devbroker.resolve_or_start(explicit_kafka, state_root, say)
     for topic in plan.topics:
         kafka_helpers.ensure_topic(bootstrap, topic)
     servers = start_embedded(plan.managed_kinds, state_root, say)
@@ -199,6 +202,16 @@ class LocalSession:
         self.registry = registry
         self._space_urls: dict[tuple[str, str, str], str] = {}  # (kind, namespace, product) -> URL
 
+    @property
+    def kafka(self) -> KafkaTarget:
+        """The Kafka connection `up` was started with: its properties file (read again, so a
+        rotated password is picked up) at the recorded address, or the plain address."""
+        config = self.registry.kafka_config
+        if config is None:
+            return self.registry.bootstrap
+        settings = load_kafka_settings(Path(config), self.registry.bootstrap)
+        return settings if settings is not None else self.registry.bootstrap
+
     @classmethod
     def open(cls, state_dir: Path) -> LocalSession:
         """The session of `state_dir`, or NotStartedError when `up` never ran there."""
@@ -210,7 +223,7 @@ class LocalSession:
         return cls(state, registry)
 
     @classmethod
-    def start(cls, paths: Sequence[Path], state_dir: Path, explicit_kafka: str | None,
+    def start(cls, paths: Sequence[Path], state_dir: Path, explicit_kafka: KafkaTarget | None,
               say: Say, until: str | None = None) -> tuple[LocalSession, Supervisor]:
         """What `up` does before it supervises: specs loaded, Kafka, topics and embedded stores
         ready, consumers placed and recorded in the registry; the returned supervisor has not
@@ -234,7 +247,8 @@ class LocalSession:
         bootstrap, started_broker, servers = prepare_environment(the_plan, state.root, explicit_kafka, say)
         consumers = place(the_plan, specs, servers)
         registry = Registry(
-            bootstrap=bootstrap, spec_paths=[str(p.resolve()) for p in paths],
+            bootstrap=str(bootstrap), kafka_config=getattr(bootstrap, "config_file", None),
+            spec_paths=[str(p.resolve()) for p in paths],
             stores=[c.entry for c in consumers],
             started_broker=started_broker or bool(previous and previous.started_broker),
             embedded={kind: server.masked_url for kind, server in servers.items()}, supervisor_pid=os.getpid(),
@@ -366,7 +380,7 @@ class LocalSession:
         for topic in sorted(topics):
             # Any Kafka failure only means lag comes from the consumers' last status instead.
             with contextlib.suppress(Exception):
-                ends[topic] = kafka_helpers.end_offsets(self.registry.bootstrap, topic)
+                ends[topic] = kafka_helpers.end_offsets(self.kafka, topic)
         return ends
 
     # -- inspect, replay, down ----------------------------------------------------------------
@@ -399,7 +413,7 @@ class LocalSession:
                 return None
         finally:
             versions.close()
-        positions = _starting_positions(self.registry.bootstrap, product.spec.source.topic, start_from)
+        positions = kafka_helpers.topic_start_offsets(self.kafka, product.spec.source.topic, start_from)
         with self.open_store(target) as store:
             store.reset()
             store.apply([], dict.fromkeys(positions), positions)
@@ -428,8 +442,8 @@ class LocalSession:
     def hydrate(self, target: Target, on_progress: Callable[[int, int], None], timeout: float | None = None) -> None:
         """Run the target's consumer here until it reaches the topic's end as of now, then stop it.
         `on_progress(completed, total)` is called as it goes."""
-        consumer = ConsumerProcess(self.local_consumer(target), self.state, self.registry.bootstrap)
-        targets = kafka_helpers.end_offsets(self.registry.bootstrap, target.require_product().spec.source.topic)
+        consumer = ConsumerProcess(self.local_consumer(target), self.state, self.kafka)
+        targets = kafka_helpers.end_offsets(self.kafka, target.require_product().spec.source.topic)
         deadline = None if timeout is None else time.monotonic() + timeout
         log = self.state.log_file(target.entry)
         consumer.start()
@@ -508,7 +522,7 @@ class StorePlan:
                 "records": self.records, "problem": self.problem}
 
 
-def plan_local(paths: Sequence[Path], state_dir: Path, bootstrap: str | None) -> list[StorePlan]:
+def plan_local(paths: Sequence[Path], state_dir: Path, bootstrap: KafkaTarget | None) -> list[StorePlan]:
     """Per store of the specs at `paths`: new, unchanged, in place or rebuild, against the version
     recorded in the store (found through `up`'s registry, else the spec's connection URL)."""
     session: LocalSession | None
@@ -516,7 +530,7 @@ def plan_local(paths: Sequence[Path], state_dir: Path, bootstrap: str | None) ->
         session = LocalSession.open(state_dir)
     except NotStartedError:
         session = None
-    kafka = bootstrap or (session.registry.bootstrap if session is not None else None)
+    kafka = bootstrap or (session.kafka if session is not None else None)
     plans: list[StorePlan] = []
     for loaded in load_products(paths):
         product = loaded.product
@@ -526,7 +540,7 @@ def plan_local(paths: Sequence[Path], state_dir: Path, bootstrap: str | None) ->
 
 
 def _plan_store(product: DataProduct, store_spec: StoreSpec, session: LocalSession | None,
-                kafka: str | None) -> StorePlan:
+                kafka: KafkaTarget | None) -> StorePlan:
     def verdict(kind: str, settings: tuple[str, ...] = (), records: int | None = None,
                 problem: str | None = None) -> StorePlan:
         return StorePlan(product.name, store_spec.name, kind, settings, records, problem)
@@ -556,27 +570,11 @@ def _plan_store(product: DataProduct, store_spec: StoreSpec, session: LocalSessi
         topic, start = product.spec.source.topic, product.spec.source.start_from
         try:
             ends = kafka_helpers.end_offsets(kafka, topic)
-            starts = _starting_positions(kafka, topic, start)
+            starts = kafka_helpers.topic_start_offsets(kafka, topic, start)
             records = sum(max(0, end - starts.get(p, 0)) for p, end in ends.items())
         except ProvisionerError:
             records = None
     return verdict(change.kind, change.settings, records)
-
-
-def _starting_positions(bootstrap: str, topic: str, start_from: str) -> dict[int, int]:
-    """Where reading `start_from` begins in every partition of `topic`, by the consumer's own rule
-    (`start_offsets`), so a replay starts exactly where a new consumer would."""
-    try:
-        client = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, request_timeout_ms=15000)
-    except KafkaError as error:
-        raise kafka_helpers.KafkaUnavailable(f"cannot reach Kafka at {bootstrap}: {error}") from None
-    try:
-        partitions = client.partitions_for_topic(topic) or set()
-        return kafka_helpers.start_offsets(client, [TopicPartition(topic, p) for p in sorted(partitions)], start_from)
-    except KafkaError as error:
-        raise kafka_helpers.KafkaUnavailable(f"cannot read the offsets of {topic!r}: {error}") from None
-    finally:
-        client.close()
 
 
 def stop_local_servers(state_root: Path, *, purge: bool, stop_broker: bool, say: Say) -> None:

@@ -58,6 +58,7 @@ class Registry:
     started_broker: bool = False
     embedded: dict[str, str] = field(default_factory=dict)  # kind ("redis", "postgres") -> masked URL
     supervisor_pid: int | None = None
+    kafka_config: str | None = None  # the Kafka client properties file `up` was given (a path, never its content)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,6 +73,7 @@ class Registry:
             started_broker=bool(data.get("started_broker", False)),
             embedded={str(k): str(v) for k, v in data.get("embedded", {}).items()},
             supervisor_pid=data.get("supervisor_pid"),
+            kafka_config=data.get("kafka_config"),
         )
 
     def with_supervisor(self, pid: int | None) -> Registry:

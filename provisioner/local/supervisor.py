@@ -26,6 +26,7 @@ from provisioner.local.statedir import StateDir, StoreEntry, write_pid
 from provisioner.plan import ConsumerPlan
 from provisioner.runtime.backoff import Backoff
 from provisioner.runtime.consumer import EXIT_HALTED, EXIT_SCHEMA
+from provisioner.stream.settings import KAFKA_CONFIG_ENV, KafkaTarget, settings_of
 
 HALT_CODES = frozenset({EXIT_HALTED, EXIT_SCHEMA})
 STOP_TIMEOUT = 30.0
@@ -57,19 +58,23 @@ def consumer_command(consumer: LocalConsumer, state: StateDir) -> list[str]:
     ]
 
 
-def consumer_env(consumer: LocalConsumer, bootstrap: str, base: dict[str, str] | None = None,
+def consumer_env(consumer: LocalConsumer, bootstrap: KafkaTarget, base: dict[str, str] | None = None,
                  until: str | None = None) -> dict[str, str]:
-    """The consumer's environment: Kafka, its managed store's URL and `up --until`, never inherited
-    values of those that would point it elsewhere."""
+    """The consumer's environment: Kafka (its address and properties file, never the file's
+    content), its managed store's URL and `up --until`, never inherited values of those that would
+    point it elsewhere."""
     env = dict(os.environ if base is None else base)
-    env["PROVISIONER_KAFKA_BOOTSTRAP"] = bootstrap
+    kafka = settings_of(bootstrap)
+    env["PROVISIONER_KAFKA_BOOTSTRAP"] = kafka.bootstrap
     # An inherited URL must not override a store's own connection.
-    for variable in ("PROVISIONER_STORE_URL", "PROVISIONER_METRICS_PORT", "PROVISIONER_UNTIL"):
+    for variable in ("PROVISIONER_STORE_URL", "PROVISIONER_METRICS_PORT", "PROVISIONER_UNTIL", KAFKA_CONFIG_ENV):
         env.pop(variable, None)
     if consumer.managed_url is not None:
         env["PROVISIONER_STORE_URL"] = consumer.managed_url
     if until is not None:
         env["PROVISIONER_UNTIL"] = until
+    if kafka.config_file is not None:
+        env[KAFKA_CONFIG_ENV] = kafka.config_file
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 
@@ -80,7 +85,7 @@ class ConsumerProcess:
 
     placed: LocalConsumer
     state: StateDir
-    bootstrap: str
+    bootstrap: KafkaTarget
     until: str | None = None  # `up --until`: the instant the stores are built as of
     clock: Callable[[], float] = time.monotonic
     process: subprocess.Popen[bytes] | None = None
@@ -184,7 +189,7 @@ class ConsumerProcess:
 class Supervisor:
     """Starts every planned consumer and keeps them running until asked to stop."""
 
-    def __init__(self, consumers: list[LocalConsumer], state: StateDir, bootstrap: str,
+    def __init__(self, consumers: list[LocalConsumer], state: StateDir, bootstrap: KafkaTarget,
                  until: str | None = None) -> None:
         self.consumers = [ConsumerProcess(consumer, state, bootstrap, until=until) for consumer in consumers]
 

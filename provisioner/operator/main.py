@@ -38,6 +38,7 @@ from provisioner.operator.leader import LeaseHolder
 from provisioner.operator.webhook import WebhookConfig, register_validation
 from provisioner.operator.webhook import server as webhook_server
 from provisioner.stream.observe import KafkaObserver
+from provisioner.stream.settings import load_kafka_settings
 
 __all__ = ["OperatorConfig", "run"]
 
@@ -61,6 +62,7 @@ class OperatorConfig:
     webhook: WebhookConfig | None = None  # serve the validating webhook (see provisioner.operator.webhook)
     health_port: int | None = None  # serve /healthz and /readyz (see provisioner.operator.health)
     stop_timeout: float = 8.0  # after SIGTERM, exit within this long whatever hangs
+    kafka_config: Path | None = None  # the Kafka client properties the operator's status reads use
 
 
 def _login(client: KubeClient) -> Any:
@@ -119,7 +121,8 @@ def run(config: OperatorConfig) -> int:
             stop()
 
         lease.keep(on_lost)
-    kafka = KafkaObserver(config.settings.kafka_bootstrap)
+    kafka = KafkaObserver(load_kafka_settings(config.kafka_config, config.settings.kafka_bootstrap)
+                          or config.settings.kafka_bootstrap)
     controller: Controller | None = None
     try:
         reconciler = Reconciler(client, config.settings, Observer(client, kafka))

@@ -50,6 +50,7 @@ from provisioner.stores.base import PositionConflict, Store, StoreSchemaError
 from provisioner.stream.client import DEFAULT_KAFKA_CLIENT, Assignment, BrokerTimeout, StreamConsumer, open_consumer
 from provisioner.stream.deadletters import DeadLetterProducer
 from provisioner.stream.kafka import is_transient
+from provisioner.stream.settings import KafkaTarget
 
 log = logging.getLogger(__name__)
 _timestamp = attrgetter("timestamp")
@@ -116,7 +117,7 @@ class StoreConsumer:
         product: DataProduct,
         store_spec: StoreSpec,
         store: Store,
-        bootstrap: str,
+        bootstrap: KafkaTarget,
         *,
         status_path: Path | None = None,
         metrics: ConsumerMetrics | None = None,
@@ -212,7 +213,7 @@ class StoreConsumer:
                     self._dead_letters = DeadLetterProducer(
                         self.bootstrap, self.product.dead_letter_topic, self._client_id("dlq"),
                         product=f"{self.product.metadata.namespace}/{self.product.name}",
-                        store=self.store_spec.name, version=self._dead_letter_version,
+                        store=self.store_spec.name, version=self._dead_letter_version, client=self.kafka_client,
                     )
                 if self._consumer is None:
                     self._consumer = self._new_consumer()

@@ -65,6 +65,7 @@ from provisioner.stores.versions import (
 )
 from provisioner.stream.client import DEFAULT_KAFKA_CLIENT
 from provisioner.stream.kafka import end_offsets, is_transient
+from provisioner.stream.settings import KafkaTarget
 
 __all__ = ["Outcome", "RebuildPlan", "StoreRunner", "plan_start", "watch_decision", "with_overrides"]
 
@@ -148,7 +149,7 @@ class StoreRunner:
         product: DataProduct,
         store_spec: StoreSpec,
         url: str,
-        bootstrap: str,
+        bootstrap: KafkaTarget,
         *,
         status_path: Path | None = None,
         metrics: ConsumerMetrics | None = None,
@@ -311,7 +312,7 @@ class StoreRunner:
             return False
         passed = set(bounded.passed)
         try:
-            ends = end_offsets(self.bootstrap, self.product.spec.source.topic)
+            ends = end_offsets(self.bootstrap, self.product.spec.source.topic, client=self.kafka_client)
         except Exception as error:
             if not is_transient(error):
                 raise
@@ -567,7 +568,7 @@ class StoreRunner:
             # per check, twice a second, competed with the rebuild for the process's one core.)
             return False
         try:
-            ends = end_offsets(self.bootstrap, built.spec.source.topic)
+            ends = end_offsets(self.bootstrap, built.spec.source.topic, client=self.kafka_client)
         except Exception as error:
             if not is_transient(error):
                 raise

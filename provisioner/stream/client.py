@@ -21,6 +21,7 @@ from typing import Any, Final, Protocol
 
 from provisioner.errors import UnavailableError
 from provisioner.pipeline.ops import RecordLike
+from provisioner.stream.settings import KafkaTarget
 
 __all__ = [
     "DEFAULT_KAFKA_CLIENT",
@@ -102,7 +103,7 @@ class StreamConsumer(Protocol):
 def open_consumer(
     client: str,
     *,
-    bootstrap: str,
+    bootstrap: KafkaTarget,
     topic: str,
     group: str,
     client_id: str,
@@ -110,7 +111,8 @@ def open_consumer(
     assignment: Assignment,
     settings: Mapping[str, Any] | None = None,
 ) -> StreamConsumer:
-    """A `client` consumer subscribed to `topic` in `group`, auto commit off. `settings` override
+    """A `client` consumer subscribed to `topic` in `group`, auto commit off, connected as
+    `bootstrap` says (settings, or a plaintext address). `settings` override
     the defaults in kafka-python's spelling (`session_timeout_ms`); the confluent client translates
     them to librdkafka's (`session.timeout.ms`)."""
     if client == CONFLUENT:

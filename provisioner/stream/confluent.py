@@ -7,8 +7,11 @@ they only set the `Assignment` flag (an assignment is taken as the group gives i
 positions every partition from the store with `seek`, which assigns with explicit offsets (a plain
 seek can fail with an erroneous-state error on a partition whose fetcher has not started yet). Auto
 commit and partition-EOF events are off; any other error event in a batch is logged, fatal ones
-raised. librdkafka's own log goes to the `provisioner.stream.librdkafka` logger, repeats thinned;
-its debug contexts, which can print settings, stay off, and no credential is set here anyway.
+raised. A broker that refuses us (authentication, authorization, TLS) is reported to `error_cb` or
+as an error event; the consumer keeps that, mapped by `failures`, and raises it from `poll` or from
+the offset look-up that would otherwise just time out, so the owner backs off and says why while
+librdkafka keeps reconnecting. librdkafka's own log goes to the `provisioner.stream.librdkafka`
+logger, repeats thinned; its debug contexts, which can print settings, stay off.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any, NamedTuple, cast
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from provisioner.errors import ProvisionerError
 from provisioner.pipeline.ops import RecordLike
 from provisioner.spec.timestamps import to_epoch_ms
 from provisioner.stream.client import (
@@ -31,6 +35,8 @@ from provisioner.stream.client import (
     Assignment,
     BrokerTimeout,
 )
+from provisioner.stream.failures import from_confluent
+from provisioner.stream.settings import KafkaTarget, rdkafka_config, settings_of
 
 __all__ = ["ConfluentConsumer", "Record", "rdkafka_settings"]
 
@@ -126,13 +132,19 @@ def rdkafka_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
 class ConfluentConsumer:
     """A confluent-kafka Consumer subscribed to one topic (see `client.StreamConsumer`)."""
 
-    def __init__(self, *, bootstrap: str, topic: str, group: str, client_id: str, assignment: Assignment,
+    def __init__(self, *, bootstrap: KafkaTarget, topic: str, group: str, client_id: str, assignment: Assignment,
                  settings: Mapping[str, Any]) -> None:
         self._topic = topic
+        self._group = group
+        self._connection = settings_of(bootstrap)
         self._assignment = assignment
         self._fatal: KafkaError | None = None
+        # The last refusal (authentication, authorization, TLS) not yet raised by `poll`, and the
+        # last one seen at all until records or an answer show it is over.
+        self._refused: ProvisionerError | None = None
+        self._last_refusal: ProvisionerError | None = None
         config: dict[str, Any] = {
-            "bootstrap.servers": bootstrap,
+            **rdkafka_config(self._connection),
             "group.id": group,
             "client.id": client_id,
             "enable.auto.commit": False,
@@ -164,8 +176,16 @@ class ConfluentConsumer:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assignment.changed = True
 
+    def _refusal(self, error: KafkaError) -> ProvisionerError | None:
+        return from_confluent(error, self._connection, topic=self._topic, group=self._group)
+
     def _on_error(self, error: KafkaError) -> None:
-        if error.fatal():
+        refused = self._refusal(error)
+        if refused is not None:
+            if self._refused is None or str(self._refused) != str(refused):
+                log.warning("Kafka client: %s", refused)
+            self._refused = self._last_refusal = refused
+        elif error.fatal():
             self._fatal = error
             log.error("Kafka client: %s", error.str())
         elif error.code() in (KafkaError._TRANSPORT, KafkaError._RESOLVE):
@@ -195,7 +215,9 @@ class ConfluentConsumer:
         if self._fatal is not None:
             raise KafkaException(self._fatal)
         if not messages:
+            self._raise_refusal()
             return []
+        self._refused = self._last_refusal = None
         if any(map(_error, messages)):
             messages = self._without_errors(messages)
         return records_of(self._topic, messages)
@@ -206,6 +228,8 @@ class ConfluentConsumer:
             error = message.error()
             if error is None:
                 kept.append(message)
+            elif (refused := self._refusal(error)) is not None:
+                raise refused
             elif error.fatal():
                 raise KafkaException(error)
             elif error.code() == KafkaError._PARTITION_EOF:
@@ -251,6 +275,8 @@ class ConfluentConsumer:
             except KafkaException as error:
                 raise self._unreachable(error) from None
             topic = metadata.topics.get(self._topic)
+            if topic is not None and topic.error is not None and (refused := self._refusal(topic.error)) is not None:
+                raise refused  # without DESCRIBE on the topic, it looks absent: say why instead
             partitions = sorted(topic.partitions) if topic is not None and topic.error is None else []
         if not partitions:
             return {}
@@ -267,12 +293,25 @@ class ConfluentConsumer:
         offsets: dict[int, int] = {}
         for tp in found:
             if tp.error is not None:
-                raise KafkaException(tp.error)
+                raise self._unreachable(KafkaException(tp.error))
             offsets[tp.partition] = tp.offset
+        self._last_refusal = None
         return offsets
 
-    @staticmethod
-    def _unreachable(error: KafkaException) -> Exception:
+    def _raise_refusal(self) -> None:
+        """Raise (once) the refusal librdkafka reported since the last call, if any."""
+        refused, self._refused = self._refused, None
+        if refused is not None:
+            raise refused
+
+    def _unreachable(self, error: KafkaException) -> Exception:
+        """A failed request as ours: the broker's refusal when one was reported (a timed-out
+        request to a broker that refuses us is that refusal), a timeout, or the error itself."""
+        refused = self._refusal(error.args[0]) if error.args else None
+        if refused is None:
+            refused, self._refused = self._refused or self._last_refusal, None
+        if refused is not None:
+            return refused
         cause = error.args[0] if error.args else None
         if isinstance(cause, KafkaError) and cause.code() in _UNREACHABLE:
             return BrokerTimeout(cause.str())

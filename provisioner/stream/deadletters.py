@@ -12,18 +12,29 @@ then discarded (fencing, store outage) is processed again, so a dead letter may 
 
 Brokers commonly refuse to auto-create topics, so the topic is created (broker defaults for
 partitions and replication) the first time a dead letter needs it.
+
+The producer uses the process's Kafka client (`stream.client`: confluent-kafka by default,
+kafka-python when chosen) and its connection settings; a broker that refuses it (credentials, no
+WRITE on the dead-letter topic, TLS) raises the mapped error from `failures`, which the consumer
+backs off on, so the batch waits and nothing is lost.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Protocol, cast
 
-from kafka import KafkaAdminClient, KafkaProducer
-from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
-
+from provisioner.errors import ProvisionerError
 from provisioner.pipeline.ops import DeadLetter, RecordLike
+from provisioner.stream.failures import KafkaUnavailable, from_confluent, from_kafka_python
+from provisioner.stream.settings import (
+    KafkaSettings,
+    KafkaTarget,
+    kafka_python_config,
+    rdkafka_config,
+    settings_of,
+)
 
 MAX_MESSAGE_BYTES = 4096
 # How long a send may wait for metadata or buffer space: an unreachable broker surfaces as an
@@ -59,53 +70,168 @@ def dead_letter_headers(
 
 class DeadLetterProducer:
     """An idempotent, acks=all producer for one dead-letter topic, on behalf of one store of one
-    product (`product` is `<namespace>/<name>`)."""
+    product (`product` is `<namespace>/<name>`), through `client` (`stream.client.KAFKA_CLIENTS`)."""
 
-    def __init__(self, bootstrap: str, topic: str, client_id: str, *, product: str, store: str,
-                 version: str | None = None) -> None:
+    def __init__(self, bootstrap: KafkaTarget, topic: str, client_id: str, *, product: str, store: str,
+                 version: str | None = None, client: str = "confluent") -> None:
         self.topic = topic
         self.product = product
         self.store = store
         self.version = version
-        self._bootstrap = bootstrap
+        connection = settings_of(bootstrap)
+        self._sender: _Sender = (_ConfluentSender(connection, topic, client_id) if client == "confluent"
+                                 else _KafkaPythonSender(connection, topic, client_id))
+
+    def send_all(self, items: Sequence[tuple[RecordLike, DeadLetter]], timeout: float = 30.0) -> None:
+        """Send and wait for every acknowledgement; raises (a Kafka error, or a refusal as ours)
+        if any send failed."""
+        self._sender.send_all(
+            [(record.key, record.value, dead_letter_headers(record, dl, self.product, self.store, self.version))
+             for record, dl in items], timeout)
+
+    def close(self) -> None:
+        self._sender.close()
+
+
+_Message = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
+
+
+class _Sender(Protocol):
+    def send_all(self, messages: Sequence[_Message], timeout: float) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class _ConfluentSender:
+    """librdkafka's producer and admin client. Its errors arrive in callbacks: a refusal reported
+    to `error_cb` while a flush waits is raised once the flush gives up."""
+
+    def __init__(self, connection: KafkaSettings, topic: str, client_id: str) -> None:
+        from confluent_kafka import Producer
+
+        from provisioner.stream.confluent import LIBRDKAFKA_LOGGER
+
+        self._connection = connection
+        self._topic = topic
         self._client_id = client_id
         self._topic_ready = False
-        self._producer = KafkaProducer(
-            bootstrap_servers=bootstrap,
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=5,
-            client_id=client_id,
-            retries=5,
-            max_block_ms=MAX_BLOCK_MS,
-        )
+        self._refused: ProvisionerError | None = None
+        self._config = rdkafka_config(connection)
+        self._producer = Producer({
+            **self._config, "client.id": client_id, "acks": "all", "enable.idempotence": True,
+            "linger.ms": 5, "message.timeout.ms": 30_000, "log.connection.close": False,
+            "error_cb": self._on_error, "logger": LIBRDKAFKA_LOGGER,
+        })
+
+    def _on_error(self, error: Any) -> None:
+        refused = from_confluent(error, self._connection, operation="WRITE", topic=self._topic)
+        if refused is not None:
+            self._refused = refused
+
+    def _ensure_topic(self, timeout: float) -> None:
+        if self._topic_ready:
+            return
+        from confluent_kafka import KafkaError, KafkaException
+        from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+        from provisioner.stream.confluent import LIBRDKAFKA_LOGGER
+
+        config: dict[str, Any] = {**self._config, "client.id": f"{self._client_id}-admin", "logger": LIBRDKAFKA_LOGGER}
+        admin = AdminClient(config)
+        future = admin.create_topics([NewTopic(self._topic)], request_timeout=MAX_BLOCK_MS / 1000)[self._topic]
+        try:
+            future.result(timeout=timeout)
+        except KafkaException as error:
+            cause = error.args[0] if error.args else None
+            code = cause.code() if isinstance(cause, KafkaError) else None
+            # A user allowed to WRITE a topic the platform made, but not to CREATE topics: producing
+            # says whether the topic is there.
+            if code not in (KafkaError.TOPIC_ALREADY_EXISTS, KafkaError.TOPIC_AUTHORIZATION_FAILED,
+                            KafkaError.CLUSTER_AUTHORIZATION_FAILED):
+                refused = from_confluent(error, self._connection, operation="CREATE", topic=self._topic)
+                raise refused or self._refused or KafkaUnavailable(
+                    f"cannot create dead-letter topic {self._topic!r}: {cause.str() if cause else error}") from None
+        self._topic_ready = True
+
+    def send_all(self, messages: Sequence[_Message], timeout: float) -> None:
+        self._ensure_topic(timeout)
+        failures: list[Any] = []
+
+        def delivered(error: Any, message: Any) -> None:
+            if error is not None:
+                failures.append(error)
+
+        for key, value, headers in messages:
+            self._producer.produce(self._topic, key=key, value=value, on_delivery=delivered,
+                                   headers=cast("list[tuple[str, str | bytes | None]]", headers))
+        left = self._producer.flush(timeout)
+        if failures:
+            refused = from_confluent(failures[0], self._connection, operation="WRITE", topic=self._topic)
+            raise refused or KafkaUnavailable(f"dead letters to {self._topic!r} not acknowledged: {failures[0].str()}")
+        if left:
+            refused, self._refused = self._refused, None
+            raise refused or KafkaUnavailable(f"{left} dead letters to {self._topic!r} not acknowledged in "
+                                              f"{timeout:.0f}s")
+
+    def close(self) -> None:
+        self._producer.flush(5)
+
+
+class _KafkaPythonSender:
+    """kafka-python's producer and admin client."""
+
+    def __init__(self, connection: KafkaSettings, topic: str, client_id: str) -> None:
+        from kafka import KafkaProducer
+
+        self._connection = connection
+        self._topic = topic
+        self._client_id = client_id
+        self._topic_ready = False
+        with self._mapped("WRITE"):
+            self._producer = KafkaProducer(
+                **kafka_python_config(connection), acks="all", enable_idempotence=True, linger_ms=5,
+                client_id=client_id, retries=5, max_block_ms=MAX_BLOCK_MS,
+            )
+
+    @contextmanager
+    def _mapped(self, operation: str) -> Iterator[None]:
+        """A refusal by the broker (credentials, an ACL on the dead-letter topic, TLS) raised as ours."""
+        from kafka.errors import KafkaError
+
+        try:
+            yield
+        except (KafkaError, OSError) as error:
+            refused = from_kafka_python(error, self._connection, operation=operation, topic=self._topic)
+            if refused is None:
+                raise
+            raise refused from None
 
     def _ensure_topic(self) -> None:
         if self._topic_ready:
             return
-        admin = KafkaAdminClient(bootstrap_servers=self._bootstrap, client_id=f"{self._client_id}-admin",
-                                 request_timeout_ms=MAX_BLOCK_MS)
-        try:
-            admin.create_topics([NewTopic(self.topic, num_partitions=-1, replication_factor=-1)])
-        except TopicAlreadyExistsError:
-            pass
-        finally:
-            admin.close()
+        from kafka import KafkaAdminClient
+        from kafka.admin import NewTopic
+        from kafka.errors import TopicAlreadyExistsError
+
+        with self._mapped("CREATE"):
+            admin = KafkaAdminClient(**kafka_python_config(self._connection), client_id=f"{self._client_id}-admin",
+                                     request_timeout_ms=MAX_BLOCK_MS)
+            try:
+                admin.create_topics([NewTopic(self._topic, num_partitions=-1, replication_factor=-1)])
+            except TopicAlreadyExistsError:
+                pass
+            finally:
+                admin.close()
         self._topic_ready = True
 
-    def send_all(self, items: Sequence[tuple[RecordLike, DeadLetter]], timeout: float = 30.0) -> None:
-        """Send and wait for every acknowledgement; raises (KafkaError) if any send failed."""
+    def send_all(self, messages: Sequence[_Message], timeout: float) -> None:
         self._ensure_topic()
-        futures: list[Any] = [
-            self._producer.send(
-                self.topic, key=record.key, value=record.value,
-                headers=dead_letter_headers(record, dl, self.product, self.store, self.version),
-            )
-            for record, dl in items
-        ]
-        self._producer.flush(timeout=timeout)
-        for future in futures:
-            future.get(timeout=timeout)
+        with self._mapped("WRITE"):
+            futures = [self._producer.send(self._topic, key=key, value=value, headers=headers)
+                       for key, value, headers in messages]
+            self._producer.flush(timeout=timeout)
+            for future in futures:
+                future.get(timeout=timeout)
 
     def close(self) -> None:
         self._producer.close(timeout=5)

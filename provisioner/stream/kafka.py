@@ -21,15 +21,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from provisioner.errors import ConfigurationError, UnavailableError, is_retryable
+from provisioner.errors import ConfigurationError, is_retryable
 from provisioner.pipeline.eventfile import ENVELOPE_KEYS, EventLine, EventLineError, parse_line
 from provisioner.spec.timestamps import to_epoch_ms
+from provisioner.stream.failures import KafkaUnavailable, from_kafka_python
+from provisioner.stream.settings import KafkaSettings, KafkaTarget, kafka_python_config, settings_of
 
 __all__ = [
     "ENVELOPE_KEYS",
     "EventFileError",
     "KafkaUnavailable",
     "OutgoingRecord",
+    "broker_ready",
     "end_offsets",
     "ensure_topic",
     "is_transient",
@@ -38,6 +41,7 @@ __all__ = [
     "produce_jsonl",
     "produce_records",
     "start_offsets",
+    "topic_start_offsets",
 ]
 
 CLIENT_ID = "provisioner-dev"
@@ -48,10 +52,6 @@ if TYPE_CHECKING:
 
 class EventFileError(ConfigurationError):
     """A line of an event file is malformed (not JSON, a bad key, timestamp, headers or partition)."""
-
-
-class KafkaUnavailable(UnavailableError):
-    """Kafka could not be reached, or a produce, topic or offset request failed: try again later."""
 
 
 def is_transient(error: BaseException) -> bool:
@@ -110,22 +110,50 @@ def parse_jsonl_line(line: str | bytes, number: int = 1, key_field: str | None =
 # -- admin ------------------------------------------------------------------------------------
 
 
-def _admin(bootstrap: str) -> Any:
+def _failure(error: BaseException, settings: KafkaSettings, doing: str, *, operation: str = "DESCRIBE",
+             topic: str | None = None) -> Exception:
+    """A kafka-python error as ours: an access problem named, anything else KafkaUnavailable."""
+    mapped = from_kafka_python(error, settings, operation=operation, topic=topic)
+    return mapped if mapped is not None else KafkaUnavailable(f"{doing}: {type(error).__name__}: {error}")
+
+
+def _admin(settings: KafkaSettings) -> Any:
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
     try:
-        return KafkaAdminClient(bootstrap_servers=bootstrap, client_id=CLIENT_ID, request_timeout_ms=15000)
-    except KafkaError as error:
-        raise KafkaUnavailable(f"cannot reach Kafka at {bootstrap}: {error}") from None
+        return KafkaAdminClient(**kafka_python_config(settings), client_id=CLIENT_ID, request_timeout_ms=15000)
+    except (KafkaError, OSError) as error:
+        raise _failure(error, settings, f"cannot reach Kafka at {settings.bootstrap}") from None
 
 
-def ensure_topic(bootstrap: str, topic: str, partitions: int = 3) -> bool:
+def broker_ready(target: KafkaTarget) -> bool:
+    """Whether a broker answers a metadata request as `target` connects, and is unfenced (False
+    for a refusal too: a broker still starting may not know its users yet)."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    try:
+        admin = KafkaAdminClient(**kafka_python_config(settings_of(target)), request_timeout_ms=3000,
+                                 bootstrap_timeout_ms=3000, client_id="provisioner-ready-probe")
+    except (KafkaError, OSError):
+        return False
+    try:
+        cluster = admin.describe_cluster()
+    except (KafkaError, OSError):
+        return False
+    finally:
+        admin.close()
+    return any(not broker.get("is_fenced", False) for broker in cluster.get("brokers") or [])
+
+
+def ensure_topic(bootstrap: KafkaTarget, topic: str, partitions: int = 3) -> bool:
     """Create `topic` with `partitions` partitions (replication 1 on a one-node broker, else the
     broker's default) unless it exists; whether it was created. Waits until it has leaders."""
     from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-    admin = _admin(bootstrap)
+    settings = settings_of(bootstrap)
+    admin = _admin(settings)
     try:
         if topic in admin.list_topics():
             return False
@@ -134,30 +162,60 @@ def ensure_topic(bootstrap: str, topic: str, partitions: int = 3) -> bool:
         except TopicAlreadyExistsError:
             return False  # created concurrently by another process
         return True
-    except KafkaError as error:
-        raise KafkaUnavailable(f"cannot create topic {topic!r}: {error}") from None
+    except (KafkaError, OSError) as error:
+        raise _failure(error, settings, f"cannot create topic {topic!r}", operation="CREATE", topic=topic) from None
     finally:
         admin.close()
 
 
-def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    """The next offset of every partition of `topic` (its end); KafkaUnavailable if it is missing."""
+def end_offsets(bootstrap: KafkaTarget, topic: str, *, client: str = "kafka-python") -> dict[int, int]:
+    """The next offset of every partition of `topic` (its end); KafkaUnavailable if it is missing.
+    `client` "confluent" asks through librdkafka (a consumer process's own client)."""
+    settings = settings_of(bootstrap)
+    if client == "confluent":
+        from provisioner.stream import confluent_admin
+
+        return confluent_admin.end_offsets(settings, topic, CLIENT_ID)
     from kafka import TopicPartition
     from kafka.admin import OffsetSpec
-    from kafka.errors import KafkaError
+    from kafka.errors import KafkaError, for_code
 
-    admin = _admin(bootstrap)
+    admin = _admin(settings)
     try:
         described = admin.describe_topics([topic])
         partitions = sorted(p["partition_index"] for d in described if d["error_code"] == 0 for p in d["partitions"])
         if not partitions:
+            # Without DESCRIBE on it a topic looks absent: say so instead.
+            refused = [d["error_code"] for d in described if d["error_code"] != 0]
+            if refused:
+                raise for_code(refused[0])()
             raise KafkaUnavailable(f"topic {topic!r} does not exist")
         offsets = admin.list_partition_offsets({TopicPartition(topic, p): OffsetSpec.LATEST for p in partitions})
-    except KafkaError as error:
-        raise KafkaUnavailable(f"cannot read the end offsets of {topic!r}: {error}") from None
+    except (KafkaError, OSError) as error:
+        raise _failure(error, settings, f"cannot read the end offsets of {topic!r}", topic=topic) from None
     finally:
         admin.close()
     return {tp.partition: int(result.offset) for tp, result in offsets.items()}
+
+
+def topic_start_offsets(target: KafkaTarget, topic: str, start_from: str) -> dict[int, int]:
+    """Where reading `start_from` begins in every partition of `topic`, by the consumer's own rule
+    (`start_offsets`), so a replay starts exactly where a new consumer would."""
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.errors import KafkaError
+
+    settings = settings_of(target)
+    try:
+        client = KafkaConsumer(**kafka_python_config(settings), enable_auto_commit=False, request_timeout_ms=15000)
+    except (KafkaError, OSError) as error:
+        raise _failure(error, settings, f"cannot reach Kafka at {settings.bootstrap}") from None
+    try:
+        partitions = client.partitions_for_topic(topic) or set()
+        return start_offsets(client, [TopicPartition(topic, p) for p in sorted(partitions)], start_from)
+    except (KafkaError, OSError) as error:
+        raise _failure(error, settings, f"cannot read the offsets of {topic!r}", topic=topic) from None
+    finally:
+        client.close()
 
 
 def start_offsets(consumer: KafkaConsumer, partitions: list[TopicPartition], start_from: str) -> dict[int, int]:
@@ -179,7 +237,7 @@ def start_offsets(consumer: KafkaConsumer, partitions: list[TopicPartition], sta
 
 
 def produce_records(
-    bootstrap: str,
+    bootstrap: KafkaTarget,
     topic: str,
     records: Iterable[OutgoingRecord],
     on_sent: Callable[[int], None] | None = None,
@@ -190,12 +248,13 @@ def produce_records(
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
+    settings = settings_of(bootstrap)
     try:
         # Large batches and a short linger: throughput for bulk loads, idempotence keeps order.
-        producer = KafkaProducer(bootstrap_servers=bootstrap, client_id=CLIENT_ID, acks="all",
+        producer = KafkaProducer(**kafka_python_config(settings), client_id=CLIENT_ID, acks="all",
                                  linger_ms=20, batch_size=512 * 1024, max_request_size=8 * 1024 * 1024)
-    except KafkaError as error:
-        raise KafkaUnavailable(f"cannot reach Kafka at {bootstrap}: {error}") from None
+    except (KafkaError, OSError) as error:
+        raise _failure(error, settings, f"cannot reach Kafka at {settings.bootstrap}") from None
     failures: list[BaseException] = []
     count = 0
     try:
@@ -215,19 +274,19 @@ def produce_records(
             if failures:
                 break
         producer.flush()
-    except KafkaError as error:
-        raise KafkaUnavailable(f"producing to {topic!r} failed: {error}") from None
+    except (KafkaError, OSError) as error:
+        raise _failure(error, settings, f"producing to {topic!r} failed", operation="WRITE", topic=topic) from None
     finally:
         producer.close()
     if failures:
-        raise KafkaUnavailable(f"producing to {topic!r} failed: {failures[0]}")
+        raise _failure(failures[0], settings, f"producing to {topic!r} failed", operation="WRITE", topic=topic)
     if on_sent is not None:
         on_sent(count)
     return count
 
 
 def produce_jsonl(
-    bootstrap: str,
+    bootstrap: KafkaTarget,
     topic: str,
     lines: Iterable[str],
     key_field: str | None = None,

@@ -3,18 +3,20 @@
 Its ConsumerRecords already have the attributes the pipeline reads, so they are handed on as they
 come. kafka-python swallows exceptions raised in rebalance listeners, which therefore only set the
 `Assignment` flag. Its poll never raises for an unreachable broker: `end_offsets` with a timeout
-is how the owner tells a quiet topic from a broker that is gone.
+is how the owner tells a quiet topic from a broker that is gone. A broker that refuses us
+(authentication, authorization, TLS) raises from the call that met it, mapped by `failures`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from itertools import chain
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import KafkaTimeoutError
+from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata
 
 from provisioner.pipeline.ops import RecordLike
@@ -25,7 +27,9 @@ from provisioner.stream.client import (
     Assignment,
     BrokerTimeout,
 )
+from provisioner.stream.failures import from_kafka_python
 from provisioner.stream.kafka import start_offsets
+from provisioner.stream.settings import KafkaSettings, KafkaTarget, kafka_python_config, settings_of
 
 __all__ = ["KafkaPythonConsumer"]
 
@@ -51,11 +55,13 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 class KafkaPythonConsumer:
     """A kafka-python KafkaConsumer subscribed to one topic (see `client.StreamConsumer`)."""
 
-    def __init__(self, *, bootstrap: str, topic: str, group: str, client_id: str, max_records: int,
+    def __init__(self, *, bootstrap: KafkaTarget, topic: str, group: str, client_id: str, max_records: int,
                  assignment: Assignment, settings: Mapping[str, Any]) -> None:
         self._topic = topic
+        self._group = group
+        self._connection: KafkaSettings = settings_of(bootstrap)
         config: dict[str, Any] = {
-            "bootstrap_servers": bootstrap,
+            **kafka_python_config(self._connection),
             "group_id": group,
             "client_id": client_id,
             "enable_auto_commit": False,
@@ -67,15 +73,28 @@ class KafkaPythonConsumer:
             "fetch_max_bytes": FETCH_MAX_BYTES,
             **settings,
         }
-        self._consumer = KafkaConsumer(**config)
+        with self._mapped():
+            self._consumer = KafkaConsumer(**config)
         assignment.changed = True
         self._consumer.subscribe([topic], listener=_Listener(assignment))
 
     def _tp(self, partition: int) -> TopicPartition:
         return TopicPartition(self._topic, partition)
 
+    @contextmanager
+    def _mapped(self) -> Iterator[None]:
+        """A refusal by the broker raised as ours; any other error as it is."""
+        try:
+            yield
+        except (KafkaError, OSError) as error:
+            refused = from_kafka_python(error, self._connection, topic=self._topic, group=self._group)
+            if refused is None:
+                raise
+            raise refused from None
+
     def poll(self, timeout: float, max_records: int) -> Sequence[RecordLike]:
-        polled = self._consumer.poll(timeout_ms=max(1, int(timeout * 1000)), max_records=max_records)
+        with self._mapped():
+            polled = self._consumer.poll(timeout_ms=max(1, int(timeout * 1000)), max_records=max_records)
         if not polled:
             return []
         if len(polled) == 1:
@@ -100,17 +119,19 @@ class KafkaPythonConsumer:
         self._consumer.commit_async({self._tp(p): OffsetAndMetadata(o, "", -1) for p, o in positions.items()})
 
     def start_offsets(self, partitions: Sequence[int], start_from: str) -> dict[int, int]:
-        return start_offsets(self._consumer, [self._tp(p) for p in partitions], start_from)
+        with self._mapped():
+            return start_offsets(self._consumer, [self._tp(p) for p in partitions], start_from)
 
     def end_offsets(self, partitions: Sequence[int] | None, timeout: float) -> dict[int, int]:
-        if partitions is None:
-            partitions = sorted(self._consumer.partitions_for_topic(self._topic) or ())
-        if not partitions:
-            return {}
-        try:
-            ends = self._consumer.end_offsets([self._tp(p) for p in partitions], timeout_ms=int(timeout * 1000))
-        except KafkaTimeoutError as error:
-            raise BrokerTimeout(str(error)) from None
+        with self._mapped():
+            if partitions is None:
+                partitions = sorted(self._consumer.partitions_for_topic(self._topic) or ())
+            if not partitions:
+                return {}
+            try:
+                ends = self._consumer.end_offsets([self._tp(p) for p in partitions], timeout_ms=int(timeout * 1000))
+            except KafkaTimeoutError as error:
+                raise BrokerTimeout(str(error)) from None
         return {tp.partition: int(offset) for tp, offset in ends.items()}
 
     def high_watermarks(self) -> dict[int, int]:

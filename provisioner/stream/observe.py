@@ -27,7 +27,9 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from provisioner.stream.failures import from_kafka_python
 from provisioner.stream.kafka import CLIENT_ID, KafkaUnavailable
+from provisioner.stream.settings import KafkaSettings, KafkaTarget, kafka_python_config, settings_of
 from provisioner.threads import DaemonExecutor
 
 __all__ = ["KafkaObserver"]
@@ -46,9 +48,10 @@ _UNREACHABLE = ("NoBrokersAvailable", "KafkaConnectionError", "NodeNotReadyError
 class KafkaObserver:
     """End offsets, group members and dead-letter counts, from one broker connection."""
 
-    def __init__(self, bootstrap: str, *, timeout: float = 3.0, retry_after: float = 5.0,
+    def __init__(self, bootstrap: KafkaTarget, *, timeout: float = 3.0, retry_after: float = 5.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.bootstrap = bootstrap
+        self.connection = settings_of(bootstrap)
+        self.bootstrap = self.connection.bootstrap
         self._timeout = timeout
         self._retry_after = retry_after
         self._clock = clock
@@ -72,19 +75,20 @@ class KafkaObserver:
 
     def end_offsets(self, topic: str) -> dict[int, int] | None:
         """The next offset of every partition of `topic`; None when the topic does not exist."""
-        return self._call(f"cannot read the end offsets of {topic!r}", lambda: self._end_offsets(topic))
+        return self._call(f"cannot read the end offsets of {topic!r}", lambda: self._end_offsets(topic), topic=topic)
 
     def group_members(self, group: str) -> int:
         """How many consumers are members of `group` now (0 for an empty or unknown group)."""
-        return self._call(f"cannot describe consumer group {group!r}", lambda: self._group_members(group))
+        return self._call(f"cannot describe consumer group {group!r}", lambda: self._group_members(group),
+                          group=group)
 
     def dead_letters(self, topic: str) -> Counter[tuple[str, str]]:
         """Dead letters in `topic` so far, by (`<namespace>/<name>`, store)."""
-        return self._call(f"cannot read dead letters from {topic!r}", lambda: self._dead_letters(topic))
+        return self._call(f"cannot read dead letters from {topic!r}", lambda: self._dead_letters(topic), topic=topic)
 
     # -- the bounded call --------------------------------------------------------------------------------
 
-    def _call(self, what: str, fn: Callable[[], T]) -> T:
+    def _call(self, what: str, fn: Callable[[], T], *, topic: str | None = None, group: str | None = None) -> T:
         with self._state:
             down = self._down
         if down is not None and self._clock() < down[0]:
@@ -98,6 +102,9 @@ class KafkaObserver:
             future.cancel()
             raise self._outage(f"no answer within {self._timeout:g} s") from None
         except KafkaError as error:
+            refused = from_kafka_python(error, self.connection, operation="DESCRIBE", topic=topic, group=group)
+            if refused is not None:  # credentials, an ACL or TLS: named, not an outage
+                raise refused from None
             name = type(error).__name__
             if name in _UNREACHABLE:
                 raise self._outage(name) from None
@@ -142,7 +149,7 @@ class KafkaObserver:
         reader = self._dead_letter_readers.get(topic)
         if reader is None:
             reader = self._dead_letter_readers[topic] = _DeadLetterReader(
-                self.bootstrap, topic, self._timeout * _CLIENT_SHARE)
+                self.connection, topic, self._timeout * _CLIENT_SHARE)
         partitions = self._topic_partitions(topic)
         if not partitions:
             return Counter()
@@ -169,7 +176,7 @@ class KafkaObserver:
 
         if self._admin is None:
             timeout_ms = int(self._timeout * _CLIENT_SHARE * 1000)
-            self._admin = _construct(KafkaAdminClient, bootstrap_servers=self.bootstrap,
+            self._admin = _construct(KafkaAdminClient, **kafka_python_config(self.connection),
                                      client_id=f"{CLIENT_ID}-observer", request_timeout_ms=timeout_ms,
                                      bootstrap_timeout_ms=timeout_ms)
         return self._admin
@@ -210,9 +217,9 @@ def _construct(cls: Any, **config: Any) -> Any:
 class _DeadLetterReader:
     """Reads one dead-letter topic from the start, once, and counts by product and store."""
 
-    def __init__(self, bootstrap: str, topic: str, timeout: float) -> None:
+    def __init__(self, connection: KafkaSettings, topic: str, timeout: float) -> None:
         self.topic = topic
-        self._bootstrap = bootstrap
+        self._connection = connection
         self._timeout_ms = int(timeout * 1000)
         self._consumer: Any = None
         self._assigned: list[int] = []
@@ -226,7 +233,7 @@ class _DeadLetterReader:
 
         try:
             if self._consumer is None:
-                self._consumer = _construct(KafkaConsumer, bootstrap_servers=self._bootstrap,
+                self._consumer = _construct(KafkaConsumer, **kafka_python_config(self._connection),
                                             client_id=f"{CLIENT_ID}-dlq-counter", enable_auto_commit=False,
                                             group_id=None, auto_offset_reset="earliest", consumer_timeout_ms=1000,
                                             bootstrap_timeout_ms=self._timeout_ms)

@@ -44,6 +44,7 @@ from provisioner.spec.loader import load_products
 from provisioner.spec.models import DataProduct, StoreSpec
 from provisioner.stores.convert import converter
 from provisioner.stores.registry import open_store
+from provisioner.stream.settings import KafkaTarget, kafka_python_config, settings_of
 
 ROOT = Path(__file__).resolve().parents[2]
 Event = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
@@ -146,8 +147,13 @@ def poison_events() -> dict[str, Event]:
 # -- Kafka -----------------------------------------------------------------------------------
 
 
-def create_topic(bootstrap: str, topic: str, partitions: int = 3) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+def _connect(bootstrap: KafkaTarget) -> dict[str, Any]:
+    """kafka-python's connection arguments for a plaintext address or secured settings."""
+    return kafka_python_config(settings_of(bootstrap))
+
+
+def create_topic(bootstrap: KafkaTarget, topic: str, partitions: int = 3) -> None:
+    admin = KafkaAdminClient(**_connect(bootstrap))
     try:
         admin.create_topics([NewTopic(topic, partitions, 1)])
     except TopicAlreadyExistsError:
@@ -155,7 +161,7 @@ def create_topic(bootstrap: str, topic: str, partitions: int = 3) -> None:
     finally:
         admin.close()
     deadline = time.monotonic() + 30
-    probe = KafkaConsumer(bootstrap_servers=bootstrap)
+    probe = KafkaConsumer(**_connect(bootstrap))
     try:
         while len(probe.partitions_for_topic(topic) or ()) < partitions:
             if time.monotonic() > deadline:
@@ -165,9 +171,9 @@ def create_topic(bootstrap: str, topic: str, partitions: int = 3) -> None:
         probe.close()
 
 
-def produce(bootstrap: str, topic: str, events: Iterable[Event]) -> int:
+def produce(bootstrap: KafkaTarget, topic: str, events: Iterable[Event]) -> int:
     """Send events (keyed by Kafka's default partitioner) and wait for every acknowledgement."""
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, batch_size=256 * 1024)
+    producer = KafkaProducer(**_connect(bootstrap), acks="all", linger_ms=20, batch_size=256 * 1024)
     count = 0
     try:
         for key, value, headers in events:
@@ -189,8 +195,8 @@ def _partitions(consumer: KafkaConsumer, topic: str, timeout: float) -> list[Top
         time.sleep(0.1)
 
 
-def end_offsets(bootstrap: str, topic: str, timeout: float = 10.0) -> dict[int, int]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+def end_offsets(bootstrap: KafkaTarget, topic: str, timeout: float = 10.0) -> dict[int, int]:
+    consumer = KafkaConsumer(**_connect(bootstrap))
     try:
         parts = _partitions(consumer, topic, timeout)
         return {tp.partition: int(o) for tp, o in consumer.end_offsets(parts).items()} if parts else {}
@@ -198,9 +204,9 @@ def end_offsets(bootstrap: str, topic: str, timeout: float = 10.0) -> dict[int, 
         consumer.close()
 
 
-def read_topic(bootstrap: str, topic: str, timeout: float = 120.0) -> list[Record]:
+def read_topic(bootstrap: KafkaTarget, topic: str, timeout: float = 120.0) -> list[Record]:
     """Every record of `topic` with its real partition, offset and timestamp, partition by partition."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, check_crcs=False,
+    consumer = KafkaConsumer(**_connect(bootstrap), enable_auto_commit=False, check_crcs=False,
                              max_partition_fetch_bytes=8 * 1024 * 1024)
     try:
         parts = _partitions(consumer, topic, 30)
@@ -466,7 +472,7 @@ def wait_caught_up(product: DataProduct, store_spec: StoreSpec, url: str, ends: 
     wait_for(caught_up, timeout, "the store to catch up", interval=0.3, on_timeout=detail)
 
 
-def read_dead_letters(bootstrap: str, topic: str, expected: int, timeout: float = 60.0) -> list[Record]:
+def read_dead_letters(bootstrap: KafkaTarget, topic: str, expected: int, timeout: float = 60.0) -> list[Record]:
     """The dead-letter topic's records, once it holds at least `expected` of them."""
     deadline = time.monotonic() + timeout
     while True:

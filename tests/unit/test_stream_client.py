@@ -16,7 +16,9 @@ from provisioner.runtime.consumer import StoreConsumer
 from provisioner.runtime.until import UntilBound
 from provisioner.stream.client import Assignment, open_consumer
 from provisioner.stream.confluent import ConfluentConsumer, rdkafka_settings, records_of
+from provisioner.stream.failures import KafkaAuthorization
 from provisioner.stream.kafka import is_transient
+from provisioner.stream.settings import KafkaSettings
 
 
 def message(partition: int, offset: int, *, headers: Any = None, error: KafkaError | None = None) -> Message:
@@ -36,6 +38,8 @@ def test_confluent_messages_become_records_with_the_pipelines_attributes() -> No
 
 def test_error_events_are_dropped_partition_eof_silently_and_a_fatal_one_raises() -> None:
     client = object.__new__(ConfluentConsumer)
+    client._connection = KafkaSettings(bootstrap="b:9093")  # type: ignore[attr-defined]
+    client._topic, client._group = "t", "g"  # type: ignore[attr-defined]
     client._assignment = Assignment()  # type: ignore[attr-defined]
     client._assignment.changed = False  # type: ignore[attr-defined]
     good = [message(0, 1), message(0, 2)]
@@ -48,6 +52,9 @@ def test_error_events_are_dropped_partition_eof_silently_and_a_fatal_one_raises(
     assert client._assignment.changed  # type: ignore[attr-defined]
     with pytest.raises(KafkaException):
         client._without_errors([message(0, 5, error=KafkaError(KafkaError._FENCED, fatal=True))])
+    # A missing ACL is raised as ours, naming the topic, so the loop backs off and says why.
+    with pytest.raises(KafkaAuthorization, match="not allowed to READ topic 't'"):
+        client._without_errors([good[0], message(0, 6, error=KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED))])
 
 
 def test_settings_in_kafka_python_spelling_reach_librdkafka_in_its_own() -> None:
