@@ -26,7 +26,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     ResourceType,
 )
 
-from provisioner.local import securebroker
+from provisioner.local import embedded, securebroker
 from provisioner.spec.models import DataProduct, StoreSpec
 from provisioner.stream.failures import KafkaAuthentication, KafkaAuthorization, KafkaTLS
 from provisioner.stream.kafka import KafkaUnavailable, end_offsets, ensure_topic
@@ -251,10 +251,13 @@ def test_produce_up_status_replay_down_with_one_properties_file(
         [store] = report["stores"]
         assert store["lag"] == 0 and store["position"] == store["end_offset"] == 400
         expected = h.expected_for(product, store_spec, h.read_topic(secure_broker.admin(), "secured.up"))
-        assert_contents("redis-hash", product, store_spec, store["store_url"], expected)
+        server = embedded.find("redis", state)
+        assert server is not None and ":***@" in store["store_url"]  # status shows the URL masked
+        url = embedded.space_url(server, product.metadata.namespace, product.name)
+        assert_contents("redis-hash", product, store_spec, url, expected)
         # A replay reads its start offsets and rebuilds in a new consumer group, over the same connection.
         assert "rebuilt" in cli(state, "replay", product.name, "--store", store_spec.name, "--timeout", "120").stdout
-        assert_contents("redis-hash", product, store_spec, store["store_url"], expected)
+        assert_contents("redis-hash", product, store_spec, url, expected)
     finally:
         cli(state, "down")
     leaked = [p for p in state.rglob("*") if p.is_file() and CANARY.encode() in p.read_bytes()]
