@@ -8,16 +8,16 @@ path, so `validate` can report every problem at once.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from provisioner.spec import models
 from provisioner.spec.findings import Finding, SpecError, format_path
 from provisioner.spec.semantics import check_product
+from provisioner.spec.wording import translate
 from provisioner.spec.yamlsafe import MAX_FILE_BYTES, Document, YamlLimitError, read_documents
 
 SPEC_SUFFIXES = (".yaml", ".yml")
@@ -44,50 +44,16 @@ def _known_field_names() -> list[str]:
 _KNOWN_FIELDS = _known_field_names()
 
 
-def _resolve_loc(data: Any, loc: Sequence[str | int]) -> tuple[str | int, ...]:
-    """Keep the parts of a pydantic error location that exist in the document (drop union tags)."""
-    path: list[str | int] = []
-    current = data
-    for index, part in enumerate(loc):
-        in_dict = isinstance(current, dict) and part in current
-        in_list = isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current)
-        if in_dict or in_list:
-            current = current[part]
-            path.append(part)
-        elif isinstance(current, dict) and index == len(loc) - 1:
-            path.append(part)  # a missing field: named in the path, located at its parent
-    return tuple(path)
-
-
-def _message(error: Any, path: tuple[str | int, ...]) -> str:
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        name = str(path[-1]) if path else "?"
-        close = difflib.get_close_matches(name, _KNOWN_FIELDS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return f"unknown field {name!r}{hint}"
-    if kind == "missing":
-        return "required field is missing"
-    message = str(error["msg"])
-    for prefix in ("Value error, ", "Assertion failed, "):
-        if message.startswith(prefix):
-            message = message[len(prefix):]
-    return message
-
-
 def _validation_findings(file: str, document: Document, error: ValidationError) -> list[Finding]:
     findings: list[Finding] = []
-    seen: set[tuple[str, str]] = set()
-    for item in error.errors():
-        path = _resolve_loc(document.data, item["loc"])
-        message = _message(item, path)
-        key = (format_path(path), message)
-        if key in seen:
-            continue
-        seen.add(key)
-        at_key = item["type"] in ("extra_forbidden", "missing")
-        line, column = document.locate(path, at_key=at_key)
-        findings.append(Finding(file, line, column, format_path(path), message))
+    for worded in translate(document.data, error.errors()):
+        text = worded.message
+        if text == "unknown field":
+            name = str(worded.path[-1]) if worded.path else "?"
+            close = difflib.get_close_matches(name, _KNOWN_FIELDS, n=1)
+            text = f"unknown field {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+        line, column = document.locate(worded.path, at_key=worded.at_key)
+        findings.append(Finding(file, line, column, format_path(worded.path), text))
     return findings
 
 
