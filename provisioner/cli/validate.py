@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 
 from provisioner.cli.output import OUTPUT_OPTION, OutputFormat, console, print_json
-from provisioner.spec.loader import LoadedSpec, load_paths
+from provisioner.spec.loader import LoadedSpec, scan_paths
 
 
 def _summary(spec: LoadedSpec) -> dict[str, object]:
@@ -28,19 +28,26 @@ def validate(
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """Validate DataProduct specs: schema, names, keys, SQL identifiers and every CEL expression."""
-    specs, findings = load_paths(paths)
+    scan = scan_paths(paths)
+    specs, findings = scan.specs, scan.findings
     if output is OutputFormat.json:
         print_json({
             "valid": not findings and bool(specs),
             "specs": [_summary(s) for s in specs],
             "findings": [f.to_dict() for f in findings],
+            "notes": [f.to_dict() for f in scan.notes],
         })
     else:
         for finding in findings:
             where = f"{finding.file}:{finding.line}:{finding.column}"
             field = f" [bold]{escape(finding.path)}[/]:" if finding.path else ""
             console.print(f"[red]✗[/] {escape(where)}:{field} {escape(finding.message)}")
+        for note in scan.notes:
+            console.print(f"[dim]·[/] {escape(str(note))}")
+        failed = {f.file for f in findings}
         for spec in specs:
+            if spec.file in failed:
+                continue
             stores = ", ".join(f"{s.name} ({s.kind})" for s in spec.product.spec.stores)
             console.print(f"[green]✓[/] {escape(spec.file)}: {escape(spec.product.name)} → {escape(stores)}")
         if findings:

@@ -161,7 +161,9 @@ def message(kind: str, ctx: Mapping[str, Any] | None, value: Any) -> str:
         return f"has {_plural(int(ctx.get('actual_length', 0)), noun)}, at most {int(ctx.get('max_length', 0))} allowed"
     if kind == "string_pattern_mismatch":
         pattern_words = PATTERN_WORDS.get(str(ctx.get("pattern")))
-        return f"must be {pattern_words}, got {shown(value)}" if pattern_words else f"{shown(value)} is not in the accepted form"
+        if pattern_words is None:
+            return f"{shown(value)} is not in the accepted form"
+        return f"must be {pattern_words}, got {shown(value)}"
     if kind == "string_not_ascii":
         return "must be ASCII text"
     if kind in ("recursion_loop", "recursion_depth_exceeded"):
