@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from provisioner.spec.durations import DURATION_PATTERN
 from provisioner.spec.names import SECRET_KEY_PATTERN
 
@@ -302,9 +304,13 @@ def translate(data: Any, errors: Sequence[Mapping[str, Any]]) -> list[Worded]:
     return worded
 
 
-def option_message(errors: Sequence[Mapping[str, Any]]) -> str:
-    """The first error of a CLI option's value, in words (the option's name is said by the caller)."""
+def option_message(error: BaseException | None) -> str | None:
+    """A CLI option's bad value in words, when pydantic refused it (else None): the first error only,
+    as the caller names the option."""
+    if not isinstance(error, ValidationError):
+        return None
+    errors = error.errors()
     if not errors:
-        return "not a valid value"
+        return None
     first = errors[0]
     return message(first["type"], first.get("ctx"), first.get("input"))
