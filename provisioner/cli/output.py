@@ -71,7 +71,7 @@ class WordedCommand(TyperCommand):
     """A command whose option errors are in the user's words: typer parses values with pydantic,
     whose phrasing ("Input should be a valid integer", "Value error, ...") is replaced here."""
 
-    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         try:
             return super().parse_args(ctx, args)
         except typer.BadParameter as error:
