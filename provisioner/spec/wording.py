@@ -184,6 +184,8 @@ def message(kind: str, ctx: Mapping[str, Any] | None, value: Any) -> str:
         return "has too many digits"
     if kind == "uuid_version":
         return f"must be a version {ctx.get('expected_version')} UUID"
+    if kind == "invalid_key":
+        return f"keys must be strings, got {shown(value)}"
     if kind in ("frozen_field", "frozen_instance"):
         return "cannot be changed"
     if kind == "set_item_not_hashable":
@@ -213,6 +215,11 @@ class _Resolved:
     key_error: bool
 
 
+def key_text(key: Any) -> str:
+    """A mapping key as YAML wrote it: `null`, `true`, `5` (YAML keys need not be strings)."""
+    return key if isinstance(key, str) else shown(key) if key is None or isinstance(key, bool) else str(key)
+
+
 def _resolve(data: Any, loc: Sequence[str | int], error: Mapping[str, Any]) -> _Resolved:
     """Keep the parts of `loc` that exist in the document; the rest are union tags (or `[key]`).
 
@@ -220,6 +227,10 @@ def _resolve(data: Any, loc: Sequence[str | int], error: Mapping[str, Any]) -> _
     the right reading ends at the very object pydantic reports as the input."""
     kind = error["type"]
     target = error.get("input")
+    if kind == "invalid_key" or "[key]" in loc:  # an error about a mapping's key: the input is the key
+        end = len(loc) - 1 if kind == "invalid_key" else list(loc).index("[key]") - 1
+        parent = _resolve(data, loc[:end], {**error, "type": "missing", "input": None})
+        return _Resolved((*parent.path, key_text(target)), None, error, True)
 
     def walk(current: Any, index: int, path: Path, union: Path | None) -> tuple[Path, Path | None] | None:
         if index == len(loc):
@@ -231,13 +242,13 @@ def _resolve(data: Any, loc: Sequence[str | int], error: Mapping[str, Any]) -> _
         in_list = isinstance(current, list) and isinstance(part, int) and not isinstance(part, bool) \
             and 0 <= part < len(current)
         if in_dict or in_list:
-            found = walk(current[part], index + 1, (*path, part), union)
+            step = key_text(part) if in_dict and not isinstance(part, str) else part
+            found = walk(current[part], index + 1, (*path, step), union)
             if found is not None:
                 return found
         return walk(current, index + 1, path, path if union is None and part != "[key]" else union)
 
     found = walk(data, 0, (), None)
-    key_error = "[key]" in loc
     if found is None:  # the input is not in the document (a default, a converted value): keep what exists
         path: list[str | int] = []
         current = data
@@ -248,15 +259,15 @@ def _resolve(data: Any, loc: Sequence[str | int], error: Mapping[str, Any]) -> _
                 except (KeyError, IndexError, TypeError):
                     continue
                 path.append(part)
-        return _Resolved(tuple(path), None, error, key_error)
-    return _Resolved(found[0], found[1], error, key_error)
+        return _Resolved(tuple(path), None, error, False)
+    return _Resolved(found[0], found[1], error, False)
 
 
 def _one(item: _Resolved) -> Worded:
     kind = item.error["type"]
     value = item.error.get("input")
     text = message(kind, item.error.get("ctx"), value)
-    if item.key_error and kind in EXPECTED:
+    if (item.key_error and kind in EXPECTED) or kind == "invalid_key":
         text = f"keys must be strings, got {shown(value)}"
     return Worded(item.path, text, at_key=item.key_error or kind in ("extra_forbidden", "missing"))
 

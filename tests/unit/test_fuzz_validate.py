@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from provisioner.spec import models
 from provisioner.spec.loader import load_text
+from provisioner.spec.wording import key_text
 from provisioner.spec.yamlsafe import YamlLimitError, read_documents
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,7 +58,7 @@ def path_in(node: Any, path: str, *, missing_ok: bool) -> bool:
                                                                        missing_ok=missing_ok)
     if isinstance(node, dict):
         for key, value in node.items():
-            written = f"[{key}]" if isinstance(key, int) and not isinstance(key, bool) else str(key) or '""'
+            written = key_text(key) or '""'
             rest = path[len(written):]
             if path.startswith(written) and rest[:1] in ("", ".", "[") and path_in(value, rest.removeprefix("."),
                                                                                  missing_ok=missing_ok):

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from provisioner.cli.app import app
 from provisioner.spec.durations import DURATION_PATTERN
+from provisioner.spec.models import DataProduct
 from provisioner.spec.wording import message, option_message, shown, translate
 
 # Library phrasing no finding or option error may contain (kept in step with test_fuzz_validate.py).
@@ -118,7 +119,15 @@ def test_list_items_of_a_union_type_are_merged_per_item() -> None:
 
 def test_nested_and_missing_and_key_errors_are_located() -> None:
     assert _worded({"inner": {"count": True}}) == [(("inner", "count"), "expected an integer, got true")]
-    assert _worded({"labels": {5: "x"}}) == [(("labels", 5), "keys must be strings, got 5")]
+    assert _worded({"labels": {5: "x"}}) == [(("labels", "5"), "keys must be strings, got 5")]
+
+
+def test_keys_that_are_not_strings_are_named_as_yaml_wrote_them() -> None:
+    data = {None: 1, False: 2, "kind": "DataProduct"}
+    with pytest.raises(ValidationError) as caught:
+        DataProduct.model_validate(data)
+    worded = [(w.path, w.message) for w in translate(data, caught.value.errors()) if "keys" in w.message]
+    assert worded == [(("null",), "keys must be strings, got null"), (("false",), "keys must be strings, got false")]
 
 
 def test_option_message_translates_a_validation_error_and_nothing_else() -> None:
