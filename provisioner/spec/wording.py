@@ -100,8 +100,7 @@ def shown(value: Any) -> str:
         return text if len(text) <= 24 else f"a number of {len(text)} digits"
     if isinstance(value, str | bytes):
         text = value if isinstance(value, str) else value.decode("utf-8", "replace")
-        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-        return repr(text if len(text) <= 40 else text[:37] + "...")
+        return repr(text if len(text) <= 40 else text[:37] + "...")  # repr escapes what cannot print
     if isinstance(value, Mapping):
         return "a mapping"
     if isinstance(value, list | tuple | set | frozenset):
