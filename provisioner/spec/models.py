@@ -79,9 +79,13 @@ def _start_from(value: str) -> str:
     if value in ("earliest", "latest"):
         return value
     try:
-        parse_rfc3339(value)
+        instant = parse_rfc3339(value)
     except ValueError:
         raise ValueError(f"{value!r} is not earliest, latest or an RFC 3339 timestamp (2026-01-31T00:00:00Z)") from None
+    if instant.timestamp() < 0:
+        # Kafka's timestamps start at the Unix epoch; a negative one asks the broker for something else
+        # (-1 means latest, -2 earliest), so an instant before it is refused rather than misread.
+        raise ValueError(f"{value!r} is before 1970-01-01T00:00:00Z, where Kafka's timestamps start: use earliest")
     return value
 
 

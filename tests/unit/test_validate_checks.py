@@ -294,3 +294,15 @@ def test_store_identity_ignores_credentials_and_parameters() -> None:
     assert identity("redis://cache/2") != identity("redis://cache/0")
     assert identity("redis://cache:6380") != identity("redis://cache")
     assert identity("redis://cache:notaport") == ("text", "redis", "redis://cache:notaport")
+
+
+@pytest.mark.parametrize(("start", "ok"), [
+    ("1970-01-01T00:00:00Z", True), ("1969-12-31T23:59:59.999Z", False), ("0001-01-01T00:00:00+01:00", False),
+])
+def test_start_from_cannot_be_before_kafkas_first_timestamp(start: str, ok: bool) -> None:
+    text = product("a").replace("    topic: orders.v1\n", f"    topic: orders.v1\n    startFrom: {start}\n")
+    found = messages(text)
+    assert (found == []) == ok, found
+    if not ok:
+        assert found == [f"spec.source.startFrom: '{start}' is before 1970-01-01T00:00:00Z, where Kafka's "
+                         "timestamps start: use earliest"]
