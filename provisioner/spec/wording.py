@@ -220,7 +220,7 @@ def key_text(key: Any) -> str:
 
 
 def _resolve(data: Any, loc: Sequence[str | int], error: Mapping[str, Any]) -> _Resolved:
-    """Keep the parts of `loc` that exist in the document; the rest are union tags (or `[key]`).
+    """Keep the parts of `loc` that exist in the document; the rest are union tags.
 
     A union tag can coincide with a key of the value (`key: {str: 1}`), so the walk backtracks:
     the right reading ends at the very object pydantic reports as the input."""
@@ -245,7 +245,7 @@ def _resolve(data: Any, loc: Sequence[str | int], error: Mapping[str, Any]) -> _
             found = walk(current[part], index + 1, (*path, step), union)
             if found is not None:
                 return found
-        return walk(current, index + 1, path, path if union is None and part != "[key]" else union)
+        return walk(current, index + 1, path, path if union is None else union)  # `part` is a union tag
 
     found = walk(data, 0, (), None)
     if found is None:  # the input is not in the document (a default, a converted value): keep what exists

@@ -4,6 +4,7 @@ durations out of range, and tables, key prefixes and dead-letter topics two prod
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -72,6 +73,8 @@ def test_kustomize_files_and_other_kinds_are_skipped_with_a_note(tmp_path: Path)
     result = CliRunner().invoke(app, ["validate", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "skipped: a ConfigMap" in result.output
+    as_json = json.loads(CliRunner().invoke(app, ["validate", str(tmp_path), "-o", "json"]).output)
+    assert as_json["valid"] and len(as_json["notes"]) == 3 and as_json["findings"] == []
 
 
 @pytest.mark.parametrize("header", [
@@ -306,3 +309,11 @@ def test_start_from_cannot_be_before_kafkas_first_timestamp(start: str, ok: bool
     if not ok:
         assert found == [f"spec.source.startFrom: '{start}' is before 1970-01-01T00:00:00Z, where Kafka's "
                          "timestamps start: use earliest"]
+
+
+def test_validate_marks_only_the_files_without_findings_valid(tmp_path: Path) -> None:
+    scan_folder(tmp_path, product("a", store="redis: {keyPrefix: ''}"), product("b"))
+    result = CliRunner().invoke(app, ["validate", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "p1.yaml:14:7: spec.stores[0].redis: key prefix 'b:' overlaps '' of store 's' of product 'a'" in result.output
+    assert "✓" in result.output and "p0.yaml: a" in result.output and "p1.yaml: b" not in result.output
