@@ -12,11 +12,11 @@ keys. Two stores are the same store when:
   (user, password and parameters aside), the same text of a `${VAR}` URL, or the same Secret key
   in the same namespace. Secrets of different namespaces cannot be compared offline.
 
-Dead-letter topics are Kafka topics, which have no namespace: two products anywhere must not share
-one (the default `<name>.dlq` collides for equal names in two namespaces), and no product's dead
-letters may go to another product's source topic. Consumer groups need no check here: they are
-`provisioner.<namespace>.<name>.<store>`, built of RFC 1123 labels (no dots), so they differ
-whenever the products do, which the loader checks.
+Dead-letter topics are Kafka topics, which have no namespace: two products anywhere that send dead
+letters (`errors.mode: deadLetter`) must not share one (the default `<name>.dlq` collides for equal
+names in two namespaces), and no product's dead letters may go to another product's source topic.
+Consumer groups need no check here: they are `provisioner.<namespace>.<name>.<store>`, built of
+RFC 1123 labels (no dots), so they differ whenever the products do, which the loader checks.
 
 Pure: `overlap_findings` takes loaded specs and returns findings; the loader and `up` call it.
 """
@@ -131,6 +131,8 @@ def _topics(specs: Sequence[LoadedSpec]) -> Iterator[Finding]:
             spec, ("spec", "source", "topic"), False, product.spec.source.topic, "the source topic"))
     for spec in specs:
         product = spec.product
+        if product.spec.errors.mode != "deadLetter":
+            continue  # `skip` and `stop` send nothing to the topic
         explicit = product.spec.errors.dead_letter_topic is not None
         path: Path = ("spec", "errors", "deadLetterTopic") if explicit else ("metadata", "name")
         claim = _Claim(spec, path, False, product.dead_letter_topic, "the dead-letter topic")

@@ -271,6 +271,12 @@ def test_two_products_may_not_share_a_dead_letter_topic(tmp_path: Path) -> None:
                      f"also the dead-letter topic of product 'a' ({tmp_path}/p0.yaml:15:29)"]
 
 
+def test_a_product_that_sends_no_dead_letters_claims_no_topic(tmp_path: Path) -> None:
+    dlt = "  errors: {deadLetterTopic: shared.dlq, mode: %s}\n"
+    assert scan_folder(tmp_path, product("a", extra=dlt % "deadLetter"), product("b", extra=dlt % "skip"),
+                       product("c", extra=dlt % "stop")) == []
+
+
 def test_equal_names_in_two_namespaces_share_the_default_dead_letter_topic(tmp_path: Path) -> None:
     found = scan_folder(tmp_path, product("a"), product("a", namespace="other", store="postgres: {}"))
     assert len(found) == 1
