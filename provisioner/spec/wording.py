@@ -219,6 +219,23 @@ def key_text(key: Any) -> str:
     return key if isinstance(key, str) else shown(key) if key is None or isinstance(key, bool) else str(key)
 
 
+def _find_key(node: Any, key: str, path: Path = ()) -> Path | None:
+    """The path of the first mapping key equal to `key`, depth first."""
+    if isinstance(node, dict):
+        if key in node:
+            return (*path, key)
+        items: Any = node.items()
+    elif isinstance(node, list):
+        items = enumerate(node)
+    else:
+        return None
+    for part, child in items:
+        found = _find_key(child, key, (*path, part if isinstance(part, str | int) else key_text(part)))
+        if found is not None:
+            return found
+    return None
+
+
 def _resolve(data: Any, loc: Sequence[str | int], error: Mapping[str, Any]) -> _Resolved:
     """Keep the parts of `loc` that exist in the document; the rest are union tags.
 
@@ -247,6 +264,12 @@ def _resolve(data: Any, loc: Sequence[str | int], error: Mapping[str, Any]) -> _
                 return found
         return walk(current, index + 1, path, path if union is None else union)  # `part` is a union tag
 
+    if not loc and target is not data and isinstance(target, str):
+        # pydantic gives up on a whole mapping over one key it cannot read (a lone surrogate), with no
+        # location: find the key in the document.
+        key_path = _find_key(data, target)
+        if key_path is not None:
+            return _Resolved(key_path, None, error, True)
     found = walk(data, 0, (), None)
     if found is None:  # the input is not in the document (a default, a converted value): keep what exists
         path: list[str | int] = []
@@ -266,7 +289,9 @@ def _one(item: _Resolved) -> Worded:
     kind = item.error["type"]
     value = item.error.get("input")
     text = message(kind, item.error.get("ctx"), value)
-    if (item.key_error and kind in EXPECTED) or kind == "invalid_key":
+    if kind == "string_unicode" and item.key_error:
+        text = f"keys must be valid Unicode, got {shown(value)}"
+    elif (item.key_error and kind in EXPECTED) or kind == "invalid_key":
         text = f"keys must be strings, got {shown(value)}"
     return Worded(item.path, text, at_key=item.key_error or kind in ("extra_forbidden", "missing"))
 

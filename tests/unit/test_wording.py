@@ -154,3 +154,11 @@ def test_bad_options_are_said_in_the_users_words(args: list[str], expected: str)
     assert result.exit_code == 2
     assert expected in result.output, result.output
     assert not any(phrase in result.output for phrase in FORBIDDEN), result.output
+
+
+def test_a_key_pydantic_cannot_read_is_found_in_the_document() -> None:
+    data = {"kind": "DataProduct", "\udc80": 1}  # pydantic drops the whole mapping, with no location
+    with pytest.raises(ValidationError) as caught:
+        DataProduct.model_validate(data)
+    assert [(w.path, w.message) for w in translate(data, caught.value.errors())] == [
+        (("\udc80",), "keys must be valid Unicode, got '\\udc80'")]
