@@ -323,3 +323,13 @@ def test_validate_marks_only_the_files_without_findings_valid(tmp_path: Path) ->
     assert result.exit_code == 1
     assert "p1.yaml:14:7: spec.stores[0].redis: key prefix 'b:' overlaps '' of store 's' of product 'a'" in result.output
     assert "✓" in result.output and "p0.yaml: a" in result.output and "p1.yaml: b" not in result.output
+
+
+@pytest.mark.parametrize(("old", "new", "expected"), [
+    ("    order_id: event.order_id\n", "    !!int order_id: event.order_id\n", "spec.yaml:10:5: invalid YAML: "
+     "'order_id' cannot be read as !!int"),
+    ("    topic: orders.v1\n", "    topic: !!float orders.v1\n", "spec.yaml:8:12: invalid YAML: "
+     "'orders.v1' cannot be read as !!float"),
+])
+def test_a_value_its_tag_cannot_read_is_located(old: str, new: str, expected: str) -> None:
+    assert [str(f) for f in findings_of(product("a").replace(old, new))] == [expected]
