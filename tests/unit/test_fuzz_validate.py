@@ -186,7 +186,8 @@ def test_wrong_kinds_of_values(which: int, where: int, replacement: Any) -> None
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, len(EXAMPLES) - 1), st.integers(0, 10_000),
        st.sampled_from(["\n---\n", "\n---\n...\n", ": :", "\n- x\n", "\t", "&a [*a]", "!!binary AAA=", "? [a]\n",
-                        "\n%YAML 1.1\n", "'", "\"\\x", "{", "]", "!!python/name:os.system", "\x85", "\ufeff"]))
+                        "\n%YAML 1.1\n", "'", "\"\\x", "{", "]", "!!python/name:os.system", "\x85", "\ufeff",
+                        " !!int ", " !!float ", " !!bool ", " !!timestamp ", "<<: {a: 1}\n", "!!set {a}"]))
 def test_yaml_level_garbage(which: int, where: int, garbage: str) -> None:
     text = (ROOT / "specs").glob("*.yaml")
     source = sorted(text)[which].read_text()
