@@ -149,6 +149,11 @@ def _collect(
             _collect(value_node, (*path, key), here, positions, duplicates)
 
 
+# What PyYAML's constructors raise for a scalar their tag cannot read (`!!bool x` is a KeyError,
+# `!!timestamp x` an AttributeError): input errors, not bugs.
+_UNREADABLE = (ValueError, TypeError, OverflowError, LookupError, AttributeError)
+
+
 def _unreadable(node: Node) -> tuple[str, int, int]:
     """The first scalar its tag cannot construct, and where it is (1-based)."""
     probe = yaml.SafeLoader("")
@@ -158,7 +163,7 @@ def _unreadable(node: Node) -> tuple[str, int, int]:
         if isinstance(current, ScalarNode):
             try:
                 probe.construct_object(current)
-            except (ValueError, TypeError, OverflowError, yaml.YAMLError):
+            except (*_UNREADABLE, yaml.YAMLError):
                 tag = current.tag.replace("tag:yaml.org,2002:", "!!")
                 text = current.value if len(current.value) <= 40 else current.value[:37] + "..."
                 return f"{text!r} cannot be read as {tag}", current.start_mark.line + 1, current.start_mark.column + 1
@@ -187,7 +192,7 @@ def read_documents(text: str) -> Iterator[Document]:
             _collect(node, (), (node.start_mark.line + 1, 1), positions, duplicates)
             try:
                 data = loader.construct_document(node)
-            except (ValueError, TypeError, OverflowError):  # a tagged scalar its tag cannot read (`!!int x`)
+            except _UNREADABLE:  # a tagged scalar its tag cannot read (`!!int x`, `!!bool owner`)
                 message, line, column = _unreadable(node)
                 raise YamlLimitError(f"invalid YAML: {message}", line, column) from None
             yield Document(index, data, positions, node.start_mark.line + 1, duplicates)

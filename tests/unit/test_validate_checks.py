@@ -330,6 +330,10 @@ def test_validate_marks_only_the_files_without_findings_valid(tmp_path: Path) ->
      "'order_id' cannot be read as !!int"),
     ("    topic: orders.v1\n", "    topic: !!float orders.v1\n", "spec.yaml:8:12: invalid YAML: "
      "'orders.v1' cannot be read as !!float"),
+    ("    topic: orders.v1\n", "    topic: !!bool orders.v1\n", "spec.yaml:8:12: invalid YAML: "
+     "'orders.v1' cannot be read as !!bool"),
+    ("    topic: orders.v1\n", "    topic: !!timestamp orders.v1\n", "spec.yaml:8:12: invalid YAML: "
+     "'orders.v1' cannot be read as !!timestamp"),
 ])
 def test_a_value_its_tag_cannot_read_is_located(old: str, new: str, expected: str) -> None:
     assert [str(f) for f in findings_of(product("a").replace(old, new))] == [expected]
