@@ -14,7 +14,7 @@ from collections.abc import Callable
 import typer
 from rich.markup import escape
 
-from provisioner.cli.output import err_console, report_errors
+from provisioner.cli.output import err_console, report_errors, use_worded_commands
 
 app = typer.Typer(
     name="provisioner",
@@ -60,6 +60,7 @@ def _register() -> None:
     for name, command in commands.items():
         app.command(name)(report_errors(command))
     app.add_typer(dev.dev_app, name="dev")
+    use_worded_commands(app)
 
 
 _register()

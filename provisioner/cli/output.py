@@ -14,9 +14,11 @@ from typing import Any, NoReturn, ParamSpec
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperCommand
 
 from provisioner.errors import ProvisionerError
 from provisioner.spec.findings import SpecError
+from provisioner.spec.wording import option_message
 
 P = ParamSpec("P")
 
@@ -75,3 +77,27 @@ def report_errors(command: Callable[P, None]) -> Callable[P, None]:
             raise typer.Exit(error.exit_code) from None
 
     return run
+
+
+class WordedCommand(TyperCommand):
+    """A command whose option errors are in the user's words: typer parses values with pydantic,
+    whose phrasing ("Input should be a valid integer", "Value error, ...") is replaced here."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except typer.BadParameter as error:
+            worded = option_message(error.__cause__)
+            if worded is not None:
+                error.message = worded
+            raise
+
+
+def use_worded_commands(app: typer.Typer) -> None:
+    """Make every command of `app` and of its sub-apps a `WordedCommand`."""
+    for info in app.registered_commands:
+        if info.cls is None or info.cls is TyperCommand:
+            info.cls = WordedCommand
+    for group in app.registered_groups:
+        if group.typer_instance is not None:
+            use_worded_commands(group.typer_instance)

@@ -12,7 +12,7 @@ from provisioner.cli.render import refusal_finding
 from provisioner.kube.names import name_clashes, object_names
 from provisioner.kube.render import RenderRefused
 from provisioner.spec.findings import Finding
-from provisioner.spec.loader import LoadedSpec, load_paths
+from provisioner.spec.loader import LoadedSpec, scan_paths
 
 
 def _name_clashes(specs: list[LoadedSpec]) -> list[Finding]:
@@ -51,20 +51,27 @@ def validate(
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """Validate DataProduct specs: schema, names, keys, SQL identifiers and every CEL expression."""
-    specs, findings = load_paths(paths)
-    findings = [*findings, *_name_clashes(specs)]
+    scan = scan_paths(paths)
+    specs = scan.specs
+    findings = [*scan.findings, *_name_clashes(specs)]
     if output is OutputFormat.json:
         print_json({
             "valid": not findings and bool(specs),
             "specs": [_summary(s) for s in specs],
             "findings": [f.to_dict() for f in findings],
+            "notes": [f.to_dict() for f in scan.notes],
         })
     else:
         for finding in findings:
             where = f"{finding.file}:{finding.line}:{finding.column}"
             field = f" [bold]{escape(finding.path)}[/]:" if finding.path else ""
             console.print(f"[red]✗[/] {escape(where)}:{field} {escape(finding.message)}")
+        for note in scan.notes:
+            console.print(f"[dim]·[/] {escape(str(note))}")
+        failed = {f.file for f in findings}
         for spec in specs:
+            if spec.file in failed:
+                continue
             stores = ", ".join(f"{s.name} ({s.kind})" for s in spec.product.spec.stores)
             console.print(f"[green]✓[/] {escape(spec.file)}: {escape(spec.product.name)} → {escape(stores)}")
         if findings:

@@ -35,11 +35,13 @@ class SpecError(InvalidSpecError):
 
 
 def format_path(parts: tuple[str | int, ...]) -> str:
-    """`("spec", "stores", 1, "postgres", "table")` -> `spec.stores[1].postgres.table`."""
+    """`("spec", "stores", 1, "postgres", "table")` -> `spec.stores[1].postgres.table`; an empty key
+    is written `""` so that it still shows."""
     text = ""
     for part in parts:
         if isinstance(part, int):
             text += f"[{part}]"
         else:
-            text += f".{part}" if text else part
+            name = part or '""'
+            text += f".{name}" if text else name
     return text

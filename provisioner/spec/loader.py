@@ -8,16 +8,17 @@ path, so `validate` can report every problem at once.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from provisioner.spec import models
 from provisioner.spec.findings import Finding, SpecError, format_path
+from provisioner.spec.overlaps import overlap_findings
 from provisioner.spec.semantics import check_product
+from provisioner.spec.wording import translate
 from provisioner.spec.yamlsafe import MAX_FILE_BYTES, Document, YamlLimitError, read_documents
 
 SPEC_SUFFIXES = (".yaml", ".yml")
@@ -44,50 +45,16 @@ def _known_field_names() -> list[str]:
 _KNOWN_FIELDS = _known_field_names()
 
 
-def _resolve_loc(data: Any, loc: Sequence[str | int]) -> tuple[str | int, ...]:
-    """Keep the parts of a pydantic error location that exist in the document (drop union tags)."""
-    path: list[str | int] = []
-    current = data
-    for index, part in enumerate(loc):
-        in_dict = isinstance(current, dict) and part in current
-        in_list = isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current)
-        if in_dict or in_list:
-            current = current[part]
-            path.append(part)
-        elif isinstance(current, dict) and index == len(loc) - 1:
-            path.append(part)  # a missing field: named in the path, located at its parent
-    return tuple(path)
-
-
-def _message(error: Any, path: tuple[str | int, ...]) -> str:
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        name = str(path[-1]) if path else "?"
-        close = difflib.get_close_matches(name, _KNOWN_FIELDS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return f"unknown field {name!r}{hint}"
-    if kind == "missing":
-        return "required field is missing"
-    message = str(error["msg"])
-    for prefix in ("Value error, ", "Assertion failed, "):
-        if message.startswith(prefix):
-            message = message[len(prefix):]
-    return message
-
-
 def _validation_findings(file: str, document: Document, error: ValidationError) -> list[Finding]:
     findings: list[Finding] = []
-    seen: set[tuple[str, str]] = set()
-    for item in error.errors():
-        path = _resolve_loc(document.data, item["loc"])
-        message = _message(item, path)
-        key = (format_path(path), message)
-        if key in seen:
-            continue
-        seen.add(key)
-        at_key = item["type"] in ("extra_forbidden", "missing")
-        line, column = document.locate(path, at_key=at_key)
-        findings.append(Finding(file, line, column, format_path(path), message))
+    for worded in translate(document.data, error.errors()):
+        text = worded.message
+        if text == "unknown field":
+            name = str(worded.path[-1]) if worded.path else "?"
+            close = difflib.get_close_matches(name, _KNOWN_FIELDS, n=1)
+            text = f"unknown field {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+        line, column = document.locate(worded.path, at_key=worded.at_key)
+        findings.append(Finding(file, line, column, format_path(worded.path), text))
     return findings
 
 
@@ -115,19 +82,56 @@ def product_from_document(file: str, document: Document) -> tuple[models.DataPro
     return (None if findings else product), findings
 
 
-def load_text(text: str, file: str = "<string>") -> tuple[list[LoadedSpec], list[Finding]]:
-    """Load every document of one YAML text."""
-    specs: list[LoadedSpec] = []
-    findings: list[Finding] = []
+#: Files Kustomize reads: a folder Argo CD or Flux syncs holds one beside the specs.
+KUSTOMIZE_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+
+
+@dataclass(slots=True)
+class Scan:
+    """What reading spec files found: valid specs, findings (errors) and notes (what was skipped)."""
+
+    specs: list[LoadedSpec] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    notes: list[Finding] = field(default_factory=list)
+
+
+def _other_kind(document: Document) -> str | None:
+    """The kind of a document that is some other resource (not ours), or None: a document with
+    this project's apiVersion group or kind DataProduct is a spec, however broken."""
+    data = document.data
+    if not isinstance(data, dict):
+        return None
+    kind, api_version = data.get("kind"), data.get("apiVersion")
+    if not isinstance(kind, str) or kind == models.KIND:
+        return None
+    if isinstance(api_version, str) and api_version.split("/")[0] == models.API_VERSION.split("/")[0]:
+        return None
+    return kind
+
+
+def _scan_text(text: str, file: str, scan: Scan) -> None:
     try:
         for document in read_documents(text):
+            if document.data is None and not document.duplicate_keys:
+                continue  # an empty document (a trailing `---`) holds nothing to check
+            other = _other_kind(document)
+            if other is not None:
+                scan.notes.append(Finding(file, document.start_line, 1, "",
+                                          f"skipped: a {other}, not a DataProduct"))
+                continue
             product, problems = product_from_document(file, document)
-            findings.extend(problems)
+            scan.findings.extend(problems)
             if product is not None:
-                specs.append(LoadedSpec(product, file, document))
+                scan.specs.append(LoadedSpec(product, file, document))
     except YamlLimitError as error:
-        findings.append(Finding(file, error.line, error.column, "", error.message))
-    return specs, findings
+        scan.findings.append(Finding(file, error.line, error.column, "", error.message))
+
+
+def load_text(text: str, file: str = "<string>") -> tuple[list[LoadedSpec], list[Finding]]:
+    """Load every document of one YAML text (other kinds and empty documents are skipped)."""
+    scan = Scan()
+    _scan_text(text, file, scan)
+    return scan.specs, scan.findings
 
 
 def spec_files(paths: Iterable[Path]) -> tuple[list[Path], list[Finding]]:
@@ -136,7 +140,8 @@ def spec_files(paths: Iterable[Path]) -> tuple[list[Path], list[Finding]]:
     findings: list[Finding] = []
     for path in paths:
         if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*") if p.suffix in SPEC_SUFFIXES and p.is_file()))
+            files.extend(sorted(p for p in path.rglob("*")
+                                if (p.suffix in SPEC_SUFFIXES or p.name in KUSTOMIZE_FILES) and p.is_file()))
         elif path.is_file():
             files.append(path)
         else:
@@ -144,32 +149,49 @@ def spec_files(paths: Iterable[Path]) -> tuple[list[Path], list[Finding]]:
     return files, findings
 
 
-def load_paths(paths: Iterable[Path]) -> tuple[list[LoadedSpec], list[Finding]]:
-    """Load every spec under `paths`; names must be unique per namespace across all of them."""
+def scan_paths(paths: Iterable[Path]) -> Scan:
+    """Read every spec under `paths`: names must be unique per namespace across all of them, and
+    no two products may share a table, Redis keys or a dead-letter topic (`overlap_findings`)."""
     files, findings = spec_files(paths)
-    specs: list[LoadedSpec] = []
+    scan = Scan(findings=findings)
     for file in files:
+        if file.name in KUSTOMIZE_FILES:
+            scan.notes.append(Finding(str(file), 1, 1, "", "skipped: a Kustomize file, not a DataProduct"))
+            continue
         try:
             if file.stat().st_size > MAX_FILE_BYTES:
-                findings.append(Finding(str(file), 1, 1, "", f"file is larger than {MAX_FILE_BYTES // 1024} KiB"))
+                scan.findings.append(Finding(str(file), 1, 1, "", f"file is larger than {MAX_FILE_BYTES // 1024} KiB"))
                 continue
-            text = file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            findings.append(Finding(str(file), 1, 1, "", f"cannot read: {error}"))
+            raw = file.read_bytes()
+        except OSError as error:
+            scan.findings.append(Finding(str(file), 1, 1, "", f"cannot read: {error.strerror or error}"))
             continue
-        loaded, problems = load_text(text, str(file))
-        specs.extend(loaded)
-        findings.extend(problems)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            line = raw.count(b"\n", 0, error.start) + 1
+            column = error.start - (raw.rfind(b"\n", 0, error.start) + 1) + 1
+            scan.findings.append(Finding(str(file), line, column, "",
+                                         f"not UTF-8 text: byte 0x{raw[error.start]:02X} cannot start a character"))
+            continue
+        _scan_text(text, str(file), scan)
     seen: dict[tuple[str, str], LoadedSpec] = {}
-    for spec in specs:
+    for spec in scan.specs:
         ident = (spec.product.metadata.namespace, spec.product.name)
         if ident in seen:
             line, column = spec.document.locate(("metadata", "name"))
             first = seen[ident]
-            findings.append(Finding(spec.file, line, column, "metadata.name",
-                                    f"data product {ident[1]!r} is also defined in {first.file}"))
+            scan.findings.append(Finding(spec.file, line, column, "metadata.name",
+                                         f"data product {ident[1]!r} is also defined in {first.file}"))
         seen.setdefault(ident, spec)
-    return specs, findings
+    scan.findings.extend(overlap_findings(list(seen.values())))
+    return scan
+
+
+def load_paths(paths: Iterable[Path]) -> tuple[list[LoadedSpec], list[Finding]]:
+    """Load every spec under `paths` (see `scan_paths`); the notes are left out."""
+    scan = scan_paths(paths)
+    return scan.specs, scan.findings
 
 
 def load_products(paths: Iterable[Path]) -> list[LoadedSpec]:

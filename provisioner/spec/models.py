@@ -16,6 +16,9 @@ from pydantic.alias_generators import to_camel
 from provisioner.spec.durations import DURATION_PATTERN, parse_duration
 from provisioner.spec.names import (
     PRODUCT_NAME_MAX,
+    SECRET_KEY_PATTERN,
+    check_label_value,
+    check_qualified_name,
     check_rfc1123_label,
     check_sql_identifier,
     check_topic_name,
@@ -36,6 +39,8 @@ class _Model(BaseModel):
         populate_by_name=True,
         frozen=True,
         str_strip_whitespace=False,
+        # No coercion: `replicas: true` or `batchSize: "10"` is a mistake to report, not a 1 or a 10.
+        strict=True,
     )
 
 
@@ -74,15 +79,40 @@ def _start_from(value: str) -> str:
     if value in ("earliest", "latest"):
         return value
     try:
-        parse_rfc3339(value)
+        instant = parse_rfc3339(value)
     except ValueError:
         raise ValueError(f"{value!r} is not earliest, latest or an RFC 3339 timestamp (2026-01-31T00:00:00Z)") from None
+    if instant.timestamp() < 0:
+        # Kafka's timestamps start at the Unix epoch; a negative one asks the broker for something else
+        # (-1 means latest, -2 earliest), so an instant before it is refused rather than misread.
+        raise ValueError(f"{value!r} is before 1970-01-01T00:00:00Z, where Kafka's timestamps start: use earliest")
     return value
 
 
 def _key_prefix(value: str) -> str:
     if value.startswith("\uffff"):
         raise ValueError("a key prefix must not start with U+FFFF: keys under it are versions being rebuilt")
+    return value
+
+
+def _qualified_name(value: str) -> str:
+    check_qualified_name(value)
+    return value
+
+
+def _label_value(value: str) -> str:
+    check_label_value(value)
+    return value
+
+
+MAX_ANNOTATIONS_BYTES = 256 * 1024  # the API server's limit on all of an object's annotations together
+
+
+def _annotations(value: dict[str, str]) -> dict[str, str]:
+    size = sum(len(k.encode("utf-8", "surrogatepass")) + len(v.encode("utf-8", "surrogatepass"))
+               for k, v in value.items())
+    if size > MAX_ANNOTATIONS_BYTES:
+        raise ValueError(f"annotations total {size} bytes, more than Kubernetes' {MAX_ANNOTATIONS_BYTES // 1024} KiB")
     return value
 
 
@@ -99,6 +129,8 @@ PositiveDuration = Annotated[str, Field(pattern=DURATION_PATTERN), AfterValidato
 TopicName = Annotated[str, AfterValidator(_topic)]
 SqlIdentifier = Annotated[str, AfterValidator(_sql_identifier)]
 Expression = Annotated[str, Field(min_length=1, max_length=4096)]
+LabelKey = Annotated[str, AfterValidator(_qualified_name)]
+LabelValue = Annotated[str, AfterValidator(_label_value)]
 ColumnType = Literal[
     "text",
     "integer",
@@ -121,8 +153,9 @@ class Metadata(_Model):
         description="The product's name: an RFC 1123 label of at most 40 characters.")]
     namespace: Annotated[str, AfterValidator(_namespace), Field(
         description="The namespace the product and its objects live in.")] = "default"
-    labels: dict[str, str] = Field(default_factory=dict, description="Labels of the product.")
-    annotations: dict[str, str] = Field(default_factory=dict, description="Annotations of the product.")
+    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict, description="Labels of the product.")
+    annotations: Annotated[dict[LabelKey, str], AfterValidator(_annotations)] = Field(
+        default_factory=dict, description="Annotations of the product.")
 
 
 class Owner(_Model):
@@ -153,7 +186,7 @@ class SecretRef(_Model):
     """A key of a Kubernetes Secret in the product's namespace."""
 
     name: Annotated[str, AfterValidator(_namespace), Field(description="The Secret's name.")]
-    key: Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$",
+    key: Annotated[str, Field(min_length=1, max_length=253, pattern=SECRET_KEY_PATTERN,
                               description="The key whose value is the store's URL.")]
 
 

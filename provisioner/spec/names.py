@@ -10,6 +10,11 @@ SQL_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 RESERVED_APPEND_COLUMNS = ("_op", "_partition", "_offset", "_timestamp")
+SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"  # noqa: S105 (the form of a key name, not a secret)
+# Kubernetes' qualified names (label and annotation keys) and label values, as the API server checks them.
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 POSITIONS_TABLE = "_provisioner_positions"
 VERSIONS_TABLE = "_provisioner_versions"
 
@@ -46,3 +51,25 @@ def quote_identifier(name: str) -> str:
     """Double-quote a validated SQL identifier (validation first: never quote unchecked text)."""
     check_sql_identifier(name)
     return f'"{name}"'
+
+
+def check_qualified_name(key: str) -> None:
+    """Raise ValueError unless `key` is a Kubernetes label or annotation key: an optional DNS
+    subdomain prefix (at most 253 characters) and '/', then a name of at most 63 characters of
+    letters, digits, '-', '_' and '.', starting and ending with a letter or digit."""
+    prefix, slash, name = key.rpartition("/")
+    if slash and (not prefix or len(prefix) > 253 or not DNS_SUBDOMAIN.match(prefix)):
+        raise ValueError(f"the prefix {prefix!r} of key {key!r} is not a DNS subdomain: lowercase letters, "
+                             "digits, '-' and '.', at most 253 characters")
+    if not name or len(name) > 63 or not QUALIFIED_NAME.match(name):
+        raise ValueError(f"key {key!r} is not a Kubernetes qualified name: at most 63 characters of letters, "
+                         "digits, '-', '_' and '.', starting and ending with a letter or digit "
+                         "(optionally after a DNS prefix and '/')")
+
+
+def check_label_value(value: str) -> None:
+    """Raise ValueError unless `value` is a Kubernetes label value (empty, or at most 63 characters
+    of letters, digits, '-', '_' and '.', starting and ending with a letter or digit)."""
+    if len(value) > 63 or not LABEL_VALUE.match(value):
+        raise ValueError(f"label value {value!r} is not valid in Kubernetes: at most 63 characters of letters, "
+                         "digits, '-', '_' and '.', starting and ending with a letter or digit")

@@ -74,6 +74,28 @@ def _fields_and_key(product: DataProduct) -> Iterator[Problem]:
             yield Problem(("spec", "key"), "key names a field more than once")
 
 
+#: URL schemes each store kind's client takes (redis-py: redis, rediss, unix; libpq: postgresql,
+#: postgres, or a `key=value` connection string without a scheme).
+URL_SCHEMES = {"redis": ("redis", "rediss", "unix"), "postgres": ("postgresql", "postgres")}
+
+
+def _connection_url(path: Path, kind: str, url: str) -> Iterator[Problem]:
+    """A literal URL's scheme must be the store's kind (a `${VAR}` scheme is known only at run time).
+    Only the scheme is named: the rest of a URL may hold a password."""
+    scheme, separator, _ = url.partition("://")
+    if "${" in scheme:
+        return
+    schemes = URL_SCHEMES[kind]
+    if separator and scheme.lower() in schemes:
+        return
+    if not separator and kind == "postgres" and "=" in url:
+        return  # a libpq connection string (host=... dbname=...)
+    *first, last = [f"{s}://" for s in schemes]
+    accepted = f"{', '.join(first)} or {last}"
+    got = f"a {scheme}:// URL" if separator and scheme.isalnum() else "a value without a scheme"
+    yield Problem(path, f"a {kind} store needs a {accepted} URL, got {got}")
+
+
 def _stores(product: DataProduct) -> Iterator[Problem]:
     spec = product.spec
     fields = product.fields
@@ -84,6 +106,8 @@ def _stores(product: DataProduct) -> Iterator[Problem]:
         if store.name in seen:
             yield Problem((*base, "name"), f"store name {store.name!r} is used twice in this product")
         seen.add(store.name)
+        if store.connection is not None and store.connection.url is not None:
+            yield from _connection_url((*base, store.kind, "connection", "url"), store.kind, store.connection.url)
         if store.postgres is None:
             continue
         pg = store.postgres

@@ -149,6 +149,31 @@ def _collect(
             _collect(value_node, (*path, key), here, positions, duplicates)
 
 
+# What PyYAML's constructors raise for a scalar their tag cannot read (`!!bool x` is a KeyError,
+# `!!timestamp x` an AttributeError): input errors, not bugs.
+_UNREADABLE = (ValueError, TypeError, OverflowError, LookupError, AttributeError)
+
+
+def _unreadable(node: Node) -> tuple[str, int, int]:
+    """The first scalar its tag cannot construct, and where it is (1-based)."""
+    probe = yaml.SafeLoader("")
+    pending = [node]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, ScalarNode):
+            try:
+                probe.construct_object(current)
+            except (*_UNREADABLE, yaml.YAMLError):
+                tag = current.tag.replace("tag:yaml.org,2002:", "!!")
+                text = current.value if len(current.value) <= 40 else current.value[:37] + "..."
+                return f"{text!r} cannot be read as {tag}", current.start_mark.line + 1, current.start_mark.column + 1
+        elif isinstance(current, SequenceNode):
+            pending.extend(reversed(current.value))
+        elif isinstance(current, MappingNode):
+            pending.extend(reversed([part for pair in current.value for part in pair]))
+    return "a value cannot be read as its tag says", node.start_mark.line + 1, node.start_mark.column + 1
+
+
 def read_documents(text: str) -> Iterator[Document]:
     """Yield each non-empty document of `text`; raises YamlLimitError on bad or hostile input."""
     if len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
@@ -165,7 +190,11 @@ def read_documents(text: str) -> Iterator[Document]:
             positions: dict[Path, Position] = {}
             duplicates: list[tuple[Path, Position]] = []
             _collect(node, (), (node.start_mark.line + 1, 1), positions, duplicates)
-            data = loader.construct_document(node)
+            try:
+                data = loader.construct_document(node)
+            except _UNREADABLE:  # a tagged scalar its tag cannot read (`!!int x`, `!!bool owner`)
+                message, line, column = _unreadable(node)
+                raise YamlLimitError(f"invalid YAML: {message}", line, column) from None
             yield Document(index, data, positions, node.start_mark.line + 1, duplicates)
             index += 1
     except yaml.MarkedYAMLError as error:
