@@ -77,7 +77,8 @@ def test_admission_names_the_objects_another_product_renders() -> None:
     assert validation_message(body) is None
 
 
-TWO_STORES = SPEC.format(name="p", store="s", namespace="shop") + "    - name: s-consumer-egress\n      redis: {}\n"
+TWO_STORES = (SPEC.format(name="p", store="s", namespace="shop")
+              + "    - name: s-consumer-egress\n      redis: {keyPrefix: \"other:\"}\n")  # keys apart: only names clash
 
 
 def test_a_products_own_stores_whose_names_clash_are_refused_everywhere(tmp_path: Path) -> None:
