@@ -138,8 +138,16 @@ def _floating(kind: str) -> Clause:
             return f"{float(value):.{precision}{kind}}"
         if t is float:
             return _special(value) or f"{value:.{precision}{kind}}"
+        if t is str:  # as cel-cpp: the three strings CEL's double() reads without digits
+            if value in _SPECIAL_STRINGS:
+                return str(value)
+            raise EvaluationError('error during formatting: only "NaN", "Infinity", and "-Infinity" are '
+                                  f"supported for conversion to double, was given string {value[:40]!r}")
         raise _fail(kind, value)
     return clause
+
+
+_SPECIAL_STRINGS = frozenset({"NaN", "Infinity", "-Infinity"})
 
 
 def _binary(value: Any, precision: int) -> str:

@@ -284,3 +284,10 @@ def _format_cases(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
 def test_format_agrees(case: tuple[str, dict[str, Any]]) -> None:
     source, event = case
     assert_agrees(source, event)
+
+
+@pytest.mark.parametrize("clause", ["f", "e", "d"])
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "nan", "1.5"])
+def test_number_clauses_on_strings_agree(clause: str, value: str) -> None:
+    """`%f` and `%e` take the three strings double() reads without digits; `%d` takes none."""
+    assert_agrees(f"'%{clause}'.format([event.v])", {"v": value})
