@@ -13,6 +13,7 @@ apply the batch.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -64,11 +65,16 @@ _INT8: Final = (-(2**63), 2**63 - 1)
 _DELETE_FLAG: Final = "_provisioner_delete"
 
 
+log = logging.getLogger(__name__)
+
 IDLE_IN_TRANSACTION_MS = 15_000
 # One statement of one batch (a COPY of at most batchSize rows, one upsert) takes milliseconds; one
-# still running after this long is a client paused mid-COPY, holding its positions' row locks.
+# still running after this long is stuck (a server waiting on a paused client is ended otherwise).
 STATEMENT_TIMEOUT_MS = 30_000
 LOCK_TIMEOUT_MS = 5_000
+# A session of the same consumer group inside a transaction and waiting on its client this long
+# after a lock timeout is a paused zombie: ended (see `_end_stuck_sessions`).
+STUCK_SESSION_MS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +247,12 @@ class PostgresStore:
                 "WHERE consumer = %s FOR KEY SHARE"
             ),
             "forget_positions": f"DELETE FROM {positions} WHERE consumer = %s",  # noqa: S608
+            "end_stuck": (
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s "
+                "AND pid <> pg_backend_pid() AND wait_event = 'ClientRead' "
+                "AND state IN ('active', 'idle in transaction', 'idle in transaction (aborted)') "
+                "AND xact_start < now() - make_interval(secs => %s)"
+            ),
             "inspect": f"SELECT * FROM {table} ORDER BY {pk} LIMIT %s",  # noqa: S608
             "count": f"SELECT count(*) FROM {table}",  # noqa: S608
         }
@@ -269,7 +281,8 @@ class PostgresStore:
             # that took its partitions over is not blocked forever. That one waits for a lock at
             # most a few seconds, then backs off and retries, so its Kafka session stays alive.
             # Paused between statements, the idle timeout ends it; paused mid-COPY (the server
-            # waiting for the rest of the rows), the statement timeout cancels the COPY first.
+            # waiting for the rest of the rows, when it processes no timeout), the consumer it
+            # blocks ends it (`_end_stuck_sessions`).
             connection.execute(f"SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_MS}")
             connection.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
             connection.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS}")
@@ -481,8 +494,28 @@ class PostgresStore:
                     self._write(connection, prepared)
         except (PositionConflict, VersionMoved):
             raise
+        except errors.LockNotAvailable as error:
+            self._end_stuck_sessions(connection)
+            raise self._failed("applying a batch failed", error) from None
         except psycopg.Error as error:
             raise self._failed("applying a batch failed", error) from None
+
+    def _end_stuck_sessions(self, connection: psycopg.Connection[Any]) -> None:
+        """After a lock timeout: end the sessions of this consumer group that have waited on their
+        client inside a transaction for longer than any batch takes. That is a paused consumer (a
+        zombie: SIGSTOP, a frozen VM) holding its positions' row locks; paused mid-COPY, the server
+        processes neither its statement timeout nor its idle timeout while it waits for the rest
+        of the rows. Ending it is safe: its batch rolls back, and its next one is fenced."""
+        try:
+            ended = connection.execute(self._sql["end_stuck"], (f"provisioner {self._consumer}"[:63],
+                                                                STUCK_SESSION_MS / 1000)).fetchall()
+        except psycopg.Error as error:  # not allowed (another role's sessions): the timeouts remain
+            log.debug("postgres: cannot end stuck sessions: %s", type(error).__name__)
+            return
+        if ended:
+            log.warning("postgres: ended %d session(s) of %s stuck on their client mid-transaction for "
+                        "over %d s (a paused consumer holding its positions)", len(ended), self._consumer,
+                        STUCK_SESSION_MS // 1000)
 
     def _check_version(self, connection: psycopg.Connection[Any], fence: VersionFence) -> None:
         """The version fence, first in the transaction. FOR KEY SHARE conflicts only with FOR UPDATE,

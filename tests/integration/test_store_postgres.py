@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -261,6 +262,45 @@ def test_a_frozen_transaction_holding_the_positions_blocks_nobody_for_long(postg
     apply(store, [upsert(10, "live")], {0: 10}, {0: 11})
     assert store.read_positions() == {0: 11}
     store.close()
+
+
+def test_a_zombie_paused_mid_copy_is_ended_by_the_consumer_it_blocks(postgres_server, sql, monkeypatch):
+    """Paused mid-COPY, a session holds its positions' row locks and the server waits for its rows,
+    processing neither statement nor idle timeout: the consumer it blocks ends it after a lock
+    timeout (same consumer group, waiting on its client inside a transaction), then commits."""
+    import provisioner.stores.postgres as postgres_store
+
+    monkeypatch.setattr(postgres_store, "STUCK_SESSION_MS", 1000)
+    store = make_store(postgres_server.url, "pg-midcopy")
+    apply(store, [], {0: None}, {0: 10})
+    consumer = "provisioner.default.pg-midcopy.db"
+    zombie = psycopg.connect(postgres_server.url, application_name=f"provisioner {consumer}")
+    other = psycopg.connect(postgres_server.url, application_name="someone else")
+    try:
+        zombie.execute("UPDATE _provisioner_positions SET next_offset = next_offset WHERE consumer = %s",
+                       (consumer,))
+        cursor = zombie.cursor()  # kept: dropping it would end the COPY with an error, and the locks
+        copy = cursor.copy("COPY pg_midcopy FROM STDIN")
+        copy.__enter__()  # then frozen: no rows, no end
+        other.execute("UPDATE _provisioner_positions SET next_offset = next_offset WHERE consumer = %s "
+                      "AND false", (consumer,))  # another role's style of session, idle in a transaction
+        time.sleep(1.5)
+        with pytest.raises(StoreError, match="lock timeout"):
+            apply(store, [upsert(10, "live")], {0: 10}, {0: 11})
+        deadline = time.monotonic() + 10
+        while sql("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", zombie.info.backend_pid) != [(0,)]:
+            assert time.monotonic() < deadline, "the zombie's session is still there"
+            time.sleep(0.1)
+        # Only the zombie: a session of another application is left alone.
+        assert sql("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", other.info.backend_pid) == [(1,)]
+        apply(store, [upsert(10, "live")], {0: 10}, {0: 11})
+        assert store.read_positions() == {0: 11}
+        assert sql("SELECT id FROM pg_midcopy") == [("live",)]
+    finally:
+        for connection in (zombie, other):
+            with contextlib.suppress(psycopg.Error):
+                connection.close()
+        store.close()
 
 
 def test_a_paused_session_is_ended_by_the_server(postgres_server):
