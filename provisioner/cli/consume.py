@@ -37,6 +37,7 @@ from typing import Any
 
 import typer
 
+from provisioner import logs
 from provisioner.cli.options import BOOTSTRAP_OPTION, KAFKA_CONFIG_OPTION, STATE_DIR_OPTION, kafka_connection
 from provisioner.cli.output import fail
 from provisioner.runtime.connection import mask_url, store_url
@@ -139,9 +140,7 @@ def consume(
     log_level: str = typer.Option("INFO", "--log-level", envvar="PROVISIONER_LOG_LEVEL"),
 ) -> None:
     """Hydrate one store from Kafka, effectively once, until SIGTERM or Ctrl-C."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("kafka").setLevel(logging.WARNING)
-    logging.getLogger("provisioner.stream.librdkafka").setLevel(logging.WARNING)
+    logs.configure(log_level)
     chosen = select_product(spec, product)
     if until:
         try:

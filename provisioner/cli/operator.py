@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
 import typer
 
+from provisioner import logs
 from provisioner.cli.options import KAFKA_CONFIG_OPTION
 from provisioner.cli.output import fail
 from provisioner.kube.reconcile import Settings
@@ -59,9 +59,7 @@ def operator(
     from provisioner.operator import OperatorConfig, run
     from provisioner.operator.webhook import WebhookConfig
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("kafka", "kopf", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logs.configure(log_level)
     if webhook_service is not None and "/" not in webhook_service:
         fail("--webhook-service is NAMESPACE/NAME")
     if "." not in webhook_configuration:
