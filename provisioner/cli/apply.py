@@ -1,8 +1,7 @@
 """`provisioner apply PATH... [--wait]`: server-side apply DataProducts to a cluster (field manager
 `provisioner`); with `--wait`, follow each product's conditions until it is Ready.
 
-The options every cluster command shares (`--kubeconfig`, `--context`, `--namespace`) live here;
-the work is in `provisioner.kube.products`.
+The work is in `provisioner.kube.products`.
 """
 
 from __future__ import annotations
@@ -15,23 +14,12 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
+from provisioner.cli.options import CONTEXT_OPTION, KUBECONFIG_OPTION, NAMESPACE_OPTION, connect
 from provisioner.cli.output import OUTPUT_OPTION, OutputFormat, console, fail, print_json
-from provisioner.kube.client import KubeClient
 from provisioner.kube.products import ProductSummary, apply_resources, resource, wait_ready
 from provisioner.spec.loader import load_products
 
-KUBECONFIG_OPTION = typer.Option(None, "--kubeconfig", envvar="KUBECONFIG",
-                                 help="Default: ~/.kube/config, else the Pod's service account.")
-CONTEXT_OPTION = typer.Option(None, "--context", help="The kubeconfig context to use.")
-NAMESPACE_OPTION = typer.Option(None, "--namespace", "-n",
-                                help="Namespace of products whose spec names none (default: the context's).")
 _STYLE = {"True": "green", "False": "red"}
-
-
-def connect(kubeconfig: Path | None, context: str | None, namespace: str | None) -> tuple[KubeClient, str]:
-    """A client for the kubeconfig and context, and the namespace to use."""
-    client = KubeClient.from_kubeconfig(kubeconfig, context)
-    return client, namespace or client.namespace
 
 
 def progress_table(summaries: dict[tuple[str, str], ProductSummary | None]) -> Table:

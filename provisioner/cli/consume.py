@@ -38,14 +38,19 @@ from typing import Any
 import typer
 
 from provisioner import logs
-from provisioner.cli.options import BOOTSTRAP_OPTION, KAFKA_CONFIG_OPTION, STATE_DIR_OPTION, kafka_connection
+from provisioner.cli.options import (
+    BOOTSTRAP_OPTION,
+    KAFKA_CONFIG_OPTION,
+    STATE_DIR_OPTION,
+    kafka_connection,
+    until_option,
+)
 from provisioner.cli.output import fail
 from provisioner.runtime.connection import mask_url, store_url
 from provisioner.runtime.metrics import DEFAULT_STALL_AFTER, ConsumerMetrics
 from provisioner.runtime.rebuild import StoreRunner, with_overrides
 from provisioner.spec.loader import load_products
 from provisioner.spec.models import DataProduct
-from provisioner.spec.timestamps import parse_rfc3339
 from provisioner.stream.client import CONFLUENT, DEFAULT_KAFKA_CLIENT, KAFKA_CLIENT_ENV, KAFKA_PYTHON
 
 _KAFKA_ENV_SETTINGS = {
@@ -130,9 +135,9 @@ def consume(
                                       min=0.001, show_envvar=True,
                                       help="/healthz answers 503 once the consume loop has not completed an "
                                            "iteration for this many seconds."),
-    until: str | None = typer.Option(None, "--until", envvar="PROVISIONER_UNTIL",
-                                     help="Hold the state as of this RFC 3339 instant and stop following "
-                                          "(sets source.until for this run; a change rebuilds the store)."),
+    until: str | None = until_option("Hold the state as of this RFC 3339 instant and stop following "
+                                     "(sets source.until for this run; a change rebuilds the store).",
+                                     envvar="PROVISIONER_UNTIL"),
     kafka_client: KafkaClient = typer.Option(
         KafkaClient(DEFAULT_KAFKA_CLIENT), "--kafka-client", envvar=KAFKA_CLIENT_ENV, show_envvar=True,
         help="The Kafka client: confluent (librdkafka, fastest) or kafka-python (pure Python)."),
@@ -143,10 +148,6 @@ def consume(
     logs.configure(log_level)
     chosen = select_product(spec, product)
     if until:
-        try:
-            parse_rfc3339(until)
-        except ValueError as error:
-            fail(f"--until: {error}")
         chosen = with_overrides(chosen, until=until)
     try:
         store_spec = chosen.store(store)

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from provisioner.cli.apply import CONTEXT_OPTION, KUBECONFIG_OPTION, NAMESPACE_OPTION, connect
+from provisioner.cli.options import CONTEXT_OPTION, KUBECONFIG_OPTION, NAMESPACE_OPTION, connect
 from provisioner.cli.output import console, fail
 from provisioner.kube.products import wait_deleted
 

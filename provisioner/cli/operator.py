@@ -2,34 +2,36 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
 
 from provisioner import logs
-from provisioner.cli.options import KAFKA_CONFIG_OPTION
+from provisioner.cli.options import (
+    CONTEXT_OPTION,
+    KAFKA_CONFIG_OPTION,
+    KUBECONFIG_OPTION,
+    STORAGE_SIZE_OPTION,
+    environment_key,
+    image_option,
+    platform_bootstrap_option,
+)
 from provisioner.cli.output import fail
 from provisioner.kube.reconcile import Settings
 from provisioner.kube.render import DEFAULT_IMAGE, DEFAULT_POSTGRES_IMAGE, DEFAULT_REDIS_IMAGE
-
-KEY_ENV = "PROVISIONER_CREDENTIALS_KEY"
 
 
 def operator(
     namespaces: list[str] = typer.Option([], "--namespace", "-n", help="Watch this namespace (repeatable)."),
     all_namespaces: bool = typer.Option(False, "--all-namespaces", "-A", help="Watch every namespace (default)."),
-    kafka_bootstrap: str = typer.Option(..., "--kafka-bootstrap", envvar="PROVISIONER_KAFKA_BOOTSTRAP",
-                                        help="The platform's Kafka bootstrap servers."),
+    kafka_bootstrap: str = platform_bootstrap_option(..., "The platform's Kafka bootstrap servers."),
     kafka_config: Path | None = KAFKA_CONFIG_OPTION,
-    image: str = typer.Option(DEFAULT_IMAGE, "--image", envvar="PROVISIONER_IMAGE",
-                              help="The provisioner image the consumers run."),
-    redis_image: str = typer.Option(DEFAULT_REDIS_IMAGE, "--redis-image", envvar="PROVISIONER_REDIS_IMAGE"),
-    postgres_image: str = typer.Option(DEFAULT_POSTGRES_IMAGE, "--postgres-image", envvar="PROVISIONER_POSTGRES_IMAGE"),
-    storage_size: str = typer.Option("1Gi", "--storage-size", envvar="PROVISIONER_STORAGE_SIZE"),
-    kubeconfig: Path | None = typer.Option(None, "--kubeconfig", envvar="KUBECONFIG",
-                                           help="Default: ~/.kube/config, else the Pod's service account."),
-    context: str | None = typer.Option(None, "--context", help="The kubeconfig context to use."),
+    image: str = image_option("consumer", DEFAULT_IMAGE),
+    redis_image: str = image_option("redis", DEFAULT_REDIS_IMAGE),
+    postgres_image: str = image_option("postgres", DEFAULT_POSTGRES_IMAGE),
+    storage_size: str = STORAGE_SIZE_OPTION,
+    kubeconfig: Path | None = KUBECONFIG_OPTION,
+    context: str | None = CONTEXT_OPTION,
     workers: int = typer.Option(8, "--workers", min=1, help="Products reconciled at once."),
     resync: float = typer.Option(30.0, "--resync", min=0.2,
                                  help="Seconds between status refreshes of every product (writes only on change)."),
@@ -66,11 +68,8 @@ def operator(
         fail("--webhook-configuration must be a domain name such as provisioner.dev (webhook names derive from it)")
     if namespaces and all_namespaces:
         fail("--namespace and --all-namespaces exclude each other")
-    key = os.environ.get(KEY_ENV, "")
-    if key and len(key.encode()) < 16:
-        fail(f"{KEY_ENV} must be at least 16 characters")
     settings = Settings(
-        kafka_bootstrap=kafka_bootstrap, credentials_key=key.encode() if key else None, image=image,
+        kafka_bootstrap=kafka_bootstrap, credentials_key=environment_key(), image=image,
         redis_image=redis_image, postgres_image=postgres_image, storage_size=storage_size,
         operator_namespace=lease_namespace,
     )

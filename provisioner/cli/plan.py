@@ -8,26 +8,26 @@ whether the spec change applies in place or rebuilds the store. Nothing is writt
 
 from __future__ import annotations
 
-import os
-from enum import StrEnum
 from pathlib import Path
 
 import typer
 from rich.markup import escape
 
-from provisioner.cli.apply import CONTEXT_OPTION, KUBECONFIG_OPTION, NAMESPACE_OPTION, connect
-from provisioner.cli.options import STATE_DIR_OPTION
+from provisioner.cli.options import (
+    CONTEXT_OPTION,
+    KUBECONFIG_OPTION,
+    NAMESPACE_OPTION,
+    STATE_DIR_OPTION,
+    TARGET_OPTION,
+    Target,
+    connect,
+    environment_key,
+    platform_bootstrap_option,
+)
 from provisioner.cli.output import OUTPUT_OPTION, OutputFormat, console, print_json
 from provisioner.kube.products import ProductPlan, operator_settings, plan, resource
 from provisioner.spec.loader import load_products
 
-
-class Target(StrEnum):
-    local = "local"
-    k8s = "k8s"
-
-
-TARGET_OPTION = typer.Option(Target.local, "--target", help="local (provisioner up) or k8s (a cluster).")
 _ACTION_STYLE = {"create": "green", "change": "yellow", "delete": "red", "unchanged": "dim", "derived": "dim"}
 _STORE_STYLE = {"new": "green", "rebuild": "bold red", "in place": "yellow", "removed": "red", "unchanged": "dim"}
 
@@ -70,9 +70,8 @@ def plan_k8s(paths: list[Path], kubeconfig: Path | None, context: str | None, na
     specs = load_products(paths)
     client, default_namespace = connect(kubeconfig, context, namespace)
     try:
-        key = os.environ.get("PROVISIONER_CREDENTIALS_KEY", "")
         settings = operator_settings(client, operator_namespace, kafka_bootstrap=kafka_bootstrap,
-                                     credentials_key=key.encode() if key else None)
+                                     credentials_key=environment_key())
         plans = plan(client, [resource(s, default_namespace) for s in specs], settings)
     finally:
         client.close()
@@ -90,8 +89,8 @@ def plan_command(
     namespace: str | None = NAMESPACE_OPTION,
     operator_namespace: str = typer.Option("provisioner-system", "--operator-namespace",
                                            help="Where the operator's settings (its ConfigMap) are."),
-    kafka_bootstrap: str | None = typer.Option(None, "--kafka-bootstrap", envvar="PROVISIONER_KAFKA_BOOTSTRAP",
-                                               help="Default: the operator's ConfigMap."),
+    kafka_bootstrap: str | None = platform_bootstrap_option(
+        None, "Kafka bootstrap servers (default: the operator's ConfigMap with --target k8s, else the dev broker)."),
     output: OutputFormat = OUTPUT_OPTION,
     state_dir: Path = STATE_DIR_OPTION,
 ) -> None:

@@ -22,6 +22,13 @@ from typing import Any
 import typer
 from rich.markup import escape
 
+from provisioner.cli.options import (
+    KEY_ENV,
+    STORAGE_SIZE_OPTION,
+    environment_key,
+    image_option,
+    platform_bootstrap_option,
+)
 from provisioner.cli.output import err_console, fail
 from provisioner.files import file_lock, write_atomically
 from provisioner.kube import render as kube_render
@@ -39,7 +46,6 @@ from provisioner.spec.findings import Finding, SpecError
 from provisioner.spec.loader import LoadedSpec, load_products
 from provisioner.spec.names import check_rfc1123_label
 
-KEY_ENV = "PROVISIONER_CREDENTIALS_KEY"
 FORMATS = ("yaml", "json")
 _VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -47,11 +53,9 @@ _VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 def _credentials_key(key_file: Path) -> bytes:
     """The key managed stores' passwords derive from: the environment's, else the key file's
     (created with a random key, readable by its owner only, on first use)."""
-    configured = os.environ.get(KEY_ENV)
-    if configured:
-        if len(configured.encode()) < 16:
-            fail(f"{KEY_ENV} must be at least 16 characters")
-        return configured.encode()
+    configured = environment_key()
+    if configured is not None:
+        return configured
     with file_lock(key_file.with_name(key_file.name + ".lock")):
         if not key_file.exists():
             write_atomically(key_file, new_key().hex() + "\n")
@@ -68,13 +72,11 @@ def render(
                                            help="Write <namespace>/<product>.<format> files here (default: stdout)."),
     output: str = typer.Option("yaml", "--output", "-o", help="yaml (multi-document) or json (a v1 List)."),
     namespace: str | None = typer.Option(None, "--namespace", help="Put every object here (default: each spec's)."),
-    kafka_bootstrap: str = typer.Option(..., "--kafka-bootstrap", envvar="PROVISIONER_KAFKA_BOOTSTRAP",
-                                        help="The platform's Kafka bootstrap servers, for the consumers."),
-    image: str = typer.Option(DEFAULT_IMAGE, "--image", help="The provisioner image the consumers run."),
-    redis_image: str = typer.Option(DEFAULT_REDIS_IMAGE, "--redis-image", help="Image of managed Redis stores."),
-    postgres_image: str = typer.Option(DEFAULT_POSTGRES_IMAGE, "--postgres-image",
-                                       help="Image of managed Postgres stores."),
-    storage_size: str = typer.Option("1Gi", "--storage-size", help="Volume size of each managed store."),
+    kafka_bootstrap: str = platform_bootstrap_option(..., "The platform's Kafka bootstrap servers, for the consumers."),
+    image: str = image_option("consumer", DEFAULT_IMAGE),
+    redis_image: str = image_option("redis", DEFAULT_REDIS_IMAGE),
+    postgres_image: str = image_option("postgres", DEFAULT_POSTGRES_IMAGE),
+    storage_size: str = STORAGE_SIZE_OPTION,
     with_secrets: bool = typer.Option(False, "--with-secrets",
                                       help="Also render Secrets: managed stores' credentials, connection URLs."),
     env: list[str] = typer.Option([], "--env", metavar="NAME",

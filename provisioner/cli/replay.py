@@ -16,20 +16,9 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from provisioner.cli.options import STATE_DIR_OPTION
-from provisioner.cli.output import console, fail
+from provisioner.cli.options import START_FROM_OPTION, STATE_DIR_OPTION, until_option
+from provisioner.cli.output import console
 from provisioner.local.session import LocalSession
-from provisioner.spec.timestamps import parse_rfc3339
-
-
-def _check_from(value: str) -> str:
-    if value not in ("earliest", "latest"):
-        try:
-            parse_rfc3339(value)
-        except ValueError:
-            fail(f"--from {value!r} is not earliest, latest or an RFC 3339 timestamp with a time zone "
-                 "(e.g. 2026-01-31T00:00:00Z)")
-    return value
 
 
 def _say(line: str) -> None:
@@ -39,19 +28,12 @@ def _say(line: str) -> None:
 def replay(
     name: str = typer.Argument(..., help="The data product's name."),
     store: str = typer.Option(..., "--store", help="Which of its stores to rebuild."),
-    start_from: str = typer.Option("earliest", "--from", help="earliest, latest or an RFC 3339 timestamp."),
+    start_from: str = START_FROM_OPTION,
     state_dir: Path = STATE_DIR_OPTION,
-    until: str | None = typer.Option(None, "--until", help="Build the state as of this RFC 3339 instant "
-                                                              "(held while the consumer runs)."),
+    until: str | None = until_option("Build the state as of this RFC 3339 instant (held while the consumer runs)."),
     timeout: float | None = typer.Option(None, "--timeout", help="Give up hydrating after N seconds."),
 ) -> None:
     """Rebuild one store from the source topic, from --from on, beside the live one."""
-    start_from = _check_from(start_from)
-    if until is not None:
-        try:
-            parse_rfc3339(until)
-        except ValueError as error:
-            fail(f"--until: {error}")
     session = LocalSession.open(state_dir)
     target = session.target(name, store)
     supervised = session.supervisor_running

@@ -15,7 +15,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from provisioner.cli.options import STATE_DIR_OPTION
+from provisioner.cli.options import CONTEXT_OPTION, KUBECONFIG_OPTION, STATE_DIR_OPTION, TARGET_OPTION, Target, connect
 from provisioner.cli.output import OUTPUT_OPTION, OutputFormat, console, fail, print_json
 from provisioner.local.session import LocalSession
 from provisioner.runtime.progress import StoreView
@@ -80,19 +80,17 @@ def status(
     name: str | None = typer.Argument(None, help="A data product's name (default: every one `up` started)."),
     state_dir: Path = STATE_DIR_OPTION,
     output: OutputFormat = OUTPUT_OPTION,
-    target: str = typer.Option("local", "--target", help="local (provisioner up) or k8s (a cluster's DataProducts)."),
-    kubeconfig: Path | None = typer.Option(None, "--kubeconfig", envvar="KUBECONFIG", help="With --target k8s."),
-    context: str | None = typer.Option(None, "--context", help="With --target k8s: the kubeconfig context."),
+    target: Target = TARGET_OPTION,
+    kubeconfig: Path | None = KUBECONFIG_OPTION,
+    context: str | None = CONTEXT_OPTION,
     namespace: str | None = typer.Option(None, "--namespace", "-n",
                                          help="With --target k8s (default: the context's namespace)."),
     all_namespaces: bool = typer.Option(False, "--all-namespaces", "-A", help="With --target k8s."),
 ) -> None:
     """Show each store's state, position, lag, counts, freshness and last error."""
-    if target == "k8s":
+    if target is Target.k8s:
         status_k8s(name, kubeconfig, context, None if all_namespaces else namespace, all_namespaces, output)
         return
-    if target != "local":
-        raise typer.BadParameter("local or k8s", param_hint="--target")
     session = LocalSession.open(state_dir)
     collected = session.views(session.targets(name))
     registry = session.registry
@@ -117,7 +115,6 @@ def status(
 def status_k8s(name: str | None, kubeconfig: Path | None, context: str | None, namespace: str | None,
                all_namespaces: bool, output: OutputFormat) -> None:
     """The DataProducts' status in a cluster: the operator's conditions and totals."""
-    from provisioner.cli.apply import connect
     from provisioner.kube.products import summarize
 
     client, ns = connect(kubeconfig, context, namespace)

@@ -25,14 +25,13 @@ from rich.live import Live
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from provisioner.cli.options import BOOTSTRAP_OPTION, KAFKA_CONFIG_OPTION, STATE_DIR_OPTION
-from provisioner.cli.output import console, fail
+from provisioner.cli.options import BOOTSTRAP_OPTION, KAFKA_CONFIG_OPTION, STATE_DIR_OPTION, until_option
+from provisioner.cli.output import console
 from provisioner.cli.status import store_table
 from provisioner.local.session import LocalSession, last_log_error, store_view_of
 from provisioner.local.supervisor import ConsumerProcess, Supervisor
 from provisioner.runtime.progress import StoreView, build_progress, holds_current
 from provisioner.runtime.status import read_status
-from provisioner.spec.timestamps import parse_rfc3339
 from provisioner.stream.kafka import end_offsets
 from provisioner.stream.settings import KafkaTarget, load_kafka_settings
 
@@ -136,15 +135,10 @@ def up(
     until_caught_up: bool = typer.Option(False, "--until-caught-up",
                                          help="Exit once every store has read the topics up to their current end."),
     timeout: float | None = typer.Option(None, "--timeout", help="With --until-caught-up: give up after N seconds."),
-    until: str | None = typer.Option(None, "--until", help="Build every store as of this RFC 3339 instant, then "
-                                     "stop following (sets source.until for this run; a change rebuilds)."),
+    until: str | None = until_option("Build every store as of this RFC 3339 instant, then stop following "
+                                     "(sets source.until for this run; a change rebuilds)."),
 ) -> None:
     """Run data products locally: embedded stores, one supervised consumer per store, a live dashboard."""
-    if until is not None:
-        try:
-            parse_rfc3339(until)
-        except ValueError as error:
-            fail(f"--until: {error}")
     # A properties file is the whole connection; without one, --bootstrap or the dev broker.
     explicit = load_kafka_settings(kafka_config, bootstrap) if kafka_config is not None else bootstrap
     session, supervisor = LocalSession.start(paths, state_dir, explicit, lambda line: console.print(escape(line)),
