@@ -13,6 +13,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from provisioner.expr import ExpressionError, compile_expression
+from provisioner.spec.event_shape import Shape, from_json_schema
 from provisioner.spec.findings import format_path
 from provisioner.spec.models import DataProduct
 from provisioner.spec.names import (
@@ -22,6 +23,7 @@ from provisioner.spec.names import (
     SQL_IDENTIFIER,
 )
 from provisioner.spec.schema_rules import schema_problems
+from provisioner.spec.shape_check import check_against_shape
 
 Path = tuple[str | int, ...]
 
@@ -44,13 +46,33 @@ def _expression(path: Path, source: str, *, expect_bool: bool) -> Iterator[Probl
 
 
 def _expressions(product: DataProduct) -> Iterator[Problem]:
+    for path, source in _sources(product):
+        yield from _expression(path, source, expect_bool=path[1] != "fields")
+
+
+def _shape_findings(product: DataProduct, event: Shape | None) -> Iterator[Problem]:
+    """Expressions against the shape of `event`: the registry's subject when given, else an inline
+    `source.schema` (a JSON event must satisfy it, so what it rules out cannot happen)."""
+    if event is None and product.spec.source.json_schema is not None and product.spec.source.format == "json":
+        event = from_json_schema(product.spec.source.json_schema, "source.schema")
+    if event is None:
+        return
+    for path, source in _sources(product):
+        for finding in check_against_shape(source, event):
+            line = source.count("\n", 0, finding.pos) + 1
+            column = finding.pos - (source.rfind("\n", 0, finding.pos) + 1) + 1
+            yield Problem(path, f"{finding.message} (column {column} of the expression)",
+                          column_offset=column - 1 if line == 1 else None)
+
+
+def _sources(product: DataProduct) -> Iterator[tuple[Path, str]]:
     spec = product.spec
     if spec.filter is not None:
-        yield from _expression(("spec", "filter"), spec.filter, expect_bool=True)
+        yield ("spec", "filter"), spec.filter
     if spec.delete is not None:
-        yield from _expression(("spec", "delete"), spec.delete, expect_bool=True)
+        yield ("spec", "delete"), spec.delete
     for name, source in spec.fields.items():
-        yield from _expression(("spec", "fields", name), source, expect_bool=False)
+        yield ("spec", "fields", name), source
 
 
 def _fields_and_key(product: DataProduct) -> Iterator[Problem]:
@@ -154,11 +176,10 @@ def _source(product: DataProduct) -> Iterator[Problem]:
             yield Problem(path, message, at_key=at_key)
 
 
-def check_product(product: DataProduct) -> list[Problem]:
-    """Every whole-product problem, in file order as far as possible."""
-    return [
-        *_source(product),
-        *_fields_and_key(product),
-        *_expressions(product),
-        *_stores(product),
-    ]
+def check_product(product: DataProduct, event: Shape | None = None) -> list[Problem]:
+    """Every whole-product problem, in file order as far as possible; with `event`, the shape a
+    registered schema gives the events, expressions are also checked against it."""
+    problems = [*_source(product), *_fields_and_key(product), *_expressions(product)]
+    if not problems:  # an expression that does not compile has its finding already
+        problems.extend(_shape_findings(product, event))
+    return [*problems, *_stores(product)]
