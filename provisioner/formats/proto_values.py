@@ -12,6 +12,7 @@ Each message type gets one plan (a list of per-field converters) the first time 
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -73,12 +74,28 @@ def _uint(value: Any, walk: Walk, depth: int) -> Any:
     return UInt(value)
 
 
+class Plan:
+    """How to convert one message type: the fields read as they are (no presence, the value
+    already right: one `attrgetter` call reads them all), then the others one by one; or, for a
+    well-known type with a value of its own, the function that makes it (`special`)."""
+
+    __slots__ = ("others", "plain", "read", "size", "special")
+
+    def __init__(self, fields: list[tuple[str, bool, Convert]], special: Convert | None = None) -> None:
+        self.special = special
+        self.size = len(fields)
+        self.plain = tuple(name for name, presence, conv in fields if conv is _same and not presence)
+        self.others = [(name, presence, conv) for name, presence, conv in fields if name not in self.plain]
+        read = operator.attrgetter(*self.plain) if self.plain else lambda message: ()
+        self.read: Callable[[Any], Any] = read if len(self.plain) != 1 else lambda message: (read(message),)
+
+
 class Plans:
     """The converters of one pool's message types, each built the first time it is needed."""
 
     def __init__(self, pool: DescriptorPool) -> None:
         self.pool = pool
-        self._plans: dict[str, list[tuple[str, bool, Convert]]] = {}
+        self.by_class: dict[type, Plan] = {}
         self._classes: dict[str, type[Message]] = {}
 
     def message_class(self, desc: Descriptor) -> type[Message]:
@@ -91,10 +108,16 @@ class Plans:
         """`message` as a value; BadValue when a value or a bound does not allow it."""
         return convert(message, Walk(self), 1)
 
-    def plan(self, desc: Descriptor) -> list[tuple[str, bool, Convert]]:
-        plan = self._plans.get(desc.full_name)
+    def plan_of(self, message: Message) -> Plan:
+        plan = self.by_class.get(type(message))
         if plan is None:
-            plan = self._plans[desc.full_name] = [(f.name, f.has_presence, self._field(f)) for f in desc.fields]
+            desc = message.DESCRIPTOR
+            special = _WELL_KNOWN.get(desc.full_name)
+            if special is not None and desc.file.name == special[0]:
+                plan = Plan([], special[1])
+            else:
+                plan = Plan([(f.name, f.has_presence, self._field(f)) for f in desc.fields])
+            self.by_class[type(message)] = plan
         return plan
 
     def _field(self, field: FieldDescriptor) -> Convert:
@@ -102,9 +125,12 @@ class Plans:
             key = self._single(field.message_type.fields_by_name["key"])
             value = self._single(field.message_type.fields_by_name["value"])
 
+            # Keys, then `items[k]`: a protobuf map's `items()` is the slow generic Mapping one.
             def convert_map(items: Any, walk: Walk, depth: int) -> Any:
                 walk.spend(len(items), depth)
-                return {key(k, walk, depth): value(v, walk, depth + 1) for k, v in items.items()}
+                if key is _same and value is _same:
+                    return {k: items[k] for k in items}
+                return {key(k, walk, depth): value(items[k], walk, depth + 1) for k in items}
             return convert_map
         one = self._single(field)
         if not field.is_repeated:
@@ -112,7 +138,7 @@ class Plans:
 
         def convert_list(items: Any, walk: Walk, depth: int) -> Any:
             walk.spend(len(items), depth)
-            return list(items) if one is _same else [one(v, walk, depth + 1) for v in items]
+            return items[:] if one is _same else [one(v, walk, depth + 1) for v in items]  # [:] is a list
         return convert_list
 
     def _single(self, field: FieldDescriptor) -> Convert:
@@ -129,14 +155,12 @@ class Plans:
 
 def convert(message: Any, walk: Walk, depth: int) -> Any:
     """`message` as a value at nesting `depth`: a dict, or a well-known type's own value."""
-    desc = message.DESCRIPTOR
-    special = _WELL_KNOWN.get(desc.full_name)
-    if special is not None and desc.file.name == special[0]:
-        return special[1](message, walk, depth)
-    plan = walk.plans.plan(desc)
-    walk.spend(len(plan), depth)
-    out = {}
-    for name, presence, conv in plan:
+    plan = walk.plans.by_class.get(type(message)) or walk.plans.plan_of(message)
+    if plan.special is not None:
+        return plan.special(message, walk, depth)
+    walk.spend(plan.size, depth)
+    out = dict(zip(plan.plain, plan.read(message), strict=True))
+    for name, presence, conv in plan.others:
         if presence and not message.HasField(name):
             continue
         try:
