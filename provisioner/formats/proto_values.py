@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.descriptor_pool import DescriptorPool
@@ -111,7 +111,7 @@ class Plans:
     def plan_of(self, message: Message) -> Plan:
         plan = self.by_class.get(type(message))
         if plan is None:
-            desc = message.DESCRIPTOR
+            desc: Descriptor = cast(Descriptor, message.DESCRIPTOR)  # upb's or the Python one: same API
             special = _WELL_KNOWN.get(desc.full_name)
             if special is not None and desc.file.name == special[0]:
                 plan = Plan([], special[1])
