@@ -61,7 +61,8 @@ def _well_known_dir() -> Path:
     return Path(str(resources.files("grpc_tools") / "_proto"))
 
 
-def _builtin_files() -> _Files:
+@functools.cache
+def _builtin_files() -> Mapping[str, descriptor_pb2.FileDescriptorProto]:
     files = {}
     for module in _BUILTIN_MODULES:
         proto = descriptor_pb2.FileDescriptorProto.FromString(module.DESCRIPTOR.serialized_pb)
@@ -92,7 +93,7 @@ def compile_files(text: str, references: Mapping[str, str]) -> tuple[DescriptorP
             texts[name] = source
         else:
             given[name] = proto
-    known = _builtin_files()
+    known = dict(_builtin_files())
     if texts:
         known |= _run_protoc(texts, given)
     known |= given
@@ -119,11 +120,13 @@ def _run_protoc(texts: Mapping[str, str], given: _Files) -> _Files:
         src = root / "src"
         for name, text in texts.items():
             path = src / name
-            path.parent.mkdir(parents=True, exist_ok=True)
             try:
+                path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(text, encoding="utf-8")
             except UnicodeEncodeError as exc:
                 raise ProtoSchemaError(f"{name}: not UTF-8 text ({exc.reason})") from None
+            except OSError as exc:
+                raise ProtoSchemaError(f"{name[:100]}: cannot be stored as a file ({exc.strerror})") from None
         src.mkdir(exist_ok=True)
         args = [sys.executable, "-m", "grpc_tools.protoc", f"--proto_path={_well_known_dir()}",
                 f"--proto_path={src}", "--include_imports", f"--descriptor_set_out={root / 'out.pb'}"]

@@ -332,6 +332,13 @@ def test_proto2_fields_track_presence() -> None:
     assert schema.decode(b"\x00\x0a\x01x\x10\x07\x20\x06") == {"id": "x", "count": 7, "tags": [], "kind": "B"}
 
 
+def test_editions_presence_and_keyword_field_names() -> None:
+    schema = compile_proto('edition = "2023";\nmessage M {\n  int32 from = 1;\n  string class = 2;\n'
+                           "  int32 plain = 3 [features.field_presence = IMPLICIT];\n}\n", {})
+    assert schema.decode(b"\x00") == {"plain": 0}
+    assert schema.decode(b"\x00\x08\x00\x12\x01c") == {"from": 0, "class": "c", "plain": 0}
+
+
 def test_schemas_that_do_not_compile_say_why() -> None:
     with pytest.raises(ProtoSchemaError, match=r'^schema\.proto:3:3: "Dollar" is not defined\.$'):
         compile_proto('syntax = "proto3";\nmessage M {\n  Dollar amount = 1;\n}\n', {})
@@ -342,6 +349,8 @@ def test_schemas_that_do_not_compile_say_why() -> None:
                       {"a.proto": 'syntax = "proto3";\nimport "b.proto";\n', "b.proto": 'import "a.proto";\n'})
     with pytest.raises(ProtoSchemaError, match=r"neither .proto text nor a base64"):
         compile_proto("AAAA", {})
+    with pytest.raises(ProtoSchemaError, match="cannot be stored as a file"):
+        compile_proto('syntax = "proto3";\n', {"a.proto": "", "a.proto/b.proto": ""})
     with pytest.raises(ProtoSchemaError, match="UTF-8"):
         compile_proto('syntax = "proto3"; message M {} // \ud800', {})
 
