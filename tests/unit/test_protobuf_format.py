@@ -496,3 +496,79 @@ def test_scalar_values_round_trip(scalars: ProtoSchema, fields: dict[str, Any]) 
             assert got == struct.unpack("<f", struct.pack("<f", expected))[0]
         else:
             assert got == expected and type(got) is (UInt if "uint" in name or "_fixed" in name else type(expected))
+
+
+TEXT = st.text(max_size=6)
+LINES = st.fixed_dictionaries({}, optional={"sku": TEXT, "qty": INT32,
+                                            "note": st.fixed_dictionaries({}, optional={"text": TEXT})})
+SECONDS = st.integers(-62_135_596_800, 253_402_300_799)  # 0001-01-01 to 9999-12-31
+DURATIONS = st.one_of(
+    st.builds(lambda s, n: {"seconds": s, "nanos": n}, st.integers(0, 315_576_000_000), st.integers(0, 999_999_999)),
+    st.builds(lambda s, n: {"seconds": -s, "nanos": -n}, st.integers(0, 315_576_000_000), st.integers(0, 999_999_999)),
+)
+ORDERS = st.fixed_dictionaries({}, optional={
+    "order_id": TEXT, "status": st.integers(0, 4), "lines": st.lists(LINES, max_size=3),
+    "total": st.fixed_dictionaries({}, optional={"units": INT64, "nanos": INT32, "currency": st.integers(0, 1)}),
+    "labels": st.dictionaries(TEXT, TEXT, max_size=3), "by_number": st.dictionaries(INT64, LINES, max_size=2),
+    "status_by_code": st.dictionaries(st.integers(0, 2**32 - 1), st.integers(0, 3), max_size=2),
+    "by_flag": st.dictionaries(st.booleans(), INT32, max_size=2), "priority": INT32, "card": TEXT, "voucher": INT64,
+    "numbers": st.lists(INT64, max_size=3), "history": st.lists(st.integers(0, 4), max_size=3),
+    "placed_at": st.builds(lambda s, n: {"seconds": s, "nanos": n}, SECONDS, st.integers(0, 999_999_999)),
+    "ttl": DURATIONS, "discount": st.builds(dict, value=INT64), "stock": st.builds(dict, value=st.integers(0, 2**32 - 1)),
+    "note": st.builds(dict, value=TEXT), "blob": st.builds(dict, value=st.binary(max_size=4)),
+    "gift": st.builds(dict, value=st.booleans()), "weight": st.builds(dict, value=st.floats()),
+    "nothing": st.just({}), "mask": st.builds(dict, paths=st.lists(st.from_regex(r"[a-z]{1,3}(_[a-z]{1,3})?", fullmatch=True), max_size=2)),
+})
+JSON_SCALARS = st.one_of(st.none(), st.booleans(), st.floats(allow_nan=False, allow_infinity=False), TEXT)
+STRUCTS = st.recursive(JSON_SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXT, inner, max_size=3),
+                       max_leaves=8)
+
+
+def agrees(ours: Any, theirs: Any) -> bool:
+    """Whether our value is the one the proto3 JSON mapping prints (64-bit integers as strings,
+    bytes in base64, timestamps and durations as text, map keys as strings)."""
+    from google.protobuf import duration_pb2
+
+    from provisioner.expr.times import parse_timestamp
+
+    if type(ours) is bool or ours is None or type(ours) is str:
+        return theirs == ours and type(theirs) is type(ours)
+    if isinstance(ours, int):
+        return theirs in (int(ours), str(int(ours))) and type(theirs) is not bool
+    if type(ours) is float:
+        special = {"NaN": math.isnan(ours), "Infinity": ours == math.inf, "-Infinity": ours == -math.inf}
+        return special.get(theirs, False) if isinstance(theirs, str) else theirs == ours
+    if type(ours) is bytes:
+        return theirs == base64.b64encode(ours).decode()
+    if type(ours) is Timestamp:
+        return parse_timestamp(theirs) == ours
+    if type(ours) is Duration:
+        duration = duration_pb2.Duration()
+        duration.FromJsonString(theirs)
+        return duration.ToNanoseconds() == ours.ns
+    if type(ours) is list:
+        return type(theirs) is list and len(ours) == len(theirs) and all(map(agrees, ours, theirs))
+    assert type(ours) is dict, ours
+    keyed = {(str(k).lower() if type(k) is bool else k if type(k) is str else str(int(k))): v for k, v in ours.items()}
+    return isinstance(theirs, dict) and keyed.keys() == theirs.keys() and all(agrees(v, theirs[k]) for k, v in keyed.items())
+
+
+@settings(max_examples=150, deadline=None)
+@given(ORDERS, st.dictionaries(TEXT, STRUCTS, max_size=3), STRUCTS)
+def test_values_agree_with_the_proto3_json_mapping(orders: ProtoSchema, fields: dict[str, Any],
+                                                   attributes: dict[str, Any], anything: Any) -> None:
+    """Differential: every field present or absent, and every value, as protobuf's own JSON printer
+    has them (printing the fields without presence too), up to the JSON encoding of the value."""
+    from google.protobuf.json_format import MessageToDict
+
+    msg = message(orders, "acme.orders.Order", **fields)
+    msg.attributes.update(attributes)
+    if isinstance(anything, dict):
+        msg.anything.struct_value.update(anything)
+    elif isinstance(anything, list):
+        msg.anything.list_value.extend(anything)
+    msg.extra.Pack(message(orders, "acme.orders.Order.Line", sku="s"))
+    theirs = MessageToDict(msg, preserving_proto_field_name=True, always_print_fields_with_no_presence=True,
+                           descriptor_pool=orders._plans.pool)
+    ours = orders.decode(first(msg))
+    assert agrees(ours, theirs), (ours, theirs)
