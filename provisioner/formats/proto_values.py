@@ -4,8 +4,9 @@ Field names as written in the `.proto`; int32/int64/sint/sfixed -> int, uint32/u
 float/double -> double, bytes -> bytes, enums -> their names (an unknown number stays an int);
 Timestamp/Duration -> timestamp/duration, wrappers -> their value, Struct/Value/ListValue ->
 map/value/list, Any -> its message with "@type", FieldMask -> its JSON string. A field that tracks
-presence (message, oneof member, `optional`, any proto2 singular field) is absent when not set;
-the others are present with their default (repeated `[]`, map `{}`).
+presence (message, oneof member, `optional`, any proto2 singular field) is absent when not set,
+but for a wrapper, a nullable scalar, which is null then (unless in a oneof); the others are
+present with their default (repeated `[]`, map `{}`).
 
 Each message type gets one plan (a list of per-field converters) the first time it is met.
 """
@@ -66,6 +67,21 @@ class Walk:
             raise BadValue(f"messages, lists and maps nested more than {MAX_DEPTH} levels deep")
 
 
+ABSENT_IF_UNSET = 1
+NULL_IF_UNSET = 2
+
+
+def _presence(field: FieldDescriptor) -> int:
+    """What an unset `field` is: absent, null (a wrapper outside a oneof), or its default (0)."""
+    if not field.has_presence:
+        return 0
+    kind = field.message_type
+    if kind is not None and kind.full_name in _WELL_KNOWN and kind.name in _WRAPPERS \
+            and kind.file.name == "google/protobuf/wrappers.proto" and field.containing_oneof is None:
+        return NULL_IF_UNSET
+    return ABSENT_IF_UNSET
+
+
 def _same(value: Any, walk: Walk, depth: int) -> Any:
     return value
 
@@ -116,7 +132,7 @@ class Plans:
             if special is not None and desc.file.name == special[0]:
                 plan = Plan([], special[1])
             else:
-                plan = Plan([(f.name, f.has_presence, self._field(f)) for f in desc.fields])
+                plan = Plan([(f.name, _presence(f), self._field(f)) for f in desc.fields])
             self.by_class[type(message)] = plan
         return plan
 
@@ -162,6 +178,8 @@ def convert(message: Any, walk: Walk, depth: int) -> Any:
     out = dict(zip(plan.plain, plan.read(message), strict=True))
     for name, presence, conv in plan.others:
         if presence and not message.HasField(name):
+            if presence == NULL_IF_UNSET:
+                out[name] = None
             continue
         try:
             out[name] = conv(getattr(message, name), walk, depth + 1)
