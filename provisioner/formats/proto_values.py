@@ -2,10 +2,10 @@
 
 Field names as written in the `.proto`; int32/int64/sint/sfixed -> int, uint32/uint64/fixed -> uint,
 float/double -> double, bytes -> bytes, enums -> their names (an unknown number stays an int);
-Timestamp/Duration -> timestamp/duration, wrappers -> their value, Struct/Value/ListValue ->
+Timestamp/Duration -> timestamp/duration, wrappers -> their value or null, Struct/Value/ListValue ->
 map/value/list, Any -> its message with "@type", FieldMask -> its JSON string. A field that tracks
 presence (message, oneof member, `optional`, any proto2 singular field) is absent when not set,
-but for a wrapper, a nullable scalar, which is null then (unless in a oneof); the others are
+but for a wrapper, a nullable scalar, which is null then (unless in a oneof or `optional`); the others are
 present with their default (repeated `[]`, map `{}`).
 
 Each message type gets one plan (a list of per-field converters) the first time it is met.
@@ -97,7 +97,7 @@ class Plan:
 
     __slots__ = ("others", "plain", "read", "size", "special")
 
-    def __init__(self, fields: list[tuple[str, bool, Convert]], special: Convert | None = None) -> None:
+    def __init__(self, fields: list[tuple[str, int, Convert]], special: Convert | None = None) -> None:
         self.special = special
         self.size = len(fields)
         self.plain = tuple(name for name, presence, conv in fields if conv is _same and not presence)
