@@ -44,6 +44,11 @@ class ProtoSchema:
         self._top: list[Descriptor] = list(pool.FindFileByName(main).message_types_by_name.values())
         self._by_index: dict[tuple[int, ...], type[Message]] = {}
 
+    @property
+    def messages(self) -> list[Descriptor]:
+        """The schema file's top-level message types, in order (message index [0] first)."""
+        return list(self._top)
+
     def decode(self, payload: bytes) -> Any:
         """The value of `payload`, the bytes after the magic byte and schema id: the message-index
         varints, then the message."""
