@@ -8,7 +8,10 @@ never with the password."""
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -178,3 +181,39 @@ def test_a_consumer_refused_by_its_store_says_why_in_its_status_and_keeps_retryi
         consumer.kill()
     assert canary not in consumer.log() and canary not in consumer.status_path.read_text()
     assert "Traceback" not in consumer.log()
+
+
+def test_doctor_verifies_tls_stores_and_names_a_certificate_for_another_host(
+    kafka_bootstrap: str, tls_postgres: tls_stores.TlsPostgres, tls_redis: tls_stores.TlsRedis, topic: str,
+    tmp_path: Path,
+) -> None:
+    stores = [{**STORES["redis-hash"], "redis": {**STORES["redis-hash"]["redis"], "connection": {"url": "${CACHE}"}}},
+              {**STORES["postgres-upsert"],
+               "postgres": {**STORES["postgres-upsert"]["postgres"], "connection": {"url": "${DB}"}}}]
+    spec = h.order_spec(tmp_path, name="doctor-tls", topic=topic, stores=stores)
+    h.create_topic(kafka_bootstrap, topic)
+
+    def doctor(cache: str, db: str) -> tuple[int, dict[str, Any]]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PROVISIONER_")}
+        result = subprocess.run(
+            [sys.executable, "-m", "provisioner", "doctor", str(spec), "--bootstrap", kafka_bootstrap,
+             "--state-dir", str(tmp_path / "state"), "-o", "json"],
+            capture_output=True, text=True, env={**env, "CACHE": cache, "DB": db}, cwd=str(h.ROOT), timeout=300,
+            check=False)
+        assert tls_postgres.password not in result.stdout + result.stderr
+        assert all(p not in result.stdout + result.stderr for p in tls_redis.users.values())
+        return result.returncode, {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+
+    code, checks = doctor(tls_redis.url("app"), tls_postgres.url())
+    assert code == 0
+    assert checks["store itest/doctor-tls/cache"]["status"] == "ok"
+    assert "TLS, certificate and host name verified (rediss://)" in checks["store itest/doctor-tls/cache"]["detail"]
+    assert "TLS, certificate and host name verified (sslmode=verify-full)" in \
+        checks["store itest/doctor-tls/db"]["detail"]
+    code, checks = doctor(tls_redis.url("reader"), tls_postgres.url(host="127.0.0.1"))
+    assert code == 1
+    db, cache = checks["store itest/doctor-tls/db"], checks["store itest/doctor-tls/cache"]
+    assert db["status"] == "fail" and "TLS: the server's certificate is not valid for host 127.0.0.1" in db["detail"]
+    assert "sslrootcert" in db["hint"]
+    assert cache["status"] == "fail" and "authorization: this user has no permissions to run the 'eval'" in \
+        cache["detail"]
