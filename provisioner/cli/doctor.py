@@ -76,12 +76,18 @@ def doctor(
         fail(f"no product has a store named {store!r}")
     if store_url_option and len(pairs) > 1:
         fail(f"--store-url is the URL of one store, but {len(pairs)} stores are selected: name one with --store")
-    settings = kafka_connection(kafka_config, bootstrap, state_dir)
-    probe = KafkaProbe(settings, timeout=timeout)
+    checks: list[Check]
     try:
-        checks = kafka_checks(settings, products, probe)
-    finally:
-        probe.close()
+        settings = kafka_connection(kafka_config, bootstrap, state_dir)
+    except ProvisionerError as error:  # no address, or a properties file with a mistake: still check the stores
+        checks = [Check("kafka settings", "fail", str(error),
+                        "pass --kafka-config FILE or --bootstrap HOST:PORT (or run `provisioner dev kafka up`)")]
+    else:
+        probe = KafkaProbe(settings, timeout=timeout)
+        try:
+            checks = kafka_checks(settings, products, probe, store=store)
+        finally:
+            probe.close()
     targets = [_target(p, s, store_url_option, state_dir) for p, s in pairs]
     checks += store_checks(targets, lambda p, s, url: probe_store(p, s, url, timeout=timeout))
     if output == OutputFormat.json:

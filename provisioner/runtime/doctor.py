@@ -87,8 +87,11 @@ def _kafka_hint(error: ProvisionerError, settings: KafkaSettings) -> str:
     return "check bootstrap.servers (--bootstrap) and that the broker runs and is reachable from here"
 
 
-def kafka_checks(settings: KafkaSettings, products: Sequence[DataProduct], probe: KafkaQuestions) -> list[Check]:
+def kafka_checks(settings: KafkaSettings, products: Sequence[DataProduct], probe: KafkaQuestions, *,
+                 store: str | None = None) -> list[Check]:
+    """The Kafka checks for `products` (their groups: of the store named `store` only, if given)."""
     checks: list[Check] = []
+    groups = [p.consumer_group(s) for p in products for s in p.spec.stores if store is None or s.name == store]
 
     def asked(name: str, question: Callable[[], Any]) -> tuple[bool, Any]:
         try:
@@ -100,7 +103,7 @@ def kafka_checks(settings: KafkaSettings, products: Sequence[DataProduct], probe
     later = [*(f"kafka topic {p.spec.source.topic} readable" for p in products),
              *(f"kafka dead-letter topic {p.dead_letter_topic} writable" for p in products
                if p.spec.errors.mode == "deadLetter"),
-             *(f"kafka group {p.consumer_group(s)} joinable" for p in products for s in p.spec.stores)]
+             *(f"kafka group {group} joinable" for group in groups)]
     answered, address = asked("kafka broker answers", probe.reachable)
     if answered:
         checks.append(Check("kafka broker answers", "ok", f"{address} accepts connections"))
@@ -140,19 +143,16 @@ def kafka_checks(settings: KafkaSettings, products: Sequence[DataProduct], probe
             checks.append(Check(name, "warn", f"topic {topic!r} does not exist, and the cluster's ACLs do not let "
                                 f"{settings.principal} create topics",
                                 f"create it, or grant CREATE and WRITE on topic {topic} to {principal}"))
-    for product in products:
-        for store in product.spec.stores:
-            group = product.consumer_group(store)
-            name = f"kafka group {group} joinable"
-            ok, found = asked(name, partial(probe.group, group))
-            if not ok:
-                continue
-            if "READ" in found.operations:
-                checks.append(Check(name, "ok", f"READ allowed (group {found.state.lower()})"))
-            else:
-                checks.append(Check(name, "fail", f"{settings.principal} may not READ group {group!r}",
-                                    f"grant READ on group {group} (a prefixed ACL covers rebuilds' groups) "
-                                    f"to {principal}"))
+    for group in groups:
+        name = f"kafka group {group} joinable"
+        ok, found = asked(name, partial(probe.group, group))
+        if not ok:
+            continue
+        if "READ" in found.operations:
+            checks.append(Check(name, "ok", f"READ allowed (group {found.state.lower()})"))
+        else:
+            checks.append(Check(name, "fail", f"{settings.principal} may not READ group {group!r}",
+                                f"grant READ on group {group} (a prefixed ACL covers rebuilds' groups) to {principal}"))
     return checks
 
 

@@ -79,6 +79,8 @@ def test_a_missing_topic_and_an_unset_store_variable_fail_with_hints(kafka_boots
     store = checks["store itest/doctor-missing/db"]
     assert store["status"] == "fail" and "DB_URL is not set" in store["detail"]
     assert "store itest/doctor-missing/cache" not in checks  # --store chose one
+    assert "kafka group provisioner.itest.doctor-missing.cache joinable" not in checks
+    assert checks["kafka group provisioner.itest.doctor-missing.db joinable"]["status"] == "ok"
 
 
 def secured_spec(tmp_path: Path, name: str, topic: str, redis_server: Any) -> tuple[Path, Any]:
