@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from confluent_kafka.admin import AclOperation, ResourcePatternType, ResourceType  # type: ignore[attr-defined]
 
-from provisioner.local import securebroker
+from provisioner.local import embedded, securebroker
 from provisioner.stream.kafka import ensure_topic
 from tests.integration import harness as h
 from tests.integration.test_consumer_stores import STORES
@@ -24,10 +25,11 @@ pytestmark = pytest.mark.integration
 __all__ = ["secure_broker"]  # the module's secured broker fixture, used here
 
 
-def doctor(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, dict[str, Any], str]:
+def doctor(tmp_path: Path, *args: str, env: dict[str, str] | None = None,
+           state_dir: Path | None = None) -> tuple[int, dict[str, Any], str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("PROVISIONER_KAFKA", "PROVISIONER_STORE"))}
     result = subprocess.run([sys.executable, "-m", "provisioner", "doctor", *args, "--state-dir",
-                             str(tmp_path / "state"), "-o", "json"],
+                             str(state_dir or tmp_path / "state"), "-o", "json"],
                             capture_output=True, text=True, env={**base, **(env or {})}, cwd=str(h.ROOT),
                             timeout=300, check=False)
     assert CANARY not in result.stdout + result.stderr
@@ -81,6 +83,28 @@ def test_a_missing_topic_and_an_unset_store_variable_fail_with_hints(kafka_boots
     assert "store itest/doctor-missing/cache" not in checks  # --store chose one
     assert "kafka group provisioner.itest.doctor-missing.cache joinable" not in checks
     assert checks["kafka group provisioner.itest.doctor-missing.db joinable"]["status"] == "ok"
+
+
+def test_a_managed_store_is_checked_in_its_products_space_on_the_embedded_server(
+    kafka_bootstrap: str, redis_server: Any, topic: str, tmp_path: Path,
+) -> None:
+    path = h.order_spec(tmp_path, name="doctor-managed", topic=topic, stores=[STORES["redis-hash"]])
+    h.create_topic(kafka_bootstrap, topic)
+    # The state directory `up` would have used: its embedded Redis runs there.
+    code, report, text = doctor(tmp_path, str(path), "--bootstrap", kafka_bootstrap, state_dir=redis_server.state_dir)
+    assert code == 0, text
+    check = by_name(report)["store itest/doctor-managed/cache"]
+    assert check["status"] == "warn" and "written and undone" in check["detail"]
+    # Nothing is left behind in the product's space: the probe's keys were deleted by the script that wrote them.
+    server = embedded.find("redis", redis_server.state_dir)
+    assert server is not None
+    client = redis.Redis.from_url(embedded.space_url(server, "itest", "doctor-managed"))
+    try:
+        assert client.dbsize() == 0
+    finally:
+        client.close()
+    code, report, _ = doctor(tmp_path, str(path), "--bootstrap", kafka_bootstrap)
+    assert code == 0 and by_name(report)["store itest/doctor-managed/cache"]["status"] == "skip"
 
 
 def secured_spec(tmp_path: Path, name: str, topic: str, redis_server: Any) -> tuple[Path, Any]:
