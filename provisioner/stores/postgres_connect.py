@@ -56,6 +56,8 @@ def failure(url: str, doing: str, error: BaseException) -> StoreError:
         return StoreAuthentication(f"{where}: authentication: {who} was refused (wrong password, or no such user)")
     if "no encryption" in lowered and "pg_hba.conf" in lowered:
         return StoreTLS(f"{where}: TLS: {host} accepts only TLS connections (set sslmode=verify-full and sslrootcert)")
+    if "requires a valid client certificate" in lowered:
+        return StoreTLS(f"{where}: TLS: the server requires a client certificate (set sslcert and sslkey)")
     if "server does not support ssl" in lowered:
         return StoreTLS(f"{where}: TLS: {host} does not offer TLS, but the URL's sslmode requires it")
     if "root certificate file" in lowered or "could not read certificate" in lowered \

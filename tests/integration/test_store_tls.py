@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from provisioner.errors import AccessError
+from provisioner.local import securebroker
 from provisioner.stores.access import StoreAuthentication, StoreAuthorization, StoreTLS
 from provisioner.stores.registry import open_store
 from provisioner.stores.versions import open_versions
@@ -84,6 +85,18 @@ def test_a_consumer_hydrates_a_store_exactly_over_verified_tls(
     assert "Traceback" not in consumer.log()
 
 
+def test_a_client_certificate_in_the_url_lets_its_user_in(tls_postgres: tls_stores.TlsPostgres,
+                                                          certificates: tls_stores.Certificates,
+                                                          tmp_path: Path) -> None:
+    _, product, store_spec = product_for(tmp_path, "tls.pg.mtls", "postgres-upsert")
+    store = open_store(product, store_spec, tls_postgres.url(user=tls_stores.CERT_USER, client=certificates.client))
+    try:
+        store.ensure_schema()
+        assert store.read_positions() == {}
+    finally:
+        store.close()
+
+
 def refused(product: Any, store_spec: Any, url: str) -> AccessError:
     store = open_store(product, store_spec, url, timeout=5)
     try:
@@ -103,6 +116,10 @@ POSTGRES_CASES = {
     "wrong password": ({"password": "wrong"}, StoreAuthentication,
                        "authentication: user 'postgres' was refused (wrong password"),
     "no TLS": ({"sslmode": "disable"}, StoreTLS, "TLS: localhost accepts only TLS connections"),
+    "no client certificate": ({"user": tls_stores.CERT_USER}, StoreTLS,
+                              "TLS: the server requires a client certificate (set sslcert and sslkey)"),
+    "client certificate from another CA": ({"user": tls_stores.CERT_USER, "client": "intruder"}, StoreTLS,
+                                           "TLS: the server refused our client certificate"),
 }
 
 
@@ -113,6 +130,10 @@ def test_postgres_refusals_are_one_clear_line(case: str, tls_postgres: tls_store
     arguments, kind, expected = POSTGRES_CASES[case]
     if arguments.get("rootcert") == "other":
         arguments = {**arguments, "rootcert": certificates.other_ca}
+    if arguments.get("client") == "intruder":
+        other = securebroker.make_ca(tmp_path, "intruder-ca", "an intruder's CA")
+        arguments = {**arguments, "client": securebroker.make_certificate(tmp_path, "intruder",
+                                                                          tls_stores.CERT_USER, other)}
     error = refused(product, store_spec, tls_postgres.url(**arguments))
     assert type(error) is kind
     assert expected in str(error)

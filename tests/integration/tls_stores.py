@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+import psycopg
+
 from provisioner.files import cache_root
 from provisioner.local import embedded, securebroker
 from provisioner.local.processes import accepts_connections, free_ports
@@ -28,10 +30,14 @@ POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
 REDIS_ROOT = cache_root() / "redis-tls"
 
 
+CERT_USER = "certuser"  # a Postgres user that must also present a client certificate for its name
+
+
 @dataclass(frozen=True)
 class Certificates:
     ca: Path
     server: tuple[Path, Path]
+    client: tuple[Path, Path]  # CN=certuser, signed by `ca`
     other_ca: Path  # a CA that signed nothing the servers present
 
 
@@ -39,8 +45,9 @@ def make_certificates(folder: Path) -> Certificates:
     folder.mkdir(parents=True, exist_ok=True)
     ca = securebroker.make_ca(folder, "ca", "provisioner test store CA")
     server = securebroker.make_certificate(folder, "server", "localhost", ca, alt_names="DNS:localhost")
+    client = securebroker.make_certificate(folder, "client", CERT_USER, ca)
     other_ca, _ = securebroker.make_ca(folder, "other-ca", "some other CA")
-    return Certificates(ca[0], server, other_ca)
+    return Certificates(ca[0], server, client, other_ca)
 
 
 def _wait_port(port: int, what: str, log: Path, process: subprocess.Popen[bytes] | None = None) -> None:
@@ -58,10 +65,11 @@ class TlsPostgres:
     certificates: Certificates
 
     def url(self, *, host: str = "localhost", password: str | None = None, sslmode: str = "verify-full",
-            rootcert: Path | None = None) -> str:
+            rootcert: Path | None = None, user: str = "postgres", client: tuple[Path, Path] | None = None) -> str:
         secret = quote(self.password if password is None else password, safe="")
-        return (f"postgresql://postgres:{secret}@{host}:{self.port}/postgres?sslmode={sslmode}"
-                f"&sslrootcert={rootcert or self.certificates.ca}")
+        files = f"&sslcert={client[0]}&sslkey={client[1]}" if client else ""
+        return (f"postgresql://{user}:{secret}@{host}:{self.port}/postgres?sslmode={sslmode}"
+                f"&sslrootcert={rootcert or self.certificates.ca}{files}")
 
 
 @contextmanager
@@ -77,6 +85,7 @@ def tls_postgres(folder: Path, certificates: Certificates) -> Iterator[TlsPostgr
     key = folder / "server.key"
     shutil.copy(certificates.server[1], key)
     shutil.copy(certificates.server[0], folder / "server.pem")
+    shutil.copy(certificates.ca, folder / "ca.pem")
     data, log = folder / "data", folder / "postgres.log"
     log.touch()
     hand_over(folder)
@@ -85,18 +94,23 @@ def tls_postgres(folder: Path, certificates: Certificates) -> Iterator[TlsPostgr
                     "--auth=scram-sha-256", "--encoding=UTF8", "--no-sync"],
                    check=True, capture_output=True, cwd=folder, **run_as)
     pwfile.unlink()
-    (data / "pg_hba.conf").write_text("hostssl all all 127.0.0.1/32 scram-sha-256\n"
+    (data / "pg_hba.conf").write_text(f"hostssl all {CERT_USER} 127.0.0.1/32 scram-sha-256 clientcert=verify-full\n"
+                                      "hostssl all all 127.0.0.1/32 scram-sha-256\n"
                                       "hostssl all all ::1/128 scram-sha-256\n")
     port = free_ports(1)[0]
     options = " ".join([
         "-c listen_addresses=127.0.0.1", f"-c port={port}", "-c unix_socket_directories=''",
         "-c ssl=on", f"-c ssl_cert_file={folder / 'server.pem'}", f"-c ssl_key_file={key}",
+        f"-c ssl_ca_file={folder / 'ca.pem'}",
     ])
     subprocess.run([str(POSTGRES_BIN / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "start"],
                    check=True, capture_output=True, cwd=folder, start_new_session=True, **run_as)
     try:
         _wait_port(port, "PostgreSQL", log)
-        yield TlsPostgres(port, password, certificates)
+        server = TlsPostgres(port, password, certificates)
+        with psycopg.connect(server.url(), autocommit=True) as connection:
+            connection.execute(f"CREATE ROLE {CERT_USER} LOGIN SUPERUSER PASSWORD '{password}'")
+        yield server
     finally:
         subprocess.run([str(POSTGRES_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
                        check=False, capture_output=True, cwd=folder, **run_as)

@@ -50,6 +50,9 @@ PG_FAILURES = [
     (psycopg.OperationalError('connection to server at "10.0.0.5", port 5432 failed: root certificate file '
                               '"/ca.pem" does not exist'),
      StoreTLS, 'TLS: root certificate file "/ca.pem" does not exist'),
+    (psycopg.OperationalError('connection to server at "10.0.0.5", port 5432 failed: FATAL:  connection requires '
+                              'a valid client certificate'),
+     StoreTLS, "TLS: the server requires a client certificate (set sslcert and sslkey)"),
     (errors.InsufficientPrivilege("permission denied for schema app"),
      StoreAuthorization, "authorization: permission denied for schema app"),
     (psycopg.OperationalError('connection to server at "10.0.0.5", port 5432 failed: Connection refused'),
