@@ -113,21 +113,27 @@ def secured_spec(tmp_path: Path, name: str, topic: str, redis_server: Any) -> tu
     return path, h.load_product(path)
 
 
-def test_a_wrong_password_fails_authentication_and_skips_the_rest(
-    secure_broker: securebroker.SecureBroker, redis_server: Any, tmp_path: Path,
+@pytest.mark.parametrize("failure", ["wrong password", "untrusted CA"])
+def test_a_refused_login_fails_authentication_and_skips_the_rest(
+    secure_broker: securebroker.SecureBroker, redis_server: Any, tmp_path: Path, failure: str,
 ) -> None:
-    path, _ = secured_spec(tmp_path, "doctor-password", "doctor.password", redis_server)
-    config = properties(tmp_path, secure_broker.scram_properties("orders", "not-" + CANARY))
-    code, report, text = doctor(tmp_path, str(path), "--kafka-config", str(config))
-    assert code == 1, text
+    path, _ = secured_spec(tmp_path, "doctor-login", "doctor.login", redis_server)
+    if failure == "wrong password":
+        text = secure_broker.scram_properties("orders", "not-" + CANARY)
+        detail, hint = "refused user 'orders' (SCRAM-SHA-512): wrong user name or password", "sasl.password"
+    else:
+        other_ca, _ = securebroker.make_ca(tmp_path, "other-ca", "some other CA")
+        text = secure_broker.scram_properties("orders", CANARY, ca=other_ca)
+        detail, hint = "the broker's certificate is not trusted for host 127.0.0.1", "ssl.ca.location"
+    code, report, output = doctor(tmp_path, str(path), "--kafka-config", str(properties(tmp_path, text)))
+    assert code == 1, output
     checks = by_name(report)
     assert checks["kafka broker answers"]["status"] == "ok"
     authentication = checks["kafka authentication"]
     assert authentication["status"] == "fail"
-    assert "refused user 'orders' (SCRAM-SHA-512): wrong user name or password" in authentication["detail"]
-    assert "sasl.password" in authentication["hint"]
-    assert checks["kafka topic doctor.password readable"]["status"] == "skip"
-    assert checks["store itest/doctor-password/cache"]["status"] == "warn"  # the store is checked regardless
+    assert detail in authentication["detail"] and hint in authentication["hint"]
+    assert checks["kafka topic doctor.login readable"]["status"] == "skip"
+    assert checks["store itest/doctor-login/cache"]["status"] == "warn"  # the store is checked regardless
 
 
 def test_missing_acls_are_named_with_the_grant_that_fixes_them(
