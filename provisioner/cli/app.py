@@ -46,6 +46,7 @@ def _register() -> None:
     from provisioner.cli import apply as apply_command
     from provisioner.cli import consume, dev, down, init, inspect_cmd, replay, schema, spectest, status, up, validate
     from provisioner.cli import delete as delete_command
+    from provisioner.cli import doctor as doctor_command
     from provisioner.cli import operator as operator_command
     from provisioner.cli import plan as plan_command
     from provisioner.cli import render as render_command
@@ -55,7 +56,7 @@ def _register() -> None:
         "up": up.up, "status": status.status, "inspect": inspect_cmd.inspect, "replay": replay.replay,
         "down": down.down, "consume": consume.consume, "render": render_command.render, "crd": render_command.crd,
         "operator": operator_command.operator, "apply": apply_command.apply, "plan": plan_command.plan_command,
-        "delete": delete_command.delete,
+        "delete": delete_command.delete, "doctor": doctor_command.doctor,
     }
     for name, command in commands.items():
         app.command(name)(report_errors(command))

@@ -195,6 +195,16 @@ class StoreRunner:
             except Exception as error:
                 if not is_transient(error):
                     raise
+                if self.status_path is not None and not self._active:
+                    # No consumer reports yet: say why nothing moves (a store refusing us, say).
+                    try:
+                        write_status(self.status_path, ConsumerStatus(
+                            product=self.product.name, namespace=self.product.metadata.namespace,
+                            store=self.store_spec.name, kind=self.store_spec.kind, pid=self.pid,
+                            store_url=self.store_url_masked, state="backoff",
+                            last_error=f"{type(error).__name__}: {error}", updated_at=time.time()))
+                    except OSError as failed:
+                        log.warning("cannot write status file %s: %s", self.status_path, failed)
                 delay = backoff.next_delay()
                 log.warning("%s: %s; retrying in %.1fs", doing, error, delay)
                 end = time.monotonic() + delay

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote
 
 from provisioner.errors import ConflictError, IncompatibleChangeError, UnavailableError
 from provisioner.pipeline.ops import Change, DeadLetter
@@ -137,11 +137,24 @@ def mask_url(url: str) -> str:
     return _KEYWORD_PASSWORD.sub(lambda m: m.group(1) + "***", masked)
 
 
-def scrub_secrets(message: str, url: str) -> str:
-    """A driver's error message with any copy of the URL's password (raw or percent-decoded) removed."""
+def _url_secrets(url: str) -> set[str]:
+    """The URL's password and every `...password` parameter's value (libpq's `sslpassword`,
+    redis-py's `ssl_password`), raw and percent-decoded."""
+    found: set[str] = set()
     password = _url_password(url)
     if password:
-        for secret in {password, unquote(password)}:
-            if secret:
-                message = message.replace(secret, "***")
+        found |= {password, unquote(password)}
+    _, _, query = url.partition("?")
+    for name, value in parse_qsl(query, keep_blank_values=False):
+        if name.lower().endswith("password"):
+            found |= {value, unquote(value)}
+    for match in _KEYWORD_PASSWORD.finditer(url.partition("?")[0] if "://" in url else url):
+        found.add(match.group(2).strip("'"))
+    return {secret for secret in found if secret}
+
+
+def scrub_secrets(message: str, url: str) -> str:
+    """A driver's error message with any copy of the URL's secrets (raw or percent-decoded) removed."""
+    for secret in sorted(_url_secrets(url), key=len, reverse=True):
+        message = message.replace(secret, "***")
     return _KEYWORD_PASSWORD.sub(lambda m: m.group(1) + "***", message)

@@ -29,7 +29,8 @@ import redis
 from redis.exceptions import RedisError
 
 from provisioner.spec.models import DataProduct, StoreSpec
-from provisioner.stores.base import StoreError, mask_url, scrub_secrets
+from provisioner.stores import postgres_connect, redis_connect
+from provisioner.stores.base import StoreError
 
 __all__ = [
     "LEASE_KEY_PREFIX",
@@ -114,8 +115,7 @@ class PostgresElection:
 
     def _error(self, doing: str, error: BaseException) -> StoreError:
         self._drop()
-        message = scrub_secrets(str(error).strip() or type(error).__name__, self._url)
-        return StoreError(f"postgres {mask_url(self._url)}: {doing}: {message}")
+        return postgres_connect.failure(self._url, doing, error)
 
     def _drop(self) -> None:
         if self._connection is not None:
@@ -126,12 +126,14 @@ class PostgresElection:
     def try_acquire(self) -> bool:
         if self.backend_pid is not None and self.holds():
             return True
+        if self._connection is None or self._connection.closed:
+            try:
+                self._connection = postgres_connect.connect(
+                    self._url, timeout=self._timeout, application_name=f"provisioner rebuilder {self._group}")
+            except StoreError:
+                self._drop()
+                raise
         try:
-            if self._connection is None or self._connection.closed:
-                self._connection = psycopg.connect(
-                    self._url, autocommit=True, connect_timeout=max(1, round(self._timeout)),
-                    application_name=f"provisioner rebuilder {self._group}"[:63],
-                    keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3)
             row = self._connection.execute("SELECT pg_try_advisory_lock(%s, %s), pg_backend_pid()",
                                            self.keys).fetchone()
         except psycopg.Error as error:
@@ -180,16 +182,14 @@ class RedisElection:
 
     def _connect(self) -> redis.Redis:
         if self._client is None:
-            self._client = redis.Redis.from_url(self._url, socket_timeout=self._timeout,
-                                                socket_connect_timeout=self._timeout)
+            self._client = redis_connect.client(self._url, timeout=self._timeout)
         return self._client
 
     def _error(self, doing: str, error: BaseException) -> StoreError:
         if self._client is not None:
             self._client.close()
             self._client = None
-        message = scrub_secrets(str(error) or type(error).__name__, self._url)
-        return StoreError(f"redis {mask_url(self._url)}: {doing}: {message}")
+        return redis_connect.failure(self._url, doing, error)
 
     @property
     def _ttl_ms(self) -> int:

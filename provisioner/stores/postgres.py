@@ -35,9 +35,9 @@ from provisioner.stores.base import (
     VersionFence,
     VersionMoved,
     mask_url,
-    scrub_secrets,
 )
 from provisioner.stores.convert import ConversionError, Converter, converter, timestamp_text, utc_text
+from provisioner.stores.postgres_connect import connect, failure
 
 # How Postgres' format_type() names each spec column type, for comparing with an existing table.
 _CATALOG_TYPE: Final[dict[str, str]] = {
@@ -263,19 +263,8 @@ class PostgresStore:
         connection = self._connection
         if connection is not None and not connection.closed:
             return connection
+        connection = connect(self._url, timeout=self._timeout, application_name=f"provisioner {self._consumer}")
         try:
-            connection = psycopg.connect(
-                self._url,
-                autocommit=True,
-                connect_timeout=max(1, round(self._timeout)),
-                application_name=f"provisioner {self._consumer}"[:63],
-                # TCP keepalives turn a silently dead server into an error within ~30 s instead
-                # of a batch that waits forever (libpq ignores them on Unix sockets).
-                keepalives=1,
-                keepalives_idle=10,
-                keepalives_interval=5,
-                keepalives_count=3,
-            )
             # A consumer paused mid-transaction (a zombie: SIGSTOP, a VM freeze) holds the row
             # locks of its positions; the server ends its session after a while, so the consumer
             # that took its partitions over is not blocked forever. That one waits for a lock at
@@ -289,13 +278,13 @@ class PostgresStore:
             if self._mode == "upsert":
                 connection.execute(self._sql["create_batch"])
         except psycopg.Error as error:
+            connection.close()
             raise self._error("cannot connect", error) from None
         self._connection = connection
         return connection
 
     def _error(self, doing: str, error: BaseException) -> StoreError:
-        message = scrub_secrets(str(error).strip() or type(error).__name__, self._url)
-        return StoreError(f"postgres {mask_url(self._url)}: {doing}: {message}")
+        return failure(self._url, doing, error)
 
     def _failed(self, doing: str, error: psycopg.Error) -> StoreError:
         """A StoreError for `error`; a connection that may be broken is dropped (reopened next call)."""

@@ -17,9 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final
 
 import redis
-from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
-from redis.retry import Retry
 
 from provisioner.pipeline.encoding import Unencodable, encode_value, to_json
 from provisioner.pipeline.ops import Change, DeadLetter, Upsert, render_key
@@ -32,8 +30,8 @@ from provisioner.stores.base import (
     VersionFence,
     VersionMoved,
     mask_url,
-    scrub_secrets,
 )
+from provisioner.stores.redis_connect import client, failure
 
 # Positions live in one key per (consumer group, topic, partition), listed in an index set; every
 # such key starts with the byte 0xFF. Data keys are keyPrefix + rendered key, both UTF-8 text, and
@@ -168,21 +166,11 @@ class RedisStore:
 
     def _connect(self) -> redis.Redis:
         if self._client is None:
-            try:
-                self._client = redis.Redis.from_url(
-                    self._url,
-                    socket_timeout=self._timeout,
-                    socket_connect_timeout=self._timeout,
-                    # The consumer retries with backoff; a hidden retry here would only delay that.
-                    retry=Retry(NoBackoff(), 0),
-                )
-            except (ValueError, RedisError) as error:
-                raise self._error("cannot open", error) from None
+            self._client = client(self._url, timeout=self._timeout)
         return self._client
 
     def _error(self, doing: str, error: BaseException) -> StoreError:
-        message = scrub_secrets(str(error) or type(error).__name__, self._url)
-        return StoreError(f"redis {mask_url(self._url)}: {doing}: {message}")
+        return failure(self._url, doing, error)
 
     def _drop_client(self) -> None:
         if self._client is not None:

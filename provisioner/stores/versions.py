@@ -46,7 +46,8 @@ from provisioner.errors import ConflictError
 from provisioner.spec.fingerprint import fingerprint
 from provisioner.spec.models import DataProduct, StoreSpec
 from provisioner.spec.names import POSITIONS_TABLE, VERSIONS_TABLE, quote_identifier
-from provisioner.stores.base import Store, StoreError, mask_url, scrub_secrets
+from provisioner.stores import postgres_connect, redis_connect
+from provisioner.stores.base import Store, StoreError
 from provisioner.stores.election import Election, PostgresElection, RedisElection
 from provisioner.stores.redis import POSITIONS_KEY_PREFIX, VERSIONS_KEY_PREFIX
 from provisioner.stores.registry import open_store
@@ -249,19 +250,14 @@ class PostgresVersions:
     def _connect(self) -> psycopg.Connection[Any]:
         if self._connection is not None and not self._connection.closed:
             return self._connection
-        try:
-            self._connection = psycopg.connect(self._url, autocommit=True,
-                                               connect_timeout=max(1, round(self._timeout)),
-                                               application_name=f"provisioner versions {self._group}"[:63])
-        except psycopg.Error as error:
-            raise self._error("cannot connect", error) from None
+        self._connection = postgres_connect.connect(self._url, timeout=self._timeout,
+                                                    application_name=f"provisioner versions {self._group}")
         return self._connection
 
     def _error(self, doing: str, error: BaseException) -> StoreError:
         if isinstance(error, psycopg.OperationalError | psycopg.InterfaceError):
             self.close()
-        message = scrub_secrets(str(error).strip() or type(error).__name__, self._url)
-        return StoreError(f"postgres {mask_url(self._url)}: {doing}: {message}")
+        return postgres_connect.failure(self._url, doing, error)
 
     def close(self) -> None:
         if self._connection is not None:
@@ -482,19 +478,16 @@ class RedisVersions:
 
     def _connect(self) -> redis.Redis:
         if self._client is None:
-            try:
-                self._client = redis.Redis.from_url(self._url, socket_timeout=max(self._timeout, 120.0),
-                                                    socket_connect_timeout=self._timeout)
-            except (ValueError, RedisError) as error:
-                raise self._error("cannot open", error) from None
+            # A switch's script renames every key of the store: its reply may take a while.
+            self._client = redis_connect.client(self._url, timeout=self._timeout,
+                                                read_timeout=max(self._timeout, 120.0))
         return self._client
 
     def _error(self, doing: str, error: BaseException) -> StoreError:
         if self._client is not None:
             self._client.close()
             self._client = None
-        message = scrub_secrets(str(error) or type(error).__name__, self._url)
-        return StoreError(f"redis {mask_url(self._url)}: {doing}: {message}")
+        return redis_connect.failure(self._url, doing, error)
 
     def close(self) -> None:
         if self._client is not None:
