@@ -12,6 +12,7 @@ command started, so a read always ends. A partition is done once its position re
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -24,7 +25,8 @@ from provisioner.stream.settings import KafkaTarget, rdkafka_config, settings_of
 __all__ = ["TopicRange", "scan_topic", "topic_range"]
 
 BATCH = 5000
-POLL_SECONDS = 1.0
+# `consume` waits this long for a full batch: short, so a small read ends as soon as it reached its end.
+POLL_SECONDS = 0.1
 # How long the first answers (partitions, offsets) may take before the read gives up.
 REQUEST_TIMEOUT = 15.0
 
@@ -127,7 +129,7 @@ def scan_topic(target: KafkaTarget, where: TopicRange, on_progress: Progress | N
     consumer = _consumer(target, refused, topic)
     try:
         consumer.assign([TopicPartition(topic, p, where.starts[p]) for p in sorted(left)])
-        idle = 0
+        heard = time.monotonic()
         while left:
             messages = consumer.consume(BATCH, POLL_SECONDS)
             if refused:
@@ -147,8 +149,9 @@ def scan_topic(target: KafkaTarget, where: TopicRange, on_progress: Progress | N
                 wanted.append(message)
                 if message.offset() + 1 >= end:
                     del left[partition]
-            idle = 0 if messages else idle + 1
-            if idle * POLL_SECONDS > REQUEST_TIMEOUT:
+            if messages:
+                heard = time.monotonic()
+            elif time.monotonic() - heard > REQUEST_TIMEOUT:
                 raise KafkaUnavailable(f"no records from {topic!r} at {settings_of(target).bootstrap} "
                                        f"for {REQUEST_TIMEOUT:g}s")
             done += len(wanted)

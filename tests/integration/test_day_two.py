@@ -11,12 +11,13 @@ import json
 import uuid
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import redis
 import yaml
 
 from provisioner.local.session import LocalSession
+from provisioner.runtime.history import KeyedStore, explain_key
 from tests.integration import harness as h
 from tests.integration.test_local_runtime import _cli, _ok
 
@@ -150,8 +151,13 @@ def test_dead_letters_are_read_grouped_and_a_fix_is_tried_on_them(tmp_path: Path
         _cli(state, kafka_bootstrap, "down", "--purge")
 
 
-def _history(bootstrap: str, topic: str, key: str) -> list[tuple[int, int]]:
-    return [(r.partition, r.offset) for r in h.read_topic(bootstrap, topic) if r.key == key.encode()]
+def _explain(session: LocalSession, name: str, store: str, key: str, kafka: str, **options: Any) -> dict[str, Any]:
+    """`explain`'s report, in process (the command's own function; the CLI is run for a few below)."""
+    target = session.target(name, store)
+    product = target.require_product()
+    with session.open_store(target) as handle:
+        found = explain_key(product, product.store(store), cast("KeyedStore", handle), kafka, (key,), **options)
+    return json.loads(json.dumps(found.to_dict(), default=str))
 
 
 def test_explain_tells_the_history_of_a_key_and_checks_the_row(tmp_path: Path, kafka_bootstrap: str) -> None:
@@ -163,20 +169,22 @@ def test_explain_tells_the_history_of_a_key_and_checks_the_row(tmp_path: Path, k
     events += [_placed("k-up", 10.0), _placed("k-upd", 10.0), _placed("k-upd", 30.0, qty=3)]
     events += [_placed("k-del"), _cancelled("k-del")]
     events += [_placed("k-re", 1.0), _cancelled("k-re"), _placed("k-re", 7.0, qty=5)]
-    events += [("k-filt".encode(), json.dumps({"type": "OrderShipped"}).encode(), [])]
+    events += [(b"k-filt", json.dumps({"type": "OrderShipped"}).encode(), [])]
     events += [_placed("k-dl", 5.0), (b"k-dl", poison["fields"][1], [])]
     h.produce(kafka_bootstrap, topic, events)
     spec = _spec(tmp_path / "orders.yaml", name, topic)
     state = tmp_path / "state"
     try:
         _ok(_cli(state, kafka_bootstrap, "up", str(spec), "--until-caught-up", "--timeout", "120"))
+        records = h.read_topic(kafka_bootstrap, topic)
+        session = LocalSession.open(state)
         partitions = set()
         for store in ("cache", "db"):
             for key, last_kind, row_total in (("k-up", "upsert", 20.0), ("k-upd", "upsert", 90.0),
                                               ("k-del", "delete", None), ("k-re", "upsert", 35.0),
                                               ("k-filt", "skip", None), ("k-dl", "deadLetter", 10.0)):
-                found = _json(_cli(state, kafka_bootstrap, "explain", name, "--store", store, "--key", key, "-o", "json"))
-                history = _history(kafka_bootstrap, topic, key)
+                found = _explain(session, name, store, key, kafka_bootstrap)
+                history = [(r.partition, r.offset) for r in records if r.key == key.encode()]
                 assert [(r["partition"], r["offset"]) for r in found["records"]] == history
                 assert found["partitionShortcut"] and found["partitionsRead"] == [history[0][0]]
                 partitions.add(history[0][0])
@@ -189,17 +197,18 @@ def test_explain_tells_the_history_of_a_key_and_checks_the_row(tmp_path: Path, k
                     assert found["row"] is not None and float(found["row"]["total"]) == row_total
                     decisive = [r for r in found["records"] if "upsert" in r][-1]
                     assert found["producedBy"] == {"partition": decisive["partition"], "offset": decisive["offset"]}
-                every = _json(_cli(state, kafka_bootstrap, "explain", name, "--store", store, "--key", key,
-                                   "--all-partitions", "-o", "json"))
+                every = _explain(session, name, store, key, kafka_bootstrap, all_partitions=True)
                 assert every["records"] == found["records"] and every["partitionsRead"] == [0, 1, 2]
-            dead = _json(_cli(state, kafka_bootstrap, "explain", name, "--store", store, "--key", "k-dl", "-o", "json"))
+            dead = _explain(session, name, store, "k-dl", kafka_bootstrap)
             assert dead["records"][-1]["deadLetter"]["stage"] == "fields"
-            unseen = _cli(state, kafka_bootstrap, "explain", name, "--store", store, "--key", "nobody")
-            assert "never seen" in _ok(unseen)
+            assert _explain(session, name, store, "nobody", kafka_bootstrap)["verdict"] == "unseen"
         assert len(partitions) > 1  # the keys' records are spread over several partitions
 
-        # A row changed behind the consumer's back is flagged.
-        session = LocalSession.open(state)
+        # The command itself: JSON, a key never seen, and a row changed behind the consumer's back.
+        shown = _json(_cli(state, kafka_bootstrap, "explain", name, "--store", "db", "--key", "k-re", "-o", "json"))
+        assert shown["verdict"] == "match" and [next(iter(set(r) & {"upsert", "delete"})) for r in shown["records"]] \
+            == ["upsert", "delete", "upsert"]
+        assert "never seen" in _ok(_cli(state, kafka_bootstrap, "explain", name, "--store", "cache", "--key", "nobody"))
         url = session.store_url(session.target(name, "cache"))
         client = redis.Redis.from_url(url)
         client.hset(f"{name}:k-upd", "total", "1.0")
