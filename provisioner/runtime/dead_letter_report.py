@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from provisioner.pipeline.ops import RecordLike
 from provisioner.runtime.safe_text import preview_bytes, safe_text
 from provisioner.spec.models import DataProduct
-from provisioner.stream.scan import Progress, scan_topic, topic_range
+from provisioner.stream.scan import Progress, TopicMissing, scan_topic, topic_range
 from provisioner.stream.settings import KafkaTarget
 
 __all__ = ["DeadLetterEntry", "DeadLetterGroup", "entry_of", "group_entries", "latest", "product_label",
@@ -113,7 +113,10 @@ def read_dead_letters(kafka: KafkaTarget, product: DataProduct, *, stores: Itera
     given; only those sent at or after `since_ms`), up to the topic's end when the read began."""
     label = product_label(product)
     wanted = None if stores is None else frozenset(stores)
-    where = topic_range(kafka, product.dead_letter_topic, since_ms=since_ms)
+    try:
+        where = topic_range(kafka, product.dead_letter_topic, since_ms=since_ms)
+    except TopicMissing:
+        return  # no store ever sent a dead letter
     for record in scan_topic(kafka, where, on_progress):
         entry = entry_of(record)
         if entry is None or entry.product != label:

@@ -138,10 +138,10 @@ def explain_key(product: DataProduct, store_spec: StoreSpec, store: KeyedStore, 
         explanation.shortcut = True
     where = topic_range(kafka, topic, partitions=partitions, since_ms=since_ms)
     explanation.partitions_read = partitions
-    key_of, pipeline = KeyOf(product), Pipeline(product)
+    about_key, pipeline = KeyOf(product).matcher(wanted), Pipeline(product)
     steps: list[Step] = []
     for record in scan_topic(kafka, where, on_progress):
-        if key_of(record) != wanted:
+        if not about_key(record):
             continue
         op = _judge(pipeline.process(record), store, record)
         applied = record.offset < positions.get(record.partition, 0)

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from provisioner.errors import ProvisionerError
+from provisioner.stream.client import FETCH_MAX_BYTES, FETCH_MAX_WAIT_MS, MAX_PARTITION_FETCH_BYTES
 from provisioner.stream.failures import KafkaUnavailable, from_confluent
 from provisioner.stream.settings import KafkaTarget, rdkafka_config, settings_of
 
-__all__ = ["TopicRange", "scan_topic", "topic_range"]
+__all__ = ["TopicMissing", "TopicRange", "scan_topic", "topic_range"]
 
 BATCH = 5000
 # `consume` waits this long for a full batch: short, so a small read ends as soon as it reached its end.
@@ -31,6 +32,10 @@ POLL_SECONDS = 0.1
 REQUEST_TIMEOUT = 15.0
 
 Progress = Callable[[int, int], None]
+
+
+class TopicMissing(KafkaUnavailable):
+    """The topic does not exist (a dead-letter topic is created with its first dead letter)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +68,8 @@ def _consumer(target: KafkaTarget, error_sink: list[ProvisionerError], topic: st
         **rdkafka_config(connection), "group.id": f"provisioner-scan-{uuid.uuid4().hex[:12]}",
         "enable.auto.commit": False, "enable.auto.offset.store": False, "enable.partition.eof": True,
         "auto.offset.reset": "earliest", "client.id": "provisioner-scan", "log.connection.close": False,
+        "fetch.wait.max.ms": FETCH_MAX_WAIT_MS, "max.partition.fetch.bytes": MAX_PARTITION_FETCH_BYTES,
+        "fetch.max.bytes": FETCH_MAX_BYTES,
         "error_cb": on_error, "logger": LIBRDKAFKA_LOGGER,
     })
 
@@ -92,7 +99,7 @@ def topic_range(target: KafkaTarget, topic: str, *, partitions: Sequence[int] | 
         if found is None or found.error is not None or not found.partitions:
             if refused:
                 raise refused[0]
-            raise KafkaUnavailable(f"topic {topic!r} does not exist")
+            raise TopicMissing(f"topic {topic!r} does not exist")
         numbers = sorted(found.partitions) if partitions is None else sorted(set(partitions))
         starts: dict[int, int] = {}
         ends: dict[int, int] = {}

@@ -215,5 +215,9 @@ def test_explain_tells_the_history_of_a_key_and_checks_the_row(tmp_path: Path, k
         client.close()
         tampered = _cli(state, kafka_bootstrap, "explain", name, "--store", "cache", "--key", "k-upd", "-o", "json")
         assert tampered.returncode == 1 and json.loads(tampered.stdout)["verdict"] == "mismatch"
+
+        # A spec file whose product never sent a dead letter (its topic does not exist yet).
+        quiet = _spec(tmp_path / "quiet.yaml", f"quiet-{suffix}", topic)
+        assert _json(_cli(state, kafka_bootstrap, "deadletters", str(quiet), "-o", "json"))["groups"] == []
     finally:
         _cli(state, kafka_bootstrap, "down", "--purge")

@@ -124,6 +124,11 @@ def test_the_key_of_a_record_the_filter_drops_or_a_stage_refuses() -> None:
     by_record_key = KeyOf(_product(RECORD_KEY_SPEC))
     assert by_record_key(Record("profiles.v1", 0, 0, 0, b"c-1", b"not json")) == "c-1"
     assert by_record_key(Record("profiles.v1", 0, 0, 0, b"c-1", None)) == "c-1"
+    # The matcher a scan uses: the key's bytes for a record-key key, the rendered key otherwise.
+    assert by_record_key.matcher("c-1")(Record("profiles.v1", 0, 0, 0, b"c-1", b"not json"))
+    assert not by_record_key.matcher("c-1")(Record("profiles.v1", 0, 0, 0, b"c-10", b"{}"))
+    assert by_record_key.matcher("a\ufffd")(Record("profiles.v1", 0, 0, 0, b"a\xff", b"{}"))
+    assert key_of.matcher("eu:7")(record) and not key_of.matcher("eu:8")(record)
 
 
 def test_the_last_applied_upsert_or_delete_decides_the_row() -> None:
