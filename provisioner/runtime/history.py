@@ -170,7 +170,7 @@ def _verdict(explanation: Explanation, store_spec: StoreSpec, store: KeyedStore,
     decisive, decided = fold(steps)
     explanation.produced_by = decisive if decisive is not None and isinstance(decisive.op, Upsert) else None
     if not steps:
-        explanation.verdict = "unseen" if row is None else "mismatch"
+        explanation.verdict = "unseen" if row is None else "unknown" if explanation.since_ms is not None else "mismatch"
         if row is not None:
             notes.append("no record read has this key, yet the store holds a row"
                          + (" (it may come from before --since)" if explanation.since_ms is not None else "")

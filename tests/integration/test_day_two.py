@@ -41,7 +41,8 @@ def _spec(path: Path, name: str, topic: str, *, fixed: bool = False) -> Path:
             "source": {"topic": topic, "schema": h.ORDER_SCHEMA},
             "filter": filter_, "delete": "event.type == 'OrderCancelled' && event.confirmed",
             "fields": fields, "key": "order_id",
-            "stores": [{"name": "cache", "redis": {}}, {"name": "db", "postgres": {}}],
+            "stores": [{"name": "cache", "redis": {}}, {"name": "db", "postgres": {}},
+                       {"name": "doc", "redis": {"structure": "json", "keyPrefix": f"doc-{name}:"}}],
             "errors": {"mode": "deadLetter", "deadLetterTopic": f"{name}.dlq"},
             "consumer": {"batchSize": 500, "batchLatency": "50ms"},
         },
@@ -179,7 +180,7 @@ def test_explain_tells_the_history_of_a_key_and_checks_the_row(tmp_path: Path, k
         records = h.read_topic(kafka_bootstrap, topic)
         session = LocalSession.open(state)
         partitions = set()
-        for store in ("cache", "db"):
+        for store in ("cache", "db", "doc"):
             for key, last_kind, row_total in (("k-up", "upsert", 20.0), ("k-upd", "upsert", 90.0),
                                               ("k-del", "delete", None), ("k-re", "upsert", 35.0),
                                               ("k-filt", "skip", None), ("k-dl", "deadLetter", 10.0)):
@@ -202,6 +203,8 @@ def test_explain_tells_the_history_of_a_key_and_checks_the_row(tmp_path: Path, k
             dead = _explain(session, name, store, "k-dl", kafka_bootstrap)
             assert dead["records"][-1]["deadLetter"]["stage"] == "fields"
             assert _explain(session, name, store, "nobody", kafka_bootstrap)["verdict"] == "unseen"
+            later = _explain(session, name, store, "k-up", kafka_bootstrap, since_ms=4_102_444_800_000)  # 2100
+            assert later["records"] == [] and later["verdict"] == "unknown"  # the row is older than --since
         assert len(partitions) > 1  # the keys' records are spread over several partitions
 
         # The command itself: JSON, a key never seen, and a row changed behind the consumer's back.
