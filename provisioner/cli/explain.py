@@ -73,6 +73,9 @@ def explain(
     all_partitions: bool = typer.Option(False, "--all-partitions",
                                         help="Read every partition, even for a record-key key (a producer that "
                                              "does not use Kafka's default partitioner)."),
+    store_url: str | None = typer.Option(None, "--store-url", envvar="PROVISIONER_STORE_URL",
+                                         help="The store's URL, when the spec's connection does not give it "
+                                              "(a Secret in the cluster). Never shown."),
     state_dir: Path = STATE_DIR_OPTION,
     bootstrap: str | None = BOOTSTRAP_OPTION,
     kafka_config: Path | None = KAFKA_CONFIG_OPTION,
@@ -86,7 +89,7 @@ def explain(
         parts = parse_key(product, key)
     except (KeyError, ValueError) as error:
         fail(escape(str(error.args[0])))
-    handle = open_store(product, store_spec, located.store_url(store))
+    handle = open_store(product, store_spec, store_url or located.store_url(store))
     try:
         with progress(f"reading {escape(product.spec.source.topic)}") as on_progress:
             found = explain_key(product, store_spec, cast("KeyedStore", handle), located.kafka, parts,
