@@ -45,8 +45,10 @@ def _register() -> None:
     """Import command modules and attach them (explicit, so imports have no side effects)."""
     from provisioner.cli import apply as apply_command
     from provisioner.cli import consume, dev, down, init, inspect_cmd, replay, schema, spectest, status, up, validate
+    from provisioner.cli import deadletters as deadletters_command
     from provisioner.cli import delete as delete_command
     from provisioner.cli import doctor as doctor_command
+    from provisioner.cli import explain as explain_command
     from provisioner.cli import operator as operator_command
     from provisioner.cli import plan as plan_command
     from provisioner.cli import render as render_command
@@ -57,6 +59,7 @@ def _register() -> None:
         "down": down.down, "consume": consume.consume, "render": render_command.render, "crd": render_command.crd,
         "operator": operator_command.operator, "apply": apply_command.apply, "plan": plan_command.plan_command,
         "delete": delete_command.delete, "doctor": doctor_command.doctor,
+        "deadletters": deadletters_command.deadletters, "explain": explain_command.explain,
     }
     for name, command in commands.items():
         app.command(name)(report_errors(command))

@@ -11,11 +11,13 @@ import yaml
 from rich.markup import escape
 from rich.table import Table
 
+from provisioner.cli.options import BOOTSTRAP_OPTION, KAFKA_CONFIG_OPTION, STATE_DIR_OPTION
 from provisioner.cli.output import OUTPUT_OPTION, OutputFormat, console, err_console, fail, json_text, print_json
 from provisioner.pipeline.eventfile import EventLine, EventLineError, numbered_lines, parse_line
 from provisioner.pipeline.process import Pipeline
 from provisioner.pipeline.testing import SpecTestOutcome, line_record, op_to_dict, run_tests
 from provisioner.spec.loader import LoadedSpec, load_products
+from provisioner.stream.settings import load_kafka_settings
 
 MAX_EVENTS_BYTES = 64 * 1024 * 1024
 
@@ -86,10 +88,23 @@ def spec_test(
     events: Path | None = typer.Option(
         None, "--events", help="JSONL file of events (or envelopes with value/key/headers): show the ops they produce."
     ),
+    dead_letters: bool = typer.Option(
+        False, "--dead-letters", help="Run the spec over its product's dead letters now: which would pass, which "
+                                      "still fail (reads the dead-letter topic)."),
+    store: str | None = typer.Option(None, "--store", help="With --dead-letters: only this store's."),
+    state_dir: Path = STATE_DIR_OPTION,
+    bootstrap: str | None = BOOTSTRAP_OPTION,
+    kafka_config: Path | None = KAFKA_CONFIG_OPTION,
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
-    """Run the `tests:` of each spec through the pipeline (offline), or preview ops for --events."""
+    """Run the `tests:` of each spec through the pipeline (offline), or preview ops for --events or
+    for the product's --dead-letters."""
     specs = load_products(paths)
+    if dead_letters:
+        from provisioner.cli.spectest_deadletters import preview_dead_letters
+
+        preview_dead_letters(specs, store, state_dir, load_kafka_settings(kafka_config, bootstrap), output)
+        return
     if events is not None:
         _preview(specs, events, output)
         return

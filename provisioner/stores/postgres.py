@@ -24,7 +24,7 @@ import psycopg
 from psycopg import errors
 from psycopg.rows import dict_row
 
-from provisioner.pipeline.ops import Change, DeadLetter, Upsert
+from provisioner.pipeline.ops import Change, DeadLetter, Delete, KeyPart, Upsert
 from provisioner.spec.models import ColumnType, DataProduct, StoreSpec
 from provisioner.spec.names import POSITIONS_TABLE, RESERVED_APPEND_COLUMNS, VERSIONS_TABLE, quote_identifier
 from provisioner.stores.base import (
@@ -584,6 +584,53 @@ class PostgresStore:
             return []
         except psycopg.Error as error:
             raise self._failed("inspect failed", error) from None
+
+    def _key_match(self, key: tuple[KeyPart, ...]) -> tuple[str, list[str | None]]:
+        """A WHERE clause matching `key`'s row, with its parameters converted as `prepare` converts them."""
+        types = {column.name: column.type for column in self._fields}
+        values = self._convert_fields(Change(0, 0, 0, Delete(key)))
+        names = [column.name for column in self._fields]
+        where = " AND ".join(f"{quote_identifier(name)} = %s::{types[name]}" for name in self._key_fields)
+        return where, [values[names.index(name)] for name in self._key_fields]
+
+    def read_row(self, key: tuple[KeyPart, ...]) -> dict[str, Any] | None:
+        """The row stored under `key` (in append mode the last one appended), or None; for
+        `provisioner explain`. A key that does not convert to the key columns' types has no row."""
+        try:
+            where, parameters = self._key_match(key)
+        except ConversionError:
+            return None
+        order = " ORDER BY _timestamp DESC, _partition DESC, _offset DESC" if self._mode == "append" else ""
+        query = f"SELECT * FROM {self._qualified} WHERE {where}{order} LIMIT 1"  # noqa: S608
+        try:
+            with self._connect().cursor(row_factory=dict_row) as cursor:
+                return cursor.execute(query, parameters).fetchone()
+        except errors.UndefinedTable:
+            return None
+        except psycopg.Error as error:
+            raise self._failed("read failed", error) from None
+
+    def holds_row(self, key: tuple[KeyPart, ...], row: Mapping[str, Any] | None) -> bool:
+        """Whether the (upsert-mode) table holds exactly what writing `row` under `key` leaves
+        (None: no row), compared by the server in the columns' types."""
+        if row is None:
+            return self.read_row(key) is None
+        try:
+            where, parameters = self._key_match(key)
+            values = self._convert_fields(Change(0, 0, 0, Upsert(key, row)))
+        except ConversionError:
+            return False
+        columns = ", ".join(quote_identifier(column.name) for column in self._fields)
+        expected = ", ".join(f"%s::{column.type}" for column in self._fields)
+        query = (f"SELECT ROW({columns}) IS NOT DISTINCT FROM ROW({expected}) "  # noqa: S608
+                 f"FROM {self._qualified} WHERE {where}")
+        try:
+            found = self._connect().execute(query, [*values, *parameters]).fetchone()
+        except errors.UndefinedTable:
+            return False
+        except psycopg.Error as error:
+            raise self._failed("read failed", error) from None
+        return bool(found and found[0])
 
     def count(self) -> int:
         connection = self._connect()

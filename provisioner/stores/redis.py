@@ -20,7 +20,7 @@ import redis
 from redis.exceptions import NoScriptError, RedisError
 
 from provisioner.pipeline.encoding import Unencodable, encode_value, to_json
-from provisioner.pipeline.ops import Change, DeadLetter, Upsert, render_key
+from provisioner.pipeline.ops import Change, DeadLetter, KeyPart, Upsert, render_key
 from provisioner.spec.durations import parse_duration
 from provisioner.spec.models import DataProduct, StoreSpec
 from provisioner.stores.base import (
@@ -393,6 +393,40 @@ class RedisStore:
                             for k, v in value.items()})
             rows.append(row)
         return rows
+
+    def read_row(self, key: tuple[KeyPart, ...]) -> dict[str, Any] | None:
+        """The row stored under `key` as the store holds it (hash fields as text, a JSON document
+        decoded), or None when there is none; for `provisioner explain`."""
+        name = (self._prefix_text + render_key(key)).encode("utf-8", "surrogatepass")
+        try:
+            client = self._connect()
+            value: Any = client.get(name) if self._structure == "json" else client.hgetall(name)
+        except RedisError as error:
+            self._drop_client()
+            raise self._error("read failed", error) from None
+        if not value:
+            return None
+        if self._structure == "json":
+            try:
+                document = json.loads(value)
+            except ValueError:
+                return {"_raw": value.decode("utf-8", "replace")}
+            return document if isinstance(document, dict) else {"_raw": document}
+        return {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in value.items()}
+
+    def holds_row(self, key: tuple[KeyPart, ...], row: Mapping[str, Any] | None) -> bool:
+        """Whether the store holds exactly what writing `row` under `key` leaves (None: no row),
+        compared in the store's own representation (the text `prepare` writes)."""
+        stored = self.read_row(key)
+        if row is None or stored is None:
+            return row is None and stored is None
+        prepared, rejected = self.prepare([Change(0, 0, 0, Upsert(key, row))])
+        if rejected or not prepared:
+            return False
+        (write,) = prepared
+        if self._structure == "json":
+            return bool(json.loads(write[1]) == stored)
+        return dict(zip(write[1::2], write[2::2], strict=True)) == stored
 
     def _scan(self) -> Iterator[bytes]:
         """Every data key under the prefix (never a positions key, even with an empty prefix)."""
