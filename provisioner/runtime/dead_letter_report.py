@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from provisioner.pipeline.ops import RecordLike
 from provisioner.runtime.safe_text import preview_bytes, safe_text
 from provisioner.spec.models import DataProduct
+from provisioner.stream.deadletters import TRUNCATED_KEY_HEADER, TRUNCATED_VALUE_HEADER
 from provisioner.stream.scan import Progress, TopicMissing, scan_topic, topic_range
 from provisioner.stream.settings import KafkaTarget
 
@@ -66,6 +67,7 @@ class DeadLetterEntry:
     key: bytes | None
     value: bytes | None
     headers: tuple[tuple[str, bytes], ...]  # the record's own headers, without provisioner.*
+    truncated: bool = False  # the dead letter holds only the start of the record's key or value
 
     @property
     def source(self) -> str:
@@ -80,6 +82,7 @@ class DeadLetterEntry:
             "deadLetter": {"partition": self.partition, "offset": self.offset},
             "key": preview_bytes(self.key), "value": preview_bytes(self.value),
             "headers": {safe_text(name, 200): preview_bytes(value) for name, value in self.headers},
+            "truncated": self.truncated,
         }
 
 
@@ -103,6 +106,7 @@ def entry_of(record: RecordLike) -> DeadLetterEntry | None:
         source_offset=_int(ours.get("provisioner.source.offset")),
         timestamp_ms=record.timestamp, partition=record.partition, offset=record.offset,
         key=record.key, value=record.value, headers=tuple(own),
+        truncated=TRUNCATED_VALUE_HEADER in ours or TRUNCATED_KEY_HEADER in ours,
     )
 
 

@@ -24,6 +24,7 @@ from provisioner.runtime.safe_text import preview_bytes, safe_text
 from provisioner.spec.models import DataProduct, StoreSpec
 from provisioner.stores.base import Store
 from provisioner.stores.registry import open_store
+from provisioner.stream.deadletters import MAX_DEAD_LETTER_BYTES
 
 __all__ = ["RetryOutcome", "retry_dead_letters"]
 
@@ -76,6 +77,11 @@ def retry_dead_letters(product: DataProduct, entries: Iterable[DeadLetterEntry])
         if entry.store not in names or identity in seen:
             continue
         seen.add(identity)
+        if entry.truncated:
+            outcomes.append(RetryOutcome(entry, DeadLetter(
+                "decode", f"not tried: the record was larger than {MAX_DEAD_LETTER_BYTES:,} bytes, so its dead "
+                          "letter keeps only its start (read it from the source topic at the offset above)")))
+            continue
         record = _record(entry)
         op = pipeline.process(record)
         if isinstance(op, Upsert | Delete):

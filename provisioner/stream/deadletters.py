@@ -37,6 +37,14 @@ from provisioner.stream.settings import (
 )
 
 MAX_MESSAGE_BYTES = 4096
+MAX_DEAD_LETTER_BYTES = 900_000
+"""Most bytes of key, value and headers one dead letter carries. A refused record may be as large
+as the broker takes (about 1 MiB by default) and the dead letter adds headers, which would put it
+over the producer's and the broker's limits: it would then never be sent and its batch never
+committed. So the value (then the key) of a larger record is cut to fit, and the dead letter says
+so in `provisioner.value.truncated` / `provisioner.key.truncated` (the original length in bytes)."""
+TRUNCATED_VALUE_HEADER = "provisioner.value.truncated"
+TRUNCATED_KEY_HEADER = "provisioner.key.truncated"
 # How long a send may wait for metadata or buffer space: an unreachable broker surfaces as an
 # error the consumer backs off on, instead of a consumer stuck for the client's default minute.
 MAX_BLOCK_MS = 10_000
@@ -86,7 +94,7 @@ class DeadLetterProducer:
         """Send and wait for every acknowledgement; raises (a Kafka error, or a refusal as ours)
         if any send failed."""
         self._sender.send_all(
-            [(record.key, record.value, dead_letter_headers(record, dl, self.product, self.store, self.version))
+            [fit((record.key, record.value, dead_letter_headers(record, dl, self.product, self.store, self.version)))
              for record, dl in items], timeout)
 
     def close(self) -> None:
@@ -94,6 +102,26 @@ class DeadLetterProducer:
 
 
 _Message = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
+
+
+def fit(message: _Message, limit: int = MAX_DEAD_LETTER_BYTES) -> _Message:
+    """`message` with its value, then its key, cut so the whole is at most `limit` bytes, each cut
+    recorded in a header; a message that fits is returned as it is."""
+    key, value, headers = message
+    size = len(key or b"") + len(value or b"") + sum(len(name) + len(raw) for name, raw in headers)
+    if size <= limit:
+        return message
+    headers = list(headers)
+    over = size - limit + 64  # room for the headers added here
+    if value is not None and over > 0:
+        cut = min(len(value), over)
+        headers.append((TRUNCATED_VALUE_HEADER, str(len(value)).encode()))
+        value, over = value[:len(value) - cut], over - cut
+    if key is not None and over > 0:
+        cut = min(len(key), over)
+        headers.append((TRUNCATED_KEY_HEADER, str(len(key)).encode()))
+        key = key[:len(key) - cut]
+    return key, value, headers
 
 
 class _Sender(Protocol):
