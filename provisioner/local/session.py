@@ -26,8 +26,8 @@ from provisioner.local.supervisor import ConsumerProcess, LocalConsumer, Phase, 
 from provisioner.plan import ConsumerPlan, Plan, plan
 from provisioner.runtime.connection import StoreUrlError, mask_url, store_url
 from provisioner.runtime.progress import StoreView, build_progress, holds_current, store_view
-from provisioner.runtime.rebuild import plan_start
-from provisioner.runtime.status import read_status
+from provisioner.runtime.rebuild import decide_start
+from provisioner.runtime.status import ConsumerStatus, read_status
 from provisioner.spec.durations import parse_duration
 from provisioner.spec.findings import SpecError
 from provisioner.spec.fingerprint import compare, fingerprint
@@ -111,16 +111,16 @@ def last_log_error(path: Path, max_bytes: int = 8192) -> str | None:
     return None
 
 
-def observed_phase(state: StateDir, entry: StoreEntry) -> tuple[Phase, dict[str, Any] | None]:
+def observed_phase(state: StateDir, entry: StoreEntry) -> tuple[Phase, ConsumerStatus | None]:
     """A store's phase as another process sees it: its status file and whether its pid lives."""
     status = read_status(state.status_file(entry))
     alive = pid_alive(state.read_pid(entry))
-    if status is not None and status.get("state") == "halted":
+    if status is not None and status.state == "halted":
         return "halted", status
     if state.pause_marker(entry).exists() and not alive:
         return "paused", status
     if alive:
-        reported = status.get("state") if status is not None else None
+        reported = status.state if status is not None else None
         phase: Phase = "starting"
         if reported in ("running", "backoff", "frozen"):
             phase = reported
@@ -128,7 +128,7 @@ def observed_phase(state: StateDir, entry: StoreEntry) -> tuple[Phase, dict[str,
     return "stopped", status
 
 
-def store_view_of(entry: StoreEntry, product: DataProduct | None, phase: Phase, status: dict[str, Any] | None, *,
+def store_view_of(entry: StoreEntry, product: DataProduct | None, phase: Phase, status: ConsumerStatus | None, *,
                   positions: dict[int, int] | None = None, end_offsets: dict[int, int] | None = None,
                   last_error: str | None = None, rebuild_pending: bool = False) -> StoreView:
     """One store's row for `status` and `up`'s dashboard."""
@@ -339,7 +339,7 @@ class LocalSession:
             entry = target.entry
             phase, status = observed_phase(self.state, entry)
             positions, rows, problem, pending = self._live_store_facts(target)
-            last_error = (status or {}).get("last_error")
+            last_error = status.last_error if status is not None else None
             if not last_error and phase in ("stopped", "halted") and status is None:
                 last_error = last_log_error(self.state.log_file(entry))
             product = target.product
@@ -371,7 +371,7 @@ class LocalSession:
             record = versions.read()
         finally:
             versions.close()
-        return record is not None and (record.shadow is not None or plan_start(product, store_spec, record).shadow
+        return record is not None and (record.shadow is not None or decide_start(product, store_spec, record).shadow
                                        is not None)
 
     def _end_offsets(self, topics: set[str]) -> dict[str, dict[int, int]]:
@@ -450,10 +450,10 @@ class LocalSession:
         try:
             while True:
                 consumer.tick()
-                status = read_status(self.state.status_file(target.entry)) or {}
+                status = read_status(self.state.status_file(target.entry))
                 on_progress(build_progress(status, targets).completed, sum(targets.values()))
                 if consumer.phase == "halted":
-                    raise ConsumerHaltedError(f"the consumer halted: {status.get('last_error') or f'see {log}'}")
+                    raise ConsumerHaltedError(f"the consumer halted: {(status and status.last_error) or f'see {log}'}")
                 pid = consumer.process.pid if consumer.process is not None else None
                 if holds_current(status, pid, targets) and not self.replay_pending(target):
                     return
