@@ -49,8 +49,8 @@ __all__ = [
     "last_log_error",
     "observed_phase",
     "place",
-    "plan_local",
     "prepare_environment",
+    "preview_stores",
 ]
 
 Say = Callable[[str], None]
@@ -506,7 +506,7 @@ class LocalSession:
 
 
 @dataclass(frozen=True, slots=True)
-class StorePlan:
+class StorePreview:
     """What applying a spec would do to one store: `compare`'s verdict against the version the store
     recorded, and how many records a rebuild would read (None when unknown or not rebuilding)."""
 
@@ -522,7 +522,7 @@ class StorePlan:
                 "records": self.records, "problem": self.problem}
 
 
-def plan_local(paths: Sequence[Path], state_dir: Path, bootstrap: KafkaTarget | None) -> list[StorePlan]:
+def preview_stores(paths: Sequence[Path], state_dir: Path, bootstrap: KafkaTarget | None) -> list[StorePreview]:
     """Per store of the specs at `paths`: new, unchanged, in place or rebuild, against the version
     recorded in the store (found through `up`'s registry, else the spec's connection URL)."""
     session: LocalSession | None
@@ -531,19 +531,19 @@ def plan_local(paths: Sequence[Path], state_dir: Path, bootstrap: KafkaTarget | 
     except NotStartedError:
         session = None
     kafka = bootstrap or (session.kafka if session is not None else None)
-    plans: list[StorePlan] = []
+    previews: list[StorePreview] = []
     for loaded in load_products(paths):
         product = loaded.product
         for store_spec in product.spec.stores:
-            plans.append(_plan_store(product, store_spec, session, kafka))
-    return plans
+            previews.append(_preview_store(product, store_spec, session, kafka))
+    return previews
 
 
-def _plan_store(product: DataProduct, store_spec: StoreSpec, session: LocalSession | None,
-                kafka: KafkaTarget | None) -> StorePlan:
+def _preview_store(product: DataProduct, store_spec: StoreSpec, session: LocalSession | None,
+                kafka: KafkaTarget | None) -> StorePreview:
     def verdict(kind: str, settings: tuple[str, ...] = (), records: int | None = None,
-                problem: str | None = None) -> StorePlan:
-        return StorePlan(product.name, store_spec.name, kind, settings, records, problem)
+                problem: str | None = None) -> StorePreview:
+        return StorePreview(product.name, store_spec.name, kind, settings, records, problem)
 
     try:
         url: str | None = None

@@ -48,7 +48,7 @@ from provisioner.spec.models import DataProduct, StoreSpec
 from provisioner.spec.names import POSITIONS_TABLE, VERSIONS_TABLE, quote_identifier
 from provisioner.stores.base import Store, StoreError, mask_url, scrub_secrets
 from provisioner.stores.election import Election, PostgresElection, RedisElection
-from provisioner.stores.redis import POSITIONS_KEY_PREFIX, VERSIONS_KEY_PREFIX
+from provisioner.stores.redis import POSITIONS_KEY_PREFIX, VERSIONS_KEY_PREFIX, glob_escape
 from provisioner.stores.registry import open_store
 
 __all__ = [
@@ -554,7 +554,7 @@ class RedisVersions:
             client = self._connect()
             partitions = [_text(p) for p in client.smembers(pk + b":partitions")]
             client.delete(*(pk + b":" + p.encode() for p in partitions), pk + b":partitions")
-            pattern = _glob_escape(prefix) + b"*"
+            pattern = glob_escape(prefix) + b"*"
             chunk: list[bytes] = []
             for key in client.scan_iter(match=pattern, count=_SCAN_COUNT):
                 chunk.append(key)
@@ -587,15 +587,6 @@ class RedisVersions:
             raise self._error("switching versions failed", error) from None
         if moved == -1:
             raise NotRebuilder("the switch was refused: this replica's rebuilder lease expired")
-
-
-def _glob_escape(prefix: bytes) -> bytes:
-    out = bytearray()
-    for byte in prefix:
-        if byte in b"*?[]\\":
-            out += b"\\"
-        out.append(byte)
-    return bytes(out)
 
 
 def _text(value: bytes | str) -> str:
