@@ -35,7 +35,7 @@ from provisioner.spec.loader import LoadedSpec, load_products
 from provisioner.spec.models import DataProduct, StoreSpec
 from provisioner.stores.base import Store
 from provisioner.stores.registry import open_store
-from provisioner.stores.versions import ReplayRequest, open_versions
+from provisioner.stores.versions import ReplayRequest, read_version, versions_of
 from provisioner.stream import kafka as kafka_helpers
 from provisioner.stream.settings import KafkaSettings, KafkaTarget, load_kafka_settings
 
@@ -366,11 +366,7 @@ class LocalSession:
         started with it rebuilds first), or a requested replay has not switched yet."""
         product = target.require_product()
         store_spec = product.store(target.entry.store)
-        versions = open_versions(product, store_spec, self.store_url(target), timeout=STORE_TIMEOUT)
-        try:
-            record = versions.read()
-        finally:
-            versions.close()
+        record = read_version(product, store_spec, self.store_url(target), timeout=STORE_TIMEOUT)
         return record is not None and (record.shadow is not None or decide_start(product, store_spec, record).shadow
                                        is not None)
 
@@ -406,13 +402,10 @@ class LocalSession:
         if target.entry.managed:
             self._ensure_embedded_running(target.entry.kind)
         store_spec = product.store(target.entry.store)
-        versions = open_versions(product, store_spec, self.store_url(target), timeout=STORE_TIMEOUT)
-        try:
+        with versions_of(product, store_spec, self.store_url(target), timeout=STORE_TIMEOUT) as versions:
             if versions.read() is not None:
                 versions.request_replay(ReplayRequest(start_from=start_from, until=until))
                 return None
-        finally:
-            versions.close()
         positions = kafka_helpers.topic_start_offsets(self.kafka, product.spec.source.topic, start_from)
         with self.open_store(target) as store:
             store.reset()
@@ -424,12 +417,8 @@ class LocalSession:
     def replay_pending(self, target: Target) -> bool:
         """Whether a requested replay has not switched yet (the rebuild runs or has to start)."""
         product = target.require_product()
-        versions = open_versions(product, product.store(target.entry.store), self.store_url(target),
-                                 timeout=STORE_TIMEOUT)
-        try:
-            record = versions.read()
-        finally:
-            versions.close()
+        record = read_version(product, product.store(target.entry.store), self.store_url(target),
+                              timeout=STORE_TIMEOUT)
         return record is not None and (record.replay is not None or record.shadow is not None)
 
     def local_consumer(self, target: Target) -> LocalConsumer:
@@ -552,11 +541,7 @@ def _preview_store(product: DataProduct, store_spec: StoreSpec, session: LocalSe
             url = session.store_url(known[0]) if known else None
         if url is None:
             url = store_url(store_spec)
-        versions = open_versions(product, store_spec, url, timeout=STORE_TIMEOUT)
-        try:
-            record = versions.read()
-        finally:
-            versions.close()
+        record = read_version(product, store_spec, url, timeout=STORE_TIMEOUT)
     except (ProvisionerError, ValueError) as error:
         return verdict("new", problem=f"store not reachable: {error}")
     old = record.product() if record is not None else None

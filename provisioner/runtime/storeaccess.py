@@ -9,14 +9,13 @@ rebuild can be driven without a server.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from typing import Protocol
 
 from provisioner.spec.models import DataProduct, StoreSpec
 from provisioner.stores.base import Store, VersionFence
 from provisioner.stores.election import Election, open_election
 from provisioner.stores.registry import open_store
-from provisioner.stores.versions import Versions, open_shadow_store, open_versions
+from provisioner.stores.versions import Versions, open_shadow_store, versions_of
 
 __all__ = ["StoreAccess", "UrlStoreAccess"]
 
@@ -47,13 +46,8 @@ class UrlStoreAccess:
         self._url = url
         self._lease_seconds = lease_seconds  # a Redis rebuilder lease's TTL (None: the default)
 
-    @contextlib.contextmanager
-    def versions(self) -> Iterator[Versions]:
-        versions = open_versions(self._product, self._store_spec, self._url)
-        try:
-            yield versions
-        finally:
-            versions.close()
+    def versions(self) -> contextlib.AbstractContextManager[Versions]:
+        return versions_of(self._product, self._store_spec, self._url)
 
     def election(self) -> Election:
         return open_election(self._product, self._store_spec, self._url, lease_seconds=self._lease_seconds)

@@ -32,8 +32,10 @@ Every statement's identifiers are quoted with `quote_identifier`; every value is
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, Protocol
 
@@ -62,9 +64,11 @@ __all__ = [
     "Versions",
     "open_shadow_store",
     "open_versions",
+    "read_version",
     "shadow_for",
     "shadow_table_name",
     "version_id",
+    "versions_of",
 ]
 
 # U+FFFF is a noncharacter, never meant for interchange: no key prefix may start with it (the spec
@@ -224,6 +228,22 @@ def open_versions(product: DataProduct, store: StoreSpec, url: str, *, timeout: 
     if store.postgres is not None:
         return PostgresVersions(product, store, url, timeout=timeout)
     return RedisVersions(product, store, url, timeout=timeout)
+
+
+@contextlib.contextmanager
+def versions_of(product: DataProduct, store: StoreSpec, url: str, *, timeout: float = 10.0) -> Iterator[Versions]:
+    """The store's versions for one block, closed when it ends, however it ends."""
+    versions = open_versions(product, store, url, timeout=timeout)
+    try:
+        yield versions
+    finally:
+        versions.close()
+
+
+def read_version(product: DataProduct, store: StoreSpec, url: str, *, timeout: float = 10.0) -> VersionRecord | None:
+    """The store's version record, read once."""
+    with versions_of(product, store, url, timeout=timeout) as versions:
+        return versions.read()
 
 
 def _fingerprint(product: DataProduct, store: StoreSpec) -> str:
