@@ -87,6 +87,7 @@ class World:
     begun: list[Shadow] = field(default_factory=list)
     dropped: list[Shadow] = field(default_factory=list)
     switches: int = 0
+    running_at_switch: list[FakeConsumer] = field(default_factory=list)  # consumers not stopped then
     refuse_switch: bool = False  # the election is lost between the ready check and the switch
 
     def shadows(self) -> list[FakeConsumer]:
@@ -130,6 +131,7 @@ class FakeVersions:
         if self.world.refuse_switch or self.world.holder != ME:
             raise NotRebuilder("no longer the rebuilder")
         self.world.switches += 1
+        self.world.running_at_switch = [c for c in self.world.consumers if not c.stopped.is_set()]
         self.world.switch_to(p, generation)
 
     def close(self) -> None:
@@ -300,7 +302,7 @@ def test_elected_it_builds_beside_the_live_store_then_switches_and_follows_the_n
     live, shadow, follow = world.consumers
     assert live.store.fence == VersionFence(fp(V1), 0) and live.store.product == V1  # the old spec, fenced
     assert shadow.store.fence is None and shadow.store.spec.name == start.shadow_spec.name  # type: ignore[union-attr]
-    assert live.stopped.is_set() and shadow.stopped.is_set()  # both stopped before the switch
+    assert world.running_at_switch == []  # both stopped before the switch
     assert seen == [RebuildProgress(start.shadow.version, {0: 4}, 4)]
     assert world.switches == 1 and runner.switched == start.shadow.version
     assert world.record is not None and (world.record.fingerprint, world.record.shadow) == (fp(V2), None)
@@ -338,12 +340,19 @@ def test_a_replay_builds_the_next_generation_of_the_same_spec() -> None:
 
 def test_the_election_lost_mid_build_stops_the_shadow_and_another_replica_switches() -> None:
     world = World(record=record_of(V1, "db"))
+    shadow_stopped_when_the_other_switched: list[bool] = []
+
+    def other_switches() -> bool:
+        shadow_stopped_when_the_other_switched.append(world.shadows()[0].stopped.is_set())
+        world.switch_to(V2)
+        return True
+
     runner = runner_in(world, V2,
                        when(lambda: bool(world.shadows()), lambda: setattr(world, "holder", OTHER)),
-                       once(lambda: world.switch_to(V2)))
+                       other_switches)
     assert runner.run() == EXIT_STOPPED
-    [shadow] = world.shadows()
-    assert shadow.stopped.is_set()
+    assert len(world.shadows()) == 1
+    assert shadow_stopped_when_the_other_switched == [True]
     assert world.switches == 0 and runner.switched is None  # the other replica switched
     assert followed(world).store.fence == VersionFence(fp(V2), 0)
 
