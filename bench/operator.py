@@ -60,8 +60,9 @@ with warnings.catch_warnings():
 from provisioner.kube.client import KubeClient  # noqa: E402
 from provisioner.kube.reconcile import parse_product  # noqa: E402
 from provisioner.kube.render import RenderOptions, render  # noqa: E402
-from provisioner.local import devbroker, embedded, kubeapi  # noqa: E402
+from provisioner.local import devbroker, embedded  # noqa: E402
 from tests.k8s.conftest import install_crds  # noqa: E402
+from tests.support import kubeapi  # noqa: E402
 
 NAMESPACES = 4
 WORKERS = 8  # the operator's default --workers

@@ -1,9 +1,9 @@
-"""`provisioner plan PATH... --target k8s`: what applying the specs to a cluster would change.
+"""`provisioner plan PATH... [--target k8s]`: what applying the specs would change, as a preview.
 
 Per product: each object the operator would build, created, changed (a unified diff of the fields
 provisioner sets, from a server-side dry run) or left alone, objects it would prune, and per store
 whether the spec change applies in place or rebuilds the store. Nothing is written. The k8s part is
-`plan_k8s`; a local target has its own function.
+`preview_k8s`; a local target has its own function.
 """
 
 from __future__ import annotations
@@ -25,17 +25,17 @@ from provisioner.cli.options import (
     platform_bootstrap_option,
 )
 from provisioner.cli.output import OUTPUT_OPTION, OutputFormat, console, print_json
-from provisioner.kube.products import ProductPlan, operator_settings, plan, resource
+from provisioner.kube.products import ProductPreview, operator_settings, preview, resource
 from provisioner.spec.loader import load_products
 
 _ACTION_STYLE = {"create": "green", "change": "yellow", "delete": "red", "unchanged": "dim", "derived": "dim"}
 _STORE_STYLE = {"new": "green", "rebuild": "bold red", "in place": "yellow", "removed": "red", "unchanged": "dim"}
 
 
-def plan_local(paths: list[Path], state_dir: Path, kafka_bootstrap: str | None, output: OutputFormat) -> None:
-    from provisioner.local.session import plan_local as plan_stores
+def preview_local(paths: list[Path], state_dir: Path, kafka_bootstrap: str | None, output: OutputFormat) -> None:
+    from provisioner.local.session import preview_stores
 
-    plans = plan_stores(paths, state_dir, kafka_bootstrap)
+    plans = preview_stores(paths, state_dir, kafka_bootstrap)
     if output is OutputFormat.json:
         print_json({"stores": [p.to_dict() for p in plans]})
         return
@@ -47,7 +47,7 @@ def plan_local(paths: list[Path], state_dir: Path, kafka_bootstrap: str | None, 
                       f"[{_STORE_STYLE.get(item.kind, 'white')}]{item.kind}[/]{escape(settings + reads)}{problem}")
 
 
-def _print(plans: list[ProductPlan]) -> None:
+def _print(plans: list[ProductPreview]) -> None:
     for item in plans:
         style = _ACTION_STYLE.get(item.action, "white")
         console.print(f"[bold]dataproduct {escape(item.namespace)}/{escape(item.name)}[/]: [{style}]{item.action}[/]")
@@ -65,14 +65,14 @@ def _print(plans: list[ProductPlan]) -> None:
                 console.print(f"            [{colour}]{escape(line)}[/]")
 
 
-def plan_k8s(paths: list[Path], kubeconfig: Path | None, context: str | None, namespace: str | None,
+def preview_k8s(paths: list[Path], kubeconfig: Path | None, context: str | None, namespace: str | None,
              operator_namespace: str, kafka_bootstrap: str | None, output: OutputFormat) -> None:
     specs = load_products(paths)
     client, default_namespace = connect(kubeconfig, context, namespace)
     try:
         settings = operator_settings(client, operator_namespace, kafka_bootstrap=kafka_bootstrap,
                                      credentials_key=environment_key())
-        plans = plan(client, [resource(s, default_namespace) for s in specs], settings)
+        plans = preview(client, [resource(s, default_namespace) for s in specs], settings)
     finally:
         client.close()
     if output is OutputFormat.json:
@@ -96,6 +96,6 @@ def plan_command(
 ) -> None:
     """Show what applying the specs would change, without changing anything."""
     if target is Target.k8s:
-        plan_k8s(paths, kubeconfig, context, namespace, operator_namespace, kafka_bootstrap, output)
+        preview_k8s(paths, kubeconfig, context, namespace, operator_namespace, kafka_bootstrap, output)
     else:
-        plan_local(paths, state_dir, kafka_bootstrap, output)
+        preview_local(paths, state_dir, kafka_bootstrap, output)

@@ -49,10 +49,11 @@ def _view(consumer: ConsumerProcess) -> StoreView:
     entry = consumer.entry
     status = read_status(consumer.state.status_file(entry))
     last_error = None
-    if consumer.phase in ("backoff", "halted") and (status is None or not status.get("last_error")):
+    if consumer.phase in ("backoff", "halted") and (status is None or not status.last_error):
         last_error = last_log_error(consumer.state.log_file(entry))
     # A live consumer that built its store as of `--until` and stopped following reports `frozen`.
-    phase = "frozen" if consumer.phase == "running" and (status or {}).get("state") == "frozen" else consumer.phase
+    frozen = consumer.phase == "running" and status is not None and status.state == "frozen"
+    phase = "frozen" if frozen else consumer.phase
     return store_view_of(entry, consumer.plan.product, phase, status, last_error=last_error)
 
 

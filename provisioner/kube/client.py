@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -243,11 +242,6 @@ class KubeClient:
         metadata = body["metadata"]
         return self.request("PUT", kind.path(metadata.get("namespace"), metadata["name"]),
                             {"fieldManager": FIELD_MANAGER}, body, about=_about(body))
-
-    def iter_kinds(self, kinds: tuple[str, ...], namespace: str | None,
-                   labels: dict[str, str]) -> Iterator[dict[str, Any]]:
-        for kind in kinds:
-            yield from self.list(kind, namespace, labels)
 
 
 def _about(body: dict[str, Any]) -> str:

@@ -33,7 +33,7 @@ from provisioner.kube.status import RebuildObservation, StoreObservation
 from provisioner.spec.models import DataProduct, StoreSpec
 from provisioner.stores.base import scrub_secrets
 from provisioner.stores.registry import open_store
-from provisioner.stores.versions import open_versions, shadow_for
+from provisioner.stores.versions import read_version, shadow_for
 from provisioner.stream.observe import KafkaObserver
 
 __all__ = ["Observer", "store_secret"]
@@ -157,11 +157,7 @@ class Observer:
 
     def _rebuild(self, product: DataProduct, store: StoreSpec, url: str) -> tuple[str, dict[int, int]] | None:
         """The version being built beside the live store (its record says so) and its positions."""
-        versions = open_versions(product, store, url, timeout=self._store_timeout)
-        try:
-            record = versions.read()
-        finally:
-            versions.close()
+        record = read_version(product, store, url, timeout=self._store_timeout)
         if record is None or record.shadow is None:
             return None
         shadow_spec, _ = shadow_for(product, store, record.shadow.version)

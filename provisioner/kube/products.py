@@ -2,7 +2,7 @@
 
 - `resource(spec, namespace)`: the custom resource a spec file declares (what was written, the
   namespace filled in), applied server-side as the `provisioner` field manager.
-- `plan(...)`: per product, what applying it would do: per object (the reconciler's
+- `preview(...)`: per product, what applying it would do: per object (the reconciler's
   `desired_objects`, compared with `differs` as the operator compares) create, change (a unified
   diff of the fields provisioner sets, from a server-side dry run, so defaults and admission are the
   server's) or leave alone, objects that would be pruned, and per store whether the change applies
@@ -45,11 +45,11 @@ from provisioner.spec.loader import LoadedSpec
 from provisioner.spec.models import DataProduct
 
 __all__ = [
-    "ObjectPlan",
-    "ProductPlan",
+    "ObjectPreview",
+    "ProductPreview",
     "ProductSummary",
     "apply_resources",
-    "plan",
+    "preview",
     "resource",
     "summarize",
     "wait_deleted",
@@ -57,8 +57,6 @@ __all__ = [
 ]
 
 PLACEHOLDER_UID = "00000000-0000-0000-0000-000000000000"  # a product not created yet (dry run only)
-_SERVER_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields",
-                    "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink")
 
 
 def resource(spec: LoadedSpec, namespace: str) -> dict[str, Any]:
@@ -75,11 +73,11 @@ def apply_resources(client: KubeClient, bodies: Iterable[dict[str, Any]]) -> lis
     return [client.apply(body) for body in bodies]
 
 
-# -- plan ---------------------------------------------------------------------------------------------
+# -- preview ---------------------------------------------------------------------------------------------
 
 
 @dataclass(slots=True)
-class ObjectPlan:
+class ObjectPreview:
     kind: str
     name: str
     action: str  # create | change | unchanged | delete | derived (a managed store's Secret: the operator's key)
@@ -87,11 +85,11 @@ class ObjectPlan:
 
 
 @dataclass(slots=True)
-class ProductPlan:
+class ProductPreview:
     namespace: str
     name: str
     action: str  # create | change | unchanged
-    objects: list[ObjectPlan] = field(default_factory=list)
+    objects: list[ObjectPreview] = field(default_factory=list)
     stores: list[StoreChange] = field(default_factory=list)
     problem: str | None = None  # the live product's spec no longer parses (the comparison is all "new")
 
@@ -134,11 +132,11 @@ def _diff(kind: str, name: str, live: Mapping[str, Any], after: Mapping[str, Any
                                           lineterm="", n=2))
 
 
-def plan(client: KubeClient, bodies: Sequence[dict[str, Any]], settings: Settings) -> list[ProductPlan]:
+def preview(client: KubeClient, bodies: Sequence[dict[str, Any]], settings: Settings) -> list[ProductPreview]:
     """What `provisioner apply` followed by the operator's reconcile would change, product by product.
     Each product is read from its resource as the operator reads it (`parse_product`: fields in
     name order), so the objects compare as the operator would build them."""
-    plans = []
+    previews = []
     for body in bodies:
         product = parse_product(body)
         metadata = body["metadata"]
@@ -158,29 +156,29 @@ def plan(client: KubeClient, bodies: Sequence[dict[str, Any]], settings: Setting
         current = {(o["kind"], o["metadata"]["name"]): o
                    for kind in CHILD_KINDS for o in client.list(kind, namespace, child_labels(name))}
         # Without the operator's key, managed stores' passwords are not known here: their Secrets
-        # are planned by name only, never compared, never reported as pruned.
+        # are previewed by name only, never compared, never reported as pruned.
         derived_names = [store_secret(product, store)[0] for store in product.spec.stores
                          if store.managed and settings.credentials_key is None]
         derived = [{"kind": "Secret", "metadata": {"name": n}} for n in derived_names]
-        objects = [ObjectPlan("Secret", n, "derived") for n in derived_names]
+        objects = [ObjectPreview("Secret", n, "derived") for n in derived_names]
         for obj in desired:
             key = (obj["kind"], obj["metadata"]["name"])
             now = current.get(key)
             if now is None:
-                objects.append(ObjectPlan(*key, "create"))
+                objects.append(ObjectPreview(*key, "create"))
             elif differs(obj, now):
                 after = client.apply(obj, dry_run=True)
-                objects.append(ObjectPlan(*key, "change", _diff(*key, now, after, obj)))
+                objects.append(ObjectPreview(*key, "change", _diff(*key, now, after, obj)))
             else:
-                objects.append(ObjectPlan(*key, "unchanged"))
+                objects.append(ObjectPreview(*key, "unchanged"))
         if live is not None:
-            objects.extend(ObjectPlan(stale["kind"], stale["metadata"]["name"], "delete")
+            objects.extend(ObjectPreview(stale["kind"], stale["metadata"]["name"], "delete")
                            for stale in stale_children(current.values(), [*desired, *derived],
                                                        live["metadata"]["uid"]))
         spec_changed = live is None or _spec(live) != _spec(body)
         action = "create" if live is None else "change" if spec_changed else "unchanged"
-        plans.append(ProductPlan(namespace, name, action, objects, compare(old, product), problem))
-    return plans
+        previews.append(ProductPreview(namespace, name, action, objects, compare(old, product), problem))
+    return previews
 
 
 def _spec(body: Mapping[str, Any]) -> Any:
@@ -281,7 +279,7 @@ def operator_settings(client: KubeClient, operator_namespace: str, *, kafka_boot
                       credentials_key: bytes | None) -> Settings:
     """The settings the installed operator renders with: its ConfigMap `provisioner-config` in
     `operator_namespace`, overridden by what is given here. The credentials key Secret is never
-    read: without `credentials_key`, managed stores' Secrets are planned as derived by the operator."""
+    read: without `credentials_key`, managed stores' Secrets are previewed as derived by the operator."""
     values: dict[str, Any] = {}
     try:
         config_map = client.get("ConfigMap", operator_namespace, "provisioner-config") or {}

@@ -6,10 +6,9 @@ tests' fixtures start their servers from here:
 - `session`: what `up` started under a state directory, and the operations the commands share;
 - `supervisor`: one supervised `provisioner consume` process per (product, store);
 - `statedir`: the state directory's layout and registry;
-- `devbroker`: a real Kafka broker from Maven Central jars;
+- `devbroker`: a real Kafka broker from Maven Central jars; `securebroker`: the same, locked down
+  (TLS, SASL, ACLs);
 - `embedded`: real Redis and PostgreSQL servers from PyPI wheels;
-- `kubeapi`: a real kube-apiserver, etcd and controller-manager built from Go modules, for tests
-  and local clusters;
 - `processes`: ports and process lifetimes.
 
 Nothing here is imported by the consumer process's code (`provisioner.runtime`) or by the

@@ -9,12 +9,9 @@ import contextlib
 import os
 import signal
 import socket
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-
-from provisioner.errors import SetupError
 
 
 def port_free(port: int) -> bool:
@@ -99,17 +96,3 @@ def terminate(pid: int, alive: Callable[[], bool] | None = None, sig: signal.Sig
     while is_alive():
         time.sleep(0.05)
     return False
-
-
-def stop_process_group(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
-    """SIGTERM, then SIGKILL, the process group a daemon leads (it was started in a session of its
-    own, so the group is the daemon and any children)."""
-    if proc.poll() is not None:
-        return
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, timeout)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(wait)
-            return
-    raise SetupError(f"process {proc.pid} survived SIGKILL")

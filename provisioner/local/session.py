@@ -26,8 +26,8 @@ from provisioner.local.supervisor import ConsumerProcess, LocalConsumer, Phase, 
 from provisioner.plan import ConsumerPlan, Plan, plan
 from provisioner.runtime.connection import StoreUrlError, mask_url, store_url
 from provisioner.runtime.progress import StoreView, build_progress, holds_current, store_view
-from provisioner.runtime.rebuild import plan_start
-from provisioner.runtime.status import read_status
+from provisioner.runtime.rebuild import decide_start
+from provisioner.runtime.status import ConsumerStatus, read_status
 from provisioner.spec.durations import parse_duration
 from provisioner.spec.findings import SpecError
 from provisioner.spec.fingerprint import compare, fingerprint
@@ -35,7 +35,7 @@ from provisioner.spec.loader import LoadedSpec, load_products
 from provisioner.spec.models import DataProduct, StoreSpec
 from provisioner.stores.base import Store
 from provisioner.stores.registry import open_store
-from provisioner.stores.versions import ReplayRequest, open_versions
+from provisioner.stores.versions import ReplayRequest, read_version, versions_of
 from provisioner.stream import kafka as kafka_helpers
 from provisioner.stream.settings import KafkaSettings, KafkaTarget, load_kafka_settings
 
@@ -49,8 +49,8 @@ __all__ = [
     "last_log_error",
     "observed_phase",
     "place",
-    "plan_local",
     "prepare_environment",
+    "preview_stores",
 ]
 
 Say = Callable[[str], None]
@@ -111,16 +111,16 @@ def last_log_error(path: Path, max_bytes: int = 8192) -> str | None:
     return None
 
 
-def observed_phase(state: StateDir, entry: StoreEntry) -> tuple[Phase, dict[str, Any] | None]:
+def observed_phase(state: StateDir, entry: StoreEntry) -> tuple[Phase, ConsumerStatus | None]:
     """A store's phase as another process sees it: its status file and whether its pid lives."""
     status = read_status(state.status_file(entry))
     alive = pid_alive(state.read_pid(entry))
-    if status is not None and status.get("state") == "halted":
+    if status is not None and status.state == "halted":
         return "halted", status
     if state.pause_marker(entry).exists() and not alive:
         return "paused", status
     if alive:
-        reported = status.get("state") if status is not None else None
+        reported = status.state if status is not None else None
         phase: Phase = "starting"
         if reported in ("running", "backoff", "frozen"):
             phase = reported
@@ -128,7 +128,7 @@ def observed_phase(state: StateDir, entry: StoreEntry) -> tuple[Phase, dict[str,
     return "stopped", status
 
 
-def store_view_of(entry: StoreEntry, product: DataProduct | None, phase: Phase, status: dict[str, Any] | None, *,
+def store_view_of(entry: StoreEntry, product: DataProduct | None, phase: Phase, status: ConsumerStatus | None, *,
                   positions: dict[int, int] | None = None, end_offsets: dict[int, int] | None = None,
                   last_error: str | None = None, rebuild_pending: bool = False) -> StoreView:
     """One store's row for `status` and `up`'s dashboard."""
@@ -339,7 +339,7 @@ class LocalSession:
             entry = target.entry
             phase, status = observed_phase(self.state, entry)
             positions, rows, problem, pending = self._live_store_facts(target)
-            last_error = (status or {}).get("last_error")
+            last_error = status.last_error if status is not None else None
             if not last_error and phase in ("stopped", "halted") and status is None:
                 last_error = last_log_error(self.state.log_file(entry))
             product = target.product
@@ -366,12 +366,8 @@ class LocalSession:
         started with it rebuilds first), or a requested replay has not switched yet."""
         product = target.require_product()
         store_spec = product.store(target.entry.store)
-        versions = open_versions(product, store_spec, self.store_url(target), timeout=STORE_TIMEOUT)
-        try:
-            record = versions.read()
-        finally:
-            versions.close()
-        return record is not None and (record.shadow is not None or plan_start(product, store_spec, record).shadow
+        record = read_version(product, store_spec, self.store_url(target), timeout=STORE_TIMEOUT)
+        return record is not None and (record.shadow is not None or decide_start(product, store_spec, record).shadow
                                        is not None)
 
     def _end_offsets(self, topics: set[str]) -> dict[str, dict[int, int]]:
@@ -406,13 +402,10 @@ class LocalSession:
         if target.entry.managed:
             self._ensure_embedded_running(target.entry.kind)
         store_spec = product.store(target.entry.store)
-        versions = open_versions(product, store_spec, self.store_url(target), timeout=STORE_TIMEOUT)
-        try:
+        with versions_of(product, store_spec, self.store_url(target), timeout=STORE_TIMEOUT) as versions:
             if versions.read() is not None:
                 versions.request_replay(ReplayRequest(start_from=start_from, until=until))
                 return None
-        finally:
-            versions.close()
         positions = kafka_helpers.topic_start_offsets(self.kafka, product.spec.source.topic, start_from)
         with self.open_store(target) as store:
             store.reset()
@@ -424,12 +417,8 @@ class LocalSession:
     def replay_pending(self, target: Target) -> bool:
         """Whether a requested replay has not switched yet (the rebuild runs or has to start)."""
         product = target.require_product()
-        versions = open_versions(product, product.store(target.entry.store), self.store_url(target),
-                                 timeout=STORE_TIMEOUT)
-        try:
-            record = versions.read()
-        finally:
-            versions.close()
+        record = read_version(product, product.store(target.entry.store), self.store_url(target),
+                              timeout=STORE_TIMEOUT)
         return record is not None and (record.replay is not None or record.shadow is not None)
 
     def local_consumer(self, target: Target) -> LocalConsumer:
@@ -450,10 +439,10 @@ class LocalSession:
         try:
             while True:
                 consumer.tick()
-                status = read_status(self.state.status_file(target.entry)) or {}
+                status = read_status(self.state.status_file(target.entry))
                 on_progress(build_progress(status, targets).completed, sum(targets.values()))
                 if consumer.phase == "halted":
-                    raise ConsumerHaltedError(f"the consumer halted: {status.get('last_error') or f'see {log}'}")
+                    raise ConsumerHaltedError(f"the consumer halted: {(status and status.last_error) or f'see {log}'}")
                 pid = consumer.process.pid if consumer.process is not None else None
                 if holds_current(status, pid, targets) and not self.replay_pending(target):
                     return
@@ -506,7 +495,7 @@ class LocalSession:
 
 
 @dataclass(frozen=True, slots=True)
-class StorePlan:
+class StorePreview:
     """What applying a spec would do to one store: `compare`'s verdict against the version the store
     recorded, and how many records a rebuild would read (None when unknown or not rebuilding)."""
 
@@ -522,7 +511,7 @@ class StorePlan:
                 "records": self.records, "problem": self.problem}
 
 
-def plan_local(paths: Sequence[Path], state_dir: Path, bootstrap: KafkaTarget | None) -> list[StorePlan]:
+def preview_stores(paths: Sequence[Path], state_dir: Path, bootstrap: KafkaTarget | None) -> list[StorePreview]:
     """Per store of the specs at `paths`: new, unchanged, in place or rebuild, against the version
     recorded in the store (found through `up`'s registry, else the spec's connection URL)."""
     session: LocalSession | None
@@ -531,19 +520,19 @@ def plan_local(paths: Sequence[Path], state_dir: Path, bootstrap: KafkaTarget | 
     except NotStartedError:
         session = None
     kafka = bootstrap or (session.kafka if session is not None else None)
-    plans: list[StorePlan] = []
+    previews: list[StorePreview] = []
     for loaded in load_products(paths):
         product = loaded.product
         for store_spec in product.spec.stores:
-            plans.append(_plan_store(product, store_spec, session, kafka))
-    return plans
+            previews.append(_preview_store(product, store_spec, session, kafka))
+    return previews
 
 
-def _plan_store(product: DataProduct, store_spec: StoreSpec, session: LocalSession | None,
-                kafka: KafkaTarget | None) -> StorePlan:
+def _preview_store(product: DataProduct, store_spec: StoreSpec, session: LocalSession | None,
+                kafka: KafkaTarget | None) -> StorePreview:
     def verdict(kind: str, settings: tuple[str, ...] = (), records: int | None = None,
-                problem: str | None = None) -> StorePlan:
-        return StorePlan(product.name, store_spec.name, kind, settings, records, problem)
+                problem: str | None = None) -> StorePreview:
+        return StorePreview(product.name, store_spec.name, kind, settings, records, problem)
 
     try:
         url: str | None = None
@@ -552,11 +541,7 @@ def _plan_store(product: DataProduct, store_spec: StoreSpec, session: LocalSessi
             url = session.store_url(known[0]) if known else None
         if url is None:
             url = store_url(store_spec)
-        versions = open_versions(product, store_spec, url, timeout=STORE_TIMEOUT)
-        try:
-            record = versions.read()
-        finally:
-            versions.close()
+        record = read_version(product, store_spec, url, timeout=STORE_TIMEOUT)
     except (ProvisionerError, ValueError) as error:
         return verdict("new", problem=f"store not reachable: {error}")
     old = record.product() if record is not None else None

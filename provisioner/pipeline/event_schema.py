@@ -177,12 +177,9 @@ def _portable_pattern(pattern: str) -> bool:
     while index < end:
         char = pattern[index]
         if char == "\\":
-            if index + 1 >= end:
+            index = _portable_escape(pattern, index)
+            if index < 0:
                 return False
-            escaped = pattern[index + 1]
-            if escaped not in _PUNCTUATION and escaped not in _CONTROL_ESCAPES:
-                return False
-            index += 2
             atom = True
         elif char == "[":
             index = _portable_class(pattern, index + 1)
@@ -222,6 +219,17 @@ def _portable_pattern(pattern: str) -> bool:
     return True
 
 
+def _portable_escape(pattern: str, index: int) -> int:
+    """The index after the portable escape at `index` (a backslash), or -1: only punctuation and
+    control escapes mean the same in both dialects."""
+    if index + 1 >= len(pattern):
+        return -1
+    escaped = pattern[index + 1]
+    if escaped not in _PUNCTUATION and escaped not in _CONTROL_ESCAPES:
+        return -1
+    return index + 2
+
+
 def _portable_class(pattern: str, index: int) -> int:
     """The index after a portable character class whose body starts at `index`, or -1."""
     start = index
@@ -231,12 +239,9 @@ def _portable_class(pattern: str, index: int) -> int:
         if char == "]":
             return index + 1 if index > start else -1  # `[]` means different things
         if char == "\\":
-            if index + 1 >= end:
+            index = _portable_escape(pattern, index)
+            if index < 0:
                 return -1
-            escaped = pattern[index + 1]
-            if escaped not in _PUNCTUATION and escaped not in _CONTROL_ESCAPES:
-                return -1
-            index += 2
             continue
         if char in "[^" or not char.isascii() or pattern.startswith(("&&", "||", "--", "~~"), index):
             return -1
@@ -324,12 +329,7 @@ def _compile(schema: Any, *, root: bool) -> _Check | None:
         return _reject
     if not isinstance(schema, dict):
         raise _Unsupported
-    for keyword in schema:
-        if keyword in _ROOT_ONLY:
-            if not root or not isinstance(schema[keyword], str):
-                raise _Unsupported
-        elif keyword not in _KEYWORDS and keyword not in _ANNOTATIONS:
-            raise _Unsupported
+    _check_keywords(schema, root=root)
 
     checks: list[_Check] = []
     kinds: list[str] | None = None
@@ -340,7 +340,28 @@ def _compile(schema: Any, *, root: bool) -> _Check | None:
         checks.append(_enum_check(schema["enum"]))
     if "const" in schema:
         checks.append(_const_check(schema["const"]))
+    checks.extend(_kind_checks(schema, kinds))
+    checks.extend(_combinator_checks(schema))
+    if kinds is not None and len(kinds) == 1 and len(checks) > 1:
+        rest = _sequence(checks[1:])
+        assert rest is not None
+        return _typed(kinds[0], checks[0], rest)
+    return _sequence(checks)
 
+
+def _check_keywords(schema: dict[str, Any], *, root: bool) -> None:
+    """Raise _Unsupported for a keyword outside the subset (or a root-only one below the root)."""
+    for keyword, value in schema.items():
+        if keyword in _ROOT_ONLY:
+            if not root or not isinstance(value, str):
+                raise _Unsupported
+        elif keyword not in _KEYWORDS and keyword not in _ANNOTATIONS:
+            raise _Unsupported
+
+
+def _kind_checks(schema: dict[str, Any], kinds: list[str] | None) -> list[_Check]:
+    """The checks of each kind's keywords: as they are when `type` names that one kind, else each
+    guarded to apply to values of its kind only."""
     by_kind = {
         "object": _object_checks(schema),
         "array": _array_checks(schema),
@@ -350,21 +371,16 @@ def _compile(schema: Any, *, root: bool) -> _Check | None:
     single = kinds[0] if kinds is not None and len(kinds) == 1 else None
     if single == "integer":
         single = "number"
+    checks: list[_Check] = []
     for kind, kind_checks in by_kind.items():
         if single is not None:
             if kind == single:
-                checks.extend(kind_checks)  # the type check above already ran
+                checks.extend(kind_checks)  # the type check already ran
             continue  # other kinds: the type check already rejects those values
         guarded = _guard(kind, kind_checks)
         if guarded is not None:
             checks.append(guarded)
-
-    checks.extend(_combinator_checks(schema))
-    if kinds is not None and len(kinds) == 1 and len(checks) > 1:
-        rest = _sequence(checks[1:])
-        assert rest is not None
-        return _typed(kinds[0], checks[0], rest)
-    return _sequence(checks)
+    return checks
 
 
 def _type_names(value: Any) -> list[str]:

@@ -236,21 +236,25 @@ class Pipeline:
                 if deleting is not False:
                     return DeadLetter("delete", f"delete returned {_type_name(deleting)}, not bool")
             stage = "fields"
-            row: dict[str, Any] = {}
-            for name, program in self._fields:
-                try:
-                    row[name] = program.evaluate(event, activation)
-                except EvaluationError as error:
-                    return DeadLetter("fields", f"field {name!r}: {error}")
-            key: list[KeyPart] = []
-            for name in self._key_names:
-                value = row[name]
-                if value is None or value is True or value is False or not isinstance(value, _KEY_TYPES):
-                    return DeadLetter("key", f"key field {name!r} is {_type_name(value)}, not a string or int")
-                key.append(value)
-            return Upsert(tuple(key), row)
+            return self._upsert_op(event, activation)
         except Exception as error:  # the one place where any failure becomes a dead letter
             return DeadLetter(stage, unexpected_failure(error))
+
+    def _upsert_op(self, event: Any, activation: dict[str, Any] | None) -> Op:
+        """The row the fields make of a kept event, keyed by its key fields."""
+        row: dict[str, Any] = {}
+        for name, program in self._fields:
+            try:
+                row[name] = program.evaluate(event, activation)
+            except EvaluationError as error:
+                return DeadLetter("fields", f"field {name!r}: {error}")
+        key: list[KeyPart] = []
+        for name in self._key_names:
+            value = row[name]
+            if value is None or value is True or value is False or not isinstance(value, _KEY_TYPES):
+                return DeadLetter("key", f"key field {name!r} is {_type_name(value)}, not a string or int")
+            key.append(value)
+        return Upsert(tuple(key), row)
 
     def _delete_op(self, event: Any, activation: dict[str, Any] | None) -> Op:
         key: list[KeyPart] = []

@@ -381,7 +381,7 @@ class StoreConsumer:
         consumer.seek(positions)
         self._positions = positions
         self._applied = dict(self._positions)
-        self.status.positions = {str(p): o for p, o in sorted(stored.items())}
+        self.status.positions = dict(sorted(stored.items()))
         log.info("assigned partitions %s at %s", assigned, self._positions)
 
     # -- 2. transform ------------------------------------------------------------------------
@@ -485,7 +485,7 @@ class StoreConsumer:
         self.metrics.records.inc(len(records))
         if records:
             status.last_record_timestamp_ms = max(map(_timestamp, records))
-        status.positions = {str(p): o for p, o in sorted(self._applied.items())}
+        status.positions = dict(sorted(self._applied.items()))
         status.last_error = None
         self._publish(force=False)
 
@@ -524,7 +524,7 @@ class StoreConsumer:
                     raise
                 log.debug("end offsets unknown: %s", error)
         if ends:
-            self.status.end_offsets = {str(p): o for p, o in sorted(ends.items())}
+            self.status.end_offsets = dict(sorted(ends.items()))
             behind = lag(self._positions, ends)
             self.status.lag = behind
             self.metrics.lag.set(behind)

@@ -117,32 +117,13 @@ def kafka_checks(settings: KafkaSettings, products: Sequence[DataProduct], probe
     for topic in dict.fromkeys(p.spec.source.topic for p in products):
         name = f"kafka topic {topic} readable"
         ok, access = asked(name, partial(probe.topic, topic))
-        if not ok:
-            continue
-        if not access.exists:
-            checks.append(Check(name, "fail", f"topic {topic!r} does not exist",
-                                "create it, or correct source.topic in the spec"))
-        elif "READ" not in access.operations:
-            checks.append(Check(name, "fail", f"{settings.principal} may not READ topic {topic!r}",
-                                f"grant READ on topic {topic} to {principal}"))
-        else:
-            checks.append(Check(name, "ok", f"{access.partitions} partitions, READ allowed"))
+        if ok:
+            checks.append(_source_check(name, topic, access, settings.principal, principal))
     for topic in dict.fromkeys(p.dead_letter_topic for p in products if p.spec.errors.mode == "deadLetter"):
         name = f"kafka dead-letter topic {topic} writable"
         ok, access = asked(name, partial(probe.topic, topic))
-        if not ok:
-            continue
-        if access.exists and "WRITE" in access.operations:
-            checks.append(Check(name, "ok", "WRITE allowed (no record was written)"))
-        elif access.exists:
-            checks.append(Check(name, "fail", f"{settings.principal} may not WRITE topic {topic!r}",
-                                f"grant WRITE on topic {topic} to {principal}"))
-        elif "CREATE" in cluster_operations:
-            checks.append(Check(name, "ok", "does not exist yet: created at the first dead letter (CREATE allowed)"))
-        else:
-            checks.append(Check(name, "warn", f"topic {topic!r} does not exist, and the cluster's ACLs do not let "
-                                f"{settings.principal} create topics",
-                                f"create it, or grant CREATE and WRITE on topic {topic} to {principal}"))
+        if ok:
+            checks.append(_dead_letter_check(name, topic, access, cluster_operations, settings.principal, principal))
     for group in groups:
         name = f"kafka group {group} joinable"
         ok, found = asked(name, partial(probe.group, group))
@@ -154,6 +135,27 @@ def kafka_checks(settings: KafkaSettings, products: Sequence[DataProduct], probe
             checks.append(Check(name, "fail", f"{settings.principal} may not READ group {group!r}",
                                 f"grant READ on group {group} (a prefixed ACL covers rebuilds' groups) to {principal}"))
     return checks
+
+
+def _source_check(name: str, topic: str, access: Any, user: str, principal: str) -> Check:
+    if not access.exists:
+        return Check(name, "fail", f"topic {topic!r} does not exist", "create it, or correct source.topic in the spec")
+    if "READ" not in access.operations:
+        return Check(name, "fail", f"{user} may not READ topic {topic!r}", f"grant READ on topic {topic} to {principal}")
+    return Check(name, "ok", f"{access.partitions} partitions, READ allowed")
+
+
+def _dead_letter_check(name: str, topic: str, access: Any, cluster_operations: Any, user: str,
+                       principal: str) -> Check:
+    if access.exists and "WRITE" in access.operations:
+        return Check(name, "ok", "WRITE allowed (no record was written)")
+    if access.exists:
+        return Check(name, "fail", f"{user} may not WRITE topic {topic!r}", f"grant WRITE on topic {topic} to {principal}")
+    if "CREATE" in cluster_operations:
+        return Check(name, "ok", "does not exist yet: created at the first dead letter (CREATE allowed)")
+    return Check(name, "warn",
+                 f"topic {topic!r} does not exist, and the cluster's ACLs do not let {user} create topics",
+                 f"create it, or grant CREATE and WRITE on topic {topic} to {principal}")
 
 
 def _store_hint(error: ProvisionerError) -> str:

@@ -11,14 +11,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from provisioner.runtime.status import ConsumerStatus
+
 Verdict = Literal["Fresh", "Stale", "unknown"]
-
-
-def parse_offsets(raw: Mapping[str, int] | Mapping[int, int] | None) -> dict[int, int]:
-    """Offsets keyed by partition number (status files key them by string, as JSON must)."""
-    if not raw:
-        return {}
-    return {int(partition): int(offset) for partition, offset in raw.items()}
 
 
 def caught_up(positions: Mapping[int, int], targets: Mapping[int, int]) -> bool:
@@ -30,23 +25,22 @@ def caught_up(positions: Mapping[int, int], targets: Mapping[int, int]) -> bool:
     return all(positions.get(partition, 0) >= target for partition, target in targets.items())
 
 
-def holds_current(status: Mapping[str, Any] | None, pid: int | None, targets: Mapping[int, int]) -> bool:
+def holds_current(status: ConsumerStatus | None, pid: int | None, targets: Mapping[int, int]) -> bool:
     """Whether a consumer's status says its store holds its spec's content up to `targets`: written
     by the running process `pid` (not left by an earlier one), with no rebuild pending (a rebuild
     beside the store counts only once it switched), and caught up (or frozen at `until`).
 
     What `up --until-caught-up` and `replay` wait for: the old version being caught up is not enough."""
-    if not status or pid is None or status.get("pid") != pid or status.get("rebuild") is not None:
+    if status is None or pid is None or status.pid != pid or status.rebuild is not None:
         return False
-    return status.get("state") == "frozen" or caught_up(parse_offsets(status.get("positions")), targets)
+    return status.state == "frozen" or caught_up(status.positions, targets)
 
 
-def build_progress(status: Mapping[str, Any] | None, targets: Mapping[int, int]) -> Progress:
+def build_progress(status: ConsumerStatus | None, targets: Mapping[int, int]) -> Progress:
     """The progress a bar shows: the rebuild's while one runs beside the store, else the store's."""
-    status = status or {}
-    rebuild = status.get("rebuild")
-    positions = rebuild.get("positions") if isinstance(rebuild, Mapping) else status.get("positions")
-    return progress(parse_offsets(positions), targets)
+    if status is None:
+        return progress({}, targets)
+    return progress(status.rebuild.positions if status.rebuild is not None else status.positions, targets)
 
 
 def lag(positions: Mapping[int, int], ends: Mapping[int, int]) -> int:
@@ -142,7 +136,7 @@ def store_view(
     store: str,
     kind: str,
     state: str,
-    status: Mapping[str, Any] | None,
+    status: ConsumerStatus | None,
     sla_seconds: float | None,
     now: float,
     positions: Mapping[int, int] | None = None,
@@ -154,39 +148,25 @@ def store_view(
     """Combine a consumer's last status with fresher facts when the caller has them (positions read
     from the store, end offsets asked of Kafka now, whether the store's recorded version is an
     earlier spec's: `rebuild_pending`); the fresher facts win."""
-    status = status or {}
-    rebuilding = state in ("starting", "running", "backoff") and status.get("rebuild") is not None
-    known_positions = dict(positions) if positions is not None else parse_offsets(status.get("positions"))
-    ends = dict(end_offsets) if end_offsets is not None else parse_offsets(status.get("end_offsets"))
-    if ends:
-        behind: int | None = lag(known_positions, ends)
-    else:
-        reported = status.get("lag")
-        behind = int(reported) if isinstance(reported, int) else None
+    rebuilding = state in ("starting", "running", "backoff") and status is not None and status.rebuild is not None
+    known_positions = dict(positions) if positions is not None else dict(status.positions) if status else {}
+    ends = dict(end_offsets) if end_offsets is not None else dict(status.end_offsets) if status else {}
+    behind = lag(known_positions, ends) if ends else status.lag if status else None
     # A stopped consumer's last reported freshness only ages: recompute it from its last record.
-    reported_seconds = _float_or_none(status.get("freshness_seconds")) if state == "running" else None
-    last_record_ms = _int_or_none(status.get("last_record_timestamp_ms"))
+    reported_seconds = status.freshness_seconds if status is not None and state == "running" else None
+    last_record_ms = status.last_record_timestamp_ms if status is not None else None
     seconds = freshness_now(behind, reported_seconds, last_record_ms, now)
-    ops = status.get("ops")
     return StoreView(
         namespace=namespace, product=product, store=store, kind=kind, state=state,
         positions=dict(sorted(known_positions.items())), end_offsets=dict(sorted(ends.items())), lag=behind,
-        records=int(status.get("records", 0) or 0),
-        records_per_second=float(status.get("records_per_second", 0.0) or 0.0) if state == "running" else 0.0,
-        ops={k: int(v) for k, v in ops.items()} if isinstance(ops, dict) else {},
-        dead_letters=int(status.get("dead_letters", 0) or 0),
+        records=status.records if status else 0,
+        records_per_second=status.records_per_second if status is not None and state == "running" else 0.0,
+        ops=dict(status.ops) if status else {},
+        dead_letters=status.dead_letters if status else 0,
         freshness_seconds=None if seconds is None else round(seconds, 1),
         freshness_sla_seconds=sla_seconds,
         freshness=freshness_verdict(seconds, sla_seconds),
-        store_url=store_url if store_url is not None else status.get("store_url"),
-        last_error=last_error if last_error is not None else status.get("last_error"),
+        store_url=store_url if store_url is not None else status.store_url if status else None,
+        last_error=last_error if last_error is not None else status.last_error if status else None,
         rebuild="running" if rebuilding else "pending" if rebuild_pending else None,
     )
-
-
-def _float_or_none(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def _int_or_none(value: Any) -> int | None:
-    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None

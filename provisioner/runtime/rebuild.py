@@ -25,6 +25,13 @@ next rebuilder finds it and either resumes it (same target version) or drops it 
 again); the switch is one transaction (Postgres) or one script (Redis), and only the election's
 holder can run it, so a store is never left between two versions.
 
+The runner is a few explicit states, each a method that returns the next: deciding (read the
+record: follow, or rebuild), then while rebuilding, waiting (another replica may build: try to be
+elected, read the record every second), building (elected: the shadow's consumer runs; a lost
+election goes back to waiting) and switching; then following. Everything it reaches in the store
+goes through one `StoreAccess` (`runtime.storeaccess`), and consumers, end offsets, sleep and clock
+are handed in too, so the unit tests drive every transition with fakes.
+
 `source.until` bounds a store in time: records stamped after the instant are not applied, and once
 every partition has passed it (or, after the instant, reached its end) the consumer stops following
 and the status says `frozen`, with the instant. A partition stops at its first record after
@@ -35,31 +42,31 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from provisioner.runtime.backoff import Backoff
 from provisioner.runtime.consumer import EXIT_STOPPED, StoreConsumer
 from provisioner.runtime.metrics import ConsumerMetrics
 from provisioner.runtime.progress import caught_up
-from provisioner.runtime.status import ConsumerStatus, write_status
+from provisioner.runtime.status import ConsumerStatus, RebuildProgress, write_status
+from provisioner.runtime.storeaccess import StoreAccess, UrlStoreAccess
+from provisioner.runtime.until import UntilBound
 from provisioner.spec.fingerprint import fingerprint
 from provisioner.spec.models import DataProduct, StoreSpec
 from provisioner.spec.timestamps import to_epoch_ms
 from provisioner.stores.base import Store, VersionFence
-from provisioner.stores.election import LEASE_TTL_SECONDS, Election, open_election
-from provisioner.stores.registry import open_store
+from provisioner.stores.election import LEASE_TTL_SECONDS, Election
 from provisioner.stores.versions import (
     NotRebuilder,
     ReplayRequest,
     Shadow,
     VersionRecord,
-    open_shadow_store,
-    open_versions,
     shadow_for,
     version_id,
 )
@@ -67,7 +74,10 @@ from provisioner.stream.client import DEFAULT_KAFKA_CLIENT
 from provisioner.stream.kafka import end_offsets, is_transient
 from provisioner.stream.settings import KafkaTarget
 
-__all__ = ["Outcome", "RebuildPlan", "StoreRunner", "plan_start", "watch_decision", "with_overrides"]
+__all__ = [
+    "Outcome", "Phase", "RunnableConsumer", "StartDecision", "StoreRunner", "decide_start", "watch_decision",
+    "with_overrides",
+]
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.5
@@ -91,7 +101,7 @@ def with_overrides(product: DataProduct, *, start_from: str | None = None, until
 
 
 @dataclass(frozen=True, slots=True)
-class RebuildPlan:
+class StartDecision:
     """What a consumer start does: follow the live store, or first build `shadow` beside it."""
 
     record: VersionRecord | None
@@ -103,41 +113,87 @@ class RebuildPlan:
     until: str | None = None  # a replay's --until: the store stays frozen there while this process runs
 
 
-def plan_start(product: DataProduct, store: StoreSpec, record: VersionRecord | None) -> RebuildPlan:
+def decide_start(product: DataProduct, store: StoreSpec, record: VersionRecord | None) -> StartDecision:
     """Pure: from the recorded version and the spec, whether this start rebuilds, and into what."""
     target = fingerprint(product, store)
     if record is None or (record.fingerprint == target and record.replay is None):
-        return RebuildPlan(record, target)
+        return StartDecision(record, target)
     replay = record.replay or ReplayRequest()
     generation = record.generation + 1 if record.replay is not None else 0
     version = version_id(target, generation)
     built = with_overrides(product, start_from=replay.start_from, until=replay.until)
     shadow_spec, shadow = shadow_for(product, store, version)
-    return RebuildPlan(record, target, shadow, shadow_spec, built, generation, replay.until)
+    return StartDecision(record, target, shadow, shadow_spec, built, generation, replay.until)
 
 
 class Outcome(enum.Enum):
-    """How a rebuild's wait ends, other than with an exit code."""
+    """How a rebuild ends, other than with an exit code."""
 
-    SWITCH = "switch"  # the shadow caught up: switch now
-    SWITCHED = "switched"  # the store holds the planned version: follow it with this spec
+    SWITCHED = "switched"  # the store holds the decided version: follow it with this spec
     REPLAN = "replan"  # the store's version went elsewhere: read it and decide again
+
+
+class Phase(enum.Enum):
+    """The states of a rebuild, between deciding and following."""
+
+    WAITING = "waiting"  # not elected: try to be, and watch the record for another replica's switch
+    BUILDING = "building"  # elected: the shadow's consumer runs until it catches up
+    SWITCHING = "switching"  # caught up: stop both consumers and switch in one step
 
 
 def _version_of(record: VersionRecord | None) -> tuple[str, int] | None:
     return None if record is None else (record.fingerprint, record.generation)
 
 
-def watch_decision(plan: RebuildPlan, record: VersionRecord | None) -> Outcome | None:
-    """Pure: what a replica planning `plan` does on reading `record`, while it waits for another
+def watch_decision(start: StartDecision, record: VersionRecord | None) -> Outcome | None:
+    """Pure: what a replica that decided `start` does on reading `record`, while it waits for another
     replica's rebuild or just after it was elected: wait or build (None), follow the new version
     (SWITCHED: a rebuilder switched already), or decide again (REPLAN: the version went elsewhere)."""
-    if record is not None and (record.fingerprint, record.generation) == (plan.fingerprint, plan.generation) \
+    if record is not None and (record.fingerprint, record.generation) == (start.fingerprint, start.generation) \
             and record.replay is None:
         return Outcome.SWITCHED
-    if _version_of(record) == _version_of(plan.record):
+    if _version_of(record) == _version_of(start.record):
         return None
     return Outcome.REPLAN
+
+
+class RunnableConsumer(Protocol):
+    """What the runner needs of a store's consumer (`StoreConsumer`), run on a thread."""
+
+    status: ConsumerStatus
+    until_bound: UntilBound | None
+
+    def run(self) -> int: ...
+
+    def stop(self) -> None: ...
+
+
+class ConsumerFactory(Protocol):
+    def __call__(self, product: DataProduct, store_spec: StoreSpec, store: Store, *, live: bool,
+                 version: str | None) -> RunnableConsumer: ...
+
+
+Ending = int | Outcome  # an exit code, or what the runner does next
+
+
+@dataclass(slots=True)
+class _Rebuild:
+    """One rebuild's moving parts, from its start to its switch (or the end of trying)."""
+
+    start: StartDecision
+    shadow: Shadow
+    shadow_spec: StoreSpec
+    built: DataProduct  # the spec the shadow is built with (a replay's bounds applied)
+    old: tuple[DataProduct, StoreSpec] | None  # the recorded spec, which the live store follows
+    election: Election
+    reported: ConsumerStatus  # what this process reports meanwhile
+    publish: bool  # no live consumer writes `reported`: the runner does
+    started: float
+    results: dict[str, int] = field(default_factory=dict)
+    builder: RunnableConsumer | None = None
+    building: threading.Thread | None = None
+    said_waiting: bool = False
+    last_watch: float = -math.inf
 
 
 class StoreRunner:
@@ -158,11 +214,14 @@ class StoreRunner:
         consumer_config: dict[str, Any] | None = None,
         lease_seconds: float | None = None,
         kafka_client: str = DEFAULT_KAFKA_CLIENT,
+        access: StoreAccess | None = None,
+        consumers: ConsumerFactory | None = None,
+        end_offsets_of: Callable[[str], dict[int, int]] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.product = product
         self.store_spec = store_spec
-        self.url = url
         self.bootstrap = bootstrap
         self.status_path = status_path
         self.metrics = metrics or ConsumerMetrics(product.name, store_spec.name)
@@ -171,9 +230,13 @@ class StoreRunner:
         self.consumer_config = consumer_config or {}
         self.lease_seconds = lease_seconds  # a Redis rebuilder lease's TTL (None: the default)
         self.kafka_client = kafka_client
+        self.access = access or UrlStoreAccess(product, store_spec, url, lease_seconds=lease_seconds)
+        self._consumers: ConsumerFactory = consumers or self._store_consumer
+        self._end_offsets = end_offsets_of or self._kafka_end_offsets
         self._sleep = sleep
+        self._clock = clock
         self._stopping = False
-        self._active: list[StoreConsumer] = []
+        self._active: list[RunnableConsumer] = []
         self._threads: list[threading.Thread] = []
         self._election: Election | None = None  # while a rebuild runs
         self.switched: str | None = None  # the version switched to, once a rebuild finished
@@ -185,7 +248,37 @@ class StoreRunner:
         for consumer in list(self._active):
             consumer.stop()
 
-    # -- start ------------------------------------------------------------------------------
+    def run(self) -> int:
+        """Decide; rebuild if needed (or wait for the replica that rebuilds); then follow the stream
+        on the live store until stopped."""
+        while True:
+            start = self._decide()
+            if start is None:
+                return EXIT_STOPPED
+            if start.shadow is None:
+                if start.record is not None and start.record.shadow is not None:
+                    self._retrying("dropping a stale version", self._drop_stale)
+                generation = start.record.generation if start.record is not None else 0
+                return self._follow(VersionFence(start.fingerprint, generation))
+            ending = self._rebuild(start)
+            if ending is Outcome.REPLAN:
+                if self._stopping:
+                    return EXIT_STOPPED
+                log.warning("the store's version changed to one this spec neither follows nor builds; "
+                            "deciding again")
+                self._sleep(POLL_SECONDS)
+                continue
+            if isinstance(ending, int):
+                return ending
+            if self.switched is None:
+                log.info("version %s is live (another replica switched): following it with this spec",
+                         start.shadow.version)
+            if start.until is not None:
+                # Recorded is the spec (so a restart does not rebuild again); the bound is this run's.
+                self.product = with_overrides(self.product, until=start.until)
+            return self._follow(VersionFence(start.fingerprint, start.generation))
+
+    # -- deciding ---------------------------------------------------------------------------
 
     def _retrying(self, doing: str, work: Callable[[], Any], *, even_if_stopping: bool = False) -> Any:
         backoff = Backoff()
@@ -207,64 +300,63 @@ class StoreRunner:
                         log.warning("cannot write status file %s: %s", self.status_path, failed)
                 delay = backoff.next_delay()
                 log.warning("%s: %s; retrying in %.1fs", doing, error, delay)
-                end = time.monotonic() + delay
-                while (even_if_stopping or not self._stopping) and time.monotonic() < end:
+                end = self._clock() + delay
+                while (even_if_stopping or not self._stopping) and self._clock() < end:
                     self.metrics.beat()  # waiting on the store is not a stalled loop
                     self._sleep(0.2)
         return None
 
-    def _prepare(self) -> RebuildPlan | None:
+    def _try(self, work: Callable[[], Any], doing: str, *, default: Any = None) -> Any:
+        """`work()`, or `default` after logging a transient failure (the loop tries again)."""
+        try:
+            return work()
+        except Exception as error:
+            if not is_transient(error):
+                raise
+            log.warning("%s: %s", doing, error)
+            return default
+
+    def _decide(self) -> StartDecision | None:
         """Read the version record and decide; None if stopped meanwhile. A store that needs no
         rebuild records the spec now; a rebuild's shadow is settled by the elected rebuilder."""
 
-        def work() -> RebuildPlan:
-            versions = open_versions(self.product, self.store_spec, self.url)
-            try:
-                record = versions.read()
-                plan = plan_start(self.product, self.store_spec, record)
-                if plan.shadow is None:
+        def work() -> StartDecision:
+            with self.access.versions() as versions:
+                start = decide_start(self.product, self.store_spec, versions.read())
+                if start.shadow is None:
                     versions.record(self.product, self.store_spec)
-                return plan
-            finally:
-                versions.close()
+                return start
 
-        plan: RebuildPlan | None = self._retrying("reading the store's version", work)
-        return plan
+        start: StartDecision | None = self._retrying("reading the store's version", work)
+        return start
 
-    def run(self) -> int:
-        """Rebuild if needed (or wait for the replica that rebuilds), then follow the stream on the
-        live store until stopped."""
-        while True:
-            plan = self._prepare()
-            if plan is None:
-                return EXIT_STOPPED
-            if plan.shadow is None:
-                if plan.record is not None and plan.record.shadow is not None:
-                    self._retrying("dropping a stale version", self._drop_stale)
-                generation = plan.record.generation if plan.record is not None else 0
-                return self._follow(VersionFence(plan.fingerprint, generation))
-            outcome = self._rebuild(plan)
-            if outcome is Outcome.REPLAN:
-                if self._stopping:
-                    return EXIT_STOPPED
-                log.warning("the store's version changed to one this spec neither follows nor builds; "
-                            "deciding again")
+    def _drop_stale(self) -> None:
+        """The spec went back to the live version's while another was built beside it: drop that
+        one, as the elected rebuilder, so never under the feet of a replica still building it. The
+        election is tried for a lease's length (a killed rebuilder's Redis lease runs out by then);
+        a replica that still holds it is left to finish, and a later start drops what it leaves."""
+        election = self.access.election()
+        try:
+            deadline = self._clock() + (self.lease_seconds or LEASE_TTL_SECONDS) + 2 * POLL_SECONDS
+            while not election.try_acquire():
+                if self._stopping or self._clock() > deadline:
+                    log.info("another replica is building a version of this store; leaving it")
+                    return
+                self.metrics.beat()
                 self._sleep(POLL_SECONDS)
-                continue
-            if isinstance(outcome, int):
-                return outcome
-            if self.switched is None:
-                log.info("version %s is live (another replica switched): following it with this spec",
-                         plan.shadow.version)
-            if plan.until is not None:
-                # Recorded is the spec (so a restart does not rebuild again); the bound is this run's.
-                self.product = with_overrides(self.product, until=plan.until)
-            return self._follow(VersionFence(plan.fingerprint, plan.generation))
+            with self.access.versions() as versions:
+                record = versions.read()
+                if record is not None and record.shadow is not None and \
+                        decide_start(self.product, self.store_spec, record).shadow is None:
+                    log.info("dropping version %s, built for an earlier spec", record.shadow.version)
+                    versions.drop(record.shadow)
+        finally:
+            election.close()
 
     # -- following --------------------------------------------------------------------------
 
-    def _consumer(self, product: DataProduct, store_spec: StoreSpec, store: Store, *, live: bool,
-                  version: str | None = None) -> StoreConsumer:
+    def _store_consumer(self, product: DataProduct, store_spec: StoreSpec, store: Store, *, live: bool,
+                        version: str | None) -> RunnableConsumer:
         """A consumer of `product` into `store`; the live one reports to this process's status file
         and metrics, a rebuild's marks its dead letters with the `version` it builds."""
         return StoreConsumer(
@@ -275,12 +367,15 @@ class StoreRunner:
             dead_letter_version=version, kafka_client=self.kafka_client,
         )
 
+    def _kafka_end_offsets(self, topic: str) -> dict[int, int]:
+        return end_offsets(self.bootstrap, topic, client=self.kafka_client)
+
     def _follow(self, fence: VersionFence) -> int:
         """Follow with this spec, writing only while the store's version is `fence`'s."""
         if self._stopping:
             return EXIT_STOPPED
-        store = open_store(self.product, self.store_spec, self.url, fence=fence)
-        consumer = self._consumer(self.product, self.store_spec, store, live=True)
+        store = self.access.live_store(self.product, self.store_spec, fence)
+        consumer = self._consumers(self.product, self.store_spec, store, live=True, version=None)
         consumer.status.version = fence.fingerprint  # the live store holds this spec's content
         if self.product.spec.source.until is None:
             self._active = [consumer]
@@ -289,7 +384,7 @@ class StoreRunner:
             return consumer.run()
         return self._follow_until(consumer)
 
-    def _follow_until(self, consumer: StoreConsumer) -> int:
+    def _follow_until(self, consumer: RunnableConsumer) -> int:
         until = self.product.spec.source.until
         assert until is not None
         results: dict[str, int] = {}
@@ -316,24 +411,28 @@ class StoreRunner:
             self._sleep(POLL_SECONDS)
         return EXIT_STOPPED
 
-    def _frozen(self, consumer: StoreConsumer, until: str) -> bool:
+    def _ends(self, topic: str) -> dict[int, int] | None:
+        """The topic's end offsets, or None while Kafka does not answer."""
+        try:
+            return self._end_offsets(topic)
+        except Exception as error:
+            if not is_transient(error):
+                raise
+            return None
+
+    def _frozen(self, consumer: RunnableConsumer, until: str) -> bool:
         bounded = consumer.until_bound
         if bounded is None or consumer.status.state != "running":
             return False
         passed = set(bounded.passed)
-        try:
-            ends = end_offsets(self.bootstrap, self.product.spec.source.topic, client=self.kafka_client)
-        except Exception as error:
-            if not is_transient(error):
-                raise
-            return False
+        ends = self._ends(self.product.spec.source.topic)
         if not ends:
             return False
-        positions = {int(p): o for p, o in consumer.status.positions.items()}
+        positions = consumer.status.positions
         after_until = time.time() * 1000 > to_epoch_ms(until)
         return all(p in passed or (after_until and positions.get(p, -1) >= e) for p, e in ends.items())
 
-    def _start_thread(self, name: str, consumer: StoreConsumer, results: dict[str, int]) -> threading.Thread:
+    def _start_thread(self, name: str, consumer: RunnableConsumer, results: dict[str, int]) -> threading.Thread:
         def target() -> None:
             try:
                 results[name] = consumer.run()
@@ -349,200 +448,19 @@ class StoreRunner:
             consumer.stop()
         return thread
 
-    # -- rebuilding -------------------------------------------------------------------------
-
-    def _rebuild(self, plan: RebuildPlan) -> int | Outcome:
-        """Follow the recorded spec on the live store while this replica (once elected) builds the
-        shadow and switches, or another replica does; an exit code if it ends otherwise."""
-        assert plan.shadow is not None and plan.shadow_spec is not None and plan.shadow_product is not None
-        shadow, shadow_spec, built = plan.shadow, plan.shadow_spec, plan.shadow_product
-        started = time.monotonic()
-        old = plan.record.product() if plan.record is not None else None
-        results: dict[str, int] = {}
-        # What this process reports meanwhile: the live store's version, and the rebuild's progress.
-        reported = ConsumerStatus(product=self.product.name, namespace=self.product.metadata.namespace,
-                                  store=self.store_spec.name, kind=self.store_spec.kind, pid=self.pid,
-                                  store_url=self.store_url_masked, state="running")
-        live: StoreConsumer | None = None
-        if old is not None and old[1].kind == self.store_spec.kind and plan.record is not None:
-            fence = VersionFence(plan.record.fingerprint, plan.record.generation)
-            store = open_store(old[0], old[1], self.url, fence=fence)
-            live = self._consumer(old[0], old[1], store, live=True)
-            reported = live.status
-        else:
-            log.warning("the recorded spec cannot be read back: the live store serves without following")
-        reported.version = plan.record.fingerprint if plan.record is not None else None
-        reported.rebuild = {"version": shadow.version, "positions": {}, "records": 0}
-        if live is not None:
-            self._start_thread("live", live, results)
-        election = open_election(self.product, self.store_spec, self.url, lease_seconds=self.lease_seconds)
-        self._election = election
-        builder: StoreConsumer | None = None
-        building: threading.Thread | None = None
-        outcome: int | Outcome | None = None
-        waiting_said = False
-        last_watch = 0.0
-        try:
-            while not self._stopping and outcome is None:
-                self.metrics.beat()  # a long rebuild, or a long wait for another replica's, is healthy
-                self._report_rebuild(reported, builder, shadow.version, publish=live is None)
-                if builder is None:
-                    if self._try(election.try_acquire, "electing the rebuilder"):
-                        outcome = self._retrying("taking the rebuild over", lambda: self._take_over(plan))
-                        if outcome is not None:
-                            break
-                        log.info("rebuilding %s/%s as version %s (was %s) beside the live store", self.product.name,
-                                 self.store_spec.name, shadow.version,
-                                 plan.record.version if plan.record else "none")
-                        builder = self._consumer(built, shadow_spec, open_shadow_store(built, shadow_spec, self.url),
-                                                 live=False, version=plan.fingerprint)
-                        building = self._start_thread("shadow", builder, results)
-                        continue
-                    if not waiting_said:
-                        log.info("another replica rebuilds %s/%s as version %s; following the recorded spec "
-                                 "until it switches", self.product.name, self.store_spec.name, shadow.version)
-                        waiting_said = True
-                    if time.monotonic() - last_watch >= WATCH_SECONDS:
-                        last_watch = time.monotonic()
-                        outcome = self._try(lambda: self._watch(plan), "reading the store's version")
-                        if outcome is not None:
-                            break
-                else:
-                    assert building is not None
-                    if not self._try(election.holds, "renewing the rebuilder lease", default=True):
-                        log.warning("no longer the rebuilder of %s/%s: stopping the shadow", self.product.name,
-                                    self.store_spec.name)
-                        self._stop_thread(builder, building)
-                        builder = building = None
-                        continue
-                    if not building.is_alive():
-                        code = results.get("shadow", EXIT_STOPPED)
-                        if not self._stopping:
-                            log.error("the rebuild stopped before it caught up (exit %d): %s", code,
-                                      builder.status.last_error)
-                        outcome = code
-                        break
-                    if self._shadow_ready(builder, built):
-                        log.info("version %s caught up with the stream; switching", shadow.version)
-                        outcome = Outcome.SWITCH
-                        break
-                self._sleep(POLL_SECONDS)
-            self._stop_all()
-            if outcome is None:
-                return EXIT_STOPPED
-            if outcome is not Outcome.SWITCH:
-                return outcome
-            assert builder is not None
-            # Switch even if a stop arrived meanwhile: it is one short atomic step.
-            try:
-                self._retrying("switching versions", lambda: self._switch(old, shadow, plan.generation, election),
-                               even_if_stopping=True)
-            except NotRebuilder as error:
-                log.warning("%s", error)
-                return Outcome.REPLAN
-            self.switched = shadow.version
-            self.rebuild_seconds = time.monotonic() - started
-            log.info("switched %s/%s to version %s after %.1fs (%d records read)", self.product.name,
-                     self.store_spec.name, shadow.version, self.rebuild_seconds, builder.status.records)
-            return EXIT_STOPPED if self._stopping else Outcome.SWITCHED
-        finally:
-            self._stop_all()
-            self._election = None
-            try:
-                election.close()
-            except Exception:
-                log.debug("releasing the rebuilder election failed", exc_info=True)
-
-    def _report_rebuild(self, reported: ConsumerStatus, builder: StoreConsumer | None, version: str, *,
-                        publish: bool) -> None:
-        """Put the rebuild's progress in the status this process reports (the live consumer writes
-        it with its own; `publish` when no live consumer runs to write it)."""
-        if builder is not None:
-            reported.rebuild = {"version": version, "positions": dict(builder.status.positions),
-                                "records": builder.status.records}
-        if publish and self.status_path is not None:
-            reported.updated_at = time.time()
-            try:
-                write_status(self.status_path, reported)
-            except OSError as error:
-                log.warning("cannot write status file %s: %s", self.status_path, error)
-
-    def _drop_stale(self) -> None:
-        """The spec went back to the live version's while another was built beside it: drop that
-        one, as the elected rebuilder, so never under the feet of a replica still building it. The
-        election is tried for a lease's length (a killed rebuilder's Redis lease runs out by then);
-        a replica that still holds it is left to finish, and a later start drops what it leaves."""
-        election = open_election(self.product, self.store_spec, self.url, lease_seconds=self.lease_seconds)
-        versions = open_versions(self.product, self.store_spec, self.url)
-        try:
-            deadline = time.monotonic() + (self.lease_seconds or LEASE_TTL_SECONDS) + 2 * POLL_SECONDS
-            while not election.try_acquire():
-                if self._stopping or time.monotonic() > deadline:
-                    log.info("another replica is building a version of this store; leaving it")
-                    return
-                self.metrics.beat()
-                self._sleep(POLL_SECONDS)
-            record = versions.read()
-            if record is not None and record.shadow is not None and \
-                    plan_start(self.product, self.store_spec, record).shadow is None:
-                log.info("dropping version %s, built for an earlier spec", record.shadow.version)
-                versions.drop(record.shadow)
-        finally:
-            versions.close()
-            election.close()
-
-    def _try(self, work: Callable[[], Any], doing: str, *, default: Any = None) -> Any:
-        """`work()`, or `default` after logging a transient failure (the loop tries again)."""
-        try:
-            return work()
-        except Exception as error:
-            if not is_transient(error):
-                raise
-            log.warning("%s: %s", doing, error)
-            return default
-
-    def _take_over(self, plan: RebuildPlan) -> Outcome | None:
-        """Just elected: settle the record (None: build the planned shadow, recorded now)."""
-        assert plan.shadow is not None
-        versions = open_versions(self.product, self.store_spec, self.url)
-        try:
-            record = versions.read()
-            decided = watch_decision(plan, record)
-            if decided is not None:
-                return decided
-            assert record is not None or plan.record is None
-            if record is not None and record.shadow is not None and record.shadow.version != plan.shadow.version:
-                log.info("dropping version %s, built for an earlier spec", record.shadow.version)
-                versions.drop(record.shadow)
-            if record is None or record.shadow != plan.shadow:
-                versions.begin(plan.shadow)
-            elif record.shadow == plan.shadow:
-                log.info("resuming version %s", plan.shadow.version)
-            return None
-        finally:
-            versions.close()
-
-    def _watch(self, plan: RebuildPlan) -> Outcome | None:
-        """Not elected: whether the rebuilder switched (or the version went elsewhere)."""
-        versions = open_versions(self.product, self.store_spec, self.url)
-        try:
-            return watch_decision(plan, versions.read())
-        finally:
-            versions.close()
-
     def _join(self, thread: threading.Thread, deadline: float) -> None:
         """Wait for a stopping consumer's thread. The liveness probe keeps beating until `deadline`
         (a batch and a Kafka close take seconds); a consumer stuck longer shows as a stall."""
-        while thread.is_alive() and time.monotonic() < deadline:
+        while thread.is_alive() and self._clock() < deadline:
             self.metrics.beat()
             if self._election is not None:  # a rebuilder about to switch keeps its lease meanwhile
                 self._try(self._election.holds, "renewing the rebuilder lease", default=True)
             thread.join(timeout=POLL_SECONDS)
         thread.join()
 
-    def _stop_thread(self, consumer: StoreConsumer, thread: threading.Thread) -> None:
+    def _stop_thread(self, consumer: RunnableConsumer, thread: threading.Thread) -> None:
         consumer.stop()
-        self._join(thread, time.monotonic() + STOP_GRACE_SECONDS)
+        self._join(thread, self._clock() + STOP_GRACE_SECONDS)
         if consumer in self._active:
             self._active.remove(consumer)
         if thread in self._threads:
@@ -551,20 +469,173 @@ class StoreRunner:
     def _stop_all(self) -> None:
         for consumer in self._active:
             consumer.stop()
-        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        deadline = self._clock() + STOP_GRACE_SECONDS
         for thread in self._threads:
             self._join(thread, deadline)
         self._active, self._threads = [], []
 
-    def _switch(self, old: tuple[DataProduct, StoreSpec] | None, shadow: Shadow, generation: int,
-                election: Election) -> None:
-        versions = open_versions(self.product, self.store_spec, self.url)
-        try:
-            versions.switch(old, self.product, self.store_spec, shadow, generation, election=election)
-        finally:
-            versions.close()
+    # -- rebuilding -------------------------------------------------------------------------
 
-    def _shadow_ready(self, builder: StoreConsumer, built: DataProduct) -> bool:
+    def _rebuild(self, start: StartDecision) -> Ending:
+        """Follow the recorded spec on the live store while this replica (once elected) builds the
+        shadow and switches, or another replica does; an exit code if it ends otherwise."""
+        job = self._begin_rebuild(start)
+        self._election = job.election
+        steps: dict[Phase, Callable[[_Rebuild], Phase | Ending]] = {
+            Phase.WAITING: self._waiting, Phase.BUILDING: self._building,
+        }
+        try:
+            phase = Phase.WAITING
+            while phase is not Phase.SWITCHING:
+                if self._stopping:
+                    return EXIT_STOPPED
+                self.metrics.beat()  # a long rebuild, or a long wait for another replica's, is healthy
+                self._report_rebuild(job)
+                step = steps[phase](job)
+                if not isinstance(step, Phase):
+                    return step
+                if step is phase:
+                    self._sleep(POLL_SECONDS)
+                phase = step
+            return self._switching(job)
+        finally:
+            self._stop_all()
+            self._election = None
+            try:
+                job.election.close()
+            except Exception:
+                log.debug("releasing the rebuilder election failed", exc_info=True)
+
+    def _begin_rebuild(self, start: StartDecision) -> _Rebuild:
+        """Start following the recorded spec on the live store (if it can be read back), and open
+        the election."""
+        assert start.shadow is not None and start.shadow_spec is not None and start.shadow_product is not None
+        record = start.record
+        old = record.product() if record is not None else None
+        reported = ConsumerStatus(product=self.product.name, namespace=self.product.metadata.namespace,
+                                  store=self.store_spec.name, kind=self.store_spec.kind, pid=self.pid,
+                                  store_url=self.store_url_masked, state="running")
+        live: RunnableConsumer | None = None
+        if old is not None and old[1].kind == self.store_spec.kind and record is not None:
+            store = self.access.live_store(old[0], old[1], VersionFence(record.fingerprint, record.generation))
+            live = self._consumers(old[0], old[1], store, live=True, version=None)
+            reported = live.status
+        else:
+            log.warning("the recorded spec cannot be read back: the live store serves without following")
+        reported.version = record.fingerprint if record is not None else None
+        reported.rebuild = RebuildProgress(start.shadow.version)
+        job = _Rebuild(start, start.shadow, start.shadow_spec, start.shadow_product, old, self.access.election(),
+                       reported, publish=live is None, started=self._clock())
+        if live is not None:
+            self._start_thread("live", live, job.results)
+        return job
+
+    def _waiting(self, job: _Rebuild) -> Phase | Ending:
+        """Not the rebuilder: become it (and build), or see another replica's switch."""
+        if self._try(job.election.try_acquire, "electing the rebuilder"):
+            decided: Outcome | None = self._retrying("taking the rebuild over", lambda: self._take_over(job.start))
+            if decided is not None:
+                return decided
+            if self._stopping:
+                return Phase.WAITING
+            log.info("rebuilding %s/%s as version %s (was %s) beside the live store", self.product.name,
+                     self.store_spec.name, job.shadow.version,
+                     job.start.record.version if job.start.record else "none")
+            store = self.access.shadow_store(job.built, job.shadow_spec)
+            job.builder = self._consumers(job.built, job.shadow_spec, store, live=False,
+                                          version=job.start.fingerprint)
+            job.building = self._start_thread("shadow", job.builder, job.results)
+            return Phase.BUILDING
+        if not job.said_waiting:
+            log.info("another replica rebuilds %s/%s as version %s; following the recorded spec "
+                     "until it switches", self.product.name, self.store_spec.name, job.shadow.version)
+            job.said_waiting = True
+        if self._clock() - job.last_watch >= WATCH_SECONDS:
+            job.last_watch = self._clock()
+            watched: Outcome | None = self._try(lambda: self._watch(job.start), "reading the store's version")
+            if watched is not None:
+                return watched
+        return Phase.WAITING
+
+    def _building(self, job: _Rebuild) -> Phase | Ending:
+        """The rebuilder: keep the election, and switch once the shadow caught up."""
+        assert job.builder is not None and job.building is not None
+        if not self._try(job.election.holds, "renewing the rebuilder lease", default=True):
+            log.warning("no longer the rebuilder of %s/%s: stopping the shadow", self.product.name,
+                        self.store_spec.name)
+            self._stop_thread(job.builder, job.building)
+            job.builder = job.building = None
+            return Phase.WAITING
+        if not job.building.is_alive():
+            code = job.results.get("shadow", EXIT_STOPPED)
+            if not self._stopping:
+                log.error("the rebuild stopped before it caught up (exit %d): %s", code,
+                          job.builder.status.last_error)
+            return code
+        if self._shadow_ready(job.builder, job.built):
+            log.info("version %s caught up with the stream; switching", job.shadow.version)
+            return Phase.SWITCHING
+        return Phase.BUILDING
+
+    def _switching(self, job: _Rebuild) -> Ending:
+        """Stop both consumers and switch, even if a stop arrived meanwhile: it is one short atomic
+        step. Refused (the election was lost), the runner decides again."""
+        assert job.builder is not None
+        self._stop_all()
+
+        def switch() -> None:
+            with self.access.versions() as versions:
+                versions.switch(job.old, self.product, self.store_spec, job.shadow, job.start.generation,
+                                election=job.election)
+
+        try:
+            self._retrying("switching versions", switch, even_if_stopping=True)
+        except NotRebuilder as error:
+            log.warning("%s", error)
+            return Outcome.REPLAN
+        self.switched = job.shadow.version
+        self.rebuild_seconds = self._clock() - job.started
+        log.info("switched %s/%s to version %s after %.1fs (%d records read)", self.product.name,
+                 self.store_spec.name, job.shadow.version, self.rebuild_seconds, job.builder.status.records)
+        return EXIT_STOPPED if self._stopping else Outcome.SWITCHED
+
+    def _report_rebuild(self, job: _Rebuild) -> None:
+        """Put the rebuild's progress in the status this process reports (the live consumer writes
+        it with its own; the runner publishes it when no live consumer runs to write it)."""
+        if job.builder is not None:
+            job.reported.rebuild = RebuildProgress(job.shadow.version, dict(job.builder.status.positions),
+                                                   job.builder.status.records)
+        if job.publish and self.status_path is not None:
+            job.reported.updated_at = time.time()
+            try:
+                write_status(self.status_path, job.reported)
+            except OSError as error:
+                log.warning("cannot write status file %s: %s", self.status_path, error)
+
+    def _take_over(self, start: StartDecision) -> Outcome | None:
+        """Just elected: settle the record (None: build the decided shadow, recorded now)."""
+        assert start.shadow is not None
+        with self.access.versions() as versions:
+            record = versions.read()
+            decided = watch_decision(start, record)
+            if decided is not None:
+                return decided
+            assert record is not None or start.record is None
+            if record is not None and record.shadow is not None and record.shadow.version != start.shadow.version:
+                log.info("dropping version %s, built for an earlier spec", record.shadow.version)
+                versions.drop(record.shadow)
+            if record is None or record.shadow != start.shadow:
+                versions.begin(start.shadow)
+            else:
+                log.info("resuming version %s", start.shadow.version)
+            return None
+
+    def _watch(self, start: StartDecision) -> Outcome | None:
+        """Not elected: whether the rebuilder switched (or the version went elsewhere)."""
+        with self.access.versions() as versions:
+            return watch_decision(start, versions.read())
+
+    def _shadow_ready(self, builder: RunnableConsumer, built: DataProduct) -> bool:
         """The shadow caught up: its applied positions reached the topic's end offsets (or, bounded
         by `until`, every partition passed the instant)."""
         if builder.status.state != "running" or not builder.status.positions:
@@ -577,11 +648,6 @@ class StoreRunner:
             # Records are known to be left: no need to ask the brokers. (A new client of the brokers
             # per check, twice a second, competed with the rebuild for the process's one core.)
             return False
-        try:
-            ends = end_offsets(self.bootstrap, built.spec.source.topic, client=self.kafka_client)
-        except Exception as error:
-            if not is_transient(error):
-                raise
-            return False
-        positions = {int(p): o for p, o in builder.status.positions.items()}
-        return bool(ends) and set(ends) <= set(positions) and caught_up(positions, ends)
+        ends = self._ends(built.spec.source.topic)
+        positions = builder.status.positions
+        return bool(ends) and set(ends or {}) <= set(positions) and caught_up(positions, ends or {})

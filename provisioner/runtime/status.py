@@ -1,8 +1,9 @@
 """The status a consumer publishes about itself, as a small JSON file others can read.
 
 The consumer rewrites it atomically (write + rename) after every batch and at least once a second;
-`provisioner status`, `up`'s dashboard and the supervisor read it. It never holds a secret: the
-store URL it names is masked.
+`provisioner status`, `up`'s dashboard and the supervisor read it back as the `ConsumerStatus` it
+was written as (JSON keys partitions by string; the dataclass by number). It never holds a secret:
+the store URL it names is masked.
 """
 
 from __future__ import annotations
@@ -10,11 +11,21 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
 State = Literal["starting", "running", "backoff", "halted", "stopped", "frozen"]
+
+
+@dataclass(slots=True)
+class RebuildProgress:
+    """A version being built beside the live store: how far its consumer got."""
+
+    version: str
+    positions: dict[int, int] = field(default_factory=dict)
+    records: int = 0
 
 
 @dataclass(slots=True)
@@ -26,8 +37,8 @@ class ConsumerStatus:
     pid: int
     state: State = "starting"
     store_url: str | None = None
-    positions: dict[str, int] = field(default_factory=dict)
-    end_offsets: dict[str, int] = field(default_factory=dict)
+    positions: dict[int, int] = field(default_factory=dict)  # partition -> next offset to read
+    end_offsets: dict[int, int] = field(default_factory=dict)
     lag: int | None = None
     records: int = 0
     ops: dict[str, int] = field(default_factory=lambda: {"upsert": 0, "delete": 0, "skip": 0, "deadLetter": 0})
@@ -40,14 +51,41 @@ class ConsumerStatus:
     freshness_seconds: float | None = None
     frozen_at: str | None = None  # source.until, once the store holds the state as of that instant
     # The content rules (fingerprint) of the version this process follows on the live store, and
-    # while it builds a newer one beside it, that rebuild: {"version", "positions", "records"}.
-    # The live store holds this process's spec only once `rebuild` is None.
+    # while it builds a newer one beside it, that rebuild's progress. The live store holds this
+    # process's spec only once `rebuild` is None.
     version: str | None = None
-    rebuild: dict[str, Any] | None = None
+    rebuild: RebuildProgress | None = None
     updated_at: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The JSON form: partitions keyed by string, as JSON must."""
+        data = asdict(self)
+        data["positions"] = _keyed(self.positions)
+        data["end_offsets"] = _keyed(self.end_offsets)
+        if self.rebuild is not None:
+            data["rebuild"]["positions"] = _keyed(self.rebuild.positions)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ConsumerStatus:
+        """The status `to_dict` wrote (unknown keys, from a newer writer, are ignored)."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["positions"] = _offsets(values.get("positions"))
+        values["end_offsets"] = _offsets(values.get("end_offsets"))
+        rebuild = values.get("rebuild")
+        if rebuild is not None:
+            values["rebuild"] = RebuildProgress(str(rebuild["version"]), _offsets(rebuild.get("positions")),
+                                                int(rebuild.get("records", 0)))
+        return cls(**values)
+
+
+def _keyed(offsets: Mapping[int, int]) -> dict[str, int]:
+    return {str(partition): offset for partition, offset in sorted(offsets.items())}
+
+
+def _offsets(raw: Mapping[str, int] | None) -> dict[int, int]:
+    return {int(partition): int(offset) for partition, offset in (raw or {}).items()}
 
 
 def write_status(path: Path, status: ConsumerStatus) -> None:
@@ -63,10 +101,10 @@ def write_status(path: Path, status: ConsumerStatus) -> None:
         raise
 
 
-def read_status(path: Path) -> dict[str, Any] | None:
+def read_status(path: Path) -> ConsumerStatus | None:
     """The last status written, or None if there is none (or it cannot be read)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return ConsumerStatus.from_dict(data) if isinstance(data, dict) else None
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
-    return data if isinstance(data, dict) else None

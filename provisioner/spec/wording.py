@@ -9,9 +9,9 @@ CLI options (typer parses options with pydantic too).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from pydantic import ValidationError
 
@@ -118,79 +118,110 @@ def _limit(value: Any) -> str:
     return shown(value) if not isinstance(value, str) else value
 
 
+_FIXED: Final[dict[str, str]] = {kind: text for kinds, text in (
+    (("missing", "missing_argument", "missing_keyword_only_argument", "missing_positional_only_argument",
+      "missing_sentinel_error"), "required field is missing"),
+    (("extra_forbidden", "unexpected_keyword_argument", "unexpected_positional_argument"), "unknown field"),
+    (("string_not_ascii",), "must be ASCII text"),
+    (("recursion_loop", "recursion_depth_exceeded"), "is nested too deeply"),
+    (("date_past", "datetime_past"), "must be in the past"),
+    (("date_future", "datetime_future"), "must be in the future"),
+    (("timezone_naive", "timezone_aware", "timezone_offset"), "has the wrong time zone"),
+    (("decimal_max_digits", "decimal_max_places", "decimal_whole_digits"), "has too many digits"),
+    (("frozen_field", "frozen_instance"), "cannot be changed"),
+    (("set_item_not_hashable",), "lists items that cannot be compared"),
+    (("multiple_argument_values",), "is given more than once"),
+) for kind in kinds}
+
+# A bound's words and the `ctx` key that holds it.
+_BOUNDS: Final = {"greater_than": ("greater than", "gt"), "greater_than_equal": ("at least", "ge"),
+                  "less_than": ("less than", "lt"), "less_than_equal": ("at most", "le"),
+                  "multiple_of": ("a multiple of", "multiple_of")}
+
+Wording = Callable[[str, Mapping[str, Any], Any], str]  # (kind, ctx, value) -> message
+
+
+def _invalid(kind: str, ctx: Mapping[str, Any], value: Any) -> str:
+    error = ctx.get("error")
+    text = str(error) if error is not None else ""
+    return text or "is not valid here"
+
+
+def _choice(kind: str, ctx: Mapping[str, Any], value: Any) -> str:
+    expected = str(ctx.get("expected", "")).replace("'", "")
+    return f"must be one of {expected}, got {shown(value)}" if expected else f"{shown(value)} is not allowed here"
+
+
+def _union_tag(kind: str, ctx: Mapping[str, Any], value: Any) -> str:
+    tags = str(ctx.get("expected_tags", "")).replace("'", "")
+    return f"must be one of {tags}" if tags else "is not one of the accepted forms"
+
+
+def _bound(kind: str, ctx: Mapping[str, Any], value: Any) -> str:
+    words, key = _BOUNDS[kind]
+    return f"must be {words} {_limit(ctx.get(key))}, got {shown(value)}"
+
+
+def _string_too_short(kind: str, ctx: Mapping[str, Any], value: Any) -> str:
+    least = int(ctx.get("min_length", 1))
+    return "must not be empty" if least == 1 else f"must have at least {_plural(least, 'character')}"
+
+
+def _bytes_length(kind: str, ctx: Mapping[str, Any], value: Any) -> str:
+    bound = "at least" if kind == "bytes_too_short" else "at most"
+    return f"must have {bound} {_plural(int(ctx.get('min_length', ctx.get('max_length', 0))), 'byte')}"
+
+
+def _length(kind: str, ctx: Mapping[str, Any], value: Any) -> str:
+    noun = "entry" if str(ctx.get("field_type", "")).lower() == "dictionary" else "item"
+    if kind == "too_short":
+        least = int(ctx.get("min_length", 1))
+        return "must not be empty" if least == 1 else f"needs at least {_plural(least, noun)}"
+    return f"has {_plural(int(ctx.get('actual_length', 0)), noun)}, at most {int(ctx.get('max_length', 0))} allowed"
+
+
+def _pattern(kind: str, ctx: Mapping[str, Any], value: Any) -> str:
+    pattern_words = PATTERN_WORDS.get(str(ctx.get("pattern")))
+    if pattern_words is None:
+        return f"{shown(value)} is not in the accepted form"
+    return f"must be {pattern_words}, got {shown(value)}"
+
+
+_WORDED: Final[dict[str, Wording]] = {
+    "value_error": _invalid,
+    "assertion_error": _invalid,
+    "literal_error": _choice,
+    "enum": _choice,
+    "union_tag_invalid": _union_tag,
+    "union_tag_not_found": _union_tag,
+    "int_parsing_size": lambda kind, ctx, value: f"{shown(value)} is too large a number",
+    "finite_number": lambda kind, ctx, value: f"must be a finite number, got {shown(value)}",
+    **dict.fromkeys(_BOUNDS, _bound),
+    "string_too_short": _string_too_short,
+    "string_too_long": lambda kind, ctx, value:
+        f"must have at most {_plural(int(ctx.get('max_length', 0)), 'character')}",
+    "bytes_too_short": _bytes_length,
+    "bytes_too_long": _bytes_length,
+    "too_short": _length,
+    "too_long": _length,
+    "string_pattern_mismatch": _pattern,
+    "url_scheme": lambda kind, ctx, value:
+        f"must be a URL starting with {str(ctx.get('expected_schemes', '')).replace(chr(39), '')}",
+    "url_too_long": lambda kind, ctx, value:
+        f"must be a URL of at most {_plural(int(ctx.get('max_length', 0)), 'character')}",
+    "uuid_version": lambda kind, ctx, value: f"must be a version {ctx.get('expected_version')} UUID",
+    "invalid_key": lambda kind, ctx, value: f"keys must be strings, got {shown(value)}",
+}
+
+
 def message(kind: str, ctx: Mapping[str, Any] | None, value: Any) -> str:
     """One error in words: what was expected and what was found, never pydantic's own phrasing."""
-    ctx = ctx or {}
-    if kind in ("value_error", "assertion_error"):
-        error = ctx.get("error")
-        text = str(error) if error is not None else ""
-        return text or "is not valid here"
-    if kind == "missing" or kind in ("missing_argument", "missing_keyword_only_argument",
-                                     "missing_positional_only_argument", "missing_sentinel_error"):
-        return "required field is missing"
-    if kind in ("extra_forbidden", "unexpected_keyword_argument", "unexpected_positional_argument"):
-        return "unknown field"
-    if kind in ("literal_error", "enum"):
-        expected = str(ctx.get("expected", "")).replace("'", "")
-        return f"must be one of {expected}, got {shown(value)}" if expected else f"{shown(value)} is not allowed here"
-    if kind in ("union_tag_invalid", "union_tag_not_found"):
-        tags = str(ctx.get("expected_tags", "")).replace("'", "")
-        return f"must be one of {tags}" if tags else "is not one of the accepted forms"
-    if kind == "int_parsing_size":
-        return f"{shown(value)} is too large a number"
-    if kind == "finite_number":
-        return f"must be a finite number, got {shown(value)}"
-    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal", "multiple_of"):
-        words = {"greater_than": "greater than", "greater_than_equal": "at least",
-                 "less_than": "less than", "less_than_equal": "at most", "multiple_of": "a multiple of"}[kind]
-        key = {"greater_than": "gt", "greater_than_equal": "ge", "less_than": "lt",
-               "less_than_equal": "le", "multiple_of": "multiple_of"}[kind]
-        return f"must be {words} {_limit(ctx.get(key))}, got {shown(value)}"
-    if kind == "string_too_short":
-        least = int(ctx.get("min_length", 1))
-        return "must not be empty" if least == 1 else f"must have at least {_plural(least, 'character')}"
-    if kind == "string_too_long":
-        return f"must have at most {_plural(int(ctx.get('max_length', 0)), 'character')}"
-    if kind in ("bytes_too_short", "bytes_too_long"):
-        bound = "at least" if kind == "bytes_too_short" else "at most"
-        return f"must have {bound} {_plural(int(ctx.get('min_length', ctx.get('max_length', 0))), 'byte')}"
-    if kind in ("too_short", "too_long"):
-        noun = "entry" if str(ctx.get("field_type", "")).lower() == "dictionary" else "item"
-        if kind == "too_short":
-            least = int(ctx.get("min_length", 1))
-            return "must not be empty" if least == 1 else f"needs at least {_plural(least, noun)}"
-        return f"has {_plural(int(ctx.get('actual_length', 0)), noun)}, at most {int(ctx.get('max_length', 0))} allowed"
-    if kind == "string_pattern_mismatch":
-        pattern_words = PATTERN_WORDS.get(str(ctx.get("pattern")))
-        if pattern_words is None:
-            return f"{shown(value)} is not in the accepted form"
-        return f"must be {pattern_words}, got {shown(value)}"
-    if kind == "string_not_ascii":
-        return "must be ASCII text"
-    if kind in ("recursion_loop", "recursion_depth_exceeded"):
-        return "is nested too deeply"
-    if kind in ("date_past", "datetime_past"):
-        return "must be in the past"
-    if kind in ("date_future", "datetime_future"):
-        return "must be in the future"
-    if kind in ("timezone_naive", "timezone_aware", "timezone_offset"):
-        return "has the wrong time zone"
-    if kind == "url_scheme":
-        return f"must be a URL starting with {str(ctx.get('expected_schemes', '')).replace(chr(39), '')}"
-    if kind == "url_too_long":
-        return f"must be a URL of at most {_plural(int(ctx.get('max_length', 0)), 'character')}"
-    if kind in ("decimal_max_digits", "decimal_max_places", "decimal_whole_digits"):
-        return "has too many digits"
-    if kind == "uuid_version":
-        return f"must be a version {ctx.get('expected_version')} UUID"
-    if kind == "invalid_key":
-        return f"keys must be strings, got {shown(value)}"
-    if kind in ("frozen_field", "frozen_instance"):
-        return "cannot be changed"
-    if kind == "set_item_not_hashable":
-        return "lists items that cannot be compared"
-    if kind == "multiple_argument_values":
-        return "is given more than once"
+    fixed = _FIXED.get(kind)
+    if fixed is not None:
+        return fixed
+    worded = _WORDED.get(kind)
+    if worded is not None:
+        return worded(kind, ctx or {}, value)
     expected_words = EXPECTED.get(kind)
     if expected_words is not None:
         return f"expected {expected_words}, got {shown(value)}"

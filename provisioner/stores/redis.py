@@ -109,7 +109,7 @@ APPLY_SCRIPT_SHA: Final = hashlib.sha1(APPLY_SCRIPT.encode()).hexdigest()  # noq
 _encode_writes = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
 
 
-def _glob_escape(prefix: bytes) -> bytes:
+def glob_escape(prefix: bytes) -> bytes:
     """`prefix` as a literal in a SCAN MATCH pattern (a prefix may contain *, ?, [ or \\)."""
     out = bytearray()
     for byte in prefix:
@@ -430,7 +430,7 @@ class RedisStore:
 
     def _scan(self) -> Iterator[bytes]:
         """Every data key under the prefix (never a positions key, even with an empty prefix)."""
-        pattern = _glob_escape(self._prefix) + b"*"
+        pattern = glob_escape(self._prefix) + b"*"
         try:
             for key in self._connect().scan_iter(match=pattern, count=_SCAN_COUNT):
                 if not key.startswith(b"\xff"):

@@ -1,6 +1,7 @@
 """Which `Store` implementation serves a store spec: the one explicit mapping, no import side effects.
 
-Called by the consumer loop and the CLI commands that touch stores (inspect, status, replay). The
+Called by the consumer process's runner (`runtime.storeaccess`), the shadow versions, the local
+session (inspect, status, replay) and the operator's observer. The
 URL is resolved by the caller (a literal, an expanded `${ENV}`, a Secret, or a managed server).
 """
 

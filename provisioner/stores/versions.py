@@ -32,8 +32,10 @@ Every statement's identifiers are quoted with `quote_identifier`; every value is
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, Protocol
 
@@ -49,7 +51,7 @@ from provisioner.spec.names import POSITIONS_TABLE, VERSIONS_TABLE, quote_identi
 from provisioner.stores import postgres_connect, redis_connect
 from provisioner.stores.base import Store, StoreError
 from provisioner.stores.election import Election, PostgresElection, RedisElection
-from provisioner.stores.redis import POSITIONS_KEY_PREFIX, VERSIONS_KEY_PREFIX
+from provisioner.stores.redis import POSITIONS_KEY_PREFIX, VERSIONS_KEY_PREFIX, glob_escape
 from provisioner.stores.registry import open_store
 
 __all__ = [
@@ -63,9 +65,11 @@ __all__ = [
     "Versions",
     "open_shadow_store",
     "open_versions",
+    "read_version",
     "shadow_for",
     "shadow_table_name",
     "version_id",
+    "versions_of",
 ]
 
 # U+FFFF is a noncharacter, never meant for interchange: no key prefix may start with it (the spec
@@ -225,6 +229,22 @@ def open_versions(product: DataProduct, store: StoreSpec, url: str, *, timeout: 
     if store.postgres is not None:
         return PostgresVersions(product, store, url, timeout=timeout)
     return RedisVersions(product, store, url, timeout=timeout)
+
+
+@contextlib.contextmanager
+def versions_of(product: DataProduct, store: StoreSpec, url: str, *, timeout: float = 10.0) -> Iterator[Versions]:
+    """The store's versions for one block, closed when it ends, however it ends."""
+    versions = open_versions(product, store, url, timeout=timeout)
+    try:
+        yield versions
+    finally:
+        versions.close()
+
+
+def read_version(product: DataProduct, store: StoreSpec, url: str, *, timeout: float = 10.0) -> VersionRecord | None:
+    """The store's version record, read once."""
+    with versions_of(product, store, url, timeout=timeout) as versions:
+        return versions.read()
 
 
 def _fingerprint(product: DataProduct, store: StoreSpec) -> str:
@@ -547,7 +567,7 @@ class RedisVersions:
             client = self._connect()
             partitions = [_text(p) for p in client.smembers(pk + b":partitions")]
             client.delete(*(pk + b":" + p.encode() for p in partitions), pk + b":partitions")
-            pattern = _glob_escape(prefix) + b"*"
+            pattern = glob_escape(prefix) + b"*"
             chunk: list[bytes] = []
             for key in client.scan_iter(match=pattern, count=_SCAN_COUNT):
                 chunk.append(key)
@@ -580,15 +600,6 @@ class RedisVersions:
             raise self._error("switching versions failed", error) from None
         if moved == -1:
             raise NotRebuilder("the switch was refused: this replica's rebuilder lease expired")
-
-
-def _glob_escape(prefix: bytes) -> bytes:
-    out = bytearray()
-    for byte in prefix:
-        if byte in b"*?[]\\":
-            out += b"\\"
-        out.append(byte)
-    return bytes(out)
 
 
 def _text(value: bytes | str) -> str:

@@ -166,27 +166,35 @@ def value_of(v: Message) -> Any:
     if "list_value" in v:
         return [value_of(x) for x in _one(v, "list_value").get("values", [])]
     if "map_value" in v:
-        out: dict[Any, Any] = {}
-        for entry in _one(v, "map_value").get("entries", []):
-            key = value_of(_one(entry, "key"))
-            if type(key) not in (str, int):
-                raise OutOfScope(f"map key of type {rt.type_name(key)}")
-            out[key] = value_of(_one(entry, "value"))
-        return out
+        return _map_of(_one(v, "map_value"))
     if "object_value" in v:
-        obj = _one(v, "object_value")
-        for name, kind in (("[type.googleapis.com/google.protobuf.Timestamp]", "timestamp"),
-                           ("[type.googleapis.com/google.protobuf.Duration]", "duration")):
-            if name in obj:
-                body = _one(obj, name)
-                seconds, nanos = int(_one(body, "seconds", 0)), int(_one(body, "nanos", 0))
-                return _make_time(kind, seconds, nanos)
-        raise OutOfScope(f"protobuf message {sorted(obj)}")
+        return _object_of(_one(v, "object_value"))
     if "type_value" in v:
         return _type_value(_text(_one(v, "type_value")))
     if "enum_value" in v:
         raise OutOfScope("enum value")
     raise OutOfScope(f"value {sorted(v)}")
+
+
+def _map_of(message: Message) -> dict[Any, Any]:
+    out: dict[Any, Any] = {}
+    for entry in message.get("entries", []):
+        key = value_of(_one(entry, "key"))
+        if type(key) not in (str, int):
+            raise OutOfScope(f"map key of type {rt.type_name(key)}")
+        out[key] = value_of(_one(entry, "value"))
+    return out
+
+
+def _object_of(obj: Message) -> Any:
+    """A timestamp or a duration; other protobuf messages are out of scope."""
+    for name, kind in (("[type.googleapis.com/google.protobuf.Timestamp]", "timestamp"),
+                       ("[type.googleapis.com/google.protobuf.Duration]", "duration")):
+        if name in obj:
+            body = _one(obj, name)
+            seconds, nanos = int(_one(body, "seconds", 0)), int(_one(body, "nanos", 0))
+            return _make_time(kind, seconds, nanos)
+    raise OutOfScope(f"protobuf message {sorted(obj)}")
 
 
 def _make_time(kind: str, seconds: int, nanos: int) -> Any:

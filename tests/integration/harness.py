@@ -426,7 +426,8 @@ class ConsumerProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def status(self) -> dict[str, Any]:
-        return read_status(self.status_path) or {}
+        status = read_status(self.status_path)
+        return status.to_dict() if status is not None else {}
 
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""

@@ -430,7 +430,7 @@ def h_epoch_ms(text: str) -> int:
 def test_local_plan_says_per_store_what_a_change_does(
     kafka_bootstrap: str, postgres_server: Any, redis_server: Any, topic: str, tmp_path: Path
 ) -> None:
-    from provisioner.local.session import plan_local
+    from provisioner.local.session import preview_stores
 
     name = unique_name(topic)
     url = store_url("postgres", redis_server, postgres_server)
@@ -443,17 +443,17 @@ def test_local_plan_says_per_store_what_a_change_does(
     h.create_topic(kafka_bootstrap, topic, partitions=3)
     produced = h.produce(kafka_bootstrap, topic, h.order_events(3_000, seed=1, keys=500))
     nowhere = tmp_path / "no-state"
-    assert [p.kind for p in plan_local([spec], nowhere, kafka_bootstrap)] == ["new"]
+    assert [p.kind for p in preview_stores([spec], nowhere, kafka_bootstrap)] == ["new"]
     consumer = h.ConsumerProcess(spec, store_spec.name, kafka_bootstrap, url, tmp_path, "c", env=FAST_GROUP).start()
     try:
         h.wait_caught_up(product, store_spec, url, h.end_offsets(kafka_bootstrap, topic), 120, [consumer])
         assert consumer.stop() == 0
     finally:
         consumer.kill()
-    assert [p.kind for p in plan_local([spec], nowhere, kafka_bootstrap)] == ["unchanged"]
+    assert [p.kind for p in preview_stores([spec], nowhere, kafka_bootstrap)] == ["unchanged"]
     write_spec(spec, batch_size=100)
-    [in_place] = plan_local([spec], nowhere, kafka_bootstrap)
+    [in_place] = preview_stores([spec], nowhere, kafka_bootstrap)
     assert in_place.kind == "in place" and in_place.settings == ("spec.consumer.batchSize",)
     write_spec(spec, v2=True)
-    [rebuild] = plan_local([spec], nowhere, kafka_bootstrap)
+    [rebuild] = preview_stores([spec], nowhere, kafka_bootstrap)
     assert rebuild.kind == "rebuild" and "filter" in rebuild.settings and rebuild.records == produced

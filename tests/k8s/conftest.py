@@ -1,7 +1,7 @@
 """Fixtures for Kubernetes tests: a real etcd + kube-apiserver + kube-controller-manager.
 
 The binaries are built once from Go modules into the project's cache (see
-provisioner/local/kubeapi.py; the first build takes minutes, later runs none), and one cluster is
+tests/support/kubeapi.py; the first build takes minutes, later runs none), and one cluster is
 started per session under a temporary directory and stopped at the end. Set PROVISIONER_KUBECONFIG
 to run against an existing cluster instead (it needs a controller manager for the GC and
 Deployment tests). Every test in this folder is marked `k8s`.
@@ -26,7 +26,7 @@ from kubernetes.client.rest import ApiException
 
 from provisioner.kube.client import KubeClient
 from provisioner.kube.crd import crd
-from provisioner.local import kubeapi
+from tests.support import kubeapi
 
 from .identity import (
     OPERATOR_ACCOUNT,

@@ -14,7 +14,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from provisioner.local import kubeapi
+from tests.support import kubeapi
 
 from .conftest import WIDGET_CRD, install_crds
 

@@ -10,7 +10,7 @@ import typer
 
 from provisioner.cli.consume import lease_seconds
 from provisioner.errors import is_retryable
-from provisioner.runtime.rebuild import Outcome, plan_start, watch_decision
+from provisioner.runtime.rebuild import Outcome, decide_start, watch_decision
 from provisioner.spec.fingerprint import fingerprint
 from provisioner.stores.election import LeaseTiming, RedisElection, advisory_keys
 from provisioner.stores.versions import NotRebuilder, ReplayRequest, VersionRecord, product_json
@@ -88,7 +88,7 @@ def _record(p: Any, store: str, generation: int = 0, **extra: Any) -> VersionRec
 
 def test_a_waiting_replica_follows_the_new_version_once_switched_and_decides_again_if_it_went_elsewhere() -> None:
     v1, v2, v3 = product(), product(filter="event.type == 'X'"), product(filter="event.type == 'Y'")
-    plan = plan_start(v2, v2.store("db"), _record(v1, "db"))
+    plan = decide_start(v2, v2.store("db"), _record(v1, "db"))
     assert plan.shadow is not None
     assert watch_decision(plan, _record(v1, "db")) is None  # still the old version: wait
     assert watch_decision(plan, _record(v1, "db", shadow=plan.shadow)) is None  # being built: wait
@@ -99,7 +99,7 @@ def test_a_waiting_replica_follows_the_new_version_once_switched_and_decides_aga
 
 def test_a_replay_is_switched_when_the_next_generation_is_recorded() -> None:
     p = product()
-    plan = plan_start(p, p.store("cache"), _record(p, "cache", 1, replay=ReplayRequest("earliest")))
+    plan = decide_start(p, p.store("cache"), _record(p, "cache", 1, replay=ReplayRequest("earliest")))
     assert plan.shadow is not None and plan.generation == 2
     assert watch_decision(plan, _record(p, "cache", 1, replay=ReplayRequest("earliest"))) is None
     assert watch_decision(plan, _record(p, "cache", 2)) is Outcome.SWITCHED

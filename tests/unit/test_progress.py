@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
 from provisioner.runtime.progress import (
     build_progress,
     caught_up,
@@ -9,10 +14,14 @@ from provisioner.runtime.progress import (
     freshness_verdict,
     holds_current,
     lag,
-    parse_offsets,
     progress,
     store_view,
 )
+from provisioner.runtime.status import ConsumerStatus, RebuildProgress, read_status, write_status
+
+
+def status_of(**values: Any) -> ConsumerStatus:
+    return ConsumerStatus(product="p", namespace="ns", store="s", kind="redis", pid=42, **values)
 
 
 def test_caught_up_needs_every_partition_at_its_target() -> None:
@@ -38,9 +47,20 @@ def test_progress_caps_each_partition_at_its_target() -> None:
     assert progress({}, {}).fraction == 1.0
 
 
-def test_parse_offsets_turns_json_keys_into_partitions() -> None:
-    assert parse_offsets({"0": 4, "2": 9}) == {0: 4, 2: 9}
-    assert parse_offsets(None) == {}
+def test_a_status_reads_back_as_the_dataclass_it_was_written_as(tmp_path: Path) -> None:
+    written = status_of(state="running", positions={0: 4, 2: 9}, end_offsets={0: 5, 2: 9}, lag=1,
+                        rebuild=RebuildProgress("abc.g1", {0: 3}, 3))
+    path = tmp_path / "status.json"
+    write_status(path, written)
+    raw = json.loads(path.read_text())
+    assert raw["positions"] == {"0": 4, "2": 9}  # JSON keys partitions by string
+    assert raw["rebuild"] == {"version": "abc.g1", "positions": {"0": 3}, "records": 3}
+    assert read_status(path) == written
+    assert read_status(tmp_path / "missing.json") is None
+    path.write_text('{"product": "p"}')  # not a status this package wrote
+    assert read_status(path) is None
+    path.write_text(json.dumps({**raw, "from_a_newer_writer": 1}))
+    assert read_status(path) == written
 
 
 def test_freshness_verdict_against_the_sla() -> None:
@@ -58,10 +78,10 @@ def test_freshness_is_zero_when_nothing_is_left_to_read() -> None:
 
 
 def test_store_view_prefers_live_positions_and_ends_over_the_last_status() -> None:
-    status = {"positions": {"0": 3}, "end_offsets": {"0": 3}, "lag": 0, "records": 3,
-              "ops": {"upsert": 2, "delete": 0, "skip": 1, "deadLetter": 0}, "dead_letters": 0,
-              "records_per_second": 9.5, "freshness_seconds": 0.0, "last_record_timestamp_ms": 1_000_000,
-              "store_url": "redis://h:6379/0", "last_error": None}
+    status = status_of(positions={0: 3}, end_offsets={0: 3}, lag=0, records=3,
+                       ops={"upsert": 2, "delete": 0, "skip": 1, "deadLetter": 0}, dead_letters=0,
+                       records_per_second=9.5, freshness_seconds=0.0, last_record_timestamp_ms=1_000_000,
+                       store_url="redis://h:6379/0", last_error=None)
     view = store_view(namespace="ns", product="p", store="s", kind="redis", state="stopped", status=status,
                       sla_seconds=30.0, now=1100.0, positions={0: 3}, end_offsets={0: 8})
     assert view.lag == 5
@@ -83,30 +103,31 @@ def test_store_view_without_any_status() -> None:
 
 def test_holds_current_needs_this_process_no_rebuild_and_the_targets() -> None:
     targets = {0: 10, 1: 5}
-    current = {"pid": 42, "state": "running", "positions": {"0": 10, "1": 5}, "rebuild": None}
+    current = status_of(state="running", positions={0: 10, 1: 5})
     assert holds_current(current, 42, targets)
     assert not holds_current(current, 41, targets)  # left by an earlier process: says nothing of this spec
     assert not holds_current(current, None, targets)
     assert not holds_current(None, 42, targets)
     # The old version caught up while the new one is built beside it: not yet.
-    rebuilding = {**current, "rebuild": {"version": "abc.g0", "positions": {"0": 3}, "records": 3}}
+    rebuilding = dataclasses.replace(current, rebuild=RebuildProgress("abc.g0", {0: 3}, 3))
     assert not holds_current(rebuilding, 42, targets)
-    assert not holds_current({**current, "positions": {"0": 10, "1": 4}}, 42, targets)
-    assert holds_current({**current, "state": "frozen", "positions": {"0": 2}}, 42, targets)
+    assert not holds_current(dataclasses.replace(current, positions={0: 10, 1: 4}), 42, targets)
+    assert holds_current(dataclasses.replace(current, state="frozen", positions={0: 2}), 42, targets)
 
 
 def test_build_progress_follows_the_rebuild_while_one_runs() -> None:
     targets = {0: 10, 1: 5}
-    status = {"positions": {"0": 10, "1": 5}, "rebuild": {"positions": {"0": 4, "1": 1}}}
+    status = status_of(positions={0: 10, 1: 5}, rebuild=RebuildProgress("v", {0: 4, 1: 1}))
     assert build_progress(status, targets).completed == 5
-    assert build_progress({**status, "rebuild": None}, targets).completed == 15
+    assert build_progress(dataclasses.replace(status, rebuild=None), targets).completed == 15
     assert build_progress(None, targets).completed == 0
 
 
 def test_store_view_says_a_rebuild_runs_or_is_pending() -> None:
-    common = {"namespace": "ns", "product": "p", "store": "s", "kind": "redis", "sla_seconds": None, "now": 0.0}
-    building = {"rebuild": {"version": "v", "positions": {}, "records": 0}}
+    common: dict[str, Any] = {"namespace": "ns", "product": "p", "store": "s", "kind": "redis",
+                              "sla_seconds": None, "now": 0.0}
+    building = status_of(rebuild=RebuildProgress("v"))
     assert store_view(state="running", status=building, **common).rebuild == "running"
     assert store_view(state="stopped", status=building, rebuild_pending=True, **common).rebuild == "pending"
     assert store_view(state="stopped", status=building, **common).rebuild is None
-    assert store_view(state="running", status={}, **common).to_dict()["rebuild"] is None
+    assert store_view(state="running", status=status_of(), **common).to_dict()["rebuild"] is None

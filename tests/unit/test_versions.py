@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from provisioner.runtime.rebuild import plan_start, with_overrides
+from provisioner.runtime.rebuild import decide_start, with_overrides
 from provisioner.spec.fingerprint import compare, fingerprint
 from provisioner.spec.models import DataProduct
 from provisioner.stores.versions import (
@@ -72,16 +72,16 @@ def test_versions_of_a_replay_are_new_generations() -> None:
 def test_start_decisions() -> None:
     p = product()
     store = p.store("db")
-    assert plan_start(p, store, None).shadow is None  # new (or older than versions): record, no rebuild
-    assert plan_start(p, store, record_of(p, "db")).shadow is None  # unchanged
+    assert decide_start(p, store, None).shadow is None  # new (or older than versions): record, no rebuild
+    assert decide_start(p, store, record_of(p, "db")).shadow is None  # unchanged
     in_place = product(consumer={"batchSize": 10})
     assert [c.kind for c in compare(p, in_place) if c.store == "db"] == ["in place"]
-    assert plan_start(in_place, in_place.store("db"), record_of(p, "db")).shadow is None
+    assert decide_start(in_place, in_place.store("db"), record_of(p, "db")).shadow is None
     changed = product(filter="true")
-    plan = plan_start(changed, changed.store("db"), record_of(p, "db"))
+    plan = decide_start(changed, changed.store("db"), record_of(p, "db"))
     assert plan.shadow is not None and plan.generation == 0
     assert plan.shadow.version == fingerprint(changed, changed.store("db"))[:8]
-    replay = plan_start(p, store, record_of(p, "db", generation=1, replay=ReplayRequest("latest", None)))
+    replay = decide_start(p, store, record_of(p, "db", generation=1, replay=ReplayRequest("latest", None)))
     assert replay.shadow is not None and replay.generation == 2 and replay.shadow.version.endswith("g2")
     assert replay.shadow_product is not None and replay.shadow_product.spec.source.start_from == "latest"
 

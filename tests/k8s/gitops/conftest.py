@@ -2,7 +2,7 @@
 git server over HTTP, so a test proves that a commit reaches the cluster.
 
 The controllers are built once from Go modules into the project's cache (see
-provisioner/local/flux.py; the first build takes minutes, later runs none) and run for the whole
+tests/support/flux.py; the first build takes minutes, later runs none) and run for the whole
 session against the session's API server (`kube_cluster`), after the Flux CRDs are server-side
 applied. Tests delete the Flux objects they create before the session ends: those carry finalizers
 that only the running controllers remove.
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.local import flux as flux_controllers
-from provisioner.local import gitserver, kubeapi
+from tests.support import flux as flux_controllers
+from tests.support import gitserver, kubeapi
 
 from ..conftest import install_crds
 

@@ -15,8 +15,8 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from provisioner.local import gitserver
-from provisioner.local.flux import FluxControllers
+from tests.support import gitserver
+from tests.support.flux import FluxControllers
 
 NAMESPACE = "flux-system"
 TARGET_NAMESPACE = "default"

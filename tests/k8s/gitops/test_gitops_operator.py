@@ -21,9 +21,9 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from provisioner.kube.client import KubeClient
-from provisioner.local import gitserver
-from provisioner.local.flux import FluxControllers
 from tests.integration.conftest import kafka_bootstrap  # noqa: F401  (fixture)
+from tests.support import gitserver
+from tests.support.flux import FluxControllers
 
 from ..argocd_health import health
 from ..operator_harness import children, product, running_operator, wait_for

@@ -2,7 +2,7 @@
 kube-controller-manager, built from Go modules and started as local processes.
 
 Called by the k8s test fixtures (tests/k8s/conftest.py), by `scripts/test` (which builds the
-binaries up front) and by hand: `python -m provisioner.local.kubeapi build|up DIR`.
+binaries up front) and by hand: `python -m tests.support.kubeapi build|up DIR`.
 
 No kubelet and no scheduler: objects are stored, validated, admitted (RBAC, Pod Security) and
 reconciled by the controllers (garbage collection, Deployment -> ReplicaSet -> Pods, namespace
@@ -36,8 +36,9 @@ from types import TracebackType
 
 from provisioner.errors import SetupError
 from provisioner.files import cache_root, file_lock
-from provisioner.local.gobuild import build_binary, go_binary, go_env, run_go, scratch_module
-from provisioner.local.processes import free_ports, stop_process_group
+from provisioner.local.processes import free_ports
+from tests.support.daemons import stop_process_group
+from tests.support.gobuild import build_binary, go_binary, go_env, run_go, scratch_module
 
 __all__ = [
     "ETCD_VERSION",
@@ -283,7 +284,7 @@ def start(work_dir: Path, *, controller_manager: bool = True, timeout: float = 6
     bins = bin_dir()
     if _missing(bins):
         raise KubeApiError(f"{', '.join(_missing(bins))} not built in {bins}: call ensure_binaries() "
-                           "or run `python -m provisioner.local.kubeapi build`")
+                           "or run `python -m tests.support.kubeapi build`")
     work_dir = Path(work_dir).resolve()
     work_dir.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(work_dir / "etcd-data", ignore_errors=True)  # fresh: its member URLs name old ports
@@ -405,7 +406,7 @@ def _write_kubeconfig(path: Path, server: str, pki: Path) -> None:
 
 
 def _main(argv: list[str]) -> int:
-    usage = "usage: python -m provisioner.local.kubeapi build | up DIR"
+    usage = "usage: python -m tests.support.kubeapi build | up DIR"
     if argv == ["build"]:
         print(ensure_binaries(lambda line: print(line, file=sys.stderr, flush=True)))
         return 0

@@ -4,8 +4,8 @@
 Requests are handed to `git http-backend` as CGI, so the smart HTTP protocol (v0-v2, fetch and
 push) is git's own. It serves every bare repository under one directory at
 http://127.0.0.1:PORT/<name> (a free loopback port), exports them all and accepts pushes. Run it in
-a thread (`serve(root)`) or in its own process (`serve_in_process(root)`, or
-`python -m provisioner.local.gitserver ROOT`); both return an object with `url` and `stop()`.
+a thread (`serve(root)`, an object with `url` and `stop()`) or by hand
+(`python -m tests.support.gitserver ROOT`).
 
 `create_bare_repo()` and `commit_folder()` prepare content with the git CLI. Commits are made in
 a throwaway repository whose identity is set in its own config: no global git config is read or
@@ -34,17 +34,14 @@ from provisioner.errors import SetupError
 __all__ = [
     "GitServer",
     "GitServerError",
-    "GitServerProcess",
     "commit_folder",
     "create_bare_repo",
     "serve",
-    "serve_in_process",
 ]
 
 HOST = "127.0.0.1"
 COMMITTER_NAME = "provisioner-local"
 COMMITTER_EMAIL = "provisioner-local@localhost"
-STOP_TIMEOUT_S = 10.0
 # Variables that would point git at another repository or configuration than the one we name.
 _GIT_ENV_DROPPED = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR",
                     "GIT_NAMESPACE", "GIT_CONFIG", "GIT_CONFIG_PARAMETERS", "GIT_CONFIG_COUNT")
@@ -249,70 +246,9 @@ def serve(root: Path, port: int = 0) -> GitServer:
     return GitServer(root, port).start()
 
 
-class GitServerProcess:
-    """A git server running in its own process (`python -m provisioner.local.gitserver ROOT`)."""
-
-    def __init__(self, root: Path, port: int = 0) -> None:
-        self.root = Path(root).resolve()
-        self._errors = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the process; a pipe nobody reads could fill up)
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "provisioner.local.gitserver", str(self.root), str(port)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._errors, text=True,
-            start_new_session=True,
-        )
-        assert self._proc.stdout is not None
-        first = self._proc.stdout.readline().strip()
-        if not first.startswith("http://"):
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._proc.wait(STOP_TIMEOUT_S)
-            message = f"git server did not start: {first} {self.errors()}".strip()
-            self.stop()
-            raise GitServerError(message)
-        self.url = first
-        self.port = int(first.rsplit(":", 1)[1])
-
-    @property
-    def pid(self) -> int:
-        return self._proc.pid
-
-    def errors(self) -> str:
-        """What the server process wrote to stderr so far."""
-        if self._errors.closed:
-            return ""
-        self._errors.seek(0)
-        return self._errors.read().decode(errors="replace")
-
-    def repo_url(self, name: str) -> str:
-        return f"{self.url}/{name}"
-
-    def stop(self) -> None:
-        if self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        if self._proc.stdout is not None:
-            self._proc.stdout.close()
-        self._errors.close()
-
-    def __enter__(self) -> GitServerProcess:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
-
-
-def serve_in_process(root: Path, port: int = 0) -> GitServerProcess:
-    """Start serving the bare repositories under `root` from a child process."""
-    return GitServerProcess(root, port)
-
-
 def _main(argv: list[str]) -> int:
     if len(argv) not in (1, 2) or (len(argv) == 2 and not argv[1].isdigit()):
-        print("usage: python -m provisioner.local.gitserver ROOT [PORT]", file=sys.stderr)
+        print("usage: python -m tests.support.gitserver ROOT [PORT]", file=sys.stderr)
         return 2
     server = GitServer(Path(argv[0]), int(argv[1]) if len(argv) == 2 else 0)
 

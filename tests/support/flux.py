@@ -5,7 +5,7 @@ Together with a git server (gitserver.py) they close a GitOps loop without a clu
 downloaded binary: a commit pushed to a local repository is fetched by source-controller and
 server-side applied by kustomize-controller. Called by the GitOps test fixtures
 (tests/k8s/gitops/conftest.py), by `scripts/test` (which builds the binaries up front) and by hand:
-`python -m provisioner.local.flux build|crds`.
+`python -m tests.support.flux build|crds`.
 
 Files:
     <cache>/flux/<versions>/bin/        source-controller, kustomize-controller (built once;
@@ -38,8 +38,9 @@ import yaml
 
 from provisioner.errors import SetupError
 from provisioner.files import cache_root, file_lock
-from provisioner.local import gobuild
-from provisioner.local.processes import free_ports, stop_process_group
+from provisioner.local.processes import free_ports
+from tests.support import gobuild
+from tests.support.daemons import stop_process_group
 
 __all__ = [
     "CONTROLLERS",
@@ -295,7 +296,7 @@ def start(work_dir: Path, kubeconfig: Path, *, timeout: float = 60) -> FluxContr
     missing = _missing(bins)
     if missing:
         raise FluxError(f"{', '.join(c.name for c in missing)} not built in {bins}: call ensure_binaries() "
-                        "or run `python -m provisioner.local.flux build`")
+                        "or run `python -m tests.support.flux build`")
     work_dir = Path(work_dir).resolve()
     storage = work_dir / "storage"
     storage.mkdir(parents=True, exist_ok=True)
@@ -334,7 +335,7 @@ def _main(argv: list[str]) -> int:
     if argv == ["crds"]:
         print("\n".join(str(path) for path in crd_paths()))
         return 0
-    print("usage: python -m provisioner.local.flux build | crds", file=sys.stderr)
+    print("usage: python -m tests.support.flux build | crds", file=sys.stderr)
     return 2
 
 

@@ -1,7 +1,7 @@
 """Building tools from Go modules, the one way the project gets kube-apiserver, etcd,
 kube-controller-manager and the Flux controllers: no prebuilt binary is downloaded.
 
-Used by `provisioner.local.kubeapi` and `provisioner.local.flux`. Everything Go writes lives under
+Used by `tests.support.kubeapi` and `tests.support.flux`. Everything Go writes lives under
 `<cache>/go/` (GOPATH, module and build caches, and the scratch modules the binaries are built
 from), shared by every build; only the finished binaries are needed afterwards.
 """
