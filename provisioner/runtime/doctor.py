@@ -141,7 +141,8 @@ def _source_check(name: str, topic: str, access: Any, user: str, principal: str)
     if not access.exists:
         return Check(name, "fail", f"topic {topic!r} does not exist", "create it, or correct source.topic in the spec")
     if "READ" not in access.operations:
-        return Check(name, "fail", f"{user} may not READ topic {topic!r}", f"grant READ on topic {topic} to {principal}")
+        return Check(name, "fail", f"{user} may not READ topic {topic!r}",
+                     f"grant READ on topic {topic} to {principal}")
     return Check(name, "ok", f"{access.partitions} partitions, READ allowed")
 
 
@@ -150,7 +151,8 @@ def _dead_letter_check(name: str, topic: str, access: Any, cluster_operations: A
     if access.exists and "WRITE" in access.operations:
         return Check(name, "ok", "WRITE allowed (no record was written)")
     if access.exists:
-        return Check(name, "fail", f"{user} may not WRITE topic {topic!r}", f"grant WRITE on topic {topic} to {principal}")
+        return Check(name, "fail", f"{user} may not WRITE topic {topic!r}",
+                     f"grant WRITE on topic {topic} to {principal}")
     if "CREATE" in cluster_operations:
         return Check(name, "ok", "does not exist yet: created at the first dead letter (CREATE allowed)")
     return Check(name, "warn",
