@@ -13,6 +13,7 @@ The decision itself is `provisioner.kube.autoscale.decide`. Called by `provision
 from __future__ import annotations
 
 import copy
+import logging
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -28,6 +29,8 @@ from provisioner.spec.models import Autoscale, DataProduct
 __all__ = ["ScaleChange", "Scaler"]
 
 _Key = tuple[str, str, str]  # (namespace, product, store)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +132,8 @@ class Scaler:
             decision = decide(lag=seen.lag, rate=seen.read_rate, consumers=seen.consumers, current=current,
                               limits=limits, catch_up_within=within, last_change=changed_at,
                               now=now.timestamp(), cool_down=self.cool_down)
+            log.debug("%s/%s store %s: %d replicas wanted, %d set (%s)", metadata["namespace"], metadata["name"],
+                      seen.name, decision.replicas, current, decision.reason)
             if decision.replicas != current:
                 changed_at = now.timestamp()
                 changes.append(ScaleChange(seen.name, object_name(product.name, seen.name, "consumer"), current,
