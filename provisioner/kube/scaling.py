@@ -26,7 +26,7 @@ from provisioner.kube.status import Observation, ScaleObservation
 from provisioner.spec.durations import parse_duration
 from provisioner.spec.models import Autoscale, DataProduct
 
-__all__ = ["ScaleChange", "Scaler"]
+__all__ = ["ScaleChange", "Scaler", "replica_bounds"]
 
 _Key = tuple[str, str, str]  # (namespace, product, store)
 
@@ -64,6 +64,17 @@ def _epoch(text: Any) -> float | None:
         return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
     except ValueError:
         return None
+
+
+def replica_bounds(product: DataProduct) -> str:
+    """Each store consumer's replicas in words, as `plan` says them."""
+    consumer = product.spec.consumer
+    if consumer.autoscale == "external":
+        return f"set by an external autoscaler (autoscale: external; {consumer.replicas} when created)"
+    if isinstance(consumer.autoscale, Autoscale):
+        return (f"{consumer.replicas} to {consumer.autoscale.max_replicas} by lag, never more than the partitions of "
+                f"{product.spec.source.topic} (autoscale: catch up within {consumer.autoscale.catch_up_within})")
+    return str(consumer.replicas)
 
 
 class Scaler:

@@ -7,7 +7,7 @@ Callers: `provisioner up --until-caught-up` and `replay` (progress bars, when to
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -39,6 +39,25 @@ def holds_current(status: Mapping[str, Any] | None, pid: int | None, targets: Ma
     if not status or pid is None or status.get("pid") != pid or status.get("rebuild") is not None:
         return False
     return status.get("state") == "frozen" or caught_up(parse_offsets(status.get("positions")), targets)
+
+
+def group_holds_current(statuses: Sequence[Mapping[str, Any] | None], pids: Sequence[int | None],
+                        targets: Mapping[int, int]) -> bool:
+    """`holds_current` for a store read by several processes (`pids`, each with its own status):
+    each status is its running process's and rebuilds nothing, and together they reached the
+    targets (every partition at its furthest position among them), or all froze at `until`."""
+    if not statuses or len(statuses) != len(pids):
+        return False
+    for status, pid in zip(statuses, pids, strict=True):
+        if not status or pid is None or status.get("pid") != pid or status.get("rebuild") is not None:
+            return False
+    if all(status.get("state") == "frozen" for status in statuses if status):
+        return True
+    furthest: dict[int, int] = {}
+    for status in statuses:
+        for partition, offset in parse_offsets((status or {}).get("positions")).items():
+            furthest[partition] = max(furthest.get(partition, 0), offset)
+    return caught_up(furthest, targets)
 
 
 def build_progress(status: Mapping[str, Any] | None, targets: Mapping[int, int]) -> Progress:
@@ -125,6 +144,7 @@ class StoreView:
     # None: the store holds the spec's content; "running": a consumer builds the spec's version
     # beside it; "pending": it holds an earlier spec's content and no consumer rebuilds it now.
     rebuild: str | None = None
+    consumers: str | None = None  # with several replicas: processes running out of those started, e.g. "2/3"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -150,6 +170,7 @@ def store_view(
     store_url: str | None = None,
     last_error: str | None = None,
     rebuild_pending: bool = False,
+    consumers: str | None = None,
 ) -> StoreView:
     """Combine a consumer's last status with fresher facts when the caller has them (positions read
     from the store, end offsets asked of Kafka now, whether the store's recorded version is an
@@ -181,6 +202,7 @@ def store_view(
         store_url=store_url if store_url is not None else status.get("store_url"),
         last_error=last_error if last_error is not None else status.get("last_error"),
         rebuild="running" if rebuilding else "pending" if rebuild_pending else None,
+        consumers=consumers,
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -70,3 +71,39 @@ def read_status(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+_SUMMED = ("records", "dead_letters", "batches", "conflicts", "records_per_second")
+
+
+def merge_statuses(statuses: Sequence[Mapping[str, Any] | None]) -> dict[str, Any] | None:
+    """One status for a store whose consumer group runs several processes, from each one's: the
+    furthest position and end offset of every partition (a partition that moved keeps its newer
+    owner's, which is ahead), counters and pace summed, the first error and rebuild reported, and
+    the group halted if one process halted, else running if one runs."""
+    present = [s for s in statuses if s]
+    if len(present) <= 1:
+        return dict(present[0]) if present else None
+    merged = dict(present[0])
+    for field_name in ("positions", "end_offsets"):
+        furthest: dict[str, int] = {}
+        for status in present:
+            for partition, offset in (status.get(field_name) or {}).items():
+                furthest[str(partition)] = max(furthest.get(str(partition), 0), int(offset))
+        merged[field_name] = dict(sorted(furthest.items(), key=lambda item: int(item[0])))
+    for counter in _SUMMED:
+        merged[counter] = sum(status.get(counter) or 0 for status in present)
+    ops: dict[str, int] = {}
+    for status in present:
+        for op, count in (status.get("ops") or {}).items():
+            ops[op] = ops.get(op, 0) + int(count)
+    merged["ops"] = ops
+    ends, positions = merged["end_offsets"], merged["positions"]
+    merged["lag"] = sum(max(0, end - positions.get(p, 0)) for p, end in ends.items()) if ends else None
+    merged["last_error"] = next((s["last_error"] for s in present if s.get("last_error")), None)
+    merged["rebuild"] = next((s["rebuild"] for s in present if s.get("rebuild") is not None), None)
+    states = {s.get("state") for s in present}
+    merged["state"] = "halted" if "halted" in states else "running" if "running" in states else merged.get("state")
+    ages = [s["freshness_seconds"] for s in present if isinstance(s.get("freshness_seconds"), int | float)]
+    merged["freshness_seconds"] = max(ages) if ages else None
+    return merged

@@ -21,6 +21,8 @@ import redis
 from kubernetes import client
 
 from provisioner.kube.client import KubeClient
+from provisioner.kube.products import plan
+from provisioner.kube.reconcile import Settings
 from provisioner.stream import kafka as kafka_helpers
 from tests.integration.conftest import kafka_bootstrap, redis_server  # noqa: F401  (fixtures)
 
@@ -84,8 +86,9 @@ def test_replicas_follow_the_lag_within_the_partitions_and_come_back_down(
         for i in range(RECORDS)])
     # One record per store write keeps a consumer slow enough that the backlog outlasts a few refreshes;
     # draining within 1 s asks for more consumers than the 3 partitions, and maxReplicas allows 8.
-    kube.apply(product("elastic", namespace, topic, consumer={
-        "replicas": 1, "batchSize": 1, "autoscale": {"maxReplicas": 8, "catchUpWithin": "1s"}}))
+    body = product("elastic", namespace, topic, consumer={
+        "replicas": 1, "batchSize": 1, "autoscale": {"maxReplicas": 8, "catchUpWithin": "1s"}})
+    kube.apply(body)
     wait_for("the consumer Deployment", lambda: _replicas(kube, namespace, "elastic") == 1)
     seen: list[int] = []
     consumers: list[subprocess.Popen[bytes]] = []
@@ -105,6 +108,10 @@ def test_replicas_follow_the_lag_within_the_partitions_and_come_back_down(
         scale = wait_for("the choice in the status", lambda: (s := _store_status(kube, namespace, "elastic")
                                                               .get("autoscale")) and s["desired"] == PARTITIONS and s)
         assert scale["min"] == 1 and scale["max"] == PARTITIONS and scale["lastScaleTime"]
+        # `plan` says the bounds and keeps the operator's choice (no change back to the floor).
+        [planned] = plan(kube, [body], Settings(kafka_bootstrap=kafka_bootstrap))
+        assert planned.replicas.startswith("1 to 8 by lag, never more than the partitions")
+        assert [o.action for o in planned.objects if o.kind == "Deployment"] == ["unchanged"]
         # The test stands in for the kubelet: a consumer process per replica.
         consumers += [_consumer(kube, namespace, "elastic", kafka_bootstrap, store_url, tmp_path)
                       for _ in range(PARTITIONS - 1)]

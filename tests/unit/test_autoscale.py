@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from provisioner.kube.autoscale import Bounds, bounds, decide
-from provisioner.kube.scaling import Scaler
+from provisioner.kube.scaling import Scaler, replica_bounds
 from provisioner.kube.status import Observation, StoreObservation, compute_status
 from provisioner.spec.loader import product_from_document
 from provisioner.spec.models import DataProduct
@@ -170,3 +170,10 @@ def test_autoscale_external_renders_no_replicas() -> None:
 def test_bad_autoscale_settings_are_findings(consumer: dict[str, Any], message: str) -> None:
     with pytest.raises(AssertionError, match=message):
         _product(consumer)
+
+
+def test_plan_words_for_the_replicas() -> None:
+    assert replica_bounds(_product({"replicas": 2})) == "2"
+    assert replica_bounds(_product({"replicas": 1, "autoscale": {"maxReplicas": 6}})) == (
+        "1 to 6 by lag, never more than the partitions of orders (autoscale: catch up within 2m)")
+    assert replica_bounds(_product({"autoscale": "external"})).startswith("set by an external autoscaler")
