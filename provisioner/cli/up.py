@@ -4,11 +4,11 @@ Kafka is --kafka-config (PROVISIONER_KAFKA_CONFIG: a client properties file, wit
 --bootstrap overrides its address), else --bootstrap, PROVISIONER_KAFKA_BOOTSTRAP, or the dev
 broker (started if none runs). The consumers, `status` and `replay` use the same connection.
 Stores without a `connection` share one embedded Redis and/or one embedded Postgres under the state
-directory, each data product in a space of its own. Each (product, store) gets a supervised
-`provisioner consume` process. With --until-caught-up, `up` exits once every store holds the current
-spec's content up to the topic ends noted at its start (a store whose content rules changed is
-rebuilt and switched first); the embedded servers and the dev broker keep running, so `status` and
-`inspect` work afterwards.
+directory, each data product in a space of its own. Each (product, store) gets `consumer.replicas`
+supervised `provisioner consume` processes in one consumer group (at least one). With
+--until-caught-up, `up` exits once every store holds the current spec's content up to the topic
+ends noted at its start (a store whose content rules changed is rebuilt and switched first); the
+embedded servers and the dev broker keep running, so `status` and `inspect` work afterwards.
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ def up(
     until: str | None = typer.Option(None, "--until", help="Build every store as of this RFC 3339 instant, then "
                                      "stop following (sets source.until for this run; a change rebuilds)."),
 ) -> None:
-    """Run data products locally: embedded stores, one supervised consumer per store, a live dashboard."""
+    """Run data products locally: embedded stores, consumer.replicas supervised consumers per store, a dashboard."""
     if until is not None:
         try:
             parse_rfc3339(until)
