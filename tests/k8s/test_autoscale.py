@@ -118,8 +118,9 @@ def test_replicas_follow_the_lag_within_the_partitions_and_come_back_down(
         wait_for("the backlog drained", lambda: _store_status(kube, namespace, "elastic").get("lag") == 0,
                  timeout=180)
         wait_for("back to the floor after the cool-down", lambda: replicas() == 1, timeout=60)
-        down = wait_for("a ScaledDown Event", lambda: _scaled(kube, namespace, "elastic", "ScaledDown"))
-        assert f"from {PARTITIONS} to 1 replicas" in down[0]["message"]
+        # Straight to the floor, or through 2 when a refresh saw a lag one consumer would not read in time.
+        wait_for("a ScaledDown Event to the floor", lambda: [
+            e for e in _scaled(kube, namespace, "elastic", "ScaledDown") if " to 1 replicas (" in e["message"]])
     finally:
         for process in consumers:
             process.send_signal(signal.SIGTERM)
