@@ -177,3 +177,9 @@ def test_plan_words_for_the_replicas() -> None:
     assert replica_bounds(_product({"replicas": 1, "autoscale": {"maxReplicas": 6}})) == (
         "1 to 6 by lag, never more than the partitions of orders (autoscale: catch up within 2m)")
     assert replica_bounds(_product({"autoscale": "external"})).startswith("set by an external autoscaler")
+
+
+def test_a_lowered_max_replicas_bounds_the_remembered_choice_at_once() -> None:
+    body = {**BODY, "status": {"stores": [{"name": "cache", "autoscale": {"desired": 6}}]}}
+    product = _product({"replicas": 1, "autoscale": {"maxReplicas": 4}})
+    assert Scaler().with_replicas(body, product, [_deployment(1)])[0]["spec"]["replicas"] == 4
