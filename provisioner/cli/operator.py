@@ -17,6 +17,7 @@ from provisioner.cli.options import (
     platform_bootstrap_option,
 )
 from provisioner.cli.output import fail
+from provisioner.kube.autoscale import DEFAULT_COOL_DOWN_S
 from provisioner.kube.reconcile import Settings
 from provisioner.kube.render import DEFAULT_IMAGE, DEFAULT_POSTGRES_IMAGE, DEFAULT_REDIS_IMAGE
 
@@ -35,6 +36,9 @@ def operator(
     workers: int = typer.Option(8, "--workers", min=1, help="Products reconciled at once."),
     resync: float = typer.Option(30.0, "--resync", min=0.2,
                                  help="Seconds between status refreshes of every product (writes only on change)."),
+    scale_down_delay: float = typer.Option(
+        DEFAULT_COOL_DOWN_S, "--scale-down-delay", min=0.0,
+        help="consumer.autoscale: seconds after a change of replicas before the operator removes consumers."),
     lease_namespace: str = typer.Option("provisioner-system", "--lease-namespace", envvar="POD_NAMESPACE",
                                         help="Namespace of the leader-election Lease."),
     lease_name: str = typer.Option("provisioner-operator", "--lease-name", help="Name of the leader-election Lease."),
@@ -71,7 +75,7 @@ def operator(
     settings = Settings(
         kafka_bootstrap=kafka_bootstrap, credentials_key=environment_key(), image=image,
         redis_image=redis_image, postgres_image=postgres_image, storage_size=storage_size,
-        operator_namespace=lease_namespace,
+        operator_namespace=lease_namespace, scale_down_delay=scale_down_delay,
     )
     config = OperatorConfig(
         settings=settings, namespaces=tuple(namespaces), kubeconfig=kubeconfig, context=context, workers=workers,

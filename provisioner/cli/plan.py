@@ -53,6 +53,7 @@ def _print(plans: list[ProductPreview]) -> None:
         console.print(f"[bold]dataproduct {escape(item.namespace)}/{escape(item.name)}[/]: [{style}]{item.action}[/]")
         if item.problem:
             console.print(f"  [yellow]the live spec is invalid[/]: {escape(item.problem)}")
+        console.print(f"  consumer replicas per store: {escape(item.replicas)}")
         for store in item.stores:
             settings = f" ({', '.join(store.settings)})" if store.settings else ""
             console.print(f"  store {escape(store.store)}: [{_STORE_STYLE.get(store.kind, 'white')}]{store.kind}[/]"

@@ -62,7 +62,8 @@ def store_table(views: list[StoreView], *, rows: list[int | None] | None = None)
         cells = {
             "Store": f"{escape(view.product)}/{escape(view.store)}",
             "Kind": view.kind,
-            "State": f"[{_STATE_STYLE.get(view.state, 'white')}]{view.state}[/]" + _rebuild_text(view),
+            "State": f"[{_STATE_STYLE.get(view.state, 'white')}]{view.state}[/]" + _rebuild_text(view)
+                     + (f" {view.consumers} consumers" if view.consumers else ""),
             "Pos/End": f"{sum(view.positions.values())}/{end}",
             "Lag": "?" if view.lag is None else str(view.lag),
             "Rec/s": f"{view.records_per_second:g}",

@@ -4,11 +4,11 @@ Kafka is --kafka-config (PROVISIONER_KAFKA_CONFIG: a client properties file, wit
 --bootstrap overrides its address), else --bootstrap, PROVISIONER_KAFKA_BOOTSTRAP, or the dev
 broker (started if none runs). The consumers, `status` and `replay` use the same connection.
 Stores without a `connection` share one embedded Redis and/or one embedded Postgres under the state
-directory, each data product in a space of its own. Each (product, store) gets a supervised
-`provisioner consume` process. With --until-caught-up, `up` exits once every store holds the current
-spec's content up to the topic ends noted at its start (a store whose content rules changed is
-rebuilt and switched first); the embedded servers and the dev broker keep running, so `status` and
-`inspect` work afterwards.
+directory, each data product in a space of its own. Each (product, store) gets `consumer.replicas`
+supervised `provisioner consume` processes in one consumer group (at least one). With
+--until-caught-up, `up` exits once every store holds the current spec's content up to the topic
+ends noted at its start (a store whose content rules changed is rebuilt and switched first); the
+embedded servers and the dev broker keep running, so `status` and `inspect` work afterwards.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from provisioner.cli.output import console
 from provisioner.cli.status import store_table
 from provisioner.local.session import LocalSession, last_log_error, store_view_of
 from provisioner.local.supervisor import ConsumerProcess, Supervisor
-from provisioner.runtime.progress import StoreView, build_progress, holds_current
-from provisioner.runtime.status import read_status
+from provisioner.runtime.progress import StoreView, build_progress, group_holds_current
+from provisioner.runtime.status import ConsumerStatus, merge_statuses, read_status
 from provisioner.stream.kafka import end_offsets
 from provisioner.stream.settings import KafkaTarget, load_kafka_settings
 
@@ -45,16 +45,26 @@ class _StopRequest:
         self.requested = True
 
 
-def _view(consumer: ConsumerProcess) -> StoreView:
-    entry = consumer.entry
-    status = read_status(consumer.state.status_file(entry))
+def _statuses(group: list[ConsumerProcess]) -> list[ConsumerStatus | None]:
+    return [read_status(c.state.status_file(c.entry, c.replica)) for c in group]
+
+
+def _view(group: list[ConsumerProcess]) -> StoreView:
+    """One store's row from its consumer processes (`consumer.replicas` of them, one group)."""
+    first = group[0]
+    status = merge_statuses(_statuses(group))
+    phases = [c.phase for c in group]
+    # A halted process halts the store's row; else one running makes it run.
+    worst = next((c for c in group if c.phase == "halted"), None) or next(
+        (c for c in group if c.phase == "running"), None) or next((c for c in group if c.phase == "backoff"), first)
     last_error = None
-    if consumer.phase in ("backoff", "halted") and (status is None or not status.last_error):
-        last_error = last_log_error(consumer.state.log_file(entry))
+    if worst.phase in ("backoff", "halted") and (status is None or not status.last_error):
+        last_error = last_log_error(worst.state.log_file(worst.entry, worst.replica))
     # A live consumer that built its store as of `--until` and stopped following reports `frozen`.
-    frozen = consumer.phase == "running" and status is not None and status.state == "frozen"
-    phase = "frozen" if frozen else consumer.phase
-    return store_view_of(entry, consumer.plan.product, phase, status, last_error=last_error)
+    frozen = worst.phase == "running" and status is not None and status.state == "frozen"
+    phase = "frozen" if frozen else worst.phase
+    running = f"{phases.count('running')}/{len(group)}" if len(group) > 1 else None
+    return store_view_of(first.entry, first.plan.product, phase, status, last_error=last_error, consumers=running)
 
 
 def _targets(supervisor: Supervisor, bootstrap: KafkaTarget) -> dict[str, dict[int, int]]:
@@ -68,7 +78,7 @@ def _targets(supervisor: Supervisor, bootstrap: KafkaTarget) -> dict[str, dict[i
 
 
 def _halt_message(consumer: ConsumerProcess) -> str:
-    view = _view(consumer)
+    view = _view([consumer])
     reason = view.last_error or f"exit code {consumer.exit_code}"
     return f"{view.product}/{view.store} halted: {reason}"
 
@@ -81,24 +91,25 @@ def _run_until_caught_up(supervisor: Supervisor, bootstrap: KafkaTarget, stop: _
         TimeElapsedColumn(), console=console, auto_refresh=False,
     )
     tasks: dict[int, TaskID] = {}
-    for index, consumer in enumerate(supervisor.consumers):
-        targets = by_topic[consumer.plan.topic]
-        tasks[index] = bars.add_task(f"{consumer.entry.product}/{consumer.entry.store}", total=sum(targets.values()))
+    groups = supervisor.groups()
+    for index, group in enumerate(groups):
+        entry, targets = group[0].entry, by_topic[group[0].plan.topic]
+        tasks[index] = bars.add_task(f"{entry.product}/{entry.store}", total=sum(targets.values()))
     deadline = None if timeout is None else time.monotonic() + timeout
     with Live(console=console, refresh_per_second=4, transient=False) as live:
         while True:
             supervisor.tick()
-            views = [_view(c) for c in supervisor.consumers]
+            views = [_view(group) for group in groups]
             done = True
-            for index, consumer in enumerate(supervisor.consumers):
-                targets = by_topic[consumer.plan.topic]
-                status = read_status(consumer.state.status_file(consumer.entry))
-                pid = consumer.process.pid if consumer.process is not None else None
-                label = f"{consumer.entry.product}/{consumer.entry.store}"
+            for index, group in enumerate(groups):
+                targets = by_topic[group[0].plan.topic]
+                statuses = _statuses(group)
+                pids = [c.process.pid if c.process is not None else None for c in group]
+                label = f"{group[0].entry.product}/{group[0].entry.store}"
                 rebuilding = views[index].rebuild is not None
-                bars.update(tasks[index], completed=build_progress(status, targets).completed,
+                bars.update(tasks[index], completed=build_progress(merge_statuses(statuses), targets).completed,
                             description=f"{label} (rebuilding)" if rebuilding else label)
-                done = done and holds_current(status, pid, targets)
+                done = done and group_holds_current(statuses, pids, targets)
             live.update(Group(bars, store_table(views)))
             halted = supervisor.halted()
             if halted:
@@ -123,7 +134,7 @@ def _run_dashboard(supervisor: Supervisor, stop: _StopRequest) -> int:
     with Live(console=console, refresh_per_second=2) as live:
         while not stop.requested:
             supervisor.tick()
-            live.update(store_table([_view(c) for c in supervisor.consumers]))
+            live.update(store_table([_view(group) for group in supervisor.groups()]))
             time.sleep(REFRESH_SECONDS)
     return 0
 
@@ -139,7 +150,7 @@ def up(
     until: str | None = until_option("Build every store as of this RFC 3339 instant, then stop following "
                                      "(sets source.until for this run; a change rebuilds)."),
 ) -> None:
-    """Run data products locally: embedded stores, one supervised consumer per store, a live dashboard."""
+    """Run data products locally: embedded stores, consumer.replicas supervised consumers per store, a dashboard."""
     # A properties file is the whole connection; without one, --bootstrap or the dev broker.
     explicit = load_kafka_settings(kafka_config, bootstrap) if kafka_config is not None else bootstrap
     session, supervisor = LocalSession.start(paths, state_dir, explicit, lambda line: console.print(escape(line)),
@@ -158,7 +169,7 @@ def up(
         supervisor.stop()
         session.finish()
     if code == 0 and until_caught_up:
-        console.print(f"[green]✓[/] {len(supervisor.consumers)} store(s) caught up. Inspect them with "
+        console.print(f"[green]✓[/] {len(supervisor.groups())} store(s) caught up. Inspect them with "
                       "`provisioner status` and `provisioner inspect NAME --store S`; stop everything with "
                       "`provisioner down`.")
     if code:

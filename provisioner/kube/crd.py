@@ -115,6 +115,18 @@ _STORE_STATUS = {
                 "description": "Records of the topic not yet in the store (end offsets - positions)."},
         "deadLetters": {"type": "integer", "description": "Dead letters this store's consumer sent."},
         "lastError": {"type": "string", "description": "Why the store or Kafka could not be observed, if so."},
+        "autoscale": {
+            "type": "object",
+            "description": "With consumer.autoscale: the replicas the operator set for the consumer and why.",
+            "properties": {
+                "desired": {"type": "integer", "description": "Replicas the operator set on the Deployment."},
+                "current": {"type": "integer", "description": "Consumers in the group now."},
+                "min": {"type": "integer", "description": "The fewest replicas (consumer.replicas)."},
+                "max": {"type": "integer", "description": "The most: min(maxReplicas, partitions)."},
+                "lastScaleTime": {"type": "string", "format": "date-time",
+                                  "description": "When the operator last changed the replicas."},
+            },
+        },
         "rebuild": {
             "type": "object",
             "description": "A new version of the store being built beside the live one after a content change.",

@@ -66,9 +66,11 @@ class Observer:
         self._secrets_lock = threading.Lock()
         # (version, when, records replayed) at the previous observation of each store's rebuild.
         self._rebuild_marks: dict[tuple[str, str, str], tuple[str, float, int]] = {}
+        # (when, records read) at the previous observation of each store: its consumers' pace.
+        self._read_marks: dict[tuple[str, str, str], tuple[float, int]] = {}
 
     def forget(self, namespace: str, name: str) -> None:
-        for marks in (self._fresh_at, self._watched_at, self._rebuild_marks):
+        for marks in (self._fresh_at, self._watched_at, self._rebuild_marks, self._read_marks):
             for key in [k for k in marks if k[:2] == (namespace, name)]:
                 marks.pop(key, None)
 
@@ -104,6 +106,7 @@ class Observer:
                 stale_for=None if fresh_at is None else now - fresh_at,
                 watched_for=None if watched_at is None else now - watched_at,
                 rebuild=self._paced(key, rebuild, now),
+                read_rate=self._read_rate(key, positions, now),
             ))
         return tuple(out)
 
@@ -162,6 +165,17 @@ class Observer:
             return None
         shadow_spec, _ = shadow_for(product, store, record.shadow.version)
         return record.shadow.version, self._read_positions(product, shadow_spec, url)
+
+    def _read_rate(self, key: tuple[str, str, str], positions: dict[int, int] | None, now: float) -> float | None:
+        """Records per second the store's consumers read since the previous observation (None on the first)."""
+        if positions is None:
+            return None
+        read = sum(positions.values())
+        mark = self._read_marks.get(key)
+        self._read_marks[key] = (now, read)
+        if mark is None or now <= mark[0]:
+            return None
+        return max(0.0, (read - mark[1]) / (now - mark[0]))
 
     def _paced(self, key: tuple[str, str, str], rebuild: tuple[str, dict[int, int]] | None,
                now: float) -> RebuildObservation | None:

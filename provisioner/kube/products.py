@@ -39,6 +39,7 @@ from provisioner.kube.reconcile import (
     spec_problem,
     stale_children,
 )
+from provisioner.kube.scaling import Scaler, replica_bounds
 from provisioner.spec.findings import SpecError
 from provisioner.spec.fingerprint import StoreChange, compare
 from provisioner.spec.loader import LoadedSpec
@@ -92,6 +93,7 @@ class ProductPreview:
     objects: list[ObjectPreview] = field(default_factory=list)
     stores: list[StoreChange] = field(default_factory=list)
     problem: str | None = None  # the live product's spec no longer parses (the comparison is all "new")
+    replicas: str = ""  # each store consumer's replicas, or their bounds with autoscale
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -99,6 +101,7 @@ class ProductPreview:
             "objects": [{"kind": o.kind, "name": o.name, "action": o.action, "diff": o.diff} for o in self.objects],
             "stores": [{"name": s.store, "change": s.kind, "settings": list(s.settings)}
                        for s in self.stores],
+            "replicas": self.replicas,
         }
 
 
@@ -153,6 +156,7 @@ def preview(client: KubeClient, bodies: Sequence[dict[str, Any]], settings: Sett
         owner = {**body, "metadata": {**metadata, "uid": (live or {}).get("metadata", {}).get("uid")
                                       or PLACEHOLDER_UID}}
         desired = desired_objects(product, owner, settings, leave_derived=True)
+        desired = Scaler().with_replicas(live or owner, product, desired)  # the operator's autoscaling choice
         current = {(o["kind"], o["metadata"]["name"]): o
                    for kind in CHILD_KINDS for o in client.list(kind, namespace, child_labels(name))}
         # Without the operator's key, managed stores' passwords are not known here: their Secrets
@@ -177,7 +181,8 @@ def preview(client: KubeClient, bodies: Sequence[dict[str, Any]], settings: Sett
                                                        live["metadata"]["uid"]))
         spec_changed = live is None or _spec(live) != _spec(body)
         action = "create" if live is None else "change" if spec_changed else "unchanged"
-        previews.append(ProductPreview(namespace, name, action, objects, compare(old, product), problem))
+        previews.append(ProductPreview(namespace, name, action, objects, compare(old, product), problem,
+                                       replica_bounds(product)))
     return previews
 
 

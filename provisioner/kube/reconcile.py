@@ -22,7 +22,9 @@
 5. `observe` + `write_status`: positions, lag, consumers and dead letters from the stores and
    Kafka, turned into conditions; the status is written only when it changed, and each condition
    that changed status becomes one Event. Steps 1-4 (`apply`) never wait on a store or a broker;
-   the operator runs step 5 apart from them, so drift is repaired while Kafka is down.
+   the operator runs step 5 apart from them, so drift is repaired while Kafka is down. With
+   `consumer.autoscale`, step 5 also sets each consumer Deployment's replicas from the lag
+   (`provisioner.kube.scaling`), and step 3 keeps that choice.
 
 Field order in the cluster: the API server keeps `spec.fields` as a JSON object and returns its keys
 sorted by name (and integral floats as integers), so the order written in Git is lost. A product
@@ -48,6 +50,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from provisioner.errors import ConflictError, ProvisionerError
+from provisioner.kube.autoscale import DEFAULT_COOL_DOWN_S
 from provisioner.kube.client import ApiRefusedError, KubeClient
 from provisioner.kube.observe import Observer
 from provisioner.kube.render import (
@@ -59,6 +62,7 @@ from provisioner.kube.render import (
     RenderRefused,
     render,
 )
+from provisioner.kube.scaling import ScaleChange, Scaler
 from provisioner.kube.status import Observation, Transition, compute_status, invalid_status, transitions
 from provisioner.spec.durations import parse_duration
 from provisioner.spec.findings import Finding, SpecError
@@ -110,6 +114,7 @@ class Settings:
     postgres_image: str = DEFAULT_POSTGRES_IMAGE
     storage_size: str = "1Gi"
     operator_namespace: str = OPERATOR_NAMESPACE  # the operator's own (its pods may reach managed stores)
+    scale_down_delay: float = DEFAULT_COOL_DOWN_S  # autoscaling's cool-down before it removes consumers
 
 
 @dataclass(slots=True)
@@ -258,10 +263,12 @@ class Reconciler:
         # The last parse and render of each product, reused while its uid, generation and labels
         # stay (a child's event or a status refresh reconciles it again with the same spec).
         self._rendered: dict[tuple[str, str], tuple[tuple[Any, ...], DataProduct, list[dict[str, Any]]]] = {}
+        self.scaler = Scaler(settings.scale_down_delay)
 
     def forget(self, namespace: str, name: str) -> None:
         """Drop what is cached about a deleted product."""
         self._rendered.pop((namespace, name), None)
+        self.scaler.forget(namespace, name)
 
     def names_held(self, namespace: str, product: str) -> dict[tuple[str, str], str]:
         """(kind, name) of every object the other products of `namespace` render, and whose they are
@@ -321,6 +328,7 @@ class Reconciler:
                                                     reason="ApplyFailed"), result)
             return result
         result.product = product
+        desired = self.scaler.with_replicas(body, product, desired)
         try:
             # Secrets are not watched: read the rendered ones by name when refreshing the status,
             # and leave them alone otherwise (a child's event is never a Secret's).
@@ -360,7 +368,17 @@ class Reconciler:
         """Step 5's write: the status computed from `observation` and the status `body` holds,
         written only when it changed."""
         result = result if result is not None else ReconcileResult()
+        changes: list[ScaleChange] = []
+        with contextlib.suppress(SpecError, ProvisionerError):  # observe() already parsed it
+            product, desired = self._desired(body)
+            observation, changes = self.scaler.decide(body, product, observation, self._now())
+        for change in changes:
+            if (deployment := Scaler.deployment(desired, change)) is not None:
+                self.client.apply(deployment)
+                result.applied.append(f"Deployment/{change.deployment}")
         self._write_status(body, compute_status(observation, body.get("status") or {}, self._now()), result)
+        for change in changes:
+            self._emit(body, "ScaledUp" if change.up else "ScaledDown", change.message, "Normal")
         return result
 
     def apply_changes(self, desired: Sequence[dict[str, Any]], live: Sequence[Mapping[str, Any]],
@@ -428,16 +446,18 @@ class Reconciler:
             self._event(body, change)
 
     def _event(self, body: Mapping[str, Any], change: Transition) -> None:
+        self._emit(body, change.reason or change.type, f"{change.type}={change.status}: {change.message}",
+                   "Normal" if change.status == "True" else "Warning")
+
+    def _emit(self, body: Mapping[str, Any], reason: str, message: str, kind: str) -> None:
         metadata = body["metadata"]
         stamp = self._now().strftime("%Y-%m-%dT%H:%M:%SZ")
-        good = change.status == "True"
         event = {
             "apiVersion": "v1", "kind": "Event",
             "metadata": {"generateName": f"{metadata['name']}.", "namespace": metadata["namespace"]},
             "involvedObject": {"apiVersion": API_VERSION, "kind": KIND, "name": metadata["name"],
                                "namespace": metadata["namespace"], "uid": metadata["uid"]},
-            "reason": change.reason or change.type, "message": f"{change.type}={change.status}: {change.message}",
-            "type": "Normal" if good else "Warning", "source": {"component": "provisioner-operator"},
+            "reason": reason, "message": message, "type": kind, "source": {"component": "provisioner-operator"},
             "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
         }
         with contextlib.suppress(ProvisionerError):  # an Event is a courtesy: never fail a reconcile for one

@@ -288,6 +288,8 @@ def _render_product(environment: jinja2.Environment, product: DataProduct, consu
                     raise RenderRefused(("spec", "stores", index, "name"),
                                         f"{key[0]} {key[1]} is also rendered for store {names[key]!r} (object names "
                                         "join product and store names with '-'): rename one of the stores")
+                if obj["kind"] == "Deployment" and product.spec.consumer.autoscale == "external":
+                    del obj["spec"]["replicas"]  # server-side apply then leaves them to the HPA or KEDA
                 objects.append(obj)
     return Rendered(name, namespace, tuple(objects), tuple(secrets_to_create))
 

@@ -36,6 +36,7 @@ __all__ = [
     "CONDITION_TYPES",
     "Observation",
     "RebuildObservation",
+    "ScaleObservation",
     "StoreObservation",
     "Transition",
     "compute_status",
@@ -62,6 +63,8 @@ class StoreObservation:
     stale_for: float | None = None  # seconds since the store was last seen caught up with a consumer (None: never)
     watched_for: float | None = None  # seconds since its positions and end offsets were first read (None: never)
     rebuild: RebuildObservation | None = None  # a new version being built beside the live store
+    read_rate: float | None = None  # records per second its consumers read since the previous observation
+    scale: ScaleObservation | None = None  # the autoscaler's choice, with `consumer.autoscale`
 
     @property
     def lag(self) -> int | None:
@@ -77,6 +80,16 @@ class RebuildObservation:
     version: str
     positions: Mapping[int, int]  # the new version's own positions
     records_per_second: float | None = None  # its pace since the previous observation
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleObservation:
+    """The replicas the operator chose for a store's consumer Deployment, and its bounds."""
+
+    desired: int
+    low: int
+    high: int
+    last_scale_time: str | None = None  # RFC 3339, when it last changed the replicas
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +239,13 @@ def _store_entry(store: StoreObservation, caught_up: bool) -> dict[str, Any]:
         entry["lastError"] = store.error
     if store.rebuild is not None:
         entry["rebuild"] = _rebuild_entry(store.rebuild, store.end_offsets)
+    if store.scale is not None:
+        scale = store.scale
+        entry["autoscale"] = {"desired": scale.desired, "min": scale.low, "max": scale.high}
+        if store.consumers is not None:
+            entry["autoscale"]["current"] = store.consumers
+        if scale.last_scale_time is not None:
+            entry["autoscale"]["lastScaleTime"] = scale.last_scale_time
     return entry
 
 

@@ -27,7 +27,7 @@ from provisioner.plan import ConsumerPlan, Plan, plan
 from provisioner.runtime.connection import StoreUrlError, mask_url, store_url
 from provisioner.runtime.progress import StoreView, build_progress, holds_current, store_view
 from provisioner.runtime.rebuild import decide_start
-from provisioner.runtime.status import ConsumerStatus, read_status
+from provisioner.runtime.status import ConsumerStatus, merge_statuses, read_status
 from provisioner.spec.durations import parse_duration
 from provisioner.spec.findings import SpecError
 from provisioner.spec.fingerprint import compare, fingerprint
@@ -47,6 +47,7 @@ __all__ = [
     "Target",
     "UnknownTargetError",
     "last_log_error",
+    "observed_group",
     "observed_phase",
     "place",
     "prepare_environment",
@@ -111,10 +112,10 @@ def last_log_error(path: Path, max_bytes: int = 8192) -> str | None:
     return None
 
 
-def observed_phase(state: StateDir, entry: StoreEntry) -> tuple[Phase, ConsumerStatus | None]:
+def observed_phase(state: StateDir, entry: StoreEntry, replica: int = 0) -> tuple[Phase, ConsumerStatus | None]:
     """A store's phase as another process sees it: its status file and whether its pid lives."""
-    status = read_status(state.status_file(entry))
-    alive = pid_alive(state.read_pid(entry))
+    status = read_status(state.status_file(entry, replica))
+    alive = pid_alive(state.read_pid(entry, replica))
     if status is not None and status.state == "halted":
         return "halted", status
     if state.pause_marker(entry).exists() and not alive:
@@ -128,16 +129,28 @@ def observed_phase(state: StateDir, entry: StoreEntry) -> tuple[Phase, ConsumerS
     return "stopped", status
 
 
+def observed_group(state: StateDir, entry: StoreEntry) -> tuple[Phase, ConsumerStatus | None, str | None]:
+    """The phase and status of a store's consumer processes together, and with several replicas
+    how many of them run ("2/3")."""
+    seen = [observed_phase(state, entry, replica) for replica in range(entry.replicas)]
+    phases = [phase for phase, _ in seen]
+    running = sum(phase in ("running", "frozen") for phase in phases)
+    phase = "halted" if "halted" in phases else "running" if "running" in phases else phases[0]
+    counted = f"{running}/{entry.replicas}" if entry.replicas > 1 else None
+    return phase, merge_statuses([status for _, status in seen]), counted
+
+
 def store_view_of(entry: StoreEntry, product: DataProduct | None, phase: Phase, status: ConsumerStatus | None, *,
                   positions: dict[int, int] | None = None, end_offsets: dict[int, int] | None = None,
-                  last_error: str | None = None, rebuild_pending: bool = False) -> StoreView:
+                  last_error: str | None = None, rebuild_pending: bool = False,
+                  consumers: str | None = None) -> StoreView:
     """One store's row for `status` and `up`'s dashboard."""
     freshness = product.spec.freshness if product is not None else None
     return store_view(
         namespace=entry.namespace, product=entry.product, store=entry.store, kind=entry.kind, state=phase,
         status=status, sla_seconds=parse_duration(freshness).total_seconds() if freshness else None,
         now=time.time(), positions=positions, end_offsets=end_offsets, store_url=entry.store_url,
-        last_error=last_error, rebuild_pending=rebuild_pending,
+        last_error=last_error, rebuild_pending=rebuild_pending, consumers=consumers,
     )
 
 
@@ -186,6 +199,7 @@ def place(plan: Plan, specs: Sequence[LoadedSpec],
         entry = StoreEntry(
             namespace=consumer.namespace, product=product.name, store=consumer.store.name, kind=consumer.kind,
             spec_file=files[id(product)], managed=consumer.managed, store_url=shown,
+            replicas=max(1, product.spec.consumer.replicas),
         )
         placed.append(LocalConsumer(entry, consumer, url))
     return placed
@@ -239,10 +253,11 @@ class LocalSession:
         if previous is not None:
             # Consumers left behind by an `up` that was killed would compete with the new ones.
             for entry in previous.stores:
-                pid = state.read_pid(entry)
-                if pid is not None and pid_alive(pid):
-                    say(f"stopping a leftover consumer of {entry.product}/{entry.store} (pid {pid})")
-                    terminate(pid)
+                for replica in range(entry.replicas):
+                    pid = state.read_pid(entry, replica)
+                    if pid is not None and pid_alive(pid):
+                        say(f"stopping a leftover consumer of {entry.product}/{entry.store} (pid {pid})")
+                        terminate(pid)
         the_plan = plan([loaded.product for loaded in specs])
         bootstrap, started_broker, servers = prepare_environment(the_plan, state.root, explicit_kafka, say)
         consumers = place(the_plan, specs, servers)
@@ -337,7 +352,7 @@ class LocalSession:
         views: list[tuple[StoreView, int | None]] = []
         for target in targets:
             entry = target.entry
-            phase, status = observed_phase(self.state, entry)
+            phase, status, consumers = observed_group(self.state, entry)
             positions, rows, problem, pending = self._live_store_facts(target)
             last_error = status.last_error if status is not None else None
             if not last_error and phase in ("stopped", "halted") and status is None:
@@ -345,7 +360,7 @@ class LocalSession:
             product = target.product
             view = store_view_of(entry, product, phase, status, positions=positions,
                                  end_offsets=ends.get(product.spec.source.topic) if product is not None else None,
-                                 last_error=last_error or problem, rebuild_pending=pending)
+                                 last_error=last_error or problem, rebuild_pending=pending, consumers=consumers)
             views.append((view, rows))
         return views
 
@@ -411,7 +426,8 @@ class LocalSession:
             store.reset()
             store.apply([], dict.fromkeys(positions), positions)
         # Its counters and positions described the old contents.
-        self.state.status_file(target.entry).unlink(missing_ok=True)
+        for path in self.state.status_files(target.entry):
+            path.unlink(missing_ok=True)
         return positions
 
     def replay_pending(self, target: Target) -> bool:
@@ -460,7 +476,8 @@ class LocalSession:
         for target in targets:
             with self.open_store(target) as store:
                 store.reset()
-            self.state.status_file(target.entry).unlink(missing_ok=True)
+            for path in self.state.status_files(target.entry):
+                path.unlink(missing_ok=True)
             say(f"wiped store {target.label} ({target.entry.store_url or ''})")
 
     def stop_everything(self, *, purge: bool, say: Say) -> None:
@@ -481,10 +498,11 @@ class LocalSession:
             if hold:
                 self.state.prepare(entry)
                 self.state.pause_marker(entry).touch()
-            pid = self.state.read_pid(entry)
-            if pid is not None and pid_alive(pid):
-                graceful = terminate(pid)
-                say(f"stopped consumer {target.label}{'' if graceful else ' (killed: it did not stop in time)'}")
+            for replica in range(entry.replicas):
+                pid = self.state.read_pid(entry, replica)
+                if pid is not None and pid_alive(pid):
+                    graceful = terminate(pid)
+                    say(f"stopped consumer {target.label}{'' if graceful else ' (killed: it did not stop in time)'}")
 
     def _ensure_embedded_running(self, kind: str) -> None:
         """The embedded server of `kind` running (restarted if `down` stopped it), recorded."""

@@ -7,6 +7,7 @@ Layout (default `.provisioner/`, next to the dev broker's and the embedded serve
         status.json                        written by the consumer every second
         consumer.log                       its output
         pid                                its process id, written by the supervisor
+        status-N.json, consumer-N.log, pid-N   the same of replica N > 0 (`consumer.replicas`)
         paused                             marker: `replay` holds the consumer, do not restart it
 
 `up` writes the registry; `status`, `inspect`, `down` and `replay` read it, so they work without
@@ -40,6 +41,7 @@ class StoreEntry:
     spec_file: str
     managed: bool
     store_url: str | None = None  # masked; for a managed store, its product's space on the embedded server
+    replicas: int = 1  # consumer processes, one consumer group (`consumer.replicas`, at least one)
 
     @property
     def folder_name(self) -> str:
@@ -93,14 +95,18 @@ class StateDir:
     def consumer_dir(self, entry: StoreEntry) -> Path:
         return self.root / CONSUMERS_DIR / entry.folder_name
 
-    def status_file(self, entry: StoreEntry) -> Path:
-        return self.consumer_dir(entry) / "status.json"
+    def status_file(self, entry: StoreEntry, replica: int = 0) -> Path:
+        return self.consumer_dir(entry) / (f"status-{replica}.json" if replica else "status.json")
 
-    def log_file(self, entry: StoreEntry) -> Path:
-        return self.consumer_dir(entry) / "consumer.log"
+    def status_files(self, entry: StoreEntry) -> list[Path]:
+        """Every replica's status file, whether written or not."""
+        return [self.status_file(entry, replica) for replica in range(entry.replicas)]
 
-    def pid_file(self, entry: StoreEntry) -> Path:
-        return self.consumer_dir(entry) / "pid"
+    def log_file(self, entry: StoreEntry, replica: int = 0) -> Path:
+        return self.consumer_dir(entry) / (f"consumer-{replica}.log" if replica else "consumer.log")
+
+    def pid_file(self, entry: StoreEntry, replica: int = 0) -> Path:
+        return self.consumer_dir(entry) / (f"pid-{replica}" if replica else "pid")
 
     def pause_marker(self, entry: StoreEntry) -> Path:
         return self.consumer_dir(entry) / "paused"
@@ -110,9 +116,9 @@ class StateDir:
         folder.mkdir(parents=True, exist_ok=True)
         return folder
 
-    def read_pid(self, entry: StoreEntry) -> int | None:
+    def read_pid(self, entry: StoreEntry, replica: int = 0) -> int | None:
         try:
-            return int(self.pid_file(entry).read_text(encoding="utf-8").strip())
+            return int(self.pid_file(entry, replica).read_text(encoding="utf-8").strip())
         except (OSError, ValueError):
             return None
 

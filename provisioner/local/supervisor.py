@@ -1,4 +1,6 @@
-"""Supervised consumer processes: one `provisioner consume` process per (product, store).
+"""Supervised consumer processes: `consumer.replicas` `provisioner consume` processes per (product,
+store), in the store's one consumer group (at least one: `replicas: 0` holds a consumer in a cluster,
+locally the store still gets its consumer, as `up` always ran one).
 
 Used by the local session (`provisioner up` starts and supervises them; `replay` runs one in the
 foreground). Consumers run in their own session so Ctrl-C reaches only the supervisor, which then
@@ -46,14 +48,14 @@ class LocalConsumer:
     managed_url: str | None
 
 
-def consumer_command(consumer: LocalConsumer, state: StateDir) -> list[str]:
+def consumer_command(consumer: LocalConsumer, state: StateDir, replica: int = 0) -> list[str]:
     """The consumer's command line: never a URL (a managed store's URL travels in the environment)."""
     return [
         sys.executable, "-m", "provisioner", "consume",
         "--spec", consumer.entry.spec_file,
         "--product", consumer.plan.product.name,
         "--store", consumer.plan.store.name,
-        "--status-file", str(state.status_file(consumer.entry)),
+        "--status-file", str(state.status_file(consumer.entry, replica)),
         "--state-dir", str(state.root),
     ]
 
@@ -87,6 +89,7 @@ class ConsumerProcess:
     state: StateDir
     bootstrap: KafkaTarget
     until: str | None = None  # `up --until`: the instant the stores are built as of
+    replica: int = 0  # which of the store's `consumer.replicas` processes
     clock: Callable[[], float] = time.monotonic
     process: subprocess.Popen[bytes] | None = None
     phase: Phase = "stopped"
@@ -110,15 +113,15 @@ class ConsumerProcess:
         return self.state.pause_marker(self.entry).exists()
 
     def start(self) -> None:
-        folder = self.state.prepare(self.entry)
+        self.state.prepare(self.entry)
         self._close_log()
-        self._log = (folder / "consumer.log").open("ab")
+        self._log = self.state.log_file(self.entry, self.replica).open("ab")
         self.process = subprocess.Popen(
-            consumer_command(self.placed, self.state),
+            consumer_command(self.placed, self.state, self.replica),
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
             env=consumer_env(self.placed, self.bootstrap, until=self.until), start_new_session=True,
         )
-        write_pid(self.state.pid_file(self.entry), self.process.pid)
+        write_pid(self.state.pid_file(self.entry, self.replica), self.process.pid)
         self.started_at = self.clock()
         self.phase = "starting"
         self.exit_code = None
@@ -152,7 +155,7 @@ class ConsumerProcess:
     def _exited(self, code: int, now: float) -> None:
         self.process = None
         self.exit_code = code
-        self.state.pid_file(self.entry).unlink(missing_ok=True)
+        self.state.pid_file(self.entry, self.replica).unlink(missing_ok=True)
         self._close_log()
         if code in HALT_CODES:
             self.phase = "halted"
@@ -177,7 +180,7 @@ class ConsumerProcess:
                     process.wait()
         if process.poll() is not None:
             self.process = None
-            self.state.pid_file(self.entry).unlink(missing_ok=True)
+            self.state.pid_file(self.entry, self.replica).unlink(missing_ok=True)
             self._close_log()
 
     def _close_log(self) -> None:
@@ -191,7 +194,15 @@ class Supervisor:
 
     def __init__(self, consumers: list[LocalConsumer], state: StateDir, bootstrap: KafkaTarget,
                  until: str | None = None) -> None:
-        self.consumers = [ConsumerProcess(consumer, state, bootstrap, until=until) for consumer in consumers]
+        self.consumers = [ConsumerProcess(consumer, state, bootstrap, until=until, replica=replica)
+                          for consumer in consumers for replica in range(consumer.entry.replicas)]
+
+    def groups(self) -> list[list[ConsumerProcess]]:
+        """The processes of each store, in the order placed."""
+        by_store: dict[StoreEntry, list[ConsumerProcess]] = {}
+        for consumer in self.consumers:
+            by_store.setdefault(consumer.entry, []).append(consumer)
+        return list(by_store.values())
 
     def start(self) -> None:
         for consumer in self.consumers:

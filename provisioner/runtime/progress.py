@@ -7,7 +7,7 @@ Callers: `provisioner up --until-caught-up` and `replay` (progress bars, when to
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -34,6 +34,27 @@ def holds_current(status: ConsumerStatus | None, pid: int | None, targets: Mappi
     if status is None or pid is None or status.pid != pid or status.rebuild is not None:
         return False
     return status.state == "frozen" or caught_up(status.positions, targets)
+
+
+def group_holds_current(statuses: Sequence[ConsumerStatus | None], pids: Sequence[int | None],
+                        targets: Mapping[int, int]) -> bool:
+    """`holds_current` for a store read by several processes (`pids`, each with its own status):
+    each status is its running process's and rebuilds nothing, and together they reached the
+    targets (every partition at its furthest position among them), or all froze at `until`."""
+    if not statuses or len(statuses) != len(pids):
+        return False
+    present: list[ConsumerStatus] = []
+    for status, pid in zip(statuses, pids, strict=True):
+        if status is None or pid is None or status.pid != pid or status.rebuild is not None:
+            return False
+        present.append(status)
+    if all(status.state == "frozen" for status in present):
+        return True
+    furthest: dict[int, int] = {}
+    for status in present:
+        for partition, offset in status.positions.items():
+            furthest[partition] = max(furthest.get(partition, 0), offset)
+    return caught_up(furthest, targets)
 
 
 def build_progress(status: ConsumerStatus | None, targets: Mapping[int, int]) -> Progress:
@@ -119,6 +140,7 @@ class StoreView:
     # None: the store holds the spec's content; "running": a consumer builds the spec's version
     # beside it; "pending": it holds an earlier spec's content and no consumer rebuilds it now.
     rebuild: str | None = None
+    consumers: str | None = None  # with several replicas: processes running out of those started, e.g. "2/3"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -144,6 +166,7 @@ def store_view(
     store_url: str | None = None,
     last_error: str | None = None,
     rebuild_pending: bool = False,
+    consumers: str | None = None,
 ) -> StoreView:
     """Combine a consumer's last status with fresher facts when the caller has them (positions read
     from the store, end offsets asked of Kafka now, whether the store's recorded version is an
@@ -169,4 +192,5 @@ def store_view(
         store_url=store_url if store_url is not None else status.store_url if status else None,
         last_error=last_error if last_error is not None else status.last_error if status else None,
         rebuild="running" if rebuilding else "pending" if rebuild_pending else None,
+        consumers=consumers,
     )

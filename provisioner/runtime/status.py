@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -108,3 +108,37 @@ def read_status(path: Path) -> ConsumerStatus | None:
         return ConsumerStatus.from_dict(data) if isinstance(data, dict) else None
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
+
+
+def merge_statuses(statuses: Sequence[ConsumerStatus | None]) -> ConsumerStatus | None:
+    """One status for a store whose consumer group runs several processes, from each one's: the
+    furthest position and end offset of every partition (a partition that moved keeps its newer
+    owner's, which is ahead), counters and pace summed, the first error and rebuild reported, and
+    the group halted if one process halted, else running if one runs."""
+    present = [s for s in statuses if s is not None]
+    if len(present) <= 1:
+        return present[0] if present else None
+    positions: dict[int, int] = {}
+    ends: dict[int, int] = {}
+    ops: dict[str, int] = {}
+    for status in present:
+        for partition, offset in status.positions.items():
+            positions[partition] = max(positions.get(partition, 0), offset)
+        for partition, offset in status.end_offsets.items():
+            ends[partition] = max(ends.get(partition, 0), offset)
+        for op, count in status.ops.items():
+            ops[op] = ops.get(op, 0) + count
+    states = {s.state for s in present}
+    ages = [s.freshness_seconds for s in present if s.freshness_seconds is not None]
+    return replace(
+        present[0],
+        positions=dict(sorted(positions.items())), end_offsets=dict(sorted(ends.items())), ops=ops,
+        records=sum(s.records for s in present), dead_letters=sum(s.dead_letters for s in present),
+        batches=sum(s.batches for s in present), conflicts=sum(s.conflicts for s in present),
+        records_per_second=sum(s.records_per_second for s in present),
+        lag=sum(max(0, end - positions.get(p, 0)) for p, end in ends.items()) if ends else None,
+        last_error=next((s.last_error for s in present if s.last_error), None),
+        rebuild=next((s.rebuild for s in present if s.rebuild is not None), None),
+        state="halted" if "halted" in states else "running" if "running" in states else present[0].state,
+        freshness_seconds=max(ages) if ages else None,
+    )

@@ -272,14 +272,35 @@ class Errors(_Model):
         default=None, description='The dead-letter topic (default "<metadata.name>.dlq").')
 
 
+class Autoscale(_Model):
+    """The operator sets each store's consumer replicas from its lag, between `replicas` and this."""
+
+    max_replicas: Annotated[int, Field(ge=1, le=64, description=(
+        "Most replicas of each store's consumer (also never more than the topic's partitions)."))]
+    catch_up_within: PositiveDuration = Field(
+        default="2m", description="Enough replicas that the lag would be read within this, at the measured pace.")
+
+
 class Consumer(_Model):
     """How each store's consumer runs."""
 
     replicas: Annotated[int, Field(ge=0, le=64,
-                                   description="Replicas of each store's consumer (one consumer group).")] = 1
+                                   description="Replicas of each store's consumer (one consumer group); "
+                                               "with autoscale, the fewest.")] = 1
     batch_size: Annotated[int, Field(ge=1, le=100_000,
                                      description="Most records applied in one store transaction.")] = 5000
     batch_latency: Duration = Field(default="200ms", description="Longest wait to fill a batch.")
+    autoscale: Autoscale | Literal["external"] | None = Field(
+        default=None,
+        description="{maxReplicas, catchUpWithin}: the operator scales the consumers with their lag; external: "
+                    "something else (an HPA, KEDA) owns the Deployment's replicas and the operator leaves them.")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Consumer:
+        if isinstance(self.autoscale, Autoscale) and self.autoscale.max_replicas < self.replicas:
+            raise ValueError(f"autoscale.maxReplicas ({self.autoscale.max_replicas}) is below replicas "
+                             f"({self.replicas}), the fewest replicas autoscaling keeps")
+        return self
 
 
 class GivenRecord(_Model):
