@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from provisioner import logs
-from provisioner.cli.options import KAFKA_CONFIG_OPTION
+from provisioner.cli.options import KAFKA_CONFIG_OPTION, KAFKA_SECRET_OPTION, kafka_secret_name
 from provisioner.cli.output import fail
 from provisioner.kube.reconcile import Settings
 from provisioner.kube.render import DEFAULT_IMAGE, DEFAULT_POSTGRES_IMAGE, DEFAULT_REDIS_IMAGE
@@ -22,6 +22,7 @@ def operator(
     kafka_bootstrap: str = typer.Option(..., "--kafka-bootstrap", envvar="PROVISIONER_KAFKA_BOOTSTRAP",
                                         help="The platform's Kafka bootstrap servers."),
     kafka_config: Path | None = KAFKA_CONFIG_OPTION,
+    kafka_secret: str | None = KAFKA_SECRET_OPTION,
     image: str = typer.Option(DEFAULT_IMAGE, "--image", envvar="PROVISIONER_IMAGE",
                               help="The provisioner image the consumers run."),
     redis_image: str = typer.Option(DEFAULT_REDIS_IMAGE, "--redis-image", envvar="PROVISIONER_REDIS_IMAGE"),
@@ -72,7 +73,7 @@ def operator(
     settings = Settings(
         kafka_bootstrap=kafka_bootstrap, credentials_key=key.encode() if key else None, image=image,
         redis_image=redis_image, postgres_image=postgres_image, storage_size=storage_size,
-        operator_namespace=lease_namespace,
+        operator_namespace=lease_namespace, kafka_secret=kafka_secret_name(kafka_secret),
     )
     config = OperatorConfig(
         settings=settings, namespaces=tuple(namespaces), kubeconfig=kubeconfig, context=context, workers=workers,

@@ -22,6 +22,7 @@ from typing import Any
 import typer
 from rich.markup import escape
 
+from provisioner.cli.options import KAFKA_SECRET_OPTION, kafka_secret_name
 from provisioner.cli.output import err_console, fail
 from provisioner.files import file_lock, write_atomically
 from provisioner.kube import render as kube_render
@@ -75,6 +76,7 @@ def render(
     postgres_image: str = typer.Option(DEFAULT_POSTGRES_IMAGE, "--postgres-image",
                                        help="Image of managed Postgres stores."),
     storage_size: str = typer.Option("1Gi", "--storage-size", help="Volume size of each managed store."),
+    kafka_secret: str | None = KAFKA_SECRET_OPTION,
     with_secrets: bool = typer.Option(False, "--with-secrets",
                                       help="Also render Secrets: managed stores' credentials, connection URLs."),
     env: list[str] = typer.Option([], "--env", metavar="NAME",
@@ -101,6 +103,7 @@ def render(
         kafka_bootstrap=kafka_bootstrap, namespace=namespace, image=image, redis_image=redis_image,
         postgres_image=postgres_image, storage_size=storage_size, with_secrets=with_secrets,
         credentials_key=_credentials_key(key_file) if needs_key else None, environ=environ,
+        kafka_secret=kafka_secret_name(kafka_secret),
     )
     rendered = []
     for spec in specs:  # one at a time, so a refusal names its file

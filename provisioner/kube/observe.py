@@ -28,6 +28,7 @@ from typing import Any
 
 from provisioner.errors import ProvisionerError
 from provisioner.kube.client import KubeClient
+from provisioner.kube.kafka_secret import credentials_problem, kafka_secret_of
 from provisioner.kube.render import object_name
 from provisioner.kube.status import RebuildObservation, StoreObservation
 from provisioner.spec.models import DataProduct, StoreSpec
@@ -106,6 +107,19 @@ class Observer:
                 rebuild=self._paced(key, rebuild, now),
             ))
         return tuple(out)
+
+    def kafka_credentials(self, product: DataProduct, namespace: str, platform: str | None) -> str | None:
+        """Why the product's consumers cannot read their Kafka client Secret (missing, a key
+        missing, not readable by the operator), or None: it is usable, or none is configured.
+        Read by name like a store's Secret, so it recovers by itself once the Secret appears."""
+        name = kafka_secret_of(product, platform)
+        if name is None:
+            return None
+        try:
+            secret = self._secret(namespace, name)
+        except ProvisionerError as error:  # e.g. 403: the message names the request, never the Secret's data
+            return f"cannot read Secret {namespace}/{name}: {error}"
+        return credentials_problem(product, namespace, name, secret)
 
     def _secret(self, namespace: str, name: str) -> dict[str, Any] | None:
         now = self._clock()

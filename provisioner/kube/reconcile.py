@@ -110,6 +110,7 @@ class Settings:
     postgres_image: str = DEFAULT_POSTGRES_IMAGE
     storage_size: str = "1Gi"
     operator_namespace: str = OPERATOR_NAMESPACE  # the operator's own (its pods may reach managed stores)
+    kafka_secret: str | None = None  # the platform's Kafka client Secret, in each product's namespace
 
 
 @dataclass(slots=True)
@@ -170,6 +171,7 @@ def desired_objects(product: DataProduct, body: Mapping[str, Any], settings: Set
         redis_image=settings.redis_image, postgres_image=settings.postgres_image, storage_size=settings.storage_size,
         with_secrets=True, credentials_key=settings.credentials_key, owner=owner_reference(body),
         operator_namespace=settings.operator_namespace, leave_derived=leave_derived,
+        kafka_secret=settings.kafka_secret,
     )
     try:
         objects = render([product], options)[0].objects
@@ -347,9 +349,11 @@ class Reconciler:
             product, desired = self._desired(body)
         except (SpecError, ProvisionerError):
             return None
+        namespace = body["metadata"]["namespace"]
         return Observation(
             generation=int(body["metadata"].get("generation", 1)),
-            stores=self.observer.observe(product, body["metadata"]["namespace"], desired),
+            stores=self.observer.observe(product, namespace, desired),
+            kafka_credentials=self.observer.kafka_credentials(product, namespace, self.settings.kafka_secret),
             freshness_goal=product.spec.freshness,
             freshness_seconds=parse_duration(product.spec.freshness).total_seconds()
             if product.spec.freshness else None,

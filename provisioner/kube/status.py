@@ -5,7 +5,8 @@ CamelCase `reason` and an actionable message that names stores, never counts or 
 must not change while the situation does not, or every refresh would write):
 
 - StoresReady: every store answers (its positions can be read);
-- ConsumersReady: every store's consumer group has a member (a consumer runs and reads);
+- ConsumersReady: every store's consumer group has a member (a consumer runs and reads); False
+  with KafkaCredentialsMissing while their Kafka client Secret is missing or unusable;
 - CaughtUp: every store has read the topic up to its end at least once (pre-loaded); it stays True
   afterwards, falling behind again is what Fresh reports;
 - Fresh: every store was caught up, with a consumer running, within `spec.freshness`;
@@ -89,6 +90,7 @@ class Observation:
     freshness_seconds: float | None = None
     problem: str | None = None  # the objects could not be applied: why
     problem_reason: str = "ApplyFailed"
+    kafka_credentials: str | None = None  # why the consumers' Kafka client Secret is not usable
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +127,9 @@ def _stores_ready(observation: Observation) -> dict[str, Any]:
 
 
 def _consumers_ready(observation: Observation) -> dict[str, Any]:
+    if observation.kafka_credentials is not None:
+        return _condition("ConsumersReady", False, "KafkaCredentialsMissing", observation.kafka_credentials,
+                          observation.generation)
     unknown = [s for s in observation.stores if s.consumers is None]
     idle = [s for s in observation.stores if s.consumers == 0]
     if idle:
