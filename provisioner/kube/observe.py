@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from provisioner.errors import ProvisionerError
+from provisioner.errors import AccessError, ProvisionerError
 from provisioner.kube.client import KubeClient
 from provisioner.kube.kafka_secret import credentials_problem, kafka_secret_of
 from provisioner.kube.render import object_name
@@ -77,16 +77,16 @@ class Observer:
                 desired: Sequence[dict[str, Any]]) -> tuple[StoreObservation, ...]:
         secrets = {o["metadata"]["name"]: o for o in desired if o.get("kind") == "Secret"}
         topic = product.spec.source.topic
-        end_offsets, kafka_error = self._kafka_call(lambda k: k.end_offsets(topic))
+        end_offsets, kafka_error, refused = self._kafka_call(lambda k: k.end_offsets(topic))
         dead = None
         if product.spec.errors.mode == "deadLetter":
-            dead, _ = self._kafka_call(lambda k: k.dead_letters(product.dead_letter_topic))
+            dead, _, _ = self._kafka_call(lambda k: k.dead_letters(product.dead_letter_topic))
         now = self._clock()
         out = []
         for store in product.spec.stores:
             positions, store_error, rebuild = self._positions(product, namespace, store, secrets)
             group = product.consumer_group(store)
-            members, group_error = self._kafka_call(lambda k: k.group_members(group))  # noqa: B023
+            members, group_error, group_refused = self._kafka_call(lambda k: k.group_members(group))  # noqa: B023
             key = (namespace, product.name, store.name)
             fresh_now = (end_offsets is not None and positions is not None and members
                          and all(positions.get(p, 0) >= end for p, end in end_offsets.items()))
@@ -105,6 +105,7 @@ class Observer:
                 stale_for=None if fresh_at is None else now - fresh_at,
                 watched_for=None if watched_at is None else now - watched_at,
                 rebuild=self._paced(key, rebuild, now),
+                kafka_refused=refused or group_refused,
             ))
         return tuple(out)
 
@@ -132,13 +133,18 @@ class Observer:
             self._secrets[(namespace, name)] = (now, secret)
         return secret
 
-    def _kafka_call(self, call: Callable[[KafkaObserver], Any]) -> tuple[Any, str | None]:
+    def _kafka_call(self, call: Callable[[KafkaObserver], Any],
+                    ) -> tuple[Any, str | None, tuple[str, str] | None]:
+        """The call's result, or why it failed and, when Kafka refused the operator's own
+        credentials, certificate or ACLs, that refusal's class (KafkaAuthentication, ...)."""
         if self._kafka is None:
-            return None, "no Kafka bootstrap configured"
+            return None, "no Kafka bootstrap configured", None
         try:
-            return call(self._kafka), None
+            return call(self._kafka), None, None
+        except AccessError as error:
+            return None, str(error), (type(error).__name__, str(error))
         except ProvisionerError as error:
-            return None, str(error)
+            return None, str(error), None
 
     def _positions(self, product: DataProduct, namespace: str, store: StoreSpec, rendered: dict[str, dict[str, Any]],
                    ) -> tuple[dict[int, int] | None, str | None, tuple[str, dict[int, int]] | None]:

@@ -6,7 +6,8 @@ must not change while the situation does not, or every refresh would write):
 
 - StoresReady: every store answers (its positions can be read);
 - ConsumersReady: every store's consumer group has a member (a consumer runs and reads); False
-  with KafkaCredentialsMissing while their Kafka client Secret is missing or unusable;
+  with KafkaCredentialsMissing while their Kafka client Secret is missing or unusable; Unknown
+  with KafkaAuthentication, KafkaAuthorization or KafkaTLS when Kafka refuses the operator's reads;
 - CaughtUp: every store has read the topic up to its end at least once (pre-loaded); it stays True
   afterwards, falling behind again is what Fresh reports;
 - Fresh: every store was caught up, with a consumer running, within `spec.freshness`;
@@ -63,6 +64,8 @@ class StoreObservation:
     stale_for: float | None = None  # seconds since the store was last seen caught up with a consumer (None: never)
     watched_for: float | None = None  # seconds since its positions and end offsets were first read (None: never)
     rebuild: RebuildObservation | None = None  # a new version being built beside the live store
+    # Kafka refused the operator's reads: (KafkaAuthentication | KafkaAuthorization | KafkaTLS, why)
+    kafka_refused: tuple[str, str] | None = None
 
     @property
     def lag(self) -> int | None:
@@ -137,6 +140,11 @@ def _consumers_ready(observation: Observation) -> dict[str, Any]:
         return _condition("ConsumersReady", False, "NoConsumer",
                           f"no consumer reads for store {_names(idle)}: check Deployment {deployments} "
                           "(pods, logs)", observation.generation)
+    refused = [s for s in unknown if s.kafka_refused]
+    if refused:
+        reason, why = refused[0].kafka_refused or ("", "")
+        return _condition("ConsumersReady", None, reason, f"cannot tell whether the consumers of {_names(refused)} "
+                          f"run: Kafka refused the operator's status reads: {why}", observation.generation)
     if unknown:
         return _condition("ConsumersReady", None, "KafkaUnavailable",
                           f"cannot tell whether the consumers of {_names(unknown)} run: Kafka did not answer",

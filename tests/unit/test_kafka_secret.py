@@ -192,3 +192,14 @@ def test_a_missing_secret_makes_consumers_not_ready_with_its_reason() -> None:
     assert (by_type["Ready"]["reason"], by_type["Ready"]["message"]) == ("ConsumersNotReady", message)
     recovered = compute_status(Observation(1, (store,)), status, now)
     assert {c["type"]: c["reason"] for c in recovered["conditions"]}["ConsumersReady"] == "NoConsumer"
+
+
+def test_kafka_refusing_the_operator_is_named_not_called_unavailable() -> None:
+    why = "user 'operator' is not allowed to DESCRIBE group 'provisioner.sales.vip-orders.cache' on Kafka at k:9093"
+    store = StoreObservation(name="cache", kind="redis", managed=False, consumer="vip-orders-cache-consumer",
+                             positions=None, error="redis://u: connection refused",
+                             kafka_refused=("KafkaAuthorization", why))
+    status = compute_status(Observation(1, (store,)), None, datetime(2026, 1, 1, tzinfo=UTC))
+    consumers_ready = {c["type"]: c for c in status["conditions"]}["ConsumersReady"]
+    assert (consumers_ready["status"], consumers_ready["reason"]) == ("Unknown", "KafkaAuthorization")
+    assert consumers_ready["message"].endswith(f"Kafka refused the operator's status reads: {why}")
