@@ -122,6 +122,11 @@ class Observer:
             return f"cannot read Secret {namespace}/{name}: {error}"
         return credentials_problem(product, namespace, name, secret)
 
+    def secret_version(self, namespace: str, name: str) -> str | None:
+        """A Secret's resourceVersion (None: it does not exist), from the same short-lived cache."""
+        secret = self._secret(namespace, name)
+        return None if secret is None else str(secret.get("metadata", {}).get("resourceVersion") or "") or None
+
     def _secret(self, namespace: str, name: str) -> dict[str, Any] | None:
         now = self._clock()
         with self._secrets_lock:

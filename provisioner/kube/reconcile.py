@@ -49,6 +49,7 @@ from typing import Any
 
 from provisioner.errors import ConflictError, ProvisionerError
 from provisioner.kube.client import ApiRefusedError, KubeClient
+from provisioner.kube.kafka_secret import kafka_secret_of
 from provisioner.kube.observe import Observer
 from provisioner.kube.render import (
     DEFAULT_IMAGE,
@@ -163,15 +164,16 @@ def _as_data(secret: dict[str, Any]) -> dict[str, Any]:
 
 
 def desired_objects(product: DataProduct, body: Mapping[str, Any], settings: Settings, *,
-                    leave_derived: bool = False) -> list[dict[str, Any]]:
+                    leave_derived: bool = False, kafka_secret_version: str | None = None) -> list[dict[str, Any]]:
     """What the product's children should be; with `leave_derived` and no credentials key, without
-    the managed stores' credential Secrets (their values derive from a key only the operator has)."""
+    the managed stores' credential Secrets (their values derive from a key only the operator has).
+    `kafka_secret_version`: the consumers' Kafka client Secret's resourceVersion, as last read."""
     options = RenderOptions(
         kafka_bootstrap=settings.kafka_bootstrap, namespace=body["metadata"]["namespace"], image=settings.image,
         redis_image=settings.redis_image, postgres_image=settings.postgres_image, storage_size=settings.storage_size,
         with_secrets=True, credentials_key=settings.credentials_key, owner=owner_reference(body),
         operator_namespace=settings.operator_namespace, leave_derived=leave_derived,
-        kafka_secret=settings.kafka_secret,
+        kafka_secret=settings.kafka_secret, kafka_secret_version=kafka_secret_version,
     )
     try:
         objects = render([product], options)[0].objects
@@ -260,6 +262,9 @@ class Reconciler:
         # The last parse and render of each product, reused while its uid, generation and labels
         # stay (a child's event or a status refresh reconciles it again with the same spec).
         self._rendered: dict[tuple[str, str], tuple[tuple[Any, ...], DataProduct, list[dict[str, Any]]]] = {}
+        # The resourceVersion of each Kafka client Secret (namespace, name) as last read: rendered
+        # into the consumers' pod template, so that a rotated Secret rolls them onto its new content.
+        self._kafka_versions: dict[tuple[str, str], str | None] = {}
 
     def forget(self, namespace: str, name: str) -> None:
         """Drop what is cached about a deleted product."""
@@ -272,19 +277,33 @@ class Reconciler:
         return {(o["kind"], o["metadata"]["name"]): name for (where, name), (_, _, objects) in rendered
                 if where == namespace and name != product for o in objects}
 
-    def _desired(self, body: Mapping[str, Any]) -> tuple[DataProduct, list[dict[str, Any]]]:
-        """parse_product and desired_objects, from the cache when the body's spec is the one seen last."""
+    def _desired(self, body: Mapping[str, Any], *, refresh: bool = False) -> tuple[DataProduct, list[dict[str, Any]]]:
+        """parse_product and desired_objects, from the cache when the body's spec and its Kafka
+        client Secret's version are the ones seen last (`refresh`: read that version again)."""
         metadata = body["metadata"]
         where = (metadata["namespace"], metadata["name"])
         version = (metadata.get("uid"), metadata.get("generation"), json.dumps(metadata.get("labels"), sort_keys=True),
                    body.get("apiVersion"), body.get("kind"))
         cached = self._rendered.get(where)
-        if cached is not None and cached[0] == version:
+        product = cached[1] if cached is not None and cached[0][:-1] == version else parse_product(body)
+        kafka_version = self._kafka_secret_version(metadata["namespace"], product, refresh)
+        if cached is not None and cached[0] == (*version, kafka_version):
             return cached[1], cached[2]
-        product = parse_product(body)
-        desired = desired_objects(product, body, self.settings)
-        self._rendered[where] = (version, product, desired)
+        desired = desired_objects(product, body, self.settings, kafka_secret_version=kafka_version)
+        self._rendered[where] = ((*version, kafka_version), product, desired)
         return product, desired
+
+    def _kafka_secret_version(self, namespace: str, product: DataProduct, refresh: bool) -> str | None:
+        """The resourceVersion of the product's Kafka client Secret: read (through the observer's
+        short-lived cache) when `refresh`, else as last read; None while it does not exist."""
+        name = kafka_secret_of(product, self.settings.kafka_secret)
+        if name is None or self.observer is None:
+            return None
+        key = (namespace, name)
+        if refresh or key not in self._kafka_versions:
+            with contextlib.suppress(ProvisionerError):  # unreadable: the status says so; keep what was read
+                self._kafka_versions[key] = self.observer.secret_version(namespace, name)
+        return self._kafka_versions.get(key)
 
     def reconcile(self, body: Mapping[str, Any], live: Sequence[Mapping[str, Any]], *,
                   observe: bool = True) -> ReconcileResult:
@@ -310,7 +329,7 @@ class Reconciler:
         generation = int(metadata.get("generation", 1))
         previous = body.get("status") or {}
         try:
-            product, desired = self._desired(body)
+            product, desired = self._desired(body, refresh=secrets)
         except SpecError as error:
             result.problem = spec_problem(error)
             self._write_status(body, invalid_status(generation, result.problem, previous, self._now()), result)

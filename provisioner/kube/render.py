@@ -114,6 +114,9 @@ class RenderOptions:
     # The platform's Kafka client Secret, by name, in each product's namespace (None: a bootstrap
     # address only); a product's source.credentials.secretRef replaces it.
     kafka_secret: str | None = None
+    # That Secret's resourceVersion as the operator last read it: a pod-template annotation, so a
+    # rotated Secret rolls the consumers onto its new content (None: not known, no annotation).
+    kafka_secret_version: str | None = None
 
 
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")  # as the consumer expands them
@@ -268,6 +271,8 @@ def _render_product(environment: jinja2.Environment, product: DataProduct, consu
             "prometheus.io/scrape": "true", "prometheus.io/port": str(METRICS_PORT), "prometheus.io/path": "/metrics",
             "provisioner.dev/spec-hash": spec_hash,
         }
+        if kafka_secret is not None and options.kafka_secret_version is not None:
+            store["pod_annotations"]["provisioner.dev/kafka-secret-version"] = options.kafka_secret_version
     context = {
         "namespace": namespace,
         "owner": options.owner,

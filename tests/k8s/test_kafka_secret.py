@@ -104,9 +104,26 @@ def test_consumers_mount_the_platform_secret_a_missing_one_is_a_condition_until_
 
     secret(kube, namespace, "platform-kafka", {"client.properties": PROPERTIES, "ca.pem": CA})
     _wait_recovered(kube, namespace, "orders")
-    # The Deployment still mounts the same Secret: nothing else had to change for it to start.
     assert _mounted_secret(_consumer_pod(kube, namespace, "orders")) == "platform-kafka"
+    _wait_rolled_onto(kube, namespace, "orders")
+
+    # A rotated password: the consumers' pod template follows the Secret, so they restart onto it.
+    secret(kube, namespace, "platform-kafka", {"client.properties": PROPERTIES.replace(CANARY, f"{CANARY}-2"),
+                                               "ca.pem": CA})
+    _wait_rolled_onto(kube, namespace, "orders")
     _assert_no_canary(kube, namespace, operator)
+
+
+def _wait_rolled_onto(kube: KubeClient, namespace: str, name: str) -> None:
+    """Until the consumers' pod template names the Secret's current resourceVersion."""
+    def probe() -> bool:
+        current = kube.get("Secret", namespace, "platform-kafka")
+        deployment = kube.get("Deployment", namespace, f"{name}-cache-consumer")
+        annotations = (deployment or {}).get("spec", {}).get("template", {}).get("metadata", {}).get("annotations")
+        return current is not None and (annotations or {}).get("provisioner.dev/kafka-secret-version") == \
+            current["metadata"]["resourceVersion"]
+
+    wait_for(f"{name}'s consumers rolled onto the Secret's current version", probe)
 
 
 def test_a_products_own_secret_replaces_the_platform_one_and_is_checked(

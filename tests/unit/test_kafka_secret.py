@@ -203,3 +203,14 @@ def test_kafka_refusing_the_operator_is_named_not_called_unavailable() -> None:
     consumers_ready = {c["type"]: c for c in status["conditions"]}["ConsumersReady"]
     assert (consumers_ready["status"], consumers_ready["reason"]) == ("Unknown", "KafkaAuthorization")
     assert consumers_ready["message"].endswith(f"Kafka refused the operator's status reads: {why}")
+
+
+def test_the_secrets_version_is_a_pod_annotation_so_a_rotation_rolls_the_consumers() -> None:
+    def annotations(**extra: Any) -> list[dict[str, str]]:
+        [rendered] = render([product()], RenderOptions(kafka_bootstrap="k:9093", **extra))
+        return [o["spec"]["template"]["metadata"]["annotations"] for o in rendered.objects if o["kind"] == "Deployment"]
+
+    key = "provisioner.dev/kafka-secret-version"
+    assert all(key not in a for a in annotations(kafka_secret="platform-kafka"))  # not read (yet): none
+    assert all(key not in a for a in annotations(kafka_secret_version="41"))  # no Secret mounted: none
+    assert [a[key] for a in annotations(kafka_secret="platform-kafka", kafka_secret_version="41")] == ["41", "41"]
