@@ -30,7 +30,7 @@ from provisioner.kube.reconcile import parse_product
 from provisioner.local import securebroker
 from provisioner.stream import kafka as kafka_helpers
 from tests.integration.conftest import redis_server  # noqa: F401  (fixture)
-from tests.integration.test_secured_kafka import grant_product
+from tests.integration.test_secured_kafka import grant_product, running_secure_broker
 
 from .operator_harness import condition, product, running_operator, secret, wait_for
 
@@ -43,12 +43,8 @@ USERS = {"team": CANARY, "watcher": WATCHER}
 
 @pytest.fixture(scope="module")
 def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[securebroker.SecureBroker]:
-    state_dir = tmp_path_factory.mktemp("secure-kafka")
-    broker = securebroker.up(state_dir, users=USERS)
-    try:
+    with running_secure_broker(tmp_path_factory.mktemp("secure-kafka"), USERS) as broker:
         yield broker
-    finally:
-        securebroker.down(state_dir, purge=True)
 
 
 def _team_secret(broker: securebroker.SecureBroker) -> dict[str, str]:
