@@ -4,8 +4,9 @@ the Secret's keys written out as the kubelet mounts them.
 
 A product with its own Kafka user (`source.credentials.secretRef`) hydrates its store through the
 mounted `client.properties`, whose CA is the Secret's `ca.pem` named relative to it, and the
-operator's status (read with its own `--kafka-config`) says so; an operator whose Kafka user may
-not read the product's consumer group says `KafkaAuthorization`; neither password appears in an Event,
+operator's status (read with its own `--kafka-config`) says so; an operator follows its rotated
+`--kafka-config` and, when its Kafka user may not read the product's consumer group, says
+`KafkaAuthorization`; neither password appears in an Event,
 status, ConfigMap, Deployment or log.
 """
 
@@ -131,17 +132,25 @@ def test_a_products_own_kafka_user_hydrates_its_store_through_the_mounted_secret
         assert "Traceback" not in text, where
 
 
-def test_an_operator_whose_kafka_user_may_not_read_the_group_says_so(
+def test_the_operator_follows_its_rotated_kafka_config_and_names_a_refusal(
         secure_broker: securebroker.SecureBroker, operator_kubeconfig: Path, kube: KubeClient, namespace: str,
         tmp_path: Path) -> None:
     topic = f"watched.{uuid.uuid4().hex[:8]}"
     kafka_helpers.ensure_topic(secure_broker.admin(), topic, partitions=1)
     config = tmp_path / "watcher.properties"
-    config.write_text(secure_broker.scram_properties("watcher", WATCHER))
+    config.write_text(secure_broker.scram_properties("watcher", "not-the-password"))
     secret(kube, namespace, "store-url", {"url": "redis://127.0.0.1:1/0"})
     with running_operator(operator_kubeconfig, namespace, secure_broker.scram_bootstrap, tmp_path, lease="refused",
                           extra=["--kafka-config", str(config)]) as operator:
         kube.apply(product("watched", namespace, topic))
+        wait_for("ConsumersReady Unknown while the password is wrong", lambda: (
+            c := condition(kube.get("DataProduct", namespace, "watched"), "ConsumersReady"))
+            and c["status"] == "Unknown" and c)
+        # The password is rotated in the file (as the kubelet does for a mounted Secret): the operator
+        # reads it again, gets in, and says what its user may not do.
+        rotated = tmp_path / "watcher.properties.new"
+        rotated.write_text(secure_broker.scram_properties("watcher", WATCHER))
+        os.replace(rotated, config)
         refused = wait_for("ConsumersReady KafkaAuthorization", lambda: (
             c := condition(kube.get("DataProduct", namespace, "watched"), "ConsumersReady"))
             and c["reason"] == "KafkaAuthorization" and c)
@@ -149,6 +158,7 @@ def test_an_operator_whose_kafka_user_may_not_read_the_group_says_so(
         assert f"user 'watcher' is not allowed to READ group 'provisioner.{namespace}.watched.cache'" in \
             refused["message"]
         assert "Kafka refused the operator's status reads" in refused["message"]
+        assert "the Kafka settings in" in operator.text()
         texts = _texts(kube, namespace, operator.log)
     for where, text in texts.items():
         assert WATCHER not in text, where
