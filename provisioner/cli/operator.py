@@ -22,7 +22,6 @@ def operator(
     kafka_bootstrap: str = typer.Option(..., "--kafka-bootstrap", envvar="PROVISIONER_KAFKA_BOOTSTRAP",
                                         help="The platform's Kafka bootstrap servers."),
     kafka_config: Path | None = KAFKA_CONFIG_OPTION,
-    kafka_secret: str | None = KAFKA_SECRET_OPTION,
     image: str = typer.Option(DEFAULT_IMAGE, "--image", envvar="PROVISIONER_IMAGE",
                               help="The provisioner image the consumers run."),
     redis_image: str = typer.Option(DEFAULT_REDIS_IMAGE, "--redis-image", envvar="PROVISIONER_REDIS_IMAGE"),
@@ -55,6 +54,7 @@ def operator(
                                                  help="Where the generated certificates go (default: a new temp dir)."),
     health_port: int | None = typer.Option(None, "--health-port", min=1, max=65535, envvar="PROVISIONER_HEALTH_PORT",
                                            help="Serve the liveness (/healthz) and readiness (/readyz) probes here."),
+    kafka_secret: str | None = KAFKA_SECRET_OPTION,
 ) -> None:
     """Run the operator: DataProducts in the cluster become consumers, stores and a status."""
     from provisioner.operator import OperatorConfig, run
@@ -73,7 +73,8 @@ def operator(
     settings = Settings(
         kafka_bootstrap=kafka_bootstrap, credentials_key=key.encode() if key else None, image=image,
         redis_image=redis_image, postgres_image=postgres_image, storage_size=storage_size,
-        operator_namespace=lease_namespace, kafka_secret=kafka_secret_name(kafka_secret),
+        operator_namespace=lease_namespace,
+        kafka_secret=kafka_secret_name(kafka_secret),
     )
     config = OperatorConfig(
         settings=settings, namespaces=tuple(namespaces), kubeconfig=kubeconfig, context=context, workers=workers,

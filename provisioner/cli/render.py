@@ -76,7 +76,6 @@ def render(
     postgres_image: str = typer.Option(DEFAULT_POSTGRES_IMAGE, "--postgres-image",
                                        help="Image of managed Postgres stores."),
     storage_size: str = typer.Option("1Gi", "--storage-size", help="Volume size of each managed store."),
-    kafka_secret: str | None = KAFKA_SECRET_OPTION,
     with_secrets: bool = typer.Option(False, "--with-secrets",
                                       help="Also render Secrets: managed stores' credentials, connection URLs."),
     env: list[str] = typer.Option([], "--env", metavar="NAME",
@@ -85,6 +84,7 @@ def render(
     key_file: Path = typer.Option(Path(".provisioner/credentials.key"), "--credentials-key-file",
                                   help=f"Key of managed stores' passwords, if {KEY_ENV} is not set "
                                        "(created on first use)."),
+    kafka_secret: str | None = KAFKA_SECRET_OPTION,
 ) -> None:
     """Render each product's Kubernetes objects (consumers, managed stores, their Secrets) as YAML or JSON."""
     if output not in FORMATS:
