@@ -6,7 +6,9 @@
 2. `desired_objects`: `provisioner render` of the product, with an ownerReference to it and its
    Secrets (managed stores' derived credentials, connection URLs) rendered as `data`. A `${NAME}`
    in a connection URL is never expanded (the operator's environment holds the credentials key):
-   the product is Ready=False/InvalidSpec naming the field.
+   the product is Ready=False/InvalidSpec naming the field. The consumers' pod template carries
+   the resourceVersion of their Kafka client Secret as last read (by name, on each product event
+   and resync), so a rotated Secret rolls them onto its new content.
 3. `apply_changes`: server-side apply (one field manager) of each desired object that is missing
    or differs from the live one. The operator never adopts or overwrites an object it did not
    create for this product: a missing object is created (POST, which fails if the name is taken)
