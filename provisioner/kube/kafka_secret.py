@@ -15,7 +15,9 @@ there. Placing it in a namespace is the platform team's decision: copying it aut
 hand the platform's Kafka user to whoever may create a DataProduct anywhere.
 
 `credentials_problem` checks a Secret as the operator read it, without ever quoting a value: the
-key is there, the file parses, and every PEM file it names is a key of the Secret. Pure.
+key is there, the file parses, and every PEM file it names inside the mount (a relative path) is
+a key of the Secret; an absolute path elsewhere is a file of the image (the system's CA bundle).
+Pure.
 """
 
 from __future__ import annotations
@@ -82,6 +84,8 @@ def credentials_problem(product: DataProduct, namespace: str, name: str,
         line, path = values.get(setting, (0, ""))
         if not path:
             continue
+        if posixpath.isabs(path) and not path.startswith(f"{MOUNT_DIR}/"):
+            continue  # a file of the image, e.g. the system's CA bundle for a public certificate
         key = posixpath.relpath(posixpath.normpath(posixpath.join(MOUNT_DIR, path)), MOUNT_DIR)
         if key.startswith("..") or "/" in key or key not in data:
             return (f"{where} key {PROPERTIES_KEY}:{line}: {setting} names {path!r}, which is not a key of the "

@@ -168,7 +168,7 @@ def test_an_unusable_secret_is_named_never_quoted(data: dict[str, str | bytes] |
     assert CANARY not in problem
 
 
-@pytest.mark.parametrize("ca", ["ca.pem", "./ca.pem", f"{MOUNT_DIR}/ca.pem"])
+@pytest.mark.parametrize("ca", ["ca.pem", "./ca.pem", f"{MOUNT_DIR}/ca.pem", "/etc/ssl/certs/ca-certificates.crt"])
 def test_a_usable_secret_has_no_problem(ca: str) -> None:
     data = {"client.properties": PROPERTIES.replace("=ca.pem", f"={ca}"), "ca.pem": "-----BEGIN CERTIFICATE-----"}
     assert credentials_problem(product(), "sales", "platform-kafka", secret(data)) is None
