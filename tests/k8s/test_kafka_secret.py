@@ -169,3 +169,19 @@ def _assert_no_canary(kube: KubeClient, namespace: str, operator: OperatorProces
     for where, text in texts.items():
         assert CANARY not in text, where
         assert OPERATOR_CANARY not in text, where
+
+
+def test_plan_renders_with_the_installed_operators_kafka_secret(kube: KubeClient, namespace: str) -> None:
+    """`plan --target k8s` reads the operator's settings from its ConfigMap: the Kafka Secret too."""
+    from provisioner.kube.products import operator_settings
+    from provisioner.kube.reconcile import desired_objects, parse_product
+
+    kube.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "provisioner-config", "namespace": namespace},
+                "data": {"PROVISIONER_KAFKA_BOOTSTRAP": "kafka.platform:9093",
+                         "PROVISIONER_KAFKA_SECRET": "platform-kafka"}})
+    settings = operator_settings(kube, namespace, kafka_bootstrap=None, credentials_key=None)
+    assert (settings.kafka_bootstrap, settings.kafka_secret) == ("kafka.platform:9093", "platform-kafka")
+    body = {**product("planned", namespace, "orders.v1"), "metadata": {"name": "planned", "namespace": namespace,
+                                                                      "uid": "0"}}
+    [deployment] = [o for o in desired_objects(parse_product(body), body, settings) if o["kind"] == "Deployment"]
+    assert _mounted_secret(deployment["spec"]["template"]["spec"]) == "platform-kafka"
