@@ -15,9 +15,11 @@ there. Placing it in a namespace is the platform team's decision: copying it aut
 hand the platform's Kafka user to whoever may create a DataProduct anywhere.
 
 `credentials_problem` checks a Secret as the operator read it, without ever quoting a value: the
-key is there, the file parses, and every PEM file it names inside the mount (a relative path) is
-a key of the Secret; an absolute path elsewhere is a file of the image (the system's CA bundle).
-Pure.
+key is there, the file parses and reads as the consumer will read it (a SASL protocol needs
+credentials, a certificate its key, ...), and every PEM file it names inside the mount (a
+relative path) is a key of the Secret; an absolute path elsewhere is a file of the image (the
+system's CA bundle). The operator renders the consumers at 0 replicas while their Secret is not
+usable, so a bad file is a condition, not a crash loop.
 """
 
 from __future__ import annotations
@@ -25,11 +27,13 @@ from __future__ import annotations
 import base64
 import binascii
 import posixpath
+import tempfile
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Final
 
 from provisioner.spec.models import DataProduct
-from provisioner.stream.settings import KafkaConfigError, parse_kafka_properties
+from provisioner.stream.settings import KafkaConfigError, kafka_settings_from, parse_kafka_properties
 
 __all__ = [
     "MOUNT_DIR",
@@ -66,7 +70,7 @@ def credentials_problem(product: DataProduct, namespace: str, name: str,
     where = f"Secret {namespace}/{name} ({_whose(product)})"
     if secret is None:
         return (f"{where} does not exist: create it with the key {PROPERTIES_KEY!r} (the Kafka client properties) "
-                "and the PEM files it names; the consumers start once it exists")
+                "and the PEM files it names")
     data = secret.get("data") or {}
     raw = data.get(PROPERTIES_KEY)
     if raw is None:
@@ -90,4 +94,21 @@ def credentials_problem(product: DataProduct, namespace: str, name: str,
         if key.startswith("..") or "/" in key or key not in data:
             return (f"{where} key {PROPERTIES_KEY}:{line}: {setting} names {path!r}, which is not a key of the "
                     f"Secret: add the file as a key and name it relative to {PROPERTIES_KEY} (e.g. ca.pem)")
+    return _settings_problem(values, where, data)
+
+
+def _settings_problem(values: dict[str, tuple[int, str]], where: str, data: Mapping[str, Any]) -> str | None:
+    """What the consumer would refuse in the file when it starts (a SASL protocol without
+    credentials, a certificate without its key, ...), checked as it checks them: against a folder
+    holding an empty file per key of the Secret (names only: never a value written anywhere)."""
+    with tempfile.TemporaryDirectory(prefix="kafka-secret-check-") as folder:
+        for key in data:  # a Secret's keys are [-._a-zA-Z0-9]+: file names, never paths
+            (Path(folder) / key).touch()
+        mounted = {key: (line, folder + value[len(MOUNT_DIR):] if key in _FILE_SETTINGS
+                         and value.startswith(f"{MOUNT_DIR}/") else value)
+                   for key, (line, value) in values.items()}
+        try:
+            kafka_settings_from(mounted, f"{where} key {PROPERTIES_KEY}", Path(folder))
+        except KafkaConfigError as error:
+            return str(error)
     return None

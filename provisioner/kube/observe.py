@@ -65,6 +65,8 @@ class Observer:
         self._secret_ttl = secret_ttl
         self._secrets: dict[tuple[str, str], tuple[float, dict[str, Any] | None]] = {}
         self._secrets_lock = threading.Lock()
+        # The last check of each Kafka client Secret: (namespace, name, a product's own) -> (version, problem).
+        self._kafka_checks: dict[tuple[str, str, bool], tuple[str | None, str | None]] = {}
         # (version, when, records replayed) at the previous observation of each store's rebuild.
         self._rebuild_marks: dict[tuple[str, str, str], tuple[str, float, int]] = {}
 
@@ -110,22 +112,34 @@ class Observer:
         return tuple(out)
 
     def kafka_credentials(self, product: DataProduct, namespace: str, platform: str | None) -> str | None:
-        """Why the product's consumers cannot read their Kafka client Secret (missing, a key
-        missing, not readable by the operator), or None: it is usable, or none is configured.
-        Read by name like a store's Secret, so it recovers by itself once the Secret appears."""
+        """Why the product's consumers cannot use their Kafka client Secret (missing, a key
+        missing, a file they would refuse, not readable by the operator), or None: it is usable,
+        or none is configured. Read by name like a store's Secret, so it recovers by itself."""
+        try:
+            _, problem = self.kafka_secret_state(product, namespace, platform)
+        except ProvisionerError as error:  # e.g. 403: the message names the request, never the Secret's data
+            return f"cannot read Secret {namespace}/{kafka_secret_of(product, platform)}: {error}"
+        return None if problem is None else f"{problem} (its consumers stay at 0 replicas until then)"
+
+    def kafka_secret_state(self, product: DataProduct, namespace: str,
+                           platform: str | None) -> tuple[str | None, str | None]:
+        """The resourceVersion of the product's Kafka client Secret (None: it does not exist, or
+        none is configured) and why it is not usable (None: it is). From the short-lived Secret
+        cache; the check runs once per version. ProvisionerError when it cannot be read."""
         name = kafka_secret_of(product, platform)
         if name is None:
-            return None
-        try:
-            secret = self._secret(namespace, name)
-        except ProvisionerError as error:  # e.g. 403: the message names the request, never the Secret's data
-            return f"cannot read Secret {namespace}/{name}: {error}"
-        return credentials_problem(product, namespace, name, secret)
-
-    def secret_version(self, namespace: str, name: str) -> str | None:
-        """A Secret's resourceVersion (None: it does not exist), from the same short-lived cache."""
+            return None, None
         secret = self._secret(namespace, name)
-        return None if secret is None else str(secret.get("metadata", {}).get("resourceVersion") or "") or None
+        version = None if secret is None else str(secret.get("metadata", {}).get("resourceVersion") or "") or None
+        key = (namespace, name, product.spec.source.credentials is not None)
+        with self._secrets_lock:
+            checked = self._kafka_checks.get(key)
+        if checked is not None and checked[0] == version and version is not None:
+            return version, checked[1]
+        problem = credentials_problem(product, namespace, name, secret)
+        with self._secrets_lock:
+            self._kafka_checks[key] = (version, problem)
+        return version, problem
 
     def _secret(self, namespace: str, name: str) -> dict[str, Any] | None:
         now = self._clock()

@@ -8,7 +8,8 @@
    in a connection URL is never expanded (the operator's environment holds the credentials key):
    the product is Ready=False/InvalidSpec naming the field. The consumers' pod template carries
    the resourceVersion of their Kafka client Secret as last read (by name, on each product event
-   and resync), so a rotated Secret rolls them onto its new content.
+   and resync), so a rotated Secret rolls them onto its new content; while that Secret is missing
+   or unusable they are rendered at 0 replicas (the status says why), so nothing crash-loops.
 3. `apply_changes`: server-side apply (one field manager) of each desired object that is missing
    or differs from the live one. The operator never adopts or overwrites an object it did not
    create for this product: a missing object is created (POST, which fails if the name is taken)
@@ -166,16 +167,18 @@ def _as_data(secret: dict[str, Any]) -> dict[str, Any]:
 
 
 def desired_objects(product: DataProduct, body: Mapping[str, Any], settings: Settings, *,
-                    leave_derived: bool = False, kafka_secret_version: str | None = None) -> list[dict[str, Any]]:
+                    leave_derived: bool = False, kafka_secret_version: str | None = None,
+                    kafka_secret_usable: bool = True) -> list[dict[str, Any]]:
     """What the product's children should be; with `leave_derived` and no credentials key, without
     the managed stores' credential Secrets (their values derive from a key only the operator has).
-    `kafka_secret_version`: the consumers' Kafka client Secret's resourceVersion, as last read."""
+    `kafka_secret_version` and `kafka_secret_usable`: the consumers' Kafka client Secret as last read."""
     options = RenderOptions(
         kafka_bootstrap=settings.kafka_bootstrap, namespace=body["metadata"]["namespace"], image=settings.image,
         redis_image=settings.redis_image, postgres_image=settings.postgres_image, storage_size=settings.storage_size,
         with_secrets=True, credentials_key=settings.credentials_key, owner=owner_reference(body),
         operator_namespace=settings.operator_namespace, leave_derived=leave_derived,
         kafka_secret=settings.kafka_secret, kafka_secret_version=kafka_secret_version,
+        kafka_secret_usable=kafka_secret_usable,
     )
     try:
         objects = render([product], options)[0].objects
@@ -264,9 +267,10 @@ class Reconciler:
         # The last parse and render of each product, reused while its uid, generation and labels
         # stay (a child's event or a status refresh reconciles it again with the same spec).
         self._rendered: dict[tuple[str, str], tuple[tuple[Any, ...], DataProduct, list[dict[str, Any]]]] = {}
-        # The resourceVersion of each Kafka client Secret (namespace, name) as last read: rendered
-        # into the consumers' pod template, so that a rotated Secret rolls them onto its new content.
-        self._kafka_versions: dict[tuple[str, str], str | None] = {}
+        # Each Kafka client Secret (namespace, name) as last read: its resourceVersion, rendered into
+        # the consumers' pod template so that a rotated Secret rolls them onto its new content, and
+        # whether it is usable (if not, the consumers are rendered at 0 replicas: no crash loop).
+        self._kafka_secrets: dict[tuple[str, str], tuple[str | None, bool]] = {}
 
     def forget(self, namespace: str, name: str) -> None:
         """Drop what is cached about a deleted product."""
@@ -288,24 +292,27 @@ class Reconciler:
                    body.get("apiVersion"), body.get("kind"))
         cached = self._rendered.get(where)
         product = cached[1] if cached is not None and cached[0][:-1] == version else parse_product(body)
-        kafka_version = self._kafka_secret_version(metadata["namespace"], product, refresh)
-        if cached is not None and cached[0] == (*version, kafka_version):
+        kafka = self._kafka_secret(metadata["namespace"], product, refresh)
+        if cached is not None and cached[0] == (*version, kafka):
             return cached[1], cached[2]
-        desired = desired_objects(product, body, self.settings, kafka_secret_version=kafka_version)
-        self._rendered[where] = ((*version, kafka_version), product, desired)
+        desired = desired_objects(product, body, self.settings, kafka_secret_version=kafka[0],
+                                  kafka_secret_usable=kafka[1])
+        self._rendered[where] = ((*version, kafka), product, desired)
         return product, desired
 
-    def _kafka_secret_version(self, namespace: str, product: DataProduct, refresh: bool) -> str | None:
-        """The resourceVersion of the product's Kafka client Secret: read (through the observer's
-        short-lived cache) when `refresh`, else as last read; None while it does not exist."""
+    def _kafka_secret(self, namespace: str, product: DataProduct, refresh: bool) -> tuple[str | None, bool]:
+        """The product's Kafka client Secret's resourceVersion and whether it is usable: read
+        (through the observer's short-lived cache) when `refresh`, else as last read; a Secret the
+        operator cannot read keeps the last answer (usable, when there is none: the status says why)."""
         name = kafka_secret_of(product, self.settings.kafka_secret)
         if name is None or self.observer is None:
-            return None
+            return None, True
         key = (namespace, name)
-        if refresh or key not in self._kafka_versions:
-            with contextlib.suppress(ProvisionerError):  # unreadable: the status says so; keep what was read
-                self._kafka_versions[key] = self.observer.secret_version(namespace, name)
-        return self._kafka_versions.get(key)
+        if refresh or key not in self._kafka_secrets:
+            with contextlib.suppress(ProvisionerError):
+                version, problem = self.observer.kafka_secret_state(product, namespace, self.settings.kafka_secret)
+                self._kafka_secrets[key] = (version, problem is None)
+        return self._kafka_secrets.get(key, (None, True))
 
     def reconcile(self, body: Mapping[str, Any], live: Sequence[Mapping[str, Any]], *,
                   observe: bool = True) -> ReconcileResult:

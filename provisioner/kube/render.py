@@ -117,6 +117,9 @@ class RenderOptions:
     # That Secret's resourceVersion as the operator last read it: a pod-template annotation, so a
     # rotated Secret rolls the consumers onto its new content (None: not known, no annotation).
     kafka_secret_version: str | None = None
+    # False while that Secret is missing or its file would be refused: the consumers wait at 0
+    # replicas instead of crash-looping (the operator's status says why).
+    kafka_secret_usable: bool = True
 
 
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")  # as the consumer expands them
@@ -257,6 +260,7 @@ def _render_product(environment: jinja2.Environment, product: DataProduct, consu
         if secret is not None:
             secrets_to_create.append(secret)
     kafka_secret = kafka_secret_of(product, options.kafka_secret)
+    kafka_waits = kafka_secret is not None and not options.kafka_secret_usable  # no crash loop on a bad Secret
     if kafka_secret is not None:
         hint = ("the product's Kafka client properties" if product.spec.source.credentials
                 else "the platform's Kafka client properties")
@@ -292,7 +296,7 @@ def _render_product(environment: jinja2.Environment, product: DataProduct, consu
         "kafka": None if kafka_secret is None else {"secret": kafka_secret, "dir": MOUNT_DIR,
                                                      "file": PROPERTIES_FILE},
         "metrics_port": METRICS_PORT,
-        "replicas": product.spec.consumer.replicas,
+        "replicas": 0 if kafka_waits else product.spec.consumer.replicas,
         "kafka_ports": [{"port": port, "protocol": "TCP"} for port in _kafka_ports(options.kafka_bootstrap)],
         "outside": _OUTSIDE,
     }

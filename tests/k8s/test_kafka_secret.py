@@ -101,6 +101,8 @@ def test_consumers_mount_the_platform_secret_a_missing_one_is_a_condition_until_
     missing = _wait_reason(kube, namespace, "orders", "KafkaCredentialsMissing",
                            f"Secret {namespace}/platform-kafka", "does not exist", "'client.properties'")
     assert missing["status"] == "False"
+    assert "stay at 0 replicas" in missing["message"]
+    _wait_replicas(kube, namespace, "orders", 0)  # waiting, not crash-looping
     ready = condition(kube.get("DataProduct", namespace, "orders"), "Ready")
     assert ready is not None and ready["status"] == "False"
 
@@ -108,6 +110,7 @@ def test_consumers_mount_the_platform_secret_a_missing_one_is_a_condition_until_
     secret(kube, namespace, "platform-kafka", {"client.properties": PROPERTIES, "ca.pem": CA})
     _wait_recovered(kube, namespace, "orders")
     print(f"KafkaCredentialsMissing cleared {time.monotonic() - created:.1f} s after the Secret was created")
+    _wait_replicas(kube, namespace, "orders", 1)
     assert _mounted_secret(_consumer_pod(kube, namespace, "orders")) == "platform-kafka"
     _wait_rolled_onto(kube, namespace, "orders")
 
@@ -118,6 +121,11 @@ def test_consumers_mount_the_platform_secret_a_missing_one_is_a_condition_until_
     _wait_rolled_onto(kube, namespace, "orders")
     print(f"consumers' pod template followed the rotated Secret {time.monotonic() - rotated:.1f} s after it")
     _assert_no_canary(kube, namespace, operator)
+
+
+def _wait_replicas(kube: KubeClient, namespace: str, name: str, replicas: int) -> None:
+    wait_for(f"{name}'s consumers at {replicas} replicas", lambda: (
+        d := kube.get("Deployment", namespace, f"{name}-cache-consumer")) and d["spec"]["replicas"] == replicas)
 
 
 def _wait_rolled_onto(kube: KubeClient, namespace: str, name: str) -> None:
@@ -148,8 +156,14 @@ def test_a_products_own_secret_replaces_the_platform_one_and_is_checked(
     secret(kube, namespace, "team-kafka", {"client.properties": PROPERTIES})
     _wait_reason(kube, namespace, "team", "KafkaCredentialsMissing", "client.properties:6: ssl.ca.location",
                  "not a key of the Secret")
+    # A file the consumer would refuse at start: said so, and the consumers wait at 0 replicas.
+    secret(kube, namespace, "team-kafka", {"client.properties": PROPERTIES.replace("sasl.username=orders\n", ""),
+                                           "ca.pem": CA})
+    _wait_reason(kube, namespace, "team", "KafkaCredentialsMissing", "needs sasl.username and sasl.password")
+    _wait_replicas(kube, namespace, "team", 0)
     secret(kube, namespace, "team-kafka", {"client.properties": PROPERTIES, "ca.pem": CA})
     _wait_recovered(kube, namespace, "team")
+    _wait_replicas(kube, namespace, "team", 1)
     _assert_no_canary(kube, namespace, operator)
 
 

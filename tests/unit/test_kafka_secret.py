@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -168,7 +169,8 @@ def test_an_unusable_secret_is_named_never_quoted(data: dict[str, str | bytes] |
     assert CANARY not in problem
 
 
-@pytest.mark.parametrize("ca", ["ca.pem", "./ca.pem", f"{MOUNT_DIR}/ca.pem", "/etc/ssl/certs/ca-certificates.crt"])
+# An absolute path outside the mount is a file of the image (here: any file that exists).
+@pytest.mark.parametrize("ca", ["ca.pem", "./ca.pem", f"{MOUNT_DIR}/ca.pem", str(Path(sys.executable).resolve())])
 def test_a_usable_secret_has_no_problem(ca: str) -> None:
     data = {"client.properties": PROPERTIES.replace("=ca.pem", f"={ca}"), "ca.pem": "-----BEGIN CERTIFICATE-----"}
     assert credentials_problem(product(), "sales", "platform-kafka", secret(data)) is None
@@ -214,3 +216,26 @@ def test_the_secrets_version_is_a_pod_annotation_so_a_rotation_rolls_the_consume
     assert all(key not in a for a in annotations(kafka_secret="platform-kafka"))  # not read (yet): none
     assert all(key not in a for a in annotations(kafka_secret_version="41"))  # no Secret mounted: none
     assert [a[key] for a in annotations(kafka_secret="platform-kafka", kafka_secret_version="41")] == ["41", "41"]
+
+
+def test_consumers_wait_at_zero_replicas_while_their_secret_is_unusable() -> None:
+    def replicas(**extra: Any) -> list[int]:
+        [rendered] = render([product()], RenderOptions(kafka_bootstrap="k:9093", **extra))
+        return [o["spec"]["replicas"] for o in rendered.objects if o["kind"] == "Deployment"]
+
+    assert replicas(kafka_secret="platform-kafka", kafka_secret_usable=False) == [0, 0]
+    assert replicas(kafka_secret="platform-kafka") == [1, 1]
+    assert replicas(kafka_secret_usable=False) == [1, 1]  # no Secret mounted: nothing to wait for
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    (PROPERTIES.replace("sasl.username=orders\n", ""), "security.protocol SASL_SSL needs sasl.username"),
+    (PROPERTIES + "ssl.certificate.location=client.pem\n", "a client certificate needs both"),
+    (PROPERTIES.replace("SASL_SSL", "SASL_PLAINTEXT"), "ssl.ca.location is set but security.protocol is"),
+])
+def test_a_file_the_consumer_would_refuse_is_a_problem_here(text: str, expected: str) -> None:
+    data = {"client.properties": text, "ca.pem": "-----BEGIN CERTIFICATE-----", "client.pem": "x"}
+    problem = credentials_problem(product(), "sales", "platform-kafka", secret(data))
+    assert problem is not None and expected in problem
+    assert problem.startswith("Secret sales/platform-kafka (the platform's Kafka client Secret")
+    assert CANARY not in problem
