@@ -154,6 +154,11 @@ def consume(
     except KeyError as error:
         fail(str(error.args[0]))
     url = store_url(store_spec, store_url_option)
+    from provisioner.local.session import local_credentials_note
+
+    note = local_credentials_note(chosen)  # a pod's spec has none: its Secret is mounted instead
+    if note is not None:
+        logging.getLogger(__name__).warning("%s", note)
     # Only a laptop without PROVISIONER_KAFKA_BOOTSTRAP needs the dev broker's address; a pod never does.
     kafka = kafka_connection(kafka_config, bootstrap, state_dir)
     consumer_config = kafka_settings(os.environ)

@@ -10,10 +10,12 @@ from provisioner import logs
 from provisioner.cli.options import (
     CONTEXT_OPTION,
     KAFKA_CONFIG_OPTION,
+    KAFKA_SECRET_OPTION,
     KUBECONFIG_OPTION,
     STORAGE_SIZE_OPTION,
     environment_key,
     image_option,
+    kafka_secret_name,
     platform_bootstrap_option,
 )
 from provisioner.cli.output import fail
@@ -60,6 +62,7 @@ def operator(
                                                  help="Where the generated certificates go (default: a new temp dir)."),
     health_port: int | None = typer.Option(None, "--health-port", min=1, max=65535, envvar="PROVISIONER_HEALTH_PORT",
                                            help="Serve the liveness (/healthz) and readiness (/readyz) probes here."),
+    kafka_secret: str | None = KAFKA_SECRET_OPTION,
 ) -> None:
     """Run the operator: DataProducts in the cluster become consumers, stores and a status."""
     from provisioner.operator import OperatorConfig, run
@@ -76,6 +79,7 @@ def operator(
         kafka_bootstrap=kafka_bootstrap, credentials_key=environment_key(), image=image,
         redis_image=redis_image, postgres_image=postgres_image, storage_size=storage_size,
         operator_namespace=lease_namespace, scale_down_delay=scale_down_delay,
+        kafka_secret=kafka_secret_name(kafka_secret),
     )
     config = OperatorConfig(
         settings=settings, namespaces=tuple(namespaces), kubeconfig=kubeconfig, context=context, workers=workers,

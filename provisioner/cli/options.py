@@ -35,6 +35,27 @@ KAFKA_CONFIG_OPTION = typer.Option(
          "TLS files. --bootstrap overrides its bootstrap.servers.",
 )
 
+KAFKA_SECRET_OPTION = typer.Option(
+    None, "--kafka-secret", envvar="PROVISIONER_KAFKA_SECRET", show_envvar=True, metavar="NAME",
+    help="The platform's Kafka client Secret (keys client.properties and the PEM files it names), by name, in "
+         "each product's namespace: consumers mount it read-only. A product's source.credentials.secretRef "
+         "replaces it.",
+)
+
+
+def kafka_secret_name(name: str | None) -> str | None:
+    """`--kafka-secret` checked: a Secret name (an RFC 1123 label), or None."""
+    from provisioner.cli.output import fail
+    from provisioner.spec.names import check_rfc1123_label
+
+    if name is None:
+        return None
+    try:
+        check_rfc1123_label(name, 63)
+    except ValueError as error:
+        fail(f"--kafka-secret: {error}")
+    return name
+
 
 def platform_bootstrap_option(default: Any, help: str) -> Any:
     """The platform's Kafka address for the cluster commands (`--bootstrap`, as everywhere else;

@@ -23,10 +23,12 @@ import typer
 from rich.markup import escape
 
 from provisioner.cli.options import (
+    KAFKA_SECRET_OPTION,
     KEY_ENV,
     STORAGE_SIZE_OPTION,
     environment_key,
     image_option,
+    kafka_secret_name,
     platform_bootstrap_option,
 )
 from provisioner.cli.output import err_console, fail
@@ -85,6 +87,7 @@ def render(
     key_file: Path = typer.Option(Path(".provisioner/credentials.key"), "--credentials-key-file",
                                   help=f"Key of managed stores' passwords, if {KEY_ENV} is not set "
                                        "(created on first use)."),
+    kafka_secret: str | None = KAFKA_SECRET_OPTION,
 ) -> None:
     """Render each product's Kubernetes objects (consumers, managed stores, their Secrets) as YAML or JSON."""
     if output not in FORMATS:
@@ -103,6 +106,7 @@ def render(
         kafka_bootstrap=kafka_bootstrap, namespace=namespace, image=image, redis_image=redis_image,
         postgres_image=postgres_image, storage_size=storage_size, with_secrets=with_secrets,
         credentials_key=_credentials_key(key_file) if needs_key else None, environ=environ,
+        kafka_secret=kafka_secret_name(kafka_secret),
     )
     rendered = []
     for spec in specs:  # one at a time, so a refusal names its file

@@ -26,8 +26,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from provisioner.errors import ProvisionerError
+from provisioner.errors import AccessError, ProvisionerError
 from provisioner.kube.client import KubeClient
+from provisioner.kube.kafka_secret import credentials_problem, kafka_secret_of
 from provisioner.kube.render import object_name
 from provisioner.kube.status import RebuildObservation, StoreObservation
 from provisioner.spec.models import DataProduct, StoreSpec
@@ -64,6 +65,8 @@ class Observer:
         self._secret_ttl = secret_ttl
         self._secrets: dict[tuple[str, str], tuple[float, dict[str, Any] | None]] = {}
         self._secrets_lock = threading.Lock()
+        # The last check of each Kafka client Secret: (namespace, name, a product's own) -> (version, problem).
+        self._kafka_checks: dict[tuple[str, str, bool], tuple[str | None, str | None]] = {}
         # (version, when, records replayed) at the previous observation of each store's rebuild.
         self._rebuild_marks: dict[tuple[str, str, str], tuple[str, float, int]] = {}
         # (when, records read) at the previous observation of each store: its consumers' pace.
@@ -78,16 +81,16 @@ class Observer:
                 desired: Sequence[dict[str, Any]]) -> tuple[StoreObservation, ...]:
         secrets = {o["metadata"]["name"]: o for o in desired if o.get("kind") == "Secret"}
         topic = product.spec.source.topic
-        end_offsets, kafka_error = self._kafka_call(lambda k: k.end_offsets(topic))
+        end_offsets, kafka_error, refused = self._kafka_call(lambda k: k.end_offsets(topic))
         dead = None
         if product.spec.errors.mode == "deadLetter":
-            dead, _ = self._kafka_call(lambda k: k.dead_letters(product.dead_letter_topic))
+            dead, _, _ = self._kafka_call(lambda k: k.dead_letters(product.dead_letter_topic))
         now = self._clock()
         out = []
         for store in product.spec.stores:
             positions, store_error, rebuild = self._positions(product, namespace, store, secrets)
             group = product.consumer_group(store)
-            members, group_error = self._kafka_call(lambda k: k.group_members(group))  # noqa: B023
+            members, group_error, group_refused = self._kafka_call(lambda k: k.group_members(group))  # noqa: B023
             key = (namespace, product.name, store.name)
             fresh_now = (end_offsets is not None and positions is not None and members
                          and all(positions.get(p, 0) >= end for p, end in end_offsets.items()))
@@ -107,8 +110,39 @@ class Observer:
                 watched_for=None if watched_at is None else now - watched_at,
                 rebuild=self._paced(key, rebuild, now),
                 read_rate=self._read_rate(key, positions, now),
+                kafka_refused=refused or group_refused,
             ))
         return tuple(out)
+
+    def kafka_credentials(self, product: DataProduct, namespace: str, platform: str | None) -> str | None:
+        """Why the product's consumers cannot use their Kafka client Secret (missing, a key
+        missing, a file they would refuse, not readable by the operator), or None: it is usable,
+        or none is configured. Read by name like a store's Secret, so it recovers by itself."""
+        try:
+            _, problem = self.kafka_secret_state(product, namespace, platform)
+        except ProvisionerError as error:  # e.g. 403: the message names the request, never the Secret's data
+            return f"cannot read Secret {namespace}/{kafka_secret_of(product, platform)}: {error}"
+        return None if problem is None else f"{problem} (its consumers stay at 0 replicas until then)"
+
+    def kafka_secret_state(self, product: DataProduct, namespace: str,
+                           platform: str | None) -> tuple[str | None, str | None]:
+        """The resourceVersion of the product's Kafka client Secret (None: it does not exist, or
+        none is configured) and why it is not usable (None: it is). From the short-lived Secret
+        cache; the check runs once per version. ProvisionerError when it cannot be read."""
+        name = kafka_secret_of(product, platform)
+        if name is None:
+            return None, None
+        secret = self._secret(namespace, name)
+        version = None if secret is None else str(secret.get("metadata", {}).get("resourceVersion") or "") or None
+        key = (namespace, name, product.spec.source.credentials is not None)
+        with self._secrets_lock:
+            checked = self._kafka_checks.get(key)
+        if checked is not None and checked[0] == version and version is not None:
+            return version, checked[1]
+        problem = credentials_problem(product, namespace, name, secret)
+        with self._secrets_lock:
+            self._kafka_checks[key] = (version, problem)
+        return version, problem
 
     def _secret(self, namespace: str, name: str) -> dict[str, Any] | None:
         now = self._clock()
@@ -121,13 +155,18 @@ class Observer:
             self._secrets[(namespace, name)] = (now, secret)
         return secret
 
-    def _kafka_call(self, call: Callable[[KafkaObserver], Any]) -> tuple[Any, str | None]:
+    def _kafka_call(self, call: Callable[[KafkaObserver], Any],
+                    ) -> tuple[Any, str | None, tuple[str, str] | None]:
+        """The call's result, or why it failed and, when Kafka refused the operator's own
+        credentials, certificate or ACLs, that refusal's class (KafkaAuthentication, ...)."""
         if self._kafka is None:
-            return None, "no Kafka bootstrap configured"
+            return None, "no Kafka bootstrap configured", None
         try:
-            return call(self._kafka), None
+            return call(self._kafka), None, None
+        except AccessError as error:
+            return None, str(error), (type(error).__name__, str(error))
         except ProvisionerError as error:
-            return None, str(error)
+            return None, str(error), None
 
     def _positions(self, product: DataProduct, namespace: str, store: StoreSpec, rendered: dict[str, dict[str, Any]],
                    ) -> tuple[dict[int, int] | None, str | None, tuple[str, dict[int, int]] | None]:

@@ -277,7 +277,7 @@ def wait_deleted(client: KubeClient, namespace: str, name: str, timeout: float, 
 
 _CONFIG_KEYS = {"PROVISIONER_KAFKA_BOOTSTRAP": "kafka_bootstrap", "PROVISIONER_IMAGE": "image",
                 "PROVISIONER_REDIS_IMAGE": "redis_image", "PROVISIONER_POSTGRES_IMAGE": "postgres_image",
-                "PROVISIONER_STORAGE_SIZE": "storage_size"}
+                "PROVISIONER_STORAGE_SIZE": "storage_size", "PROVISIONER_KAFKA_SECRET": "kafka_secret"}
 
 
 def operator_settings(client: KubeClient, operator_namespace: str, *, kafka_bootstrap: str | None,

@@ -6,7 +6,10 @@
 2. `desired_objects`: `provisioner render` of the product, with an ownerReference to it and its
    Secrets (managed stores' derived credentials, connection URLs) rendered as `data`. A `${NAME}`
    in a connection URL is never expanded (the operator's environment holds the credentials key):
-   the product is Ready=False/InvalidSpec naming the field.
+   the product is Ready=False/InvalidSpec naming the field. The consumers' pod template carries
+   the resourceVersion of their Kafka client Secret as last read (by name, on each product event
+   and resync), so a rotated Secret rolls them onto its new content; while that Secret is missing
+   or unusable they are rendered at 0 replicas (the status says why), so nothing crash-loops.
 3. `apply_changes`: server-side apply (one field manager) of each desired object that is missing
    or differs from the live one. The operator never adopts or overwrites an object it did not
    create for this product: a missing object is created (POST, which fails if the name is taken)
@@ -52,6 +55,7 @@ from typing import Any
 from provisioner.errors import ConflictError, ProvisionerError
 from provisioner.kube.autoscale import DEFAULT_COOL_DOWN_S
 from provisioner.kube.client import ApiRefusedError, KubeClient
+from provisioner.kube.kafka_secret import kafka_secret_of
 from provisioner.kube.observe import Observer
 from provisioner.kube.render import (
     DEFAULT_IMAGE,
@@ -115,6 +119,7 @@ class Settings:
     storage_size: str = "1Gi"
     operator_namespace: str = OPERATOR_NAMESPACE  # the operator's own (its pods may reach managed stores)
     scale_down_delay: float = DEFAULT_COOL_DOWN_S  # autoscaling's cool-down before it removes consumers
+    kafka_secret: str | None = None  # the platform's Kafka client Secret, in each product's namespace
 
 
 @dataclass(slots=True)
@@ -167,14 +172,18 @@ def _as_data(secret: dict[str, Any]) -> dict[str, Any]:
 
 
 def desired_objects(product: DataProduct, body: Mapping[str, Any], settings: Settings, *,
-                    leave_derived: bool = False) -> list[dict[str, Any]]:
+                    leave_derived: bool = False, kafka_secret_version: str | None = None,
+                    kafka_secret_usable: bool = True) -> list[dict[str, Any]]:
     """What the product's children should be; with `leave_derived` and no credentials key, without
-    the managed stores' credential Secrets (their values derive from a key only the operator has)."""
+    the managed stores' credential Secrets (their values derive from a key only the operator has).
+    `kafka_secret_version` and `kafka_secret_usable`: the consumers' Kafka client Secret as last read."""
     options = RenderOptions(
         kafka_bootstrap=settings.kafka_bootstrap, namespace=body["metadata"]["namespace"], image=settings.image,
         redis_image=settings.redis_image, postgres_image=settings.postgres_image, storage_size=settings.storage_size,
         with_secrets=True, credentials_key=settings.credentials_key, owner=owner_reference(body),
         operator_namespace=settings.operator_namespace, leave_derived=leave_derived,
+        kafka_secret=settings.kafka_secret, kafka_secret_version=kafka_secret_version,
+        kafka_secret_usable=kafka_secret_usable,
     )
     try:
         objects = render([product], options)[0].objects
@@ -264,6 +273,10 @@ class Reconciler:
         # stay (a child's event or a status refresh reconciles it again with the same spec).
         self._rendered: dict[tuple[str, str], tuple[tuple[Any, ...], DataProduct, list[dict[str, Any]]]] = {}
         self.scaler = Scaler(settings.scale_down_delay)
+        # Each Kafka client Secret (namespace, name) as last read: its resourceVersion, rendered into
+        # the consumers' pod template so that a rotated Secret rolls them onto its new content, and
+        # whether it is usable (if not, the consumers are rendered at 0 replicas: no crash loop).
+        self._kafka_secrets: dict[tuple[str, str], tuple[str | None, bool]] = {}
 
     def forget(self, namespace: str, name: str) -> None:
         """Drop what is cached about a deleted product."""
@@ -277,19 +290,41 @@ class Reconciler:
         return {(o["kind"], o["metadata"]["name"]): name for (where, name), (_, _, objects) in rendered
                 if where == namespace and name != product for o in objects}
 
-    def _desired(self, body: Mapping[str, Any]) -> tuple[DataProduct, list[dict[str, Any]]]:
-        """parse_product and desired_objects, from the cache when the body's spec is the one seen last."""
+    def _desired(self, body: Mapping[str, Any], *, refresh: bool = False) -> tuple[DataProduct, list[dict[str, Any]]]:
+        """parse_product and desired_objects, from the cache when the body's spec and its Kafka
+        client Secret's version are the ones seen last (`refresh`: read that version again)."""
         metadata = body["metadata"]
         where = (metadata["namespace"], metadata["name"])
         version = (metadata.get("uid"), metadata.get("generation"), json.dumps(metadata.get("labels"), sort_keys=True),
                    body.get("apiVersion"), body.get("kind"))
         cached = self._rendered.get(where)
-        if cached is not None and cached[0] == version:
+        product = cached[1] if cached is not None and cached[0][:-1] == version else parse_product(body)
+        kafka = self._kafka_secret(metadata["namespace"], product, refresh)
+        if cached is not None and cached[0] == (*version, kafka):
             return cached[1], cached[2]
-        product = parse_product(body)
-        desired = desired_objects(product, body, self.settings)
-        self._rendered[where] = (version, product, desired)
+        desired = desired_objects(product, body, self.settings, kafka_secret_version=kafka[0],
+                                  kafka_secret_usable=kafka[1])
+        self._rendered[where] = ((*version, kafka), product, desired)
         return product, desired
+
+    def _kafka_secret(self, namespace: str, product: DataProduct, refresh: bool) -> tuple[str | None, bool]:
+        """The product's Kafka client Secret's resourceVersion and whether it is usable: read
+        (through the observer's short-lived cache) when `refresh`, else as last read; a Secret the
+        operator cannot read keeps the last answer (usable, when there is none: the status says why)."""
+        name = kafka_secret_of(product, self.settings.kafka_secret)
+        if name is None or self.observer is None:
+            return None, True
+        key = (namespace, name)
+        if refresh or key not in self._kafka_secrets:
+            with contextlib.suppress(ProvisionerError):
+                version, problem = self.observer.kafka_secret_state(product, namespace, self.settings.kafka_secret)
+                self._kafka_secrets[key] = (version, problem is None)
+        return self._kafka_secrets.get(key, (None, True))
+
+    def _kafka_usable(self, namespace: str, product: DataProduct) -> bool:
+        """Whether the product's Kafka client Secret was usable when last read (autoscaling then
+        leaves its consumers at the 0 replicas rendered for an unusable one)."""
+        return self._kafka_secret(namespace, product, refresh=False)[1]
 
     def reconcile(self, body: Mapping[str, Any], live: Sequence[Mapping[str, Any]], *,
                   observe: bool = True) -> ReconcileResult:
@@ -315,7 +350,7 @@ class Reconciler:
         generation = int(metadata.get("generation", 1))
         previous = body.get("status") or {}
         try:
-            product, desired = self._desired(body)
+            product, desired = self._desired(body, refresh=secrets)
         except SpecError as error:
             result.problem = spec_problem(error)
             self._write_status(body, invalid_status(generation, result.problem, previous, self._now()), result)
@@ -328,7 +363,8 @@ class Reconciler:
                                                     reason="ApplyFailed"), result)
             return result
         result.product = product
-        desired = self.scaler.with_replicas(body, product, desired)
+        if self._kafka_usable(namespace, product):  # else the consumers stay at 0 until it is
+            desired = self.scaler.with_replicas(body, product, desired)
         try:
             # Secrets are not watched: read the rendered ones by name when refreshing the status,
             # and leave them alone otherwise (a child's event is never a Secret's).
@@ -355,9 +391,11 @@ class Reconciler:
             product, desired = self._desired(body)
         except (SpecError, ProvisionerError):
             return None
+        namespace = body["metadata"]["namespace"]
         return Observation(
             generation=int(body["metadata"].get("generation", 1)),
-            stores=self.observer.observe(product, body["metadata"]["namespace"], desired),
+            stores=self.observer.observe(product, namespace, desired),
+            kafka_credentials=self.observer.kafka_credentials(product, namespace, self.settings.kafka_secret),
             freshness_goal=product.spec.freshness,
             freshness_seconds=parse_duration(product.spec.freshness).total_seconds()
             if product.spec.freshness else None,
@@ -371,7 +409,8 @@ class Reconciler:
         changes: list[ScaleChange] = []
         with contextlib.suppress(SpecError, ProvisionerError):  # observe() already parsed it
             product, desired = self._desired(body)
-            observation, changes = self.scaler.decide(body, product, observation, self._now())
+            if self._kafka_usable(body["metadata"]["namespace"], product):
+                observation, changes = self.scaler.decide(body, product, observation, self._now())
         for change in changes:
             if (deployment := Scaler.deployment(desired, change)) is not None:
                 self.client.apply(deployment)

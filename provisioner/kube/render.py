@@ -8,7 +8,12 @@
   "true"` may connect) and a Secret with derived credentials (`provisioner.kube.credentials`);
 - per store: a consumer Deployment running `provisioner consume`, its store URL read from a Secret
   through PROVISIONER_STORE_URL (never in the ConfigMap, never on a command line), and an egress
-  NetworkPolicy letting it reach DNS, Kafka's ports and its store only.
+  NetworkPolicy letting it reach DNS, Kafka's ports and its store only;
+- with a Kafka client Secret (the product's `source.credentials.secretRef`, else the platform's
+  `RenderOptions.kafka_secret`): that Secret mounted read-only into each consumer, and
+  PROVISIONER_KAFKA_CONFIG naming its `client.properties` (`provisioner.kube.kafka_secret`). It is
+  never rendered, only listed among the Secrets to create: its content is the platform's or the
+  team's, not the spec's.
 
 Secrets are rendered only with `with_secrets`; otherwise each Rendered lists the Secrets left for
 the user to create (name and keys). A store whose connection is a `secretRef` reads that Secret
@@ -43,6 +48,7 @@ import yaml
 
 from provisioner import __version__
 from provisioner.kube.credentials import derive_credentials
+from provisioner.kube.kafka_secret import MOUNT_DIR, PROPERTIES_FILE, PROPERTIES_KEY, kafka_secret_of
 from provisioner.plan import ConsumerPlan, plan
 from provisioner.spec.findings import format_path
 from provisioner.spec.models import DataProduct
@@ -105,6 +111,15 @@ class RenderOptions:
     # None or empty: every reference is refused.
     environ: Mapping[str, str] | None = field(default=None, repr=False)
     operator_namespace: str = OPERATOR_NAMESPACE  # the operator's pods may reach managed stores (positions)
+    # The platform's Kafka client Secret, by name, in each product's namespace (None: a bootstrap
+    # address only); a product's source.credentials.secretRef replaces it.
+    kafka_secret: str | None = None
+    # That Secret's resourceVersion as the operator last read it: a pod-template annotation, so a
+    # rotated Secret rolls the consumers onto its new content (None: not known, no annotation).
+    kafka_secret_version: str | None = None
+    # False while that Secret is missing or its file would be refused: the consumers wait at 0
+    # replicas instead of crash-looping (the operator's status says why).
+    kafka_secret_usable: bool = True
 
 
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")  # as the consumer expands them
@@ -166,7 +181,7 @@ class Rendered:
     def yaml(self) -> str:
         header = [f"# Kubernetes objects of data product {self.namespace}/{self.product}, rendered by provisioner."]
         if self.secrets_to_create:
-            header.append("# Create these Secrets before applying (or render with --with-secrets):")
+            header.append("# Create these Secrets before applying (--with-secrets renders the stores' ones):")
             header.extend(f"#   {secret}" for secret in self.secrets_to_create)
         return "\n".join(header) + "\n" + to_yaml(self.objects)
 
@@ -244,6 +259,15 @@ def _render_product(environment: jinja2.Environment, product: DataProduct, consu
         stores.append(store)
         if secret is not None:
             secrets_to_create.append(secret)
+    kafka_secret = kafka_secret_of(product, options.kafka_secret)
+    kafka_waits = kafka_secret is not None and not options.kafka_secret_usable  # no crash loop on a bad Secret
+    if kafka_secret is not None:
+        hint = ("the product's Kafka client properties" if product.spec.source.credentials
+                else "the platform's Kafka client properties")
+        secrets_to_create.append(SecretToCreate(
+            namespace, kafka_secret, (PROPERTIES_KEY,),
+            f"{hint} and, as further keys, the PEM files it names relative to it (e.g. ca.pem, client.pem, "
+            "client.key); never rendered"))
     spec_yaml = _consumer_spec(product, namespace, stores)
     spec_hash = hashlib.sha256(spec_yaml.encode()).hexdigest()[:16]
     for store in stores:
@@ -251,6 +275,8 @@ def _render_product(environment: jinja2.Environment, product: DataProduct, consu
             "prometheus.io/scrape": "true", "prometheus.io/port": str(METRICS_PORT), "prometheus.io/path": "/metrics",
             "provisioner.dev/spec-hash": spec_hash,
         }
+        if kafka_secret is not None and options.kafka_secret_version is not None:
+            store["pod_annotations"]["provisioner.dev/kafka-secret-version"] = options.kafka_secret_version
     context = {
         "namespace": namespace,
         "owner": options.owner,
@@ -267,8 +293,10 @@ def _render_product(environment: jinja2.Environment, product: DataProduct, consu
         "resources": _RESOURCES,
         "storage_size": options.storage_size,
         "kafka_bootstrap": options.kafka_bootstrap,
+        "kafka": None if kafka_secret is None else {"secret": kafka_secret, "dir": MOUNT_DIR,
+                                                     "file": PROPERTIES_FILE},
         "metrics_port": METRICS_PORT,
-        "replicas": product.spec.consumer.replicas,
+        "replicas": 0 if kafka_waits else product.spec.consumer.replicas,
         "kafka_ports": [{"port": port, "protocol": "TCP"} for port in _kafka_ports(options.kafka_bootstrap)],
         "outside": _OUTSIDE,
     }
@@ -395,10 +423,13 @@ def _url_port(url: str | None, default: int) -> int:
 
 def _consumer_spec(product: DataProduct, namespace: str, stores: list[dict[str, Any]]) -> str:
     """The spec as the consumers read it from their ConfigMap: the product's namespace, no offline
-    tests, and every unmanaged store's connection replaced by the Secret its URL comes from."""
+    tests, no source.credentials (mounted instead), and every unmanaged store's connection replaced
+    by the Secret its URL comes from."""
     document = product.model_dump(mode="json", by_alias=True, exclude_defaults=True)
     document["metadata"]["namespace"] = namespace
     document["spec"].pop("tests", None)
+    # The consumers get their own Kafka credentials as a mounted file, not through the spec.
+    document["spec"]["source"].pop("credentials", None)
     for store_document, store in zip(document["spec"]["stores"], stores, strict=True):
         if not store["managed"]:
             store_document[store["kind"]]["connection"] = {

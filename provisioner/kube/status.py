@@ -5,7 +5,9 @@ CamelCase `reason` and an actionable message that names stores, never counts or 
 must not change while the situation does not, or every refresh would write):
 
 - StoresReady: every store answers (its positions can be read);
-- ConsumersReady: every store's consumer group has a member (a consumer runs and reads);
+- ConsumersReady: every store's consumer group has a member (a consumer runs and reads); False
+  with KafkaCredentialsMissing while their Kafka client Secret is missing or unusable; Unknown
+  with KafkaAuthentication, KafkaAuthorization or KafkaTLS when Kafka refuses the operator's reads;
 - CaughtUp: every store has read the topic up to its end at least once (pre-loaded); it stays True
   afterwards, falling behind again is what Fresh reports;
 - Fresh: every store was caught up, with a consumer running, within `spec.freshness`;
@@ -65,6 +67,8 @@ class StoreObservation:
     rebuild: RebuildObservation | None = None  # a new version being built beside the live store
     read_rate: float | None = None  # records per second its consumers read since the previous observation
     scale: ScaleObservation | None = None  # the autoscaler's choice, with `consumer.autoscale`
+    # Kafka refused the operator's reads: (KafkaAuthentication | KafkaAuthorization | KafkaTLS, why)
+    kafka_refused: tuple[str, str] | None = None
 
     @property
     def lag(self) -> int | None:
@@ -102,6 +106,7 @@ class Observation:
     freshness_seconds: float | None = None
     problem: str | None = None  # the objects could not be applied: why
     problem_reason: str = "ApplyFailed"
+    kafka_credentials: str | None = None  # why the consumers' Kafka client Secret is not usable
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +143,9 @@ def _stores_ready(observation: Observation) -> dict[str, Any]:
 
 
 def _consumers_ready(observation: Observation) -> dict[str, Any]:
+    if observation.kafka_credentials is not None:
+        return _condition("ConsumersReady", False, "KafkaCredentialsMissing", observation.kafka_credentials,
+                          observation.generation)
     unknown = [s for s in observation.stores if s.consumers is None]
     idle = [s for s in observation.stores if s.consumers == 0]
     if idle:
@@ -145,6 +153,11 @@ def _consumers_ready(observation: Observation) -> dict[str, Any]:
         return _condition("ConsumersReady", False, "NoConsumer",
                           f"no consumer reads for store {_names(idle)}: check Deployment {deployments} "
                           "(pods, logs)", observation.generation)
+    refused = [s for s in unknown if s.kafka_refused]
+    if refused:
+        reason, why = refused[0].kafka_refused or ("", "")
+        return _condition("ConsumersReady", None, reason, f"cannot tell whether the consumers of {_names(refused)} "
+                          f"run: Kafka refused the operator's status reads: {why}", observation.generation)
     if unknown:
         return _condition("ConsumersReady", None, "KafkaUnavailable",
                           f"cannot tell whether the consumers of {_names(unknown)} run: Kafka did not answer",

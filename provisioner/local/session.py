@@ -47,6 +47,7 @@ __all__ = [
     "Target",
     "UnknownTargetError",
     "last_log_error",
+    "local_credentials_note",
     "observed_group",
     "observed_phase",
     "place",
@@ -94,6 +95,16 @@ class Target:
 
 
 # -- what consumers look like from outside ----------------------------------------------------
+
+
+def local_credentials_note(product: DataProduct) -> str | None:
+    """What happens here to the product's `source.credentials`: nothing. A Secret exists only in a
+    cluster; locally every Kafka call uses the one connection of the command (--kafka-config)."""
+    credentials = product.spec.source.credentials
+    if credentials is None:
+        return None
+    return (f"{product.name}: source.credentials.secretRef (Secret {credentials.secret_ref.name}) applies in a "
+            "cluster only; here it reads Kafka with --kafka-config/--bootstrap (PROVISIONER_KAFKA_CONFIG)")
 
 
 def last_log_error(path: Path, max_bytes: int = 8192) -> str | None:
@@ -243,6 +254,8 @@ class LocalSession:
         ready, consumers placed and recorded in the registry; the returned supervisor has not
         started them yet. The caller runs it and calls `finish` when done."""
         specs = load_products(list(paths))
+        for note in filter(None, (local_credentials_note(loaded.product) for loaded in specs)):
+            say(f"note: {note}")
         state = StateDir(state_dir.resolve())
         state.root.mkdir(parents=True, exist_ok=True)
         previous = state.read_registry()

@@ -34,6 +34,7 @@ from provisioner.kube.reconcile import Reconciler, Settings
 from provisioner.operator.handlers import Controller, register
 from provisioner.operator.health import Health
 from provisioner.operator.health import serve as serve_health
+from provisioner.operator.kafka_follow import follow as follow_kafka_settings
 from provisioner.operator.leader import LeaseHolder
 from provisioner.operator.webhook import WebhookConfig, register_validation
 from provisioner.operator.webhook import server as webhook_server
@@ -121,8 +122,10 @@ def run(config: OperatorConfig) -> int:
             stop()
 
         lease.keep(on_lost)
-    kafka = KafkaObserver(load_kafka_settings(config.kafka_config, config.settings.kafka_bootstrap)
-                          or config.settings.kafka_bootstrap)
+    settings = load_kafka_settings(config.kafka_config, config.settings.kafka_bootstrap)
+    kafka = KafkaObserver(settings or config.settings.kafka_bootstrap)
+    if config.kafka_config is not None and settings is not None:  # a rotated Secret: new settings, no restart
+        follow_kafka_settings(config.kafka_config, config.settings.kafka_bootstrap, settings, kafka, stopping)
     controller: Controller | None = None
     try:
         reconciler = Reconciler(client, config.settings, Observer(client, kafka))

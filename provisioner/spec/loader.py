@@ -51,7 +51,8 @@ def _validation_findings(file: str, document: Document, error: ValidationError) 
         text = worded.message
         if text == "unknown field":
             name = str(worded.path[-1]) if worded.path else "?"
-            close = difflib.get_close_matches(name, _KNOWN_FIELDS, n=1, cutoff=0.75)  # typos, not cousins
+            # typos, not cousins; never the name itself (a field known elsewhere, e.g. a secretRef's key)
+            close = difflib.get_close_matches(name, [n for n in _KNOWN_FIELDS if n != name], n=1, cutoff=0.75)
             text = f"unknown field {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
         line, column = document.locate(worded.path, at_key=worded.at_key)
         findings.append(Finding(file, line, column, format_path(worded.path), text))

@@ -165,6 +165,19 @@ class Owner(_Model):
     contact: str | None = Field(default=None, description="How to reach the owners (an email address, a channel).")
 
 
+class SecretName(_Model):
+    """A Kubernetes Secret of the product's namespace, by name."""
+
+    name: Annotated[str, AfterValidator(_namespace), Field(description="The Secret's name.")]
+
+
+class KafkaCredentials(_Model):
+    """Where the product's consumers get their Kafka client settings instead of the platform's."""
+
+    secret_ref: SecretName = Field(
+        description="A Secret of the product's namespace holding client.properties and its PEM files.")
+
+
 class Source(_Model):
     """The Kafka topic the product reads, and how its records are decoded."""
 
@@ -180,6 +193,10 @@ class Source(_Model):
         default=None,
         description="An RFC 3339 timestamp: the store holds the state as of this instant (records stamped "
                     "after it are not applied) and stops following once every partition passed it.")
+    credentials: KafkaCredentials | None = Field(
+        default=None,
+        description="The product's own Kafka user (in a cluster): a Secret of the product's namespace with the "
+                    "keys the platform's has (client.properties and the PEM files it names).")
 
 
 class SecretRef(_Model):

@@ -73,6 +73,18 @@ class KafkaObserver:
         self._thread.shutdown(wait=False, cancel_futures=True)
         self._thread.join(wait)
 
+    def use(self, settings: KafkaSettings) -> None:
+        """Connect with `settings` from the next call on (a rotated password or certificate): the
+        clients are closed on the observer's thread, in turn with the calls, and made again."""
+        def switch() -> None:
+            self._close()
+            self._partitions.clear()
+            self.connection, self.bootstrap = settings, settings.bootstrap
+            with self._state:
+                self._down = None
+
+        self._thread.submit(switch)
+
     def end_offsets(self, topic: str) -> dict[int, int] | None:
         """The next offset of every partition of `topic`; None when the topic does not exist."""
         return self._call(f"cannot read the end offsets of {topic!r}", lambda: self._end_offsets(topic), topic=topic)

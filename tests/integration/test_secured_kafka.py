@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,14 +43,20 @@ CANARY = "canary-" + secrets.token_hex(8)
 USERS = {"orders": CANARY, "stranger": "stranger-" + secrets.token_hex(4)}
 
 
-@pytest.fixture(scope="module")
-def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[securebroker.SecureBroker]:
-    state_dir = tmp_path_factory.mktemp("secure-kafka")
-    broker = securebroker.up(state_dir, users=USERS)
+@contextmanager
+def running_secure_broker(state_dir: Path, users: dict[str, str]) -> Iterator[securebroker.SecureBroker]:
+    """The secured dev broker with SCRAM `users` (name -> password), removed afterwards."""
+    broker = securebroker.up(state_dir, users=users)
     try:
         yield broker
     finally:
         securebroker.down(state_dir, purge=True)
+
+
+@pytest.fixture(scope="module")
+def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[securebroker.SecureBroker]:
+    with running_secure_broker(tmp_path_factory.mktemp("secure-kafka"), USERS) as broker:
+        yield broker
 
 
 def grant(broker: securebroker.SecureBroker, user: str, kind: Any, name: str, *operations: Any,
