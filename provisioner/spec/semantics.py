@@ -17,6 +17,8 @@ from provisioner.spec.findings import format_path
 from provisioner.spec.models import DataProduct
 from provisioner.spec.names import (
     FIELD_NAME,
+    ORDER_COLUMNS,
+    ORDER_MARKERS_TABLE,
     POSITIONS_TABLE,
     RESERVED_APPEND_COLUMNS,
     SQL_IDENTIFIER,
@@ -43,8 +45,25 @@ def _expression(path: Path, source: str, *, expect_bool: bool) -> Iterator[Probl
         yield Problem(path, f"{error.message} (column {error.column} of the expression)", column_offset=offset)
 
 
+def _order(source: str) -> Iterator[Problem]:
+    try:
+        program = compile_expression(source)
+    except ExpressionError as error:
+        line = getattr(error, "line", 1)
+        offset = error.column - 1 if line == 1 else None
+        yield Problem(("spec", "order"), f"{error.message} (column {error.column} of the expression)",
+                      column_offset=offset)
+        return
+    # `dyn` (a JSON field) is checked per record: a value of another type is a dead letter (stage order).
+    if program.result_type not in ("int", "timestamp", "dyn"):
+        yield Problem(("spec", "order"),
+                      f"order must evaluate to int or timestamp, but its type is {program.result_type}")
+
+
 def _expressions(product: DataProduct) -> Iterator[Problem]:
     spec = product.spec
+    if spec.order is not None:
+        yield from _order(spec.order)
     if spec.filter is not None:
         yield from _expression(("spec", "filter"), spec.filter, expect_bool=True)
     if spec.delete is not None:
@@ -117,6 +136,8 @@ def _stores(product: DataProduct) -> Iterator[Problem]:
                           f"the default table name {table!r} is not a valid SQL identifier: set `table`")
         if table == POSITIONS_TABLE:
             yield Problem((*base, "postgres", "table"), f"{POSITIONS_TABLE!r} is reserved for positions")
+        if table == ORDER_MARKERS_TABLE:
+            yield Problem((*base, "postgres", "table"), f"{ORDER_MARKERS_TABLE!r} is reserved for order markers")
         if pg.connection is None:
             if (pg.db_schema, table) in tables:
                 yield Problem((*base, "postgres", "table"),
@@ -133,6 +154,12 @@ def _stores(product: DataProduct) -> Iterator[Problem]:
                     yield Problem(("spec", "fields", name),
                                   f"{name!r} is a changelog column in append mode "
                                   f"({', '.join(RESERVED_APPEND_COLUMNS)}): rename the field", at_key=True)
+        if spec.order is not None:
+            for name in fields:
+                if name in ORDER_COLUMNS:
+                    yield Problem(("spec", "fields", name),
+                                  f"{name!r} is a column of an ordered store ({', '.join(ORDER_COLUMNS)}): "
+                                  "rename the field", at_key=True)
         for name in pg.columns:
             if name not in fields:
                 yield Problem((*base, "postgres", "columns", name),

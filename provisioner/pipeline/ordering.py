@@ -1,0 +1,81 @@
+"""`spec.order`: the order value of an op, and the rule that skips an op older than its key's last.
+
+An order value is an int or a CEL timestamp; both become one Python int (a timestamp as
+nanoseconds since the epoch), so every comparison, in the pipeline and in the stores, is an
+integer comparison. A spec's expression has one type (validation refuses any static type but int,
+timestamp and dyn); a `dyn` one (`event.version` read from JSON) may give either, and the two then
+compare on that one scale.
+
+The rule (spec.md "Per-record semantics", extended in the README): an UPSERT or DELETE of a key
+applies only when its order value is at least the one last applied to that key (ties apply: the
+later record wins); an older one is a skip with reason `stale`. A DELETE leaves a marker of its
+order value that lasts `orderRetention` after the delete record's timestamp. The stores apply the
+rule inside their atomic write; `OrderTracker` is the same rule in memory, for `provisioner test`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from provisioner.expr.times import datetime_ns
+from provisioner.pipeline.ops import STALE, Op, Upsert, render_key
+
+# Every order value lies within these bounds: int64, and CEL timestamps (years 1 to 9999) in ns.
+ORDER_MIN: Final = -(10**21)
+ORDER_MAX: Final = 10**21
+_ORDER_WIDTH: Final = 22
+
+
+def order_of(value: Any) -> int | str:
+    """The order value of an expression's result: an int, or (a str) why the result is not one."""
+    kind = type(value)
+    if kind is int:
+        return value  # type: ignore[no-any-return]
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return datetime_ns(value)
+    if value is None:
+        return "order returned null, not int or timestamp"
+    if isinstance(value, bool):
+        return "order returned bool, not int or timestamp"
+    name = {float: "double", str: "string", list: "list", dict: "map", bytes: "bytes"}.get(kind)
+    return f"order returned {name or ('uint' if isinstance(value, int) else kind.__name__)}, not int or timestamp"
+
+
+def order_text(order: int) -> str:
+    """`order` as fixed-width decimal text whose byte order is the numeric order (for Redis, where
+    Lua compares strings exactly but numbers only as doubles)."""
+    return str(order - ORDER_MIN).zfill(_ORDER_WIDTH)
+
+
+@dataclass(slots=True)
+class _Last:
+    order: int
+    deleted_until_ms: int | None  # a delete's marker: when it expires; None for an upsert
+
+
+class OrderTracker:
+    """The order rule over a sequence of ops, in memory (no TTL, no store): what `provisioner test`
+    shows. A delete marker counts while the record at hand is stamped before it expires."""
+
+    def __init__(self, retention_ms: int) -> None:
+        self._retention_ms = retention_ms
+        self._last: dict[str, _Last] = {}
+
+    def admit(self, op: Op, timestamp_ms: int) -> Op:
+        """`op` if it applies, STALE if it is older than its key's last applied op."""
+        if not isinstance(op, Upsert) and op.kind != "delete":
+            return op
+        order = op.order  # type: ignore[union-attr]
+        if order is None:
+            return op
+        key = render_key(op.key)  # type: ignore[union-attr]
+        last = self._last.get(key)
+        if last is not None:
+            expired = last.deleted_until_ms is not None and timestamp_ms >= last.deleted_until_ms
+            if not expired and order < last.order:
+                return STALE
+        deleted_until = None if isinstance(op, Upsert) else timestamp_ms + self._retention_ms
+        self._last[key] = _Last(order, deleted_until)
+        return op
