@@ -15,12 +15,13 @@ rule inside their atomic write; `OrderTracker` is the same rule in memory, for `
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from provisioner.expr.times import datetime_ns
-from provisioner.pipeline.ops import STALE, Op, Upsert, render_key
+from provisioner.expr.times import Timestamp, datetime_ns
+from provisioner.pipeline.ops import STALE, Change, Delete, Op, Upsert, render_key
 
 # Every order value lies within these bounds: int64, and CEL timestamps (years 1 to 9999) in ns.
 ORDER_MIN: Final = -(10**21)
@@ -33,8 +34,10 @@ def order_of(value: Any) -> int | str:
     kind = type(value)
     if kind is int:
         return value  # type: ignore[no-any-return]
+    if kind is Timestamp:
+        return value.ns  # type: ignore[no-any-return]
     if isinstance(value, datetime) and value.tzinfo is not None:
-        return datetime_ns(value)
+        return datetime_ns(value)  # `record.timestamp`: a plain datetime, in microseconds
     if value is None:
         return "order returned null, not int or timestamp"
     if isinstance(value, bool):
@@ -65,12 +68,10 @@ class OrderTracker:
 
     def admit(self, op: Op, timestamp_ms: int) -> Op:
         """`op` if it applies, STALE if it is older than its key's last applied op."""
-        if not isinstance(op, Upsert) and op.kind != "delete":
+        if not isinstance(op, Upsert | Delete) or op.order is None:
             return op
-        order = op.order  # type: ignore[union-attr]
-        if order is None:
-            return op
-        key = render_key(op.key)  # type: ignore[union-attr]
+        order = op.order
+        key = render_key(op.key)
         last = self._last.get(key)
         if last is not None:
             expired = last.deleted_until_ms is not None and timestamp_ms >= last.deleted_until_ms
@@ -79,3 +80,25 @@ class OrderTracker:
         deleted_until = None if isinstance(op, Upsert) else timestamp_ms + self._retention_ms
         self._last[key] = _Last(order, deleted_until)
         return op
+
+
+def newest_per_key(changes: Sequence[Change]) -> tuple[list[Change], int, int]:
+    """Of one batch's ordered changes, the one a store applies per key: the highest order value,
+    the later record on a tie. Also how many upserts and deletes were older than an earlier change
+    of their key in the batch (stale). Keys are compared as rendered text, as Redis names rows."""
+    newest: dict[str, Change] = {}
+    stale_upserts = stale_deletes = 0
+    for change in changes:
+        op = change.op
+        key = render_key(op.key)
+        held = newest.get(key)
+        if held is not None:
+            if op.order < held.op.order:  # type: ignore[operator]
+                if type(op) is Upsert:
+                    stale_upserts += 1
+                else:
+                    stale_deletes += 1
+                continue
+            del newest[key]
+        newest[key] = change
+    return list(newest.values()), stale_upserts, stale_deletes
