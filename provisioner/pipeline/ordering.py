@@ -90,7 +90,8 @@ def newest_per_key(changes: Sequence[Change]) -> tuple[list[Change], int, int]:
     stale_upserts = stale_deletes = 0
     for change in changes:
         op = change.op
-        key = render_key(op.key)
+        parts = op.key
+        key = parts[0] if len(parts) == 1 and type(parts[0]) is str else render_key(parts)
         held = newest.get(key)
         if held is not None:
             if op.order < held.op.order:  # type: ignore[operator]

@@ -37,7 +37,7 @@ from provisioner.spec.models import DataProduct, StoreSpec
 from provisioner.spec.names import ORDER_COLUMN, ORDER_MARKERS_TABLE, STALE_COLUMN, quote_identifier
 from provisioner.stores.base import OrderedWrites, Rejected, Stale, VersionFence
 from provisioner.stores.convert import ConversionError, timestamp_text
-from provisioner.stores.postgres import _BATCH_TABLE, _DELETE_FLAG, PostgresStore, _Column
+from provisioner.stores.postgres import _BATCH_TABLE, _DELETE_FLAG, PostgresStore, _Column, _identity
 
 SWEEP_SECONDS: Final = 300.0
 _KEY: Final = "_provisioner_key"
@@ -70,6 +70,9 @@ class OrderedPostgresStore(PostgresStore):
         self._columns = self._columns + extra
         self._retention_ms = round(parse_duration(product.spec.order_retention).total_seconds() * 1000)
         self._last_sweep = 0.0
+        # One text key column: a row's key text is that column's text.
+        single = len(self._key_index) == 1 and self._key_identity[0] is _identity
+        self._single_key = self._key_index[0] if single else None
         self._stale = Stale()
         self._sql = self._statements()
         self._sql.update(self._ordered_statements())
@@ -152,24 +155,39 @@ class OrderedPostgresStore(PostgresStore):
                 except ConversionError as error:
                     rejected.append(Rejected(change, DeadLetter("store", str(error))))
                     continue
-                key = _key_text([same(row[i]) for same, i in zip(self._key_identity, self._key_index, strict=True)])
-                writes.append((row, key, change.op.order, *self._expiry(change)))
+                writes.append((row, self._row_key(row), change.op.order, *self._expiry(change)))
             return writes, rejected
         newest, stale_upserts, stale_deletes = newest_per_key(changes)
+        plain, rejected = super().prepare(newest)
+        if rejected:
+            refused = {id(r.change) for r in rejected}
+            newest = [change for change in newest if id(change) not in refused]
+        if len(plain) != len(newest):
+            # Two rendered keys name one row (1 and "1" in an integer column): merged by order.
+            return self._merged(newest, stale_upserts, stale_deletes), rejected
+        # The usual case: one converted row per change of `newest`, in its order.
+        writes.extend((*row, str(change.op.order), self._row_key(row),
+                       None if type(change.op) is Upsert else self._expiry(change)[0])
+                      for change, row in zip(newest, plain, strict=True))
+        writes.stale = Stale(stale_upserts, stale_deletes)
+        return writes, rejected
+
+    def _row_key(self, row: Sequence[Any]) -> str:
+        if self._single_key is not None:
+            return row[self._single_key]  # type: ignore[no-any-return]
+        return _key_text([same(row[i]) for same, i in zip(self._key_identity, self._key_index, strict=True)])
+
+    def _merged(self, newest: Sequence[Change], stale_upserts: int, stale_deletes: int) -> OrderedWrites:
+        """The rows of `newest` (all convertible), the newest per row where rendered keys collide."""
         by_key: dict[str, tuple[tuple[str | None, ...], int, bool]] = {}
         for change in newest:
-            try:
-                row = self._upsert_row(change)
-            except ConversionError as error:
-                rejected.append(Rejected(change, DeadLetter("store", str(error))))
-                continue
-            key = _key_text([same(row[i]) for same, i in zip(self._key_identity, self._key_index, strict=True)])
+            row = self._upsert_row(change)
+            key = self._row_key(row)
             order = change.op.order
             assert order is not None
             deleting = type(change.op) is not Upsert
             held = by_key.get(key)
             if held is not None:
-                # Two rendered keys naming one row (1 and "1" in an integer column): the newer wins.
                 older_is_new = order < held[1]
                 if deleting if older_is_new else held[2]:
                     stale_deletes += 1
@@ -179,9 +197,9 @@ class OrderedPostgresStore(PostgresStore):
                     continue
                 del by_key[key]
             by_key[key] = ((*row, str(order), key, self._expiry(change)[0]), order, deleting)
-        writes.extend(write for write, _, _ in by_key.values())
+        writes = OrderedWrites(write for write, _, _ in by_key.values())
         writes.stale = Stale(stale_upserts, stale_deletes)
-        return writes, rejected
+        return writes
 
     def apply(
         self, prepared: Sequence[Any], start: Mapping[int, int | None], end: Mapping[int, int]

@@ -275,16 +275,16 @@ class RedisStore:
         """The newest change per key (`newest_per_key`), written as `ORDERED_APPLY_SCRIPT` takes it."""
         newest, stale_upserts, stale_deletes = newest_per_key(changes)
         plain, rejected = self._prepare(newest)
-        prefix = self._prefix_text
-        by_key = {prefix + render_key(change.op.key): change for change in newest}
-        writes = OrderedWrites()
-        writes.stale = Stale(stale_upserts, stale_deletes)
+        if rejected:
+            refused = {id(r.change) for r in rejected}
+            newest = [change for change in newest if id(change) not in refused]
+        # One write per change of `newest`, in its order: their keys are distinct rendered keys.
         retention = self._retention_ms
-        for write in plain:
-            change = by_key[write[0]]
+        for change, write in zip(newest, plain, strict=True):
             op = change.op
-            expiry = "" if type(op) is Upsert else str(change.timestamp_ms + retention)
-            writes.append([write[0], order_text(op.order), expiry, *write[1:]])  # type: ignore[arg-type]
+            write[1:1] = (order_text(op.order), "" if type(op) is Upsert else str(change.timestamp_ms + retention))  # type: ignore[arg-type]
+        writes = OrderedWrites(plain)
+        writes.stale = Stale(stale_upserts, stale_deletes)
         return writes, rejected
 
     def _prepare(self, changes: Sequence[Change]) -> tuple[list[Any], list[Rejected]]:

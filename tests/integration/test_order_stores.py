@@ -228,3 +228,17 @@ def test_a_switch_makes_the_shadows_order_values_live(kind: str, redis_server: A
     finally:
         versions.close()
         live.close()
+
+
+def test_postgres_keys_that_name_one_row_resolve_by_order(postgres_server: Any) -> None:
+    product = product_for("ord-int", {"postgres": {"table": "ord_int", "columns": {"id": "integer"}}})
+    store = opened(product, postgres_server.url)
+    try:
+        changes = [Change(0, 0, NOW_MS, Upsert((1,), {"id": 1, "version": 5}, 5)),
+                   Change(0, 1, NOW_MS, Upsert(("01",), {"id": "01", "version": 3}, 3))]
+        prepared, rejected = store.prepare(changes)
+        assert rejected == []
+        assert store.apply(prepared, {0: None}, {0: 2}) == Stale(upserts=1)
+        assert [(r["id"], r["version"]) for r in h.postgres_rows(postgres_server.url, "public", "ord_int")] == [(1, "5")]
+    finally:
+        store.close()
