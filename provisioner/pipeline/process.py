@@ -256,8 +256,8 @@ class Pipeline:
                 return Upsert(tuple(key), row)
             stage = "order"
             order = self._order_value(event, activation)
-            if type(order) is not int:
-                return order  # type: ignore[return-value]
+            if isinstance(order, DeadLetter):
+                return order
             return Upsert(tuple(key), row, order)
         except Exception as error:  # the one place where any failure becomes a dead letter
             return DeadLetter(stage, unexpected_failure(error))
@@ -275,8 +275,8 @@ class Pipeline:
         if self._order is None:
             return Delete(tuple(key))
         order = self._order_value(event, activation)
-        if type(order) is not int:
-            return order  # type: ignore[return-value]
+        if isinstance(order, DeadLetter):
+            return order
         return Delete(tuple(key), order)
 
     def _order_value(self, event: Any, activation: dict[str, Any] | None) -> int | DeadLetter:

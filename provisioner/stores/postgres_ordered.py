@@ -219,6 +219,10 @@ class OrderedPostgresStore(PostgresStore):
         upserts = 0
         stale = self._stale
         with connection.cursor() as cursor:
+            # The batch table has no statistics: without this the planner may hash the whole table
+            # (or markers) for a few deletes; by index, each statement costs what the batch holds.
+            cursor.execute("SET LOCAL enable_hashjoin = off")
+            cursor.execute("SET LOCAL enable_mergejoin = off")
             with cursor.copy(self._sql["copy_batch"]) as copy:
                 for row in prepared:
                     copy.write_row(row)
