@@ -6,9 +6,10 @@ Where the order values live:
 - upsert mode: each row's in the hidden `_provisioner_order` column (numeric: an int, or a
   timestamp in ns since the epoch); a delete's in the schema's `_provisioner_order_markers` table
   (consumer group, key text, order, expiry = the delete record's timestamp + `orderRetention`).
-  A batch (one op per key already, the newest: `newest_per_key`) is COPYed into the session's temp
-  table, then, set-based: ops older than an unexpired marker of their key leave the batch, deletes
-  older than their row leave it, the remaining deletes delete and leave markers, and one
+  Ops older than an unexpired marker of their key leave the batch (one lookup of the batch's keys
+  by the markers' primary key); the rest (one op per key already, the newest: `newest_per_key`) is
+  COPYed into the session's temp table, then, set-based: deletes older than their row leave it,
+  the remaining deletes delete and leave markers, and one
   `INSERT ... ON CONFLICT DO UPDATE ... WHERE t._provisioner_order <= EXCLUDED._provisioner_order`
   applies the upserts not older than their row. The statement counts give the stale ops.
 - append mode: every op is appended, with `_provisioner_order` and `_stale`; the markers table
@@ -96,10 +97,6 @@ class OrderedPostgresStore(PostgresStore):
                 f"{order} numeric NOT NULL, {key} text NOT NULL, {expires} timestamptz) ON COMMIT DELETE ROWS"
             ),
             "copy_batch": f"COPY {batch} ({fields}, {flag}, {order}, {key}, {expires}) FROM STDIN",
-            "stale_by_marker": (
-                f"DELETE FROM {batch} AS b USING {markers} AS m WHERE m.consumer = %s "  # noqa: S608
-                f"AND m.key = b.{key} AND m.expires > now() AND m.\"order\" > b.{order} RETURNING b.{flag}"
-            ),
             "stale_deletes": (
                 f"DELETE FROM {batch} AS b USING {table} AS t WHERE b.{flag} AND {match} "  # noqa: S608
                 f"AND t.{order} > b.{order}"
@@ -216,23 +213,34 @@ class OrderedPostgresStore(PostgresStore):
         if self._mode == "append":
             self._write_changelog(connection, prepared)
             return
+        stale_upserts, stale_deletes = self._stale.upserts, self._stale.deletes
+        # Ops older than an unexpired delete marker of their key leave the batch first: one lookup of
+        # the batch's keys by the markers' primary key (few keys have one: only deleted rows).
+        found = connection.execute(self._sql["read_markers"], (self._consumer, [row[-2] for row in prepared]))
+        markers = {key: order for key, order, live in found.fetchall() if live}
+        if markers:
+            kept = []
+            for row in prepared:
+                marker = markers.get(row[-2])
+                if marker is not None and marker > int(row[-3]):
+                    if row[-4] == "true":
+                        stale_deletes += 1
+                    else:
+                        stale_upserts += 1
+                    continue
+                kept.append(row)
+            prepared = kept
         upserts = 0
-        stale = self._stale
         with connection.cursor() as cursor:
             # The batch table has no statistics: without this the planner may hash the whole table
-            # (or markers) for a few deletes; by index, each statement costs what the batch holds.
+            # for a few deletes; by its primary key, each statement costs what the batch holds.
             cursor.execute("SET LOCAL enable_hashjoin = off")
             cursor.execute("SET LOCAL enable_mergejoin = off")
             with cursor.copy(self._sql["copy_batch"]) as copy:
                 for row in prepared:
                     copy.write_row(row)
                     upserts += row[-4] == "false"
-            refused = cursor.execute(self._sql["stale_by_marker"], (self._consumer,)).fetchall()
-            deletes_refused = sum(1 for (deleting,) in refused if deleting)
-            upserts -= len(refused) - deletes_refused
-            stale_deletes = stale.deletes + deletes_refused
-            stale_upserts = stale.upserts + len(refused) - deletes_refused
-            if upserts < len(prepared) - len(refused):
+            if upserts < len(prepared):
                 stale_deletes += cursor.execute(self._sql["stale_deletes"]).rowcount
                 cursor.execute(self._sql["delete"])
                 cursor.execute(self._sql["mark_deletes"], (self._consumer,))
