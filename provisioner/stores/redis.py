@@ -131,18 +131,17 @@ return 'OK'
 ORDERED_APPLY_SCRIPT: Final = _FENCE_LUA + """
 local markers = ARGV[#ARGV]
 local chunk = 500
-local last = {}
+local last, names = {}, {}
+for i = 1, #writes do names[i] = markers .. writes[i][1] end
 for i = 1, #writes, chunk do
-  local names = {}
-  for j = i, math.min(i + chunk - 1, #writes) do names[#names + 1] = markers .. writes[j][1] end
-  local found = redis.call('MGET', unpack(names))
+  local found = redis.call('MGET', unpack(names, i, math.min(i + chunk - 1, #writes)))
   for j = 1, #found do last[i + j - 1] = found[j] end
 end
 local persistent = {}
 local stale_upserts, stale_deletes = 0, 0
 for index, w in ipairs(writes) do
   local key, order, expiry = w[1], w[2], w[3]
-  local marker = markers .. key
+  local marker = names[index]
   local previous = last[index]
   if previous and previous > order then
     if expiry == '' then stale_upserts = stale_upserts + 1 else stale_deletes = stale_deletes + 1 end
