@@ -31,7 +31,11 @@ It starts its own broker and embedded servers under a temporary state directory,
 PROVISIONER_KAFKA_BOOTSTRAP, BENCH_REDIS_URL and BENCH_POSTGRES_URL are all set. On a shared
 machine the figures vary by 10-20% from run to run: compare ratios from the same run.
 
-Run: .venv/bin/python bench/hydrate.py [EVENTS=200000] [NAIVE=20000] [--rounds N] [--quick] [--profile]
+`--order [EXPR]` also runs R1 and R2 with `spec.order: EXPR` (default timestamp(event.ts), which
+parses a timestamp per record; `record.offset` costs only the order rule itself) and prints the
+ratio of their steady records/s to the unordered ones of the same round (goal >= 0.85).
+
+Run: .venv/bin/python bench/hydrate.py [EVENTS=200000] [NAIVE=20000] [--rounds N] [--quick] [--profile] [--order [EXPR]]
                                        [--kafka-client confluent|kafka-python] [--compare-clients] [--secured]
 """
 
@@ -69,12 +73,15 @@ from provisioner.stream import generate
 from provisioner.stream.client import DEFAULT_KAFKA_CLIENT, KAFKA_CLIENTS
 from provisioner.stream.settings import KafkaTarget
 
+ORDER = "timestamp(event.ts)"  # `--order`: each order's events carry increasing times (RFC 3339 text)
 BATCH = 5000  # the spec's consumer.batchSize (specs/vip-orders.yaml), the consumer's max_poll_records
 
 
-def bench_spec(folder: Path, topic: str) -> Path:
+def bench_spec(folder: Path, topic: str, order: str | None = None) -> Path:
     base = yaml.safe_load((ROOT / "specs" / "vip-orders.yaml").read_text())
     spec = base["spec"]
+    if order is not None:
+        spec["order"] = order
     base["metadata"]["name"] = f"bench-{uuid.uuid4().hex[:8]}"
     spec["source"]["topic"] = topic
     spec["filter"] = "event.type == 'OrderCancelled' || (event.type == 'OrderPlaced' && event.amount >= 0.0)"
@@ -198,7 +205,7 @@ def profile_child(spec_path: str, store_name: str, bootstrap: str, url: str, cou
             kafka.poll = timed("kafka poll + decode", kafka.poll)
             return kafka
 
-        def _write(self, *args: Any) -> float:
+        def _write(self, *args: Any) -> Any:
             started = time.thread_time()
             try:
                 return super()._write(*args)
@@ -338,6 +345,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="also run R1 and R2 with the other Kafka client and print its figures")
     parser.add_argument("--secured", action="store_true",
                         help="also run R1 and R2 against the secured dev broker (TLS + SCRAM) and print the ratio")
+    parser.add_argument("--order", nargs="?", const=ORDER, default=None, metavar="EXPR",
+                        help=f"also run R1 and R2 with `order: EXPR` (default {ORDER}) and print "
+                             "ordered/unordered (goal >= 0.85)")
     parser.add_argument("--profile", action="store_true",
                         help="also profile one consumer run per store (GC, decode, pipeline, preparation, I/O wait)")
     return parser.parse_args(argv)
@@ -365,6 +375,7 @@ def main() -> None:
         r1s: list[tuple[float, float, float]] = []
         r2s: list[tuple[float, float, float]] = []
         others: list[tuple[float, float]] = []  # steady R1, R2 with the other client (--compare-clients)
+        ordered: list[tuple[float, float]] = []  # R1, R2 with `order` / without, per round (--order)
         for round_ in range(args.rounds):
             if args.rounds > 1:
                 print(f"-- round {round_ + 1}/{args.rounds}", flush=True)
@@ -385,6 +396,14 @@ def main() -> None:
             r2s.append((r2_start, r2, rss2))
             print(f"R2 consume -> Postgres          {r2:>10,.0f} records/s steady  ({r2_start:,.0f}/s from process"
                   f" start, peak RSS {rss2:.0f} MB; {client})", flush=True)
+            if args.order:
+                spec_t = bench_spec(folder, topic, order=args.order)
+                product_t = load_products([spec_t])[0].product
+                t1 = consumer_run(spec_t, "cache", bootstrap, redis_url, count, product_t, folder, kafka_client=client)
+                t2 = consumer_run(spec_t, "db", bootstrap, postgres_url, count, product_t, folder, kafka_client=client)
+                ordered.append((t1[1] / r1, t2[1] / r2))
+                print(f"R1, R2 with order               {t1[1]:>10,.0f} / {t2[1]:,.0f} records/s steady "
+                      f"(ordered/unordered {t1[1] / r1:.2f} / {t2[1] / r2:.2f})", flush=True)
             if args.compare_clients:
                 spec_o = bench_spec(folder, topic)
                 product_o = load_products([spec_o])[0].product
@@ -416,6 +435,9 @@ def main() -> None:
             print(f"Rn naive Redis HSET per record  {rn_redis:>10,.0f} records/s  ({naive_count} records)", flush=True)
             rn_pg = naive_postgres(product, postgres_url, records)
             print(f"Rn naive Postgres commit/record {rn_pg:>10,.0f} records/s  ({naive_count} records)", flush=True)
+        if ordered:
+            print(f"ordered/unordered (median): Redis {_median([o[0] for o in ordered]):.2f}, Postgres "
+                  f"{_median([o[1] for o in ordered]):.2f}  (goal >= 0.85)", flush=True)
         if args.secured:
             secured(args, count, redis_url, postgres_url, folder, (r1, r2), client)
         if args.profile:

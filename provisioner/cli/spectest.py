@@ -15,7 +15,7 @@ from provisioner.cli.options import BOOTSTRAP_OPTION, KAFKA_CONFIG_OPTION, STATE
 from provisioner.cli.output import OUTPUT_OPTION, OutputFormat, console, err_console, fail, json_text, print_json
 from provisioner.pipeline.eventfile import EventLine, EventLineError, numbered_lines, parse_line
 from provisioner.pipeline.process import Pipeline
-from provisioner.pipeline.testing import SpecTestOutcome, line_record, op_to_dict, run_tests
+from provisioner.pipeline.testing import SpecTestOutcome, line_record, op_to_dict, ordered_ops, run_tests
 from provisioner.spec.loader import LoadedSpec, load_products
 from provisioner.stream.settings import load_kafka_settings
 
@@ -61,8 +61,9 @@ def _preview(specs: list[LoadedSpec], events_file: Path, output: OutputFormat) -
     results: list[dict[str, Any]] = []
     for spec in specs:
         pipeline = Pipeline(spec.product)
-        ops = [{"line": line.number, **op_to_dict(pipeline.process(line_record(spec.product, line, index)))}
-               for index, line in enumerate(lines)]
+        records = [line_record(spec.product, line, index) for index, line in enumerate(lines)]
+        ops = [{"line": line.number, **op_to_dict(op)}
+               for line, op in zip(lines, ordered_ops(pipeline, records), strict=True)]
         results.append({"name": spec.product.name, "ops": ops})
     if output is OutputFormat.json:
         print_json(results)

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-Stage = Literal["decode", "schema", "filter", "delete", "fields", "key", "store"]
+Stage = Literal["decode", "schema", "filter", "delete", "fields", "key", "order", "store"]
 KeyPart = str | int
 
 
@@ -59,6 +59,7 @@ class Upsert:
 
     key: tuple[KeyPart, ...]
     row: Mapping[str, Any]
+    order: int | None = None  # `spec.order` as an int (a timestamp in ns since the epoch); None: unordered
     kind: Literal["upsert"] = field(default="upsert", init=False)
 
 
@@ -67,13 +68,16 @@ class Delete:
     """Remove the row identified by `key`."""
 
     key: tuple[KeyPart, ...]
+    order: int | None = None  # as Upsert.order
     kind: Literal["delete"] = field(default="delete", init=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Skip:
-    """The filter dropped the record; it only advances the position."""
+    """The filter dropped the record, or (reason `stale`) its op is older than the last one applied
+    to its key (`spec.order`); it only advances the position."""
 
+    reason: Literal["filter", "stale"] = "filter"
     kind: Literal["skip"] = field(default="skip", init=False)
 
 
@@ -89,6 +93,7 @@ class DeadLetter:
 Op = Upsert | Delete | Skip | DeadLetter
 
 SKIP = Skip()
+STALE = Skip("stale")
 
 
 @dataclass(slots=True)

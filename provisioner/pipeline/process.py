@@ -16,6 +16,7 @@ from typing import Any, Final
 from provisioner.expr import EvaluationError, Program, compile_expression
 from provisioner.pipeline.event_schema import Validator, compile_schema
 from provisioner.pipeline.ops import SKIP, DeadLetter, Delete, KeyPart, Op, RecordLike, Stage, Upsert
+from provisioner.pipeline.ordering import order_of
 from provisioner.spec.models import DataProduct
 
 # A tuple, not `str | int`: that expression builds a new union object on every evaluation.
@@ -185,7 +186,10 @@ class Pipeline:
         self._key_names = product.key_fields
         by_name = dict(self._fields)
         self._key_programs: list[tuple[str, Program]] = [(name, by_name[name]) for name in self._key_names]
-        programs = [p for p in (self._filter, self._delete) if p is not None] + [p for _, p in self._fields]
+        # `order` is evaluated last, on upserts and deletes only; None costs one test per op.
+        self._order: Program | None = compile_expression(spec.order) if spec.order else None
+        programs = [p for p in (self._filter, self._delete, self._order) if p is not None]
+        programs += [p for _, p in self._fields]
         # Only what the expressions read: a datetime and a headers dict per record are not free.
         self._record_fields = tuple(sorted(frozenset().union(*(p.record_fields for p in programs))))
         schema = spec.source.json_schema
@@ -254,7 +258,12 @@ class Pipeline:
             if value is None or value is True or value is False or not isinstance(value, _KEY_TYPES):
                 return DeadLetter("key", f"key field {name!r} is {_type_name(value)}, not a string or int")
             key.append(value)
-        return Upsert(tuple(key), row)
+        if self._order is None:
+            return Upsert(tuple(key), row)
+        order = self._order_value(event, activation)
+        if isinstance(order, DeadLetter):
+            return order
+        return Upsert(tuple(key), row, order)
 
     def _delete_op(self, event: Any, activation: dict[str, Any] | None) -> Op:
         key: list[KeyPart] = []
@@ -266,4 +275,20 @@ class Pipeline:
             if value is None or value is True or value is False or not isinstance(value, _KEY_TYPES):
                 return DeadLetter("key", f"key field {name!r} is {_type_name(value)}, not a string or int")
             key.append(value)
-        return Delete(tuple(key))
+        if self._order is None:
+            return Delete(tuple(key))
+        order = self._order_value(event, activation)
+        if isinstance(order, DeadLetter):
+            return order
+        return Delete(tuple(key), order)
+
+    def _order_value(self, event: Any, activation: dict[str, Any] | None) -> int | DeadLetter:
+        """The op's order value, or the stage-`order` dead letter of a record that has none."""
+        assert self._order is not None
+        try:
+            found = order_of(self._order.evaluate(event, activation))
+        except EvaluationError as error:
+            return DeadLetter("order", f"order failed: {error}")
+        except Exception as error:  # as in `process`: unforeseen, but the stage is known
+            return DeadLetter("order", unexpected_failure(error))
+        return DeadLetter("order", found) if isinstance(found, str) else found

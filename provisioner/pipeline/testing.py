@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from provisioner.pipeline.encoding import Unencodable, json_default, to_json
 from provisioner.pipeline.eventfile import EventLine
 from provisioner.pipeline.ops import DeadLetter, Delete, Op, Record, Skip, Upsert, render_key
+from provisioner.pipeline.ordering import OrderTracker
 from provisioner.pipeline.process import Pipeline
+from provisioner.spec.durations import parse_duration
 from provisioner.spec.models import DataProduct, ExpectedOp, GivenRecord, SpecTest
 from provisioner.spec.timestamps import to_epoch_ms
 
@@ -36,7 +39,7 @@ def op_to_dict(op: Op) -> dict[str, Any]:
     if isinstance(op, Delete):
         return {"delete": {"key": list(op.key)}}
     if isinstance(op, Skip):
-        return {"skip": {}}
+        return {"skip": {"reason": op.reason}}
     return {"deadLetter": {"stage": op.stage, "message": op.message}}
 
 
@@ -46,7 +49,7 @@ def expected_to_dict(expected: ExpectedOp) -> dict[str, Any]:
     if expected.delete is not None:
         return {"delete": {"key": list(expected.delete.key)}}
     if expected.skip is not None:
-        return {"skip": {}}
+        return {"skip": {} if expected.skip.reason is None else {"reason": expected.skip.reason}}
     assert expected.dead_letter is not None
     return {"deadLetter": {"stage": expected.dead_letter.stage}}
 
@@ -74,7 +77,7 @@ def op_matches(expected: ExpectedOp, op: Op) -> bool:
     if expected.delete is not None:
         return isinstance(op, Delete) and render_key(tuple(expected.delete.key)) == render_key(op.key)
     if expected.skip is not None:
-        return isinstance(op, Skip)
+        return isinstance(op, Skip) and expected.skip.reason in (None, op.reason)
     assert expected.dead_letter is not None
     return isinstance(op, DeadLetter) and op.stage == expected.dead_letter.stage
 
@@ -119,8 +122,18 @@ class SpecTestOutcome:
     error: str | None = None
 
 
+def ordered_ops(pipeline: Pipeline, records: Iterable[Record]) -> list[Op]:
+    """The ops of `records` in order, as a store applies them: with `spec.order`, an op older than
+    its key's last applied one is a skip with reason `stale`."""
+    spec = pipeline.product.spec
+    if spec.order is None:
+        return [pipeline.process(record) for record in records]
+    tracker = OrderTracker(round(parse_duration(spec.order_retention).total_seconds() * 1000))
+    return [tracker.admit(pipeline.process(record), record.timestamp) for record in records]
+
+
 def run_test(pipeline: Pipeline, test: SpecTest) -> SpecTestOutcome:
-    ops = [pipeline.process(given_record(pipeline.product, given, i)) for i, given in enumerate(test.given)]
+    ops = ordered_ops(pipeline, (given_record(pipeline.product, given, i) for i, given in enumerate(test.given)))
     passed = len(ops) == len(test.expect) and all(op_matches(e, op) for e, op in zip(test.expect, ops, strict=True))
     return SpecTestOutcome(
         name=test.name,

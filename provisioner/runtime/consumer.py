@@ -46,7 +46,7 @@ from provisioner.runtime.until import UntilBound
 from provisioner.spec.durations import parse_duration
 from provisioner.spec.models import DataProduct, StoreSpec
 from provisioner.spec.timestamps import to_epoch_ms
-from provisioner.stores.base import PositionConflict, Store, StoreSchemaError
+from provisioner.stores.base import PositionConflict, Stale, Store, StoreSchemaError
 from provisioner.stream.client import DEFAULT_KAFKA_CLIENT, Assignment, BrokerTimeout, StreamConsumer, open_consumer
 from provisioner.stream.deadletters import DeadLetterProducer
 from provisioner.stream.kafka import is_transient
@@ -102,9 +102,10 @@ class _Halt(Exception):
 
 @dataclass(frozen=True, slots=True)
 class _InFlight:
-    """The store write on the writer thread: its future (seconds taken), its batch and end positions."""
+    """The store write on the writer thread: its future (seconds taken, stale ops), its batch and end
+    positions."""
 
-    future: Future[float]
+    future: Future[tuple[float, Stale | None]]
     batch: Batch
     end: dict[int, int]
 
@@ -438,11 +439,13 @@ class StoreConsumer:
         self._positions.update(end)
         self._in_flight = _InFlight(future, batch, end)
 
-    def _write(self, prepared: Sequence[Any], start: dict[int, int | None], end: dict[int, int]) -> float:
-        """On the writer thread: one atomic, fenced store write; returns how long it took."""
+    def _write(self, prepared: Sequence[Any], start: dict[int, int | None], end: dict[int, int]
+               ) -> tuple[float, Stale | None]:
+        """On the writer thread: one atomic, fenced store write; returns how long it took and what
+        it skipped as stale (`spec.order`)."""
         started = time.perf_counter()
-        self.store.apply(prepared, start, end)
-        return time.perf_counter() - started
+        stale = self.store.apply(prepared, start, end)
+        return time.perf_counter() - started, stale
 
     def _settle(self) -> None:
         """Wait for the write in flight; once it landed, commit and account for it. Raises its
@@ -451,10 +454,11 @@ class StoreConsumer:
         if pending is None:
             return
         self._in_flight = None
-        self.metrics.batch_seconds.observe(pending.future.result())
+        seconds, stale = pending.future.result()
+        self.metrics.batch_seconds.observe(seconds)
         self._applied.update(pending.end)
         self._commit(pending.end)
-        self._account(pending.batch)
+        self._account(pending.batch, stale)
 
     # -- 5. commit ---------------------------------------------------------------------------
 
@@ -471,11 +475,19 @@ class StoreConsumer:
 
     # -- status ------------------------------------------------------------------------------
 
-    def _account(self, batch: Batch) -> None:
+    def _account(self, batch: Batch, stale: Stale | None = None) -> None:
         status = self.status
         records = batch.records
         counts = {"upsert": batch.upserts, "delete": batch.deletes, "skip": batch.skips,
                   "deadLetter": len(batch.dead)}
+        if stale is not None:
+            # Skips with reason stale: ops older than their key's last applied one (`spec.order`).
+            skipped = stale.upserts + stale.deletes
+            counts["upsert"] -= stale.upserts
+            counts["delete"] -= stale.deletes
+            counts["skip"] += skipped
+            status.stale += skipped
+            self.metrics.stale(skipped)
         for kind, count in counts.items():
             status.ops[kind] += count
             self.metrics.op(kind, count)

@@ -50,6 +50,8 @@ class ConsumerMetrics:
                             [*labels, "kind"], registry=self.registry)
         self._dead_letters = Counter("provisioner_dead_letters", "Dead letters by stage",
                                      [*labels, "stage"], registry=self.registry)
+        self._stale = Counter("provisioner_stale_ops", "Upserts and deletes skipped as older than their key's last",
+                              list(labels), registry=self.registry).labels(**labels)
         self.lag = Gauge("provisioner_lag_records", "Records between the store's position and the topic's end",
                          list(labels), registry=self.registry).labels(**labels)
         self.freshness = Gauge("provisioner_freshness_seconds",
@@ -71,6 +73,10 @@ class ConsumerMetrics:
     def op(self, kind: str, count: int) -> None:
         if count:
             self._ops.labels(**self._labels, kind=kind).inc(count)
+
+    def stale(self, count: int) -> None:
+        if count:
+            self._stale.inc(count)
 
     def dead_letter(self, stage: str) -> None:
         self._dead_letters.labels(**self._labels, stage=stage).inc()

@@ -43,6 +43,7 @@ class ConsumerStatus:
     records: int = 0
     ops: dict[str, int] = field(default_factory=lambda: {"upsert": 0, "delete": 0, "skip": 0, "deadLetter": 0})
     dead_letters: int = 0
+    stale: int = 0  # of the skips, those of ops older than their key's last applied one (`spec.order`)
     batches: int = 0
     conflicts: int = 0
     records_per_second: float = 0.0

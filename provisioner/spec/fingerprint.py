@@ -1,7 +1,8 @@
 """Which spec changes change a store's content, and which apply in place.
 
 A store is a function of its spec and the event log. `content_settings` lists exactly the settings
-that decide what a store holds (source topic, start, schema and until; filter, delete, fields and key; the
+that decide what a store holds (source topic, start, schema and until; filter, delete, order, fields and
+key; the
 store's kind, structure, mode, table or key prefix and column types), and `fingerprint` hashes
 them: two specs with the same fingerprint fill a store identically from the same records, so a
 change that keeps it (replicas, batch size and latency, freshness, error mode, TTL of new writes,
@@ -39,6 +40,9 @@ def content_settings(product: DataProduct, store: StoreSpec) -> dict[str, Any]:
         "key": list(product.key_fields),
         "kind": store.kind,
     }
+    if spec.order is not None:
+        # Only when set, like `until`: a store's content depends on which ops were stale.
+        settings["order"] = spec.order
     if spec.source.until is not None:
         # Only when set, so the fingerprints of stores older than `until` stay what they were.
         settings["source"]["until"] = spec.source.until

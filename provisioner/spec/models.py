@@ -347,12 +347,16 @@ class ExpectedDelete(_Model):
 class ExpectedDeadLetter(_Model):
     """An expected dead letter, by the stage that refused the record."""
 
-    stage: Literal["decode", "schema", "filter", "delete", "fields", "key", "store"] = Field(
+    stage: Literal["decode", "schema", "filter", "delete", "fields", "key", "order", "store"] = Field(
         description="The stage that refused the record.")
 
 
 class ExpectedSkip(_Model):
-    """An expected skip (the filter was false)."""
+    """An expected skip: the filter was false, or (reason stale) the op is older than its key's last one."""
+
+    reason: Literal["filter", "stale"] | None = Field(
+        default=None, description="Why: filter (the filter was false) or stale (an older order value); "
+                                  "absent: either.")
 
 
 class ExpectedOp(_Model):
@@ -388,6 +392,14 @@ class DataProductSpec(_Model):
         default=None, description="CEL expression -> bool: records for which it is false are skipped.")
     delete: Expression | None = Field(
         default=None, description="CEL expression -> bool: true deletes the row with the record's key.")
+    order: Expression | None = Field(
+        default=None,
+        description="CEL expression -> int or timestamp: an upsert or delete applies only when its value is at "
+                    "least the one last applied to its key; an older one is skipped (stale).")
+    order_retention: PositiveDuration = Field(
+        default="7d",
+        description="How long a delete's order value is kept (after the delete record's timestamp), so a late "
+                    "older upsert cannot bring the row back.")
     fields: Annotated[dict[str, Expression], Field(
         min_length=1, max_length=MAX_FIELDS,
         description="Output fields in order: field name -> CEL expression over event and record.")]

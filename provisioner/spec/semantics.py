@@ -15,9 +15,11 @@ from jsonschema.exceptions import SchemaError
 from provisioner.expr import ExpressionError, compile_expression
 from provisioner.spec.event_shape import Shape, from_json_schema
 from provisioner.spec.findings import format_path
-from provisioner.spec.models import DataProduct
+from provisioner.spec.models import DataProduct, StoreSpec
 from provisioner.spec.names import (
     FIELD_NAME,
+    ORDER_COLUMNS,
+    ORDER_MARKERS_TABLE,
     POSITIONS_TABLE,
     RESERVED_APPEND_COLUMNS,
     SQL_IDENTIFIER,
@@ -45,9 +47,24 @@ def _expression(path: Path, source: str, *, expect_bool: bool) -> Iterator[Probl
         yield Problem(path, f"{error.message} (column {error.column} of the expression)", column_offset=offset)
 
 
+def _order(source: str) -> Iterator[Problem]:
+    try:
+        program = compile_expression(source)
+    except ExpressionError:
+        yield from _expression(("spec", "order"), source, expect_bool=False)
+        return
+    # `dyn` (a JSON field) is checked per record: a value of another type is a dead letter (stage order).
+    if program.result_type not in ("int", "timestamp", "dyn"):
+        yield Problem(("spec", "order"),
+                      f"order must evaluate to int or timestamp, but its type is {program.result_type}")
+
+
 def _expressions(product: DataProduct) -> Iterator[Problem]:
     for path, source in _sources(product):
-        yield from _expression(path, source, expect_bool=path[1] != "fields")
+        if path == ("spec", "order"):
+            yield from _order(source)
+        else:
+            yield from _expression(path, source, expect_bool=path[1] != "fields")
 
 
 def _shape_findings(product: DataProduct, event: Shape | None) -> Iterator[Problem]:
@@ -73,6 +90,8 @@ def _sources(product: DataProduct) -> Iterator[tuple[Path, str]]:
         yield ("spec", "delete"), spec.delete
     for name, source in spec.fields.items():
         yield ("spec", "fields", name), source
+    if spec.order is not None:
+        yield ("spec", "order"), spec.order
 
 
 def _fields_and_key(product: DataProduct) -> Iterator[Problem]:
@@ -119,46 +138,55 @@ def _connection_url(path: Path, kind: str, url: str) -> Iterator[Problem]:
 
 
 def _stores(product: DataProduct) -> Iterator[Problem]:
-    spec = product.spec
-    fields = product.fields
     seen: set[str] = set()
     tables: set[tuple[str, str]] = set()
-    for index, store in enumerate(spec.stores):
+    for index, store in enumerate(product.spec.stores):
         base: Path = ("spec", "stores", index)
         if store.name in seen:
             yield Problem((*base, "name"), f"store name {store.name!r} is used twice in this product")
         seen.add(store.name)
         if store.connection is not None and store.connection.url is not None:
             yield from _connection_url((*base, store.kind, "connection", "url"), store.kind, store.connection.url)
-        if store.postgres is None:
-            continue
-        pg = store.postgres
-        table = product.table(store)
-        if not SQL_IDENTIFIER.match(table):
-            yield Problem((*base, "postgres"),
-                          f"the default table name {table!r} is not a valid SQL identifier: set `table`")
-        if table == POSITIONS_TABLE:
-            yield Problem((*base, "postgres", "table"), f"{POSITIONS_TABLE!r} is reserved for positions")
-        if pg.connection is None:
-            if (pg.db_schema, table) in tables:
-                yield Problem((*base, "postgres", "table"),
-                              f"table {pg.db_schema}.{table} is used by another managed store of this product")
-            tables.add((pg.db_schema, table))
-        for name in fields:
-            if not SQL_IDENTIFIER.match(name):
-                yield Problem(("spec", "fields", name),
-                              f"field {name!r} becomes a column of {store.name!r}: use lowercase letters, "
-                              "digits and '_' (at most 63 characters)", at_key=True)
-        if pg.mode == "append":
-            for name in fields:
-                if name in RESERVED_APPEND_COLUMNS:
-                    yield Problem(("spec", "fields", name),
-                                  f"{name!r} is a changelog column in append mode "
-                                  f"({', '.join(RESERVED_APPEND_COLUMNS)}): rename the field", at_key=True)
-        for name in pg.columns:
-            if name not in fields:
-                yield Problem((*base, "postgres", "columns", name),
-                              f"column type given for {name!r}, which is not a field", at_key=True)
+        if store.postgres is not None:
+            yield from _postgres_store(product, store, base, tables)
+
+
+def _postgres_store(product: DataProduct, store: StoreSpec, base: Path,
+                    tables: set[tuple[str, str]]) -> Iterator[Problem]:
+    """A Postgres store's table and columns; `tables` collects the managed tables seen so far."""
+    pg = store.postgres
+    assert pg is not None
+    fields = product.fields
+    table = product.table(store)
+    if not SQL_IDENTIFIER.match(table):
+        yield Problem((*base, "postgres"),
+                      f"the default table name {table!r} is not a valid SQL identifier: set `table`")
+    if table == POSITIONS_TABLE:
+        yield Problem((*base, "postgres", "table"), f"{POSITIONS_TABLE!r} is reserved for positions")
+    if table == ORDER_MARKERS_TABLE:
+        yield Problem((*base, "postgres", "table"), f"{ORDER_MARKERS_TABLE!r} is reserved for order markers")
+    if pg.connection is None:
+        if (pg.db_schema, table) in tables:
+            yield Problem((*base, "postgres", "table"),
+                          f"table {pg.db_schema}.{table} is used by another managed store of this product")
+        tables.add((pg.db_schema, table))
+    reserved = {name: "a changelog column in append mode" for name in RESERVED_APPEND_COLUMNS if pg.mode == "append"}
+    if product.spec.order is not None:
+        reserved.update((name, "a column of an ordered store") for name in ORDER_COLUMNS)
+    for name in fields:
+        if not SQL_IDENTIFIER.match(name):
+            yield Problem(("spec", "fields", name),
+                          f"field {name!r} becomes a column of {store.name!r}: use lowercase letters, "
+                          "digits and '_' (at most 63 characters)", at_key=True)
+        elif name in reserved:
+            append = name in RESERVED_APPEND_COLUMNS and pg.mode == "append"
+            columns = RESERVED_APPEND_COLUMNS if append else ORDER_COLUMNS
+            yield Problem(("spec", "fields", name),
+                          f"{name!r} is {reserved[name]} ({', '.join(columns)}): rename the field", at_key=True)
+    for name in pg.columns:
+        if name not in fields:
+            yield Problem((*base, "postgres", "columns", name),
+                          f"column type given for {name!r}, which is not a field", at_key=True)
 
 
 def _source(product: DataProduct) -> Iterator[Problem]:

@@ -60,6 +60,22 @@ class Rejected:
     dead_letter: DeadLetter
 
 
+@dataclass(frozen=True, slots=True)
+class Stale:
+    """How many upserts and deletes of a batch a store skipped as older than their key's last
+    applied op (`spec.order`)."""
+
+    upserts: int = 0
+    deletes: int = 0
+
+
+class OrderedWrites(list[Any]):
+    """The prepared writes of an ordered store (`spec.order`), with the changes already found stale
+    within the batch (older than an earlier change of their key)."""
+
+    stale: Stale = Stale()
+
+
 class Store(Protocol):
     """What the consumer loop needs of a store. Implementations live beside this module."""
 
@@ -78,11 +94,12 @@ class Store(Protocol):
 
     def apply(
         self, prepared: Sequence[Any], start: Mapping[int, int | None], end: Mapping[int, int]
-    ) -> None:
+    ) -> Stale | None:
         """Apply prepared changes and set positions to `end` atomically.
 
         Raises PositionConflict unless every partition in `end` still has the position in `start`
-        (None = no position stored yet); nothing is written in that case.
+        (None = no position stored yet); nothing is written in that case. An ordered store
+        (`spec.order`) returns the batch's stale changes (not applied); others return None.
         """
 
     def inspect(self, limit: int) -> list[dict[str, Any]]:

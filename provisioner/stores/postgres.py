@@ -30,6 +30,7 @@ from provisioner.spec.names import POSITIONS_TABLE, RESERVED_APPEND_COLUMNS, VER
 from provisioner.stores.base import (
     PositionConflict,
     Rejected,
+    Stale,
     StoreError,
     StoreSchemaError,
     VersionFence,
@@ -472,7 +473,7 @@ class PostgresStore:
 
     def apply(
         self, prepared: Sequence[Any], start: Mapping[int, int | None], end: Mapping[int, int]
-    ) -> None:
+    ) -> Stale | None:
         connection = self._connect()
         try:
             with connection.transaction():
@@ -488,6 +489,7 @@ class PostgresStore:
             raise self._failed("applying a batch failed", error) from None
         except psycopg.Error as error:
             raise self._failed("applying a batch failed", error) from None
+        return None
 
     def _end_stuck_sessions(self, connection: psycopg.Connection[Any]) -> None:
         """After a lock timeout: end the sessions of this consumer group that have waited on their
@@ -651,5 +653,9 @@ class PostgresStore:
                 connection.execute(f"DROP TABLE IF EXISTS {self._qualified}")
                 self._create_missing(connection)
                 connection.execute(self._sql["forget_positions"], (self._consumer,))
+                self._forget_state(connection)
         except psycopg.Error as error:
             raise self._failed("reset failed", error) from None
+
+    def _forget_state(self, connection: psycopg.Connection[Any]) -> None:
+        """Forget what else a reset store must not remember (an ordered store: its markers)."""

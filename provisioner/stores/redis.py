@@ -21,11 +21,14 @@ from redis.exceptions import NoScriptError, RedisError
 
 from provisioner.pipeline.encoding import Unencodable, encode_value, to_json
 from provisioner.pipeline.ops import Change, DeadLetter, KeyPart, Upsert, render_key
+from provisioner.pipeline.ordering import newest_per_key, order_text
 from provisioner.spec.durations import parse_duration
 from provisioner.spec.models import DataProduct, StoreSpec
 from provisioner.stores.base import (
+    OrderedWrites,
     PositionConflict,
     Rejected,
+    Stale,
     StoreError,
     VersionFence,
     VersionMoved,
@@ -41,6 +44,11 @@ from provisioner.stores.redis_connect import client, failure
 POSITIONS_KEY_PREFIX: Final = b"\xffprovisioner:positions:"
 # The version record of a consumer group (a hash, `stores/versions.py`), under the same 0xFF namespace.
 VERSIONS_KEY_PREFIX: Final = b"\xffprovisioner:versions:"
+# `spec.order`: the order value last applied to a data key (or a delete's marker) lives under this
+# prefix followed by the data key itself, so a shadow's markers follow its keys through a switch.
+ORDER_KEY_PREFIX: Final = b"\xffprovisioner:order:"
+# The first bytes of a shadow version's keys (U+FFFF in UTF-8; see stores/versions.py).
+SHADOW_MARK: Final = "\uffff".encode()
 _SCAN_COUNT = 1000
 _UNLINK_CHUNK = 500
 
@@ -57,7 +65,7 @@ _UNLINK_CHUNK = 500
 # runs wholly before it or is refused after it.)
 # Like MULTI/EXEC, a write the server refuses (a key of another type) does not stop the others, the
 # positions still move, and the first error is the reply.
-APPLY_SCRIPT: Final = """
+_FENCE_LUA: Final = """
 local n = #KEYS - 2
 if ARGV[4] ~= '' then
   local v = redis.call('HMGET', KEYS[n + 2], 'fingerprint', 'generation')
@@ -77,6 +85,18 @@ local failed = nil
 local function check(reply)
   if type(reply) == 'table' and reply.err and not failed then failed = reply.err end
 end
+"""
+_POSITIONS_LUA: Final = """
+for i = 1, n do
+  local final = ARGV[3 * i + 3]
+  if final ~= '' then
+    redis.call('SET', KEYS[i], final)
+    redis.call('SADD', KEYS[n + 1], ARGV[3 * i + 4])
+  end
+end
+if failed then return redis.error_reply(failed) end
+"""
+APPLY_SCRIPT: Final = _FENCE_LUA + """
 if ARGV[1] == 'hash' then
   for _, w in ipairs(writes) do
     check(redis.pcall('DEL', w[1]))
@@ -95,18 +115,74 @@ else
     end
   end
 end
-for i = 1, n do
-  local final = ARGV[3 * i + 3]
-  if final ~= '' then
-    redis.call('SET', KEYS[i], final)
-    redis.call('SADD', KEYS[n + 1], ARGV[3 * i + 4])
-  end
-end
-if failed then return redis.error_reply(failed) end
+""" + _POSITIONS_LUA + """
 return 'OK'
 """
+# With `spec.order`: each write is [key, order, expiry, ...] (the rest as above: hash fields, a JSON
+# document, or nothing), `order` the fixed-width text of the op's order value (compared as a
+# string: exact, where Lua numbers are doubles) and `expiry` '' for an upsert or, for a delete, the
+# Unix time in ms its marker expires at. The key's order value lives in a sibling key, ARGV[#ARGV]
+# (the 0xFF order namespace) followed by the data key: an op older than it is skipped (stale); an
+# applied upsert sets it with the row's TTL, an applied delete with the marker's expiry. The reply
+# counts the stale upserts and deletes. The order values are read with one MGET and, without a TTL,
+# written with one MSET per 500 keys (each command a script calls has a cost of its own).
+ORDERED_APPLY_SCRIPT: Final = _FENCE_LUA + """
+local markers = ARGV[#ARGV]
+local chunk = 500
+local last, names = {}, {}
+for i = 1, #writes do names[i] = markers .. writes[i][1] end
+for i = 1, #writes, chunk do
+  local found = redis.call('MGET', unpack(names, i, math.min(i + chunk - 1, #writes)))
+  for j = 1, #found do last[i + j - 1] = found[j] end
+end
+local persistent = {}
+local stale_upserts, stale_deletes = 0, 0
+for index, w in ipairs(writes) do
+  local key, order, expiry = w[1], w[2], w[3]
+  local marker = names[index]
+  local previous = last[index]
+  if previous and previous > order then
+    if expiry == '' then stale_upserts = stale_upserts + 1 else stale_deletes = stale_deletes + 1 end
+  elseif expiry ~= '' then
+    check(redis.pcall('DEL', key))
+    check(redis.pcall('SET', marker, order, 'PXAT', expiry))
+  else
+    if ARGV[1] == 'hash' then
+      check(redis.pcall('DEL', key))
+      if #w > 3 then
+        check(redis.pcall('HSET', key, unpack(w, 4)))
+        if ttl ~= '' then check(redis.pcall('PEXPIRE', key, ttl)) end
+      end
+    elseif ttl ~= '' then check(redis.pcall('SET', key, w[4], 'PX', ttl))
+    else check(redis.pcall('SET', key, w[4])) end
+    if ttl ~= '' then check(redis.pcall('SET', marker, order, 'PX', ttl))
+    else
+      persistent[#persistent + 1] = marker
+      persistent[#persistent + 1] = order
+    end
+  end
+end
+for i = 1, #persistent, 2 * chunk do
+  check(redis.pcall('MSET', unpack(persistent, i, math.min(i + 2 * chunk - 1, #persistent))))
+end
+""" + _POSITIONS_LUA + """
+return {'stale', stale_upserts, stale_deletes}
+"""
+ORDERED_APPLY_SCRIPT_SHA: Final = hashlib.sha1(ORDERED_APPLY_SCRIPT.encode()).hexdigest()  # noqa: S324
 APPLY_SCRIPT_SHA: Final = hashlib.sha1(APPLY_SCRIPT.encode()).hexdigest()  # noqa: S324 - Redis names scripts so
 _encode_writes = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
+
+
+def chunks(keys: Iterator[bytes]) -> Iterator[list[bytes]]:
+    """`keys` in lists of at most _UNLINK_CHUNK, for UNLINK calls of a bounded size."""
+    chunk: list[bytes] = []
+    for key in keys:
+        chunk.append(key)
+        if len(chunk) >= _UNLINK_CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def glob_escape(prefix: bytes) -> bytes:
@@ -160,6 +236,9 @@ class RedisStore:
         self._partitions_key = self.positions_key + b":partitions"
         self._version_key = VERSIONS_KEY_PREFIX + product.consumer_group(store).encode()
         self._fence = b"" if fence is None else fence.text.encode()
+        self._ordered = product.spec.order is not None
+        retention = parse_duration(product.spec.order_retention)
+        self._retention_ms = round(retention.total_seconds() * 1000)
         self._client: redis.Redis | None = None
 
     # -- connection -------------------------------------------------------------------------
@@ -191,6 +270,27 @@ class RedisStore:
             raise self._error("ping failed", error) from None
 
     def prepare(self, changes: Sequence[Change]) -> tuple[list[Any], list[Rejected]]:
+        if self._ordered:
+            return self._prepare_ordered(changes)
+        return self._prepare(changes)
+
+    def _prepare_ordered(self, changes: Sequence[Change]) -> tuple[list[Any], list[Rejected]]:
+        """The newest change per key (`newest_per_key`), written as `ORDERED_APPLY_SCRIPT` takes it."""
+        newest, stale_upserts, stale_deletes = newest_per_key(changes)
+        plain, rejected = self._prepare(newest)
+        if rejected:
+            refused = {id(r.change) for r in rejected}
+            newest = [change for change in newest if id(change) not in refused]
+        # One write per change of `newest`, in its order: their keys are distinct rendered keys.
+        retention = self._retention_ms
+        for change, write in zip(newest, plain, strict=True):
+            op = change.op
+            write[1:1] = (order_text(op.order), "" if type(op) is Upsert else str(change.timestamp_ms + retention))  # type: ignore[arg-type]
+        writes = OrderedWrites(plain)
+        writes.stale = Stale(stale_upserts, stale_deletes)
+        return writes, rejected
+
+    def _prepare(self, changes: Sequence[Change]) -> tuple[list[Any], list[Rejected]]:
         # The last op per key wins within a batch (each op replaces the whole key), so one write
         # per key is both faster and the same result as applying every change in order. Keys are
         # distinct, so the order of the writes does not change the result.
@@ -300,7 +400,7 @@ class RedisStore:
 
     def apply(
         self, prepared: Sequence[Any], start: Mapping[int, int | None], end: Mapping[int, int]
-    ) -> None:
+    ) -> Stale | None:
         client = self._connect()
         pool = client.connection_pool
         try:
@@ -310,8 +410,9 @@ class RedisStore:
             raise self._error("cannot connect", error) from None
         healthy = False
         try:
-            self._apply_on(connection, prepared, start, end)
+            stale = self._apply_on(connection, prepared, start, end)
             healthy = True
+            return stale
         except (PositionConflict, VersionMoved):
             healthy = True
             raise
@@ -330,10 +431,10 @@ class RedisStore:
         prepared: Sequence[Any],
         start: Mapping[int, int | None],
         end: Mapping[int, int],
-    ) -> None:
+    ) -> Stale | None:
         partitions = sorted({*start, *end})
         if not partitions:
-            return
+            return None
         keys = [self.partition_key(p) for p in partitions]
         keys.append(self._partitions_key)
         keys.append(self._version_key)
@@ -343,12 +444,16 @@ class RedisStore:
             final = end.get(partition)
             args += ["" if begin is None else b"%d" % begin, "" if final is None else b"%d" % final,
                      b"%d" % partition]
-        connection.send_command("EVALSHA", APPLY_SCRIPT_SHA, len(keys), *keys, *args)
+        script, sha = APPLY_SCRIPT, APPLY_SCRIPT_SHA
+        if self._ordered:
+            script, sha = ORDERED_APPLY_SCRIPT, ORDERED_APPLY_SCRIPT_SHA
+            args.append(ORDER_KEY_PREFIX)
+        connection.send_command("EVALSHA", sha, len(keys), *keys, *args)
         try:
             reply = connection.read_response()
         except NoScriptError:
             # A restarted or flushed server forgot the script: EVAL sends it (and caches it again).
-            connection.send_command("EVAL", APPLY_SCRIPT, len(keys), *keys, *args)
+            connection.send_command("EVAL", script, len(keys), *keys, *args)
             reply = connection.read_response()
         if isinstance(reply, list) and reply and reply[0] == b"version":
             found = reply[1].decode()[:8] or "none"
@@ -359,6 +464,10 @@ class RedisStore:
             raise PositionConflict(
                 f"partition {partition}: the store is at {stored or None}, the batch started from {began or None}"
             )
+        if isinstance(reply, list) and reply and reply[0] == b"stale":
+            within: Stale = getattr(prepared, "stale", Stale())
+            return Stale(within.upserts + int(reply[1]), within.deletes + int(reply[2]))
+        return None
 
     def inspect(self, limit: int) -> list[dict[str, Any]]:
         keys: list[bytes] = []
@@ -452,14 +561,19 @@ class RedisStore:
         try:
             partitions = client.smembers(self._partitions_key)
             client.delete(*(self.partition_key(int(p)) for p in partitions), self._partitions_key)
-            chunk: list[bytes] = []
-            for key in self._scan():
-                chunk.append(key)
-                if len(chunk) >= _UNLINK_CHUNK:
-                    client.unlink(*chunk)
-                    chunk = []
-            if chunk:
-                client.unlink(*chunk)
+            for keys in chunks(self._scan()):
+                client.unlink(*keys)
+            self._unlink_markers(client)
         except RedisError as error:
             self._drop_client()
             raise self._error("reset failed", error) from None
+
+    def _unlink_markers(self, client: redis.Redis) -> None:
+        """Delete the order values and delete markers of this store's keys (`spec.order`)."""
+        markers = ORDER_KEY_PREFIX + self._prefix
+        pattern = glob_escape(markers) + b"*"
+        # Under an empty prefix, a shadow's markers (U+FFFF after the namespace) are not ours.
+        theirs = markers + SHADOW_MARK if not self._prefix.startswith(SHADOW_MARK) else None
+        found = client.scan_iter(match=pattern, count=_SCAN_COUNT)
+        for keys in chunks(k for k in found if theirs is None or not k.startswith(theirs)):
+            client.unlink(*keys)

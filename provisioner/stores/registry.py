@@ -10,6 +10,7 @@ from __future__ import annotations
 from provisioner.spec.models import DataProduct, StoreSpec
 from provisioner.stores.base import Store, VersionFence
 from provisioner.stores.postgres import PostgresStore
+from provisioner.stores.postgres_ordered import OrderedPostgresStore
 from provisioner.stores.redis import RedisStore
 
 
@@ -19,6 +20,8 @@ def open_store(product: DataProduct, store_spec: StoreSpec, url: str, *, timeout
     With `fence`, every batch is refused (VersionMoved) unless the store's version is that one."""
     if store_spec.redis is not None:
         return RedisStore(product, store_spec, url, timeout=timeout, fence=fence)
+    if store_spec.postgres is not None and product.spec.order is not None:
+        return OrderedPostgresStore(product, store_spec, url, timeout=timeout, fence=fence)
     if store_spec.postgres is not None:
         return PostgresStore(product, store_spec, url, timeout=timeout, fence=fence)
     raise ValueError(f"store {store_spec.name!r} sets neither redis nor postgres")

@@ -47,11 +47,11 @@ from redis.exceptions import RedisError
 from provisioner.errors import ConflictError
 from provisioner.spec.fingerprint import fingerprint
 from provisioner.spec.models import DataProduct, StoreSpec
-from provisioner.spec.names import POSITIONS_TABLE, VERSIONS_TABLE, quote_identifier
+from provisioner.spec.names import ORDER_MARKERS_TABLE, POSITIONS_TABLE, VERSIONS_TABLE, quote_identifier
 from provisioner.stores import postgres_connect, redis_connect
 from provisioner.stores.base import Store, StoreError
 from provisioner.stores.election import Election, PostgresElection, RedisElection
-from provisioner.stores.redis import POSITIONS_KEY_PREFIX, VERSIONS_KEY_PREFIX, glob_escape
+from provisioner.stores.redis import ORDER_KEY_PREFIX, POSITIONS_KEY_PREFIX, VERSIONS_KEY_PREFIX, chunks, glob_escape
 from provisioner.stores.registry import open_store
 
 __all__ = [
@@ -78,7 +78,6 @@ SHADOW_KEY_PREFIX: Final = "\uffffprovisioner:shadow:"
 _IDENTIFIER_MAX: Final = 63
 SWITCH_LOCK_TIMEOUT_MS: Final = 60_000
 _SCAN_COUNT: Final = 1000
-_UNLINK_CHUNK: Final = 500
 
 
 class NotRebuilder(ConflictError):
@@ -370,10 +369,23 @@ class PostgresVersions:
             if self._has_positions(connection):
                 connection.execute(f"DELETE FROM {self._positions} WHERE consumer = %s",  # noqa: S608
                                    (shadow.group,))
+            self._move_markers(connection, shadow.group, None)
             connection.execute(f"UPDATE {self._versions} SET shadow = NULL WHERE consumer = %s",  # noqa: S608
                                (self._group,))
 
         self._run("dropping a shadow failed", work)
+
+    def _move_markers(self, connection: psycopg.Connection[Any], source: str, target: str | None) -> None:
+        """`spec.order`: the markers of group `source` become `target`'s (replacing its own), or go."""
+        markers = f"{quote_identifier(self._schema)}.{quote_identifier(ORDER_MARKERS_TABLE)}"
+        found = connection.execute("SELECT to_regclass(%s)", (markers,)).fetchone()
+        if found is None or found[0] is None:
+            return
+        if target is None:
+            connection.execute(f"DELETE FROM {markers} WHERE consumer = %s", (source,))  # noqa: S608
+            return
+        connection.execute(f"DELETE FROM {markers} WHERE consumer = %s", (target,))  # noqa: S608
+        connection.execute(f"UPDATE {markers} SET consumer = %s WHERE consumer = %s", (target, source))  # noqa: S608
 
     def _has_positions(self, connection: psycopg.Connection[Any]) -> bool:
         row = connection.execute("SELECT to_regclass(%s)", (self._positions,)).fetchone()
@@ -414,6 +426,7 @@ class PostgresVersions:
                                (self._group,))
             connection.execute(f"UPDATE {self._positions} SET consumer = %s WHERE consumer = %s",  # noqa: S608
                                (self._group, shadow.group))
+            self._move_markers(connection, shadow.group, self._group)
             self._upsert_record(connection, product, store, generation)
 
         self._run("switching versions failed", work)
@@ -442,7 +455,8 @@ class PostgresVersions:
 # refuses the switch), then 3 the shadow's key prefix, 4 its positions key, 5 the live positions key,
 # 6 the version key, 7 the live key prefix, 8 how many prefixes to clear, then those prefixes, then
 # the version record's field/value pairs. Keys starting with 0xFF (positions, versions) or U+FFFF (shadows)
-# are never cleared, even under an empty prefix.
+# are never cleared, even under an empty prefix. The order values of `spec.order` (ORDER_KEY_PREFIX
+# followed by a data key) are cleared and renamed with their keys.
 _SWITCH_LUA: Final = r"""
 local function escape(s) return (string.gsub(s, "[%*%?%[%]\\]", "\\%0")) end
 local function scan_all(prefix)
@@ -466,10 +480,19 @@ for i = 9, 8 + cleared do
     if string.byte(k, 1) ~= 255 and string.sub(k, 1, 3) ~= "\239\191\191" then redis.call("UNLINK", k) end
   end
 end
+local markers = "\255provisioner:order:"
+for i = 9, 8 + cleared do
+  for _, k in ipairs(scan_all(markers .. ARGV[i])) do
+    if string.sub(k, #markers + 1, #markers + 3) ~= "\239\191\191" then redis.call("UNLINK", k) end
+  end
+end
 local moved = 0
 for _, k in ipairs(scan_all(shadow)) do
   redis.call("RENAME", k, live .. string.sub(k, #shadow + 1))
   moved = moved + 1
+end
+for _, k in ipairs(scan_all(markers .. shadow)) do
+  redis.call("RENAME", k, markers .. live .. string.sub(k, #markers + #shadow + 1))
 end
 clear_positions(live_pk)
 for _, p in ipairs(redis.call("SMEMBERS", shadow_pk .. ":partitions")) do
@@ -568,14 +591,11 @@ class RedisVersions:
             partitions = [_text(p) for p in client.smembers(pk + b":partitions")]
             client.delete(*(pk + b":" + p.encode() for p in partitions), pk + b":partitions")
             pattern = glob_escape(prefix) + b"*"
-            chunk: list[bytes] = []
-            for key in client.scan_iter(match=pattern, count=_SCAN_COUNT):
-                chunk.append(key)
-                if len(chunk) >= _UNLINK_CHUNK:
-                    client.unlink(*chunk)
-                    chunk = []
-            if chunk:
-                client.unlink(*chunk)
+            for keys in chunks(client.scan_iter(match=pattern, count=_SCAN_COUNT)):
+                client.unlink(*keys)
+            markers = glob_escape(ORDER_KEY_PREFIX + prefix) + b"*"
+            for keys in chunks(client.scan_iter(match=markers, count=_SCAN_COUNT)):
+                client.unlink(*keys)
             client.hdel(self.key, "shadow")
         except RedisError as error:
             raise self._error("dropping a shadow failed", error) from None

@@ -1,0 +1,276 @@
+"""The Postgres store of a product with `spec.order`: an op applies only when it is not older than
+its key's last applied one, decided inside the batch's transaction (with the positions).
+
+Where the order values live:
+
+- upsert mode: each row's in the hidden `_provisioner_order` column (numeric: an int, or a
+  timestamp in ns since the epoch); a delete's in the schema's `_provisioner_order_markers` table
+  (consumer group, key text, order, expiry = the delete record's timestamp + `orderRetention`).
+  Ops older than an unexpired marker of their key leave the batch (one lookup of the batch's keys
+  by the markers' primary key); the rest (one op per key already, the newest: `newest_per_key`) is
+  COPYed into the session's temp table, then, set-based: deletes older than their row leave it,
+  the remaining deletes delete and leave markers, and one
+  `INSERT ... ON CONFLICT DO UPDATE ... WHERE t._provisioner_order <= EXCLUDED._provisioner_order`
+  applies the upserts not older than their row. The statement counts give the stale ops.
+- append mode: every op is appended, with `_provisioner_order` and `_stale`; the markers table
+  holds every key's last applied order (a delete's with its expiry), read for the batch's keys and
+  written back in the same transaction, so `_stale` is exact across batches.
+
+Expired markers are ignored at once and deleted by a sweep in a batch's transaction at most every
+`SWEEP_SECONDS`. A rebuild's shadow has its own consumer group, hence its own markers; the switch
+moves them to the live group with the positions (`stores/versions.py`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any, Final
+
+import psycopg
+
+from provisioner.pipeline.ops import Change, DeadLetter, Upsert
+from provisioner.pipeline.ordering import newest_per_key
+from provisioner.spec.durations import parse_duration
+from provisioner.spec.models import DataProduct, StoreSpec
+from provisioner.spec.names import ORDER_COLUMN, ORDER_MARKERS_TABLE, STALE_COLUMN, quote_identifier
+from provisioner.stores.base import OrderedWrites, Rejected, Stale, VersionFence
+from provisioner.stores.convert import ConversionError, timestamp_text
+from provisioner.stores.postgres import _BATCH_TABLE, _DELETE_FLAG, PostgresStore, _Column, _identity
+
+SWEEP_SECONDS: Final = 300.0
+_KEY: Final = "_provisioner_key"
+_EXPIRES: Final = "_provisioner_expires"
+
+
+def create_markers_sql(schema: str) -> str:
+    """The schema's markers table (shared by its products, like the positions table)."""
+    table = f"{quote_identifier(schema)}.{quote_identifier(ORDER_MARKERS_TABLE)}"
+    return (f'CREATE TABLE IF NOT EXISTS {table} (consumer text NOT NULL, key text NOT NULL, "order" numeric '
+            "NOT NULL, expires timestamptz, PRIMARY KEY (consumer, key))")
+
+
+def _key_text(parts: Sequence[Any]) -> str:
+    """A row's key as the markers table names it: its converted key values (a numeric by value)."""
+    if len(parts) == 1 and type(parts[0]) is str:
+        return parts[0]
+    return json.dumps([str(p.normalize()) if isinstance(p, Decimal) else p for p in parts], ensure_ascii=False)
+
+
+class OrderedPostgresStore(PostgresStore):
+    """A `Store` over one Postgres table that applies `spec.order` (see the module docstring)."""
+
+    def __init__(self, product: DataProduct, store: StoreSpec, url: str, *, timeout: float = 10.0,
+                 fence: VersionFence | None = None) -> None:
+        super().__init__(product, store, url, timeout=timeout, fence=fence)
+        extra: tuple[_Column, ...] = (_Column(ORDER_COLUMN, "numeric"),)
+        if self._mode == "append":
+            extra += (_Column(STALE_COLUMN, "boolean"),)
+        self._columns = self._columns + extra
+        self._retention_ms = round(parse_duration(product.spec.order_retention).total_seconds() * 1000)
+        self._last_sweep = 0.0
+        # One text key column: a row's key text is that column's text.
+        single = len(self._key_index) == 1 and self._key_identity[0] is _identity
+        self._single_key = self._key_index[0] if single else None
+        self._stale = Stale()
+        self._sql = self._statements()
+        self._sql.update(self._ordered_statements())
+
+    def _ordered_statements(self) -> dict[str, str]:
+        q = quote_identifier
+        table, batch, flag = self._qualified, q(_BATCH_TABLE), q(_DELETE_FLAG)
+        order, key, expires = q(ORDER_COLUMN), q(_KEY), q(_EXPIRES)
+        markers = f"{q(self._pg_schema)}.{q(ORDER_MARKERS_TABLE)}"
+        fields = ", ".join(q(column.name) for column in self._fields)
+        pk = ", ".join(q(name) for name in self._primary_key)
+        non_key = [column.name for column in self._fields if column.name not in self._key_fields]
+        sets = ", ".join([*(f"{q(name)} = EXCLUDED.{q(name)}" for name in non_key), f"{order} = EXCLUDED.{order}"])
+        match = " AND ".join(f"t.{q(name)} = b.{q(name)}" for name in self._key_fields)
+        batch_definitions = ", ".join(column.sql for column in self._fields)
+        # Every identifier went through quote_identifier; every value is a bind parameter.
+        return {
+            "create_markers": create_markers_sql(self._pg_schema),
+            "create_batch": (
+                f"CREATE TEMP TABLE IF NOT EXISTS {batch} ({batch_definitions}, {flag} boolean NOT NULL, "
+                f"{order} numeric NOT NULL, {key} text NOT NULL, {expires} timestamptz) ON COMMIT DELETE ROWS"
+            ),
+            "copy_batch": f"COPY {batch} ({fields}, {flag}, {order}, {key}, {expires}) FROM STDIN",
+            "stale_deletes": (
+                f"DELETE FROM {batch} AS b USING {table} AS t WHERE b.{flag} AND {match} "  # noqa: S608
+                f"AND t.{order} > b.{order}"
+            ),
+            "delete": f"DELETE FROM {table} AS t USING {batch} AS b WHERE b.{flag} AND {match}",  # noqa: S608
+            "mark_deletes": (
+                f'INSERT INTO {markers} (consumer, key, "order", expires) '  # noqa: S608
+                f"SELECT %s, {key}, {order}, {expires} FROM {batch} WHERE {flag} "
+                'ON CONFLICT (consumer, key) DO UPDATE SET "order" = EXCLUDED."order", expires = EXCLUDED.expires'
+            ),
+            "upsert": (
+                f"INSERT INTO {table} AS t ({fields}, {order}) SELECT {fields}, {order} FROM {batch} "  # noqa: S608
+                f"WHERE NOT {flag} ON CONFLICT ({pk}) DO UPDATE SET {sets} "
+                f"WHERE t.{order} IS NULL OR t.{order} <= EXCLUDED.{order}"
+            ),
+            "read_markers": (
+                f'SELECT key, "order", expires IS NULL OR expires > now() FROM {markers} '  # noqa: S608
+                "WHERE consumer = %s AND key = ANY(%s)"
+            ),
+            "write_markers": (
+                f'INSERT INTO {markers} (consumer, key, "order", expires) '  # noqa: S608
+                "SELECT %s, * FROM unnest(%s::text[], %s::numeric[], %s::timestamptz[]) "
+                'ON CONFLICT (consumer, key) DO UPDATE SET "order" = EXCLUDED."order", expires = EXCLUDED.expires'
+            ),
+            "forget_markers": f"DELETE FROM {markers} WHERE consumer = %s",  # noqa: S608
+            "sweep": f"DELETE FROM {markers} WHERE consumer = %s AND expires <= now()",  # noqa: S608
+        }
+
+    def _create_missing(self, connection: psycopg.Connection[Any]) -> None:
+        super()._create_missing(connection)
+        connection.execute(self._sql["create_markers"])
+
+    def _forget_state(self, connection: psycopg.Connection[Any]) -> None:
+        connection.execute(self._sql["forget_markers"], (self._consumer,))
+
+    # -- batches ----------------------------------------------------------------------------
+
+    def _expiry(self, change: Change) -> tuple[str | None, int | None]:
+        """A delete's marker expiry, as text and in ms since the epoch: its record's timestamp (now,
+        when Kafka has none) + orderRetention. None for an upsert (its order value never expires)."""
+        if type(change.op) is Upsert:
+            return None, None
+        stamp = change.timestamp_ms if change.timestamp_ms >= 0 else round(time.time() * 1000)
+        return timestamp_text(stamp + self._retention_ms), stamp + self._retention_ms
+
+    def prepare(self, changes: Sequence[Change]) -> tuple[list[Any], list[Rejected]]:
+        writes = OrderedWrites()
+        rejected: list[Rejected] = []
+        if self._mode == "append":
+            for change in changes:
+                try:
+                    row = self._append_row(change)
+                except ConversionError as error:
+                    rejected.append(Rejected(change, DeadLetter("store", str(error))))
+                    continue
+                writes.append((row, self._row_key(row), change.op.order, *self._expiry(change)))
+            return writes, rejected
+        newest, stale_upserts, stale_deletes = newest_per_key(changes)
+        plain, rejected = super().prepare(newest)
+        if rejected:
+            refused = {id(r.change) for r in rejected}
+            newest = [change for change in newest if id(change) not in refused]
+        if len(plain) != len(newest):
+            # Two rendered keys name one row (1 and "1" in an integer column): merged by order.
+            return self._merged(newest, stale_upserts, stale_deletes), rejected
+        # The usual case: one converted row per change of `newest`, in its order.
+        writes.extend((*row, str(change.op.order), self._row_key(row),
+                       None if type(change.op) is Upsert else self._expiry(change)[0])
+                      for change, row in zip(newest, plain, strict=True))
+        writes.stale = Stale(stale_upserts, stale_deletes)
+        return writes, rejected
+
+    def _row_key(self, row: Sequence[Any]) -> str:
+        if self._single_key is not None:
+            return row[self._single_key]  # type: ignore[no-any-return]
+        return _key_text([same(row[i]) for same, i in zip(self._key_identity, self._key_index, strict=True)])
+
+    def _merged(self, newest: Sequence[Change], stale_upserts: int, stale_deletes: int) -> OrderedWrites:
+        """The rows of `newest` (all convertible), the newest per row where rendered keys collide."""
+        by_key: dict[str, tuple[tuple[str | None, ...], int, bool]] = {}
+        for change in newest:
+            row = self._upsert_row(change)
+            key = self._row_key(row)
+            order = change.op.order
+            assert order is not None
+            deleting = type(change.op) is not Upsert
+            held = by_key.get(key)
+            if held is not None:
+                older_is_new = order < held[1]
+                if deleting if older_is_new else held[2]:
+                    stale_deletes += 1
+                else:
+                    stale_upserts += 1
+                if older_is_new:
+                    continue
+                del by_key[key]
+            by_key[key] = ((*row, str(order), key, self._expiry(change)[0]), order, deleting)
+        writes = OrderedWrites(write for write, _, _ in by_key.values())
+        writes.stale = Stale(stale_upserts, stale_deletes)
+        return writes
+
+    def apply(
+        self, prepared: Sequence[Any], start: Mapping[int, int | None], end: Mapping[int, int]
+    ) -> Stale | None:
+        self._stale = getattr(prepared, "stale", Stale())
+        super().apply(prepared, start, end)
+        return self._stale
+
+    def _write(self, connection: psycopg.Connection[Any], prepared: Sequence[Any]) -> None:
+        now = time.monotonic()
+        if now - self._last_sweep >= SWEEP_SECONDS:
+            connection.execute(self._sql["sweep"], (self._consumer,))
+            self._last_sweep = now
+        if self._mode == "append":
+            self._write_changelog(connection, prepared)
+            return
+        stale_upserts, stale_deletes = self._stale.upserts, self._stale.deletes
+        # Ops older than an unexpired delete marker of their key leave the batch first: one lookup of
+        # the batch's keys by the markers' primary key (few keys have one: only deleted rows).
+        found = connection.execute(self._sql["read_markers"], (self._consumer, [row[-2] for row in prepared]))
+        markers = {key: order for key, order, live in found.fetchall() if live}
+        if markers:
+            kept = []
+            for row in prepared:
+                marker = markers.get(row[-2])
+                if marker is not None and marker > int(row[-3]):
+                    if row[-4] == "true":
+                        stale_deletes += 1
+                    else:
+                        stale_upserts += 1
+                    continue
+                kept.append(row)
+            prepared = kept
+        upserts = 0
+        with connection.cursor() as cursor:
+            # The batch table has no statistics: without this the planner may hash the whole table
+            # for a few deletes; by its primary key, each statement costs what the batch holds.
+            cursor.execute("SET LOCAL enable_hashjoin = off")
+            cursor.execute("SET LOCAL enable_mergejoin = off")
+            with cursor.copy(self._sql["copy_batch"]) as copy:
+                for row in prepared:
+                    copy.write_row(row)
+                    upserts += row[-4] == "false"
+            if upserts < len(prepared):
+                stale_deletes += cursor.execute(self._sql["stale_deletes"]).rowcount
+                cursor.execute(self._sql["delete"])
+                cursor.execute(self._sql["mark_deletes"], (self._consumer,))
+            if upserts:
+                stale_upserts += upserts - cursor.execute(self._sql["upsert"]).rowcount
+        self._stale = Stale(stale_upserts, stale_deletes)
+
+    def _write_changelog(self, connection: psycopg.Connection[Any], prepared: Sequence[Any]) -> None:
+        """Append every op with `_stale`: older than its key's last applied op (the markers, then
+        the earlier ops of the batch), and record each key's new last order."""
+        keys = sorted({write[1] for write in prepared})
+        rows = connection.execute(self._sql["read_markers"], (self._consumer, keys)).fetchall()
+        last: dict[str, tuple[int, bool]] = {key: (int(order), live) for key, order, live in rows}
+        now_ms = time.time() * 1000
+        latest: dict[str, tuple[int, str | None]] = {}
+        stale_upserts = stale_deletes = 0
+        with connection.cursor() as cursor, cursor.copy(self._sql["copy_append"]) as copy:
+            for row, key, order, expires, expires_ms in prepared:
+                held = last.get(key)
+                stale = held is not None and held[1] and order < held[0]
+                if stale:
+                    if row[-4] == "upsert":
+                        stale_upserts += 1
+                    else:
+                        stale_deletes += 1
+                else:
+                    last[key] = (order, expires_ms is None or expires_ms > now_ms)
+                    latest[key] = (order, expires)
+                copy.write_row((*row, str(order), "true" if stale else "false"))
+        if latest:
+            connection.execute(self._sql["write_markers"], (
+                self._consumer, list(latest), [str(o) for o, _ in latest.values()], [e for _, e in latest.values()]))
+        self._stale = Stale(stale_upserts, stale_deletes)

@@ -1,0 +1,244 @@
+"""`spec.order` in the stores themselves, against real Redis and Postgres: an op older than its
+key's last applied one is skipped and counted, within a batch and across batches; a delete's marker
+keeps a late older upsert out until it expires; append mode flags `_stale`; reset and a version
+switch carry the order values along."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import psycopg
+import pytest
+import redis
+
+from provisioner.pipeline.ops import Change, Delete, Upsert
+from provisioner.spec.models import DataProduct
+from provisioner.stores.base import Stale, Store
+from provisioner.stores.redis import ORDER_KEY_PREFIX
+from provisioner.stores.registry import open_store
+from provisioner.stores.versions import open_shadow_store, open_versions, shadow_for
+from tests.integration import harness as h
+
+pytestmark = pytest.mark.integration
+
+NOW_MS = 4_102_444_800_000  # 2100-01-01: a delete stamped then keeps its marker for the whole test
+LONG_AGO_MS = 1_000_000_000_000  # 2001: a delete stamped then has a marker that expired long ago
+
+KINDS: dict[str, dict[str, Any]] = {
+    "redis-hash": {"redis": {}},
+    "redis-json": {"redis": {"structure": "json", "ttl": "1h"}},
+    "postgres-upsert": {"postgres": {"columns": {"version": "bigint"}}},
+}
+
+
+def product_for(name: str, store: dict[str, Any], order: str = "int(event.version)") -> DataProduct:
+    return DataProduct.model_validate({
+        "apiVersion": "provisioner.dev/v1alpha1", "kind": "DataProduct", "metadata": {"name": name},
+        "spec": {"source": {"topic": "t"}, "fields": {"id": "event.id", "version": "event.version"}, "key": "id",
+                 "order": order, "orderRetention": "1d", "stores": [{"name": "s", **store}]},
+    })
+
+
+def url_of(kind: str, redis_server: Any, postgres_server: Any) -> str:
+    return str(redis_server.url if kind.startswith("redis") else postgres_server.url)
+
+
+def opened(product: DataProduct, url: str) -> Store:
+    store = open_store(product, product.spec.stores[0], url)
+    store.reset()
+    store.ensure_schema()
+    return store
+
+
+class Batches:
+    """Applies batches of (kind, key, version[, timestamp]) ops at consecutive offsets of partition 0."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.offset = 0
+
+    def apply(self, *ops: tuple[Any, ...]) -> Stale | None:
+        changes = []
+        for op in ops:
+            kind, key, version, *stamp = op
+            made = Upsert((key,), {"id": key, "version": version}, version) if kind == "u" else Delete((key,), version)
+            changes.append(Change(0, self.offset, stamp[0] if stamp else NOW_MS, made))
+            self.offset += 1
+        prepared, rejected = self.store.prepare(changes)
+        assert rejected == []
+        start = self.offset - len(ops)
+        return self.store.apply(prepared, {0: start or None}, {0: self.offset})
+
+
+def rows(kind: str, product: DataProduct, url: str) -> dict[str, int]:
+    """key -> version of the store's rows."""
+    store_spec = product.spec.stores[0]
+    if kind.startswith("redis"):
+        structure = store_spec.redis.structure  # type: ignore[union-attr]
+        contents = h.redis_contents(url, product.key_prefix(store_spec), structure)
+        return {key: int(row["version"]) for key, row in contents.items()}
+    return {row["id"]: int(row["version"]) for row in h.postgres_rows(url, "public", product.table(store_spec))}
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_the_highest_order_wins_within_and_across_batches(kind: str, redis_server: Any, postgres_server: Any) -> None:
+    url = url_of(kind, redis_server, postgres_server)
+    product = product_for(f"ord-{kind}", KINDS[kind])
+    store = opened(product, url)
+    batches = Batches(store)
+    try:
+        # Within one batch: a newer then an older version of a, a tie on b (the later record wins:
+        # same version, so the row holds it either way), c deleted then upserted older.
+        stale = batches.apply(("u", "a", 5), ("u", "a", 3), ("u", "b", 2), ("u", "b", 2), ("u", "c", 1),
+                              ("d", "c", 4), ("u", "c", 2))
+        assert stale == Stale(upserts=2, deletes=0)
+        assert rows(kind, product, url) == {"a": 5, "b": 2}
+        # Across batches: older upserts of a and b are stale, a newer one of b applies; an older
+        # delete of a is stale; a late upsert of c older than its delete stays out.
+        stale = batches.apply(("u", "a", 4), ("u", "b", 7), ("d", "a", 1), ("u", "c", 3))
+        assert stale == Stale(upserts=2, deletes=1)
+        assert rows(kind, product, url) == {"a": 5, "b": 7}
+        # Equal or newer ops apply: a tie on a, a newer delete of b, a newer upsert of c.
+        stale = batches.apply(("u", "a", 5), ("d", "b", 7), ("u", "c", 5))
+        assert stale == Stale()
+        assert rows(kind, product, url) == {"a": 5, "c": 5}
+        # After the newer upsert of c, an upsert between the delete and it is stale too.
+        assert batches.apply(("u", "c", 4)) == Stale(upserts=1)
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_a_delete_marker_lasts_order_retention_after_the_delete(
+    kind: str, redis_server: Any, postgres_server: Any
+) -> None:
+    url = url_of(kind, redis_server, postgres_server)
+    product = product_for(f"ordr-{kind}", KINDS[kind])
+    store = opened(product, url)
+    batches = Batches(store)
+    try:
+        batches.apply(("u", "x", 5), ("u", "y", 5))
+        # x deleted now (marker kept a day); y deleted by a record stamped in 2001 (marker expired).
+        assert batches.apply(("d", "x", 6), ("d", "y", 6, LONG_AGO_MS)) == Stale()
+        assert rows(kind, product, url) == {}
+        # A late older upsert: kept out of x by its marker, let into y, whose marker is gone.
+        assert batches.apply(("u", "x", 2), ("u", "y", 2)) == Stale(upserts=1)
+        assert rows(kind, product, url) == {"y": 2}
+        # The reset of a replay forgets the markers with the data.
+        store.reset()
+        store.ensure_schema()
+        batches.offset = 0
+        assert batches.apply(("u", "x", 1)) == Stale()
+        assert rows(kind, product, url) == {"x": 1}
+    finally:
+        store.close()
+
+
+def test_redis_order_values_live_beside_the_row_and_follow_its_ttl(redis_server: Any) -> None:
+    product = product_for("ord-ttl", {"redis": {"ttl": "1h"}})
+    store = opened(product, redis_server.url)
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        Batches(store).apply(("u", "a", 3), ("d", "b", 9))
+        marker = ORDER_KEY_PREFIX + b"ord-ttl:a"
+        assert 0 < client.pttl(marker) <= 3_600_000
+        assert 0 < client.pttl(b"ord-ttl:a") <= 3_600_000
+        deleted = ORDER_KEY_PREFIX + b"ord-ttl:b"
+        # Expires a day after the delete record's timestamp (PXAT), whenever the store wrote it.
+        assert client.pttl(deleted) > NOW_MS + 86_400_000 - time.time() * 1000 - 600_000
+        # Readers scanning the prefix never see them; the row holds only its fields.
+        assert client.hgetall(b"ord-ttl:a") == {b"id": b"a", b"version": b"3"}
+        assert store.count() == 1
+    finally:
+        client.close()
+        store.close()
+
+
+def test_postgres_append_mode_appends_every_op_and_flags_stale(postgres_server: Any) -> None:
+    product = product_for("ord-append", {"postgres": {"mode": "append", "table": "ord_append"}})
+    store = opened(product, postgres_server.url)
+    batches = Batches(store)
+    try:
+        assert batches.apply(("u", "a", 5), ("u", "a", 3), ("d", "b", 4)) == Stale(upserts=1)
+        assert batches.apply(("u", "b", 2), ("u", "a", 6), ("u", "a", 6), ("d", "a", 1)) == Stale(1, 1)
+        changelog = sorted(h.postgres_rows(postgres_server.url, "public", "ord_append"), key=lambda r: r["_offset"])
+        assert [(r["_op"], r["id"], int(r["_provisioner_order"]), r["_stale"]) for r in changelog] == [
+            ("upsert", "a", 5, False), ("upsert", "a", 3, True), ("delete", "b", 4, False),
+            ("upsert", "b", 2, True), ("upsert", "a", 6, False), ("upsert", "a", 6, False), ("delete", "a", 1, True),
+        ]
+    finally:
+        store.close()
+
+
+def test_timestamps_order_by_their_nanoseconds(redis_server: Any) -> None:
+    product = product_for("ord-ts", {"redis": {}}, order="timestamp(event.at)")
+    store = opened(product, redis_server.url)
+    try:
+        from provisioner.pipeline.ops import Record
+        from provisioner.pipeline.process import Pipeline
+
+        pipeline = Pipeline(product)
+        ats = ["2026-01-01T00:00:00.000000002Z", "2026-01-01T00:00:00.000000001Z", "1969-12-31T23:59:59Z"]
+        changes = []
+        for offset, at in enumerate(ats):
+            value = json.dumps({"id": "k", "version": offset, "at": at}).encode()
+            op = pipeline.process(Record("t", 0, offset, NOW_MS, None, value))
+            assert isinstance(op, Upsert)
+            changes.append(Change(0, offset, NOW_MS, op))
+        prepared, _ = store.prepare(changes[:1])
+        store.apply(prepared, {0: None}, {0: 1})
+        prepared, _ = store.prepare(changes[1:])
+        assert store.apply(prepared, {0: 1}, {0: 3}) == Stale(upserts=2)
+        assert rows("redis", product, redis_server.url) == {"k": 0}
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("kind", ["redis-hash", "postgres-upsert"])
+def test_a_switch_makes_the_shadows_order_values_live(kind: str, redis_server: Any, postgres_server: Any) -> None:
+    url = url_of(kind, redis_server, postgres_server)
+    product = product_for(f"ords-{kind}", KINDS[kind])
+    store_spec = product.spec.stores[0]
+    live = opened(product, url)
+    versions = open_versions(product, store_spec, url)
+    try:
+        Batches(live).apply(("u", "old", 9), ("d", "gone", 9))
+        versions.record(product, store_spec)
+        shadow_spec, shadow = shadow_for(product, store_spec, "v2")
+        versions.begin(shadow)
+        built = open_shadow_store(product, shadow_spec, url)
+        built.ensure_schema()
+        Batches(built).apply(("u", "a", 5), ("d", "b", 5))
+        built.close()
+        versions.switch((product, store_spec), product, store_spec, shadow, 1)
+        live.close()
+        live = open_store(product, store_spec, url)
+        batches = Batches(live)
+        batches.offset = 2
+        # The shadow's order values hold in the live store; the old version's are gone with it.
+        assert batches.apply(("u", "a", 4), ("u", "b", 4), ("u", "gone", 1)) == Stale(upserts=2)
+        assert rows(kind, product, url) == {"a": 5, "gone": 1}
+        if kind.startswith("postgres"):
+            with psycopg.connect(url, autocommit=True) as connection:
+                groups = {g for (g,) in connection.execute("SELECT DISTINCT consumer FROM _provisioner_order_markers "
+                                                           "WHERE consumer LIKE %s", (f"%{product.name}%",))}
+            assert groups == {product.consumer_group(store_spec)}
+    finally:
+        versions.close()
+        live.close()
+
+
+def test_postgres_keys_that_name_one_row_resolve_by_order(postgres_server: Any) -> None:
+    product = product_for("ord-int", {"postgres": {"table": "ord_int", "columns": {"id": "integer"}}})
+    store = opened(product, postgres_server.url)
+    try:
+        changes = [Change(0, 0, NOW_MS, Upsert((1,), {"id": 1, "version": 5}, 5)),
+                   Change(0, 1, NOW_MS, Upsert(("01",), {"id": "01", "version": 3}, 3))]
+        prepared, rejected = store.prepare(changes)
+        assert rejected == []
+        assert store.apply(prepared, {0: None}, {0: 2}) == Stale(upserts=1)
+        assert [(r["id"], r["version"]) for r in h.postgres_rows(postgres_server.url, "public", "ord_int")] == [(1, "5")]
+    finally:
+        store.close()
