@@ -215,3 +215,12 @@ def with_registry(formats: set[str], kafka: KafkaTarget, state_dir: Path, say: C
     loaded = load_kafka_settings(path, None)
     assert loaded is not None
     return loaded
+
+
+if __name__ == "__main__":  # `python -m provisioner.local.devregistry build`: what the test command runs
+    import sys
+
+    if sys.argv[1:] != ["build"]:
+        print("usage: python -m provisioner.local.devregistry build", file=sys.stderr)
+        sys.exit(2)
+    print(ensure_binary(lambda line: print(line, file=sys.stderr, flush=True)))

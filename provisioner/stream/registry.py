@@ -162,8 +162,8 @@ class RegistryClient:
             return SchemaRegistryRefused(f"the schema registry at {self.shown} refused the credentials "
                                          f"(basic.auth.user.info): HTTP 401")
         if status == 403:
-            return SchemaRegistryForbidden(f"the schema registry at {self.shown} does not allow reading "
-                                           f"{what}: HTTP 403")
+            return SchemaRegistryForbidden(f"the schema registry at {self.shown} denied {what} (HTTP 403): the "
+                                           f"credentials in basic.auth.user.info are wrong or lack access")
         return SchemaRegistryUnavailable(f"the schema registry at {self.shown} answered HTTP {status} for {what}")
 
 
