@@ -134,6 +134,7 @@ class RegistryClient:
             with self._opener.open(request, timeout=self._timeout) as response:
                 raw = response.read(MAX_RESPONSE_BYTES + 1)
         except urllib.error.HTTPError as error:
+            error.close()  # it holds the connection
             raise self._refusal(error.code, path, what, now) from None
         except urllib.error.URLError as error:
             reason = error.reason
