@@ -172,17 +172,19 @@ class Pipeline:
     records are dead letters that say no registry is configured.
     """
 
-    def __init__(self, product: DataProduct, schemas: SchemaSource | None = None) -> None:
+    def __init__(self, product: DataProduct, schemas: SchemaSource | None = None, *,
+                 formats: tuple[str, str] | None = None) -> None:
         spec = product.spec
-        source = spec.source
+        # `formats` (value, key) overrides the source's: `provisioner test` feeds decoded values.
+        value_format, key_format = formats or (spec.source.format, spec.source.key_format)
         # Chosen once: JSON keeps its direct call; a registry format decodes through its cache.
-        self._decode: Decode = _format_decoder(source.format, schemas)
+        self._decode: Decode = _format_decoder(value_format, schemas)
         self._decode_failure: Callable[[ValueError], str] = (
-            decode_failure if source.format == "json" else lambda error: f"value: {error}")
+            decode_failure if value_format == "json" else lambda error: f"value: {error}")
         self._getters = _RECORD_FIELDS
-        if source.key_format != "string":
-            key_decoder = _format_decoder(source.key_format, schemas)
-            self._getters = {**_RECORD_FIELDS, "key": _key_getter(source.key_format, key_decoder)}
+        if key_format != "string":
+            key_decoder = _format_decoder(key_format, schemas)
+            self._getters = {**_RECORD_FIELDS, "key": _key_getter(key_format, key_decoder)}
         self.product = product
         self._filter: Program | None = (
             compile_expression(spec.filter, expect_bool=True) if spec.filter else None

@@ -344,6 +344,11 @@ class SpecTest(_Model):
     name: Annotated[str, Field(min_length=1, max_length=200, description="What the test checks.")]
     given: list[GivenRecord] = Field(description="The records, in order.")
     expect: list[ExpectedOp] = Field(description="The ops they produce, in order.")
+    schema_file: Annotated[str, Field(min_length=1, max_length=1024)] | None = Field(
+        default=None, alias="schema",
+        description="For source.format avro or jsonschema: a schema file (.avsc, or a JSON Schema; relative "
+                    "to the spec's file) that encodes the given values as a producer would. Without it, "
+                    "the given values are the decoded event.")
 
 
 class DataProductSpec(_Model):

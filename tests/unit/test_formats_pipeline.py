@@ -125,3 +125,39 @@ def test_a_registry_that_cannot_be_asked_stops_the_record_instead_of_dead_letter
     assert is_retryable(raised.value)
     with pytest.raises(UnavailableError):
         pipeline(spec("json", "avro", fields="id: string(record.key)"), Unreachable()).process(rec(b"{}", b"\0\0\0\0\1"))
+
+
+TESTED = """
+apiVersion: provisioner.dev/v1alpha1
+kind: DataProduct
+metadata: {name: p}
+spec:
+  source: {topic: t, format: avro}
+  fields: {id: event.id, late: "event.at > timestamp('2026-01-01T00:00:00Z')"}
+  key: id
+  stores: [{name: c, redis: {}}]
+  tests:
+    - name: encoded with the schema file
+      schema: order.avsc
+      given: [{value: {id: o1, qty: 1, at: "2026-03-01T00:00:00Z"}}]
+      expect: [{upsert: {key: [o1], fields: {id: o1, late: true}}}]
+    - name: decoded values, no schema
+      given: [{value: {id: o2, at: "2026-03-01T00:00:00Z"}}]
+      expect: [{deadLetter: {stage: fields}}]
+    - name: a value the schema cannot encode
+      schema: order.avsc
+      given: [{value: {id: o3, qty: "many", at: 0}}]
+      expect: [{skip: {}}]
+"""
+
+
+def test_spec_tests_encode_given_values_with_the_named_schema_file_or_take_them_decoded() -> None:
+    from provisioner.pipeline.testing import run_tests
+
+    specs, findings = load_text(TESTED)
+    assert not findings
+    outcomes = run_tests(specs[0].product, {"order.avsc": json.dumps(ORDER)})
+    assert [o.passed for o in outcomes] == [True, True, False]
+    assert outcomes[2].error is not None and "does not fit the schema" in outcomes[2].error
+    missing = run_tests(specs[0].product, {})
+    assert missing[0].error == "schema order.avsc: schema file order.avsc was not read"
