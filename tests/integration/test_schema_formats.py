@@ -33,11 +33,12 @@ from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.schema_registry.json_schema import JSONSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from provisioner.errors import ConfigurationError
 from provisioner.pipeline.encoding import format_duration, format_timestamp
 from provisioner.runtime.consumer import EXIT_STOPPED, StoreConsumer
 from provisioner.spec.models import DataProduct, StoreSpec
 from provisioner.stores.registry import open_store
-from provisioner.stream.settings import KafkaTarget
+from provisioner.stream.settings import KafkaSettings, KafkaTarget
 from tests.integration import harness as h
 from tests.integration.registry import TestRegistry
 from tests.integration.test_consumer_stores import reset_store
@@ -438,3 +439,35 @@ def test_jsonschema_records_must_satisfy_their_registered_schema(
     dead = h.read_dead_letters(kafka_bootstrap, product.dead_letter_topic, 4)
     stages = {(r.key, dict(r.headers)["provisioner.error.stage"]) for r in dead}
     assert stages == {(b"bad", b"schema"), (b"garbled", b"decode")}
+
+
+def test_up_starts_the_dev_registry_for_a_schema_d_spec_and_dev_registry_drives_it(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from provisioner.cli.app import app
+    from provisioner.local import devregistry
+
+    said: list[str] = []
+    assert devregistry.with_registry({"json", "string"}, "127.0.0.1:9092", tmp_path, said.append) == "127.0.0.1:9092"
+    try:
+        kafka = devregistry.with_registry({"json", "avro"}, "127.0.0.1:9092", tmp_path, said.append)
+        assert isinstance(kafka, KafkaSettings) and kafka.schema_registry is not None
+        assert kafka.bootstrap == "127.0.0.1:9092" and kafka.config_file == str(tmp_path / "kafka.properties")
+        url = kafka.schema_registry.url
+        assert any("starting the dev registry" in line for line in said)
+        with SchemaRegistryClient({"url": url}) as client:
+            schema_id = client.register_schema("s-value", Schema('"string"', "AVRO"))
+        runner = CliRunner()
+        status = runner.invoke(app, ["dev", "registry", "status", "--state-dir", str(tmp_path), "-o", "json"])
+        assert json.loads(status.stdout)["url"] == url
+        assert runner.invoke(app, ["dev", "registry", "down", "--state-dir", str(tmp_path)]).exit_code == 0
+        assert devregistry.status(tmp_path) is None
+        again = runner.invoke(app, ["dev", "registry", "up", "--state-dir", str(tmp_path)])
+        assert again.exit_code == 0 and again.stdout.strip() == url  # same address, same ids
+        with SchemaRegistryClient({"url": url}) as client:
+            assert client.get_schema(schema_id).schema_str == '"string"'
+        secured = KafkaSettings("127.0.0.1:9092", config_file=str(tmp_path / "client.properties"))
+        with pytest.raises(ConfigurationError, match="needs a schema registry"):
+            devregistry.with_registry({"avro"}, secured, tmp_path, said.append)
+    finally:
+        devregistry.down(tmp_path, purge=True)
