@@ -11,7 +11,9 @@ One run, one machine, these figures (records per second):
 and prints R1/R0 (goal >= 0.7), R2/R0 (goal >= 0.7), R2/Rn (goal >= 5) and the consumer's peak RSS
 (goal < 250 MB, VmHWM of the consumer process). `--secured` also starts the secured dev broker
 (SASL_SSL, SCRAM-SHA-512, ACLs) and runs R1 and R2 against it through `--kafka-config`: the
-secured/plaintext ratio of steady records/s is the cost of TLS and SCRAM (goal >= 0.85).
+secured/plaintext ratio of steady records/s is the cost of TLS and SCRAM (goal >= 0.85). `--avro`
+also runs the Avro round (bench/hydrate_avro.py: R-avro against a bare poll + fastavro loop, goal
+>= 0.7, and Avro against JSON decode per record) with the dev schema registry.
 
 Fairness: the ratios compare the same span on both sides, the steady stream. R0 is timed from the
 first poll that returns records to the last record decoded; R1/R2 from the first batch the store
@@ -33,6 +35,7 @@ machine the figures vary by 10-20% from run to run: compare ratios from the same
 
 Run: .venv/bin/python bench/hydrate.py [EVENTS=200000] [NAIVE=20000] [--rounds N] [--quick] [--profile]
                                        [--kafka-client confluent|kafka-python] [--compare-clients] [--secured]
+                                       [--avro]
 """
 
 from __future__ import annotations
@@ -338,6 +341,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="also run R1 and R2 with the other Kafka client and print its figures")
     parser.add_argument("--secured", action="store_true",
                         help="also run R1 and R2 against the secured dev broker (TLS + SCRAM) and print the ratio")
+    parser.add_argument("--avro", action="store_true",
+                        help="also run the Avro round (R-avro against a bare poll + fastavro loop; dev registry)")
     parser.add_argument("--profile", action="store_true",
                         help="also profile one consumer run per store (GC, decode, pipeline, preparation, I/O wait)")
     return parser.parse_args(argv)
@@ -418,6 +423,13 @@ def main() -> None:
             print(f"Rn naive Postgres commit/record {rn_pg:>10,.0f} records/s  ({naive_count} records)", flush=True)
         if args.secured:
             secured(args, count, redis_url, postgres_url, folder, (r1, r2), client)
+        if args.avro:
+            from hydrate_avro import avro_round
+
+            avro_round(bootstrap, redis_url, folder, count, BATCH, bench_spec,
+                       lambda p: load_products([p])[0].product,
+                       lambda *a, **k: consumer_run(*a, kafka_client=client, **k),
+                       f"bench.orders.avro.{uuid.uuid4().hex[:8]}")
         if args.profile:
             for store, url in (("cache", redis_url), ("db", postgres_url)):
                 spec_p = bench_spec(folder, topic)

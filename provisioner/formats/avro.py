@@ -10,6 +10,7 @@ the C reader would overflow the C stack (a crash, not an error) on a record nest
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 from collections.abc import Callable
@@ -37,6 +38,10 @@ Reader = Callable[[memoryview], Any]
 # bounds, and array blocks this module can count (see the module docstring).
 _PY_READER: Any = _read_py
 _PY_DECODER: Any = BinaryDecoder
+try:  # the C reader's entry below schemaless_reader (absent where fastavro has no compiled wheel)
+    _C_READ_DATA: Any = importlib.import_module("fastavro._read")._read_data
+except (ImportError, AttributeError):
+    _C_READ_DATA = None
 _UNBOUNDED: Final = MAX_DEPTH + 1
 
 
@@ -139,9 +144,17 @@ def _reader(schema_id: int, parsed: Any) -> Reader:
     depth = shape.depth(parsed, frozenset())
     guarded = depth > MAX_DEPTH or shape.zero_width_items
     convert: Convert | None = compile_converter(parsed)
-    schemaless_reader = fastavro.schemaless_reader
     options = {"return_record_name": True, "return_record_name_override": True,
                "handle_unicode_errors": "strict", "return_named_type": False, "return_named_type_override": False}
+    # schemaless_reader parses the schema again and builds its named-type tables on every call (a
+    # third of a small record's decode): the C reader's own entry is called with them built once.
+    named = _PY_READER._default_named_schemas()
+    writer = fastavro.parse_schema(parsed, named["writer"])
+    read_data = _C_READ_DATA
+    if read_data is None:
+        def read_data(fo: io.BytesIO, writer: Any, named: Any, reader: Any, options: Any) -> Any:
+            return fastavro.schemaless_reader(fo, parsed, None, return_record_name=True,
+                                              return_record_name_override=True)
 
     def read(payload: memoryview) -> Any:
         size = len(payload)
@@ -150,13 +163,12 @@ def _reader(schema_id: int, parsed: Any) -> Reader:
         fo = io.BytesIO(payload)
         try:
             if guarded:
-                named = _PY_READER._default_named_schemas()
-                writer = _PY_READER.parse_schema(parsed, named["writer"])
-                value = _PY_READER.read_data(_BoundedDecoder(fo), writer, named, None, options)
+                py_named = _PY_READER._default_named_schemas()
+                py_writer = _PY_READER.parse_schema(parsed, py_named["writer"])
+                value = _PY_READER.read_data(_BoundedDecoder(fo), py_writer, py_named, None, options)
             else:
                 # Several record types in one union come back as (name, record): see avro_values.
-                value = schemaless_reader(fo, parsed, None, return_record_name=True,
-                                          return_record_name_override=True)
+                value = read_data(fo, writer, named, None, options)
             if convert is not None:
                 value = convert(value)
         except DecodeError:
