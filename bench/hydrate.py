@@ -97,8 +97,9 @@ def produce(bootstrap: KafkaTarget, topic: str, count: int) -> None:
                                        for key, value in generate.orders(count, seed=1)))
 
 
-def bare_loop(bootstrap: str, topic: str, count: int) -> tuple[float, float]:
-    """R0: poll and json-decode every record, nothing else: (records/s from the start, steady records/s).
+def bare_loop(bootstrap: str, topic: str, count: int, decode: Any = json.loads) -> tuple[float, float]:
+    """R0: poll and json-decode (or `decode`) every record, nothing else: (records/s from the start,
+    steady records/s).
 
     Steady: from the first poll that returned records to the last record decoded.
     """
@@ -109,7 +110,7 @@ def bare_loop(bootstrap: str, topic: str, count: int) -> tuple[float, float]:
     consumer.seek_to_beginning(*parts)
     seen = 0
     first: float | None = None
-    loads = json.loads
+    loads = decode
     while seen < count:
         polled = consumer.poll(timeout_ms=1000)
         if polled and first is None:
@@ -426,7 +427,7 @@ def main() -> None:
         if args.avro:
             from hydrate_avro import avro_round
 
-            avro_round(bootstrap, redis_url, folder, count, BATCH, bench_spec,
+            avro_round(bootstrap, redis_url, folder, count, bare_loop, bench_spec,
                        lambda p: load_products([p])[0].product,
                        lambda *a, **k: consumer_run(*a, kafka_client=client, **k),
                        f"bench.orders.avro.{uuid.uuid4().hex[:8]}")

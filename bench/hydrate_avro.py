@@ -15,19 +15,13 @@ import io
 import json
 import time
 import timeit
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import fastavro
 import yaml
-from common import FETCH, PARTITIONS, produce_records
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    from kafka import KafkaConsumer, TopicPartition
-
+from common import produce_records
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
 from provisioner.formats.avro import AvroFormat
@@ -67,28 +61,9 @@ def encoded_orders(count: int, schema_id: int) -> list[tuple[bytes, bytes, bytes
     return out
 
 
-def bare_avro_loop(bootstrap: str, topic: str, count: int, batch: int) -> float:
-    """R0-avro, steady records/s: poll and fastavro-decode every record, nothing else."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, max_poll_records=batch, **FETCH)
-    parts = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-    consumer.assign(parts)
-    consumer.seek_to_beginning(*parts)
-    seen = 0
-    first: float | None = None
-    reader = fastavro.schemaless_reader
-    bytes_io = io.BytesIO
-    while seen < count:
-        polled = consumer.poll(timeout_ms=1000)
-        if polled and first is None:
-            first = time.perf_counter()
-        for records in polled.values():
-            for record in records:
-                reader(bytes_io(record.value[5:]), PARSED)
-            seen += len(records)
-    finished = time.perf_counter()
-    consumer.close()
-    assert first is not None
-    return count / (finished - first)
+def fastavro_decode(value: bytes) -> Any:
+    """What R0-avro does per record: skip the header, decode with the parsed schema at hand."""
+    return fastavro.schemaless_reader(io.BytesIO(value[5:]), PARSED)
 
 
 def decode_costs(samples: list[tuple[bytes, bytes, bytes]], url: str) -> tuple[float, float]:
@@ -106,9 +81,10 @@ def decode_costs(samples: list[tuple[bytes, bytes, bytes]], url: str) -> tuple[f
     return avro_s / len(samples) * 1e6, json_s / len(samples) * 1e6
 
 
-def avro_round(bootstrap: str, redis_url: str, folder: Path, count: int, batch: int,
-               spec_for: Callable[[Path, str], Path], load: Callable[[Path], DataProduct],
-               run: Callable[..., tuple[float, float, float]], topic: str) -> tuple[float, float]:
+def avro_round(bootstrap: str, redis_url: str, folder: Path, count: int,
+               bare: Callable[..., tuple[float, float]], spec_for: Callable[[Path, str], Path],
+               load: Callable[[Path], DataProduct], run: Callable[..., tuple[float, float, float]],
+               topic: str) -> tuple[float, float]:
     """Produce the Avro orders, run R0-avro and R-avro; prints and returns (R0-avro, R-avro)."""
     state = folder / "registry-state"
     url = devregistry.up(state)
@@ -121,7 +97,7 @@ def avro_round(bootstrap: str, redis_url: str, folder: Path, count: int, batch: 
         print(f"produced {count} Avro events in {time.perf_counter() - started:.1f}s", flush=True)
         avro_us, json_us = decode_costs(orders[:20_000], url)
         print(f"decode per record: Avro {avro_us:.2f} µs, JSON {json_us:.2f} µs (the consumer's decoders)", flush=True)
-        r0 = bare_avro_loop(bootstrap, topic, count, batch)
+        r0 = bare(bootstrap, topic, count, fastavro_decode)[1]
         print(f"R0-avro bare poll + fastavro    {r0:>10,.0f} records/s steady", flush=True)
         spec = spec_for(folder, topic)
         document = yaml.safe_load(spec.read_text())
