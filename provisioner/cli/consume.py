@@ -40,6 +40,7 @@ import typer
 from provisioner import logs
 from provisioner.cli.options import BOOTSTRAP_OPTION, KAFKA_CONFIG_OPTION, STATE_DIR_OPTION, kafka_connection
 from provisioner.cli.output import fail
+from provisioner.errors import ProvisionerError
 from provisioner.runtime.connection import mask_url, store_url
 from provisioner.runtime.metrics import DEFAULT_STALL_AFTER, ConsumerMetrics
 from provisioner.runtime.rebuild import StoreRunner, with_overrides
@@ -47,6 +48,7 @@ from provisioner.spec.loader import load_products
 from provisioner.spec.models import DataProduct
 from provisioner.spec.timestamps import parse_rfc3339
 from provisioner.stream.client import CONFLUENT, DEFAULT_KAFKA_CLIENT, KAFKA_CLIENT_ENV, KAFKA_PYTHON
+from provisioner.stream.registry import registry_for
 
 _KAFKA_ENV_SETTINGS = {
     "PROVISIONER_KAFKA_SESSION_TIMEOUT_MS": "session_timeout_ms",
@@ -155,6 +157,10 @@ def consume(
     url = store_url(store_spec, store_url_option)
     # Only a laptop without PROVISIONER_KAFKA_BOOTSTRAP needs the dev broker's address; a pod never does.
     kafka = kafka_connection(kafka_config, bootstrap, state_dir)
+    try:  # a schema'd source without a registry: say so now, not after the store answered
+        registry_for((chosen.spec.source.format, chosen.spec.source.key_format), kafka)
+    except ProvisionerError as error:
+        fail(str(error))
     consumer_config = kafka_settings(os.environ)
     metrics = ConsumerMetrics(chosen.name, store_spec.name)
     if metrics_port is not None:

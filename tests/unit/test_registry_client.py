@@ -152,3 +152,15 @@ def test_the_registry_settings_come_from_the_client_properties(tmp_path: Path) -
     bad = parse_kafka_properties("schema.registry.url=file:///etc/passwd\n", "c.properties", {})
     with pytest.raises(KafkaConfigError, match=r"c\.properties:1: schema\.registry\.url must be an http"):
         kafka_settings_from(bad, "c.properties", tmp_path)
+
+
+def test_consume_refuses_a_schema_d_spec_without_a_registry_before_touching_anything() -> None:
+    from typer.testing import CliRunner
+
+    from provisioner.cli.app import app
+
+    spec = Path(__file__).resolve().parents[2] / "specs" / "avro" / "payments.yaml"
+    result = CliRunner().invoke(app, ["consume", "--spec", str(spec), "--store", "latest", "--bootstrap",
+                                      "127.0.0.1:1", "--store-url", "redis://127.0.0.1:1"])
+    assert result.exit_code == 1
+    assert "source format avro needs a schema registry" in result.output
