@@ -207,5 +207,5 @@ class AvroFormat:
 
     def _compile(self, schema_id: int, registered: RegisteredSchema) -> Reader:
         if registered.schema_type != "AVRO":
-            raise DecodeError(f"it is a {registered.schema_type} schema, not Avro")
+            raise DecodeError(f"its type is {registered.schema_type}, not AVRO")
         return _reader(schema_id, parse_avro(registered, resolve_references(self._schemas.source, registered)))

@@ -45,7 +45,7 @@ class JsonSchemaFormat:
 
     def _compile(self, schema_id: int, registered: RegisteredSchema) -> Validator:
         if registered.schema_type != "JSON":
-            raise DecodeError(f"it is a {registered.schema_type} schema, not a JSON schema")
+            raise DecodeError(f"its type is {registered.schema_type}, not JSON")
         if registered.references:
             raise DecodeError("JSON schemas with references are not supported")
         schema = json.loads(registered.text)

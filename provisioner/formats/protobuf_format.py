@@ -46,6 +46,6 @@ class ProtobufFormat:
     def _compile(self, schema_id: int, registered: RegisteredSchema) -> Any:
         compile_proto = _compiler()
         if registered.schema_type != "PROTOBUF":
-            raise DecodeError(f"it is a {registered.schema_type} schema, not Protobuf")
+            raise DecodeError(f"its type is {registered.schema_type}, not PROTOBUF")
         imports = {name: schema.text for name, schema in resolve_references(self._schemas.source, registered)}
         return compile_proto(registered.text, imports)

@@ -159,7 +159,7 @@ def test_an_unknown_id_is_unknown_and_a_schema_of_another_type_is_refused() -> N
         avro(NODE).decode(b"\x00\x00\x00\x00\x09\x00")
     source = StaticSchemas({1: RegisteredSchema("JSON", "{}"), 2: RegisteredSchema("AVRO", "{not json")})
     decoder = AvroFormat(source)
-    with pytest.raises(DecodeError, match="schema 1: it is a JSON schema, not Avro"):
+    with pytest.raises(DecodeError, match="schema 1: its type is JSON, not AVRO"):
         decoder.decode(b"\x00\x00\x00\x00\x01\x00")
     with pytest.raises(DecodeError, match="schema 2: not a usable Avro schema"):
         decoder.decode(b"\x00\x00\x00\x00\x02\x00")

@@ -69,7 +69,7 @@ def test_avro_values_reach_the_expressions_and_the_row() -> None:
     (b'{"id": "o1"}', "decode", "value: no magic byte"),
     (b"\x00\x00\x00\x00\x63\x00", "decode", "value: schema id 99 is not registered"),
     (b"\x00\x00\x00\x00\x01\x02", "decode", "does not decode with Avro schema 1"),
-    (b"\x00\x00\x00\x00\x03{}", "decode", "it is a JSON schema, not Avro"),
+    (b"\x00\x00\x00\x00\x03{}", "decode", "its type is JSON, not AVRO"),
 ])
 def test_undecodable_avro_values_are_decode_dead_letters(value: bytes, stage: str, message: str) -> None:
     op = pipeline(spec("avro")).process(rec(value))
@@ -95,7 +95,7 @@ def test_jsonschema_values_must_satisfy_the_registered_schema() -> None:
     garbled = p.process(rec(header + b'{"id": '))
     assert isinstance(garbled, DeadLetter) and garbled.stage == "decode"
     avro_id = p.process(rec(b"\x00\x00\x00\x00\x01{}"))
-    assert isinstance(avro_id, DeadLetter) and avro_id.stage == "decode" and "not a JSON schema" in avro_id.message
+    assert isinstance(avro_id, DeadLetter) and avro_id.stage == "decode" and "its type is AVRO, not JSON" in avro_id.message
 
 
 def test_keys_decode_by_key_format() -> None:
