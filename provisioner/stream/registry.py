@@ -122,6 +122,13 @@ class RegistryClient:
             self._versions[key] = found
         return found
 
+    def latest(self, subject: str) -> tuple[int, RegisteredSchema]:
+        """A subject's latest version and its schema (not cached: it is the one thing that moves)."""
+        what = f"subject {subject!r}"
+        body = self._get(f"/subjects/{urllib.parse.quote(subject, safe='')}/versions/latest", what)
+        version = body.get("version") if isinstance(body, dict) else None
+        return (version if isinstance(version, int) else 0), _registered(body, what)
+
     def _get(self, path: str, what: str) -> Any:
         """The JSON body of GET `path`; UnknownSchema for a 404, a retryable error otherwise."""
         now = self._clock()

@@ -471,3 +471,33 @@ def test_up_starts_the_dev_registry_for_a_schema_d_spec_and_dev_registry_drives_
             devregistry.with_registry({"avro"}, secured, tmp_path, said.append)
     finally:
         devregistry.down(tmp_path, purge=True)
+
+
+def test_validate_checks_an_avro_spec_s_fields_against_the_registered_schema(
+    registry: TestRegistry, client: SchemaRegistryClient, topic: str, tmp_path: Path,
+) -> None:
+    from typer.testing import CliRunner
+
+    from provisioner.cli.app import app
+
+    client.register_schema(f"{topic}-value", Schema(json.dumps(ORDER_AVRO), "AVRO"))
+    fields = {"order_id": "record.key", "total": "event.amout * double(event.qty)", "tier": "event.tier"}
+    write_spec(tmp_path, "typo", topic, "avro", fields=fields)
+    unregistered = write_spec(tmp_path, "later", f"{topic}.later", "avro", fields={"id": "event.nothing"})
+    properties = tmp_path / "client.properties"
+    properties.write_text(f"bootstrap.servers=127.0.0.1:9\nschema.registry.url={registry.url}\n")
+    runner = CliRunner()
+    result = runner.invoke(app, ["validate", str(tmp_path / "typo.yaml"), str(tmp_path / "later.yaml"),
+                                 "--kafka-config", str(properties), "-o", "json"])
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    (finding,) = report["findings"]
+    assert finding["file"].endswith("typo.yaml") and finding["path"] == "spec.fields.total"
+    assert finding["message"] == (f"event.amout: subject {topic}-value version 1 has no field 'amout' "
+                                  f"(did you mean 'amount'?)")
+    assert (finding["line"], finding["column"]) == (13, 18)  # the `a` of `amout`
+    (note,) = report["notes"]
+    assert note["file"].endswith("later.yaml") and "not checked" in note["message"]
+    assert unregistered.spec.source.topic in note["message"]
+    offline = runner.invoke(app, ["validate", str(tmp_path / "typo.yaml")], env={"PROVISIONER_KAFKA_CONFIG": ""})
+    assert offline.exit_code == 0, offline.output  # without a registry the spec is valid
