@@ -3,7 +3,8 @@ subject's latest Avro schema has `amount` is a finding at its file:line:column, 
 run-time dead letters.
 
 Pure: the caller fetches the schema. Only what can be known is checked: a field selected on a
-record of the schema that the record (every record branch of a union, merged) does not have.
+record of the schema that the record (every record branch of a union, merged) does not have, and
+a field compared with a literal of another type (`event.status == 5` on a string).
 Selections under a map, or on anything the schema does not describe as a record, pass; so does a
 `has()` test (it asks whether a field is there, which a field dropped by a later version is not).
 """
@@ -23,8 +24,17 @@ from provisioner.spec.semantics import Problem
 
 __all__ = ["Shape", "avro_shape", "schema_problems"]
 
-Shape = dict[str, Any] | None
-"""A record's fields (name -> Shape), or None where nothing is known (maps, scalars, unknown)."""
+Shape = dict[str, Any] | str | None
+"""A record's fields (name -> Shape), a scalar's CEL type name, or None where nothing is known."""
+
+_SCALARS = {"boolean": "bool", "int": "int", "long": "int", "float": "double", "double": "double",
+            "bytes": "bytes", "string": "string", "enum": "string", "fixed": "bytes", "null": "null"}
+_LOGICAL = {"timestamp-millis": "timestamp", "timestamp-micros": "timestamp", "timestamp-nanos": "timestamp",
+            "local-timestamp-millis": "timestamp", "local-timestamp-micros": "timestamp",
+            "local-timestamp-nanos": "timestamp", "date": "timestamp", "time-millis": "duration",
+            "time-micros": "duration", "decimal": "double", "uuid": "string"}
+_NUMBERS = frozenset({"int", "uint", "double"})
+_COMPARISONS = frozenset({"==", "!=", "<", "<=", ">", ">="})
 
 
 def avro_shape(parsed: Any) -> Shape:
@@ -36,29 +46,35 @@ def avro_shape(parsed: Any) -> Shape:
         if isinstance(schema, str):
             if schema in done:
                 return done[schema]
+            if schema in _SCALARS:
+                return _SCALARS[schema]
             target = named.get(schema)
             return None if target is None else shape(target)
         if isinstance(schema, list):
             branches = [b for b in schema if b != "null"]
             shapes = [shape(b) for b in branches]
-            if not shapes or any(s is None for s in shapes):
-                return None
             if len(shapes) == 1:
                 return shapes[0]  # itself, not a copy: a recursive type may still be filling it
+            if not shapes or not all(isinstance(s, dict) for s in shapes):
+                return None
             merged: dict[str, Any] = {}
             for found in shapes:
-                assert found is not None
+                assert isinstance(found, dict)
                 for name, inner in found.items():
                     merged[name] = inner if name not in merged or merged[name] == inner else None
             return merged
+        if schema.get("logicalType") in _LOGICAL:
+            return _LOGICAL[schema["logicalType"]]
         kind = schema.get("type")
+        if kind in ("enum", "fixed"):
+            return _SCALARS[kind]
         if kind in ("record", "error"):
             fields: dict[str, Any] = {}
             done[schema["name"]] = fields  # a recursive type refers to itself
             for field in schema.get("fields", ()):
                 fields[field["name"]] = shape(field["type"])
             return fields
-        if isinstance(kind, str | list | dict) and kind not in ("array", "map", "enum", "fixed"):
+        if isinstance(kind, str | list | dict) and kind not in ("array", "map"):
             return shape(kind)
         return None
 
@@ -88,19 +104,56 @@ def _path(node: ast.Node) -> list[str] | None:
     return None
 
 
+def _resolve(path: list[str], shape: Shape) -> tuple[int, Shape]:
+    """How many of `path`'s fields the shape has (all of them: len(path)) and the last one's shape."""
+    current = shape
+    for depth, name in enumerate(path):
+        if not isinstance(current, dict):
+            return len(path), None  # a map, a scalar, or nothing known: not checked
+        if name not in current:
+            return depth, current
+        current = current[name]
+    return len(path), current
+
+
+def _a(type_name: str) -> str:
+    return f"{'an' if type_name[0] in 'aeiou' else 'a'} {type_name}"
+
+
+def _literal_type(node: ast.Node) -> str | None:
+    if not isinstance(node, ast.Literal) or node.value is None:
+        return None
+    value = node.value
+    return {bool: "bool", int: "int", float: "double", str: "string", bytes: "bytes"}.get(type(value))
+
+
+def _mismatches(node: ast.Node, shape: Shape) -> Iterator[tuple[int, str]]:
+    """(source offset, message) of comparisons of a schema field with a literal of another type."""
+    if isinstance(node, ast.Binary) and node.op in _COMPARISONS:
+        for side, other in ((node.left, node.right), (node.right, node.left)):
+            path, literal = _path(side), _literal_type(other)
+            if path is None or literal is None:
+                continue
+            depth, found = _resolve(path, shape)
+            if depth < len(path) or not isinstance(found, str) or found in ("null", literal):
+                continue
+            if found in _NUMBERS and literal in _NUMBERS:
+                continue
+            yield side.pos, (f"event.{'.'.join(path)} is {_a(found)} in {{schema}}, compared ({node.op}) "
+                             f"with {_a(literal)}")
+            return
+    for child in _children(node):
+        yield from _mismatches(child, shape)
+
+
 def _unknown(node: ast.Node, shape: Shape) -> Iterator[tuple[int, str, str, list[str]]]:
     """(source offset, written path, missing field, the record's fields) of each unknown selection."""
     if isinstance(node, ast.Select):
         path = _path(node)
         if path is not None:
-            current: Shape = shape
-            for depth, name in enumerate(path):
-                if current is None:
-                    break
-                if name not in current:
-                    yield node.pos, "event." + ".".join(path[: depth + 1]), name, sorted(current)
-                    return
-                current = current[name]
+            depth, record = _resolve(path, shape)
+            if depth < len(path) and isinstance(record, dict):
+                yield node.pos, "event." + ".".join(path[: depth + 1]), path[depth], sorted(record)
             return
     if isinstance(node, ast.Has):
         yield from _unknown(node.operand, shape)  # the operand's own path must exist; the tested field may not
@@ -124,9 +177,12 @@ def schema_problems(product: DataProduct, shape: Shape, schema_name: str) -> lis
             tree = parse(source)
         except ExpressionError:
             continue  # already a finding of its own
+        found: list[tuple[int, str]] = []
         for offset, written, missing, known in _unknown(tree, shape):
             close = difflib.get_close_matches(missing, known, n=1, cutoff=0.75)
             hint = f" (did you mean {close[0]!r}?)" if close else f" (it has {', '.join(known)})" if known else ""
-            problems.append(Problem(path, f"{written}: {schema_name} has no field {missing!r}{hint}",
-                                    column_offset=offset if "\n" not in source[:offset] else None))
+            found.append((offset, f"{written}: {schema_name} has no field {missing!r}{hint}"))
+        found += [(offset, message.format(schema=schema_name)) for offset, message in _mismatches(tree, shape)]
+        problems += [Problem(path, message, column_offset=offset if "\n" not in source[:offset] else None)
+                     for offset, message in sorted(found)]
     return problems

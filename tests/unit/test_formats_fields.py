@@ -23,7 +23,7 @@ kind: DataProduct
 metadata: {name: p}
 spec:
   source: {topic: orders, format: avro}
-  filter: "has(event.coupon) || event.amout > 1.0"
+  filter: "has(event.coupon) || event.amout > 1.0 || event.amount > 2 || event.order_id < 5"
   fields:
     order_id: event.order_id
     tier: event.customer.tear
@@ -43,11 +43,12 @@ def test_fields_the_schema_lacks_are_findings_at_their_column() -> None:
     problems = schema_problems(spec.product, avro_shape(SCHEMA), "subject orders-value version 2")
     found = [problem_finding(spec.file, spec.document, p) for p in problems]
     assert [(f.line, f.column, f.path) for f in found] == [
-        (6, 39, "spec.filter"), (9, 26, "spec.fields.tier"), (13, 19, "spec.fields.items")]
+        (6, 39, "spec.filter"), (6, 80, "spec.filter"), (9, 26, "spec.fields.tier"), (13, 19, "spec.fields.items")]
     assert found[0].message == ("event.amout: subject orders-value version 2 has no field 'amout' "
                                 "(did you mean 'amount'?)")
-    assert "did you mean 'tier'?" in found[1].message
-    assert found[2].message.endswith("(it has amount, customer, next, order_id, tags)")
+    assert found[1].message == "event.order_id is a string in subject orders-value version 2, compared (<) with an int"
+    assert "did you mean 'tier'?" in found[2].message
+    assert found[3].message.endswith("(it has amount, customer, next, order_id, tags)")
 
 
 def test_a_union_of_records_has_the_fields_of_each_and_non_records_are_not_checked() -> None:
@@ -55,4 +56,4 @@ def test_a_union_of_records_has_the_fields_of_each_and_non_records_are_not_check
     b = {"type": "record", "name": "B", "fields": [{"name": "y", "type": "long"}]}
     assert avro_shape(fastavro.parse_schema({"type": "record", "name": "R", "fields": [
         {"name": "v", "type": ["null", a, b]}, {"name": "w", "type": ["null", "A", "string"]}]})) == {
-        "v": {"x": None, "y": None}, "w": None}
+        "v": {"x": "int", "y": "int"}, "w": None}
