@@ -11,13 +11,15 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.markup import escape
 
 from provisioner.cli.apply import CONTEXT_OPTION, KUBECONFIG_OPTION, NAMESPACE_OPTION, connect
-from provisioner.cli.options import STATE_DIR_OPTION
+from provisioner.cli.options import KAFKA_CONFIG_OPTION, STATE_DIR_OPTION
 from provisioner.cli.output import OUTPUT_OPTION, OutputFormat, console, print_json
+from provisioner.cli.schema_check import registry_findings
 from provisioner.kube.products import ProductPlan, operator_settings, plan, resource
 from provisioner.spec.loader import load_products
 
@@ -32,12 +34,13 @@ _ACTION_STYLE = {"create": "green", "change": "yellow", "delete": "red", "unchan
 _STORE_STYLE = {"new": "green", "rebuild": "bold red", "in place": "yellow", "removed": "red", "unchanged": "dim"}
 
 
-def plan_local(paths: list[Path], state_dir: Path, kafka_bootstrap: str | None, output: OutputFormat) -> None:
+def plan_local(paths: list[Path], state_dir: Path, kafka_bootstrap: str | None, output: OutputFormat,
+               extra: dict[str, Any] | None = None) -> None:
     from provisioner.local.session import plan_local as plan_stores
 
     plans = plan_stores(paths, state_dir, kafka_bootstrap)
     if output is OutputFormat.json:
-        print_json({"stores": [p.to_dict() for p in plans]})
+        print_json({"stores": [p.to_dict() for p in plans], **(extra or {})})
         return
     for item in plans:
         settings = f" ({', '.join(item.settings)})" if item.settings else ""
@@ -66,7 +69,8 @@ def _print(plans: list[ProductPlan]) -> None:
 
 
 def plan_k8s(paths: list[Path], kubeconfig: Path | None, context: str | None, namespace: str | None,
-             operator_namespace: str, kafka_bootstrap: str | None, output: OutputFormat) -> None:
+             operator_namespace: str, kafka_bootstrap: str | None, output: OutputFormat,
+             extra: dict[str, Any] | None = None) -> None:
     specs = load_products(paths)
     client, default_namespace = connect(kubeconfig, context, namespace)
     try:
@@ -77,7 +81,7 @@ def plan_k8s(paths: list[Path], kubeconfig: Path | None, context: str | None, na
     finally:
         client.close()
     if output is OutputFormat.json:
-        print_json({"products": [p.to_dict() for p in plans]})
+        print_json({"products": [p.to_dict() for p in plans], **(extra or {})})
     else:
         _print(plans)
 
@@ -94,9 +98,23 @@ def plan_command(
                                                help="Default: the operator's ConfigMap."),
     output: OutputFormat = OUTPUT_OPTION,
     state_dir: Path = STATE_DIR_OPTION,
+    kafka_config: Path | None = KAFKA_CONFIG_OPTION,
 ) -> None:
-    """Show what applying the specs would change, without changing anything."""
+    """Show what applying the specs would change, without changing anything (and, with a schema
+    registry in --kafka-config, the fields avro specs use that the latest schemas do not have)."""
+    # What the latest registered schemas say of the expressions (a producer's change that dropped or
+    # retyped a field an expression uses): a warning beside the plan, not a refusal.
+    findings, notes = ([], []) if kafka_config is None else registry_findings(
+        load_products(paths), kafka_config, dict(os.environ))
+    extra = {"schema": {"findings": [f.to_dict() for f in findings], "notes": [n.to_dict() for n in notes]}} \
+        if findings or notes else None
     if target is Target.k8s:
-        plan_k8s(paths, kubeconfig, context, namespace, operator_namespace, kafka_bootstrap, output)
+        plan_k8s(paths, kubeconfig, context, namespace, operator_namespace, kafka_bootstrap, output, extra)
     else:
-        plan_local(paths, state_dir, kafka_bootstrap, output)
+        plan_local(paths, state_dir, kafka_bootstrap, output, extra)
+    if output is OutputFormat.json:
+        return
+    for finding in findings:
+        console.print(f"[yellow]schema[/] {escape(str(finding))}")
+    for note in notes:
+        console.print(f"[dim]schema · {escape(str(note))}[/]")

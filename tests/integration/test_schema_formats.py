@@ -501,3 +501,32 @@ def test_validate_checks_an_avro_spec_s_fields_against_the_registered_schema(
     assert unregistered.spec.source.topic in note["message"]
     offline = runner.invoke(app, ["validate", str(tmp_path / "typo.yaml")], env={"PROVISIONER_KAFKA_CONFIG": ""})
     assert offline.exit_code == 0, offline.output  # without a registry the spec is valid
+
+
+def test_plan_says_when_the_latest_schema_dropped_a_field_an_expression_uses(
+    registry: TestRegistry, client: SchemaRegistryClient, topic: str, tmp_path: Path,
+) -> None:
+    from typer.testing import CliRunner
+
+    from provisioner.cli.app import app
+
+    v1 = {"type": "record", "name": "Stock", "fields": [{"name": "sku", "type": "string"},
+                                                        {"name": "count", "type": "long"}]}
+    client.register_schema(f"{topic}-value", Schema(json.dumps(v1), "AVRO"))
+    write_spec(tmp_path, "stock", topic, "avro", fields={"sku": "event.sku", "count": "event.count"},
+               filter_=None)
+    properties = tmp_path / "client.properties"
+    properties.write_text(f"bootstrap.servers=127.0.0.1:9\nschema.registry.url={registry.url}\n")
+    args = ["plan", str(tmp_path / "stock.yaml"), "--kafka-config", str(properties), "--state-dir",
+            str(tmp_path / "state"), "-o", "json"]
+    runner = CliRunner()
+    before = runner.invoke(app, args)
+    assert before.exit_code == 0, before.output
+    assert "schema" not in json.loads(before.stdout)
+    v2 = {**v1, "fields": [v1["fields"][0], {"name": "units", "type": "long", "default": 0}]}
+    client.register_schema(f"{topic}-value", Schema(json.dumps(v2), "AVRO"))
+    after = runner.invoke(app, args)
+    assert after.exit_code == 0, after.output
+    (finding,) = json.loads(after.stdout)["schema"]["findings"]
+    assert finding["path"] == "spec.fields.count"
+    assert f"subject {topic}-value version 2 has no field 'count'" in finding["message"]
