@@ -11,7 +11,9 @@ One run, one machine, these figures (records per second):
 and prints R1/R0 (goal >= 0.7), R2/R0 (goal >= 0.7), R2/Rn (goal >= 5) and the consumer's peak RSS
 (goal < 250 MB, VmHWM of the consumer process). `--secured` also starts the secured dev broker
 (SASL_SSL, SCRAM-SHA-512, ACLs) and runs R1 and R2 against it through `--kafka-config`: the
-secured/plaintext ratio of steady records/s is the cost of TLS and SCRAM (goal >= 0.85).
+secured/plaintext ratio of steady records/s is the cost of TLS and SCRAM (goal >= 0.85). `--avro`
+also runs the Avro round (bench/hydrate_avro.py: R-avro against a bare poll + fastavro loop, goal
+>= 0.7, and Avro against JSON decode per record) with the dev schema registry.
 
 Fairness: the ratios compare the same span on both sides, the steady stream. R0 is timed from the
 first poll that returns records to the last record decoded; R1/R2 from the first batch the store
@@ -37,6 +39,7 @@ ratio of their steady records/s to the unordered ones of the same round (goal >=
 
 Run: .venv/bin/python bench/hydrate.py [EVENTS=200000] [NAIVE=20000] [--rounds N] [--quick] [--profile] [--order [EXPR]]
                                        [--kafka-client confluent|kafka-python] [--compare-clients] [--secured]
+                                       [--avro]
 """
 
 from __future__ import annotations
@@ -101,8 +104,9 @@ def produce(bootstrap: KafkaTarget, topic: str, count: int) -> None:
                                        for key, value in generate.orders(count, seed=1)))
 
 
-def bare_loop(bootstrap: str, topic: str, count: int) -> tuple[float, float]:
-    """R0: poll and json-decode every record, nothing else: (records/s from the start, steady records/s).
+def bare_loop(bootstrap: str, topic: str, count: int, decode: Any = json.loads) -> tuple[float, float]:
+    """R0: poll and json-decode (or `decode`) every record, nothing else: (records/s from the start,
+    steady records/s).
 
     Steady: from the first poll that returned records to the last record decoded.
     """
@@ -113,7 +117,7 @@ def bare_loop(bootstrap: str, topic: str, count: int) -> tuple[float, float]:
     consumer.seek_to_beginning(*parts)
     seen = 0
     first: float | None = None
-    loads = json.loads
+    loads = decode
     while seen < count:
         polled = consumer.poll(timeout_ms=1000)
         if polled and first is None:
@@ -348,6 +352,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--order", nargs="?", const=ORDER, default=None, metavar="EXPR",
                         help=f"also run R1 and R2 with `order: EXPR` (default {ORDER}) and print "
                              "ordered/unordered (goal >= 0.85)")
+    parser.add_argument("--avro", action="store_true",
+                        help="also run the Avro round (R-avro against a bare poll + fastavro loop; dev registry)")
     parser.add_argument("--profile", action="store_true",
                         help="also profile one consumer run per store (GC, decode, pipeline, preparation, I/O wait)")
     return parser.parse_args(argv)
@@ -440,6 +446,13 @@ def main() -> None:
                   f"{_median([o[1] for o in ordered]):.2f}  (goal >= 0.85)", flush=True)
         if args.secured:
             secured(args, count, redis_url, postgres_url, folder, (r1, r2), client)
+        if args.avro:
+            from hydrate_avro import avro_round
+
+            avro_round(bootstrap, redis_url, folder, count, bare_loop, bench_spec,
+                       lambda p: load_products([p])[0].product,
+                       lambda *a, **k: consumer_run(*a, kafka_client=client, **k),
+                       f"bench.orders.avro.{uuid.uuid4().hex[:8]}")
         if args.profile:
             for store, url in (("cache", redis_url), ("db", postgres_url)):
                 spec_p = bench_spec(folder, topic)

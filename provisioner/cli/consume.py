@@ -46,12 +46,14 @@ from provisioner.cli.options import (
     until_option,
 )
 from provisioner.cli.output import fail
+from provisioner.errors import ProvisionerError
 from provisioner.runtime.connection import mask_url, store_url
 from provisioner.runtime.metrics import DEFAULT_STALL_AFTER, ConsumerMetrics
 from provisioner.runtime.rebuild import StoreRunner, with_overrides
 from provisioner.spec.loader import load_products
 from provisioner.spec.models import DataProduct
 from provisioner.stream.client import CONFLUENT, DEFAULT_KAFKA_CLIENT, KAFKA_CLIENT_ENV, KAFKA_PYTHON
+from provisioner.stream.registry import registry_for
 
 _KAFKA_ENV_SETTINGS = {
     "PROVISIONER_KAFKA_SESSION_TIMEOUT_MS": "session_timeout_ms",
@@ -161,6 +163,10 @@ def consume(
         logging.getLogger(__name__).warning("%s", note)
     # Only a laptop without PROVISIONER_KAFKA_BOOTSTRAP needs the dev broker's address; a pod never does.
     kafka = kafka_connection(kafka_config, bootstrap, state_dir)
+    try:  # a schema'd source without a registry: say so now, not after the store answered
+        registry_for((chosen.spec.source.format, chosen.spec.source.key_format), kafka)
+    except ProvisionerError as error:
+        fail(str(error))
     consumer_config = kafka_settings(os.environ)
     metrics = ConsumerMetrics(chosen.name, store_spec.name)
     if metrics_port is not None:

@@ -2,6 +2,7 @@
 
 Registered by `provisioner.cli.app` as the `dev` command group:
     dev kafka up|down|status      the dev broker (provisioner.local.devbroker)
+    dev registry up|down|status   the dev schema registry (provisioner.local.devregistry)
     dev produce TOPIC FILE.jsonl  JSON Lines into a topic (see provisioner.stream.kafka)
     dev generate KIND --count N   seeded orders / customers / readings (provisioner.stream.generate)
 """
@@ -19,6 +20,7 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from provisioner.cli.dev_registry import registry_app
 from provisioner.cli.options import BOOTSTRAP_OPTION, KAFKA_CONFIG_OPTION, STATE_DIR_OPTION, kafka_connection
 from provisioner.cli.output import OUTPUT_OPTION, OutputFormat, console, err_console, fail, print_json, report_errors
 from provisioner.pipeline.eventfile import EventLineError, numbered_lines, parse_line
@@ -30,6 +32,7 @@ dev_app = typer.Typer(
 kafka_app = typer.Typer(help="The dev Kafka broker: one real KRaft node, from Maven Central jars.",
                         no_args_is_help=True)
 dev_app.add_typer(kafka_app, name="kafka")
+dev_app.add_typer(registry_app, name="registry")
 
 class Kind(StrEnum):
     orders = "orders"

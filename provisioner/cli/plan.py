@@ -8,13 +8,16 @@ whether the spec change applies in place or rebuilds the store. Nothing is writt
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.markup import escape
 
 from provisioner.cli.options import (
     CONTEXT_OPTION,
+    KAFKA_CONFIG_OPTION,
     KUBECONFIG_OPTION,
     NAMESPACE_OPTION,
     STATE_DIR_OPTION,
@@ -25,6 +28,7 @@ from provisioner.cli.options import (
     platform_bootstrap_option,
 )
 from provisioner.cli.output import OUTPUT_OPTION, OutputFormat, console, print_json
+from provisioner.cli.schema_check import registry_findings
 from provisioner.kube.products import ProductPreview, operator_settings, preview, resource
 from provisioner.spec.loader import load_products
 
@@ -32,12 +36,13 @@ _ACTION_STYLE = {"create": "green", "change": "yellow", "delete": "red", "unchan
 _STORE_STYLE = {"new": "green", "rebuild": "bold red", "in place": "yellow", "removed": "red", "unchanged": "dim"}
 
 
-def preview_local(paths: list[Path], state_dir: Path, kafka_bootstrap: str | None, output: OutputFormat) -> None:
+def preview_local(paths: list[Path], state_dir: Path, kafka_bootstrap: str | None, output: OutputFormat,
+                  extra: dict[str, Any] | None = None) -> None:
     from provisioner.local.session import preview_stores
 
     plans = preview_stores(paths, state_dir, kafka_bootstrap)
     if output is OutputFormat.json:
-        print_json({"stores": [p.to_dict() for p in plans]})
+        print_json({"stores": [p.to_dict() for p in plans], **(extra or {})})
         return
     for item in plans:
         settings = f" ({', '.join(item.settings)})" if item.settings else ""
@@ -67,7 +72,8 @@ def _print(plans: list[ProductPreview]) -> None:
 
 
 def preview_k8s(paths: list[Path], kubeconfig: Path | None, context: str | None, namespace: str | None,
-             operator_namespace: str, kafka_bootstrap: str | None, output: OutputFormat) -> None:
+                operator_namespace: str, kafka_bootstrap: str | None, output: OutputFormat,
+                extra: dict[str, Any] | None = None) -> None:
     specs = load_products(paths)
     client, default_namespace = connect(kubeconfig, context, namespace)
     try:
@@ -77,7 +83,7 @@ def preview_k8s(paths: list[Path], kubeconfig: Path | None, context: str | None,
     finally:
         client.close()
     if output is OutputFormat.json:
-        print_json({"products": [p.to_dict() for p in plans]})
+        print_json({"products": [p.to_dict() for p in plans], **(extra or {})})
     else:
         _print(plans)
 
@@ -94,9 +100,23 @@ def plan_command(
         None, "Kafka bootstrap servers (default: the operator's ConfigMap with --target k8s, else the dev broker)."),
     output: OutputFormat = OUTPUT_OPTION,
     state_dir: Path = STATE_DIR_OPTION,
+    kafka_config: Path | None = KAFKA_CONFIG_OPTION,
 ) -> None:
-    """Show what applying the specs would change, without changing anything."""
+    """Show what applying the specs would change, without changing anything (and, with a schema
+    registry in --kafka-config, the fields avro specs use that the latest schemas do not have)."""
+    # What the latest registered schemas say of the expressions (a producer's change that dropped or
+    # retyped a field an expression uses): a warning beside the plan, not a refusal.
+    findings, notes = ([], []) if kafka_config is None else registry_findings(
+        load_products(paths), kafka_config, dict(os.environ))
+    extra = {"schema": {"findings": [f.to_dict() for f in findings], "notes": [n.to_dict() for n in notes]}} \
+        if findings or notes else None
     if target is Target.k8s:
-        preview_k8s(paths, kubeconfig, context, namespace, operator_namespace, kafka_bootstrap, output)
+        preview_k8s(paths, kubeconfig, context, namespace, operator_namespace, kafka_bootstrap, output, extra)
     else:
-        preview_local(paths, state_dir, kafka_bootstrap, output)
+        preview_local(paths, state_dir, kafka_bootstrap, output, extra)
+    if output is OutputFormat.json:
+        return
+    for finding in findings:
+        console.print(f"[yellow]schema[/] {escape(str(finding))}")
+    for note in notes:
+        console.print(f"[dim]schema · {escape(str(note))}[/]")

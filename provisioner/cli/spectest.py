@@ -15,7 +15,14 @@ from provisioner.cli.options import BOOTSTRAP_OPTION, KAFKA_CONFIG_OPTION, STATE
 from provisioner.cli.output import OUTPUT_OPTION, OutputFormat, console, err_console, fail, json_text, print_json
 from provisioner.pipeline.eventfile import EventLine, EventLineError, numbered_lines, parse_line
 from provisioner.pipeline.process import Pipeline
-from provisioner.pipeline.testing import SpecTestOutcome, line_record, op_to_dict, ordered_ops, run_tests
+from provisioner.pipeline.testing import (
+    SpecTestOutcome,
+    decoded_formats,
+    line_record,
+    op_to_dict,
+    ordered_ops,
+    run_tests,
+)
 from provisioner.spec.loader import LoadedSpec, load_products
 from provisioner.stream.settings import load_kafka_settings
 
@@ -54,13 +61,30 @@ def _read_events(path: Path) -> tuple[list[EventLine], list[str]]:
     return lines, findings
 
 
+def _schema_texts(spec: LoadedSpec) -> dict[str, str]:
+    """The text of each schema file the spec's tests name (relative to the spec's file)."""
+    texts: dict[str, str] = {}
+    for test in spec.product.spec.tests:
+        name = test.schema_file
+        if name is None or name in texts:
+            continue
+        path = Path(spec.file).parent / name
+        try:
+            texts[name] = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else type(error).__name__
+            fail(f"{spec.file}: test {test.name!r}: schema {name}: cannot read {path}: {reason}")
+    return texts
+
+
 def _preview(specs: list[LoadedSpec], events_file: Path, output: OutputFormat) -> None:
     """Each line's op, judged by the consumer's own pipeline: a value it cannot decode is a
     dead letter here too; a line that cannot be a record at all is a finding, and the rest run."""
     lines, findings = _read_events(events_file)
     results: list[dict[str, Any]] = []
     for spec in specs:
-        pipeline = Pipeline(spec.product)
+        # Event lines are JSON: for a schema-registry format they are the decoded events.
+        pipeline = Pipeline(spec.product, formats=decoded_formats(spec.product))
         records = [line_record(spec.product, line, index) for index, line in enumerate(lines)]
         ops = [{"line": line.number, **op_to_dict(op)}
                for line, op in zip(lines, ordered_ops(pipeline, records), strict=True)]
@@ -109,7 +133,7 @@ def spec_test(
     if events is not None:
         _preview(specs, events, output)
         return
-    outcomes = [(spec, outcome) for spec in specs for outcome in run_tests(spec.product)]
+    outcomes = [(spec, outcome) for spec in specs for outcome in run_tests(spec.product, _schema_texts(spec))]
     failed = [(spec, o) for spec, o in outcomes if not o.passed]
     if output is OutputFormat.json:
         print_json({
@@ -134,6 +158,8 @@ def spec_test(
         for spec, outcome in failed:
             title = f"{spec.file}: {spec.product.name} / {outcome.name}"
             console.print(f"\n[bold red]FAIL[/] {escape(title)}")
+            if outcome.error:
+                console.print(escape(outcome.error))
             for line in _diff(outcome).splitlines():
                 style = "red" if line.startswith("-") else "green" if line.startswith("+") else ""
                 console.print(f"[{style}]{escape(line)}[/]" if style else escape(line))

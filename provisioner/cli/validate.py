@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
 from rich.markup import escape
 
-from provisioner.cli.output import OUTPUT_OPTION, OutputFormat, console, print_json
+from provisioner.cli.options import KAFKA_CONFIG_OPTION
+from provisioner.cli.output import OUTPUT_OPTION, OutputFormat, console, fail, print_json
 from provisioner.cli.render import refusal_finding
+from provisioner.cli.schema_check import registry_findings
+from provisioner.errors import ProvisionerError
 from provisioner.kube.names import name_clashes, object_names
 from provisioner.kube.render import RenderRefused
 from provisioner.spec.findings import Finding
@@ -49,11 +53,18 @@ def _summary(spec: LoadedSpec) -> dict[str, object]:
 def validate(
     paths: list[Path] = typer.Argument(..., help="Spec files or directories (searched for *.yaml, *.yml)."),
     output: OutputFormat = OUTPUT_OPTION,
+    kafka_config: Path | None = KAFKA_CONFIG_OPTION,
 ) -> None:
-    """Validate DataProduct specs: schema, names, keys, SQL identifiers and every CEL expression."""
+    """Validate DataProduct specs: schema, names, keys, SQL identifiers and every CEL expression (and,
+    with a schema registry in --kafka-config, the fields avro specs select against their schema)."""
     scan = scan_paths(paths)
     specs = scan.specs
-    findings = [*scan.findings, *_name_clashes(specs)]
+    try:
+        checked, registry_notes = registry_findings(specs, kafka_config, dict(os.environ))
+    except ProvisionerError as error:
+        fail(str(error))
+    scan.notes.extend(registry_notes)
+    findings = [*scan.findings, *_name_clashes(specs), *checked]
     if output is OutputFormat.json:
         print_json({
             "valid": not findings and bool(specs),

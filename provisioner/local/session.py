@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.errors import ConfigurationError, ProvisionerError, UnavailableError
-from provisioner.local import devbroker, embedded
+from provisioner.local import devbroker, devregistry, embedded
 from provisioner.local.processes import pid_alive, terminate
 from provisioner.local.statedir import Registry, StateDir, StoreEntry
 from provisioner.local.supervisor import ConsumerProcess, LocalConsumer, Phase, Supervisor
@@ -178,6 +178,9 @@ def prepare_environment(plan: Plan, state_root: Path, explicit_kafka: KafkaTarge
         bootstrap, started = explicit_kafka, False
     else:
         bootstrap, started = devbroker.resolve_or_start(explicit_kafka, state_root, say)
+    formats: set[str] = {f for c in plan.consumers
+                         for f in (c.product.spec.source.format, c.product.spec.source.key_format)}
+    bootstrap = devregistry.with_registry(formats, bootstrap, state_root, say)
     for topic in plan.topics:
         kafka_helpers.ensure_topic(bootstrap, topic)
     servers = start_embedded(plan.managed_kinds, state_root, say)
@@ -600,6 +603,8 @@ def stop_local_servers(state_root: Path, *, purge: bool, stop_broker: bool, say:
         say(f"stopped the embedded {kind}")
     if stop_broker and devbroker.down(state_root, purge=purge):
         say("stopped the dev Kafka broker")
+    if stop_broker and devregistry.down(state_root, purge=purge):
+        say("stopped the dev schema registry")
     if purge:
         shutil.rmtree(state_root, ignore_errors=True)
         say(f"removed {state_root}")

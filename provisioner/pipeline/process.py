@@ -13,7 +13,11 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from provisioner.errors import UnavailableError
 from provisioner.expr import EvaluationError, Program, compile_expression
+from provisioner.formats.bounds import MAX_DEPTH, MAX_VALUE_BYTES, MAX_VALUES, TOO_MANY_VALUES, bounds_failure
+from provisioner.formats.decoders import Decode, NoRegistry, registry_decoder
+from provisioner.formats.schemas import DecodeError, SchemaMismatch, SchemaSource
 from provisioner.pipeline.event_schema import Validator, compile_schema
 from provisioner.pipeline.ops import SKIP, DeadLetter, Delete, KeyPart, Op, RecordLike, Stage, Upsert
 from provisioner.pipeline.ordering import order_of
@@ -32,15 +36,6 @@ _decode_json: Callable[[str], Any] = _decoder.decode
 _scan_once: Callable[[str, int], tuple[Any, int]] = _decoder.scan_once  # type: ignore[attr-defined]
 
 
-MAX_VALUE_BYTES: Final = 8 * 1024 * 1024
-"""A record value longer than this is a dead letter (stage `decode`) before it is decoded."""
-MAX_DEPTH: Final = 128
-"""Arrays and objects nested deeper than this are a dead letter (stage `decode`): every later
-stage (schema, CEL, the stores' encoders) then stays far from the interpreter's recursion limit."""
-MAX_VALUES: Final = 100_000
-"""Values (arrays, objects and their items) one decoded record may hold: a 1 MB value of empty
-arrays would otherwise take over 20 MB of memory, and a batch of them a consumer's whole limit."""
-
 # Below these sizes no value can break a bound (each level of nesting takes two bytes, each value
 # at least one), so the common small record pays one length comparison.
 _DEPTH_CHECK_BYTES: Final = 2 * (MAX_DEPTH + 1)
@@ -50,31 +45,8 @@ _DEPTH_CHECK_BYTES: Final = 2 * (MAX_DEPTH + 1)
 _MAX_BRACKETS: Final = 4 * MAX_VALUES
 
 
-_TOO_MANY_VALUES: Final = f"more than {MAX_VALUES} values (arrays, objects and their items)"
-
-
 class DecodeRefused(ValueError):
     """A value that is valid JSON but breaks one of the decode bounds."""
-
-
-def _bounds_failure(event: Any) -> str | None:
-    """Why `event` breaks a decode bound, or None. Iterative: it must work on any depth."""
-    values = 1
-    stack: list[tuple[Any, int]] = [(event, 1)]
-    pop = stack.pop
-    push = stack.append
-    while stack:
-        node, depth = pop()
-        if depth > MAX_DEPTH:
-            return f"arrays and objects are nested more than {MAX_DEPTH} levels deep"
-        values += len(node)
-        if values > MAX_VALUES:
-            return _TOO_MANY_VALUES
-        for item in node.values() if type(node) is dict else node:
-            kind = type(item)
-            if kind is dict or kind is list:
-                push((item, depth + 1))
-    return None
 
 
 def decode_value(value: bytes) -> Any:
@@ -85,7 +57,7 @@ def decode_value(value: bytes) -> Any:
         raise DecodeRefused(f"value is {size} bytes, more than {MAX_VALUE_BYTES}")
     brackets = value.count(b"[") + value.count(b"{") if size >= _DEPTH_CHECK_BYTES else 0
     if brackets > _MAX_BRACKETS:
-        raise DecodeRefused(_TOO_MANY_VALUES)
+        raise DecodeRefused(TOO_MANY_VALUES)
     text = value.decode("utf-8")
     # Fast path: a document with no surrounding whitespace scanned in one C call. Anything else
     # (whitespace, trailing data, invalid JSON) goes through `decode`, which gives the same value
@@ -100,7 +72,7 @@ def decode_value(value: bytes) -> Any:
     except RecursionError:
         raise DecodeRefused(f"arrays and objects are nested more than {MAX_DEPTH} levels deep") from None
     if brackets > MAX_DEPTH or size > MAX_VALUES:
-        failure = _bounds_failure(event) if type(event) is dict or type(event) is list else None
+        failure = bounds_failure(event)
         if failure is not None:
             raise DecodeRefused(failure)
     return event
@@ -135,9 +107,34 @@ _RECORD_FIELDS: dict[str, Callable[[RecordLike], Any]] = {
 }
 
 
-def record_activation(record: RecordLike, fields: Iterable[str] = _RECORD_FIELDS) -> dict[str, Any]:
+def record_activation(record: RecordLike, fields: Iterable[str] = _RECORD_FIELDS,
+                      getters: dict[str, Callable[[RecordLike], Any]] = _RECORD_FIELDS) -> dict[str, Any]:
     """The CEL `record` variable for a Kafka record: only the `fields` the expressions read."""
-    return {name: _RECORD_FIELDS[name](record) for name in fields}
+    return {name: getters[name](record) for name in fields}
+
+
+class KeyDecodeError(DecodeError):
+    """A record key that does not decode by `source.keyFormat`."""
+
+
+def _key_getter(fmt: str, decode: Decode) -> Callable[[RecordLike], Any]:
+    def key(record: RecordLike) -> Any:
+        raw = record.key
+        if raw is None:
+            return None
+        try:
+            return decode(raw)
+        except ValueError as error:  # DecodeError, SchemaMismatch, JSON's errors
+            raise KeyDecodeError(f"key does not decode as {fmt}: {error}") from None
+
+    return key
+
+
+def _format_decoder(fmt: str, schemas: SchemaSource | None) -> Decode:
+    """The decoder of `fmt` (json: the consumer's bounded JSON decoder)."""
+    if fmt == "json":
+        return decode_value
+    return registry_decoder(fmt, schemas or NoRegistry(), decode_json=decode_value, compile_schema=compile_schema)
 
 
 def unexpected_failure(error: BaseException) -> str:
@@ -169,10 +166,26 @@ def _type_name(value: Any) -> str:
 
 
 class Pipeline:
-    """A DataProduct's expressions compiled once, applied to records one at a time."""
+    """A DataProduct's expressions compiled once, applied to records one at a time.
 
-    def __init__(self, product: DataProduct) -> None:
+    `schemas` is where `avro`, `protobuf` and `jsonschema` records find their schemas (the
+    registry client the consumer hands in; it does the I/O, this class none). Without one, such
+    records are dead letters that say no registry is configured.
+    """
+
+    def __init__(self, product: DataProduct, schemas: SchemaSource | None = None, *,
+                 formats: tuple[str, str] | None = None) -> None:
         spec = product.spec
+        # `formats` (value, key) overrides the source's: `provisioner test` feeds decoded values.
+        value_format, key_format = formats or (spec.source.format, spec.source.key_format)
+        # Chosen once: JSON keeps its direct call; a registry format decodes through its cache.
+        self._decode: Decode = _format_decoder(value_format, schemas)
+        self._decode_failure: Callable[[ValueError], str] = (
+            decode_failure if value_format == "json" else lambda error: f"value: {error}")
+        self._getters = _RECORD_FIELDS
+        if key_format != "string":
+            key_decoder = _format_decoder(key_format, schemas)
+            self._getters = {**_RECORD_FIELDS, "key": _key_getter(key_format, key_decoder)}
         self.product = product
         self._filter: Program | None = (
             compile_expression(spec.filter, expect_bool=True) if spec.filter else None
@@ -204,15 +217,18 @@ class Pipeline:
         """
         stage: Stage = "decode"
         try:
-            activation = record_activation(record, self._record_fields) if self._record_fields else None
+            try:
+                activation = (record_activation(record, self._record_fields, self._getters)
+                              if self._record_fields else None)
+            except KeyDecodeError as error:
+                return DeadLetter("decode", str(error))
             raw = record.value
             if raw is None:
                 stage = "key"
                 return self._delete_op(None, activation)
-            try:
-                event = decode_value(raw)
-            except ValueError as error:
-                return DeadLetter("decode", decode_failure(error))
+            event = self._event(raw)
+            if type(event) is DeadLetter:
+                return event
             if self._schema is not None:
                 stage = "schema"
                 failure = self._schema(event)
@@ -241,8 +257,20 @@ class Pipeline:
                     return DeadLetter("delete", f"delete returned {_type_name(deleting)}, not bool")
             stage = "fields"
             return self._upsert_op(event, activation)
+        except UnavailableError:
+            raise  # a schema registry that does not answer: the consumer retries, the record is fine
         except Exception as error:  # the one place where any failure becomes a dead letter
             return DeadLetter(stage, unexpected_failure(error))
+
+    def _event(self, raw: bytes) -> Any:
+        """The decoded value, or the dead letter of one that does not decode (or does not match
+        its registered JSON Schema)."""
+        try:
+            return self._decode(raw)
+        except SchemaMismatch as error:
+            return DeadLetter("schema", f"value {error}")
+        except ValueError as error:
+            return DeadLetter("decode", self._decode_failure(error))
 
     def _upsert_op(self, event: Any, activation: dict[str, Any] | None) -> Op:
         """The row the fields make of a kept event, keyed by its key fields."""

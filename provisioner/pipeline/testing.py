@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from provisioner.formats.encode import EncodeError, test_encoder
 from provisioner.pipeline.encoding import Unencodable, json_default, to_json
 from provisioner.pipeline.eventfile import EventLine
 from provisioner.pipeline.ops import DeadLetter, Delete, Op, Record, Skip, Upsert, render_key
@@ -97,9 +98,11 @@ def _value_bytes(value: Any) -> bytes:
         return json.dumps(value, separators=(",", ":"), default=json_default).encode("ascii")
 
 
-def given_record(product: DataProduct, given: GivenRecord, index: int) -> Record:
-    """A Kafka record for a test's `given` entry (the value is JSON-encoded; null is a tombstone)."""
-    value = None if given.value is None else _value_bytes(given.value)
+def given_record(product: DataProduct, given: GivenRecord, index: int,
+                 encode: Callable[[Any], bytes] = _value_bytes) -> Record:
+    """A Kafka record for a test's `given` entry (the value is JSON-encoded, or by `encode`; null is
+    a tombstone)."""
+    value = None if given.value is None else encode(given.value)
     return Record(
         topic=product.spec.source.topic,
         partition=given.partition,
@@ -132,20 +135,46 @@ def ordered_ops(pipeline: Pipeline, records: Iterable[Record]) -> list[Op]:
     return [tracker.admit(pipeline.process(record), record.timestamp) for record in records]
 
 
-def run_test(pipeline: Pipeline, test: SpecTest) -> SpecTestOutcome:
-    ops = ordered_ops(pipeline, (given_record(pipeline.product, given, i) for i, given in enumerate(test.given)))
+def run_test(pipeline: Pipeline, test: SpecTest, encode: Callable[[Any], bytes] = _value_bytes) -> SpecTestOutcome:
+    expected = [expected_to_dict(e) for e in test.expect]
+    try:
+        records = [given_record(pipeline.product, given, i, encode) for i, given in enumerate(test.given)]
+    except EncodeError as error:
+        return SpecTestOutcome(name=test.name, passed=False, expected=expected, actual=[], error=str(error))
+    ops = ordered_ops(pipeline, records)
     passed = len(ops) == len(test.expect) and all(op_matches(e, op) for e, op in zip(test.expect, ops, strict=True))
-    return SpecTestOutcome(
-        name=test.name,
-        passed=passed,
-        expected=[expected_to_dict(e) for e in test.expect],
-        actual=[op_to_dict(op) for op in ops],
-    )
+    return SpecTestOutcome(name=test.name, passed=passed, expected=expected, actual=[op_to_dict(op) for op in ops])
 
 
-def run_tests(product: DataProduct) -> list[SpecTestOutcome]:
-    pipeline = Pipeline(product)
-    return [run_test(pipeline, test) for test in product.spec.tests]
+def decoded_formats(product: DataProduct) -> tuple[str, str]:
+    """The formats a test without a schema file runs with: its given values are the decoded event
+    (JSON), and a key of a schema-registry format is given as its JSON text."""
+    key_format = product.spec.source.key_format
+    return "json", key_format if key_format in ("string", "json") else "json"
+
+
+def run_tests(product: DataProduct, schema_texts: Mapping[str, str] | None = None) -> list[SpecTestOutcome]:
+    """Each test's outcome; `schema_texts` holds the text of each schema file a test names."""
+    fmt = product.spec.source.format
+    plain = Pipeline(product) if fmt == "json" else Pipeline(product, formats=decoded_formats(product))
+    outcomes: list[SpecTestOutcome] = []
+    for test in product.spec.tests:
+        if test.schema_file is None or fmt == "json":
+            outcomes.append(run_test(plain, test))
+            continue
+        text = (schema_texts or {}).get(test.schema_file)
+        try:
+            if text is None:
+                raise ValueError(f"schema file {test.schema_file} was not read")
+            schemas, encode = test_encoder(fmt, text)
+        except ValueError as error:
+            outcomes.append(SpecTestOutcome(name=test.name, passed=False, expected=[], actual=[],
+                                            error=f"schema {test.schema_file}: {error}"))
+            continue
+        key_format = product.spec.source.key_format
+        formats = (fmt, key_format if key_format in ("string", "json") else "json")
+        outcomes.append(run_test(Pipeline(product, schemas, formats=formats), test, encode))
+    return outcomes
 
 
 def line_record(product: DataProduct, line: EventLine, index: int) -> Record:

@@ -50,6 +50,7 @@ from provisioner.stores.base import PositionConflict, Stale, Store, StoreSchemaE
 from provisioner.stream.client import DEFAULT_KAFKA_CLIENT, Assignment, BrokerTimeout, StreamConsumer, open_consumer
 from provisioner.stream.deadletters import DeadLetterProducer
 from provisioner.stream.kafka import is_transient
+from provisioner.stream.registry import registry_for
 from provisioner.stream.settings import KafkaTarget
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,9 @@ class StoreConsumer:
         self.store_spec = store_spec
         self.store = store
         self.bootstrap = bootstrap
-        self.pipeline = Pipeline(product)
+        source = product.spec.source
+        # avro/protobuf/jsonschema records find their schemas here (fetched once per id, cached).
+        self.pipeline = Pipeline(product, registry_for((source.format, source.key_format), bootstrap))
         self.topic = product.spec.source.topic
         self.batch_size = product.spec.consumer.batch_size
         self.batch_latency = parse_duration(product.spec.consumer.batch_latency).total_seconds()

@@ -46,6 +46,8 @@ def content_settings(product: DataProduct, store: StoreSpec) -> dict[str, Any]:
     if spec.source.until is not None:
         # Only when set, so the fingerprints of stores older than `until` stay what they were.
         settings["source"]["until"] = spec.source.until
+    if spec.source.key_format != "string":
+        settings["source"]["keyFormat"] = spec.source.key_format
     if store.redis is not None:
         settings["redis"] = {"keyPrefix": product.key_prefix(store), "structure": store.redis.structure}
     if store.postgres is not None:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 from provisioner.spec import models
 from provisioner.spec.findings import Finding, SpecError, format_path
 from provisioner.spec.overlaps import overlap_findings
-from provisioner.spec.semantics import check_product
+from provisioner.spec.semantics import Problem, check_product
 from provisioner.spec.wording import translate
 from provisioner.spec.yamlsafe import MAX_FILE_BYTES, Document, YamlLimitError, read_documents
 
@@ -73,14 +73,19 @@ def product_from_document(file: str, document: Document) -> tuple[models.DataPro
         product = models.DataProduct.model_validate(document.data)
     except ValidationError as error:
         return None, findings + _validation_findings(file, document, error)
-    for problem in check_product(product):
-        line, column = document.locate(problem.path, at_key=problem.at_key)
-        if problem.column_offset is not None:
-            position = document.positions.get(problem.path)
-            if position is not None and position.line == line:
-                column += problem.column_offset + (1 if position.quoted else 0)
-        findings.append(Finding(file, line, column, format_path(problem.path), problem.message))
+    findings += [problem_finding(file, document, problem) for problem in check_product(product)]
     return (None if findings else product), findings
+
+
+def problem_finding(file: str, document: Document, problem: Problem) -> Finding:
+    """A problem found in a product, at its file:line:column (within an expression, at the column
+    the problem names)."""
+    line, column = document.locate(problem.path, at_key=problem.at_key)
+    if problem.column_offset is not None:
+        position = document.positions.get(problem.path)
+        if position is not None and position.line == line:
+            column += problem.column_offset + (1 if position.quoted else 0)
+    return Finding(file, line, column, format_path(problem.path), problem.message)
 
 
 #: Files Kustomize reads: a folder Argo CD or Flux syncs holds one beside the specs.

@@ -182,7 +182,13 @@ class Source(_Model):
     """The Kafka topic the product reads, and how its records are decoded."""
 
     topic: TopicName = Field(description="The Kafka topic to read: a legal topic name.")
-    format: Literal["json"] = Field(default="json", description="How record values are encoded: json.")
+    format: Literal["json", "avro", "protobuf", "jsonschema"] = Field(
+        default="json",
+        description="How record values are encoded: json, or avro, protobuf or jsonschema in the schema "
+                    "registry's wire format (the schema fetched by id from the configured registry).")
+    key_format: Literal["string", "json", "avro", "protobuf", "jsonschema"] = Field(
+        default="string", description="How record keys are decoded for record.key: string (UTF-8), json, "
+                                      "or avro, protobuf or jsonschema in the schema registry's wire format.")
     start_from: Annotated[str, AfterValidator(_start_from)] = Field(
         default="earliest",
         description="Where a new consumer starts: earliest, latest or an RFC 3339 timestamp.")
@@ -380,6 +386,11 @@ class SpecTest(_Model):
     name: Annotated[str, Field(min_length=1, max_length=200, description="What the test checks.")]
     given: list[GivenRecord] = Field(description="The records, in order.")
     expect: list[ExpectedOp] = Field(description="The ops they produce, in order.")
+    schema_file: Annotated[str, Field(min_length=1, max_length=1024)] | None = Field(
+        default=None, alias="schema",
+        description="For source.format avro or jsonschema: a schema file (.avsc, or a JSON Schema; relative "
+                    "to the spec's file) that encodes the given values as a producer would. Without it, "
+                    "the given values are the decoded event.")
 
 
 class DataProductSpec(_Model):

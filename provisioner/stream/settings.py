@@ -301,6 +301,9 @@ def kafka_settings_from(values: dict[str, tuple[int, str]], where: str, base: Pa
                                f"(SSL or SASL_SSL uses it)")
     registry = None
     if get("schema.registry.url") is not None:
+        if not re.match(r"(?i)^https?://[^/]", values["schema.registry.url"][1]):
+            raise KafkaConfigError(f"{at('schema.registry.url')}: schema.registry.url must be an http:// or "
+                                   f"https:// URL")
         registry = SchemaRegistrySettings(
             url=values["schema.registry.url"][1], user_info=get("basic.auth.user.info"),
             ca_location=_pem_file(values, where, "schema.registry.ssl.ca.location", None, base))

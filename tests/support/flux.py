@@ -38,8 +38,8 @@ import yaml
 
 from provisioner.errors import SetupError
 from provisioner.files import cache_root, file_lock
+from provisioner.local import gobuild
 from provisioner.local.processes import free_ports
-from tests.support import gobuild
 from tests.support.daemons import stop_process_group
 
 __all__ = [

@@ -36,9 +36,9 @@ from types import TracebackType
 
 from provisioner.errors import SetupError
 from provisioner.files import cache_root, file_lock
+from provisioner.local.gobuild import build_binary, go_binary, go_env, run_go, scratch_module
 from provisioner.local.processes import free_ports
 from tests.support.daemons import stop_process_group
-from tests.support.gobuild import build_binary, go_binary, go_env, run_go, scratch_module
 
 __all__ = [
     "ETCD_VERSION",
