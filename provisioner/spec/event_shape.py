@@ -61,10 +61,11 @@ _AVRO_LOGICAL: Final = {
 }
 
 
-def from_avro(schema: Any, origin: str = "", named: Mapping[str, Any] | None = None) -> Shape:
-    """The shape of a value written with Avro `schema` (parsed JSON); `named` holds the named types
-    of the schema's references by full name."""
-    names: dict[str, Any] = dict(named or {})
+def from_avro(schema: Any, origin: str = "", named: dict[str, Any] | None = None) -> Shape:
+    """The shape of a value written with Avro `schema` (its JSON, parsed); `named` collects the
+    named types by full name as they are met (pass the same dict for the schema's references
+    first, dependencies first, so the schema can use theirs)."""
+    names: dict[str, Any] = named if named is not None else {}
     return _avro(schema, names, None, 0, origin)
 
 
@@ -115,10 +116,19 @@ def _avro_union(branches: list[Any], names: dict[str, Any], namespace: str | Non
                 origin: str) -> Shape:
     shapes = [_avro(branch, names, namespace, depth + 1, origin) for branch in branches]
     others = [shape for shape in shapes if shape.kind != "null"]
+    nullable = len(others) < len(shapes)
     if len(others) == 1:
         only = others[0]
-        return Shape(only.kind, only.fields, only.closed, only.items, len(others) < len(shapes), origin)
-    return Shape("dyn", nullable=len(others) < len(shapes), origin=origin)
+        return Shape(only.kind, only.fields, only.closed, only.items, nullable, origin)
+    if others and all(shape.kind == "map" and shape.closed for shape in others):
+        # A union of records: a field of any branch may be there; one that several branches type
+        # differently is left unchecked.
+        fields: dict[str, Shape] = {}
+        for shape in others:
+            for name, field_shape in shape.fields.items():
+                fields[name] = field_shape if fields.get(name, field_shape) == field_shape else DYN
+        return Shape("map", fields=fields, closed=True, nullable=nullable, origin=origin)
+    return Shape("dyn", nullable=nullable, origin=origin)
 
 
 _JSON_TYPES: Final = {"string": "string", "integer": "int", "number": "number", "boolean": "bool",

@@ -67,6 +67,11 @@ def _expressions(product: DataProduct) -> Iterator[Problem]:
             yield from _expression(path, source, expect_bool=path[1] != "fields")
 
 
+def shape_problems(product: DataProduct, event: Shape) -> list[Problem]:
+    """The product's expressions against the shape a registered schema gives `event`."""
+    return list(_shape_findings(product, event))
+
+
 def _shape_findings(product: DataProduct, event: Shape | None) -> Iterator[Problem]:
     """Expressions against the shape of `event`: the registry's subject when given, else an inline
     `source.schema` (a JSON event must satisfy it, so what it rules out cannot happen)."""

@@ -24,6 +24,8 @@ __all__ = ["ShapeFinding", "check_against_shape", "fields_used"]
 _COMPARISONS: Final = frozenset({"==", "!=", "<", "<=", ">", ">="})
 _NUMBERS: Final = frozenset({"int", "uint", "double", "number"})
 _SCALARS: Final = frozenset({"bool", "string", "bytes", "timestamp", "duration", *_NUMBERS})
+_LISTED: Final = 12
+"""A record with at most this many fields lists them when a misspelling has no close match."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,10 +154,12 @@ class _Walker:
         if container is None:
             return None
         if container.has_no(name) and not optional:
-            close = difflib.get_close_matches(name, list(container.fields), n=1, cutoff=0.75)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            where = f" ({container.origin})" if container.origin else ""
-            self.findings.append(ShapeFinding(node.pos, f"the schema{where} has no field {name!r}{hint}"))
+            known = sorted(container.fields)
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+            hint = (f" (did you mean {close[0]!r}?)" if close else
+                    f" (it has {', '.join(known)})" if 0 < len(known) <= _LISTED else "")
+            self.findings.append(ShapeFinding(
+                node.pos, f"{_describe(node)}: {_where(container)} has no field {name!r}{hint}"))
             return None
         return container.field(name)
 
@@ -171,9 +175,10 @@ class _Walker:
                 continue  # comparing with null is how a nullable field is tested
             if _compatible(shape.kind, theirs):
                 continue
-            path = _describe(named)
+            op = node.op if isinstance(node, ast.Binary) else "?"
             self.findings.append(ShapeFinding(
-                node.pos, f"{path} is {_article(shape.kind)} in the schema, compared with {_article(theirs)}"))
+                node.pos, f"{_describe(named)} is {_article(shape.kind)} in {_where(shape)}, compared ({op}) "
+                          f"with {_article(theirs)}"))
 
 
 def _literal_kind(value: object) -> str | None:
@@ -197,8 +202,24 @@ def _article(kind: str) -> str:
 
 
 def _describe(node: ast.Node) -> str:
-    chain = _chain(node)
-    return "event." + ".".join(chain) if chain is not None else "the value"
+    """How the expression wrote a selection (`event.customer.tier`, `l.sku`), for messages."""
+    parts: list[str] = []
+    while True:
+        if isinstance(node, ast.Select):
+            parts.append(node.field)
+            node = node.operand
+        elif isinstance(node, ast.Index) and isinstance(node.index, ast.Literal) and isinstance(node.index.value, str):
+            parts.append(node.index.value)
+            node = node.operand
+        else:
+            break
+    if isinstance(node, ast.Ident):
+        return ".".join([node.name, *reversed(parts)])
+    return "the value" if not parts else "(...)." + ".".join(reversed(parts))
+
+
+def _where(shape: Shape) -> str:
+    return shape.origin or "the schema"
 
 
 def _without(scope: Mapping[str, Shape], name: str) -> dict[str, Shape]:

@@ -33,7 +33,7 @@ MONEY = 'syntax = "proto3"; package shop; message Money { int64 cents = 1; strin
 
 def _findings(source: str) -> list[str]:
     schema = compile_proto(ORDER, {"money.proto": MONEY})
-    shape = shape_of_message(schema.messages[0], "subject orders-value, version 2")
+    shape = shape_of_message(schema.messages[0], "subject orders-value version 2")
     return [finding.message for finding in check_against_shape(source, shape)]
 
 
@@ -46,11 +46,11 @@ def test_fields_of_the_message_and_its_imports_are_known() -> None:
 
 def test_a_misspelled_field_anywhere_is_a_finding() -> None:
     assert _findings("event.totl.cents") == [
-        "the schema (subject orders-value, version 2) has no field 'totl'; did you mean 'total'?"]
+        "event.totl: subject orders-value version 2 has no field 'totl' (did you mean 'total'?)"]
     assert _findings("event.lines.exists(l, l.prce > 1.0)") == [
-        "the schema (subject orders-value, version 2) has no field 'prce'; did you mean 'price'?"]
+        "l.prce: subject orders-value version 2 has no field 'prce' (did you mean 'price'?)"]
     assert _findings("event.by_sku['a'].skuu") == [
-        "the schema (subject orders-value, version 2) has no field 'skuu'; did you mean 'sku'?"]
+        "event.by_sku.a.skuu: subject orders-value version 2 has no field 'skuu' (did you mean 'sku'?)"]
 
 
 def test_the_names_are_the_protos_not_the_json_names() -> None:
@@ -58,7 +58,8 @@ def test_the_names_are_the_protos_not_the_json_names() -> None:
 
 
 def test_types_follow_the_value_mapping() -> None:
-    assert _findings("event.qty == '2'") == ["event.qty is an int in the schema, compared with a string"]
-    assert _findings("event.status == 1") == ["event.status is a string in the schema, compared with an int"]
+    where = "subject orders-value version 2"
+    assert _findings("event.qty == '2'") == [f"event.qty is an int in {where}, compared (==) with a string"]
+    assert _findings("event.status == 1") == [f"event.status is a string in {where}, compared (==) with an int"]
     assert _findings("event.placed_at == 'x'") == [
-        "event.placed_at is a timestamp in the schema, compared with a string"]
+        f"event.placed_at is a timestamp in {where}, compared (==) with a string"]
