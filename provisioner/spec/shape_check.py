@@ -177,7 +177,7 @@ class _Walker:
                 continue
             op = node.op if isinstance(node, ast.Binary) else "?"
             self.findings.append(ShapeFinding(
-                node.pos, f"{_describe(named)} is {_article(shape.kind)} in {_where(shape)}, compared ({op}) "
+                named.pos, f"{_describe(named)} is {_article(shape.kind)} in {_where(shape)}, compared ({op}) "
                           f"with {_article(theirs)}"))
 
 
