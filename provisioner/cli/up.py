@@ -28,12 +28,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from provisioner.cli.options import BOOTSTRAP_OPTION, KAFKA_CONFIG_OPTION, STATE_DIR_OPTION, until_option
 from provisioner.cli.output import console
 from provisioner.cli.status import store_table
-from provisioner.local.session import LocalSession, last_log_error, store_view_of
+from provisioner.local.session import LocalSession, Target, last_log_error, store_view_of
 from provisioner.local.supervisor import ConsumerProcess, Supervisor
-from provisioner.runtime.progress import StoreView, build_progress, group_holds_current
+from provisioner.runtime.progress import StoreView, build_progress
 from provisioner.runtime.status import ConsumerStatus, merge_statuses, read_status
-from provisioner.stream.kafka import end_offsets
-from provisioner.stream.settings import KafkaTarget, load_kafka_settings
+from provisioner.stream.settings import load_kafka_settings
 
 REFRESH_SECONDS = 0.5
 
@@ -67,25 +66,16 @@ def _view(group: list[ConsumerProcess]) -> StoreView:
     return store_view_of(first.entry, first.plan.product, phase, status, last_error=last_error, consumers=running)
 
 
-def _targets(supervisor: Supervisor, bootstrap: KafkaTarget) -> dict[str, dict[int, int]]:
-    """The end offsets of every source topic now: what `--until-caught-up` waits for."""
-    by_topic: dict[str, dict[int, int]] = {}
-    for consumer in supervisor.consumers:
-        topic = consumer.plan.topic
-        if topic not in by_topic:
-            by_topic[topic] = end_offsets(bootstrap, topic)
-    return by_topic
-
-
 def _halt_message(consumer: ConsumerProcess) -> str:
     view = _view([consumer])
     reason = view.last_error or f"exit code {consumer.exit_code}"
     return f"{view.product}/{view.store} halted: {reason}"
 
 
-def _run_until_caught_up(supervisor: Supervisor, bootstrap: KafkaTarget, stop: _StopRequest,
+def _run_until_caught_up(session: LocalSession, supervisor: Supervisor, stop: _StopRequest,
                          timeout: float | None) -> int:
-    by_topic = _targets(supervisor, bootstrap)
+    # The topics' ends as of now are what `--until-caught-up` waits for.
+    by_topic = session.end_offsets_now(c.plan.topic for c in supervisor.consumers)
     bars = Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("records"),
         TimeElapsedColumn(), console=console, auto_refresh=False,
@@ -109,7 +99,8 @@ def _run_until_caught_up(supervisor: Supervisor, bootstrap: KafkaTarget, stop: _
                 rebuilding = views[index].rebuild is not None
                 bars.update(tasks[index], completed=build_progress(merge_statuses(statuses), targets).completed,
                             description=f"{label} (rebuilding)" if rebuilding else label)
-                done = done and group_holds_current(statuses, pids, targets)
+                done = done and session.holds_current(Target(group[0].entry, group[0].plan.product), statuses,
+                                                      pids, targets)
             live.update(Group(bars, store_table(views)))
             halted = supervisor.halted()
             if halted:
@@ -155,14 +146,13 @@ def up(
     explicit = load_kafka_settings(kafka_config, bootstrap) if kafka_config is not None else bootstrap
     session, supervisor = LocalSession.start(paths, state_dir, explicit, lambda line: console.print(escape(line)),
                                              until=until)
-    kafka = session.kafka
     stop = _StopRequest()
     signal.signal(signal.SIGTERM, stop.handler)
     signal.signal(signal.SIGINT, stop.handler)
     code = 0
     try:
         supervisor.start()
-        code = _run_until_caught_up(supervisor, kafka, stop, timeout) if until_caught_up \
+        code = _run_until_caught_up(session, supervisor, stop, timeout) if until_caught_up \
             else _run_dashboard(supervisor, stop)
     finally:
         console.print("\nstopping consumers…")

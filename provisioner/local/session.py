@@ -13,7 +13,7 @@ import contextlib
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from provisioner.local.statedir import Registry, StateDir, StoreEntry
 from provisioner.local.supervisor import ConsumerProcess, LocalConsumer, Phase, Supervisor
 from provisioner.plan import ConsumerPlan, Plan, plan
 from provisioner.runtime.connection import StoreUrlError, mask_url, store_url
-from provisioner.runtime.progress import StoreView, build_progress, holds_current, store_view
+from provisioner.runtime.progress import StoreView, build_progress, group_holds_current, store_view
 from provisioner.runtime.rebuild import decide_start
 from provisioner.runtime.status import ConsumerStatus, merge_statuses, read_status
 from provisioner.spec.durations import parse_duration
@@ -446,6 +446,17 @@ class LocalSession:
             path.unlink(missing_ok=True)
         return positions
 
+    def end_offsets_now(self, topics: Iterable[str]) -> dict[str, dict[int, int]]:
+        """The end offsets of `topics` now: what a store must reach to hold the current content."""
+        return {topic: kafka_helpers.end_offsets(self.kafka, topic) for topic in dict.fromkeys(topics)}
+
+    def holds_current(self, target: Target, statuses: Sequence[ConsumerStatus | None], pids: Sequence[int | None],
+                      ends: Mapping[int, int]) -> bool:
+        """The one rule of "caught up", for `replay`, `up --until-caught-up` and the hydration of a
+        rebuild: the store's consumer processes (`pids`, each with its status) are current, rebuild
+        nothing, together reached `ends` (or froze at `until`), and no replay waits to switch."""
+        return group_holds_current(statuses, pids, ends) and not self.replay_pending(target)
+
     def replay_pending(self, target: Target) -> bool:
         """Whether a requested replay has not switched yet (the rebuild runs or has to start)."""
         product = target.require_product()
@@ -464,7 +475,8 @@ class LocalSession:
         """Run the target's consumer here until it reaches the topic's end as of now, then stop it.
         `on_progress(completed, total)` is called as it goes."""
         consumer = ConsumerProcess(self.local_consumer(target), self.state, self.kafka)
-        targets = kafka_helpers.end_offsets(self.kafka, target.require_product().spec.source.topic)
+        topic = target.require_product().spec.source.topic
+        targets = self.end_offsets_now([topic])[topic]
         deadline = None if timeout is None else time.monotonic() + timeout
         log = self.state.log_file(target.entry)
         consumer.start()
@@ -476,7 +488,7 @@ class LocalSession:
                 if consumer.phase == "halted":
                     raise ConsumerHaltedError(f"the consumer halted: {(status and status.last_error) or f'see {log}'}")
                 pid = consumer.process.pid if consumer.process is not None else None
-                if holds_current(status, pid, targets) and not self.replay_pending(target):
+                if self.holds_current(target, [status], [pid], targets):
                     return
                 if deadline is not None and time.monotonic() > deadline:
                     raise ConsumerHaltedError(f"not caught up within {timeout:g}s; see {log}")

@@ -25,22 +25,13 @@ def caught_up(positions: Mapping[int, int], targets: Mapping[int, int]) -> bool:
     return all(positions.get(partition, 0) >= target for partition, target in targets.items())
 
 
-def holds_current(status: ConsumerStatus | None, pid: int | None, targets: Mapping[int, int]) -> bool:
-    """Whether a consumer's status says its store holds its spec's content up to `targets`: written
-    by the running process `pid` (not left by an earlier one), with no rebuild pending (a rebuild
-    beside the store counts only once it switched), and caught up (or frozen at `until`).
-
-    What `up --until-caught-up` and `replay` wait for: the old version being caught up is not enough."""
-    if status is None or pid is None or status.pid != pid or status.rebuild is not None:
-        return False
-    return status.state == "frozen" or caught_up(status.positions, targets)
-
-
 def group_holds_current(statuses: Sequence[ConsumerStatus | None], pids: Sequence[int | None],
                         targets: Mapping[int, int]) -> bool:
-    """`holds_current` for a store read by several processes (`pids`, each with its own status):
-    each status is its running process's and rebuilds nothing, and together they reached the
-    targets (every partition at its furthest position among them), or all froze at `until`."""
+    """Whether a store's consumer statuses say it holds its spec's content up to `targets`: each
+    written by its running process (`pids`, in the same order; a status left by an earlier process
+    says nothing of this spec), none rebuilding (a rebuild beside the store counts only once it
+    switched), and together they reached the targets (every partition at its furthest position
+    among them), or all froze at `until`. The old version being caught up is not enough."""
     if not statuses or len(statuses) != len(pids):
         return False
     present: list[ConsumerStatus] = []

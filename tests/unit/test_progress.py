@@ -12,7 +12,7 @@ from provisioner.runtime.progress import (
     caught_up,
     freshness_now,
     freshness_verdict,
-    holds_current,
+    group_holds_current,
     lag,
     progress,
     store_view,
@@ -104,15 +104,15 @@ def test_store_view_without_any_status() -> None:
 def test_holds_current_needs_this_process_no_rebuild_and_the_targets() -> None:
     targets = {0: 10, 1: 5}
     current = status_of(state="running", positions={0: 10, 1: 5})
-    assert holds_current(current, 42, targets)
-    assert not holds_current(current, 41, targets)  # left by an earlier process: says nothing of this spec
-    assert not holds_current(current, None, targets)
-    assert not holds_current(None, 42, targets)
+    assert group_holds_current([current], [42], targets)
+    assert not group_holds_current([current], [41], targets)  # an earlier process's: says nothing of this spec
+    assert not group_holds_current([current], [None], targets)
+    assert not group_holds_current([None], [42], targets)
     # The old version caught up while the new one is built beside it: not yet.
     rebuilding = dataclasses.replace(current, rebuild=RebuildProgress("abc.g0", {0: 3}, 3))
-    assert not holds_current(rebuilding, 42, targets)
-    assert not holds_current(dataclasses.replace(current, positions={0: 10, 1: 4}), 42, targets)
-    assert holds_current(dataclasses.replace(current, state="frozen", positions={0: 2}), 42, targets)
+    assert not group_holds_current([rebuilding], [42], targets)
+    assert not group_holds_current([dataclasses.replace(current, positions={0: 10, 1: 4})], [42], targets)
+    assert group_holds_current([dataclasses.replace(current, state="frozen", positions={0: 2})], [42], targets)
 
 
 def test_build_progress_follows_the_rebuild_while_one_runs() -> None:
