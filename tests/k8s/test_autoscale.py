@@ -21,7 +21,7 @@ import redis
 from kubernetes import client
 
 from provisioner.kube.client import KubeClient
-from provisioner.kube.products import plan
+from provisioner.kube.products import preview
 from provisioner.kube.reconcile import Settings
 from provisioner.stream import kafka as kafka_helpers
 from tests.integration.conftest import kafka_bootstrap, redis_server  # noqa: F401  (fixtures)
@@ -109,7 +109,7 @@ def test_replicas_follow_the_lag_within_the_partitions_and_come_back_down(
                                                               .get("autoscale")) and s["desired"] == PARTITIONS and s)
         assert scale["min"] == 1 and scale["max"] == PARTITIONS and scale["lastScaleTime"]
         # `plan` says the bounds and keeps the operator's choice (no change back to the floor).
-        [planned] = plan(kube, [body], Settings(kafka_bootstrap=kafka_bootstrap))
+        [planned] = preview(kube, [body], Settings(kafka_bootstrap=kafka_bootstrap))
         assert planned.replicas.startswith("1 to 8 by lag, never more than the partitions")
         assert [o.action for o in planned.objects if o.kind == "Deployment"] == ["unchanged"]
         # The test stands in for the kubelet: a consumer process per replica.
