@@ -494,7 +494,7 @@ def test_validate_checks_an_avro_spec_s_fields_against_the_registered_schema(
     (finding,) = report["findings"]
     assert finding["file"].endswith("typo.yaml") and finding["path"] == "spec.fields.total"
     assert finding["message"] == (f"event.amout: subject {topic}-value version 1 has no field 'amout' "
-                                  f"(did you mean 'amount'?)")
+                                  f"(did you mean 'amount'?) (column 7 of the expression)")
     assert (finding["line"], finding["column"]) == (13, 18)  # the `a` of `amout`
     (note,) = report["notes"]
     assert note["file"].endswith("later.yaml") and "not checked" in note["message"]
