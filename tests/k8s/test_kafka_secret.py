@@ -147,7 +147,7 @@ def test_a_products_own_secret_replaces_the_platform_one_and_is_checked(
     kube.apply(body)
     pod = _consumer_pod(kube, namespace, "team")
     assert _mounted_secret(pod) == "team-kafka"
-    assert [v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v] == ["team-kafka"]
+    assert [v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v] == ["store-url", "team-kafka"]
     _wait_reason(kube, namespace, "team", "KafkaCredentialsMissing", f"Secret {namespace}/team-kafka",
                  "source.credentials.secretRef", "does not exist")
 
