@@ -27,7 +27,6 @@ exception type only. Called by `provisioner.kube.reconcile`.
 from __future__ import annotations
 
 import base64
-import posixpath
 import tempfile
 import threading
 import time
@@ -44,7 +43,7 @@ from provisioner.kube.status import RebuildObservation, StoreObservation
 from provisioner.spec.models import DataProduct, StoreSpec
 from provisioner.stores.base import scrub_secrets
 from provisioner.stores.registry import open_store
-from provisioner.stores.url_files import files_named, resolve
+from provisioner.stores.url_files import files_named, resolve, secret_key
 from provisioner.stores.url_files import problem as files_problem
 from provisioner.stores.versions import read_version, shadow_for
 from provisioner.stream.observe import KafkaObserver
@@ -266,8 +265,7 @@ def _store_files(kind: str, url: str, data: dict[str, Any],
         yield url, lambda text: text
         return
     with tempfile.TemporaryDirectory(prefix="store-files-") as folder:  # created 0700
-        for path in named.values():
-            key = posixpath.normpath(path)
+        for key in filter(None, map(secret_key, named.values())):  # each one checked: a key of the Secret
             target = Path(folder) / key
             target.write_bytes(base64.b64decode(data[key]))
             target.chmod(0o600)

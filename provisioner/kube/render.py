@@ -41,7 +41,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.resources
-import posixpath
 import re
 import urllib.parse
 from collections.abc import Iterable, Mapping
@@ -57,7 +56,7 @@ from provisioner.kube.kafka_secret import MOUNT_DIR, PROPERTIES_FILE, PROPERTIES
 from provisioner.plan import ConsumerPlan, plan
 from provisioner.spec.findings import format_path
 from provisioner.spec.models import DataProduct
-from provisioner.stores.url_files import files_named
+from provisioner.stores.url_files import files_named, secret_key
 
 __all__ = [
     "DEFAULT_IMAGE",
@@ -439,8 +438,8 @@ def _store_files(kind: str, url: str, parts: tuple[str | int, ...]) -> list[str]
     for parameter, path in files_named(kind, url).items():
         if "${" in path:
             continue
-        key = posixpath.normpath(path)
-        if posixpath.isabs(path) or "/" in key or key in (".", ".."):
+        key = secret_key(path)
+        if key is None:
             raise RenderRefused(parts, f"the URL's {parameter} is {path!r}: in a cluster a certificate file is a "
                                        f"key of the Secret holding the URL, named by that key alone "
                                        f"(e.g. {parameter}=ca.pem)")

@@ -24,7 +24,7 @@ from urllib.parse import quote, unquote
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-__all__ = ["FILE_PARAMETERS", "FOLDER_PARAMETERS", "files_named", "problem", "resolve"]
+__all__ = ["FILE_PARAMETERS", "FOLDER_PARAMETERS", "files_named", "problem", "resolve", "secret_key"]
 
 #: Per store kind, the URL parameters whose value is a file.
 FILE_PARAMETERS: Final[Mapping[str, tuple[str, ...]]] = {
@@ -61,8 +61,8 @@ def files_named(kind: str, url: str) -> dict[str, str]:
             if name in FILE_PARAMETERS[kind] and value not in _KEYWORDS.get(name, ())}
 
 
-def _as_key(path: str) -> str | None:
-    """The Secret key a path names: a plain file name (a `./` in front is allowed), else None."""
+def secret_key(path: str) -> str | None:
+    """The Secret key a path in a URL names: a plain file name (a `./` in front is allowed), else None."""
     if posixpath.isabs(path):
         return None
     key = posixpath.normpath(path)
@@ -77,7 +77,7 @@ def problem(kind: str, url: str, keys: Collection[str], where: str) -> str | Non
             return (f"{where}: the URL's {name} names a folder; in a cluster name files that are keys of the "
                     f"same Secret instead ({FILE_PARAMETERS[kind][0]}=ca.pem)")
     for name, path in files_named(kind, url).items():
-        key = _as_key(path)
+        key = secret_key(path)
         if key is None:
             return (f"{where}: the URL's {name} is {path!r}; in a cluster a certificate file is a key of the same "
                     f"Secret, named by that key alone (e.g. {name}={posixpath.basename(path) or 'ca.pem'})")
