@@ -1,15 +1,17 @@
 """Run a rendered consumer Deployment's container as a local process, the way a kubelet would.
 
 No kubelet runs in the tests, so this stands in for one: it takes the container's command, args and
-environment from the rendered Deployment, materializes the volumes it mounts (a ConfigMap's keys
-as files, an emptyDir as an empty folder) under a scratch directory, resolves `secretKeyRef` and
-`configMapKeyRef` environment variables from the rendered (or given) Secrets and ConfigMaps, and
+environment from the rendered Deployment, materializes the volumes it mounts (a ConfigMap's or a
+Secret's keys as files, an emptyDir as an empty folder) under a scratch directory, resolves
+`secretKeyRef` and `configMapKeyRef` environment variables from the rendered (or given) Secrets and
+ConfigMaps, and
 starts the result. That proves what the cluster would run is runnable as written.
 
 Deviations, each standing in for something only a cluster has: mount paths are rewritten to the
 scratch directory (no container file system), `provisioner` runs as this interpreter's module,
 Kafka's address and the stores' URLs are the local ones (no cluster DNS), and the metrics port is
-0 (pods have a network namespace each; local processes share one).
+0 (pods have a network namespace each; local processes share one). A Secret's files are 0600 and
+this user's, where a kubelet makes them root's with the volume's mode (libpq accepts a key either way).
 """
 
 from __future__ import annotations
@@ -66,12 +68,15 @@ def consumer_deployments(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def container_command(deployment: dict[str, Any], objects: list[dict[str, Any]], scratch: Path, *,
                       secret_overrides: Mapping[tuple[str, str], str] = {},
-                      env_overrides: Mapping[str, str] = {}) -> tuple[list[str], dict[str, str]]:
-    """The (argv, environment) the container would run with, materialized under `scratch`."""
+                      env_overrides: Mapping[str, str] = {},
+                      cluster_secrets: Mapping[str, Mapping[str, str]] = {}) -> tuple[list[str], dict[str, str]]:
+    """The (argv, environment) the container would run with, materialized under `scratch`.
+    `cluster_secrets`: Secrets the cluster holds that render does not make (name -> key -> text)."""
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     config_maps = _by_kind(objects, "ConfigMap")
-    secrets = _by_kind(objects, "Secret")
+    secrets = {**_by_kind(objects, "Secret"), **{name: {"stringData": dict(data)}
+                                                 for name, data in cluster_secrets.items()}}
     volumes = {v["name"]: v for v in pod.get("volumes", [])}
     mounts: dict[str, Path] = {}
     for mount in container.get("volumeMounts", []):
@@ -83,6 +88,11 @@ def container_command(deployment: dict[str, Any], objects: list[dict[str, Any]],
             items = volume["configMap"].get("items") or [{"key": k, "path": k} for k in data]
             for item in items:
                 (local / item["path"]).write_text(data[item["key"]], encoding="utf-8")
+        elif "secret" in volume:
+            secret = secrets[volume["secret"]["secretName"]]
+            for key in [*secret.get("stringData", {}), *secret.get("data", {})]:
+                (local / key).write_text(_secret_value(secret, key), encoding="utf-8")
+                (local / key).chmod(0o600)
         elif "emptyDir" not in volume:
             raise AssertionError(f"{deployment['metadata']['name']} mounts a volume the runner cannot make: {volume}")
         mounts[mount["mountPath"]] = local

@@ -52,6 +52,7 @@ from provisioner.runtime.metrics import DEFAULT_STALL_AFTER, ConsumerMetrics
 from provisioner.runtime.rebuild import StoreRunner, with_overrides
 from provisioner.spec.loader import load_products
 from provisioner.spec.models import DataProduct
+from provisioner.stores.url_files import resolve as resolve_files
 from provisioner.stream.client import CONFLUENT, DEFAULT_KAFKA_CLIENT, KAFKA_CLIENT_ENV, KAFKA_PYTHON
 from provisioner.stream.registry import registry_for
 
@@ -127,6 +128,10 @@ def consume(
     store_url_option: str | None = typer.Option(None, "--store-url", envvar="PROVISIONER_STORE_URL",
                                                 help="Store URL (default: the spec's connection.url).",
                                                 show_envvar=True),
+    store_files: str | None = typer.Option(None, "--store-files", envvar="PROVISIONER_STORE_FILES",
+                                           help="Folder of the certificate files the store URL names by a "
+                                                "relative path (a pod mounts the URL's Secret there).",
+                                           show_envvar=True),
     status_file: Path | None = typer.Option(None, "--status-file", help="Write status JSON here every second."),
     metrics_port: int | None = typer.Option(None, "--metrics-port", envvar="PROVISIONER_METRICS_PORT",
                                             help="Serve Prometheus metrics (/metrics) and a liveness check "
@@ -156,6 +161,8 @@ def consume(
     except KeyError as error:
         fail(str(error.args[0]))
     url = store_url(store_spec, store_url_option)
+    if store_files:
+        url = resolve_files(store_spec.kind, url, store_files)
     from provisioner.local.session import local_credentials_note
 
     note = local_credentials_note(chosen)  # a pod's spec has none: its Secret is mounted instead

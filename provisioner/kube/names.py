@@ -47,7 +47,8 @@ def object_names(product: DataProduct) -> set[tuple[str, str, str]]:
     """(namespace, kind, name) of every object the product renders."""
     [rendered] = render([product], _OPTIONS)
     names = {(rendered.namespace, o["kind"], o["metadata"]["name"]) for o in rendered.objects}
-    names |= {(rendered.namespace, "Secret", s.name) for s in rendered.secrets_to_create}
+    # A Secret the spec or the platform names (a store's URL, Kafka credentials) may serve many products.
+    names |= {(rendered.namespace, "Secret", s.name) for s in rendered.secrets_to_create if not s.referenced}
     return names
 
 

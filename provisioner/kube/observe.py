@@ -14,6 +14,12 @@ outage present an unobserved store as fresh. A store
 being rebuilt (its version record names a new version) is observed too: the new version's own
 positions, and its pace between two observations, give the rebuild's progress and time left.
 
+A store URL that names certificate files names keys of its own Secret (`provisioner.stores.url_files`):
+a file that is not one is the store's error (reason StoreCredentialsMissing), and otherwise the files
+are written to a private temporary folder for the one observation, as the consumers find them in
+their mount. A store's refusal keeps its class as the reason: StoreAuthentication,
+StoreAuthorization or StoreTLS.
+
 Errors never carry a secret: store errors are scrubbed of the URL's password, Kafka errors name the
 exception type only. Called by `provisioner.kube.reconcile`.
 """
@@ -21,19 +27,24 @@ exception type only. Called by `provisioner.kube.reconcile`.
 from __future__ import annotations
 
 import base64
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from provisioner.errors import AccessError, ProvisionerError
 from provisioner.kube.client import KubeClient
 from provisioner.kube.kafka_secret import credentials_problem, kafka_secret_of
-from provisioner.kube.render import object_name
+from provisioner.kube.render import STORE_FILES_DIR, object_name
 from provisioner.kube.status import RebuildObservation, StoreObservation
 from provisioner.spec.models import DataProduct, StoreSpec
 from provisioner.stores.base import scrub_secrets
 from provisioner.stores.registry import open_store
+from provisioner.stores.url_files import files_named, resolve, secret_key
+from provisioner.stores.url_files import problem as files_problem
 from provisioner.stores.versions import read_version, shadow_for
 from provisioner.stream.observe import KafkaObserver
 
@@ -88,7 +99,7 @@ class Observer:
         now = self._clock()
         out = []
         for store in product.spec.stores:
-            positions, store_error, rebuild = self._positions(product, namespace, store, secrets)
+            positions, store_error, rebuild, store_refused = self._positions(product, namespace, store, secrets)
             group = product.consumer_group(store)
             members, group_error, group_refused = self._kafka_call(lambda k: k.group_members(group))  # noqa: B023
             key = (namespace, product.name, store.name)
@@ -111,6 +122,7 @@ class Observer:
                 rebuild=self._paced(key, rebuild, now),
                 read_rate=self._read_rate(key, positions, now),
                 kafka_refused=refused or group_refused,
+                store_refused=store_refused,
             ))
         return tuple(out)
 
@@ -169,26 +181,35 @@ class Observer:
             return None, str(error), None
 
     def _positions(self, product: DataProduct, namespace: str, store: StoreSpec, rendered: dict[str, dict[str, Any]],
-                   ) -> tuple[dict[int, int] | None, str | None, tuple[str, dict[int, int]] | None]:
-        """The store's positions, or why they could not be read; and, when a new version is being
-        built beside it, that version and its own positions."""
+                   ) -> tuple[dict[int, int] | None, str | None, tuple[str, dict[int, int]] | None, str | None]:
+        """The store's positions, or why they could not be read and, when that is a reason of its
+        own (a file missing from the Secret, a refusal), the reason; and, when a new version is
+        being built beside it, that version and its own positions."""
         name, key = store_secret(product, store)
         secret = rendered.get(name) or self._secret(namespace, name)
+        missing_reason = None if store.managed else "StoreCredentialsMissing"  # a managed one's is rendered
         if secret is None:
-            return None, f"Secret {name} does not exist", None
-        raw = (secret.get("data") or {}).get(key)
+            return None, f"Secret {name} does not exist", None, missing_reason
+        data = secret.get("data") or {}
+        raw = data.get(key)
         if raw is None:
-            return None, f"Secret {name} has no key {key!r}", None
+            return None, f"Secret {name} has no key {key!r}", None, missing_reason
         url = base64.b64decode(raw).decode("utf-8", "replace").strip()
+        missing = None if store.managed else files_problem(store.kind, url, set(data), f"Secret {name} key {key!r}")
+        if missing is not None:
+            return None, missing, None, "StoreCredentialsMissing"
         try:
-            positions = self._read_positions(product, store, url)
-            return positions, None, self._rebuild(product, store, url)
-        except ProvisionerError as error:
-            cause = error.__cause__
-            text = f"{error}: {cause}" if cause is not None else str(error)
-            return None, scrub_secrets(text, url), None
+            with _store_files(store.kind, url, data, f"{STORE_FILES_DIR}/{name}") as (resolved, as_mounted):
+                try:
+                    positions = self._read_positions(product, store, resolved)
+                    return positions, None, self._rebuild(product, store, resolved), None
+                except ProvisionerError as error:
+                    cause = error.__cause__
+                    text = as_mounted(f"{error}: {cause}" if cause is not None else str(error))
+                    refused = type(error).__name__ if isinstance(error, AccessError) else None
+                    return None, scrub_secrets(text, url), None, refused
         except ValueError as error:
-            return None, scrub_secrets(f"unusable URL in Secret {name}: {error}", url), None
+            return None, scrub_secrets(f"unusable URL in Secret {name}: {error}", url), None, None
 
     def _read_positions(self, product: DataProduct, store: StoreSpec, url: str) -> dict[int, int]:
         handle = open_store(product, store, url, timeout=self._store_timeout)
@@ -230,3 +251,22 @@ class Observer:
             rate = max(0.0, (replayed - mark[2]) / (now - mark[1])) or None
         self._rebuild_marks[key] = (version, now, replayed)
         return RebuildObservation(version, positions, rate)
+
+
+@contextmanager
+def _store_files(kind: str, url: str, data: dict[str, Any],
+                 mount: str) -> Iterator[tuple[str, Callable[[str], str]]]:
+    """`url` with the files it names (keys of its Secret, checked) written to a folder only this
+    process may read, removed afterwards (`url` itself when it names none); and a function that
+    shows that folder in a message as the consumers' `mount`, so a message stays the same from one
+    observation to the next (a changed one would be written to the status each time)."""
+    named = files_named(kind, url)
+    if not named:
+        yield url, lambda text: text
+        return
+    with tempfile.TemporaryDirectory(prefix="store-files-") as folder:  # created 0700
+        for key in filter(None, map(secret_key, named.values())):  # each one checked: a key of the Secret
+            target = Path(folder) / key
+            target.write_bytes(base64.b64decode(data[key]))
+            target.chmod(0o600)
+        yield resolve(kind, url, folder), lambda text: text.replace(folder, mount)

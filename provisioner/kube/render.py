@@ -14,6 +14,10 @@
   PROVISIONER_KAFKA_CONFIG naming its `client.properties` (`provisioner.kube.kafka_secret`). It is
   never rendered, only listed among the Secrets to create: its content is the platform's or the
   team's, not the spec's.
+- per store with a `connection` (a `secretRef`, or the Secret rendered for a `url`): the Secret
+  holding the URL mounted read-only at `STORE_FILES_DIR/<secret>` and PROVISIONER_STORE_FILES
+  naming that folder, so the certificate files the URL names by a key of that Secret
+  (`sslrootcert=ca.pem`) are found there (`provisioner.stores.url_files`).
 
 Secrets are rendered only with `with_secrets`; otherwise each Rendered lists the Secrets left for
 the user to create (name and keys). A store whose connection is a `secretRef` reads that Secret
@@ -52,6 +56,7 @@ from provisioner.kube.kafka_secret import MOUNT_DIR, PROPERTIES_FILE, PROPERTIES
 from provisioner.plan import ConsumerPlan, plan
 from provisioner.spec.findings import format_path
 from provisioner.spec.models import DataProduct
+from provisioner.stores.url_files import files_named, secret_key
 
 __all__ = [
     "DEFAULT_IMAGE",
@@ -59,6 +64,7 @@ __all__ = [
     "DEFAULT_REDIS_IMAGE",
     "METRICS_PORT",
     "READER_LABEL_PREFIX",
+    "STORE_FILES_DIR",
     "RenderOptions",
     "RenderRefused",
     "Rendered",
@@ -76,6 +82,7 @@ DEFAULT_POSTGRES_IMAGE = "postgres:17.2"
 METRICS_PORT = 9102
 SPEC_DIR = "/etc/provisioner"
 SPEC_FILE = "product.yaml"
+STORE_FILES_DIR = "/etc/provisioner-stores"  # + /<secret>: the Secret holding a store's URL and its files
 READER_LABEL_PREFIX = "reads.provisioner.dev/"
 _URL_KEY = "url"  # the key of a connection Secret that holds the store's URL
 _PORTS = {"redis": 6379, "postgres": 5432}
@@ -164,6 +171,8 @@ class SecretToCreate:
     name: str
     keys: tuple[str, ...]
     hint: str
+    # Named by the spec or the platform (shared by products), not a name render derives for this product.
+    referenced: bool = False
 
     def __str__(self) -> str:
         return f"{self.namespace}/{self.name} (keys: {', '.join(self.keys)}): {self.hint}"
@@ -267,7 +276,7 @@ def _render_product(environment: jinja2.Environment, product: DataProduct, consu
         secrets_to_create.append(SecretToCreate(
             namespace, kafka_secret, (PROPERTIES_KEY,),
             f"{hint} and, as further keys, the PEM files it names relative to it (e.g. ca.pem, client.pem, "
-            "client.key); never rendered"))
+            "client.key); never rendered", referenced=True))
     spec_yaml = _consumer_spec(product, namespace, stores)
     spec_hash = hashlib.sha256(spec_yaml.encode()).hexdigest()[:16]
     for store in stores:
@@ -356,22 +365,33 @@ def _store_context(product: DataProduct, consumer: ConsumerPlan, namespace: str,
         "args": ["consume", "--spec", f"{SPEC_DIR}/{SPEC_FILE}", "--store", store.name, "--product", product.name,
                  "--metrics-port", str(METRICS_PORT)],
         "secret_data": None,
+        "files_dir": None,  # where the Secret holding an unmanaged store's URL is mounted
         "username": "",
         "database": "",
     }
     connection = store.connection
     if connection is not None and connection.secret_ref is not None:
-        context.update(secret_name=connection.secret_ref.name, secret_key=connection.secret_ref.key)
-        return context, None
+        name, key = connection.secret_ref.name, connection.secret_ref.key
+        context.update(secret_name=name, secret_key=key, files_dir=f"{STORE_FILES_DIR}/{name}")
+        return context, SecretToCreate(namespace, name, (key,), (
+            f"the {store.kind} URL of store {store.name!r} and, as further keys, the certificate files it names by "
+            "key (e.g. sslrootcert=ca.pem)"), referenced=True)
     if connection is not None:
         assert connection.url is not None
-        context.update(secret_name=object_name(product.name, store.name, "store-url"), secret_key=_URL_KEY)
+        parts = ("spec", "stores", product.spec.stores.index(store), store.kind, "connection", "url")
+        name = object_name(product.name, store.name, "store-url")
+        context.update(secret_name=name, secret_key=_URL_KEY, files_dir=f"{STORE_FILES_DIR}/{name}")
+        files = tuple(_store_files(store.kind, connection.url, parts))
+        if options.with_secrets and files:
+            raise RenderRefused(parts, f"the URL names the file {files[0]}: a rendered Secret holds the URL only; "
+                                       "keep the URL and its certificate files in one Secret and use "
+                                       "connection.secretRef")
         if options.with_secrets:
-            parts = ("spec", "stores", product.spec.stores.index(store), store.kind, "connection", "url")
             context["secret_data"] = {"url": expand_variables(connection.url, options.environ, parts)}
             return context, None
-        return context, SecretToCreate(namespace, context["secret_name"], ("url",),
-                                       f"the {store.kind} URL of store {store.name!r} (its spec's connection.url)")
+        return context, SecretToCreate(namespace, name, (_URL_KEY, *files),
+                                       f"the {store.kind} URL of store {store.name!r} (its spec's connection.url)"
+                                       + (" and the files it names, by those keys" if files else ""))
     # A managed store: its credentials Secret is read by the StatefulSet and the consumer alike.
     host = f"{base}.{namespace}.svc"
     if store.kind == "redis":
@@ -409,6 +429,22 @@ def _kafka_ports(bootstrap: str) -> list[int]:
         _, _, port = server.strip().rpartition(":")
         ports.add(int(port) if port.isdigit() and 0 < int(port) < 65536 else 9092)
     return sorted(ports)
+
+
+def _store_files(kind: str, url: str, parts: tuple[str | int, ...]) -> list[str]:
+    """The Secret keys a spec's connection URL names as files; RenderRefused for a path that
+    cannot be one (a ${NAME} in a path is left for whoever creates the Secret)."""
+    keys = []
+    for parameter, path in files_named(kind, url).items():
+        if "${" in path:
+            continue
+        key = secret_key(path)
+        if key is None:
+            raise RenderRefused(parts, f"the URL's {parameter} is {path!r}: in a cluster a certificate file is a "
+                                       f"key of the Secret holding the URL, named by that key alone "
+                                       f"(e.g. {parameter}=ca.pem)")
+        keys.append(key)
+    return keys
 
 
 def _url_port(url: str | None, default: int) -> int:

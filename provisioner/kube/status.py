@@ -4,7 +4,10 @@ Six conditions answer "is my data there and fresh?", each with `observedGenerati
 CamelCase `reason` and an actionable message that names stores, never counts or times (messages
 must not change while the situation does not, or every refresh would write):
 
-- StoresReady: every store answers (its positions can be read);
+- StoresReady: every store answers (its positions can be read); False with StoreUnreachable, or
+  with the reason of the first failing store when it has one: StoreCredentialsMissing (its Secret,
+  its URL key or a certificate file its URL names is missing), StoreAuthentication,
+  StoreAuthorization or StoreTLS (the store refused the operator's reads);
 - ConsumersReady: every store's consumer group has a member (a consumer runs and reads); False
   with KafkaCredentialsMissing while their Kafka client Secret is missing or unusable; Unknown
   with KafkaAuthentication, KafkaAuthorization or KafkaTLS when Kafka refuses the operator's reads;
@@ -69,6 +72,9 @@ class StoreObservation:
     scale: ScaleObservation | None = None  # the autoscaler's choice, with `consumer.autoscale`
     # Kafka refused the operator's reads: (KafkaAuthentication | KafkaAuthorization | KafkaTLS, why)
     kafka_refused: tuple[str, str] | None = None
+    # Why the store did not answer, when that has a reason of its own (StoreCredentialsMissing,
+    # StoreAuthentication, StoreAuthorization, StoreTLS); None: unreachable, or it answered.
+    store_refused: str | None = None
 
     @property
     def lag(self) -> int | None:
@@ -139,7 +145,8 @@ def _stores_ready(observation: Observation) -> dict[str, Any]:
     details = "; ".join(f"store {s.name}: {s.error or 'did not answer'}" for s in failing)
     managed = any(s.managed for s in failing)
     hint = " (a managed store answers once its StatefulSet's pod runs)" if managed else ""
-    return _condition("StoresReady", False, "StoreUnreachable", f"{details}{hint}", observation.generation)
+    reason = next((s.store_refused for s in failing if s.store_refused), "StoreUnreachable")
+    return _condition("StoresReady", False, reason, f"{details}{hint}", observation.generation)
 
 
 def _consumers_ready(observation: Observation) -> dict[str, Any]:

@@ -41,6 +41,8 @@ def tls_problem(text: str, host: str) -> str | None:
         return "the server refused our client certificate (not signed by a CA it trusts, or none given)"
     if "certificate verify failed" in lowered or "self-signed certificate" in lowered or "self signed" in lowered:
         return f"the server's certificate for host {host} is not signed by a trusted CA (check the CA file)"
+    if "no certificate or crl found" in lowered or "no start line" in lowered:
+        return "a certificate file the URL names holds no PEM certificate (check the CA file's content)"
     if "wrong version number" in lowered or "record layer failure" in lowered or "packet length too long" in lowered:
         return f"{host} does not speak TLS on that port (use the server's TLS port, or a plain URL)"
     if "ssl" in lowered and ("handshake" in lowered or "eof occurred" in lowered or "unexpected eof" in lowered):

@@ -19,10 +19,12 @@ from typing import Any
 import pytest
 
 from provisioner.errors import AccessError
+from provisioner.kube.render import RenderOptions, render
 from provisioner.local import securebroker
 from provisioner.stores.access import StoreAuthentication, StoreAuthorization, StoreTLS
 from provisioner.stores.registry import open_store
 from provisioner.stores.versions import open_versions
+from tests import podcontract
 from tests.integration import harness as h
 from tests.integration import tls_stores
 from tests.integration.test_consumer_stores import STORES, assert_contents, unique_name
@@ -238,3 +240,43 @@ def test_doctor_verifies_tls_stores_and_names_a_certificate_for_another_host(
     assert "sslrootcert" in db["hint"]
     assert cache["status"] == "fail" and "authorization: this user has no permissions to run the 'eval'" in \
         cache["detail"]
+
+
+def test_a_rendered_consumer_finds_its_certificates_in_the_mounted_secret_holding_its_url(
+    kafka_bootstrap: str, tls_postgres: tls_stores.TlsPostgres, certificates: tls_stores.Certificates, topic: str,
+    tmp_path: Path,
+) -> None:
+    """The consumer Deployment as rendered, run as a kubelet would run it: the Secret holding the URL
+    mounted, the URL naming the CA, client certificate and key by their keys in that Secret (the
+    certificate user must present a client certificate)."""
+    store = {**STORES["postgres-upsert"], "postgres": {**STORES["postgres-upsert"]["postgres"],
+                                                       "connection": {"secretRef": {"name": "db-tls", "key": "url"}}}}
+    product = h.load_product(h.order_spec(tmp_path, name=unique_name(topic), topic=topic, stores=[store],
+                                          batch_size=300))
+    store_spec = product.spec.stores[0]
+    in_secret = tls_postgres.url(user=tls_stores.CERT_USER, rootcert=Path("ca.pem"),
+                                 client=(Path("client.pem"), Path("client.key")))
+    cluster = {"db-tls": {"url": in_secret, "ca.pem": certificates.ca.read_text(encoding="ascii"),
+                          "client.pem": certificates.client[0].read_text(encoding="ascii"),
+                          "client.key": certificates.client[1].read_text(encoding="ascii")}}
+    (rendered,) = render([product], RenderOptions(kafka_bootstrap="kafka.platform:9092", with_secrets=True))
+    objects = list(rendered.objects)
+    (deployment,) = podcontract.consumer_deployments(objects)
+    h.create_topic(kafka_bootstrap, topic, partitions=2)
+    h.produce(kafka_bootstrap, topic, h.order_events(600, seed=23, keys=120))
+    pod = podcontract.start(deployment, objects, tmp_path, cluster_secrets=cluster,
+                            env_overrides={"PROVISIONER_KAFKA_BOOTSTRAP": kafka_bootstrap})
+    url = tls_postgres.url(user=tls_stores.CERT_USER, client=certificates.client)  # the same files, from here
+    try:
+        ends = h.end_offsets(kafka_bootstrap, topic)
+        try:
+            h.wait_caught_up(product, store_spec, url, ends, timeout=120)
+        except AssertionError:
+            raise AssertionError(pod.log()[-3000:]) from None
+        assert_contents("postgres-upsert", product, store_spec, url,
+                        h.expected_for(product, store_spec, h.read_topic(kafka_bootstrap, topic)))
+        assert pod.stop() == 0
+    finally:
+        pod.stop()
+    log = pod.log()
+    assert "Traceback" not in log and tls_postgres.password not in log

@@ -116,6 +116,17 @@ def secret(kube: KubeClient, namespace: str, name: str, data: dict[str, str]) ->
                 "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}})
 
 
+def published_texts(kube: KubeClient, namespace: str, operator: OperatorProcess) -> dict[str, str]:
+    """What anyone may read about the namespace's products, by where: a secret must be in none."""
+    return {
+        "operator log": operator.text(),
+        "DataProducts": json.dumps(kube.list("DataProduct", namespace)),
+        "Events": json.dumps(kube.list("Event", namespace)),
+        "ConfigMaps": json.dumps(kube.list("ConfigMap", namespace)),
+        "Deployments": json.dumps(kube.list("Deployment", namespace)),
+    }
+
+
 def watch_writes(kube: KubeClient, namespace: str, kinds: tuple[str, ...], since: dict[str, str]) -> list[str]:
     """Every change to `kinds` in `namespace` after the list resourceVersions in `since`, read back
     from a watch that starts there (the API server replays what happened since)."""

@@ -13,7 +13,6 @@ listens on fail fast.
 from __future__ import annotations
 
 import base64
-import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ import pytest
 from provisioner.kube.client import KubeClient
 from provisioner.kube.kafka_secret import MOUNT_DIR, PROPERTIES_FILE
 
-from .operator_harness import OperatorProcess, condition, product, running_operator, secret, wait_for
+from .operator_harness import OperatorProcess, condition, product, published_texts, running_operator, secret, wait_for
 
 CANARY = "canary-Sasl-Pa55-4b8e"
 OPERATOR_CANARY = "canary-Operator-Pa55-0d2f"
@@ -148,7 +147,7 @@ def test_a_products_own_secret_replaces_the_platform_one_and_is_checked(
     kube.apply(body)
     pod = _consumer_pod(kube, namespace, "team")
     assert _mounted_secret(pod) == "team-kafka"
-    assert [v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v] == ["team-kafka"]
+    assert [v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v] == ["store-url", "team-kafka"]
     _wait_reason(kube, namespace, "team", "KafkaCredentialsMissing", f"Secret {namespace}/team-kafka",
                  "source.credentials.secretRef", "does not exist")
 
@@ -172,13 +171,7 @@ def _assert_no_canary(kube: KubeClient, namespace: str, operator: OperatorProces
     or the operator's log; the Secret itself does hold it (the check is not vacuous)."""
     stored = kube.get("Secret", namespace, "platform-kafka")
     assert stored is not None and CANARY in base64.b64decode(stored["data"]["client.properties"]).decode()
-    texts = {
-        "operator log": operator.text(),
-        "DataProducts": json.dumps(kube.list("DataProduct", namespace)),
-        "Events": json.dumps(kube.list("Event", namespace)),
-        "ConfigMaps": json.dumps(kube.list("ConfigMap", namespace)),
-        "Deployments": json.dumps(kube.list("Deployment", namespace)),
-    }
+    texts = published_texts(kube, namespace, operator)
     assert "KafkaCredentialsMissing" in texts["Events"]  # the condition's change was posted
     for where, text in texts.items():
         assert CANARY not in text, where

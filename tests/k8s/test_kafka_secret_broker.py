@@ -62,7 +62,7 @@ def _run_pod(kube: KubeClient, namespace: str, name: str, store_url: str, folder
     assert deployment is not None and config_map is not None
     pod = deployment["spec"]["template"]["spec"]
     container = pod["containers"][0]
-    [volume] = [v for v in pod["volumes"] if "secret" in v]
+    [volume] = [v for v in pod["volumes"] if v["name"] == "kafka"]  # not the store URL's Secret
     mounted = kube.get("Secret", namespace, volume["secret"]["secretName"])
     assert mounted is not None
     mount = folder / "kafka"

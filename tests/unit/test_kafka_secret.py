@@ -52,11 +52,11 @@ def consumers(rendered_objects: tuple[dict[str, Any], ...]) -> list[dict[str, An
 
 
 def kafka_mounts(pod: dict[str, Any]) -> tuple[list[str], list[str], dict[str, str]]:
-    """(Secret volumes, their mount paths, the container's plain env values)."""
+    """(Secret volumes but the store's, their mount paths, the container's plain env values)."""
     container = pod["containers"][0]
-    volumes = {v["name"]: v for v in pod["volumes"]}
-    secrets = [v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v]
-    paths = [m["mountPath"] for m in container["volumeMounts"] if "secret" in volumes[m["name"]]]
+    volumes = {v["name"]: v for v in pod["volumes"] if v["name"] != "store-files"}
+    secrets = [v["secret"]["secretName"] for v in volumes.values() if "secret" in v]
+    paths = [m["mountPath"] for m in container["volumeMounts"] if "secret" in volumes.get(m["name"], {})]
     env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
     return secrets, paths, env
 
@@ -71,7 +71,7 @@ def test_consumers_mount_the_platform_secret_read_only_and_get_the_file_path() -
         assert paths == [MOUNT_DIR]
         mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["mountPath"] == MOUNT_DIR)
         assert mount["readOnly"] is True
-        volume = next(v for v in pod["volumes"] if "secret" in v)
+        volume = next(v for v in pod["volumes"] if v["name"] == "kafka")
         assert volume["secret"]["defaultMode"] == 0o440
         assert env["PROVISIONER_KAFKA_CONFIG"] == PROPERTIES_FILE == f"{MOUNT_DIR}/client.properties"
         assert env["PROVISIONER_KAFKA_BOOTSTRAP"] == "kafka:9093"

@@ -186,7 +186,7 @@ def test_a_connection_password_appears_only_with_secrets() -> None:
     without = render([product], options())
     text = _rendered_text(without)
     assert CANARY not in text
-    assert [str(s.name) for s in without[0].secrets_to_create] == ["orders-cache-store-url"]
+    assert [str(s.name) for s in without[0].secrets_to_create] == ["orders-cache-store-url", "shop-db"]
     with_secrets = render([product], options(with_secrets=True))
     secrets = [o for o in with_secrets[0].objects if o["kind"] == "Secret"]
     assert [s["stringData"]["url"] for s in secrets] == [f"redis://:{CANARY}@redis.shop:6379/0"]
