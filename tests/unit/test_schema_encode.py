@@ -17,11 +17,10 @@ from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.schema_registry.json_schema import JSONSerializer
 from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-from grpc_tools import protoc
 
 from provisioner.formats.encode import EncodeError, schema_encoder
 from provisioner.pipeline.schema_events import checked_encoder
+from tests.proto_classes import message_classes
 
 AVRO = {"type": "record", "name": "Order", "namespace": "shop", "fields": [
     {"name": "id", "type": "string"}, {"name": "qty", "type": "long"},
@@ -62,20 +61,6 @@ def _schema_id(data: bytes) -> int:
     return int.from_bytes(data[1:5], "big")
 
 
-def proto_class(tmp_path: Path, text: str, name: str) -> Any:
-    """The message class protoc itself makes of `text` (not our compiler): a descriptor set, loaded
-    into a pool of its own."""
-    (tmp_path / "order.proto").write_text(text)
-    wkt = str(Path(protoc.__file__).parent / "_proto")
-    out = tmp_path / "set.pb"
-    assert protoc.main(["protoc", f"-I{tmp_path}", f"-I{wkt}", "--include_imports",
-                        f"--descriptor_set_out={out}", "order.proto"]) == 0
-    pool = descriptor_pool.DescriptorPool()
-    for file in descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes()).file:
-        pool.Add(file)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName(name))
-
-
 def test_avro_values_are_written_as_the_avro_serializer_writes_them(client: SchemaRegistryClient) -> None:
     at = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
     theirs = _serialize(AvroSerializer(client, json.dumps(AVRO)), {
@@ -100,7 +85,7 @@ def test_json_schema_values_are_written_as_the_json_serializer_writes_them(clien
 def test_protobuf_values_are_written_as_the_protobuf_serializer_writes_them(
     client: SchemaRegistryClient, tmp_path: Path,
 ) -> None:
-    order = proto_class(tmp_path, PROTO, "shop.Order")
+    (order,) = message_classes(tmp_path, {"order.proto": PROTO}, "shop.Order")
     message = order(order_id="o1", qty=2**40, tier=1, tags=["a", "b"], raw=b"\x01\x02", note="n")
     message.at.FromDatetime(datetime(2026, 3, 1, 12, 0, 0, 5000, tzinfo=UTC))
     theirs = _serialize(ProtobufSerializer(order, client), message)
