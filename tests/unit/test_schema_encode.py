@@ -142,3 +142,78 @@ def test_spec_tests_of_a_protobuf_spec_encode_their_values_with_the_proto_file()
     outcomes = run_tests(specs[0].product, {"order.proto": PROTO})
     assert [o.passed for o in outcomes] == [True, False]
     assert outcomes[1].error is not None and "amount" in outcomes[1].error
+
+
+def test_test_events_with_a_schema_file_encode_each_line_before_the_pipeline_reads_it(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from provisioner.cli.app import app
+
+    spec = PROTO_TESTED.partition("  tests:")[0]
+    (tmp_path / "p.yaml").write_text(spec, encoding="utf-8")
+    (tmp_path / "order.proto").write_text(PROTO, encoding="utf-8")
+    (tmp_path / "events.jsonl").write_text(
+        '{"order_id": "o1", "at": "2026-03-01T00:00:00Z", "tier": "GOLD"}\n'
+        '{"order_id": "o2", "amount": 1}\n'
+        '{"key": "k", "value": null}\n'
+        '{"orderId": "o3", "at": "2025-03-01T00:00:00Z"}\n', encoding="utf-8")
+    args = ["test", str(tmp_path / "p.yaml"), "--events", str(tmp_path / "events.jsonl"), "-o", "json"]
+    result = CliRunner().invoke(app, [*args, "--schema", str(tmp_path / "order.proto")])
+    assert result.exit_code == 1, result.output  # line 2 does not fit the message
+    (preview,) = json.loads(result.stdout)
+    assert preview["ops"][0] == {"line": 1, "upsert": {"key": ["o1"], "fields": {"id": "o1", "late": True,
+                                                                                   "tier": "GOLD"}}}
+    assert [op["line"] for op in preview["ops"]] == [1, 3, 4]
+    assert preview["ops"][2]["upsert"]["fields"] == {"id": "o3", "late": False, "tier": "BRONZE"}
+    assert "events.jsonl:2: p: " in result.stderr and "amount" in result.stderr
+    decoded = CliRunner().invoke(app, args)  # without --schema the lines are the decoded events
+    assert [op["line"] for op in json.loads(decoded.stdout)[0]["ops"]] == [1, 2, 3, 4]
+    (tmp_path / "bad.proto").write_text("message {", encoding="utf-8")
+    refused = CliRunner().invoke(app, [*args, "--schema", str(tmp_path / "bad.proto")])
+    assert refused.exit_code != 0 and "bad.proto: not a protobuf schema" in refused.stderr
+
+
+def test_dev_produce_keys_are_encoded_from_the_line_s_key_as_written() -> None:
+    from provisioner.cli.produce_formats import SchemaProducer
+    from provisioner.pipeline.eventfile import parse_line
+
+    _, long_key = checked_encoder("avro", '"long"', 7)
+    _, string_value = checked_encoder("avro", json.dumps(AVRO), 8)
+    producer = SchemaProducer(None, long_key, "n")
+    raw = b'{"key": 42, "value": {"n": 5}}'
+    line = parse_line(raw, 1, "n")
+    assert line is not None
+    assert producer.record(line, raw).key == b"\x00\x00\x00\x00\x07" + b"\x54"  # 42 zigzag, an int still
+    by_field = b'{"n": 5, "id": "x"}'
+    by_field_line = parse_line(by_field, 2, "n")
+    assert by_field_line is not None
+    record = producer.record(by_field_line, by_field)
+    assert record.key == b"\x00\x00\x00\x00\x07\x0a" and record.value == by_field  # the value stays JSON
+    with pytest.raises(EncodeError, match="does not fit"):
+        producer.record(*_line(b'{"key": "not a number", "value": {}}'))
+    valued = SchemaProducer(string_value, None, None)
+    tombstone = b'{"key": "k", "value": null}'
+    assert valued.record(*_line(tombstone)).value is None
+    assert valued.record(*_line(tombstone)).key == "k"
+
+
+def _line(raw: bytes) -> tuple[Any, bytes]:
+    from provisioner.pipeline.eventfile import parse_line
+
+    return parse_line(raw, 1), raw
+
+
+def test_dev_produce_refuses_a_schema_without_its_format_and_a_format_without_its_schema(tmp_path: Path) -> None:
+    from provisioner.cli.produce_formats import KeyFormat, SchemaFormat, schema_producer
+    from provisioner.errors import ConfigurationError
+    from provisioner.stream.settings import KafkaSettings
+
+    kafka = KafkaSettings(bootstrap="127.0.0.1:9")
+    plain = (KeyFormat.string, None)
+    with pytest.raises(ConfigurationError, match=r"--schema s\.avsc: give the format"):
+        schema_producer(kafka, tmp_path, "t", (SchemaFormat.json, Path("s.avsc")), plain, None)
+    with pytest.raises(ConfigurationError, match=r"format protobuf needs its schema file \(--schema FILE\)"):
+        schema_producer(kafka, tmp_path, "t", (SchemaFormat.protobuf, None), plain, None)
+    with pytest.raises(ConfigurationError, match=r"format avro needs its schema file \(--key-schema FILE\)"):
+        schema_producer(kafka, tmp_path, "t", (SchemaFormat.json, None), (KeyFormat.avro, None), None)
+    assert schema_producer(kafka, tmp_path, "t", (SchemaFormat.json, None), plain, "id")[0] is kafka
