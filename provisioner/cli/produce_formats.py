@@ -16,16 +16,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
 from provisioner.cli.output import err_console, fail
 from provisioner.errors import ConfigurationError
 from provisioner.pipeline.eventfile import ENVELOPE_KEYS, EventLine
-from provisioner.pipeline.schema_events import checked_encoder
-from provisioner.stream.kafka import OutgoingRecord, outgoing_record
 from provisioner.stream.settings import KafkaSettings
+
+if TYPE_CHECKING:  # the encoders and the Kafka client load when a command produces, not when the CLI starts
+    from provisioner.stream.kafka import OutgoingRecord
+    from provisioner.stream.registry import RegistryClient
 
 __all__ = ["KeyFormat", "SchemaFormat", "SchemaProducer", "schema_producer"]
 
@@ -63,6 +65,8 @@ class SchemaProducer:
     key_field: str | None
 
     def record(self, line: EventLine, raw: bytes) -> OutgoingRecord:
+        from provisioner.stream.kafka import outgoing_record
+
         record = outgoing_record(line)
         value, key = record.value, record.key
         if self.value is not None and line.value is not None:
@@ -84,7 +88,9 @@ def _raw_key(raw: bytes, key_field: str | None) -> Any:
     return data.get(key_field) if key_field is not None and isinstance(data, dict) else None
 
 
-def _register(client: Any, subject: str, fmt: str, path: Path) -> Encode:
+def _register(client: RegistryClient, subject: str, fmt: str, path: Path) -> Encode:
+    from provisioner.pipeline.schema_events import checked_encoder
+
     text = _read_schema(path)
     try:
         registered, _ = checked_encoder(fmt, text, 0)  # it compiles before anything is registered
