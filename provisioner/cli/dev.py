@@ -3,7 +3,8 @@
 Registered by `provisioner.cli.app` as the `dev` command group:
     dev kafka up|down|status      the dev broker (provisioner.local.devbroker)
     dev registry up|down|status   the dev schema registry (provisioner.local.devregistry)
-    dev produce TOPIC FILE.jsonl  JSON Lines into a topic (see provisioner.stream.kafka)
+    dev produce TOPIC FILE.jsonl  JSON Lines into a topic (see provisioner.stream.kafka), in JSON or,
+                                  with --format and --schema, a registry format (cli.produce_formats)
     dev generate KIND --count N   seeded orders / customers / readings (provisioner.stream.generate)
 """
 
@@ -23,6 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from provisioner.cli.dev_registry import registry_app
 from provisioner.cli.options import BOOTSTRAP_OPTION, KAFKA_CONFIG_OPTION, STATE_DIR_OPTION, kafka_connection
 from provisioner.cli.output import OUTPUT_OPTION, OutputFormat, console, err_console, fail, print_json, report_errors
+from provisioner.cli.produce_formats import KeyFormat, SchemaFormat
 from provisioner.pipeline.eventfile import EventLineError, numbered_lines, parse_line
 
 dev_app = typer.Typer(
@@ -156,15 +158,29 @@ def produce(
     kafka_config: Path | None = KAFKA_CONFIG_OPTION,
     partitions: int = typer.Option(3, "--partitions", min=1, help="partitions when the topic is created"),
     key_field: str | None = typer.Option(None, "--key-field", help="value field used as the key when a line has none"),
+    value_format: SchemaFormat = typer.Option(SchemaFormat.json, "--format", help="how values are written: json "
+                                              "(the line's text) or, with --schema, avro, protobuf or jsonschema"),
+    schema: Path | None = typer.Option(None, "--schema", help="the values' schema file (.avsc, .proto, JSON "
+                                       "Schema), registered as <topic>-value"),
+    key_format: KeyFormat = typer.Option(KeyFormat.string, "--key-format", help="how keys are written: string "
+                                         "or, with --key-schema, avro, protobuf or jsonschema"),
+    key_schema: Path | None = typer.Option(None, "--key-schema", help="the keys' schema file, registered as "
+                                           "<topic>-key"),
     state_dir: Path = STATE_DIR_OPTION,
 ) -> None:
     """Produce a JSON Lines file. A line that is an object with a "value" key and only keys among
     key/value/headers/partition/offset/timestamp is an envelope; any other line is the value itself.
-    A line that cannot be a record (a value the consumer could not decode, a bad envelope field)
-    is reported as FILE:LINE and not sent; the other lines are, and the exit code is then 1."""
-    from provisioner.stream.kafka import OutgoingRecord, ensure_topic, outgoing_record, produce_records
+    With --format avro|protobuf|jsonschema each value is written in the schema registry's wire
+    format with --schema, registered first (in schema.registry.url of --kafka-config, else the dev
+    registry, started if need be). A line that cannot be a record (a value the consumer could not
+    decode, one the schema does not fit, a bad envelope field) is reported as FILE:LINE and not
+    sent; the other lines are, and the exit code is then 1."""
+    from provisioner.cli.produce_formats import schema_producer
+    from provisioner.pipeline.schema_events import EncodeError
+    from provisioner.stream.kafka import OutgoingRecord, ensure_topic, produce_records
 
-    address = kafka_connection(kafka_config, bootstrap, state_dir)
+    address, producer = schema_producer(kafka_connection(kafka_config, bootstrap, state_dir), state_dir, topic,
+                                        (value_format, schema), (key_format, key_schema), key_field)
     records: list[OutgoingRecord] = []
     problems: list[str] = []
     for number, raw in numbered_lines(_read_bytes(file)):
@@ -178,7 +194,10 @@ def produce(
         if line.refusal is not None:
             problems.append(f"{file}:{number}: {line.refusal}")
             continue
-        records.append(outgoing_record(line))
+        try:
+            records.append(producer.record(line, raw))
+        except EncodeError as error:
+            problems.append(f"{file}:{number}: {error}")
     for problem in problems:
         err_console.print(escape(problem))
     ensure_topic(address, topic, partitions)

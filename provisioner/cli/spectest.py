@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import difflib
+import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,8 @@ from rich.table import Table
 
 from provisioner.cli.options import BOOTSTRAP_OPTION, KAFKA_CONFIG_OPTION, STATE_DIR_OPTION
 from provisioner.cli.output import OUTPUT_OPTION, OutputFormat, console, err_console, fail, json_text, print_json
+from provisioner.formats import BINARY_FORMATS
+from provisioner.formats.encode import EncodeError, test_encoder
 from provisioner.pipeline.eventfile import EventLine, EventLineError, numbered_lines, parse_line
 from provisioner.pipeline.process import Pipeline
 from provisioner.pipeline.testing import (
@@ -61,6 +65,14 @@ def _read_events(path: Path) -> tuple[list[EventLine], list[str]]:
     return lines, findings
 
 
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else type(error).__name__
+        fail(f"{path}: cannot read: {reason}")
+
+
 def _schema_texts(spec: LoadedSpec) -> dict[str, str]:
     """The text of each schema file the spec's tests name (relative to the spec's file)."""
     texts: dict[str, str] = {}
@@ -77,14 +89,41 @@ def _schema_texts(spec: LoadedSpec) -> dict[str, str]:
     return texts
 
 
-def _preview(specs: list[LoadedSpec], events_file: Path, output: OutputFormat) -> None:
+def _encoded(spec: LoadedSpec, events_file: Path, lines: list[EventLine], schema: tuple[Path, str],
+             findings: list[str]) -> tuple[Pipeline, list[EventLine]]:
+    """The pipeline of a spec of a schema-registry format reading `lines` encoded with the schema
+    file (as `dev produce --format` writes them), and the lines that encode; a finding for each
+    line that does not."""
+    product, (path, text) = spec.product, schema
+    fmt = product.spec.source.format
+    try:
+        schemas, encode = test_encoder(fmt, text)
+    except ValueError as error:
+        fail(f"{path}: not a {fmt} schema ({spec.file} reads {fmt}): {error}")
+    encoded: list[EventLine] = []
+    for line in lines:
+        try:
+            value = None if line.value is None else encode(json.loads(line.value))
+        except EncodeError as error:
+            findings.append(f"{events_file}:{line.number}: {product.name}: {error}")
+            continue
+        encoded.append(replace(line, value=value))
+    return Pipeline(product, schemas, formats=(fmt, decoded_formats(product)[1])), encoded
+
+
+def _preview(specs: list[LoadedSpec], events_file: Path, output: OutputFormat,
+             schema: tuple[Path, str] | None = None) -> None:
     """Each line's op, judged by the consumer's own pipeline: a value it cannot decode is a
-    dead letter here too; a line that cannot be a record at all is a finding, and the rest run."""
-    lines, findings = _read_events(events_file)
+    dead letter here too; a line that cannot be a record at all is a finding, and the rest run.
+    With `schema`, the lines of a spec of a schema-registry format are encoded with it first."""
+    all_lines, findings = _read_events(events_file)
     results: list[dict[str, Any]] = []
     for spec in specs:
-        # Event lines are JSON: for a schema-registry format they are the decoded events.
-        pipeline = Pipeline(spec.product, formats=decoded_formats(spec.product))
+        lines = all_lines
+        if schema is not None and spec.product.spec.source.format in BINARY_FORMATS:
+            pipeline, lines = _encoded(spec, events_file, all_lines, schema, findings)
+        else:  # Event lines are JSON: for a schema-registry format they are the decoded events.
+            pipeline = Pipeline(spec.product, formats=decoded_formats(spec.product))
         records = [line_record(spec.product, line, index) for index, line in enumerate(lines)]
         ops = [{"line": line.number, **op_to_dict(op)}
                for line, op in zip(lines, ordered_ops(pipeline, records), strict=True)]
@@ -113,6 +152,9 @@ def spec_test(
     events: Path | None = typer.Option(
         None, "--events", help="JSONL file of events (or envelopes with value/key/headers): show the ops they produce."
     ),
+    schema: Path | None = typer.Option(
+        None, "--schema", help="With --events, for a spec of source.format avro, protobuf or jsonschema: the "
+                               "schema file the events are encoded with first (else they are the decoded events)."),
     dead_letters: bool = typer.Option(
         False, "--dead-letters", help="Run the spec over its product's dead letters now: which would pass, which "
                                       "still fail (reads the dead-letter topic)."),
@@ -131,7 +173,7 @@ def spec_test(
         preview_dead_letters(specs, store, state_dir, load_kafka_settings(kafka_config, bootstrap), output)
         return
     if events is not None:
-        _preview(specs, events, output)
+        _preview(specs, events, output, None if schema is None else (schema, _read_text(schema)))
         return
     outcomes = [(spec, outcome) for spec in specs for outcome in run_tests(spec.product, _schema_texts(spec))]
     failed = [(spec, o) for spec, o in outcomes if not o.passed]

@@ -1,17 +1,21 @@
-"""Writing test values in the schema registry's wire format, for `provisioner test`: a test that
-names a schema file gives its `given` values in JSON, and they are encoded with that schema (as a
-producer's serializer would) and then decoded by the consumer's own decoder, so the expressions
-see exactly what they will see in production (timestamps, durations, bytes).
+"""Writing JSON values in the schema registry's wire format, byte for byte as confluent-kafka's
+serializers write them: for `provisioner test` (a test that names a schema file gives its `given`
+values in JSON; they are encoded with that schema and decoded by the consumer's own decoder, so
+the expressions see exactly what they will see in production) and for `provisioner dev produce
+--format` (JSON Lines into a topic, the schema registered first).
 
 JSON cannot spell every Avro value, so these text forms are read: timestamp-* and date as RFC 3339
 (`2026-03-01T12:00:00Z`, `2026-03-01`) or their number; time-* as `HH:MM:SS[.ffffff]` or a number;
-decimal as a number; bytes and fixed as base64.
+decimal as a number; bytes and fixed as base64. Protobuf values are read as the proto3 JSON
+mapping writes them (`provisioner.formats.proto_encode`, imported when first needed); JSON Schema
+values are written as compact UTF-8 JSON.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import importlib
 import io
 import json
 from collections.abc import Callable
@@ -23,10 +27,11 @@ import fastavro
 
 from provisioner.formats.schemas import RegisteredSchema, StaticSchemas
 
-__all__ = ["TEST_SCHEMA_ID", "EncodeError", "test_encoder"]
+__all__ = ["SCHEMA_TYPES", "TEST_SCHEMA_ID", "EncodeError", "schema_encoder", "test_encoder"]
 
 TEST_SCHEMA_ID: Final = 1
-_HEADER: Final = b"\x00" + TEST_SCHEMA_ID.to_bytes(4, "big")
+SCHEMA_TYPES: Final = {"avro": "AVRO", "protobuf": "PROTOBUF", "jsonschema": "JSON"}
+"""The registry's `schemaType` of each format."""
 
 
 class EncodeError(ValueError):
@@ -131,29 +136,78 @@ def _branch(branches: list[Any], value: Any, named: dict[str, Any]) -> Any:
     return branches[0]
 
 
+def _avro_payload(schema_text: str) -> Callable[[Any], bytes]:
+    try:
+        parsed = fastavro.parse_schema(json.loads(schema_text))
+    except ValueError:
+        raise
+    except Exception as error:  # fastavro's SchemaParseException and kin
+        raise ValueError(f"not an Avro schema: {error}") from None
+    named = dict(parsed.get("__named_schemas", {})) if isinstance(parsed, dict) else {}
+
+    def encode(value: Any) -> bytes:
+        out = io.BytesIO()
+        try:
+            fastavro.schemaless_writer(out, parsed, _ready(parsed, value, dict(named)))
+        except EncodeError:
+            raise
+        except Exception as error:
+            raise EncodeError(f"the value does not fit the schema: {type(error).__name__}: {error}") from None
+        return out.getvalue()
+
+    return encode
+
+
+def _json_payload(schema_text: str) -> Callable[[Any], bytes]:
+    json.loads(schema_text)
+
+    def encode(value: Any) -> bytes:
+        try:
+            return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: only its JSON escape can carry it
+            return json.dumps(value, separators=(",", ":")).encode("ascii")
+
+    return encode
+
+
+def _protobuf_payload(schema_text: str) -> Callable[[Any], bytes]:
+    try:
+        module = importlib.import_module("provisioner.formats.proto_encode")
+    except ImportError:
+        raise ValueError("protobuf encoding is not available in this build of provisioner") from None
+    write: Callable[[Any], bytes] = module.proto_encoder(schema_text, {})
+
+    def encode(value: Any) -> bytes:
+        try:
+            return write(value)
+        except ValueError as error:
+            raise EncodeError(str(error)) from None
+
+    return encode
+
+
+_PAYLOADS: Final[dict[str, Callable[[str], Callable[[Any], bytes]]]] = {
+    "avro": _avro_payload, "jsonschema": _json_payload, "protobuf": _protobuf_payload}
+
+
+def schema_encoder(fmt: str, schema_text: str, schema_id: int) -> tuple[RegisteredSchema, Callable[[Any], bytes]]:
+    """The schema as the registry keeps it and the function that writes one JSON value in the
+    wire format under `schema_id` (EncodeError when the value does not fit). ValueError when the
+    text is not a schema of `fmt` (a `.proto` may import only the well-known types here)."""
+    payload = _PAYLOADS.get(fmt)
+    if payload is None:
+        raise ValueError(f"{fmt} is not a schema-registry format (avro, protobuf or jsonschema)")
+    write = payload(schema_text)
+    header = b"\x00" + schema_id.to_bytes(4, "big")
+
+    def encode(value: Any) -> bytes:
+        return header + write(value)
+
+    return RegisteredSchema(SCHEMA_TYPES[fmt], schema_text), encode
+
+
 def test_encoder(fmt: str, schema_text: str) -> tuple[StaticSchemas, Callable[[Any], bytes]]:
     """The schemas a test's pipeline reads (the file's schema under id 1) and the function that
     encodes one `given` value. ValueError when the file is not a schema of that format."""
-    if fmt == "avro":
-        parsed = fastavro.parse_schema(json.loads(schema_text))
-        named = dict(parsed.get("__named_schemas", {})) if isinstance(parsed, dict) else {}
-
-        def encode(value: Any) -> bytes:
-            out = io.BytesIO()
-            try:
-                fastavro.schemaless_writer(out, parsed, _ready(parsed, value, dict(named)))
-            except EncodeError:
-                raise
-            except Exception as error:
-                raise EncodeError(f"the value does not fit the schema: {type(error).__name__}: {error}") from None
-            return _HEADER + out.getvalue()
-
-        return StaticSchemas({TEST_SCHEMA_ID: RegisteredSchema("AVRO", schema_text)}), encode
-    if fmt == "jsonschema":
-        json.loads(schema_text)
-
-        def encode_json(value: Any) -> bytes:
-            return _HEADER + json.dumps(value, separators=(",", ":")).encode("utf-8")
-
-        return StaticSchemas({TEST_SCHEMA_ID: RegisteredSchema("JSON", schema_text)}), encode_json
-    raise ValueError(f"tests of source.format {fmt} take decoded values: leave out the test's schema")
+    registered, encode = schema_encoder(fmt, schema_text, TEST_SCHEMA_ID)
+    return StaticSchemas({TEST_SCHEMA_ID: registered}), encode

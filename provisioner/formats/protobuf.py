@@ -49,6 +49,11 @@ class ProtoSchema:
         """The schema file's top-level message types, in order (message index [0] first)."""
         return list(self._top)
 
+    def message_type(self, indexes: tuple[int, ...] = (0,)) -> type[Message]:
+        """The message class `indexes` names (by default the file's first message type, the one a
+        message-index list of `[0]` names); ProtoDecodeError when it names none."""
+        return self._by_index.get(indexes) or self._message_class(indexes)
+
     def decode(self, payload: bytes) -> Any:
         """The value of `payload`, the bytes after the magic byte and schema id: the message-index
         varints, then the message."""

@@ -388,8 +388,8 @@ class SpecTest(_Model):
     expect: list[ExpectedOp] = Field(description="The ops they produce, in order.")
     schema_file: Annotated[str, Field(min_length=1, max_length=1024)] | None = Field(
         default=None, alias="schema",
-        description="For source.format avro or jsonschema: a schema file (.avsc, or a JSON Schema; relative "
-                    "to the spec's file) that encodes the given values as a producer would. Without it, "
+        description="For source.format avro, protobuf or jsonschema: a schema file (.avsc, .proto or a JSON Schema; "
+                    "relative to the spec's file) that encodes the given values as a producer would. Without it, "
                     "the given values are the decoded event.")
 
 

@@ -77,10 +77,10 @@ def is_transient(error: BaseException) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class OutgoingRecord:
-    """One record to produce; `value` None is a tombstone."""
+    """One record to produce; `value` None is a tombstone; a `str` key is sent as UTF-8."""
 
     value: bytes | None
-    key: str | None = None
+    key: str | bytes | None = None
     headers: dict[str, str] = field(default_factory=dict)
     partition: int | None = None
     timestamp_ms: int | None = None
@@ -261,7 +261,7 @@ def produce_records(
         for record in records:
             future = producer.send(
                 topic,
-                key=record.key.encode() if record.key is not None else None,
+                key=record.key.encode() if isinstance(record.key, str) else record.key,
                 value=record.value,
                 headers=[(k, v.encode()) for k, v in record.headers.items()] or None,
                 partition=record.partition,

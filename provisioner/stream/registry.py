@@ -1,5 +1,6 @@
 """A thin client of a Confluent-compatible schema registry (Confluent, Apicurio's ccompat API,
-Karapace, Redpanda, the dev registry): the two GETs a consumer needs, cached.
+Karapace, Redpanda, the dev registry): the two GETs a consumer needs, cached, and the POST that
+registers a schema (`provisioner dev produce --format`).
 
 Own and thin rather than confluent-kafka's `SchemaRegistryClient`: that one brings httpx, authlib,
 attrs and cachetools into every consumer for two GET requests, and its failures (httpx's
@@ -28,12 +29,18 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any, Final
 
-from provisioner.errors import AuthenticationError, AuthorizationError, TLSError, UnavailableError
+from provisioner.errors import (
+    AuthenticationError,
+    AuthorizationError,
+    ConfigurationError,
+    TLSError,
+    UnavailableError,
+)
 from provisioner.formats import BINARY_FORMATS
 from provisioner.formats.schemas import Reference, RegisteredSchema, SchemaSource, UnknownSchema
 from provisioner.stream.settings import KafkaConfigError, KafkaTarget, SchemaRegistrySettings, settings_of
 
-__all__ = ["RegistryClient", "SchemaRegistryUnavailable", "registry_for"]
+__all__ = ["RegistryClient", "SchemaRegistryUnavailable", "SchemaRejected", "registry_for"]
 
 TIMEOUT: Final = 10.0
 UNKNOWN_TTL: Final = 10.0
@@ -51,6 +58,10 @@ class SchemaRegistryRefused(AuthenticationError):
 
 class SchemaRegistryForbidden(AuthorizationError):
     """The schema registry accepted who we are but not this request (403)."""
+
+
+class SchemaRejected(ConfigurationError):
+    """The schema registry refused to register a schema (invalid, or incompatible with the subject)."""
 
 
 class SchemaRegistryTLSError(TLSError):
@@ -77,6 +88,16 @@ def _registered(body: Any, what: str) -> RegisteredSchema:
         Reference(str(ref.get("name", "")), str(ref.get("subject", "")), int(ref.get("version", 0)))
         for ref in body.get("references") or () if isinstance(ref, dict))
     return RegisteredSchema(str(body.get("schemaType") or "AVRO"), body["schema"], references)
+
+
+def _message(body: bytes) -> str:
+    """The `message` of a registry's error answer (its whole text when it has none)."""
+    try:
+        found = json.loads(body)
+    except ValueError:
+        found = None
+    text = found.get("message") if isinstance(found, dict) else None
+    return str(text) if text else body.decode("utf-8", "replace").strip()[:300]
 
 
 class RegistryClient:
@@ -129,19 +150,39 @@ class RegistryClient:
         version = body.get("version") if isinstance(body, dict) else None
         return (version if isinstance(version, int) else 0), _registered(body, what)
 
-    def _get(self, path: str, what: str) -> Any:
-        """The JSON body of GET `path`; UnknownSchema for a 404, a retryable error otherwise."""
+    def register(self, subject: str, schema: RegisteredSchema) -> int:
+        """Register `schema` under `subject` (a new version, or the one that holds it already); its id."""
+        what = f"subject {subject!r}"
+        body: dict[str, Any] = {"schema": schema.text, "schemaType": schema.schema_type, "references": [
+            {"name": r.name, "subject": r.subject, "version": r.version} for r in schema.references]}
+        answer = self._get(f"/subjects/{urllib.parse.quote(subject, safe='')}/versions", what, body)
+        schema_id = answer.get("id") if isinstance(answer, dict) else None
+        if not isinstance(schema_id, int) or isinstance(schema_id, bool):
+            raise SchemaRegistryUnavailable(f"the schema registry at {self.shown} registered {what} without an id")
+        return schema_id
+
+    def _get(self, path: str, what: str, post: Any = None) -> Any:
+        """The JSON body of GET `path` (POST of JSON `post` when given); UnknownSchema for a 404, a
+        retryable error otherwise."""
         now = self._clock()
         until = self._unknown.get(path)
         if until is not None and now < until:
             raise UnknownSchema(f"{what} is not known to the schema registry at {self.shown}")
+        headers, data = self._headers, None
+        if post is not None:
+            headers = {**headers, "Content-Type": "application/vnd.schemaregistry.v1+json"}
+            data = json.dumps(post).encode("utf-8")
         # The scheme is http(s), checked when the settings were read and again in __init__.
-        request = urllib.request.Request(self._base + path, headers=self._headers, method="GET")  # noqa: S310
+        request = urllib.request.Request(self._base + path, data=data, headers=headers,  # noqa: S310
+                                         method="GET" if data is None else "POST")
         try:
             with self._opener.open(request, timeout=self._timeout) as response:
                 raw = response.read(MAX_RESPONSE_BYTES + 1)
         except urllib.error.HTTPError as error:
-            error.close()  # it holds the connection
+            with error:  # it holds the connection
+                if post is not None and error.code in (409, 422):
+                    raise SchemaRejected(f"the schema registry at {self.shown} refused the schema for {what}: "
+                                         f"{_message(error.read(4096))}") from None
             raise self._refusal(error.code, path, what, now) from None
         except urllib.error.URLError as error:
             reason = error.reason

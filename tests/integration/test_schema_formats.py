@@ -222,6 +222,21 @@ def store_url(store_spec: StoreSpec, redis_server: Any, postgres_server: Any) ->
     return str(redis_server.url if store_spec.redis is not None else postgres_server.url)
 
 
+def hydrated_pairs(products: tuple[DataProduct, DataProduct], kafka: KafkaTarget, records: int, redis_server: Any,
+                   postgres_server: Any) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """Two specs with the same stores over the same events in two formats: for each store, the
+    contents of both once each read `records` records, none a dead letter."""
+    for index in range(len(products[0].spec.stores)):
+        results = []
+        for product in products:
+            store_spec = product.spec.stores[index]
+            url = store_url(store_spec, redis_server, postgres_server)
+            with hydrate(product, store_spec, url, kafka, records) as running:
+                assert running.consumer.status.dead_letters == 0, running.consumer.status.last_error
+                results.append(contents(product, store_spec, url))
+        yield results[0], results[1]
+
+
 def serialize(serializer: Any, topic: str, value: Any) -> bytes:
     return bytes(serializer(value, SerializationContext(topic, MessageField.VALUE)))
 
@@ -243,17 +258,8 @@ def test_avro_events_hydrate_both_stores_exactly_as_their_json_form(
         h.produce(kafka_bootstrap, name, records)
     avro_product = write_spec(tmp_path, "avro-orders", topic, "avro")
     json_product = write_spec(tmp_path, "json-orders", json_topic, "json")
-    kafka = registry.settings(kafka_bootstrap)
-
-    for index in range(2):
-        results = []
-        for product in (avro_product, json_product):
-            store_spec = product.spec.stores[index]
-            url = store_url(store_spec, redis_server, postgres_server)
-            with hydrate(product, store_spec, url, kafka, len(events)) as running:
-                assert running.consumer.status.dead_letters == 0, running.consumer.status.last_error
-                results.append(contents(product, store_spec, url))
-        avro_rows, json_rows = results
+    for avro_rows, json_rows in hydrated_pairs((avro_product, json_product), registry.settings(kafka_bootstrap),
+                                               len(events), redis_server, postgres_server):
         assert len(avro_rows) > 50
         differing = {(k, f, v, json_rows.get(k, {}).get(f)) for k, row in avro_rows.items() for f, v in row.items()
                      if json_rows.get(k, {}).get(f) != v}
@@ -338,25 +344,34 @@ def test_hostile_bytes_are_decode_dead_letters_with_their_bytes_kept(
         "other schema's payload": header + other_bytes[5:],
         "200,000 deep": header + b"\x02x\x02" * 200_000 + b"\x02x\x00",
     }
-    product = write_spec(tmp_path, "deep", topic, "avro", fields={"id": "event.id"}, filter_=None)
-    h.create_topic(kafka_bootstrap, topic, partitions=1)
-    h.produce(kafka_bootstrap, topic, [(b"k0", valid, []), *((name.encode(), raw, []) for name, raw in hostile.items()),
-                                       (b"k1", valid, [])])
     assert node_id > 0
-    with hydrate(product, product.spec.stores[0], redis_server.url, registry.settings(kafka_bootstrap),
-                 len(hostile) + 2) as running:
+    message = decode_dead_letters(write_spec(tmp_path, "deep", topic, "avro", fields={"id": "event.id"}, filter_=None),
+                                  registry.settings(kafka_bootstrap), redis_server, valid, hostile)
+    assert "magic byte" in message["no magic byte"]
+    assert "not known" in message["unknown id"]
+    assert "nested" in message["200,000 deep"]
+
+
+def decode_dead_letters(product: DataProduct, kafka: KafkaSettings, redis_server: Any, valid: bytes,
+                        hostile: dict[str, bytes]) -> dict[str, str]:
+    """Records of `valid` bytes around the `hostile` ones (keyed by their names) through the
+    product's first store: each hostile one a `decode` dead letter with its bytes kept, the valid
+    ones upserted. The dead letters' messages by name."""
+    topic = product.spec.source.topic
+    h.create_topic(kafka.bootstrap, topic, partitions=1)
+    h.produce(kafka.bootstrap, topic, [(b"k0", valid, []), *((name.encode(), raw, []) for name, raw in hostile.items()),
+                                       (b"k1", valid, [])])
+    with hydrate(product, product.spec.stores[0], redis_server.url, kafka, len(hostile) + 2) as running:
         assert running.consumer.status.dead_letters == len(hostile)
         assert running.consumer.status.ops["upsert"] == 2
-    dead = h.read_dead_letters(kafka_bootstrap, product.dead_letter_topic, len(hostile))
+    dead = h.read_dead_letters(kafka.bootstrap, product.dead_letter_topic, len(hostile))
     by_key = {r.key.decode(): r for r in dead if r.key is not None}
+    assert set(by_key) == set(hostile)
     for name, raw in hostile.items():
-        record = by_key[name]
-        headers = dict(record.headers)
+        headers = dict(by_key[name].headers)
         assert headers["provisioner.error.stage"] == b"decode", (name, headers)
-        assert record.value == raw
-    assert b"magic byte" in dict(by_key["no magic byte"].headers)["provisioner.error.message"]
-    assert b"not known" in dict(by_key["unknown id"].headers)["provisioner.error.message"]
-    assert b"nested" in dict(by_key["200,000 deep"].headers)["provisioner.error.message"]
+        assert by_key[name].value == raw
+    return {name: dict(r.headers)["provisioner.error.message"].decode() for name, r in by_key.items()}
 
 
 def test_a_registry_that_goes_away_is_waited_for_never_a_dead_letter(

@@ -17,7 +17,13 @@ import pytest
 from provisioner.errors import AuthenticationError, AuthorizationError, UnavailableError, is_retryable
 from provisioner.formats.schemas import Reference, RegisteredSchema, UnknownSchema
 from provisioner.local.processes import free_port
-from provisioner.stream.registry import UNKNOWN_TTL, RegistryClient, registry_for
+from provisioner.stream.registry import (
+    UNKNOWN_TTL,
+    RegistryClient,
+    SchemaRegistryUnavailable,
+    SchemaRejected,
+    registry_for,
+)
 from provisioner.stream.settings import (
     KafkaConfigError,
     KafkaSettings,
@@ -35,9 +41,14 @@ class Registry:
     def __init__(self) -> None:
         self.answers: dict[str, tuple[int, Any]] = {}
         self.requests: list[tuple[str, str | None]] = []
+        self.posted: list[Any] = []
         registry = self
 
         class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                registry.posted.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.do_GET()
+
             def do_GET(self) -> None:
                 registry.requests.append((self.path, self.headers.get("Authorization")))
                 status, body = registry.answers.get(self.path, (404, {"error_code": 40403}))
@@ -164,3 +175,17 @@ def test_consume_refuses_a_schema_d_spec_without_a_registry_before_touching_anyt
                                       "127.0.0.1:1", "--store-url", "redis://127.0.0.1:1"])
     assert result.exit_code == 1
     assert "source format avro needs a schema registry" in result.output
+
+
+def test_a_schema_is_registered_under_its_subject_and_a_refusal_says_why(registry: Registry) -> None:
+    registry.answers["/subjects/t%2Fx-value/versions"] = (200, {"id": 12})
+    schema = RegisteredSchema("PROTOBUF", 'syntax = "proto3";', (Reference("a.proto", "a", 1),))
+    assert client(registry.url).register("t/x-value", schema) == 12
+    assert registry.posted == [{"schema": 'syntax = "proto3";', "schemaType": "PROTOBUF",
+                                "references": [{"name": "a.proto", "subject": "a", "version": 1}]}]
+    registry.answers["/subjects/bad-value/versions"] = (422, {"error_code": 42201, "message": "Invalid schema"})
+    with pytest.raises(SchemaRejected, match="refused the schema for subject 'bad-value': Invalid schema"):
+        client(registry.url).register("bad-value", schema)
+    registry.answers["/subjects/down-value/versions"] = (503, b"busy")
+    with pytest.raises(SchemaRegistryUnavailable, match="HTTP 503"):
+        client(registry.url).register("down-value", schema)

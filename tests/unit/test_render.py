@@ -271,7 +271,7 @@ def test_the_render_command_writes_one_file_per_product(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     written = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.yaml"))
     assert written == ["crm/customer-profiles.yaml", "finance/payments.yaml", "iot/device-readings.yaml",
-                       "sales/vip-orders.yaml"]
+                       "logistics/shipments.yaml", "sales/vip-orders.yaml"]
     text = (tmp_path / "out" / "sales" / "vip-orders.yaml").read_text()
     assert "# Create these Secrets before applying" in text
     assert "kind: Secret\n" not in text

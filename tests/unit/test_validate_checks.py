@@ -292,7 +292,7 @@ def test_dead_letters_may_not_go_to_another_products_source(tmp_path: Path) -> N
 
 def test_the_examples_validate_together(tmp_path: Path) -> None:
     scan = scan_paths([ROOT / "specs"])
-    assert scan.findings == [] and len(scan.specs) == 4  # specs/avro/ included
+    assert scan.findings == [] and len(scan.specs) == 5  # specs/avro/ and specs/protobuf/ included
 
 
 def test_store_identity_ignores_credentials_and_parameters() -> None:
