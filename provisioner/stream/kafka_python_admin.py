@@ -13,7 +13,7 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import OffsetSpec
-from kafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+from kafka.errors import KafkaError, TopicAlreadyExistsError, UnknownTopicOrPartitionError, for_code
 
 from provisioner.stream.failures import KafkaUnavailable, from_kafka_python
 from provisioner.stream.settings import KafkaSettings, kafka_python_config
@@ -105,7 +105,8 @@ def end_offsets(settings: KafkaSettings, topic: str, client_id: str) -> dict[int
                                 for p in d["partitions"])
             if not partitions:
                 # Without DESCRIBE on it a topic looks absent: say so instead.
-                refused = [d["error_code"] for d in described if d["error_code"] != 0]
+                refused = [d["error_code"] for d in described
+                           if d["error_code"] not in (0, UnknownTopicOrPartitionError.errno)]
                 if refused:
                     raise for_code(refused[0])()
                 raise KafkaUnavailable(f"topic {topic!r} does not exist")
