@@ -107,7 +107,7 @@ def broker_ready(settings: KafkaSettings, client_id: str) -> bool:
         metadata = admin.client.list_topics(timeout=3.0)
     except KafkaException:
         return False
-    return bool(metadata.brokers) and admin.refused is None
+    return bool(metadata.brokers)
 
 
 def ensure_topic(settings: KafkaSettings, topic: str, partitions: int, client_id: str) -> bool:
