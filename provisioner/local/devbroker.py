@@ -471,7 +471,7 @@ def _wait_started(bootstrap: str, exited: Callable[[], bool], folder: Path, time
 def _is_ready(bootstrap: str) -> bool:
     """Whether a broker at `bootstrap` answers a metadata request and is unfenced."""
     host, port = _split_bootstrap(bootstrap)
-    # A plain TCP probe first: kafka-python logs connection errors loudly while a port is closed.
+    # A plain TCP probe first: a Kafka client logs connection errors loudly while a port is closed.
     if not accepts_connections(host, port):
         return False
     from provisioner.stream.kafka import broker_ready

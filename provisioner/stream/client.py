@@ -3,7 +3,9 @@
 Two clients implement `StreamConsumer`, one module each: `confluent` (librdkafka through
 confluent-kafka, the default: records decoded in C, several times cheaper per record) and
 `kafka-python` (pure Python: for platforms without the librdkafka wheel, and for debugging).
-`provisioner consume --kafka-client` or PROVISIONER_KAFKA_CLIENT chooses; `open_consumer` builds one.
+`provisioner consume --kafka-client` or PROVISIONER_KAFKA_CLIENT chooses (`chosen_client`) for every
+Kafka call of the process: the consumer, its dead letters and the topic, offset and produce helpers
+of `stream.kafka`, so a process loads one client library. `open_consumer` builds a consumer.
 
 Both hand the loop records with the attributes of `pipeline.ops.RecordLike`, as a flat list in which
 each partition's records are in offset order. Neither reads or trusts Kafka's committed offsets: the
@@ -16,10 +18,11 @@ to hold that poll back for over a minute.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, Protocol
 
-from provisioner.errors import UnavailableError
+from provisioner.errors import ConfigurationError, UnavailableError
 from provisioner.pipeline.ops import RecordLike
 from provisioner.stream.settings import KafkaTarget
 
@@ -29,7 +32,9 @@ __all__ = [
     "KAFKA_CLIENT_ENV",
     "Assignment",
     "BrokerTimeout",
+    "KafkaClientError",
     "StreamConsumer",
+    "chosen_client",
     "open_consumer",
 ]
 
@@ -44,6 +49,20 @@ KAFKA_CLIENT_ENV: Final = "PROVISIONER_KAFKA_CLIENT"
 FETCH_MAX_WAIT_MS: Final = 100
 MAX_PARTITION_FETCH_BYTES: Final = 4 * 1024 * 1024
 FETCH_MAX_BYTES: Final = 32 * 1024 * 1024
+
+
+class KafkaClientError(ConfigurationError):
+    """PROVISIONER_KAFKA_CLIENT names no Kafka client."""
+
+
+def chosen_client(client: str | None = None, environ: Mapping[str, str] | None = None) -> str:
+    """The Kafka client of this process: `client` when a caller was told one (`--kafka-client`),
+    else PROVISIONER_KAFKA_CLIENT, else the default."""
+    env = os.environ if environ is None else environ
+    name = client or env.get(KAFKA_CLIENT_ENV, "").strip() or DEFAULT_KAFKA_CLIENT
+    if name not in KAFKA_CLIENTS:
+        raise KafkaClientError(f"{KAFKA_CLIENT_ENV}: unknown Kafka client {name!r} (one of {', '.join(KAFKA_CLIENTS)})")
+    return name
 
 
 class BrokerTimeout(UnavailableError):
@@ -86,7 +105,7 @@ class StreamConsumer(Protocol):
 
     def start_offsets(self, partitions: Sequence[int], start_from: str) -> dict[int, int]:
         """Where a store with no position starts (`source.startFrom`: earliest, latest or an RFC 3339
-        timestamp, see `stream.kafka.start_offsets`)."""
+        timestamp, by `stream.startfrom.start_offsets`)."""
         ...
 
     def end_offsets(self, partitions: Sequence[int] | None, timeout: float) -> dict[int, int]:

@@ -27,7 +27,6 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, 
 
 from provisioner.errors import ProvisionerError
 from provisioner.pipeline.ops import RecordLike
-from provisioner.spec.timestamps import to_epoch_ms
 from provisioner.stream.client import (
     FETCH_MAX_BYTES,
     FETCH_MAX_WAIT_MS,
@@ -37,6 +36,7 @@ from provisioner.stream.client import (
 )
 from provisioner.stream.failures import from_confluent
 from provisioner.stream.settings import KafkaTarget, rdkafka_config, settings_of
+from provisioner.stream.startfrom import start_offsets
 
 __all__ = ["ConfluentConsumer", "Record", "rdkafka_settings"]
 
@@ -259,14 +259,7 @@ class ConfluentConsumer:
         self._consumer.commit(offsets=[self._tp(p, o) for p, o in positions.items()], asynchronous=True)
 
     def start_offsets(self, partitions: Sequence[int], start_from: str) -> dict[int, int]:
-        if start_from == "earliest":
-            return self._list_offsets(partitions, OFFSET_BEGINNING, START_OFFSETS_TIMEOUT)
-        ends = self._list_offsets(partitions, OFFSET_END, START_OFFSETS_TIMEOUT)
-        if start_from == "latest":
-            return ends
-        found = self._list_offsets(partitions, to_epoch_ms(start_from), START_OFFSETS_TIMEOUT)
-        # No record at or after the instant: the partition's end.
-        return {p: (found[p] if found[p] >= 0 else ends[p]) for p in partitions}
+        return start_offsets(_ConsumerOffsets(self), partitions, start_from)
 
     def end_offsets(self, partitions: Sequence[int] | None, timeout: float) -> dict[int, int]:
         if partitions is None:
@@ -327,3 +320,20 @@ class ConfluentConsumer:
 
     def close(self) -> None:
         self._consumer.close()
+
+
+class _ConsumerOffsets:
+    """`startfrom.OffsetLookup` through the consumer's own ListOffsets requests."""
+
+    def __init__(self, consumer: ConfluentConsumer) -> None:
+        self._consumer = consumer
+
+    def beginnings(self, partitions: Sequence[int]) -> dict[int, int]:
+        return self._consumer._list_offsets(partitions, OFFSET_BEGINNING, START_OFFSETS_TIMEOUT)
+
+    def ends(self, partitions: Sequence[int]) -> dict[int, int]:
+        return self._consumer._list_offsets(partitions, OFFSET_END, START_OFFSETS_TIMEOUT)
+
+    def at_time(self, partitions: Sequence[int], epoch_ms: int) -> dict[int, int | None]:
+        found = self._consumer._list_offsets(partitions, epoch_ms, START_OFFSETS_TIMEOUT)
+        return {p: offset if offset >= 0 else None for p, offset in found.items()}

@@ -2,7 +2,11 @@
 find where a new consumer starts, and tell a transient Kafka failure from a permanent one.
 
 Called by `provisioner dev produce|generate`, by the local runtime (`up` creates source topics and
-reports lag), by the store consumer and its clients (`start_offsets`, `is_transient`) and by the integration tests.
+reports lag, `replay` finds where it starts), by a rebuild, by the store consumer (`is_transient`)
+and by the integration tests. Each helper goes through the process's Kafka client
+(`client.chosen_client`: confluent-kafka unless PROVISIONER_KAFKA_CLIENT says kafka-python; a
+`client` argument overrides it, as a consumer told `--kafka-client` passes), implemented once per
+client in `confluent_admin`/`confluent_produce` and `kafka_python_admin`.
 
 Errors: a malformed event file raises `EventFileError` (a `ConfigurationError`: fix the input); a
 Kafka that cannot be reached or fails a request raises `KafkaUnavailable` (an `UnavailableError`:
@@ -19,13 +23,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Protocol
 
 from provisioner.errors import ConfigurationError, is_retryable
 from provisioner.pipeline.eventfile import ENVELOPE_KEYS, EventLine, EventLineError, parse_line
-from provisioner.spec.timestamps import to_epoch_ms
-from provisioner.stream.failures import KafkaUnavailable, from_kafka_python
-from provisioner.stream.settings import KafkaSettings, KafkaTarget, kafka_python_config, settings_of
+from provisioner.stream.client import CONFLUENT, chosen_client
+from provisioner.stream.failures import KafkaUnavailable
+from provisioner.stream.settings import KafkaSettings, KafkaTarget, settings_of
 
 __all__ = [
     "ENVELOPE_KEYS",
@@ -40,14 +44,10 @@ __all__ = [
     "parse_jsonl_line",
     "produce_jsonl",
     "produce_records",
-    "start_offsets",
     "topic_start_offsets",
 ]
 
 CLIENT_ID = "provisioner-dev"
-
-if TYPE_CHECKING:
-    from kafka import KafkaConsumer, TopicPartition
 
 
 class EventFileError(ConfigurationError):
@@ -60,9 +60,8 @@ def is_transient(error: BaseException) -> bool:
     one unless librdkafka calls it fatal or it is a bad argument or setting (a bug or a bad input)."""
     if is_retryable(error):
         return True
-    from kafka.errors import KafkaError
-
-    if isinstance(error, KafkaError):
+    kafka_errors = sys.modules.get("kafka.errors")  # not loaded: not one of its errors
+    if kafka_errors is not None and isinstance(error, kafka_errors.KafkaError):
         return True
     confluent = sys.modules.get("confluent_kafka")  # not loaded: not one of its errors
     if confluent is None or not isinstance(error, confluent.KafkaException):
@@ -107,130 +106,57 @@ def parse_jsonl_line(line: str | bytes, number: int = 1, key_field: str | None =
     return outgoing_record(event)
 
 
-# -- admin ------------------------------------------------------------------------------------
+# -- through the process's client ------------------------------------------------------------
 
 
-def _failure(error: BaseException, settings: KafkaSettings, doing: str, *, operation: str = "DESCRIBE",
-             topic: str | None = None) -> Exception:
-    """A kafka-python error as ours: an access problem named, anything else KafkaUnavailable."""
-    mapped = from_kafka_python(error, settings, operation=operation, topic=topic)
-    return mapped if mapped is not None else KafkaUnavailable(f"{doing}: {type(error).__name__}: {error}")
+class _Admin(Protocol):
+    """What each client's admin module provides (`confluent_admin`, `kafka_python_admin`), in the
+    package's errors."""
+
+    def broker_ready(self, settings: KafkaSettings, client_id: str) -> bool: ...
+
+    def ensure_topic(self, settings: KafkaSettings, topic: str, partitions: int, client_id: str) -> bool: ...
+
+    def end_offsets(self, settings: KafkaSettings, topic: str, client_id: str) -> dict[int, int]: ...
+
+    def topic_start_offsets(self, settings: KafkaSettings, topic: str, start_from: str,
+                            client_id: str) -> dict[int, int]: ...
 
 
-def _admin(settings: KafkaSettings) -> Any:
-    from kafka import KafkaAdminClient
-    from kafka.errors import KafkaError
-
-    try:
-        return KafkaAdminClient(**kafka_python_config(settings), client_id=CLIENT_ID, request_timeout_ms=15000)
-    except (KafkaError, OSError) as error:
-        raise _failure(error, settings, f"cannot reach Kafka at {settings.bootstrap}") from None
-
-
-def broker_ready(target: KafkaTarget) -> bool:
-    """Whether a broker answers a metadata request as `target` connects, and is unfenced (False
-    for a refusal too: a broker still starting may not know its users yet)."""
-    from kafka import KafkaAdminClient
-    from kafka.errors import KafkaError
-
-    try:
-        admin = KafkaAdminClient(**kafka_python_config(settings_of(target)), request_timeout_ms=3000,
-                                 bootstrap_timeout_ms=3000, client_id="provisioner-ready-probe")
-    except (KafkaError, OSError):
-        return False
-    try:
-        cluster = admin.describe_cluster()
-    except (KafkaError, OSError):
-        return False
-    finally:
-        admin.close()
-    return any(not broker.get("is_fenced", False) for broker in cluster.get("brokers") or [])
-
-
-def ensure_topic(bootstrap: KafkaTarget, topic: str, partitions: int = 3) -> bool:
-    """Create `topic` with `partitions` partitions (replication 1 on a one-node broker, else the
-    broker's default) unless it exists; whether it was created. Waits until it has leaders."""
-    from kafka.errors import KafkaError, TopicAlreadyExistsError
-
-    settings = settings_of(bootstrap)
-    admin = _admin(settings)
-    try:
-        if topic in admin.list_topics():
-            return False
-        try:
-            admin.create_topics({topic: {"num_partitions": partitions}}, wait_for_metadata=True)
-        except TopicAlreadyExistsError:
-            return False  # created concurrently by another process
-        return True
-    except (KafkaError, OSError) as error:
-        raise _failure(error, settings, f"cannot create topic {topic!r}", operation="CREATE", topic=topic) from None
-    finally:
-        admin.close()
-
-
-def end_offsets(bootstrap: KafkaTarget, topic: str, *, client: str = "kafka-python") -> dict[int, int]:
-    """The next offset of every partition of `topic` (its end); KafkaUnavailable if it is missing.
-    `client` "confluent" asks through librdkafka (a consumer process's own client)."""
-    settings = settings_of(bootstrap)
-    if client == "confluent":
+def _helpers(client: str | None) -> _Admin:
+    """The admin module of `client`, else of the process's client (`client.chosen_client`)."""
+    if chosen_client(client) == CONFLUENT:
         from provisioner.stream import confluent_admin
 
-        return confluent_admin.end_offsets(settings, topic, CLIENT_ID)
-    from kafka import TopicPartition
-    from kafka.admin import OffsetSpec
-    from kafka.errors import KafkaError, for_code
+        return confluent_admin
+    from provisioner.stream import kafka_python_admin
 
-    admin = _admin(settings)
-    try:
-        described = admin.describe_topics([topic])
-        partitions = sorted(p["partition_index"] for d in described if d["error_code"] == 0 for p in d["partitions"])
-        if not partitions:
-            # Without DESCRIBE on it a topic looks absent: say so instead.
-            refused = [d["error_code"] for d in described if d["error_code"] != 0]
-            if refused:
-                raise for_code(refused[0])()
-            raise KafkaUnavailable(f"topic {topic!r} does not exist")
-        offsets = admin.list_partition_offsets({TopicPartition(topic, p): OffsetSpec.LATEST for p in partitions})
-    except (KafkaError, OSError) as error:
-        raise _failure(error, settings, f"cannot read the end offsets of {topic!r}", topic=topic) from None
-    finally:
-        admin.close()
-    return {tp.partition: int(result.offset) for tp, result in offsets.items()}
+    return kafka_python_admin
 
 
-def topic_start_offsets(target: KafkaTarget, topic: str, start_from: str) -> dict[int, int]:
-    """Where reading `start_from` begins in every partition of `topic`, by the consumer's own rule
-    (`start_offsets`), so a replay starts exactly where a new consumer would."""
-    from kafka import KafkaConsumer, TopicPartition
-    from kafka.errors import KafkaError
-
-    settings = settings_of(target)
-    try:
-        client = KafkaConsumer(**kafka_python_config(settings), enable_auto_commit=False, request_timeout_ms=15000)
-    except (KafkaError, OSError) as error:
-        raise _failure(error, settings, f"cannot reach Kafka at {settings.bootstrap}") from None
-    try:
-        partitions = client.partitions_for_topic(topic) or set()
-        return start_offsets(client, [TopicPartition(topic, p) for p in sorted(partitions)], start_from)
-    except (KafkaError, OSError) as error:
-        raise _failure(error, settings, f"cannot read the offsets of {topic!r}", topic=topic) from None
-    finally:
-        client.close()
+def broker_ready(target: KafkaTarget, *, client: str | None = None) -> bool:
+    """Whether a broker answers a metadata request as `target` connects, and is unfenced (False
+    for a refusal too: a broker still starting may not know its users yet)."""
+    return _helpers(client).broker_ready(settings_of(target), "provisioner-ready-probe")
 
 
-def start_offsets(consumer: KafkaConsumer, partitions: list[TopicPartition], start_from: str) -> dict[int, int]:
-    """Where a store with no position starts reading each of `partitions` (kafka-python
-    TopicPartitions) per `source.startFrom`: `earliest`, `latest`, or an RFC 3339 timestamp (the
-    first record at or after it; the end for a partition with none). Keyed by partition number."""
-    if start_from == "earliest":
-        offsets = consumer.beginning_offsets(partitions)
-    elif start_from == "latest":
-        offsets = consumer.end_offsets(partitions)
-    else:
-        found = consumer.offsets_for_times(dict.fromkeys(partitions, to_epoch_ms(start_from)))
-        ends = consumer.end_offsets(partitions)
-        offsets = {tp: (found[tp].offset if found.get(tp) is not None else ends[tp]) for tp in partitions}
-    return {tp.partition: int(offset) for tp, offset in offsets.items()}
+def ensure_topic(bootstrap: KafkaTarget, topic: str, partitions: int = 3, *, client: str | None = None) -> bool:
+    """Create `topic` with `partitions` partitions (the broker's default replication) unless it
+    exists; whether it was created. Waits until it has leaders."""
+    return _helpers(client).ensure_topic(settings_of(bootstrap), topic, partitions, CLIENT_ID)
+
+
+def end_offsets(bootstrap: KafkaTarget, topic: str, *, client: str | None = None) -> dict[int, int]:
+    """The next offset of every partition of `topic` (its end); KafkaUnavailable if it is missing."""
+    return _helpers(client).end_offsets(settings_of(bootstrap), topic, CLIENT_ID)
+
+
+def topic_start_offsets(target: KafkaTarget, topic: str, start_from: str, *,
+                        client: str | None = None) -> dict[int, int]:
+    """Where reading `start_from` begins in every partition of `topic` (none for a missing topic),
+    by the consumer's own rule (`startfrom.start_offsets`), so a replay starts exactly where a new
+    consumer would."""
+    return _helpers(client).topic_start_offsets(settings_of(target), topic, start_from, CLIENT_ID)
 
 
 # -- producing --------------------------------------------------------------------------------
@@ -241,45 +167,18 @@ def produce_records(
     topic: str,
     records: Iterable[OutgoingRecord],
     on_sent: Callable[[int], None] | None = None,
+    *,
+    client: str | None = None,
 ) -> int:
-    """Produce `records` to `topic` (acks=all, idempotent, batched); how many were acknowledged.
+    """Produce `records` to `topic` (acks=all, idempotent, batched, keys placed by murmur2 as Java
+    clients place them); how many were acknowledged.
 
     `on_sent(n)` is called with the running count every 1000 records, for progress bars."""
-    from kafka import KafkaProducer
-    from kafka.errors import KafkaError
-
-    settings = settings_of(bootstrap)
-    try:
-        # Large batches and a short linger: throughput for bulk loads, idempotence keeps order.
-        producer = KafkaProducer(**kafka_python_config(settings), client_id=CLIENT_ID, acks="all",
-                                 linger_ms=20, batch_size=512 * 1024, max_request_size=8 * 1024 * 1024)
-    except (KafkaError, OSError) as error:
-        raise _failure(error, settings, f"cannot reach Kafka at {settings.bootstrap}") from None
-    failures: list[BaseException] = []
-    count = 0
-    try:
-        for record in records:
-            future = producer.send(
-                topic,
-                key=record.key.encode() if isinstance(record.key, str) else record.key,
-                value=record.value,
-                headers=[(k, v.encode()) for k, v in record.headers.items()] or None,
-                partition=record.partition,
-                timestamp_ms=record.timestamp_ms,
-            )
-            future.add_errback(failures.append)
-            count += 1
-            if on_sent is not None and count % 1000 == 0:
-                on_sent(count)
-            if failures:
-                break
-        producer.flush()
-    except (KafkaError, OSError) as error:
-        raise _failure(error, settings, f"producing to {topic!r} failed", operation="WRITE", topic=topic) from None
-    finally:
-        producer.close()
-    if failures:
-        raise _failure(failures[0], settings, f"producing to {topic!r} failed", operation="WRITE", topic=topic)
+    if chosen_client(client) == CONFLUENT:
+        from provisioner.stream.confluent_produce import produce_records as produce
+    else:
+        from provisioner.stream.kafka_python_produce import produce_records as produce
+    count = produce(settings_of(bootstrap), topic, records, on_sent, CLIENT_ID)
     if on_sent is not None:
         on_sent(count)
     return count

@@ -28,8 +28,9 @@ from provisioner.stream.client import (
     BrokerTimeout,
 )
 from provisioner.stream.failures import from_kafka_python
-from provisioner.stream.kafka import start_offsets
+from provisioner.stream.kafka_python_admin import KafkaPythonOffsets
 from provisioner.stream.settings import KafkaSettings, KafkaTarget, kafka_python_config, settings_of
+from provisioner.stream.startfrom import start_offsets
 
 __all__ = ["KafkaPythonConsumer"]
 
@@ -120,7 +121,7 @@ class KafkaPythonConsumer:
 
     def start_offsets(self, partitions: Sequence[int], start_from: str) -> dict[int, int]:
         with self._mapped():
-            return start_offsets(self._consumer, [self._tp(p) for p in partitions], start_from)
+            return start_offsets(KafkaPythonOffsets(self._consumer, self._topic), partitions, start_from)
 
     def end_offsets(self, partitions: Sequence[int] | None, timeout: float) -> dict[int, int]:
         with self._mapped():

@@ -1,5 +1,5 @@
-"""`provisioner dev produce` against the real broker: each bad line is a FILE:LINE finding and is
-not sent, every other line is, as written."""
+"""`provisioner dev produce` against the real broker, through each Kafka client: each bad line is
+a FILE:LINE finding and is not sent, every other line is, as written."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from provisioner.cli.app import app
 from tests.integration import harness as h
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("kafka_client")]
 
 
 def test_bad_lines_are_reported_and_the_others_produced(kafka_bootstrap: str, topic: str, tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 from provisioner.local import embedded, securebroker
 from provisioner.spec.models import DataProduct, StoreSpec
 from provisioner.stream.failures import KafkaAuthentication, KafkaAuthorization, KafkaTLS
-from provisioner.stream.kafka import KafkaUnavailable, end_offsets, ensure_topic
+from provisioner.stream.kafka import KafkaUnavailable, OutgoingRecord, end_offsets, ensure_topic, produce_records
 from provisioner.stream.observe import KafkaObserver
 from provisioner.stream.settings import load_kafka_settings, rdkafka_config
 from tests.integration import harness as h
@@ -285,6 +285,23 @@ def test_topic_look_ups_name_a_missing_acl(secure_broker: securebroker.SecureBro
         end_offsets(settings, topic, client=client)
 
 
+@pytest.mark.parametrize("client", ["confluent", "kafka-python"])
+def test_producing_without_write_names_the_topic_and_with_it_lands(secure_broker: securebroker.SecureBroker,
+                                                                   tmp_path: Path, client: str) -> None:
+    topic = f"secured.produce.{client}"
+    ensure_topic(secure_broker.admin(), topic, client=client)
+    stranger = load_kafka_settings(properties(tmp_path, secure_broker.scram_properties("stranger",
+                                                                                        USERS["stranger"])), None)
+    assert stranger is not None
+    records = [OutgoingRecord(value=b"{}", key=f"k{n}") for n in range(10)]
+    with pytest.raises(KafkaAuthorization, match=f"user 'stranger' is not allowed to WRITE topic '{topic}'"):
+        produce_records(stranger, topic, records, client=client)
+    assert sum(end_offsets(secure_broker.admin(), topic, client=client).values()) == 0
+    grant(secure_broker, "stranger", ResourceType.TOPIC, topic, AclOperation.WRITE)
+    assert produce_records(stranger, topic, records, client=client) == 10
+    assert sum(end_offsets(secure_broker.admin(), topic, client=client).values()) == 10
+
+
 def test_librdkafka_look_ups_name_wrong_credentials_and_an_untrusted_ca(
     secure_broker: securebroker.SecureBroker, tmp_path: Path,
 ) -> None:
@@ -293,6 +310,8 @@ def test_librdkafka_look_ups_name_wrong_credentials_and_an_untrusted_ca(
     assert wrong is not None
     with pytest.raises(KafkaAuthentication, match="refused user 'orders'"):
         end_offsets(wrong, "secured.lookup.refused", client="confluent")
+    with pytest.raises(KafkaAuthentication, match="refused user 'orders'"):
+        produce_records(wrong, "secured.lookup.refused", [OutgoingRecord(value=b"{}")], client="confluent")
     other_ca, _ = securebroker.make_ca(tmp_path, "other-ca", "some other CA")
     untrusted = load_kafka_settings(properties(tmp_path, secure_broker.scram_properties("orders", CANARY,
                                                                                          ca=other_ca)), None)

@@ -101,38 +101,3 @@ def test_kafka_errors_say_whether_retrying_helps() -> None:
     assert is_transient(KafkaTimeoutError()) and is_transient(KafkaConnectionError())
     assert is_transient(ConnectionRefusedError())
     assert not is_transient(ValueError("a bug"))
-
-
-class _FakeConsumer:
-    """The three offset lookups `start_offsets` makes, over fixed answers."""
-
-    def __init__(self, begins: dict[int, int], ends: dict[int, int], at: dict[int, int | None]) -> None:
-        self.begins, self.ends, self.at = begins, ends, at
-        self.asked_for: int | None = None
-
-    def beginning_offsets(self, partitions: list[object]) -> dict[object, int]:
-        return {tp: self.begins[tp.partition] for tp in partitions}  # type: ignore[attr-defined]
-
-    def end_offsets(self, partitions: list[object]) -> dict[object, int]:
-        return {tp: self.ends[tp.partition] for tp in partitions}  # type: ignore[attr-defined]
-
-    def offsets_for_times(self, stamps: dict[object, int]) -> dict[object, object]:
-        from kafka.structs import OffsetAndTimestamp
-
-        self.asked_for = next(iter(stamps.values()))
-        found = {tp: self.at[tp.partition] for tp in stamps}  # type: ignore[attr-defined]
-        return {tp: None if o is None else OffsetAndTimestamp(o, 0, -1) for tp, o in found.items()}
-
-
-def test_start_offsets_follow_start_from() -> None:
-    from kafka import TopicPartition
-
-    from provisioner.stream.kafka import start_offsets
-
-    parts = [TopicPartition("t", 0), TopicPartition("t", 1)]
-    fake = _FakeConsumer(begins={0: 5, 1: 0}, ends={0: 50, 1: 9}, at={0: 20, 1: None})
-    assert start_offsets(fake, parts, "earliest") == {0: 5, 1: 0}
-    assert start_offsets(fake, parts, "latest") == {0: 50, 1: 9}
-    # A partition with no record at or after the time starts at its end.
-    assert start_offsets(fake, parts, "2026-01-01T01:00:00+01:00") == {0: 20, 1: 9}
-    assert fake.asked_for == 1767225600000
