@@ -4,7 +4,9 @@ Everything is started by the fixtures themselves (jars and binaries come from th
 cache and dependencies), once per session, under temporary state directories, and stopped at the
 end. Set PROVISIONER_KAFKA_BOOTSTRAP to run against an existing broker instead of the dev broker.
 Every test in this folder is marked `integration`. A test module that uses `kafka_client` (the
-consumer suites: `pytest.mark.usefixtures("kafka_client")`) runs each test once per Kafka client.
+consumer suites: `pytest.mark.usefixtures("kafka_client")`) runs each test once per Kafka client;
+one that takes `kafka` reaches the plaintext dev broker, or the secured one where it is parametrized
+so (`secured.each_link`).
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.local import devbroker, embedded
+from provisioner.local import devbroker, embedded, securebroker
 from provisioner.stream.client import KAFKA_CLIENT_ENV, KAFKA_CLIENTS
+from tests.integration.secured import USERS, KafkaLink, running_secure_broker, secured_link
 
 _HERE = Path(__file__).parent
 
@@ -101,3 +104,19 @@ def kafka_client(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
     client = str(request.param)
     monkeypatch.setenv(KAFKA_CLIENT_ENV, client)
     return client
+
+
+@pytest.fixture(scope="module")
+def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[securebroker.SecureBroker]:
+    """The secured dev broker (SASL_SSL with the SCRAM users of `secured.USERS`, ACLs enforced), per
+    module: a few tests use it, and its JVM is not kept running through the rest of the session."""
+    with running_secure_broker(tmp_path_factory.mktemp("secure-kafka"), USERS) as broker:
+        yield broker
+
+
+@pytest.fixture
+def kafka(request: pytest.FixtureRequest, kafka_bootstrap: str, tmp_path: Path) -> KafkaLink:
+    """The plaintext dev broker, or the secured one when parametrized `"secured"`."""
+    if getattr(request, "param", "plaintext") == "secured":
+        return secured_link(request.getfixturevalue("secure_broker"), tmp_path)
+    return KafkaLink(kafka_bootstrap, kafka_bootstrap)

@@ -371,8 +371,9 @@ class ConsumerProcess:
     """One `python -m provisioner consume` subprocess, with its status file and log."""
 
     def __init__(self, spec: Path, store: str, bootstrap: str, store_url: str, workdir: Path, name: str,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, kafka_config: Path | None = None) -> None:
         self.spec = spec
+        self.kafka_config = kafka_config
         self.store = store
         self.bootstrap = bootstrap
         self.store_url = store_url
@@ -388,7 +389,8 @@ class ConsumerProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "provisioner", "consume", "--spec", str(self.spec), "--store", self.store,
-             "--bootstrap", self.bootstrap, "--status-file", str(self.status_path)],
+             "--bootstrap", self.bootstrap, "--status-file", str(self.status_path),
+             *(["--kafka-config", str(self.kafka_config)] if self.kafka_config else [])],
             # The URL travels in the environment, as `up` passes it: its password stays off `ps`.
             stdout=log, stderr=subprocess.STDOUT, env={**self.env, "PROVISIONER_STORE_URL": self.store_url},
             cwd=str(ROOT),

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.integration import harness as h
+from tests.integration.secured import KafkaLink, each_link
 from tests.integration.test_consumer_stores import STORES, assert_contents, reset_store, store_url, unique_name
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures("kafka_client")]
@@ -23,9 +24,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures
 FAST_GROUP = {"PROVISIONER_KAFKA_SESSION_TIMEOUT_MS": "2000"}
 
 
-@pytest.mark.parametrize("kind", ["redis-hash", "postgres-append", "postgres-upsert"])
+@each_link(["redis-hash", "postgres-append", "postgres-upsert"], secured_kind="redis-hash")
 def test_sigkill_at_random_instants_changes_nothing(
-    kind: str, kafka_bootstrap: str, redis_server: Any, postgres_server: Any, topic: str, tmp_path: Any
+    kind: str, kafka: KafkaLink, redis_server: Any, postgres_server: Any, topic: str, tmp_path: Any
 ) -> None:
     seed = sum(map(ord, kind))
     rng = random.Random(seed)
@@ -35,13 +36,14 @@ def test_sigkill_at_random_instants_changes_nothing(
     store_spec = product.spec.stores[0]
     url = store_url(kind, redis_server, postgres_server)
     reset_store(product, store_spec, url)
-    h.create_topic(kafka_bootstrap, topic, partitions=3)
+    kafka.allow(product, store_spec)
+    h.create_topic(kafka.admin, topic, partitions=3)
     # Chunks big enough that a kill soon after the first batch lands mid-hydration even when the
     # consumer applies 150k records/s (the Redis script path does).
     events = h.order_events(200_000, seed=seed, keys=4000)
     chunks = [events[i : i + 10_000] for i in range(0, len(events), 10_000)]
 
-    consumer = h.ConsumerProcess(spec, store_spec.name, kafka_bootstrap, url, tmp_path, "c", env=FAST_GROUP)
+    consumer = kafka.consumer(spec, store_spec.name, url, tmp_path, "c", env=FAST_GROUP)
     produced = 0
     hydrating_kills = 0
     try:
@@ -49,7 +51,7 @@ def test_sigkill_at_random_instants_changes_nothing(
         # before the kill); 4 chunks stay for the final run.
         while hydrating_kills < 10 and len(chunks) > 4:
             # A fresh backlog each life, so the kill lands while the consumer has work in hand.
-            produced += h.produce(kafka_bootstrap, topic, chunks.pop(0))
+            produced += h.produce(kafka.admin, topic, chunks.pop(0))
             before = sum(h.store_positions(product, store_spec, url).values())
             consumer.start()
             h.wait_for(lambda before=before: sum(h.store_positions(product, store_spec, url).values()) > before, 60,
@@ -59,11 +61,11 @@ def test_sigkill_at_random_instants_changes_nothing(
             if sum(h.store_positions(product, store_spec, url).values()) < produced:
                 hydrating_kills += 1
         for chunk in chunks:
-            produced += h.produce(kafka_bootstrap, topic, chunk)
+            produced += h.produce(kafka.admin, topic, chunk)
         consumer.start()
-        ends = h.end_offsets(kafka_bootstrap, topic)
+        ends = h.end_offsets(kafka.admin, topic)
         h.wait_caught_up(product, store_spec, url, ends, timeout=180, consumers=[consumer])
-        records = h.read_topic(kafka_bootstrap, topic)
+        records = h.read_topic(kafka.admin, topic)
         assert len(records) == len(events) == produced
         assert_contents(kind, product, store_spec, url, h.expected_for(product, store_spec, records))
         assert consumer.stop() == 0

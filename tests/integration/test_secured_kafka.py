@@ -8,82 +8,26 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka.admin import (  # type: ignore[attr-defined]
-    AclBinding,
-    AclOperation,
-    AclPermissionType,
-    AdminClient,
-    ResourcePatternType,
-    ResourceType,
-)
+from confluent_kafka.admin import AclOperation, ResourceType  # type: ignore[attr-defined]
 
 from provisioner.local import embedded, securebroker
 from provisioner.spec.models import DataProduct, StoreSpec
 from provisioner.stream.failures import KafkaAuthentication, KafkaAuthorization, KafkaTLS
 from provisioner.stream.kafka import KafkaUnavailable, OutgoingRecord, end_offsets, ensure_topic, produce_records
 from provisioner.stream.observe import KafkaObserver
-from provisioner.stream.settings import load_kafka_settings, rdkafka_config
+from provisioner.stream.settings import load_kafka_settings
 from tests.integration import harness as h
+from tests.integration.secured import CANARY, USERS, grant, grant_product, properties
 from tests.integration.test_consumer_stores import STORES, assert_contents, reset_store, unique_name
 
 pytestmark = pytest.mark.integration
-
-# A password that must never be seen outside the properties file.
-CANARY = "canary-" + secrets.token_hex(8)
-USERS = {"orders": CANARY, "stranger": "stranger-" + secrets.token_hex(4)}
-
-
-@contextmanager
-def running_secure_broker(state_dir: Path, users: dict[str, str]) -> Iterator[securebroker.SecureBroker]:
-    """The secured dev broker with SCRAM `users` (name -> password), removed afterwards."""
-    broker = securebroker.up(state_dir, users=users)
-    try:
-        yield broker
-    finally:
-        securebroker.down(state_dir, purge=True)
-
-
-@pytest.fixture(scope="module")
-def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[securebroker.SecureBroker]:
-    with running_secure_broker(tmp_path_factory.mktemp("secure-kafka"), USERS) as broker:
-        yield broker
-
-
-def grant(broker: securebroker.SecureBroker, user: str, kind: Any, name: str, *operations: Any,
-          pattern: Any = ResourcePatternType.LITERAL) -> None:
-    admin = AdminClient(rdkafka_config(broker.admin()))
-    bindings = [AclBinding(kind, name, pattern, f"User:{user}", "*", operation, AclPermissionType.ALLOW)
-                for operation in operations]
-    for future in admin.create_acls(bindings).values():
-        future.result(timeout=30)
-
-
-def grant_product(broker: securebroker.SecureBroker, user: str, product: DataProduct, store_spec: StoreSpec,
-                  *, topic: bool = True) -> None:
-    """The ACLs a product's Kafka user needs: READ its topic and its store's groups (a rebuild's
-    group adds a suffix: hence a prefix), WRITE its dead-letter topic."""
-    if topic:
-        grant(broker, user, ResourceType.TOPIC, product.spec.source.topic, AclOperation.READ)
-    grant(broker, user, ResourceType.GROUP, product.consumer_group(store_spec), AclOperation.READ,
-          pattern=ResourcePatternType.PREFIXED)
-    grant(broker, user, ResourceType.TOPIC, product.dead_letter_topic, AclOperation.WRITE, AclOperation.CREATE)
-
-
-def properties(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "client.properties"
-    path.write_text(text)
-    path.chmod(0o600)
-    return path
 
 
 def prepare(broker: securebroker.SecureBroker, tmp_path: Path, topic: str,

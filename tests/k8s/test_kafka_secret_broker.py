@@ -31,7 +31,7 @@ from provisioner.kube.reconcile import parse_product
 from provisioner.local import securebroker
 from provisioner.stream import kafka as kafka_helpers
 from tests.integration.conftest import redis_server  # noqa: F401  (fixture)
-from tests.integration.test_secured_kafka import grant_product, running_secure_broker
+from tests.integration.secured import grant_product, running_secure_broker
 
 from .operator_harness import condition, product, running_operator, secret, wait_for
 
