@@ -18,11 +18,10 @@ from confluent_kafka.admin import AclOperation, ResourcePatternType, ResourceTyp
 from provisioner.local import embedded, securebroker
 from provisioner.stream.kafka import ensure_topic
 from tests.integration import harness as h
+from tests.integration.secured import CANARY, USERS, grant, properties
 from tests.integration.test_consumer_stores import STORES
-from tests.integration.test_secured_kafka import CANARY, USERS, grant, properties, secure_broker
 
 pytestmark = pytest.mark.integration
-__all__ = ["secure_broker"]  # the module's secured broker fixture, used here
 
 
 def doctor(tmp_path: Path, *args: str, env: dict[str, str] | None = None,
