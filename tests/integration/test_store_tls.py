@@ -249,7 +249,8 @@ def test_a_rendered_consumer_finds_its_certificates_in_the_mounted_secret_holdin
     """The consumer Deployment as rendered, run as a kubelet would run it: the Secret holding the URL
     mounted, the URL naming the CA, client certificate and key by their keys in that Secret (the
     certificate user must present a client certificate)."""
-    store = {**STORES["postgres-upsert"], "postgres": {**STORES["postgres-upsert"]["postgres"],
+    # Its own table: the module's other tests hydrate `orders` on the same server.
+    store = {**STORES["postgres-upsert"], "postgres": {**STORES["postgres-upsert"]["postgres"], "table": "orders_mounted",
                                                        "connection": {"secretRef": {"name": "db-tls", "key": "url"}}}}
     product = h.load_product(h.order_spec(tmp_path, name=unique_name(topic), topic=topic, stores=[store],
                                           batch_size=300))
