@@ -130,7 +130,7 @@ BAD = [
     ("topic-chars", {"spec": {"source": {"topic": "orders v1"}}}, "should match"),
     ("dead-letter-topic", {"spec": {"errors": {"deadLetterTopic": "a/b"}}}, "should match"),
     ("start-from", {"spec": {"source": {"startFrom": "yesterday"}}}, "earliest, latest or an RFC 3339"),
-    ("format", {"spec": {"source": {"format": "avro"}}}, "Unsupported value"),
+    ("format", {"spec": {"source": {"format": "xml"}}}, "Unsupported value"),
     ("ttl-zero", {"spec": {"stores": [{"name": "s", "redis": {"ttl": "0s"}}]}}, "should match '[1-9]'"),
     ("ttl-unit", {"spec": {"stores": [{"name": "s", "redis": {"ttl": "1w"}}]}}, "should match"),
     ("freshness-zero", {"spec": {"freshness": "0ms"}}, "should match '[1-9]'"),
