@@ -65,6 +65,10 @@ END_OFFSETS_INTERVAL = 5.0
 # Idle this long without hearing from Kafka, the consumer checks that the broker still answers.
 KAFKA_PROBE_INTERVAL = 3.0
 KAFKA_PROBE_TIMEOUT = 3.0
+# Kafka offsets are committed for lag tools at most this often (and whenever the topic goes quiet):
+# one commit per batch of one record floods the group coordinator, and a rebalance queued behind
+# tens of thousands of commits stalls the whole group.
+COMMIT_INTERVAL = 1.0
 # Allocations between two young collections (Python's default: 700).
 GC_THRESHOLD_0 = 50_000
 SWITCH_INTERVAL_S = 0.0005  # sys.setswitchinterval: see _settle_heap
@@ -162,6 +166,8 @@ class StoreConsumer:
         self._positions: dict[int, int] = {}
         # Positions known to be in the store (`_positions` runs ahead by the write in flight).
         self._applied: dict[int, int] = {}
+        self._to_commit: dict[int, int] = {}  # applied positions not yet committed to Kafka
+        self._last_commit = 0.0
         self._backoff = Backoff()
         self._last_status = 0.0
         self._last_end_offsets = 0.0
@@ -188,6 +194,7 @@ class StoreConsumer:
                 self._step()
             try:
                 self._settle()
+                self._flush_commit()
             except Exception as error:
                 if not is_transient(error):
                     raise
@@ -271,6 +278,7 @@ class StoreConsumer:
                 self._handle(records)
             else:
                 self._settle()
+                self._flush_commit()
                 self._idle()
             self._backoff.reset()
         except PositionConflict as conflict:
@@ -294,6 +302,7 @@ class StoreConsumer:
         if batch.halt is not None:
             # Everything before the first error is applied and committed; nothing after it.
             self._settle()
+            self._flush_commit()
             raise _Halt(batch.halt)
 
     # -- 1. fill -----------------------------------------------------------------------------
@@ -385,6 +394,8 @@ class StoreConsumer:
         consumer.seek(positions)
         self._positions = positions
         self._applied = dict(self._positions)
+        # The store's positions are the truth: lag tools see them even if no record follows.
+        self._to_commit = dict(positions)
         self.status.positions = dict(sorted(stored.items()))
         log.info("assigned partitions %s at %s", assigned, self._positions)
 
@@ -466,9 +477,23 @@ class StoreConsumer:
     # -- 5. commit ---------------------------------------------------------------------------
 
     def _commit(self, end: dict[int, int]) -> None:
-        """Commit the applied positions to Kafka too, for lag tools (the consumer never reads them)."""
+        """Commit the applied positions to Kafka too, for lag tools (the consumer never reads them),
+        at most every COMMIT_INTERVAL."""
+        self._to_commit.update(end)
+        if time.monotonic() - self._last_commit >= COMMIT_INTERVAL:
+            self._flush_commit()
+
+    def _flush_commit(self) -> None:
         consumer = self._consumer
-        assert consumer is not None
+        if consumer is None or not self._to_commit:
+            return
+        # Only partitions still assigned: a revoked one's offsets are its new owner's to commit.
+        assigned = set(consumer.assignment())
+        end = {p: o for p, o in self._to_commit.items() if p in assigned}
+        self._to_commit = {}
+        self._last_commit = time.monotonic()
+        if not end:
+            return
         try:
             consumer.commit(end)
         except Exception as error:

@@ -204,6 +204,16 @@ def end_offsets(bootstrap: KafkaTarget, topic: str, timeout: float = 10.0) -> di
         consumer.close()
 
 
+def committed_offsets(bootstrap: KafkaTarget, group: str) -> dict[int, int]:
+    """The offsets a consumer group committed to Kafka (what lag tools read), by partition."""
+    admin = KafkaAdminClient(**_connect(bootstrap))
+    try:
+        offsets = admin.list_group_offsets(group).get(group, {})
+        return {tp.partition: meta.offset for tp, meta in offsets.items()}
+    finally:
+        admin.close()
+
+
 def read_topic(bootstrap: KafkaTarget, topic: str, timeout: float = 120.0) -> list[Record]:
     """Every record of `topic` with its real partition, offset and timestamp, partition by partition."""
     consumer = KafkaConsumer(**_connect(bootstrap), enable_auto_commit=False, check_crcs=False,

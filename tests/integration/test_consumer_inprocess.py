@@ -167,3 +167,38 @@ def test_in_process_errors_mode_stop_applies_everything_before_the_first_error_a
     if stage != "store":
         assert max(offset for _, offset in seen) == 700
     assert h.end_offsets(kafka_bootstrap, product.dead_letter_topic, timeout=2) == {}
+
+
+def test_in_process_batches_of_one_commit_kafka_offsets_now_and_then_and_all_of_them_once_quiet(
+    kafka_bootstrap: str, redis_server: Any, postgres_server: Any, topic: str, tmp_path: Path, kafka_client: str,
+) -> None:
+    # One commit per batch of one record floods the group coordinator (a rebalance then waits behind
+    # the queue); the committed offsets are advisory, for lag tools, so they follow at intervals and
+    # whenever the topic goes quiet.
+    product, store_spec, url = prepare("redis-hash", topic, tmp_path, (redis_server, postgres_server), batch_size=1)
+    h.create_topic(kafka_bootstrap, topic, partitions=3)
+    h.produce(kafka_bootstrap, topic, h.order_events(1500, seed=5, keys=200))
+    ends = h.end_offsets(kafka_bootstrap, topic)
+    commits: list[dict[int, int]] = []
+    running = InProcess(product, store_spec, kafka_bootstrap, url, kafka_client)
+    consumer = running.consumer
+    opened = consumer._new_consumer
+
+    def counting_consumer() -> Any:
+        stream = opened()
+        commit = stream.commit
+
+        def counted(positions: Any) -> None:
+            commits.append(dict(positions))
+            commit(positions)
+        stream.commit = counted  # type: ignore[method-assign]
+        return stream
+    consumer._new_consumer = counting_consumer  # type: ignore[method-assign]
+    with running:
+        group = product.consumer_group(store_spec)
+        h.wait_for(lambda: (consumer.status.lag == 0 and consumer.status.records == 1500) or running.code is not None,
+                   120, "the consumer to read every record")
+        h.wait_for(lambda: h.committed_offsets(kafka_bootstrap, group) == ends, 30, "every position committed to Kafka")
+        assert consumer.status.batches >= 1500  # batches of one record
+        assert 1 <= len(commits) < consumer.status.batches // 5, (len(commits), consumer.status.batches)
+    assert h.store_positions(product, store_spec, url) == ends
