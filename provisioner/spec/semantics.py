@@ -28,6 +28,7 @@ from provisioner.spec.names import (
 )
 from provisioner.spec.schema_rules import schema_problems
 from provisioner.spec.shape_check import check_against_shape
+from provisioner.spec.store_urls import postgres_url_problem, redis_url_problem
 
 Path = tuple[str | int, ...]
 
@@ -131,13 +132,17 @@ URL_SCHEMES = {"redis": ("redis", "rediss", "unix"), "postgres": ("postgresql", 
 
 
 def _connection_url(path: Path, kind: str, url: str) -> Iterator[Problem]:
-    """A literal URL's scheme must be the store's kind (a `${VAR}` scheme is known only at run time).
-    Only the scheme is named: the rest of a URL may hold a password."""
+    """A literal URL's scheme must be the store's kind (a `${VAR}` scheme is known only at run time),
+    and its query parameters ones the store's client takes (`store_urls`). Only the scheme or a
+    parameter's name is said: the rest of a URL may hold a password."""
     scheme, separator, _ = url.partition("://")
     if "${" in scheme:
         return
     schemes = URL_SCHEMES[kind]
     if separator and scheme.lower() in schemes:
+        problem = (redis_url_problem if kind == "redis" else postgres_url_problem)(url)
+        if problem is not None:
+            yield Problem(path, problem)
         return
     if not separator and kind == "postgres" and "=" in url:
         return  # a libpq connection string (host=... dbname=...)
