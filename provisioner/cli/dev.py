@@ -13,19 +13,23 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from provisioner.cli.dev_registry import registry_app
+from provisioner.cli.dev_service import DevService, spinner
 from provisioner.cli.options import BOOTSTRAP_OPTION, KAFKA_CONFIG_OPTION, STATE_DIR_OPTION, kafka_connection
-from provisioner.cli.output import OUTPUT_OPTION, OutputFormat, console, err_console, fail, print_json, report_errors
+from provisioner.cli.output import OUTPUT_OPTION, OutputFormat, console, err_console, fail, report_errors
 from provisioner.cli.produce_formats import KeyFormat, SchemaFormat
 from provisioner.pipeline.eventfile import EventLineError, numbered_lines, parse_line
+
+if TYPE_CHECKING:
+    from provisioner.local.devbroker import BrokerStatus
 
 dev_app = typer.Typer(
     help="Local development helpers: a real Kafka broker, producing and generating events.",
@@ -42,10 +46,12 @@ class Kind(StrEnum):
     readings = "readings"
 
 
-def _spinner(message: str) -> AbstractContextManager[object]:
-    return err_console.status(message, spinner="dots")
+def _broker_line(found: BrokerStatus) -> str:
+    health = "[green]ready[/]" if found.running else "[yellow]starting (not answering yet)[/]"
+    return f"{health} at [bold]{found.bootstrap}[/]"
 
 
+BROKER: DevService[BrokerStatus] = DevService("dev broker", "kafka", "data", _broker_line)
 
 
 # -- dev kafka --------------------------------------------------------------------------------
@@ -67,31 +73,29 @@ def kafka_up(
         return
     running = devbroker.status(state_dir)
     if running is None:
-        with _spinner("fetching the Kafka jars (first run only)…"):
+        with spinner("fetching the Kafka jars (first run only)…"):
             devbroker.ensure_libs()
-        with _spinner("starting the Kafka broker…"):
+        with spinner("starting the Kafka broker…"):
             bootstrap = devbroker.up(state_dir, port=port)
     else:
         bootstrap = devbroker.up(state_dir, port=port)
-    err_console.print(f"Kafka {devbroker.KAFKA_VERSION} running at [bold]{bootstrap}[/]  "
-                      f"(export PROVISIONER_KAFKA_BOOTSTRAP={bootstrap} for other shells)")
-    console.print(bootstrap)
+    BROKER.report_up(bootstrap, f"Kafka {devbroker.KAFKA_VERSION} running at [bold]{bootstrap}[/]  "
+                                f"(export PROVISIONER_KAFKA_BOOTSTRAP={bootstrap} for other shells)")
 
 
 def _secure_up(state_dir: Path) -> None:
     from provisioner.local import devbroker, securebroker
 
     if securebroker.status(state_dir) is None:
-        with _spinner("fetching the Kafka jars (first run only)…"):
+        with spinner("fetching the Kafka jars (first run only)…"):
             devbroker.ensure_libs()
-    with _spinner("starting the secured Kafka broker…"):
+    with spinner("starting the secured Kafka broker…"):
         broker = securebroker.up(state_dir)
-    err_console.print(
+    BROKER.report_up(str(broker.admin_properties), (
         f"secured Kafka {devbroker.KAFKA_VERSION}: SASL_SSL (SCRAM-SHA-512) at [bold]{broker.scram_bootstrap}[/], "
         f"mutual TLS at [bold]{broker.mtls_bootstrap}[/], ACLs enforced, CA {broker.ca}\n"
         f"admin (super user): --kafka-config {broker.admin_properties}; client certificate: "
-        f"--kafka-config {broker.mtls_properties}")
-    console.print(str(broker.admin_properties))
+        f"--kafka-config {broker.mtls_properties}"))
 
 
 @kafka_app.command("down")
@@ -105,10 +109,9 @@ def kafka_down(
     """Stop the dev broker; its topics survive unless --purge."""
     from provisioner.local import devbroker, securebroker
 
-    with _spinner("stopping the Kafka broker…"):
+    with spinner("stopping the Kafka broker…"):
         stopped = (securebroker.down if secure else devbroker.down)(state_dir, purge=purge)
-    what = "stopped" if stopped else "was not running"
-    console.print(f"dev broker {what}" + ("; data deleted" if purge else ""))
+    BROKER.report_down(stopped, purge)
 
 
 @kafka_app.command("status")
@@ -117,15 +120,8 @@ def kafka_status(state_dir: Path = STATE_DIR_OPTION, output: OutputFormat = OUTP
     """Whether the dev broker runs, and where."""
     from provisioner.local import devbroker
 
-    found = devbroker.status(state_dir)
-    if output is OutputFormat.json:
-        print_json(found.to_dict() if found else {"running": False, "state_dir": str(devbroker.broker_dir(state_dir))})
-        return
-    if found is None:
-        console.print("dev broker: [bold]not running[/]  (start it with `provisioner dev kafka up`)")
-        return
-    health = "[green]ready[/]" if found.running else "[yellow]starting (not answering yet)[/]"
-    console.print(f"dev broker: {health} at [bold]{found.bootstrap}[/] (pid {found.pid}, log {found.log_file})")
+    BROKER.report_status(devbroker.status(state_dir), output,
+                         {"running": False, "state_dir": str(devbroker.broker_dir(state_dir))})
 
 
 # -- dev produce / generate -------------------------------------------------------------------

@@ -5,14 +5,22 @@ client properties as `schema.registry.url` (`provisioner up` does that itself wh
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
+from provisioner.cli.dev_service import DevService, spinner
 from provisioner.cli.options import STATE_DIR_OPTION
-from provisioner.cli.output import OUTPUT_OPTION, OutputFormat, console, err_console, print_json, report_errors
+from provisioner.cli.output import OUTPUT_OPTION, OutputFormat, report_errors
+
+if TYPE_CHECKING:
+    from provisioner.local.devregistry import RegistryStatus
 
 registry_app = typer.Typer(help="The dev schema registry: Confluent-compatible, in memory, schemas kept across "
                                 "restarts (franz-go's srfake, built from Go modules).", no_args_is_help=True)
+
+REGISTRY: DevService[RegistryStatus] = DevService(
+    "dev registry", "registry", "schemas", lambda found: f"running at [bold]{found.url}[/]")
 
 
 @registry_app.command("up")
@@ -25,11 +33,10 @@ def registry_up(
     """Start the dev schema registry (building it once) and print its URL."""
     from provisioner.local import devregistry
 
-    with err_console.status("starting the schema registry (built from Go modules on first use)…", spinner="dots"):
+    with spinner("starting the schema registry (built from Go modules on first use)…"):
         url = devregistry.up(state_dir, port=port)
-    err_console.print(f"schema registry running at [bold]{url}[/]  (schema.registry.url={url} in the Kafka client "
-                      f"properties)")
-    console.print(url)
+    REGISTRY.report_up(url, f"schema registry running at [bold]{url}[/]  (schema.registry.url={url} in the Kafka "
+                            f"client properties)")
 
 
 @registry_app.command("down")
@@ -42,8 +49,7 @@ def registry_down(
     from provisioner.local import devregistry
 
     stopped = devregistry.down(state_dir, purge=purge)
-    what = "stopped" if stopped else "was not running"
-    console.print(f"dev registry {what}" + ("; schemas deleted" if purge else ""))
+    REGISTRY.report_down(stopped, purge)
 
 
 @registry_app.command("status")
@@ -52,11 +58,4 @@ def registry_status(state_dir: Path = STATE_DIR_OPTION, output: OutputFormat = O
     """Whether the dev schema registry runs, and where."""
     from provisioner.local import devregistry
 
-    found = devregistry.status(state_dir)
-    if output is OutputFormat.json:
-        print_json(found.to_dict() if found else {"running": False})
-        return
-    if found is None:
-        console.print("dev registry: [bold]not running[/]  (start it with `provisioner dev registry up`)")
-        return
-    console.print(f"dev registry: running at [bold]{found.url}[/] (pid {found.pid}, log {found.log_file})")
+    REGISTRY.report_status(devregistry.status(state_dir), output)

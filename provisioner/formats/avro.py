@@ -29,6 +29,7 @@ from provisioner.formats.schemas import (
     SchemaSource,
     resolve_references,
 )
+from provisioner.formats.utf8 import not_utf8
 from provisioner.formats.wire import split_header
 
 __all__ = ["AvroFormat", "parse_avro"]
@@ -175,6 +176,9 @@ def _reader(schema_id: int, parsed: Any) -> Reader:
             raise
         except RecursionError:
             raise DecodeError(f"the value is nested more than {MAX_DEPTH} levels deep") from None
+        except UnicodeDecodeError as error:  # a string's bytes: the reader stands just past them
+            where = not_utf8(error, fo.tell() - len(error.object))
+            raise DecodeError(f"payload does not decode with Avro schema {schema_id}: a string is {where}") from None
         except Exception as error:  # fastavro's errors for bad bytes are of many kinds
             raise DecodeError(f"payload does not decode with Avro schema {schema_id}: "
                               f"{type(error).__name__}: {error}") from None

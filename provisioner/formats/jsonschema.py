@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from provisioner.formats.schemas import CompiledSchemas, DecodeError, RegisteredSchema, SchemaMismatch, SchemaSource
+from provisioner.formats.utf8 import NotUtf8
 from provisioner.formats.wire import split_header
 
 __all__ = ["JsonSchemaFormat"]
@@ -36,6 +37,8 @@ class JsonSchemaFormat:
             validator = self._schemas.load(schema_id)
         try:
             value = self._decode_json(bytes(payload))
+        except NotUtf8 as error:
+            raise DecodeError(f"payload is {error}") from None
         except ValueError as error:
             raise DecodeError(f"payload is not UTF-8 JSON: {error}") from None
         failure = validator(value)

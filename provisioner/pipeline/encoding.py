@@ -64,12 +64,8 @@ def encode_value(value: Any) -> str | None:
         return str(value)
     if isinstance(value, float | dict | list):
         return to_json(value)
-    if isinstance(value, datetime):
-        return format_timestamp(value)
-    if isinstance(value, timedelta):
-        return format_duration(value)
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, datetime | timedelta | bytes):
+        return str(json_default(value))  # the same text as inside a JSON value
     return to_json(value)
 
 

@@ -69,7 +69,7 @@ def parse_line(raw: bytes, number: int, key_field: str | None = None) -> EventLi
     line = raw.strip()
     try:
         data = decode_value(line)
-    except ValueError as error:  # UnicodeDecodeError too: the consumer's verdict on these bytes
+    except ValueError as error:  # NotUtf8 too: the consumer's verdict on these bytes
         return EventLine(number, line, refusal=decode_failure(error))
     if not (isinstance(data, dict) and "value" in data and set(data) <= ENVELOPE_KEYS):
         return EventLine(number, line, key=_key_from_value(data, key_field, number))

@@ -18,6 +18,7 @@ from provisioner.expr import EvaluationError, Program, compile_expression
 from provisioner.formats.bounds import MAX_DEPTH, MAX_VALUE_BYTES, MAX_VALUES, TOO_MANY_VALUES, bounds_failure
 from provisioner.formats.decoders import Decode, NoRegistry, registry_decoder
 from provisioner.formats.schemas import DecodeError, SchemaMismatch, SchemaSource
+from provisioner.formats.utf8 import NotUtf8, not_utf8
 from provisioner.pipeline.event_schema import Validator, compile_schema
 from provisioner.pipeline.ops import SKIP, DeadLetter, Delete, KeyPart, Op, RecordLike, Stage, Upsert
 from provisioner.pipeline.ordering import order_of
@@ -50,15 +51,18 @@ class DecodeRefused(ValueError):
 
 
 def decode_value(value: bytes) -> Any:
-    """The event of a record value, as the consumer decodes it; ValueError (UnicodeDecodeError,
-    DecodeRefused) when it is not one."""
+    """The event of a record value, as the consumer decodes it; ValueError (NotUtf8, DecodeRefused,
+    JSON's errors) when it is not one."""
     size = len(value)
     if size > MAX_VALUE_BYTES:
         raise DecodeRefused(f"value is {size} bytes, more than {MAX_VALUE_BYTES}")
     brackets = value.count(b"[") + value.count(b"{") if size >= _DEPTH_CHECK_BYTES else 0
     if brackets > _MAX_BRACKETS:
         raise DecodeRefused(TOO_MANY_VALUES)
-    text = value.decode("utf-8")
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise not_utf8(error) from None
     # Fast path: a document with no surrounding whitespace scanned in one C call. Anything else
     # (whitespace, trailing data, invalid JSON) goes through `decode`, which gives the same value
     # and raises the same errors as always.
@@ -82,6 +86,8 @@ def decode_failure(error: ValueError) -> str:
     """The dead-letter message of a value `decode_value` refused."""
     if isinstance(error, DecodeRefused):
         return f"value refused: {error}"
+    if isinstance(error, NotUtf8):
+        return f"value is {error}"
     return f"value is not UTF-8 JSON: {error}"
 
 
@@ -124,6 +130,8 @@ def _key_getter(fmt: str, decode: Decode) -> Callable[[RecordLike], Any]:
             return None
         try:
             return decode(raw)
+        except NotUtf8 as error:
+            raise KeyDecodeError(f"key is {error}") from None
         except ValueError as error:  # DecodeError, SchemaMismatch, JSON's errors
             raise KeyDecodeError(f"key does not decode as {fmt}: {error}") from None
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Final
 
 from provisioner.errors import InvalidSpecError
 
@@ -34,14 +36,25 @@ class SpecError(InvalidSpecError):
         super().__init__("\n".join(str(f) for f in findings))
 
 
+#: A key a path may write bare: dot-separated names, none empty, no brackets or quotes in them.
+_BARE_KEY: Final = re.compile(r'[^.\[\]"]+(?:\.[^.\[\]"]+)*')
+
+
+def key_segment(key: str) -> str:
+    """A mapping key as a path writes it: bare (`postgres`, or a label key such as
+    `app.kubernetes.io/name`), or quoted in brackets (`[""]`, `[".0"]`, `["a[0]"]`) where bare it
+    would leave an empty segment between two dots or read as a list index."""
+    return key if _BARE_KEY.fullmatch(key) else f"[{json.dumps(key, ensure_ascii=False)}]"
+
+
 def format_path(parts: tuple[str | int, ...]) -> str:
-    """`("spec", "stores", 1, "postgres", "table")` -> `spec.stores[1].postgres.table`; an empty key
-    is written `""` so that it still shows."""
+    """`("spec", "stores", 1, "postgres", "table")` -> `spec.stores[1].postgres.table`; a key that
+    is empty or would not read back as one key is quoted (`spec.fields[""]`, see `key_segment`)."""
     text = ""
     for part in parts:
         if isinstance(part, int):
             text += f"[{part}]"
         else:
-            name = part or '""'
-            text += f".{name}" if text else name
+            segment = key_segment(part)
+            text += f".{segment}" if text and not segment.startswith("[") else segment
     return text

@@ -17,8 +17,9 @@ from pydantic import BaseModel, ValidationError
 from provisioner.spec import models
 from provisioner.spec.findings import Finding, SpecError, format_path
 from provisioner.spec.overlaps import overlap_findings
+from provisioner.spec.salvage import salvage
 from provisioner.spec.semantics import Problem, check_product
-from provisioner.spec.wording import translate
+from provisioner.spec.wording import Worded, translate
 from provisioner.spec.yamlsafe import MAX_FILE_BYTES, Document, YamlLimitError, read_documents
 
 SPEC_SUFFIXES = (".yaml", ".yml")
@@ -45,9 +46,9 @@ def _known_field_names() -> list[str]:
 _KNOWN_FIELDS = _known_field_names()
 
 
-def _validation_findings(file: str, document: Document, error: ValidationError) -> list[Finding]:
+def _validation_findings(file: str, document: Document, errors: list[Worded]) -> list[Finding]:
     findings: list[Finding] = []
-    for worded in translate(document.data, error.errors()):
+    for worded in errors:
         text = worded.message
         if text == "unknown field":
             name = str(worded.path[-1]) if worded.path else "?"
@@ -60,7 +61,8 @@ def _validation_findings(file: str, document: Document, error: ValidationError) 
 
 
 def product_from_document(file: str, document: Document) -> tuple[models.DataProduct | None, list[Finding]]:
-    """Validate one document: the model, then the rules that need the whole product."""
+    """Validate one document: the model, then the rules that need the whole product (on what
+    validated, when some fields did not: see `salvage`)."""
     findings = [
         Finding(file, pos.line, pos.column, format_path(path), "duplicate key: the later value would win")
         for path, pos in document.duplicate_keys
@@ -72,7 +74,12 @@ def product_from_document(file: str, document: Document) -> tuple[models.DataPro
     try:
         product = models.DataProduct.model_validate(document.data)
     except ValidationError as error:
-        return None, findings + _validation_findings(file, document, error)
+        errors = translate(document.data, error.errors())
+        findings += _validation_findings(file, document, errors)
+        salvaged = salvage(document.data, errors)
+        if salvaged is not None:
+            findings += [problem_finding(file, document, problem) for problem in salvaged.problems()]
+        return None, findings
     findings += [problem_finding(file, document, problem) for problem in check_product(product)]
     return (None if findings else product), findings
 

@@ -1,7 +1,9 @@
 """Rules that need the whole DataProduct: names agree, keys exist, expressions compile.
 
-Called by the loader after the model validated. Pure: returns problems with the field path (and,
-for expressions, the column inside the expression) so the loader can locate them in the file.
+Called by the loader after the model validated, or on what validated of a spec with field-level
+errors (`salvage`). Pure: returns problems with the field path (and, for expressions, the column
+inside the expression) so the loader can locate them in the file, and the other paths a rule read
+to find each one (`reads`), so a problem that read a part cut out of a broken spec is passed over.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from provisioner.spec.names import (
 )
 from provisioner.spec.schema_rules import schema_problems
 from provisioner.spec.shape_check import check_against_shape
+from provisioner.spec.store_urls import postgres_url_problem, redis_url_problem
 
 Path = tuple[str | int, ...]
 
@@ -36,6 +39,7 @@ class Problem:
     message: str
     at_key: bool = False
     column_offset: int | None = None
+    reads: tuple[Path, ...] = ()
 
 
 def _expression(path: Path, source: str, *, expect_bool: bool) -> Iterator[Problem]:
@@ -84,7 +88,8 @@ def _shape_findings(product: DataProduct, event: Shape | None) -> Iterator[Probl
             line = source.count("\n", 0, finding.pos) + 1
             column = finding.pos - (source.rfind("\n", 0, finding.pos) + 1) + 1
             yield Problem(path, f"{finding.message} (column {column} of the expression)",
-                          column_offset=column - 1 if line == 1 else None)
+                          column_offset=column - 1 if line == 1 else None,
+                          reads=(("spec", "source", "format"), ("spec", "source", "schema")))
 
 
 def _sources(product: DataProduct) -> Iterator[tuple[Path, str]]:
@@ -109,13 +114,14 @@ def _fields_and_key(product: DataProduct) -> Iterator[Problem]:
     if spec.key is None and "key" in spec.fields:
         yield Problem(("spec", "fields", "key"),
                       "a field named 'key' needs an explicit `key:` (without one, an implicit field "
-                      "`key: record.key` is added)", at_key=True)
+                      "`key: record.key` is added)", at_key=True, reads=(("spec", "key"),))
     if spec.key is not None:
         keys = [spec.key] if isinstance(spec.key, str) else spec.key
         for index, name in enumerate(keys):
             path: Path = ("spec", "key") if isinstance(spec.key, str) else ("spec", "key", index)
             if name not in spec.fields:
-                yield Problem(path, f"key field {name!r} is not one of fields ({', '.join(spec.fields)})")
+                yield Problem(path, f"key field {name!r} is not one of fields ({', '.join(spec.fields)})",
+                              reads=(("spec", "fields", name),))
         if len(set(keys)) != len(keys):
             yield Problem(("spec", "key"), "key names a field more than once")
 
@@ -126,13 +132,17 @@ URL_SCHEMES = {"redis": ("redis", "rediss", "unix"), "postgres": ("postgresql", 
 
 
 def _connection_url(path: Path, kind: str, url: str) -> Iterator[Problem]:
-    """A literal URL's scheme must be the store's kind (a `${VAR}` scheme is known only at run time).
-    Only the scheme is named: the rest of a URL may hold a password."""
+    """A literal URL's scheme must be the store's kind (a `${VAR}` scheme is known only at run time),
+    and its query parameters ones the store's client takes (`store_urls`). Only the scheme or a
+    parameter's name is said: the rest of a URL may hold a password."""
     scheme, separator, _ = url.partition("://")
     if "${" in scheme:
         return
     schemes = URL_SCHEMES[kind]
     if separator and scheme.lower() in schemes:
+        problem = (redis_url_problem if kind == "redis" else postgres_url_problem)(url)
+        if problem is not None:
+            yield Problem(path, problem)
         return
     if not separator and kind == "postgres" and "=" in url:
         return  # a libpq connection string (host=... dbname=...)
@@ -165,7 +175,8 @@ def _postgres_store(product: DataProduct, store: StoreSpec, base: Path,
     table = product.table(store)
     if not SQL_IDENTIFIER.match(table):
         yield Problem((*base, "postgres"),
-                      f"the default table name {table!r} is not a valid SQL identifier: set `table`")
+                      f"the default table name {table!r} is not a valid SQL identifier: set `table`",
+                      reads=(("metadata", "name"),))
     if table == POSITIONS_TABLE:
         yield Problem((*base, "postgres", "table"), f"{POSITIONS_TABLE!r} is reserved for positions")
     if table == ORDER_MARKERS_TABLE:
@@ -173,7 +184,8 @@ def _postgres_store(product: DataProduct, store: StoreSpec, base: Path,
     if pg.connection is None:
         if (pg.db_schema, table) in tables:
             yield Problem((*base, "postgres", "table"),
-                          f"table {pg.db_schema}.{table} is used by another managed store of this product")
+                          f"table {pg.db_schema}.{table} is used by another managed store of this product",
+                          reads=(("metadata", "name"), ("spec", "stores")))
         tables.add((pg.db_schema, table))
     reserved = {name: "a changelog column in append mode" for name in RESERVED_APPEND_COLUMNS if pg.mode == "append"}
     if product.spec.order is not None:
@@ -191,13 +203,15 @@ def _postgres_store(product: DataProduct, store: StoreSpec, base: Path,
     for name in pg.columns:
         if name not in fields:
             yield Problem((*base, "postgres", "columns", name),
-                          f"column type given for {name!r}, which is not a field", at_key=True)
+                          f"column type given for {name!r}, which is not a field", at_key=True,
+                          reads=(("spec", "fields", name), ("spec", "key")))
 
 
 def _source(product: DataProduct) -> Iterator[Problem]:
     spec = product.spec
     if product.dead_letter_topic == spec.source.topic:
-        yield Problem(("spec", "errors", "deadLetterTopic"), "the dead-letter topic cannot be the source topic")
+        yield Problem(("spec", "errors", "deadLetterTopic"), "the dead-letter topic cannot be the source topic",
+                      reads=(("metadata", "name"), ("spec", "source", "topic")))
     if spec.source.json_schema is not None:
         try:
             Draft202012Validator.check_schema(spec.source.json_schema)

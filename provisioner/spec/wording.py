@@ -118,9 +118,12 @@ def _limit(value: Any) -> str:
     return shown(value) if not isinstance(value, str) else value
 
 
+#: The message of a required field that is not there.
+REQUIRED: Final = "required field is missing"
+
 _FIXED: Final[dict[str, str]] = {kind: text for kinds, text in (
     (("missing", "missing_argument", "missing_keyword_only_argument", "missing_positional_only_argument",
-      "missing_sentinel_error"), "required field is missing"),
+      "missing_sentinel_error"), REQUIRED),
     (("extra_forbidden", "unexpected_keyword_argument", "unexpected_positional_argument"), "unknown field"),
     (("string_not_ascii",), "must be ASCII text"),
     (("recursion_loop", "recursion_depth_exceeded"), "is nested too deeply"),

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import socket
 from typing import Any, Final
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import NoBackoff
@@ -24,16 +24,14 @@ from redis.exceptions import AuthenticationError, AuthenticationWrongNumberOfArg
 from redis.retry import Retry
 
 from provisioner.errors import ConfigurationError
+from provisioner.spec.store_urls import REDIS_URL_PARAMETERS, redis_url_problem
 from provisioner.stores.access import StoreAuthentication, StoreAuthorization, StoreTLS, tls_problem
 from provisioner.stores.base import StoreError, mask_url, scrub_secrets
 
 __all__ = ["URL_PARAMETERS", "RedisUrlError", "client", "failure"]
 
-#: The query parameters a store URL may carry (redis-py's names).
-URL_PARAMETERS: Final = frozenset({
-    "db", "ssl_ca_certs", "ssl_ca_path", "ssl_certfile", "ssl_keyfile", "ssl_password", "ssl_check_hostname",
-    "ssl_cert_reqs", "ssl_min_version", "protocol", "health_check_interval", "client_name",
-})
+#: The query parameters a store URL may carry (redis-py's names; `validate` checks them too).
+URL_PARAMETERS: Final = REDIS_URL_PARAMETERS
 # The same keepalive schedule as the Postgres connections: a dead peer is an error within ~30 s.
 _KEEPALIVE_OPTIONS: Final = {
     option: value
@@ -66,15 +64,9 @@ def client(url: str, *, timeout: float, read_timeout: float | None = None) -> re
 
 
 def _check_parameters(url: str) -> None:
-    parts = urlsplit(url) if "://" in url else None
-    names = {name for name, _ in parse_qsl(parts.query, keep_blank_values=True)} if parts else set()
-    unknown = sorted(names - URL_PARAMETERS)
-    if unknown:
-        raise RedisUrlError(f"redis {mask_url(url)}: unknown URL parameter {unknown[0]!r} "
-                            f"(known: {', '.join(sorted(URL_PARAMETERS))})")
-    tls = sorted(name for name in names if name.startswith("ssl_"))
-    if tls and parts is not None and parts.scheme.lower() != "rediss":
-        raise RedisUrlError(f"redis {mask_url(url)}: {tls[0]} needs TLS: write the URL as rediss://")
+    problem = redis_url_problem(url)
+    if problem is not None:
+        raise RedisUrlError(f"redis {mask_url(url)}: {problem}")
 
 
 def failure(url: str, doing: str, error: BaseException) -> StoreError:

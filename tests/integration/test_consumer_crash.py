@@ -9,12 +9,12 @@ store holds exactly the materialization of the whole topic; an append-mode chang
 from __future__ import annotations
 
 import random
-import time
 from typing import Any
 
 import pytest
 
 from tests.integration import harness as h
+from tests.integration.crashing import kill_while_hydrating
 from tests.integration.secured import KafkaLink, each_link
 from tests.integration.test_consumer_stores import STORES, assert_contents, reset_store, store_url, unique_name
 
@@ -44,22 +44,12 @@ def test_sigkill_at_random_instants_changes_nothing(
     chunks = [events[i : i + 10_000] for i in range(0, len(events), 10_000)]
 
     consumer = kafka.consumer(spec, store_spec.name, url, tmp_path, "c", env=FAST_GROUP)
-    produced = 0
-    hydrating_kills = 0
     try:
         # Up to 16 lives, until 10 kills landed mid-hydration (a fast consumer may finish a backlog
         # before the kill); 4 chunks stay for the final run.
-        while hydrating_kills < 10 and len(chunks) > 4:
-            # A fresh backlog each life, so the kill lands while the consumer has work in hand.
-            produced += h.produce(kafka.admin, topic, chunks.pop(0))
-            before = sum(h.store_positions(product, store_spec, url).values())
-            consumer.start()
-            h.wait_for(lambda before=before: sum(h.store_positions(product, store_spec, url).values()) > before, 60,
-                       "a first batch", interval=0.01, on_timeout=consumer.log)
-            time.sleep(rng.uniform(0.0, 0.03))
-            consumer.kill()
-            if sum(h.store_positions(product, store_spec, url).values()) < produced:
-                hydrating_kills += 1
+        produced, hydrating_kills = kill_while_hydrating(
+            consumer, chunks, lambda chunk: h.produce(kafka.admin, topic, chunk), product, store_spec, url, rng,
+            keep=4, most_wait=0.03, enough=10)
         for chunk in chunks:
             produced += h.produce(kafka.admin, topic, chunk)
         consumer.start()

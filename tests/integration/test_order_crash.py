@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import yaml
 from kafka import KafkaProducer
 
 from tests.integration import harness as h
+from tests.integration.crashing import kill_while_hydrating
 from tests.integration.test_consumer_stores import reset_store, store_url, unique_name
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -143,19 +143,10 @@ def test_the_highest_version_wins_through_sigkills(
     assert any(value.get("payload") == "late" for _, value in chunks[-1])
 
     consumer = h.ConsumerProcess(spec, store_spec.name, kafka_bootstrap, url, tmp_path, "c", env=FAST_GROUP)
-    produced = 0
-    kills = 0
     try:
-        while len(chunks) > 2:
-            produced += produce(kafka_bootstrap, topic, chunks.pop(0))
-            before = sum(h.store_positions(product, store_spec, url).values())
-            consumer.start()
-            h.wait_for(lambda before=before: sum(h.store_positions(product, store_spec, url).values()) > before, 60,
-                       "a first batch", interval=0.01, on_timeout=consumer.log)
-            time.sleep(rng.uniform(0.0, 0.05))
-            consumer.kill()
-            if sum(h.store_positions(product, store_spec, url).values()) < produced:
-                kills += 1
+        produced, kills = kill_while_hydrating(
+            consumer, chunks, lambda chunk: produce(kafka_bootstrap, topic, chunk), product, store_spec, url, rng,
+            keep=2, most_wait=0.05)
         for chunk in chunks:
             produced += produce(kafka_bootstrap, topic, chunk)
         consumer.start()

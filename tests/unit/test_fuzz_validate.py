@@ -10,11 +10,13 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from provisioner.spec import models
+from provisioner.spec.findings import key_segment
 from provisioner.spec.loader import load_text
 from provisioner.spec.wording import key_text
 from provisioner.spec.yamlsafe import YamlLimitError, read_documents
@@ -54,11 +56,11 @@ def path_in(node: Any, path: str, *, missing_ok: bool) -> bool:
         return True
     if isinstance(node, list) and path.startswith("["):
         index, _, rest = path[1:].partition("]")
-        return index.isdigit() and int(index) < len(node) and path_in(node[int(index)], rest.lstrip("."),
+        return index.isdigit() and int(index) < len(node) and path_in(node[int(index)], rest.removeprefix("."),
                                                                        missing_ok=missing_ok)
     if isinstance(node, dict):
         for key, value in node.items():
-            written = key_text(key) or '""'
+            written = key_segment(key_text(key))
             rest = path[len(written):]
             if path.startswith(written) and rest[:1] in ("", ".", "[") and path_in(value, rest.removeprefix("."),
                                                                                  missing_ok=missing_ok):
@@ -78,6 +80,8 @@ def check(text: str) -> None:
         assert not any(phrase in words for phrase in FORBIDDEN), words
         assert not any(re.search(rf"\b{name}\b", finding.message) for name in CLASS_NAMES), words
         if finding.path:
+            bare = re.sub(r'\["(?:[^"\\]|\\.)*"\]|\[\d+\]', "", finding.path).removeprefix(".")
+            assert not bare or all(bare.split(".")), words  # no empty segment between two dots
             missing_ok = finding.message == "required field is missing"
             assert any(path_in(doc, finding.path, missing_ok=missing_ok) for doc in documents), words
         else:
@@ -137,6 +141,19 @@ def test_mutated_examples(which: int, where: int, action: str, replacement: Any)
     path = paths[where % len(paths)]
     mutated = _mutate(doc, path, action, replacement)
     check(yaml.safe_dump(mutated, allow_unicode=True, sort_keys=False))
+
+
+@pytest.mark.parametrize(("key", "written"), [
+    (".0", '[".0"]'), ("", '[""]'), ("a.", '["a."]'), ("a..b", '["a..b"]'), ("x[0]", '["x[0]"]'), ('a"b', '["a\\"b"]'),
+    ("a.b", ".a.b"),
+])
+def test_a_key_that_would_leave_an_empty_segment_is_quoted(key: str, written: str) -> None:
+    doc = yaml.safe_load(yaml.safe_dump(next(e for e in EXAMPLES if len(e["spec"].get("tests", [])) > 1)))
+    doc["spec"]["tests"][1][key] = 1
+    text = yaml.safe_dump(doc, allow_unicode=True, sort_keys=False)
+    finding, = load_text(text, "fuzz.yaml")[1]
+    assert finding.path == f"spec.tests[1]{written}"
+    check(text)
 
 
 def test_mutated_text_bytes() -> None:

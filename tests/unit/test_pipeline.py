@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -142,7 +143,9 @@ def test_json_numbers_keep_int_and_double_apart() -> None:
 @pytest.mark.parametrize(
     ("value", "text"),
     [("a", "a"), (5, "5"), (-3, "-3"), (1.5, "1.5"), (100.0, "100.0"), (True, "true"), (False, "false"),
-     (None, None), ({"a": [1, "x"]}, '{"a":[1,"x"]}'), ([1, 2], "[1,2]"), ("ü", "ü")],
+     (None, None), ({"a": [1, "x"]}, '{"a":[1,"x"]}'), ([1, 2], "[1,2]"), ("ü", "ü"),
+     (datetime(2026, 1, 31, 12, 0, 0, 500000, tzinfo=UTC), "2026-01-31T12:00:00.5Z"),
+     (timedelta(seconds=90, microseconds=5), "90.000005s"), (b"\x00\xff", "AP8=")],
 )
 def test_value_encoding(value: Any, text: str | None) -> None:
     assert encode_value(value) == text

@@ -205,7 +205,7 @@ def test_an_env_password_is_expanded_only_into_the_secret() -> None:
 def test_a_variable_nobody_chose_is_refused_not_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """The spec's author picks the name; only the renderer's choice (environ) may be expanded."""
     monkeypatch.setenv("PROVISIONER_CREDENTIALS_KEY", CANARY)
-    product = _with_url_store("redis://evil.example:6379/0?k=${PROVISIONER_CREDENTIALS_KEY}")
+    product = _with_url_store("redis://evil.example:6379/0?client_name=${PROVISIONER_CREDENTIALS_KEY}")
     for environ in (None, {}, {"CACHE_PASSWORD": "x"}):
         with pytest.raises(VariableRefused) as refused:
             render([product], options(with_secrets=True, environ=environ))
@@ -218,7 +218,7 @@ def test_a_variable_nobody_chose_is_refused_not_read_from_the_environment(monkey
 
 def test_render_expands_only_variables_named_with_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     spec = tmp_path / "orders.yaml"
-    spec.write_text(URL_SPEC.format(url="redis://:${CACHE_PASSWORD}@redis.shop:6379/0?k=${CI_TOKEN}"))
+    spec.write_text(URL_SPEC.format(url="redis://:${CACHE_PASSWORD}@redis.shop:6379/0?client_name=${CI_TOKEN}"))
     monkeypatch.setenv("CACHE_PASSWORD", CANARY)
     monkeypatch.setenv("CI_TOKEN", "ci-token-canary")
     args = ["render", str(spec), "--kafka-bootstrap", "kafka:9092", "--with-secrets", "--env", "CACHE_PASSWORD"]
@@ -228,7 +228,7 @@ def test_render_expands_only_variables_named_with_env(tmp_path: Path, monkeypatc
     assert "${CI_TOKEN}" in refused.stderr and "ci-token-canary" not in refused.stdout + refused.stderr
     both = CliRunner().invoke(app, [*args, "--env", "CI_TOKEN"])
     assert both.exit_code == 0, both.output
-    assert f"redis://:{CANARY}@redis.shop:6379/0?k=ci-token-canary" in both.stdout
+    assert f"redis://:{CANARY}@redis.shop:6379/0?client_name=ci-token-canary" in both.stdout
     monkeypatch.delenv("CI_TOKEN")
     unset = CliRunner().invoke(app, [*args, "--env", "CI_TOKEN"])
     assert unset.exit_code != 0 and "--env CI_TOKEN: the variable is not set" in unset.stderr

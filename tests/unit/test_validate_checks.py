@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from psycopg import pq
 from typer.testing import CliRunner
 
 from provisioner.cli.app import app
@@ -18,6 +19,7 @@ from provisioner.spec.findings import Finding, SpecError
 from provisioner.spec.loader import load_text, scan_paths
 from provisioner.spec.models import StoreSpec
 from provisioner.spec.overlaps import store_identity
+from provisioner.spec.store_urls import POSTGRES_URL_PARAMETERS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -144,6 +146,51 @@ def test_a_store_url_must_be_of_the_stores_kind_and_is_never_echoed(store: str, 
 ])
 def test_urls_of_the_right_kind_or_known_only_at_run_time_pass(store: str) -> None:
     assert messages(product("a", store=store)) == []
+
+
+@pytest.mark.parametrize(("store", "expected"), [
+    ("redis: {connection: {url: 'rediss://:s3cret@h:6380/0?ssl_ca_cert=/ca.pem'}}",
+     "spec.stores[0].redis.connection.url: unknown URL parameter 'ssl_ca_cert' (known: client_name, db, "
+     "health_check_interval, protocol, ssl_ca_certs, ssl_ca_path, ssl_cert_reqs, ssl_certfile, "
+     "ssl_check_hostname, ssl_keyfile, ssl_min_version, ssl_password)"),
+    ("redis: {connection: {url: 'redis://:s3cret@h:6379/0?ssl_ca_certs=/ca.pem'}}",
+     "spec.stores[0].redis.connection.url: ssl_ca_certs needs TLS: write the URL as rediss://"),
+    ("postgres: {connection: {url: 'postgresql://u:s3cret@h/db?sslmod=verify-full'}}",
+     "spec.stores[0].postgres.connection.url: unknown URL parameter 'sslmod': not a libpq connection parameter "
+     "(did you mean 'sslmode'?)"),
+    ("postgres: {connection: {url: 'postgres://h/db?password'}}",
+     "spec.stores[0].postgres.connection.url: URL parameter 'password' has no value (write password=...)"),
+    ("postgres: {connection: {url: 'postgres://h/db?ssl=1'}}",
+     "spec.stores[0].postgres.connection.url: URL parameter 'ssl' takes only true (libpq's sslmode=require): "
+     "use sslmode"),
+])
+def test_a_store_url_parameter_its_client_would_refuse_is_found_at_the_url(store: str, expected: str) -> None:
+    found = findings_of(product("a", store=store))
+    assert [f"{f.path}: {f.message}" for f in found] == [expected]
+    url_line = product("a", store=store).splitlines().index(f"      {store}") + 1
+    assert (found[0].line, found[0].column) == (url_line, 7 + store.index("'"))
+    assert "s3cret" not in found[0].message
+
+
+@pytest.mark.parametrize("store", [
+    "redis: {connection: {url: 'rediss://h:6380/0?ssl_ca_certs=/ca.pem&db=2&protocol=3'}}",
+    "redis: {connection: {url: 'redis://h:6379/0?${REDIS_OPTIONS}'}}",
+    "redis: {connection: {url: '${SCHEME}://h:6379/0?ssl_ca_certs=/ca.pem'}}",
+    "redis: {connection: {secretRef: {name: cache, key: url}}}",  # read at run time: nothing to check offline
+    "postgres: {connection: {url: 'postgresql://h/db?sslmode=verify-full&sslrootcert=/ca.pem&%73slcert=/c.pem&'}}",
+    "postgres: {connection: {url: 'postgresql://h/db?ssl=true&application_name=x'}}",
+    "postgres: {connection: {url: 'postgresql://h/db?${PG_OPTIONS}=x'}}",
+    "postgres: {connection: {url: 'host=h dbname=db sslmode=require'}}",
+])
+def test_url_parameters_the_clients_take_or_known_only_at_run_time_pass(store: str) -> None:
+    assert messages(product("a", store=store)) == []
+
+
+def test_the_postgres_parameters_are_libpqs_own() -> None:
+    libpq = {option.keyword.decode() for option in pq.Conninfo.get_defaults()}
+    assert libpq == POSTGRES_URL_PARAMETERS, (
+        f"libpq {pq.version()} takes {sorted(libpq - POSTGRES_URL_PARAMETERS)} too "
+        f"and not {sorted(POSTGRES_URL_PARAMETERS - libpq)}")
 
 
 @pytest.mark.parametrize(("setting", "value"), [
