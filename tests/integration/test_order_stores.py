@@ -297,5 +297,13 @@ def test_batches_larger_than_the_scripts_chunks_replace_rows_whole(
         late += [("u", f"new{i}", 2 if i % 2 else 3, "late") for i in range(100)]
         assert apply(*late) == Stale(upserts=400 + 50)
         assert contents() == {**expected, **{f"new{i}": (3, "late") for i in range(0, 100, 2)}}
+        if kind.startswith("redis"):
+            # An upsert's order value lives as long as its row, in every chunk: the row's TTL or none.
+            client = redis.Redis.from_url(url)
+            try:
+                ttls = {client.pttl(ORDER_KEY_PREFIX + f"ordc-{kind}:{key}".encode()) for key in ("k1", "k1198", "new98")}
+            finally:
+                client.close()
+            assert ttls == {-1} if kind == "redis-hash" else all(0 < ttl <= 3_600_000 for ttl in ttls)
     finally:
         store.close()
