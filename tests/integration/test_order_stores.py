@@ -307,3 +307,21 @@ def test_batches_larger_than_the_scripts_chunks_replace_rows_whole(
             assert ttls == {-1} if kind == "redis-hash" else all(0 < ttl <= 3_600_000 for ttl in ttls)
     finally:
         store.close()
+
+
+def test_postgres_marker_lookup_is_planned_for_each_batch(postgres_server: Any) -> None:
+    """The session prepares the statements it runs often, but never the delete markers' lookup: a
+    generic plan of `key = ANY($2)` could test every marker against every key of the batch."""
+    product = product_for("ord-plan", KINDS["postgres-upsert"])
+    store = opened(product, postgres_server.url)
+    batches = Batches(store)
+    try:
+        for version in range(1, 13):
+            batches.apply(("u", f"a{version}", version), ("d", f"a{version - 1}", version))
+        connection = store._connect()  # type: ignore[attr-defined]
+        prepared = [text for (text,) in connection.execute("SELECT statement FROM pg_prepared_statements")]
+        assert any("ON CONFLICT" in text for text in prepared)
+        assert not any("_provisioner_order_markers" in text and text.lstrip().startswith("SELECT") for text in prepared)
+        assert rows("postgres-upsert", product, postgres_server.url) == {"a12": 12}
+    finally:
+        store.close()
