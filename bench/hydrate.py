@@ -146,7 +146,7 @@ PROFILED = ("gc", "kafka poll + decode", "pipeline", "preparation", "waiting for
 
 
 def profile_run(spec: Path, store: str, bootstrap: str, url: str, count: int, product: DataProduct,
-                folder: Path, kafka_client: str) -> None:
+                folder: Path, kafka_client: str, label: str = "") -> None:
     """Run one consumer in a child process with its steps timed, and print where its main thread's
     time goes (shares of wall-clock from the first applied batch; GC counted apart from the step it
     interrupted) and the process's CPU per record."""
@@ -156,10 +156,21 @@ def profile_run(spec: Path, store: str, bootstrap: str, url: str, count: int, pr
     result = json.loads(out.read_text())
     wall, records, cpu = result["wall"], result["records"], result["cpu"]
     shares = "  ".join(f"{name} {100 * result['steps'][name] / wall:.0f}%" for name in PROFILED)
-    print(f"profile {store:<5} {records / wall:>9,.0f} records/s  {shares}", flush=True)
-    print(f"              process CPU {cpu / wall:.2f} cores, {1e6 * cpu / records:.1f} us per record;"
+    print(f"profile {store + label:<13} {records / wall:>9,.0f} records/s  {shares}", flush=True)
+    print(f"                      process CPU {cpu / wall:.2f} cores, {1e6 * cpu / records:.1f} us per record;"
           f" writer thread {100 * result['writer_cpu'] / wall:.0f}% of a core; {result['collections']} GC runs"
           f" ({result['full_collections']} full)", flush=True)
+
+
+def profile_stores(order: str | None, topic: str, bootstrap: str, urls: tuple[str, str], count: int,
+                   folder: Path, kafka_client: str) -> None:
+    """`profile_run` for each store; with `order`, with and without it: where the order rule's time goes."""
+    for order_ in (None, order) if order else (None,):
+        for store, url in zip(("cache", "db"), urls, strict=True):
+            spec = bench_spec(folder, topic, order=order_)
+            product = load_products([spec])[0].product
+            profile_run(spec, store, bootstrap, url, count, product, folder, kafka_client,
+                        label="" if order_ is None else " (order)")
 
 
 def profile_child(spec_path: str, store_name: str, bootstrap: str, url: str, count: int, out: str,
@@ -252,6 +263,16 @@ def profile_child(spec_path: str, store_name: str, bootstrap: str, url: str, cou
         "wall": wall, "cpu": last[1] - first[1], "steps": spent, "writer_cpu": last[4] - first[4],
         "collections": last[5] - first[5], "full_collections": last[6] - first[6], "records": last[7] - first[7],
     }))
+
+
+def redis_cpu(url: str) -> float:
+    """CPU seconds the Redis server has used so far (user + system): what the store's scripts cost."""
+    client = redis.Redis.from_url(url)
+    try:
+        info = client.info("cpu")
+    finally:
+        client.close()
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 def sample(bootstrap: str, topic: str, count: int) -> list[Record]:
@@ -355,7 +376,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--avro", action="store_true",
                         help="also run the Avro round (R-avro against a bare poll + fastavro loop; dev registry)")
     parser.add_argument("--profile", action="store_true",
-                        help="also profile one consumer run per store (GC, decode, pipeline, preparation, I/O wait)")
+                        help="also profile one consumer run per store (GC, decode, pipeline, preparation, I/O wait); "
+                             "with --order, one with and one without it")
     return parser.parse_args(argv)
 
 
@@ -392,8 +414,10 @@ def main() -> None:
             # A fresh product per round, so each consumer run starts from the beginning.
             spec_n = spec if round_ == 0 else bench_spec(folder, topic)
             product_n = product if round_ == 0 else load_products([spec_n])[0].product
+            cpu = redis_cpu(redis_url)
             r1_start, r1, rss1 = consumer_run(spec_n, "cache", bootstrap, redis_url, count, product_n, folder,
                                               kafka_client=client)
+            r1_cpu = redis_cpu(redis_url) - cpu
             r1s.append((r1_start, r1, rss1))
             print(f"R1 consume -> Redis             {r1:>10,.0f} records/s steady  ({r1_start:,.0f}/s from process"
                   f" start, peak RSS {rss1:.0f} MB; {client})", flush=True)
@@ -405,11 +429,15 @@ def main() -> None:
             if args.order:
                 spec_t = bench_spec(folder, topic, order=args.order)
                 product_t = load_products([spec_t])[0].product
+                cpu = redis_cpu(redis_url)
                 t1 = consumer_run(spec_t, "cache", bootstrap, redis_url, count, product_t, folder, kafka_client=client)
+                t1_cpu = redis_cpu(redis_url) - cpu
                 t2 = consumer_run(spec_t, "db", bootstrap, postgres_url, count, product_t, folder, kafka_client=client)
                 ordered.append((t1[1] / r1, t2[1] / r2))
                 print(f"R1, R2 with order               {t1[1]:>10,.0f} / {t2[1]:,.0f} records/s steady "
-                      f"(ordered/unordered {t1[1] / r1:.2f} / {t2[1] / r2:.2f})", flush=True)
+                      f"(ordered/unordered {t1[1] / r1:.2f} / {t2[1] / r2:.2f}); Redis server CPU "
+                      f"{1e6 * t1_cpu / count:.1f} us per record, {1e6 * r1_cpu / count:.1f} without order",
+                      flush=True)
             if args.compare_clients:
                 spec_o = bench_spec(folder, topic)
                 product_o = load_products([spec_o])[0].product
@@ -454,10 +482,7 @@ def main() -> None:
                        lambda *a, **k: consumer_run(*a, kafka_client=client, **k),
                        f"bench.orders.avro.{uuid.uuid4().hex[:8]}")
         if args.profile:
-            for store, url in (("cache", redis_url), ("db", postgres_url)):
-                spec_p = bench_spec(folder, topic)
-                product_p = load_products([spec_p])[0].product
-                profile_run(spec_p, store, bootstrap, url, count, product_p, folder, client)
+            profile_stores(args.order, topic, bootstrap, (redis_url, postgres_url), count, folder, client)
         print()
         medians = f" (medians of {args.rounds} rounds)" if args.rounds > 1 else ""
         print(f"R0 = {r0:,.0f} records/s, R1 = {r1:,.0f}, R2 = {r2:,.0f}{medians}")

@@ -205,6 +205,13 @@ class OrderedPostgresStore(PostgresStore):
         super().apply(prepared, start, end)
         return self._stale
 
+    def _read_markers(self, connection: psycopg.Connection[Any], keys: list[str]) -> psycopg.Cursor[Any]:
+        """The markers of `keys`: (key, order, unexpired). Planned for each batch's own keys, never
+        prepared: a generic plan of `key = ANY($2)` may test every marker of the consumer against
+        every key of the batch (seconds per batch once thousands of rows were deleted), where a plan
+        for the actual array hashes it or looks each key up in the primary key."""
+        return connection.execute(self._sql["read_markers"], (self._consumer, keys), prepare=False)
+
     def _write(self, connection: psycopg.Connection[Any], prepared: Sequence[Any]) -> None:
         now = time.monotonic()
         if now - self._last_sweep >= SWEEP_SECONDS:
@@ -216,7 +223,7 @@ class OrderedPostgresStore(PostgresStore):
         stale_upserts, stale_deletes = self._stale.upserts, self._stale.deletes
         # Ops older than an unexpired delete marker of their key leave the batch first: one lookup of
         # the batch's keys by the markers' primary key (few keys have one: only deleted rows).
-        found = connection.execute(self._sql["read_markers"], (self._consumer, [row[-2] for row in prepared]))
+        found = self._read_markers(connection, [row[-2] for row in prepared])
         markers = {key: order for key, order, live in found.fetchall() if live}
         if markers:
             kept = []
@@ -252,7 +259,7 @@ class OrderedPostgresStore(PostgresStore):
         """Append every op with `_stale`: older than its key's last applied op (the markers, then
         the earlier ops of the batch), and record each key's new last order."""
         keys = sorted({write[1] for write in prepared})
-        rows = connection.execute(self._sql["read_markers"], (self._consumer, keys)).fetchall()
+        rows = self._read_markers(connection, keys).fetchall()
         last: dict[str, tuple[int, bool]] = {key: (int(order), live) for key, order, live in rows}
         now_ms = time.time() * 1000
         latest: dict[str, tuple[int, str | None]] = {}

@@ -124,46 +124,57 @@ return 'OK'
 # Unix time in ms its marker expires at. The key's order value lives in a sibling key, ARGV[#ARGV]
 # (the 0xFF order namespace) followed by the data key: an op older than it is skipped (stale); an
 # applied upsert sets it with the row's TTL, an applied delete with the marker's expiry. The reply
-# counts the stale upserts and deletes. The order values are read with one MGET and, without a TTL,
-# written with one MSET per 500 keys (each command a script calls has a cost of its own).
+# counts the stale upserts and deletes. Each command a script calls has a cost of its own, well above
+# that of one more key in a command, so per 500 writes the order values are read with one MGET, the
+# applied deletes and replaced hashes are deleted with one DEL (the batch's keys are distinct, so
+# deleting them all before writing any is the same as deleting each just before its write), and the
+# upserts' order values are written with one MSET (then, with a TTL, one PEXPIRE each: cheaper than
+# a SET ... PX each, whose OK reply the script turns into a table).
 ORDERED_APPLY_SCRIPT: Final = _FENCE_LUA + """
 local markers = ARGV[#ARGV]
+local hash = ARGV[1] == 'hash'
 local chunk = 500
-local last, names = {}, {}
-for i = 1, #writes do names[i] = markers .. writes[i][1] end
-for i = 1, #writes, chunk do
-  local found = redis.call('MGET', unpack(names, i, math.min(i + chunk - 1, #writes)))
-  for j = 1, #found do last[i + j - 1] = found[j] end
-end
-local persistent = {}
 local stale_upserts, stale_deletes = 0, 0
-for index, w in ipairs(writes) do
-  local key, order, expiry = w[1], w[2], w[3]
-  local marker = names[index]
-  local previous = last[index]
-  if previous and previous > order then
-    if expiry == '' then stale_upserts = stale_upserts + 1 else stale_deletes = stale_deletes + 1 end
-  elseif expiry ~= '' then
-    check(redis.pcall('DEL', key))
-    check(redis.pcall('SET', marker, order, 'PXAT', expiry))
-  else
-    if ARGV[1] == 'hash' then
-      check(redis.pcall('DEL', key))
-      if #w > 3 then
-        check(redis.pcall('HSET', key, unpack(w, 4)))
-        if ttl ~= '' then check(redis.pcall('PEXPIRE', key, ttl)) end
-      end
-    elseif ttl ~= '' then check(redis.pcall('SET', key, w[4], 'PX', ttl))
-    else check(redis.pcall('SET', key, w[4])) end
-    if ttl ~= '' then check(redis.pcall('SET', marker, order, 'PX', ttl))
+for first = 1, #writes, chunk do
+  local last = math.min(first + chunk - 1, #writes)
+  local names = {}
+  for i = first, last do names[i - first + 1] = markers .. writes[i][1] end
+  local found = redis.call('MGET', unpack(names))
+  local applied, gone, upserted = {}, {}, {}
+  for i = first, last do
+    local w = writes[i]
+    local previous = found[i - first + 1]
+    if previous and previous > w[2] then
+      if w[3] == '' then stale_upserts = stale_upserts + 1 else stale_deletes = stale_deletes + 1 end
     else
-      persistent[#persistent + 1] = marker
-      persistent[#persistent + 1] = order
+      applied[#applied + 1] = i
+      if hash or w[3] ~= '' then gone[#gone + 1] = w[1] end
     end
   end
-end
-for i = 1, #persistent, 2 * chunk do
-  check(redis.pcall('MSET', unpack(persistent, i, math.min(i + 2 * chunk - 1, #persistent))))
+  if #gone > 0 then check(redis.pcall('DEL', unpack(gone))) end
+  for _, i in ipairs(applied) do
+    local w = writes[i]
+    local key, order, expiry, marker = w[1], w[2], w[3], names[i - first + 1]
+    if expiry ~= '' then
+      check(redis.pcall('SET', marker, order, 'PXAT', expiry))
+    else
+      if hash then
+        if #w > 3 then
+          check(redis.pcall('HSET', key, unpack(w, 4)))
+          if ttl ~= '' then check(redis.pcall('PEXPIRE', key, ttl)) end
+        end
+      elseif ttl ~= '' then check(redis.pcall('SET', key, w[4], 'PX', ttl))
+      else check(redis.pcall('SET', key, w[4])) end
+      upserted[#upserted + 1] = marker
+      upserted[#upserted + 1] = order
+    end
+  end
+  if #upserted > 0 then
+    check(redis.pcall('MSET', unpack(upserted)))
+    if ttl ~= '' then
+      for j = 1, #upserted, 2 do check(redis.pcall('PEXPIRE', upserted[j], ttl)) end
+    end
+  end
 end
 """ + _POSITIONS_LUA + """
 return {'stale', stale_upserts, stale_deletes}

@@ -242,3 +242,86 @@ def test_postgres_keys_that_name_one_row_resolve_by_order(postgres_server: Any) 
         assert [(r["id"], r["version"]) for r in h.postgres_rows(postgres_server.url, "public", "ord_int")] == [(1, "5")]
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_batches_larger_than_the_scripts_chunks_replace_rows_whole(
+    kind: str, redis_server: Any, postgres_server: Any
+) -> None:
+    """Redis reads order values and deletes rows per 500 keys of a batch: over several such chunks,
+    stale ops stay out, an applied upsert replaces its row whole (a field now null is gone) and an
+    applied delete deletes and leaves its marker."""
+    url = url_of(kind, redis_server, postgres_server)
+    product = DataProduct.model_validate({
+        "apiVersion": "provisioner.dev/v1alpha1", "kind": "DataProduct", "metadata": {"name": f"ordc-{kind}"},
+        "spec": {"source": {"topic": "t"}, "fields": {"id": "event.id", "version": "event.version",
+                                                      "note": "event.note"},
+                 "key": "id", "order": "int(event.version)", "orderRetention": "1d",
+                 "stores": [{"name": "s", **KINDS[kind]}]},
+    })
+    store = opened(product, url)
+    offset = 0
+
+    def apply(*ops: tuple[str, str, int, str | None]) -> Stale | None:
+        nonlocal offset
+        changes = [Change(0, offset + i, NOW_MS, Upsert((key,), {"id": key, "version": version, "note": note}, version)
+                          if kind_ == "u" else Delete((key,), version))
+                   for i, (kind_, key, version, note) in enumerate(ops)]
+        prepared, rejected = store.prepare(changes)
+        assert rejected == []
+        stale = store.apply(prepared, {0: offset or None}, {0: offset + len(ops)})
+        offset += len(ops)
+        return stale
+
+    def contents() -> dict[str, tuple[int, str | None]]:
+        store_spec = product.spec.stores[0]
+        if kind.startswith("redis"):
+            found = h.redis_contents(url, product.key_prefix(store_spec), store_spec.redis.structure)  # type: ignore[union-attr]
+        else:
+            found = {row["id"]: row for row in h.postgres_rows(url, "public", product.table(store_spec))}
+        return {key: (int(row["version"]), row.get("note")) for key, row in found.items()}
+
+    keys = [f"k{i}" for i in range(1_200)]
+    try:
+        assert apply(*(("u", key, 5, "first") for key in keys)) == Stale()
+        # Per key, by its index mod 3: an older upsert (stale), a newer one without the note, a
+        # newer delete; then keys never seen, deleted.
+        ops = [("u", key, 4, "older") if i % 3 == 0 else ("u", key, 6, None) if i % 3 == 1 else ("d", key, 6, None)
+               for i, key in enumerate(keys)]
+        ops += [("d", f"new{i}", 3, None) for i in range(100)]
+        assert apply(*ops) == Stale(upserts=400)
+        expected = {key: (5, "first") if i % 3 == 0 else (6, None) for i, key in enumerate(keys) if i % 3 != 2}
+        assert contents() == expected
+        # Late older upserts of every deleted key stay out (their markers), newer ones get in.
+        late = [("u", key, 5, "late") for i, key in enumerate(keys) if i % 3 == 2]
+        late += [("u", f"new{i}", 2 if i % 2 else 3, "late") for i in range(100)]
+        assert apply(*late) == Stale(upserts=400 + 50)
+        assert contents() == {**expected, **{f"new{i}": (3, "late") for i in range(0, 100, 2)}}
+        if kind.startswith("redis"):
+            # An upsert's order value lives as long as its row, in every chunk: the row's TTL or none.
+            client = redis.Redis.from_url(url)
+            try:
+                ttls = {client.pttl(ORDER_KEY_PREFIX + f"ordc-{kind}:{key}".encode()) for key in ("k1", "k1198", "new98")}
+            finally:
+                client.close()
+            assert ttls == {-1} if kind == "redis-hash" else all(0 < ttl <= 3_600_000 for ttl in ttls)
+    finally:
+        store.close()
+
+
+def test_postgres_marker_lookup_is_planned_for_each_batch(postgres_server: Any) -> None:
+    """The session prepares the statements it runs often, but never the delete markers' lookup: a
+    generic plan of `key = ANY($2)` could test every marker against every key of the batch."""
+    product = product_for("ord-plan", KINDS["postgres-upsert"])
+    store = opened(product, postgres_server.url)
+    batches = Batches(store)
+    try:
+        for version in range(1, 13):
+            batches.apply(("u", f"a{version}", version), ("d", f"a{version - 1}", version))
+        connection = store._connect()  # type: ignore[attr-defined]
+        prepared = [text for (text,) in connection.execute("SELECT statement FROM pg_prepared_statements")]
+        assert any("ON CONFLICT" in text for text in prepared)
+        assert not any("_provisioner_order_markers" in text and text.lstrip().startswith("SELECT") for text in prepared)
+        assert rows("postgres-upsert", product, postgres_server.url) == {"a12": 12}
+    finally:
+        store.close()
