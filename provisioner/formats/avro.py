@@ -226,13 +226,20 @@ class AvroFormat:
     def __init__(self, source: SchemaSource) -> None:
         self._schemas = CompiledSchemas(source, self._compile)
         self._by_header: dict[bytes, Reader] = {}
+        self.decode = self._decoder()
 
-    def decode(self, data: bytes) -> Any:
-        # The hot path: the reader of the record's header (magic byte and schema id) as it is.
-        reader = self._by_header.get(data[:HEADER_SIZE]) if type(data) is bytes else None
-        if reader is None:
-            return self._decode_first(data)
-        return reader(data)
+    def _decoder(self) -> Callable[[bytes], Any]:
+        by_header, first = self._by_header, self._decode_first
+
+        def decode(data: bytes) -> Any:
+            """The CEL value of a record; the hot path is the reader kept for the record's header
+            (magic byte and schema id) as it is."""
+            reader = by_header.get(data[:HEADER_SIZE]) if type(data) is bytes else None
+            if reader is None:
+                return first(data)
+            return reader(data)
+
+        return decode
 
     def _decode_first(self, data: bytes) -> Any:
         """A record whose header has no reader yet (a new schema id), or not in bytes."""

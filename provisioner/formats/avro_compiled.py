@@ -76,6 +76,10 @@ def _varint(data: bytes, first: int, pos: int) -> tuple[int, int]:
     raise ValueError("a varint longer than 10 bytes")
 
 
+def _too_wide() -> ValueError:
+    return ValueError("a varint longer than 10 bytes")
+
+
 def _span(data: bytes, first: int, pos: int) -> tuple[bytes, int]:
     """The bytes of a string or bytes value whose length's first byte (`first`, at `pos`) has the
     high bit set or is negative; (bytes, position after them)."""
@@ -102,11 +106,11 @@ class _Source:
     def __init__(self, named: dict[str, Any]) -> None:
         self.named = named
         self.lines: list[str] = []
-        self.constants: dict[str, Any] = {"_varint": _varint, "_bad": _bad, "_short": _short, "_LeftOver": LeftOver,
-                                          "_timestamp": timestamp_from_nanos,
-                                          "_timestamp_ms": timestamp_from_millis, "_span": _span, "_uuid": uuid.UUID,
-                                          "_float": struct.Struct("<f").unpack_from,
-                                          "_double": struct.Struct("<d").unpack_from}
+        self.constants: dict[str, Any] = {
+            "_varint": _varint, "_span": _span, "_SHIFTS": _SHIFTS, "_too_wide": _too_wide, "_bad": _bad,
+            "_short": _short, "_LeftOver": LeftOver, "_timestamp": timestamp_from_nanos,
+            "_timestamp_ms": timestamp_from_millis, "_uuid": uuid.UUID,
+            "_float": struct.Struct("<f").unpack_from, "_double": struct.Struct("<d").unpack_from}
         self.count = 0
         self.visiting: set[str] = set()
 
@@ -129,7 +133,15 @@ class _Source:
         self.emit(indent, f"{target} = b[p]")
         self.emit(indent, "p += 1")
         self.emit(indent, f"if {target} > 127:")
-        self.emit(indent + 1, f"{target}, p = _varint(b, {target}, p)")
+        self.emit(indent + 1, f"{target} &= 0x7F")
+        self.emit(indent + 1, "for shift in _SHIFTS:")
+        self.emit(indent + 2, "byte = b[p]")
+        self.emit(indent + 2, "p += 1")
+        self.emit(indent + 2, f"{target} |= (byte & 0x7F) << shift")
+        self.emit(indent + 2, "if byte < 0x80:")
+        self.emit(indent + 3, "break")
+        self.emit(indent + 1, "else:")
+        self.emit(indent + 2, "raise _too_wide()")
         self.emit(indent, f"{target} = ({target} >> 1) ^ -({target} & 1)")
 
     def span(self, indent: int, target: str, size: str) -> None:
