@@ -9,12 +9,13 @@ the two on arbitrary schemas. Names and symbols from the schema are never part o
 are constants handed to it, so a schema cannot inject code.
 
 Only schemas whose values nest a bounded number of levels are compiled (recursive ones are read by
-fastavro's bounded pure-Python reader), and only the logical types mapped here; for any other
-schema `compile_reader` gives None and fastavro reads it.
+fastavro's bounded pure-Python reader), and only the logical types mapped here (not times of day, nor uuids in bytes); for any other schema
+`compile_reader` gives None and fastavro reads it.
 """
 
 from __future__ import annotations
 
+import decimal
 import struct
 import uuid
 from collections.abc import Callable
@@ -48,7 +49,8 @@ _LOGICAL: Final[dict[tuple[str, str], str]] = {
     ("int", "date"): _TIMESTAMP.format("{}", 86_400_000_000_000),
     ("string", "uuid"): "str(_uuid({}))",
 }
-# Logical types this module leaves to fastavro and `avro_values` (decimals, times of day, uuids in bytes).
+_DECIMAL_BASES: Final = frozenset({"bytes", "fixed"})
+# Logical types this module leaves to fastavro and `avro_values` (times of day, uuids in bytes).
 _NOT_COMPILED: Final = frozenset({"decimal", "time-millis", "time-micros", "uuid"})
 
 
@@ -74,6 +76,23 @@ def _varint(data: bytes, first: int, pos: int) -> tuple[int, int]:
         if byte < 0x80:
             return value, pos
     raise ValueError("a varint longer than 10 bytes")
+
+
+def _decimal(schema: Any) -> Callable[[bytes], float]:
+    """The double of a decimal's two's-complement bytes, rounded as fastavro rounds (its context's
+    precision the schema's) before `avro_values` takes the double."""
+    scale = schema.get("scale", 0)
+    try:
+        if type(scale) is not int:
+            raise TypeError(scale)
+        context = decimal.Context(prec=schema["precision"])
+    except (KeyError, TypeError, ValueError):
+        raise _Unsupported("a decimal without a usable precision and scale") from None
+
+    def read(data: bytes) -> float:
+        return float(context.create_decimal(int.from_bytes(data, "big", signed=True)).scaleb(-scale, context))
+
+    return read
 
 
 def _too_wide() -> ValueError:
@@ -174,6 +193,10 @@ class _Source:
             if convert is not None:
                 self.primitive(kind, indent, target)
                 self.emit(indent, f"{target} = {convert.format(target)}")
+                return
+            if logical == "decimal" and kind in _DECIMAL_BASES:
+                self.value({k: v for k, v in schema.items() if k != "logicalType"}, indent, target)
+                self.emit(indent, f"{target} = {self.constant(_decimal(schema))}({target})")
                 return
             if logical in _NOT_COMPILED:
                 raise _Unsupported(f"logical type {logical}")
