@@ -9,8 +9,8 @@ the two on arbitrary schemas. Names and symbols from the schema are never part o
 are constants handed to it, so a schema cannot inject code.
 
 Only schemas whose values nest a bounded number of levels are compiled (recursive ones are read by
-fastavro's bounded pure-Python reader), and only the logical types mapped here (not times of day, nor uuids in bytes); for any other schema
-`compile_reader` gives None and fastavro reads it.
+fastavro's bounded pure-Python reader), and only with the logical types mapped here (not times of
+day, nor uuids in bytes); for any other schema `compile_reader` gives None and fastavro reads it.
 """
 
 from __future__ import annotations
