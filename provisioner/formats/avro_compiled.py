@@ -263,7 +263,10 @@ class _Source:
         self.emit(indent, f"{target} = {symbols}[{index}]")
 
     def fixed(self, schema: Any, indent: int, target: str) -> None:
-        self.span(indent, target, str(int(schema["size"])))
+        size = schema.get("size")
+        if type(size) is not int or size < 0:
+            raise _Unsupported("a fixed type without a size")
+        self.span(indent, target, str(size))
 
     def union(self, branches: list[Any], indent: int, target: str) -> None:
         index = self.name("i")
@@ -331,8 +334,8 @@ def compile_reader(parsed: Any, failure: Callable[[Exception], DecodeError]) -> 
                  "    return value"]
         namespace = {**source.constants, "_failure": failure, "_too_long": _too_long, "_bounds": _bounds}
         exec(compile("\n".join(lines), "<avro reader>", "exec"), namespace)  # noqa: S102 - see the module docstring
-    except (_Unsupported, SyntaxError, RecursionError, MemoryError):
-        return None
+    except (_Unsupported, SyntaxError, RecursionError, MemoryError, LookupError, TypeError, ValueError):
+        return None  # a schema this module does not take, or not as fastavro would: fastavro's to read
     read: Reader = namespace["read"]
     return read
 

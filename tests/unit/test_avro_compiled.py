@@ -172,3 +172,9 @@ def test_timestamps_out_of_range_and_a_full_cache() -> None:
     for second in range(5000):  # more seconds than are kept
         assert timestamp_from_millis(second * 1000 + 7) == timestamp_ns((second * 1000 + 7) * 10**6)
     assert 0 < len(avro_times._seconds) <= 4096
+
+
+@pytest.mark.parametrize("fixed", [{"size": -1}, {"size": "4"}, {}])
+def test_a_fixed_type_without_a_usable_size_is_left_to_fastavro(fixed: dict[str, Any]) -> None:
+    schema = {"type": "record", "name": "R", "fields": [{"name": "f", "type": {"type": "fixed", "name": "F", **fixed}}]}
+    assert compile_reader(schema, failure) is None
