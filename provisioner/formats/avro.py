@@ -31,6 +31,7 @@ from provisioner.formats.schemas import (
     SchemaSource,
     resolve_references,
 )
+from provisioner.formats.utf8 import not_utf8
 from provisioner.formats.wire import HEADER_SIZE, split_header
 
 __all__ = ["AvroFormat", "fastavro_reader", "parse_avro"]
@@ -193,6 +194,9 @@ def fastavro_reader(schema_id: int, parsed: Any, *, guarded: bool | None = None)
             raise
         except RecursionError:
             raise DecodeError(f"the value is nested more than {MAX_DEPTH} levels deep") from None
+        except UnicodeDecodeError as error:  # a string's bytes: the reader stands just past them
+            where = not_utf8(error, fo.tell() - len(error.object))
+            raise DecodeError(f"payload does not decode with Avro schema {schema_id}: a string is {where}") from None
         except Exception as error:  # fastavro's errors for bad bytes are of many kinds
             raise DecodeError(f"payload does not decode with Avro schema {schema_id}: "
                               f"{type(error).__name__}: {error}") from None
@@ -209,11 +213,17 @@ def fastavro_reader(schema_id: int, parsed: Any, *, guarded: bool | None = None)
     return read
 
 
-def _failure(schema_id: int) -> Callable[[Exception], DecodeError]:
-    """The DecodeError of bytes that are not a value of schema `schema_id`."""
+def _failure(schema_id: int) -> Callable[[Exception, int], DecodeError]:
+    """The DecodeError of bytes that are not a value of schema `schema_id`, the reader at
+    `position` in the payload."""
 
-    def failure(error: Exception) -> DecodeError:
-        detail = str(error) if isinstance(error, LeftOver) else f"{type(error).__name__}: {error}"
+    def failure(error: Exception, position: int) -> DecodeError:
+        if isinstance(error, LeftOver):
+            detail = str(error)
+        elif isinstance(error, UnicodeDecodeError):  # a string's bytes: the reader stands just past them
+            detail = f"a string is {not_utf8(error, position - len(error.object))}"
+        else:
+            detail = f"{type(error).__name__}: {error}"
         return DecodeError(f"payload does not decode with Avro schema {schema_id}: {detail}")
 
     return failure

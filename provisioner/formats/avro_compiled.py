@@ -306,11 +306,12 @@ class _Source:
         self.emit(indent, f"{target} = {entries}")
 
 
-def compile_reader(parsed: Any, failure: Callable[[Exception], DecodeError]) -> Reader | None:
+def compile_reader(parsed: Any, failure: Callable[[Exception, int], DecodeError]) -> Reader | None:
     """The reader of whole records (the wire format's header skipped) written with the parsed
     writer schema `parsed` (fastavro's form), or None when the schema is not one this module
-    compiles. Bytes that are not one value of the schema raise `failure(error)`, where the error is
-    IndexError, ValueError or struct.error (LeftOver when bytes remain after the value); a record
+    compiles. Bytes that are not one value of the schema raise `failure(error, position)`: the
+    error is IndexError, ValueError or struct.error (LeftOver when bytes remain after the value;
+    UnicodeDecodeError with the position in the payload just past the string's bytes); a record
     over a decode bound raises DecodeError. Each array or map item takes a byte at least (schemas
     with items of none are not compiled), so the values are counted only in records of more than
     MAX_VALUES bytes; their depth is bounded by the schema."""
@@ -326,9 +327,9 @@ def compile_reader(parsed: Any, failure: Callable[[Exception], DecodeError]) -> 
                  f"        p = {HEADER_SIZE}",
                  *source.lines,
                  "    except Exception as error:",
-                 "        raise _failure(error) from None",
+                 f"        raise _failure(error, p - {HEADER_SIZE}) from None",
                  "    if p != n:",
-                 "        raise _failure(_LeftOver(n - p) if p < n else _short())",
+                 f"        raise _failure(_LeftOver(n - p) if p < n else _short(), p - {HEADER_SIZE})",
                  f"    if n > {HEADER_SIZE + MAX_VALUES}:",
                  "        _bounds(value)",
                  "    return value"]

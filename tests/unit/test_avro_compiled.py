@@ -17,11 +17,11 @@ from hypothesis import strategies as st
 from provisioner.expr.errors import EvaluationError
 from provisioner.expr.times import MAX_TIMESTAMP_NS, MIN_TIMESTAMP_NS, timestamp_ns
 from provisioner.formats import avro_times
-from provisioner.formats.avro import fastavro_reader, parse_avro
+from provisioner.formats.avro import AvroFormat, fastavro_reader, parse_avro
 from provisioner.formats.avro_compiled import compile_reader
 from provisioner.formats.avro_times import timestamp_from_millis, timestamp_from_nanos
 from provisioner.formats.bounds import MAX_VALUES
-from provisioner.formats.schemas import DecodeError, RegisteredSchema
+from provisioner.formats.schemas import DecodeError, RegisteredSchema, StaticSchemas
 
 from .test_formats_avro import SCHEMAS, _named, logical, record
 
@@ -32,7 +32,7 @@ def parsed(schema: Any) -> Any:
     return parse_avro(RegisteredSchema("AVRO", json.dumps(schema)), [])
 
 
-def failure(error: Exception) -> DecodeError:
+def failure(error: Exception, position: int) -> DecodeError:
     return DecodeError(f"payload does not decode: {type(error).__name__}: {error}")
 
 
@@ -125,6 +125,17 @@ def test_names_are_data_not_code() -> None:
 def test_bytes_that_are_not_a_string_are_decode_errors(payload: bytes, message: str) -> None:
     with pytest.raises(DecodeError):
         compiled(record(("s", "string")))(HEADER + payload)
+
+
+@pytest.mark.parametrize("schema", [record(("n", "long"), ("s", "string")),
+                                    {"type": "record", "name": "Node", "fields": [
+                                        {"name": "n", "type": "long"}, {"name": "s", "type": "string"},
+                                        {"name": "next", "type": ["null", "Node"]}]}])
+def test_a_string_that_is_not_utf8_names_its_byte_and_offset_in_the_payload(schema: Any) -> None:
+    # n = 1, then a string of 3 bytes whose second is 0xff (offset 1 + 1 + 1 = 3 in the payload)
+    data = HEADER + b"\x02" + b"\x06a\xffb" + (b"\x00" if "Node" in json.dumps(schema) else b"")
+    with pytest.raises(DecodeError, match=r"a string is not UTF-8 \(byte 0xff at offset 3\)"):
+        AvroFormat(StaticSchemas({1: RegisteredSchema("AVRO", json.dumps(schema))})).decode(data)
 
 
 def test_arrays_in_blocks_with_byte_sizes_read_as_one_array() -> None:
