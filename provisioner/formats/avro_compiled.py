@@ -5,8 +5,8 @@ fastavro's reader interprets the schema for every value it reads (a dict look-up
 comparison per field, a datetime built and then converted), which costs more than the bytes do: a
 reader written for the schema reads a field in a few operations and builds each CEL value once.
 The values are those of fastavro's reader and `avro_values`' conversion; the unit tests compare
-the two on arbitrary schemas. Names and symbols from the schema are never part of the source: they
-are constants handed to it, so a schema cannot inject code.
+the two on arbitrary schemas. A field name enters the source only as the string literal `repr()`
+writes, and symbols and other values as constants handed to it, so a schema cannot inject code.
 
 Only schemas whose values nest a bounded number of levels are compiled (recursive ones are read by
 fastavro's bounded pure-Python reader), and only with the logical types mapped here (not times of
