@@ -67,18 +67,21 @@ def fastavro_decode(value: bytes) -> Any:
 
 
 def decode_costs(samples: list[tuple[bytes, bytes, bytes]], url: str) -> tuple[float, float]:
-    """Microseconds per record: the consumer's Avro decode, its JSON decode (same orders)."""
+    """Microseconds per record: the consumer's Avro decode, its JSON decode (same orders), each the
+    best of many short runs taken in turn, so that a busy machine disturbs both alike."""
     avro = AvroFormat(RegistryClient(SchemaRegistrySettings(url))).decode
     avro_values = [a for _, a, _ in samples]
     json_values = [j for _, _, j in samples]
     avro(avro_values[0])  # the schema fetched once, as in the consumer
 
-    def run(decode: Callable[[bytes], Any], values: list[bytes]) -> Callable[[], None]:
-        return lambda: [decode(v) for v in values] and None
+    def best(decode: Callable[[bytes], Any], values: list[bytes]) -> float:
+        return min(timeit.repeat(lambda: [decode(v) for v in values], number=1, repeat=20)) / len(values) * 1e6
 
-    avro_s = min(timeit.repeat(run(avro, avro_values), number=1, repeat=3))
-    json_s = min(timeit.repeat(run(decode_value, json_values), number=1, repeat=3))
-    return avro_s / len(samples) * 1e6, json_s / len(samples) * 1e6
+    avro_us, json_us = [], []
+    for _ in range(3):
+        avro_us.append(best(avro, avro_values))
+        json_us.append(best(decode_value, json_values))
+    return min(avro_us), min(json_us)
 
 
 def avro_round(bootstrap: str, redis_url: str, folder: Path, count: int,
@@ -95,7 +98,7 @@ def avro_round(bootstrap: str, redis_url: str, folder: Path, count: int,
         orders = encoded_orders(count, schema_id)
         produce_records(bootstrap, topic, ((key, avro) for key, avro, _ in orders))
         print(f"produced {count} Avro events in {time.perf_counter() - started:.1f}s", flush=True)
-        avro_us, json_us = decode_costs(orders[:20_000], url)
+        avro_us, json_us = decode_costs(orders[:2_000], url)
         print(f"decode per record: Avro {avro_us:.2f} µs, JSON {json_us:.2f} µs (the consumer's decoders)", flush=True)
         r0 = bare(bootstrap, topic, count, fastavro_decode)[1]
         print(f"R0-avro bare poll + fastavro    {r0:>10,.0f} records/s steady", flush=True)

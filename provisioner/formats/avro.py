@@ -2,8 +2,9 @@
 
 Each schema id is fetched once from the `SchemaSource`, parsed with its references (named types in
 other subjects) and kept; a new id (a new schema version mid-stream) is one more fetch, no restart.
-Reading is fastavro's C reader, except for schemas whose values could be nested without bound (a
-recursive type) or hold any number of values in no bytes (an array of nulls): those use fastavro's
+Reading is a reader compiled for the schema (`avro_compiled`), or fastavro's C reader for the
+logical types that one leaves to fastavro. Schemas whose values could be nested without bound (a
+recursive type) or hold any number of values in no bytes (an array of nulls) use fastavro's
 pure-Python reader, whose recursion Python bounds and whose array blocks are counted here, since
 the C reader would overflow the C stack (a crash, not an error) on a record nested 200,000 deep.
 """
@@ -20,6 +21,7 @@ import fastavro
 from fastavro import _read_py
 from fastavro.io.binary_decoder import BinaryDecoder
 
+from provisioner.formats.avro_compiled import LeftOver, Reader, compile_reader
 from provisioner.formats.avro_values import Convert, compile_converter
 from provisioner.formats.bounds import MAX_DEPTH, MAX_VALUE_BYTES, MAX_VALUES, TOO_MANY_VALUES, bounds_failure
 from provisioner.formats.schemas import (
@@ -30,11 +32,10 @@ from provisioner.formats.schemas import (
     resolve_references,
 )
 from provisioner.formats.utf8 import not_utf8
-from provisioner.formats.wire import split_header
+from provisioner.formats.wire import HEADER_SIZE, split_header
 
-__all__ = ["AvroFormat", "parse_avro"]
+__all__ = ["AvroFormat", "fastavro_reader", "parse_avro"]
 
-Reader = Callable[[memoryview], Any]
 # The pure-Python reader and its decoder (untyped internals of fastavro 1.x): recursion that Python
 # bounds, and array blocks this module can count (see the module docstring).
 _PY_READER: Any = _read_py
@@ -139,11 +140,27 @@ class _BoundedDecoder(_PY_DECODER):  # type: ignore[misc]
     iter_map = _iter_array_or_map
 
 
-def _reader(schema_id: int, parsed: Any) -> Reader:
-    """The function that reads one payload written with `parsed`."""
+def _guarded(parsed: Any) -> bool:
+    """Whether values of `parsed` can nest without bound or hold any number of values in no bytes."""
     shape = _Shape(dict(parsed.get("__named_schemas", {})) if isinstance(parsed, dict) else {})
     depth = shape.depth(parsed, frozenset())
-    guarded = depth > MAX_DEPTH or shape.zero_width_items
+    return depth > MAX_DEPTH or shape.zero_width_items
+
+
+def _reader(schema_id: int, parsed: Any) -> Reader:
+    """The function that reads one record written with `parsed`: compiled for the schema where
+    `avro_compiled` takes it, else through fastavro."""
+    guarded = _guarded(parsed)
+    compiled = None if guarded else compile_reader(parsed, _failure(schema_id))
+    return compiled or fastavro_reader(schema_id, parsed, guarded=guarded)
+
+
+def fastavro_reader(schema_id: int, parsed: Any, *, guarded: bool | None = None) -> Reader:
+    """The reader through fastavro and `avro_values` (the reference the compiled readers are
+    tested against); `guarded`: through the bounded pure-Python reader (by default, when the
+    schema needs it)."""
+    if guarded is None:
+        guarded = _guarded(parsed)
     convert: Convert | None = compile_converter(parsed)
     options = {"return_record_name": True, "return_record_name_override": True,
                "handle_unicode_errors": "strict", "return_named_type": False, "return_named_type_override": False}
@@ -157,7 +174,8 @@ def _reader(schema_id: int, parsed: Any) -> Reader:
             return fastavro.schemaless_reader(fo, parsed, None, return_record_name=True,
                                               return_record_name_override=True)
 
-    def read(payload: memoryview) -> Any:
+    def read(data: bytes) -> Any:
+        payload = memoryview(data)[HEADER_SIZE:]
         size = len(payload)
         if size > MAX_VALUE_BYTES:
             raise DecodeError(f"value is {size} bytes, more than {MAX_VALUE_BYTES}")
@@ -195,19 +213,53 @@ def _reader(schema_id: int, parsed: Any) -> Reader:
     return read
 
 
+def _failure(schema_id: int) -> Callable[[Exception, int], DecodeError]:
+    """The DecodeError of bytes that are not a value of schema `schema_id`, the reader at
+    `position` in the payload."""
+
+    def failure(error: Exception, position: int) -> DecodeError:
+        if isinstance(error, LeftOver):
+            detail = str(error)
+        elif isinstance(error, UnicodeDecodeError):  # a string's bytes: the reader stands just past them
+            detail = f"a string is {not_utf8(error, position - len(error.object))}"
+        else:
+            detail = f"{type(error).__name__}: {error}"
+        return DecodeError(f"payload does not decode with Avro schema {schema_id}: {detail}")
+
+    return failure
+
+
 class AvroFormat:
     """Decodes `avro` record values (or keys): `decode(bytes)` gives the CEL value or raises
     DecodeError; a registry that cannot be asked raises its retryable error through."""
 
     def __init__(self, source: SchemaSource) -> None:
         self._schemas = CompiledSchemas(source, self._compile)
+        self._by_header: dict[bytes, Reader] = {}
+        self.decode = self._decoder()
 
-    def decode(self, data: bytes) -> Any:
-        schema_id, payload = split_header(data)
+    def _decoder(self) -> Callable[[bytes], Any]:
+        by_header, first = self._by_header, self._decode_first
+
+        def decode(data: bytes) -> Any:
+            """The CEL value of a record; the hot path is the reader kept for the record's header
+            (magic byte and schema id) as it is."""
+            reader = by_header.get(data[:HEADER_SIZE]) if type(data) is bytes else None
+            if reader is None:
+                return first(data)
+            return reader(data)
+
+        return decode
+
+    def _decode_first(self, data: bytes) -> Any:
+        """A record whose header has no reader yet (a new schema id), or not in bytes."""
+        schema_id, _ = split_header(data)
+        data = bytes(data)
         reader = self._schemas.compiled.get(schema_id)
         if reader is None:
             reader = self._schemas.load(schema_id)
-        return reader(payload)
+        self._by_header[data[:HEADER_SIZE]] = reader
+        return reader(data)
 
     def _compile(self, schema_id: int, registered: RegisteredSchema) -> Reader:
         if registered.schema_type != "AVRO":
