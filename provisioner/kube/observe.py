@@ -64,7 +64,7 @@ class Observer:
     """Observes stores and Kafka for many products; one per operator."""
 
     def __init__(self, client: KubeClient, kafka: KafkaObserver | None, *, store_timeout: float = 3.0,
-                 clock: Callable[[], float] = time.monotonic, secret_ttl: float = 10.0) -> None:
+                 clock: Callable[[], float] = time.monotonic, secret_ttl: float = 10.0, ends_ttl: float = 1.0) -> None:
         self._client = client
         self._kafka = kafka
         self._store_timeout = store_timeout
@@ -76,6 +76,9 @@ class Observer:
         self._secret_ttl = secret_ttl
         self._secrets: dict[tuple[str, str], tuple[float, dict[str, Any] | None]] = {}
         self._secrets_lock = threading.Lock()
+        # Each topic's end offsets as last read, reused for `ends_ttl` seconds (when, offsets).
+        self._ends_ttl = ends_ttl
+        self._ends: dict[str, tuple[float, dict[int, int]]] = {}
         # The last check of each Kafka client Secret: (namespace, name, a product's own) -> (version, problem).
         self._kafka_checks: dict[tuple[str, str, bool], tuple[str | None, str | None]] = {}
         # (version, when, records replayed) at the previous observation of each store's rebuild.
@@ -92,7 +95,7 @@ class Observer:
                 desired: Sequence[dict[str, Any]]) -> tuple[StoreObservation, ...]:
         secrets = {o["metadata"]["name"]: o for o in desired if o.get("kind") == "Secret"}
         topic = product.spec.source.topic
-        end_offsets, kafka_error, refused = self._kafka_call(lambda k: k.end_offsets(topic))
+        end_offsets, kafka_error, refused = self._end_offsets(topic)
         dead = None
         if product.spec.errors.mode == "deadLetter":
             dead, _, _ = self._kafka_call(lambda k: k.dead_letters(product.dead_letter_topic))
@@ -166,6 +169,20 @@ class Observer:
         with self._secrets_lock:
             self._secrets[(namespace, name)] = (now, secret)
         return secret
+
+    def _end_offsets(self, topic: str) -> tuple[Any, str | None, tuple[str, str] | None]:
+        """`_kafka_call` of the topic's end offsets, an answer reused for `ends_ttl` seconds: many
+        products read one topic, and a resync observes them one after the other."""
+        now = self._clock()
+        with self._secrets_lock:
+            cached = self._ends.get(topic)
+        if cached is not None and now - cached[0] < self._ends_ttl:
+            return dict(cached[1]), None, None
+        answer = self._kafka_call(lambda k: k.end_offsets(topic))
+        if answer[1] is None and answer[0] is not None:
+            with self._secrets_lock:
+                self._ends[topic] = (now, dict(answer[0]))
+        return answer
 
     def _kafka_call(self, call: Callable[[KafkaObserver], Any],
                     ) -> tuple[Any, str | None, tuple[str, str] | None]:

@@ -91,6 +91,8 @@ __all__ = [
     "stale_children",
 ]
 
+# ServiceAccount: rendered by earlier versions (one per product), no longer; still listed and
+# watched so that such an account, now undesired, is pruned like any other stale child.
 CHILD_KINDS = ("ServiceAccount", "ConfigMap", "Secret", "Service", "NetworkPolicy", "StatefulSet", "Deployment")
 # What the operator lists and watches. Not Secrets: RBAC cannot narrow list/watch to a label, so
 # watching them would mean reading every Secret of the cluster. The Secrets a product renders are
@@ -480,7 +482,8 @@ class Reconciler:
         patch = {**{k: None for k in previous if k not in status}, **status}
         self.client.patch_status("DataProduct", metadata["namespace"], metadata["name"], patch)
         result.status_written = True
-        result.transitions = transitions(previous.get("conditions", []), status.get("conditions", []))
+        result.transitions = transitions(previous.get("conditions", []), status.get("conditions", []),
+                                         status.get("stores", []))
         for change in result.transitions:
             self._event(body, change)
 

@@ -23,7 +23,7 @@ import socket
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -155,6 +155,21 @@ def run(config: OperatorConfig) -> int:
 _DRAIN_S = 2.0  # how long running applies may take to end on a stop
 
 
+class _NoDiffBase(kopf.DiffBaseStorage):
+    """No "last handled" essence: the operator has only event handlers, which need none, while
+    kopf's own storage deep-copies every body of every event to build one (a third of the
+    operator's CPU at a thousand products). Nothing is stored on the objects either way."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return cast(kopf.BodyEssence, {})
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 def _signals_are_ours(record: logging.LogRecord) -> bool:
     """Drop kopf's warning that it ignores OS signals: the operator handles them (see `_in_thread`)."""
     return not record.getMessage().startswith("OS signals are ignored")
@@ -201,6 +216,7 @@ async def _serve(config: OperatorConfig, client: KubeClient, controller: Control
     register(registry, controller)
     settings = kopf.OperatorSettings()
     settings.posting.enabled = False
+    settings.persistence.diffbase_storage = _NoDiffBase()
     settings.watching.server_timeout = 300
     if config.webhook is not None:
         register_validation(registry, controller.reconciler.names_held)
