@@ -208,7 +208,7 @@ def main() -> int:
     args = parser.parse_args()
     count = args.products
     spaces = args.namespaces or min(100, max(4, count // 100))
-    poll = max(0.5, count / 5000)  # seconds between the benchmark's convergence checks
+    poll = max(0.5, count / 2000)  # seconds between the benchmark's convergence checks
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop what we started on the way out
     kubeapi.ensure_binaries(lambda line: print(line, file=sys.stderr, flush=True))

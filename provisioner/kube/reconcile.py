@@ -24,7 +24,8 @@
    that is no longer rendered is read by name and deleted if the product owns it.
 5. `observe` + `write_status`: positions, lag, consumers and dead letters from the stores and
    Kafka, turned into conditions; the status is written only when it changed, and each condition
-   that changed status becomes one Event. Steps 1-4 (`apply`) never wait on a store or a broker;
+   that changed status becomes one Event (a first status only when it reports a failure: see
+   `status.transitions`). Steps 1-4 (`apply`) never wait on a store or a broker;
    the operator runs step 5 apart from them, so drift is repaired while Kafka is down. With
    `consumer.autoscale`, step 5 also sets each consumer Deployment's replicas from the lag
    (`provisioner.kube.scaling`), and step 3 keeps that choice.

@@ -77,7 +77,7 @@ class Controller:
     workers: int = 8
     resync: float = 30.0
     relist: float = 300.0  # at most this often, the children are listed to correct the cache
-    resync_rate: float = 20.0  # products queued per second by the resync, at most
+    resync_rate: float = 10.0  # products queued per second by the resync, at most
     status_workers: int = 4
     on_turn: Callable[[], None] | None = None  # called each time the work loop turns (liveness)
     products: dict[Key, dict[str, Any]] = field(default_factory=dict)

@@ -2,7 +2,8 @@
 
 kopf authenticates with the same kubeconfig/context (or in-cluster service account) and the same
 token source as provisioner's own client, through an `on.login` handler. kopf's own event posting is off: the
-reconciler posts one Event for a new product, then one per condition transition, and nothing else.
+reconciler posts one Event per condition transition (none for a new product's first status unless it
+reports a failure) and one per autoscaling change, and nothing else.
 
 Stopping (SIGTERM, SIGINT) is bounded, whatever Kafka or a store does: the work queue stops taking
 work at once, kopf stops (removing the webhook from its configuration), running applies get a
