@@ -60,6 +60,7 @@ with warnings.catch_warnings():
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
 
+from provisioner.errors import UnavailableError  # noqa: E402
 from provisioner.kube.client import KubeClient  # noqa: E402
 from provisioner.kube.reconcile import parse_product  # noqa: E402
 from provisioner.kube.render import RenderOptions, render  # noqa: E402
@@ -107,6 +108,21 @@ def prepare_namespaces(kube: KubeClient, prefix: str, redis_url: str, namespaces
                     "data": {"url": base64.b64encode(redis_url.encode()).decode()}})
 
     in_parallel(prepare, list(range(namespaces)))
+
+
+def retried(call: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """`call`, tried again when the API server does not answer in time (a loaded, shared machine)."""
+    def again(item: Any) -> Any:
+        for attempt in range(5):
+            try:
+                return call(item)
+            except UnavailableError:
+                if attempt == 4:
+                    raise
+                time.sleep(2 ** attempt)
+        return None
+
+    return again
 
 
 def in_parallel(call: Callable[[Any], Any], items: list[Any], threads: int = WORKERS) -> None:
@@ -239,7 +255,7 @@ def main() -> int:
         prepare_namespaces(kube, "bench", redis_url, spaces)
         keys = names(count, "bench", spaces)
         started = time.monotonic()
-        in_parallel(lambda key: kube.apply(product(key[1], key[0])), keys)
+        in_parallel(retried(lambda key: kube.apply(product(key[1], key[0]))), keys)
         print(f"{count} DataProducts in {spaces} namespaces created in {time.monotonic() - started:.1f} s", flush=True)
 
         # -- the operator: from its start to every product converged
@@ -309,7 +325,7 @@ def main() -> int:
         render_s = time.monotonic() - started
         audit.read()
         started = time.monotonic()
-        in_parallel(floor.apply, objects)
+        in_parallel(retried(floor.apply), objects)
         floor_s = time.monotonic() - started
         floor_requests = sum(1 for e in audit.read() if who(e) == "floor")
         print(f"floor: {len(objects)} objects rendered in {render_s:.1f} s (not timed), applied in "

@@ -33,7 +33,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -218,15 +218,11 @@ class Controller:
                 task.cancel()
 
     def _dispatch(self, tasks: set[asyncio.Task[None]]) -> None:
-        for key in [k for k in self._pending if k not in self._running]:
-            if len(self._running) >= self.workers:
-                break
+        for key in _startable(self._pending, self._running, self.workers):
             observe = self._pending.pop(key)
             self._running.add(key)
             self._start(tasks, self._reconcile(key, observe))
-        for key in [k for k in self._status_pending if k not in self._observing]:
-            if len(self._observing) >= self.status_workers:
-                break
+        for key in _startable(self._status_pending, self._observing, self.status_workers):
             self._status_pending.discard(key)
             self._observing.add(key)
             self._start(tasks, self._refresh(key))
@@ -409,6 +405,18 @@ class Controller:
         key = self.record_child(body, deleted=event_type == "DELETED")
         if key is not None and key in self.products:
             self.enqueue(key, observe=False)
+
+
+def _startable(pending: Iterable[Key], running: set[Key], limit: int) -> list[Key]:
+    """The first queued keys not running, as many as free workers: the queue is walked only that
+    far (this runs at every wake-up, and ten thousand products may be queued)."""
+    chosen: list[Key] = []
+    for key in pending:
+        if len(running) + len(chosen) >= limit:
+            break
+        if key not in running:
+            chosen.append(key)
+    return chosen
 
 
 def _key(body: Mapping[str, Any]) -> Key:

@@ -7,7 +7,7 @@ from typing import Any, cast
 
 from provisioner.kube.client import PARTIAL_METADATA, KubeClient
 from provisioner.kube.reconcile import Reconciler
-from provisioner.operator.handlers import Controller
+from provisioner.operator.handlers import Controller, _startable
 
 
 def child(kind: str, name: str, product: str = "orders", namespace: str = "sales") -> dict[str, Any]:
@@ -53,3 +53,10 @@ def test_a_names_only_listing_never_caches_a_body_without_its_content() -> None:
     c.correct_children(names_only, started=time.monotonic())
     assert set(c.children[("sales", "orders")]) == {("ConfigMap", "orders-spec")}
     assert "apiVersion" not in c.children[("sales", "orders")][("ConfigMap", "orders-spec")]  # the event's body kept
+
+
+def test_the_queue_starts_the_first_keys_not_running_up_to_the_free_workers() -> None:
+    queued = {("sales", f"p{i}"): True for i in range(10_000)}
+    running = {("sales", "p1"), ("sales", "p3")}
+    assert _startable(queued, running, 5) == [("sales", "p0"), ("sales", "p2"), ("sales", "p4")]
+    assert _startable(queued, running, 2) == []
