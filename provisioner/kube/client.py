@@ -209,7 +209,7 @@ class KubeClient:
         accept = _PARTIAL_LIST if metadata_only else "application/json"
         while True:
             answer = self.request("GET", entry.collection(namespace), query, about=f"{entry.plural}", accept=accept)
-            for item in answer.get("items", []):
+            for item in answer.get("items") or []:  # a PartialObjectMetadataList says null for none
                 if metadata_only:
                     items.append({"apiVersion": PARTIAL_METADATA, "kind": kind, "metadata": item.get("metadata", {})})
                     continue
