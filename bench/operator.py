@@ -3,29 +3,32 @@
 One run, one fresh control plane (etcd, kube-apiserver with an audit log, kube-controller-manager)
 under a temporary directory, the dev Kafka broker and an embedded Redis:
 
-  1. N DataProducts (default 1000) in 4 namespaces, each with one Redis store whose
-     `connection.secretRef` names a Secret holding the embedded Redis's URL, so each product has
-     four children (ServiceAccount, ConfigMap, Deployment, its egress NetworkPolicy) and no
-     StatefulSet: without a kubelet a managed store's StatefulSet never runs, and its status
-     would only say so. The store is
-     real, so the status observes real positions and Kafka real end offsets (one topic per
-     namespace, created up front).
+  1. N DataProducts (default 1000) in M namespaces (default N/100, at least 4, at most 100),
+     each with one Redis store whose `connection.secretRef` names a Secret holding the embedded
+     Redis's URL, so each product has three children (ConfigMap, Deployment, its egress
+     NetworkPolicy) and no StatefulSet: without a kubelet a managed store's StatefulSet never
+     runs, and its status would only say so. The store is real, so the status observes real
+     positions and Kafka real end offsets (one topic per namespace, created up front).
   2. The operator (`provisioner operator`, default workers and resync) started as a process once
      the products exist; converged = every product has its four children and a status whose
      `observedGeneration` is the product's generation. Timed from the process start (Python
-     start-up, the priming lists and the watches included).
+     start-up, the priming lists and the watches included). The benchmark polls less often the
+     more products there are (its lists are load on the same API server).
   3. API requests per product: audit-log entries (Metadata level) sent by the operator up to
      convergence, divided by N; the benchmark's own client and the controller manager are told
      apart by their user agent.
-  4. 60 s idle after convergence: the operator's writes (create/update/patch/delete), the Lease
-     renewals counted apart, and its peak RSS (VmHWM).
+  4. 60 s idle after convergence (resyncs included): the operator's writes
+     (create/update/patch/delete), the Lease renewals counted apart, its CPU as a share of one
+     core, and its peak RSS (VmHWM).
   5. The floor: the same N products' `render` output (the same objects, without the owner
      reference) server-side applied into fresh namespaces by a plain client, one PATCH per object,
      with as many threads as the operator has workers. Ratios operator/floor for time and requests.
 
-The machine is shared: compare the ratios of one run.
+The machine is shared: compare the ratios of one run. The goals: convergence within 2x the
+floor's time, at most 4 requests per product, no idle writes but the Lease, idle CPU under 5% of
+a core, peak RSS under 1 GB.
 
-Run: .venv/bin/python bench/operator.py [--products N] [--idle SECONDS]
+Run: .venv/bin/python bench/operator.py [--products N] [--namespaces M] [--idle SECONDS]
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ with warnings.catch_warnings():
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
 
+from provisioner.errors import UnavailableError  # noqa: E402
 from provisioner.kube.client import KubeClient  # noqa: E402
 from provisioner.kube.reconcile import parse_product  # noqa: E402
 from provisioner.kube.render import RenderOptions, render  # noqa: E402
@@ -64,9 +68,8 @@ from provisioner.local import devbroker, embedded  # noqa: E402
 from tests.k8s.conftest import install_crds  # noqa: E402
 from tests.support import kubeapi  # noqa: E402
 
-NAMESPACES = 4
 WORKERS = 8  # the operator's default --workers
-CHILDREN = 4  # ServiceAccount, ConfigMap, Deployment, NetworkPolicy per product (one store with a secretRef)
+CHILD_KINDS = ("ConfigMap", "Deployment", "NetworkPolicy")  # one of each per product (one store with a secretRef)
 KEY = "bench-operator-credentials-key-0123456789"
 BENCH_AGENT = "provisioner-bench"
 FLOOR_AGENT = "provisioner-bench-floor"
@@ -93,16 +96,33 @@ def product(name: str, namespace: str) -> dict[str, Any]:
     }
 
 
-def names(count: int, prefix: str) -> list[tuple[str, str]]:
-    return [(f"{prefix}-{i % NAMESPACES}", f"p-{i:05d}") for i in range(count)]
+def names(count: int, prefix: str, namespaces: int) -> list[tuple[str, str]]:
+    return [(f"{prefix}-{i % namespaces}", f"p-{i:05d}") for i in range(count)]
 
 
-def prepare_namespaces(kube: KubeClient, prefix: str, redis_url: str) -> None:
-    for i in range(NAMESPACES):
+def prepare_namespaces(kube: KubeClient, prefix: str, redis_url: str, namespaces: int) -> None:
+    def prepare(i: int) -> None:
         namespace = f"{prefix}-{i}"
         kube.request("POST", "/api/v1/namespaces", body={"metadata": {"name": namespace}})
         kube.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "store-url", "namespace": namespace},
                     "data": {"url": base64.b64encode(redis_url.encode()).decode()}})
+
+    in_parallel(prepare, list(range(namespaces)))
+
+
+def retried(call: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """`call`, tried again when the API server does not answer in time (a loaded, shared machine)."""
+    def again(item: Any) -> Any:
+        for attempt in range(5):
+            try:
+                return call(item)
+            except UnavailableError:
+                if attempt == 4:
+                    raise
+                time.sleep(2 ** attempt)
+        return None
+
+    return again
 
 
 def in_parallel(call: Callable[[Any], Any], items: list[Any], threads: int = WORKERS) -> None:
@@ -186,21 +206,25 @@ def converged(kube: KubeClient, expected: set[tuple[str, str]]) -> bool:
     if not expected <= done:
         return False
     counts: Counter[tuple[str, str]] = Counter()
-    for kind in ("ServiceAccount", "ConfigMap", "Deployment", "NetworkPolicy"):
+    for kind in CHILD_KINDS:
         for body in kube.list(kind, None, {"app.kubernetes.io/managed-by": "provisioner"}):
             metadata = body["metadata"]
             counts[(metadata["namespace"], metadata["labels"]["app.kubernetes.io/part-of"])] += 1
-    return all(counts[key] == CHILDREN for key in expected)
+    return all(counts[key] == len(CHILD_KINDS) for key in expected)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--products", type=int, default=1000)
+    parser.add_argument("--namespaces", type=int, default=None,
+                        help="namespaces the products are spread over (default: products/100, 4 to 100)")
     parser.add_argument("--idle", type=float, default=60.0, help="seconds of idle measured after convergence")
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--keep", action="store_true", help="keep the operator's log and the cluster's work dir")
     args = parser.parse_args()
     count = args.products
+    spaces = args.namespaces or min(100, max(4, count // 100))
+    poll = max(0.5, count / 2000)  # seconds between the benchmark's convergence checks
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop what we started on the way out
     kubeapi.ensure_binaries(lambda line: print(line, file=sys.stderr, flush=True))
@@ -223,16 +247,16 @@ def main() -> int:
         bootstrap = devbroker.up(state, port=0)
         redis_url = embedded.start_redis(state).url
         admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-        admin.create_topics([NewTopic(f"bench.bench-{i}", 1, 1) for i in range(NAMESPACES)])
+        admin.create_topics([NewTopic(f"bench.bench-{i}", 1, 1) for i in range(spaces)])
         admin.close()
 
         kube = client(cluster.kubeconfig, BENCH_AGENT)
         kube.request("POST", "/api/v1/namespaces", body={"metadata": {"name": LEASE_NAMESPACE}})
-        prepare_namespaces(kube, "bench", redis_url)
-        keys = names(count, "bench")
+        prepare_namespaces(kube, "bench", redis_url, spaces)
+        keys = names(count, "bench", spaces)
         started = time.monotonic()
-        in_parallel(lambda key: kube.apply(product(key[1], key[0])), keys)
-        print(f"{count} DataProducts created in {time.monotonic() - started:.1f} s", flush=True)
+        in_parallel(retried(lambda key: kube.apply(product(key[1], key[0]))), keys)
+        print(f"{count} DataProducts in {spaces} namespaces created in {time.monotonic() - started:.1f} s", flush=True)
 
         # -- the operator: from its start to every product converged
         audit.read()  # what came before is the setup's
@@ -257,7 +281,7 @@ def main() -> int:
                 break
             if time.monotonic() - started > args.timeout:
                 raise SystemExit(f"not converged after {args.timeout:.0f} s; log: {log_path}")
-            time.sleep(0.5)
+            time.sleep(poll)
         cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in daemons.items()}
         entries = audit.read()
         by_who = Counter(who(e) for e in entries)
@@ -270,7 +294,9 @@ def main() -> int:
               flush=True)
 
         # -- idle
+        idle_cpu = cpu_seconds(operator.pid)
         time.sleep(args.idle)
+        idle_cpu = (cpu_seconds(operator.pid) - idle_cpu) / args.idle
         idle = [e for e in audit.read() if who(e) == "operator"]
         peak = max(peak, vm_hwm_mb(operator.pid))
         writes = [e for e in idle if e["verb"] in WRITE_VERBS]
@@ -280,15 +306,15 @@ def main() -> int:
         print(f"idle {args.idle:.0f} s: {len(other_writes) * per_minute:.1f} writes/min besides the Lease "
               f"({breakdown(other_writes) or 'none'}); Lease renewals {len(lease) * per_minute:.1f}/min; "
               f"all requests {len(idle) * per_minute:.0f}/min ({breakdown(idle)})", flush=True)
-        print(f"operator peak RSS (VmHWM): {peak:.0f} MB", flush=True)
+        print(f"idle CPU: {idle_cpu * 100:.1f}% of a core; operator peak RSS (VmHWM): {peak:.0f} MB", flush=True)
         operator.send_signal(signal.SIGTERM)
         operator.wait(30)
         operator = None
 
         # -- the floor: the same objects, applied by a plain client
         floor = client(cluster.kubeconfig, FLOOR_AGENT, pool=WORKERS + 4)
-        prepare_namespaces(floor, "floor", redis_url)
-        floor_keys = names(count, "floor")
+        prepare_namespaces(floor, "floor", redis_url, spaces)
+        floor_keys = names(count, "floor", spaces)
         started = time.monotonic()
         objects: list[dict[str, Any]] = []
         for namespace, name in floor_keys:
@@ -299,7 +325,7 @@ def main() -> int:
         render_s = time.monotonic() - started
         audit.read()
         started = time.monotonic()
-        in_parallel(floor.apply, objects)
+        in_parallel(retried(floor.apply), objects)
         floor_s = time.monotonic() - started
         floor_requests = sum(1 for e in audit.read() if who(e) == "floor")
         print(f"floor: {len(objects)} objects rendered in {render_s:.1f} s (not timed), applied in "
@@ -307,8 +333,9 @@ def main() -> int:
               f"({floor_requests / count:.2f}/product)", flush=True)
         print(f"ratios operator/floor: time {converge_s / floor_s:.1f}, requests "
               f"{op_requests / max(floor_requests, 1):.1f}", flush=True)
-        goals = [("converged <= 60 s", converge_s <= 60), ("no idle writes but the Lease", not other_writes),
-                 ("RSS < 300 MB", peak < 300)]
+        goals = [("time <= 2x floor", converge_s <= 2 * floor_s), ("<= 4 requests/product", op_requests <= 4 * count),
+                 ("no idle writes but the Lease", not other_writes), ("idle CPU < 5% of a core", idle_cpu < 0.05),
+                 ("RSS < 1 GB", peak < 1024)]
         print("goals: " + ", ".join(f"{what}: {'met' if ok else 'MISSED'}" for what, ok in goals), flush=True)
         succeeded = True
         return 0

@@ -41,6 +41,7 @@ from provisioner.kube.kafka_secret import credentials_problem, kafka_secret_of
 from provisioner.kube.render import STORE_FILES_DIR, object_name
 from provisioner.kube.status import RebuildObservation, StoreObservation
 from provisioner.spec.models import DataProduct, StoreSpec
+from provisioner.stores import redis_connect
 from provisioner.stores.base import scrub_secrets
 from provisioner.stores.registry import open_store
 from provisioner.stores.url_files import files_named, resolve, secret_key
@@ -49,6 +50,8 @@ from provisioner.stores.versions import read_version, shadow_for
 from provisioner.stream.observe import KafkaObserver
 
 __all__ = ["Observer", "store_secret"]
+
+_CLIENTS_MAX = 256  # Redis clients the observer keeps open at most (one per server URL)
 
 
 def store_secret(product: DataProduct, store: StoreSpec) -> tuple[str, str]:
@@ -64,7 +67,7 @@ class Observer:
     """Observes stores and Kafka for many products; one per operator."""
 
     def __init__(self, client: KubeClient, kafka: KafkaObserver | None, *, store_timeout: float = 3.0,
-                 clock: Callable[[], float] = time.monotonic, secret_ttl: float = 10.0) -> None:
+                 clock: Callable[[], float] = time.monotonic, secret_ttl: float = 10.0, ends_ttl: float = 1.0) -> None:
         self._client = client
         self._kafka = kafka
         self._store_timeout = store_timeout
@@ -76,6 +79,10 @@ class Observer:
         self._secret_ttl = secret_ttl
         self._secrets: dict[tuple[str, str], tuple[float, dict[str, Any] | None]] = {}
         self._secrets_lock = threading.Lock()
+        self._clients: dict[str, Any] = {}  # Redis server URL -> its client (see `_redis`)
+        # Each topic's end offsets as last read, reused for `ends_ttl` seconds (when, offsets).
+        self._ends_ttl = ends_ttl
+        self._ends: dict[str, tuple[float, dict[int, int]]] = {}
         # The last check of each Kafka client Secret: (namespace, name, a product's own) -> (version, problem).
         self._kafka_checks: dict[tuple[str, str, bool], tuple[str | None, str | None]] = {}
         # (version, when, records replayed) at the previous observation of each store's rebuild.
@@ -92,7 +99,7 @@ class Observer:
                 desired: Sequence[dict[str, Any]]) -> tuple[StoreObservation, ...]:
         secrets = {o["metadata"]["name"]: o for o in desired if o.get("kind") == "Secret"}
         topic = product.spec.source.topic
-        end_offsets, kafka_error, refused = self._kafka_call(lambda k: k.end_offsets(topic))
+        end_offsets, kafka_error, refused = self._end_offsets(topic)
         dead = None
         if product.spec.errors.mode == "deadLetter":
             dead, _, _ = self._kafka_call(lambda k: k.dead_letters(product.dead_letter_topic))
@@ -167,6 +174,20 @@ class Observer:
             self._secrets[(namespace, name)] = (now, secret)
         return secret
 
+    def _end_offsets(self, topic: str) -> tuple[Any, str | None, tuple[str, str] | None]:
+        """`_kafka_call` of the topic's end offsets, an answer reused for `ends_ttl` seconds: many
+        products read one topic, and a resync observes them one after the other."""
+        now = self._clock()
+        with self._secrets_lock:
+            cached = self._ends.get(topic)
+        if cached is not None and now - cached[0] < self._ends_ttl:
+            return dict(cached[1]), None, None
+        answer = self._kafka_call(lambda k: k.end_offsets(topic))
+        if answer[1] is None and answer[0] is not None:
+            with self._secrets_lock:
+                self._ends[topic] = (now, dict(answer[0]))
+        return answer
+
     def _kafka_call(self, call: Callable[[KafkaObserver], Any],
                     ) -> tuple[Any, str | None, tuple[str, str] | None]:
         """The call's result, or why it failed and, when Kafka refused the operator's own
@@ -201,8 +222,9 @@ class Observer:
         try:
             with _store_files(store.kind, url, data, f"{STORE_FILES_DIR}/{name}") as (resolved, as_mounted):
                 try:
-                    positions = self._read_positions(product, store, resolved)
-                    return positions, None, self._rebuild(product, store, resolved), None
+                    shared = self._redis(store, url, resolved)
+                    positions = self._read_positions(product, store, resolved, shared)
+                    return positions, None, self._rebuild(product, store, resolved, shared), None
                 except ProvisionerError as error:
                     cause = error.__cause__
                     text = as_mounted(f"{error}: {cause}" if cause is not None else str(error))
@@ -211,20 +233,36 @@ class Observer:
         except ValueError as error:
             return None, scrub_secrets(f"unusable URL in Secret {name}: {error}", url), None, None
 
-    def _read_positions(self, product: DataProduct, store: StoreSpec, url: str) -> dict[int, int]:
-        handle = open_store(product, store, url, timeout=self._store_timeout)
+    def _redis(self, store: StoreSpec, url: str, resolved: str) -> Any:
+        """One Redis client per server URL, kept: opening a connection was most of a status
+        refresh's CPU (redis-py's connection set-up and handshake), and many products share a
+        server. None (open one per read) for Postgres, and for a URL naming certificate files,
+        which differs at each observation (a fresh folder)."""
+        if store.redis is None or resolved != url:
+            return None
+        with self._secrets_lock:
+            shared = self._clients.get(url)
+            if shared is None:
+                if len(self._clients) >= _CLIENTS_MAX:  # URLs of deleted products or rotated passwords
+                    self._clients.pop(next(iter(self._clients))).close()
+                shared = self._clients[url] = redis_connect.client(url, timeout=self._store_timeout)
+            return shared
+
+    def _read_positions(self, product: DataProduct, store: StoreSpec, url: str, shared: Any = None) -> dict[int, int]:
+        handle = open_store(product, store, url, timeout=self._store_timeout, shared=shared)
         try:
             return handle.read_positions()
         finally:
             handle.close()
 
-    def _rebuild(self, product: DataProduct, store: StoreSpec, url: str) -> tuple[str, dict[int, int]] | None:
+    def _rebuild(self, product: DataProduct, store: StoreSpec, url: str,
+                 shared: Any = None) -> tuple[str, dict[int, int]] | None:
         """The version being built beside the live store (its record says so) and its positions."""
-        record = read_version(product, store, url, timeout=self._store_timeout)
+        record = read_version(product, store, url, timeout=self._store_timeout, shared=shared)
         if record is None or record.shadow is None:
             return None
         shadow_spec, _ = shadow_for(product, store, record.shadow.version)
-        return record.shadow.version, self._read_positions(product, shadow_spec, url)
+        return record.shadow.version, self._read_positions(product, shadow_spec, url, shared)
 
     def _read_rate(self, key: tuple[str, str, str], positions: dict[int, int] | None, now: float) -> float | None:
         """Records per second the store's consumers read since the previous observation (None on the first)."""

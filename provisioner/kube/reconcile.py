@@ -24,7 +24,8 @@
    that is no longer rendered is read by name and deleted if the product owns it.
 5. `observe` + `write_status`: positions, lag, consumers and dead letters from the stores and
    Kafka, turned into conditions; the status is written only when it changed, and each condition
-   that changed status becomes one Event. Steps 1-4 (`apply`) never wait on a store or a broker;
+   that changed status becomes one Event (a first status only when it reports a failure: see
+   `status.transitions`). Steps 1-4 (`apply`) never wait on a store or a broker;
    the operator runs step 5 apart from them, so drift is repaired while Kafka is down. With
    `consumer.autoscale`, step 5 also sets each consumer Deployment's replicas from the lag
    (`provisioner.kube.scaling`), and step 3 keeps that choice.
@@ -91,6 +92,8 @@ __all__ = [
     "stale_children",
 ]
 
+# ServiceAccount: rendered by earlier versions (one per product), no longer; still listed and
+# watched so that such an account, now undesired, is pruned like any other stale child.
 CHILD_KINDS = ("ServiceAccount", "ConfigMap", "Secret", "Service", "NetworkPolicy", "StatefulSet", "Deployment")
 # What the operator lists and watches. Not Secrets: RBAC cannot narrow list/watch to a label, so
 # watching them would mean reading every Secret of the cluster. The Secrets a product renders are
@@ -480,7 +483,8 @@ class Reconciler:
         patch = {**{k: None for k in previous if k not in status}, **status}
         self.client.patch_status("DataProduct", metadata["namespace"], metadata["name"], patch)
         result.status_written = True
-        result.transitions = transitions(previous.get("conditions", []), status.get("conditions", []))
+        result.transitions = transitions(previous.get("conditions", []), status.get("conditions", []),
+                                         status.get("stores", []))
         for change in result.transitions:
             self._event(body, change)
 

@@ -330,14 +330,19 @@ def invalid_status(generation: int, message: str, previous: Mapping[str, Any] | 
     return {**previous, "observedGeneration": generation, "conditions": conditions}
 
 
-def transitions(previous: Sequence[Mapping[str, Any]], current: Sequence[Mapping[str, Any]]) -> list[Transition]:
+def transitions(previous: Sequence[Mapping[str, Any]], current: Sequence[Mapping[str, Any]],
+                stores: Sequence[Mapping[str, Any]] = ()) -> list[Transition]:
     """Conditions whose status (or, for a failing one, reason) differs from before: one Event each.
 
-    A product's first status is one transition, Ready's, whose message names the conditions not yet
-    True: a new product gets one Event, not one per condition (at a thousand products, those Events
-    were most of the operator's requests)."""
+    A product's first status is at most one transition, Ready's, whose message names the
+    conditions not yet True, and none when it reports only what a new product passes through on
+    its way to Ready (`stores`: the status's entries, which tell a managed store still starting
+    from one that does not answer). At ten thousand products created at once, an Event saying
+    "starting" for each would be a quarter of the operator's requests and tell nobody anything
+    the status does not; a failure on arrival (an invalid spec, a taken name, missing
+    credentials, a refusal, an unmanaged store that does not answer) still gets its Event."""
     if not previous:
-        return _first(current)
+        return [] if _starting(current, stores) else _first(current)
     before = {c.get("type"): c for c in previous}
     changes = []
     for condition in current:
@@ -348,6 +353,29 @@ def transitions(previous: Sequence[Mapping[str, Any]], current: Sequence[Mapping
         changes.append(Transition(condition["type"], condition["status"], condition.get("reason", ""),
                                   condition.get("message", "")))
     return changes
+
+
+# Ready's reasons while it waits on the other conditions, and the other conditions' reasons on the
+# way to Ready: a consumer not in its group yet, a store loading the backlog, positions and
+# freshness not known yet, no rebuild.
+_WAITING = frozenset({"StoresNotReady", "ConsumersNotReady", "Hydrating"})
+_STARTING = frozenset({"NoConsumer", "PositionUnknown", "Hydrating", "FreshnessUnknown", "NoRebuild"})
+
+
+def _starting(current: Sequence[Mapping[str, Any]], stores: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether a first status says only that the product is on its way to Ready."""
+    if not current:
+        return False
+    managed_starting = all(s.get("managed") for s in stores if "position" not in s)
+    for condition in current:
+        reason = condition.get("reason", "")
+        if condition.get("type") == "Ready":
+            if condition.get("status") != "True" and reason not in _WAITING:
+                return False
+        elif condition.get("status") != "True" and reason not in _STARTING and \
+                not (reason == "StoreUnreachable" and managed_starting):
+            return False
+    return True
 
 
 def _first(current: Sequence[Mapping[str, Any]]) -> list[Transition]:

@@ -5,8 +5,10 @@ kopf watches DataProducts and every kind of child but Secrets (`reconcile.WATCHE
 calls `on.event` handlers, which only record the object in memory and queue its product:
 
 - a product is queued when it appears, when its generation changes, and every `resync` seconds
-  (status refresh; a write happens only when the status changed), after the children cache has
-  been corrected from a fresh listing (reads only);
+  or every products/`resync_rate` seconds, whichever is longer (status refresh; a write happens
+  only when the status changed), the children cache corrected
+  from a listing of their names first, at the first resync and then every `relist` seconds at
+  most (reads only);
 - a child's event queues its owner (drift repair: an edited or deleted child is restored), without
   observing the stores again.
 
@@ -31,14 +33,14 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
 
 from provisioner.errors import is_retryable
-from provisioner.kube.client import KINDS, KubeClient
+from provisioner.kube.client import KINDS, PARTIAL_METADATA, KubeClient
 from provisioner.kube.reconcile import WATCHED_KINDS, Reconciler
 from provisioner.threads import DaemonExecutor
 
@@ -74,6 +76,8 @@ class Controller:
     reconciler: Reconciler
     workers: int = 8
     resync: float = 30.0
+    relist: float = 300.0  # at most this often, the children are listed to correct the cache
+    resync_rate: float = 10.0  # products queued per second by the resync, at most
     status_workers: int = 4
     on_turn: Callable[[], None] | None = None  # called each time the work loop turns (liveness)
     products: dict[Key, dict[str, Any]] = field(default_factory=dict)
@@ -109,16 +113,30 @@ class Controller:
         """List every child and correct the cache from it (before the event loop runs)."""
         self.correct_children(*self.list_children())
 
-    def list_children(self) -> tuple[list[dict[str, Any]], float]:
-        """Every child, and when the listing began (I/O only: runs on a worker thread)."""
+    def list_children(self, *, metadata_only: bool = False) -> tuple[list[dict[str, Any]], float]:
+        """Every child, and when the listing began (I/O only: runs on a worker thread). With
+        `metadata_only`, only names and labels are listed, and the few children missing from
+        the cache are then read in full by name: at ten thousand products a full listing is
+        hundreds of megabytes of JSON to parse, most of it already cached."""
         started = time.monotonic()
         bodies: list[dict[str, Any]] = []
         for namespace in self.namespaces or [None]:  # type: ignore[list-item]
             for kind in WATCHED_KINDS:
                 # stripped kind by kind: only one kind's full bodies are in memory at once
-                bodies.extend(_strip(body) for body in
-                              self.client.list(kind, namespace, {"app.kubernetes.io/managed-by": "provisioner"}))
+                for listed in self.client.list(kind, namespace, {"app.kubernetes.io/managed-by": "provisioner"},
+                                               metadata_only=metadata_only):
+                    body = listed
+                    if metadata_only and not self._cached(listed):
+                        metadata = listed["metadata"]
+                        body = self.client.get(kind, metadata["namespace"], metadata["name"]) or listed
+                        body.setdefault("kind", kind)
+                    bodies.append(_strip(body))
         return bodies, started
+
+    def _cached(self, body: Mapping[str, Any]) -> bool:
+        metadata = body["metadata"]
+        product = (metadata.get("labels") or {}).get("app.kubernetes.io/part-of")
+        return (body["kind"], metadata["name"]) in self.children.get((metadata["namespace"], product or ""), {})
 
     def correct_children(self, bodies: list[dict[str, Any]], started: float) -> None:
         """Correct the children cache from a listing: the level-based safety net under the watches.
@@ -135,7 +153,9 @@ class Controller:
                 continue
             key, entry = (metadata["namespace"], product), (body["kind"], metadata["name"])
             listed.add((key, entry))
-            if entry not in self.children.get(key, {}):
+            # A metadata-only body is never cached (it would look like drift): one missing from
+            # the cache was read in full when listed, and one gone since was deleted meanwhile.
+            if entry not in self.children.get(key, {}) and body.get("apiVersion") != PARTIAL_METADATA:
                 self.record_child(body, deleted=False)
         for key, entries in self.children.items():
             for entry in [e for e in entries if (key, e) not in listed and self._recorded.get((key, e), 0) < started]:
@@ -198,15 +218,11 @@ class Controller:
                 task.cancel()
 
     def _dispatch(self, tasks: set[asyncio.Task[None]]) -> None:
-        for key in [k for k in self._pending if k not in self._running]:
-            if len(self._running) >= self.workers:
-                break
+        for key in _startable(self._pending, self._running, self.workers):
             observe = self._pending.pop(key)
             self._running.add(key)
             self._start(tasks, self._reconcile(key, observe))
-        for key in [k for k in self._status_pending if k not in self._observing]:
-            if len(self._observing) >= self.status_workers:
-                break
+        for key in _startable(self._status_pending, self._observing, self.status_workers):
             self._status_pending.discard(key)
             self._observing.add(key)
             self._start(tasks, self._refresh(key))
@@ -237,16 +253,36 @@ class Controller:
         return done
 
     async def _resync_forever(self) -> None:
+        """Queue every product once per round: a round lasts `resync` seconds, or as long as
+        queueing `resync_rate` products a second takes (with ten thousand products, queueing all
+        at once every `resync` would read every store and Kafka group continuously), the products
+        spread evenly over it. Each round begins by correcting the children cache from a listing
+        of names: at the first round, which closes the gap between the priming listing and the
+        watches' start, and then every `relist` seconds at most, for what a reconnecting watch
+        may have missed."""
         loop = asyncio.get_running_loop()
+        listed: float | None = None
+        await asyncio.sleep(self.resync)
         while True:
-            await asyncio.sleep(self.resync)
-            try:
-                bodies, started = await loop.run_in_executor(self._pool, self.list_children)
-                self.correct_children(bodies, started)
-            except Exception as error:  # the watches keep the cache; the next resync lists again
-                log.warning("listing children failed: %s", error)
-            for key in list(self.products):
-                self.enqueue(key)
+            began = time.monotonic()
+            if listed is None or began - listed >= self.relist:
+                try:
+                    bodies, started = await loop.run_in_executor(
+                        self._pool, lambda: self.list_children(metadata_only=True))
+                    self.correct_children(bodies, started)
+                    listed = started
+                except Exception as error:  # the watches keep the cache; the next round lists again
+                    log.warning("listing children failed: %s", error)
+            keys = list(self.products)
+            length = max(self.resync, len(keys) / self.resync_rate)
+            for index, key in enumerate(keys):
+                if key in self.products:
+                    self.enqueue(key)
+                pause = began + length * (index + 1) / len(keys) - time.monotonic()
+                if pause >= 0.05 or index == len(keys) - 1:  # a wake-up per product would cost more
+                    await asyncio.sleep(max(0.0, pause))
+            if not keys:
+                await asyncio.sleep(self.resync)
 
     async def _reconcile(self, key: Key, observe: bool) -> None:
         loop = asyncio.get_running_loop()
@@ -369,6 +405,18 @@ class Controller:
         key = self.record_child(body, deleted=event_type == "DELETED")
         if key is not None and key in self.products:
             self.enqueue(key, observe=False)
+
+
+def _startable(pending: Iterable[Key], running: set[Key], limit: int) -> list[Key]:
+    """The first queued keys not running, as many as free workers: the queue is walked only that
+    far (this runs at every wake-up, and ten thousand products may be queued)."""
+    chosen: list[Key] = []
+    for key in pending:
+        if len(running) + len(chosen) >= limit:
+            break
+        if key not in running:
+            chosen.append(key)
+    return chosen
 
 
 def _key(body: Mapping[str, Any]) -> Key:

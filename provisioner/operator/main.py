@@ -2,7 +2,8 @@
 
 kopf authenticates with the same kubeconfig/context (or in-cluster service account) and the same
 token source as provisioner's own client, through an `on.login` handler. kopf's own event posting is off: the
-reconciler posts one Event for a new product, then one per condition transition, and nothing else.
+reconciler posts one Event per condition transition (none for a new product's first status unless it
+reports a failure) and one per autoscaling change, and nothing else.
 
 Stopping (SIGTERM, SIGINT) is bounded, whatever Kafka or a store does: the work queue stops taking
 work at once, kopf stops (removing the webhook from its configuration), running applies get a
@@ -23,7 +24,7 @@ import socket
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -155,6 +156,21 @@ def run(config: OperatorConfig) -> int:
 _DRAIN_S = 2.0  # how long running applies may take to end on a stop
 
 
+class _NoDiffBase(kopf.DiffBaseStorage):
+    """No "last handled" essence: the operator has only event handlers, which need none, while
+    kopf's own storage deep-copies every body of every event to build one (a third of the
+    operator's CPU at a thousand products). Nothing is stored on the objects either way."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return cast(kopf.BodyEssence, {})
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 def _signals_are_ours(record: logging.LogRecord) -> bool:
     """Drop kopf's warning that it ignores OS signals: the operator handles them (see `_in_thread`)."""
     return not record.getMessage().startswith("OS signals are ignored")
@@ -201,6 +217,7 @@ async def _serve(config: OperatorConfig, client: KubeClient, controller: Control
     register(registry, controller)
     settings = kopf.OperatorSettings()
     settings.posting.enabled = False
+    settings.persistence.diffbase_storage = _NoDiffBase()
     settings.watching.server_timeout = 300
     if config.webhook is not None:
         register_validation(registry, controller.reconciler.names_held)

@@ -229,7 +229,9 @@ class RedisStore:
     """A `Store` over one Redis database for one (product, store) pair."""
 
     def __init__(self, product: DataProduct, store: StoreSpec, url: str, *, timeout: float = 10.0,
-                 fence: VersionFence | None = None) -> None:
+                 fence: VersionFence | None = None, shared: redis.Redis | None = None) -> None:
+        """`shared`: a client for `url` to use instead of opening one, and never to close (a
+        caller reading many stores of one server, e.g. the operator's status reads)."""
         assert store.redis is not None, "RedisStore needs a redis store spec"
         self._url = url
         self._timeout = timeout
@@ -250,7 +252,8 @@ class RedisStore:
         self._ordered = product.spec.order is not None
         retention = parse_duration(product.spec.order_retention)
         self._retention_ms = round(retention.total_seconds() * 1000)
-        self._client: redis.Redis | None = None
+        self._shared = shared
+        self._client: redis.Redis | None = shared
 
     # -- connection -------------------------------------------------------------------------
 
@@ -263,9 +266,9 @@ class RedisStore:
         return failure(self._url, doing, error)
 
     def _drop_client(self) -> None:
-        if self._client is not None:
+        if self._client is not None and self._client is not self._shared:
             self._client.close()
-            self._client = None
+        self._client = None
 
     def close(self) -> None:
         self._drop_client()

@@ -7,6 +7,8 @@ URL is resolved by the caller (a literal, an expanded `${ENV}`, a Secret, or a m
 
 from __future__ import annotations
 
+from typing import Any
+
 from provisioner.spec.models import DataProduct, StoreSpec
 from provisioner.stores.base import Store, VersionFence
 from provisioner.stores.postgres import PostgresStore
@@ -15,11 +17,12 @@ from provisioner.stores.redis import RedisStore
 
 
 def open_store(product: DataProduct, store_spec: StoreSpec, url: str, *, timeout: float = 10.0,
-               fence: VersionFence | None = None) -> Store:
+               fence: VersionFence | None = None, shared: Any = None) -> Store:
     """The store for `store_spec` of `product` at `url`. Connects lazily: no I/O happens here.
-    With `fence`, every batch is refused (VersionMoved) unless the store's version is that one."""
+    With `fence`, every batch is refused (VersionMoved) unless the store's version is that one.
+    `shared`: a Redis client for `url` to use (and leave open) instead of opening one."""
     if store_spec.redis is not None:
-        return RedisStore(product, store_spec, url, timeout=timeout, fence=fence)
+        return RedisStore(product, store_spec, url, timeout=timeout, fence=fence, shared=shared)
     if store_spec.postgres is not None and product.spec.order is not None:
         return OrderedPostgresStore(product, store_spec, url, timeout=timeout, fence=fence)
     if store_spec.postgres is not None:

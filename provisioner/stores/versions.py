@@ -224,25 +224,29 @@ class Versions(Protocol):
         """Release connections."""
 
 
-def open_versions(product: DataProduct, store: StoreSpec, url: str, *, timeout: float = 10.0) -> Versions:
+def open_versions(product: DataProduct, store: StoreSpec, url: str, *, timeout: float = 10.0,
+                  shared: redis.Redis | None = None) -> Versions:
+    """`shared`: a Redis client for `url` to use (and leave open) instead of opening one."""
     if store.postgres is not None:
         return PostgresVersions(product, store, url, timeout=timeout)
-    return RedisVersions(product, store, url, timeout=timeout)
+    return RedisVersions(product, store, url, timeout=timeout, shared=shared)
 
 
 @contextlib.contextmanager
-def versions_of(product: DataProduct, store: StoreSpec, url: str, *, timeout: float = 10.0) -> Iterator[Versions]:
+def versions_of(product: DataProduct, store: StoreSpec, url: str, *, timeout: float = 10.0,
+                shared: redis.Redis | None = None) -> Iterator[Versions]:
     """The store's versions for one block, closed when it ends, however it ends."""
-    versions = open_versions(product, store, url, timeout=timeout)
+    versions = open_versions(product, store, url, timeout=timeout, shared=shared)
     try:
         yield versions
     finally:
         versions.close()
 
 
-def read_version(product: DataProduct, store: StoreSpec, url: str, *, timeout: float = 10.0) -> VersionRecord | None:
-    """The store's version record, read once."""
-    with versions_of(product, store, url, timeout=timeout) as versions:
+def read_version(product: DataProduct, store: StoreSpec, url: str, *, timeout: float = 10.0,
+                 shared: redis.Redis | None = None) -> VersionRecord | None:
+    """The store's version record, read once (`shared`: see `open_versions`)."""
+    with versions_of(product, store, url, timeout=timeout, shared=shared) as versions:
         return versions.read()
 
 
@@ -510,14 +514,16 @@ return moved
 
 
 class RedisVersions:
-    def __init__(self, product: DataProduct, store: StoreSpec, url: str, *, timeout: float = 10.0) -> None:
+    def __init__(self, product: DataProduct, store: StoreSpec, url: str, *, timeout: float = 10.0,
+                 shared: redis.Redis | None = None) -> None:
         assert store.redis is not None
         self._url = url
         self._timeout = timeout
         self._group = product.consumer_group(store)
         self._topic = product.spec.source.topic
         self.key = VERSIONS_KEY_PREFIX + self._group.encode()
-        self._client: redis.Redis | None = None
+        self._shared = shared
+        self._client: redis.Redis | None = shared
 
     def _connect(self) -> redis.Redis:
         if self._client is None:
@@ -527,15 +533,13 @@ class RedisVersions:
         return self._client
 
     def _error(self, doing: str, error: BaseException) -> StoreError:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        self.close()
         return redis_connect.failure(self._url, doing, error)
 
     def close(self) -> None:
-        if self._client is not None:
+        if self._client is not None and self._client is not self._shared:
             self._client.close()
-            self._client = None
+        self._client = None
 
     def _positions_key(self, group: str) -> bytes:
         return POSITIONS_KEY_PREFIX + f"{group}:{self._topic}".encode()

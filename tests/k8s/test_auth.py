@@ -89,7 +89,7 @@ def test_the_operator_runs_in_cluster_as_its_service_account_through_a_token_rot
     started = time.time()
     with running_operator(None, namespace, kafka_bootstrap, tmp_path, env=environment) as operator:
         kube.apply(product("before", namespace, "orders.v1"))
-        wait_for("the first product's objects", lambda: len(children(kube, namespace, "before")) == 4)
+        wait_for("the first product's objects", lambda: len(children(kube, namespace, "before")) == 3)
 
         # The kubelet rotates the token; the old one is revoked (its bound object is gone).
         _write_atomically(folder / "token", mint_token(kube_api, OPERATOR_NAMESPACE, OPERATOR_ACCOUNT,
@@ -100,7 +100,7 @@ def test_the_operator_runs_in_cluster_as_its_service_account_through_a_token_rot
         wait_for("the old token refused", lambda: _refused(stale, namespace))  # the server's caches catch up
 
         kube.apply(product("after", namespace, "orders.v1"))
-        wait_for("the second product's objects", lambda: len(children(kube, namespace, "after")) == 4)
+        wait_for("the second product's objects", lambda: len(children(kube, namespace, "after")) == 3)
         kube.delete("ConfigMap", namespace, "after-spec")  # drift repair after the rotation too
         wait_for("the ConfigMap restored", lambda: kube.get("ConfigMap", namespace, "after-spec"))
         assert operator.proc.poll() is None, operator.text()[-3000:]

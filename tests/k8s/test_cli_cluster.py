@@ -59,7 +59,7 @@ def test_apply_plan_status_delete(kubeconfig: Path, kube: KubeClient, namespace:
     # What the operator would build, built here in-process (no operator in this test).
     settings = Settings(kafka_bootstrap="kafka:9092", credentials_key=KEY.encode())
     Reconciler(kube, settings, None).reconcile(live, [], observe=False)
-    assert len(children(kube, namespace, name)) == 4  # ServiceAccount, ConfigMap, Deployment, its egress policy
+    assert len(children(kube, namespace, name)) == 3  # ConfigMap, Deployment, its egress policy
 
     same = _run("plan", str(path), "--target", "k8s", "--kafka-bootstrap", "kafka:9092", *common, "-o", "json")
     assert same.exit_code == 0, same.output
@@ -77,7 +77,7 @@ def test_apply_plan_status_delete(kubeconfig: Path, kube: KubeClient, namespace:
     assert "store cache: rebuild (fields.amount" in text.output or "store cache: rebuild" in text.output
     assert "change ConfigMap/" in text.output
     assert "+" in text.output and "event.amount * 2.0" in text.output
-    assert "unchanged ServiceAccount/" in text.output
+    assert "unchanged NetworkPolicy/" in text.output
     changed = json.loads(_run("plan", str(path), "--target", "k8s", "--kafka-bootstrap", "kafka:9092",
                               *common, "-o", "json").output)["products"][0]
     config_map = next(o for o in changed["objects"] if o["kind"] == "ConfigMap")

@@ -98,7 +98,7 @@ def test_the_operators_environment_reaches_no_object(kube: KubeClient, namespace
 def test_a_name_another_product_holds_is_not_taken(kube: KubeClient, namespace: str,
                                                     operator: OperatorProcess) -> None:
     first = kube.apply(product("a", namespace, "iso.a", stores=[{**URL_STORE[0], "name": "b-c"}]))
-    owned = wait_children(kube, namespace, "a", 4)
+    owned = wait_children(kube, namespace, "a", 3)
     assert ("Deployment", "a-b-c-consumer") in owned
     kube.apply(product("a-b", namespace, "iso.ab", stores=[{**URL_STORE[0], "name": "c"}]))
     ready = _ready(kube, namespace, "a-b", "NameTaken")
@@ -122,7 +122,7 @@ def test_an_unlabelled_object_is_not_adopted_nor_collected(kube: KubeClient, nam
     kube.apply(product("lone", namespace, "iso.lone", stores=URL_STORE))
     ready = _ready(kube, namespace, "lone", "NameTaken")
     assert "ConfigMap lone-spec already exists and was not created by the operator" in ready["message"]
-    wait_children(kube, namespace, "lone", 3)  # the rest is created
+    wait_children(kube, namespace, "lone", 2)  # the rest is created
     kube.delete("DataProduct", namespace, "lone")
     wait_for("lone's objects collected", lambda: not children(kube, namespace, "lone"))
     mine = kube.get("ConfigMap", namespace, "lone-spec")
@@ -172,7 +172,7 @@ def test_admission_refuses_a_product_whose_names_another_holds(operator_kubeconf
             wait_for("the webhook configured", lambda: ((kube.get("ValidatingWebhookConfiguration", None,
                                                                   configuration) or {}).get("webhooks")))
             kube.apply(product("a", namespace, "iso.a", stores=[{**URL_STORE[0], "name": "b-c"}]))
-            wait_children(kube, namespace, "a", 4)
+            wait_children(kube, namespace, "a", 3)
             clashing = product("a-b", namespace, "iso.ab", stores=[{**URL_STORE[0], "name": "c"}])
             refused: list[str] = []
 

@@ -97,12 +97,20 @@ def test_objects_appear_with_owners_and_follow_the_spec(kube: KubeClient, namesp
                                                         operator: OperatorProcess) -> None:
     body = kube.apply(product("orders", namespace, _topic(), stores=MANAGED))
     uid = body["metadata"]["uid"]
-    objects = wait_children(kube, namespace, "orders", 10)
+    objects = wait_children(kube, namespace, "orders", 9)
     kinds = sorted({k for k, _ in objects})
-    assert kinds == sorted(["ServiceAccount", "ConfigMap", "Secret", "Service", "NetworkPolicy", "StatefulSet",
-                            "Deployment"])
+    assert kinds == sorted(["ConfigMap", "Secret", "Service", "NetworkPolicy", "StatefulSet", "Deployment"])
     for obj in objects.values():
         assert [r["uid"] for r in obj["metadata"]["ownerReferences"]] == [uid]
+    pods = [o["spec"]["template"]["spec"] for o in objects.values() if o["kind"] in ("Deployment", "StatefulSet")]
+    assert pods and all(p["serviceAccountName"] == "default" and p["automountServiceAccountToken"] is False
+                        for p in pods)
+    # The ServiceAccount an earlier version rendered per product (labelled, owned): pruned.
+    kube.create({"apiVersion": "v1", "kind": "ServiceAccount", "automountServiceAccountToken": False,
+                 "metadata": {"name": "orders-provisioner", "namespace": namespace,
+                              "labels": objects[("ConfigMap", "orders-spec")]["metadata"]["labels"],
+                              "ownerReferences": objects[("ConfigMap", "orders-spec")]["metadata"]["ownerReferences"]}})
+    wait_for("the old ServiceAccount pruned", lambda: kube.get("ServiceAccount", namespace, "orders-provisioner") is None)
     status = wait_for("a status of generation 1", lambda: (b := _get(kube, namespace, "orders"))
                       and (b.get("status") or {}).get("observedGeneration") == 1 and b)
     types = [c["type"] for c in status["status"]["conditions"]]
@@ -116,8 +124,7 @@ def test_objects_appear_with_owners_and_follow_the_spec(kube: KubeClient, namesp
     wait_for("the managed store's objects to go", lambda: not any(
         name.startswith("orders-db") for _, name in children(kube, namespace, "orders")))
     remaining = children(kube, namespace, "orders")
-    assert sorted(remaining) == sorted([("ServiceAccount", "orders-provisioner"), ("ConfigMap", "orders-spec"),
-                                        ("Deployment", "orders-cache-consumer"),
+    assert sorted(remaining) == sorted([("ConfigMap", "orders-spec"), ("Deployment", "orders-cache-consumer"),
                                         ("NetworkPolicy", "orders-cache-consumer-egress")])
     wait_for("observedGeneration 2", lambda: ((_get(kube, namespace, "orders") or {}).get("status") or {})
              .get("observedGeneration") == 2)
@@ -126,7 +133,7 @@ def test_objects_appear_with_owners_and_follow_the_spec(kube: KubeClient, namesp
 def test_edited_or_deleted_children_are_restored_and_deleting_the_product_removes_them(
         kube: KubeClient, namespace: str, operator: OperatorProcess) -> None:
     kube.apply(product("drift", namespace, _topic()))
-    objects = wait_children(kube, namespace, "drift", 4)
+    objects = wait_children(kube, namespace, "drift", 3)
     deployment = objects[("Deployment", "drift-cache-consumer")]
     # Someone scales the consumer by hand (another field manager, forced) and deletes the ConfigMap.
     kube.request("PATCH", f"/apis/apps/v1/namespaces/{namespace}/deployments/drift-cache-consumer",
@@ -140,7 +147,7 @@ def test_edited_or_deleted_children_are_restored_and_deleting_the_product_remove
              and d["spec"]["replicas"] == deployment["spec"]["replicas"])
     restored = wait_for("the ConfigMap restored", lambda: kube.get("ConfigMap", namespace, "drift-spec"))
     assert restored["metadata"]["uid"] != old_config
-    assert len(children(kube, namespace, "drift")) == 4  # no duplicates
+    assert len(children(kube, namespace, "drift")) == 3  # no duplicates
 
     kube.delete("DataProduct", namespace, "drift")
     wait_for("every child collected", lambda: not children(kube, namespace, "drift"))
@@ -150,7 +157,7 @@ def test_invalid_spec_is_reported_and_changes_no_child(kube: KubeClient, namespa
                                                        operator: OperatorProcess) -> None:
     topic = _topic()
     kube.apply(product("broken", namespace, topic))
-    before = wait_children(kube, namespace, "broken", 4)
+    before = wait_children(kube, namespace, "broken", 3)
     # What the operator could change: the object itself (uid) and its spec (generation; objects
     # without one, by resourceVersion). Controllers update Deployments' status meanwhile.
     def versions_of(objects: dict[tuple[str, str], dict[str, Any]]) -> dict[tuple[str, str], tuple[str, str]]:
@@ -337,13 +344,13 @@ def test_killed_operator_is_replaced_and_converges_without_duplicates(
             kube.apply(product(f"p{index}", namespace, _topic(), stores=MANAGED))
         first = OperatorProcess(operator_kubeconfig, namespace, kafka_bootstrap, tmp_path, lease="kill")
         wait_for("some objects", lambda: children(kube, namespace, "p0"))
-        first.kill()  # mid-reconcile: ten products of ten objects each
+        first.kill()  # mid-reconcile: ten products of nine objects each
         with running_operator(operator_kubeconfig, namespace, kafka_bootstrap, tmp_path, lease="kill"):
             for index in range(10):
-                wait_children(kube, namespace, f"p{index}", 10)
+                wait_children(kube, namespace, f"p{index}", 9)
             names = [(kind, o["metadata"]["name"]) for kind in CHILD_KINDS
                      for o in kube.list(kind, namespace, {"app.kubernetes.io/managed-by": "provisioner"})]
-            assert len(names) == len(set(names)) == 100
+            assert len(names) == len(set(names)) == 90
     finally:
         client.CoreV1Api(kube_api).delete_namespace(namespace)
 
@@ -356,7 +363,7 @@ def test_of_two_operators_only_one_acts(kube: KubeClient, kube_api: client.ApiCl
         with running_operator(operator_kubeconfig, namespace, kafka_bootstrap, tmp_path, lease="pair") as one, \
                 running_operator(operator_kubeconfig, namespace, kafka_bootstrap, tmp_path, lease="pair") as two:
             kube.apply(product("pair", namespace, _topic()))
-            wait_for("the objects", lambda: len(children(kube, namespace, "pair")) == 4)
+            wait_for("the objects", lambda: len(children(kube, namespace, "pair")) == 3)
             lease = kube.get("Lease", LEASE_NAMESPACE, one.lease_name)
             assert lease is not None
             holder = lease["spec"]["holderIdentity"]

@@ -91,7 +91,7 @@ def test_with_kafka_down_drift_is_repaired_the_status_says_so_and_sigterm_stops_
     operator = OperatorProcess(operator_kubeconfig, namespace, bootstrap, tmp_path, lease="outage", extra=extra)
     try:
         kube.apply(product("orders", namespace, topic, freshness="30s"))
-        wait_children(kube, namespace, "orders", 4)
+        wait_children(kube, namespace, "orders", 3)
         # Kafka answers: no member in the group yet (a new broker may first lack a group coordinator).
         wait_for("ConsumersReady=NoConsumer with Kafka up", lambda: (c := condition(
             kube.get("DataProduct", namespace, "orders"), "ConsumersReady")) and c["reason"] == "NoConsumer",
@@ -131,7 +131,7 @@ def test_with_kafka_down_drift_is_repaired_the_status_says_so_and_sigterm_stops_
             {"name": "cache", "redis": {"connection": {"secretRef": {"name": "store-url", "key": "url"}}}},
             {"name": "more", "redis": {"connection": {"secretRef": {"name": "store-url", "key": "url"}}}}]))
         edited = time.monotonic()
-        wait_children(kube, namespace, "orders", 6, timeout=120)
+        wait_children(kube, namespace, "orders", 5, timeout=120)
         edit_s = time.monotonic() - edited
         assert _probe(health_port, "/healthz")[0] == 200
 

@@ -164,16 +164,39 @@ def test_differs_takes_an_absent_field_for_its_zero_value() -> None:
     assert differs(desired, {**live, "spec": {**live["spec"], "publishNotReadyAddresses": True}})
 
 
-def test_a_first_status_is_one_event_naming_what_is_not_yet_true() -> None:
-    first = compute_status(Observation(1, (store(positions={0: 1}),)), None, NOW)  # not caught up
-    [only] = transitions([], first["conditions"])
-    ready = conditions(first)["Ready"]
-    assert (only.type, only.status, only.reason) == ("Ready", *ready)
-    waiting = [c for c in first["conditions"] if c["type"] not in ("Ready", "Rebuilding") and c["status"] != "True"]
-    assert [c["type"] for c in waiting] == ["CaughtUp"]
-    for condition in waiting:
-        assert f"{condition['type']}={condition['status']}" in only.message
-    assert "Rebuilding" not in only.message
+def test_a_first_status_on_the_way_to_ready_posts_no_event() -> None:
+    """A new product that is still starting (hydrating, no consumer in its group yet, a managed
+    store whose pod is not up, freshness not known) or already Ready gets no Event."""
+    starting = [
+        store(positions={0: 1}),  # hydrating
+        store(consumers=0, stale_for=None),  # its consumer's pod is starting
+        store(positions=None, managed=True, error="connection refused", stale_for=None),  # its StatefulSet's pod
+        store(),  # Ready at once
+    ]
+    for observed in starting:
+        first = compute_status(Observation(1, (observed,), "30s", 30.0), None, NOW)
+        assert transitions([], first["conditions"], first["stores"]) == [], first["conditions"]
+
+
+def test_a_first_status_reporting_a_failure_is_one_event_naming_what_is_not_yet_true() -> None:
+    failing = [
+        (store(positions=None, error="connection refused", stale_for=None), "StoreUnreachable"),  # not managed
+        (store(positions=None, error="bad password", store_refused="StoreAuthentication"), "StoreAuthentication"),
+        (store(consumers=None, end_offsets=None, error="Kafka did not answer"), "KafkaUnavailable"),
+    ]
+    for observed, reason in failing:
+        first = compute_status(Observation(1, (observed, store(name="other", positions={0: 1}))), None, NOW)
+        [only] = transitions([], first["conditions"], first["stores"])
+        ready = conditions(first)["Ready"]
+        assert (only.type, only.status, only.reason) == ("Ready", *ready)
+        waiting = [c for c in first["conditions"] if c["type"] not in ("Ready", "Rebuilding") and c["status"] != "True"]
+        assert reason in [c["reason"] for c in waiting]
+        for condition in waiting:
+            assert f"{condition['type']}={condition['status']} ({condition['reason']})" in only.message
+        assert "Rebuilding" not in only.message
+    kafka = compute_status(Observation(1, (store(),), kafka_credentials="Secret kafka does not exist"), None, NOW)
+    [only] = transitions([], kafka["conditions"], kafka["stores"])
+    assert "KafkaCredentialsMissing" in only.message
 
 
 def test_a_first_status_of_an_invalid_spec_carries_the_error() -> None:

@@ -65,7 +65,8 @@ def test_each_example_gets_its_objects(path: Path) -> None:
     [rendered] = render([product], options())
     kinds = [o["kind"] for o in rendered.objects]
     managed = [s for s in product.spec.stores if s.managed]
-    assert kinds.count("ServiceAccount") == kinds.count("ConfigMap") == 1
+    assert kinds.count("ConfigMap") == 1
+    assert "ServiceAccount" not in kinds  # the pods run as the namespace's default account, without a token
     assert kinds.count("Deployment") == len(product.spec.stores)
     assert kinds.count("StatefulSet") == kinds.count("Service") == len(managed)
     assert kinds.count("NetworkPolicy") == len(managed) + len(product.spec.stores)  # ingress of stores, egress of consumers
@@ -113,10 +114,14 @@ def test_every_pod_meets_the_restricted_profile() -> None:
             assert not any("hostPath" in volume for volume in pod.get("volumes", []))
 
 
-def test_the_service_account_mounts_no_token() -> None:
+def test_every_pod_runs_as_the_default_account_without_a_token() -> None:
+    """No ServiceAccount per product: the pods talk to no Kubernetes API. The account is named, so
+    a workload rendered under an older per-product account is moved off it."""
     for rendered in render(products(), options()):
-        [account] = [o for o in rendered.objects if o["kind"] == "ServiceAccount"]
-        assert account["automountServiceAccountToken"] is False
+        pods = pod_specs(rendered.objects)
+        assert pods
+        assert all(pod["serviceAccountName"] == "default" and pod["automountServiceAccountToken"] is False
+                   for pod in pods)
 
 
 def test_a_store_accepts_only_its_consumers_and_readers() -> None:

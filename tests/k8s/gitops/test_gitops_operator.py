@@ -100,8 +100,8 @@ def test_commits_drive_the_operator(kube_api: client.ApiClient, kube: KubeClient
         try:
             # Added: the operator builds its objects.
             found = wait_for("the operator's objects", lambda: (c := children(kube, namespace, "orders"))
-                             and len(c) == 4 and c, timeout=90)
-            assert {k for k, _ in found} == {"ServiceAccount", "ConfigMap", "Deployment", "NetworkPolicy"}
+                             and len(c) == 3 and c, timeout=90)
+            assert {k for k, _ in found} == {"ConfigMap", "Deployment", "NetworkPolicy"}
             assert "amount: event.amount\n" in found[("ConfigMap", "orders-spec")]["data"]["product.yaml"]
             live = wait_for("a status", lambda: (b := kube.get("DataProduct", namespace, "orders"))
                             and (b.get("status") or {}).get("conditions") and b)
