@@ -70,6 +70,12 @@ class _Admin:
         return dict(found.partitions)
 
 
+# ListOffsets fails with these while a partition has no leader: librdkafka's "No leaders found"
+# (_NOENT) right after a topic is created, the broker's answers during an election.
+_LEADERLESS = frozenset({KafkaError._NOENT, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.NOT_LEADER_FOR_PARTITION})
+_LEADER_RETRY_S = 0.1
+
+
 class AdminOffsets:
     """`startfrom.OffsetLookup` through ListOffsets, for one topic."""
 
@@ -79,15 +85,24 @@ class AdminOffsets:
         self._timeout = timeout
 
     def _list(self, partitions: Sequence[int], spec: Any) -> dict[int, int]:
+        """The offsets asked, asked again while a partition has no leader yet (a topic just
+        created, a leader being elected) until the timeout."""
+        deadline = time.monotonic() + self._timeout
+        while True:
+            try:
+                return self._list_once(partitions, spec)
+            except KafkaException as error:
+                cause = error.args[0] if error.args else None
+                leaderless = isinstance(cause, KafkaError) and (cause.code() in _LEADERLESS or cause.retriable())
+                if not leaderless or time.monotonic() + _LEADER_RETRY_S > deadline:
+                    doing = f"cannot read the offsets of {self._topic!r}"
+                    raise self._admin.failure(error, doing, self._topic) from None
+                time.sleep(_LEADER_RETRY_S)
+
+    def _list_once(self, partitions: Sequence[int], spec: Any) -> dict[int, int]:
         wanted = {TopicPartition(self._topic, p): spec for p in partitions}
         futures = self._admin.client.list_offsets(wanted, request_timeout=self._timeout)
-        offsets: dict[int, int] = {}
-        for partition, future in futures.items():
-            try:
-                offsets[partition.partition] = int(future.result().offset)
-            except KafkaException as error:
-                raise self._admin.failure(error, f"cannot read the offsets of {self._topic!r}", self._topic) from None
-        return offsets
+        return {partition.partition: int(future.result().offset) for partition, future in futures.items()}
 
     def beginnings(self, partitions: Sequence[int]) -> dict[int, int]:
         return self._list(partitions, OffsetSpec.earliest())  # type: ignore[no-untyped-call]

@@ -238,9 +238,11 @@ def test_the_other_replica_takes_over_when_the_rebuilder_is_killed(
         assert read_version(v2, store_v2, url).shadow is not None  # type: ignore[union-attr]
         h.produce(kafka_bootstrap, topic, renamed(h.order_events(500, seed=42, keys=200, tombstones=False), b"k"))
         wait_switched(v2, store_v2, url, 240, replicas)
+        # The store shows the switch as soon as it commits; the process logs it a moment later.
+        h.wait_for(lambda: "switched" in since(replicas[other], marks[other]), 30, "the switch in the log",
+                   on_timeout=replicas[other].log)
         took_over = since(replicas[other], marks[other])
         assert WAITING in took_over and REBUILDING in took_over and "resuming version" in took_over
-        assert "switched" in took_over
         h.produce(kafka_bootstrap, topic, renamed(h.order_events(500, seed=43, keys=200, tombstones=False), b"z"))
         h.wait_caught_up(v2, store_v2, url, h.end_offsets(kafka_bootstrap, topic), 120, [replicas[other]])
         check_final(kind, kafka_bootstrap, topic, url, v2, store_v2)
