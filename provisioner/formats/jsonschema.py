@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from provisioner.formats.json_text import NotJson
 from provisioner.formats.schemas import CompiledSchemas, DecodeError, RegisteredSchema, SchemaMismatch, SchemaSource
 from provisioner.formats.utf8 import NotUtf8
 from provisioner.formats.wire import split_header
@@ -37,10 +38,10 @@ class JsonSchemaFormat:
             validator = self._schemas.load(schema_id)
         try:
             value = self._decode_json(bytes(payload))
-        except NotUtf8 as error:
+        except (NotUtf8, NotJson) as error:
             raise DecodeError(f"payload is {error}") from None
-        except ValueError as error:
-            raise DecodeError(f"payload is not UTF-8 JSON: {error}") from None
+        except ValueError as error:  # a decode bound
+            raise DecodeError(f"payload is refused: {error}") from None
         failure = validator(value)
         if failure is not None:
             raise SchemaMismatch(f"does not satisfy registered JSON schema {schema_id}: {failure}")

@@ -17,6 +17,7 @@ from provisioner.errors import UnavailableError
 from provisioner.expr import EvaluationError, Program, compile_expression
 from provisioner.formats.bounds import MAX_DEPTH, MAX_VALUE_BYTES, MAX_VALUES, TOO_MANY_VALUES, bounds_failure
 from provisioner.formats.decoders import Decode, NoRegistry, registry_decoder
+from provisioner.formats.json_text import NotJson, not_json
 from provisioner.formats.schemas import DecodeError, SchemaMismatch, SchemaSource
 from provisioner.formats.utf8 import NotUtf8, not_utf8
 from provisioner.pipeline.event_schema import Validator, compile_schema
@@ -29,7 +30,7 @@ _KEY_TYPES: Final = (str, int)
 
 
 def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
+    raise NotJson(f"{name} is not a JSON value")
 
 
 _decoder = json.JSONDecoder(parse_constant=_reject_constant)
@@ -51,8 +52,8 @@ class DecodeRefused(ValueError):
 
 
 def decode_value(value: bytes) -> Any:
-    """The event of a record value, as the consumer decodes it; ValueError (NotUtf8, DecodeRefused,
-    JSON's errors) when it is not one."""
+    """The event of a record value, as the consumer decodes it; ValueError (NotUtf8, NotJson,
+    DecodeRefused) when it is not one."""
     size = len(value)
     if size > MAX_VALUE_BYTES:
         raise DecodeRefused(f"value is {size} bytes, more than {MAX_VALUE_BYTES}")
@@ -75,6 +76,8 @@ def decode_value(value: bytes) -> Any:
             event = _decode_json(text)
     except RecursionError:
         raise DecodeRefused(f"arrays and objects are nested more than {MAX_DEPTH} levels deep") from None
+    except json.JSONDecodeError as error:
+        raise not_json(error) from None
     if brackets > MAX_DEPTH or size > MAX_VALUES:
         failure = bounds_failure(event)
         if failure is not None:
@@ -86,9 +89,9 @@ def decode_failure(error: ValueError) -> str:
     """The dead-letter message of a value `decode_value` refused."""
     if isinstance(error, DecodeRefused):
         return f"value refused: {error}"
-    if isinstance(error, NotUtf8):
+    if isinstance(error, NotUtf8 | NotJson):
         return f"value is {error}"
-    return f"value is not UTF-8 JSON: {error}"
+    return f"value is not JSON ({error})"
 
 
 def scan_json(text: str, index: int) -> tuple[Any, int]:
@@ -130,9 +133,9 @@ def _key_getter(fmt: str, decode: Decode) -> Callable[[RecordLike], Any]:
             return None
         try:
             return decode(raw)
-        except NotUtf8 as error:
+        except (NotUtf8, NotJson) as error:
             raise KeyDecodeError(f"key is {error}") from None
-        except ValueError as error:  # DecodeError, SchemaMismatch, JSON's errors
+        except ValueError as error:  # DecodeError, SchemaMismatch, DecodeRefused
             raise KeyDecodeError(f"key does not decode as {fmt}: {error}") from None
 
     return key

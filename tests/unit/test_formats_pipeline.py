@@ -127,6 +127,21 @@ def test_bytes_that_are_not_utf8_text_say_which_byte_and_where(fmt: str, key_for
     assert "codec" not in message
 
 
+@pytest.mark.parametrize(("fmt", "key_format", "value", "key", "message"), [
+    ("json", "string", b"hello", b"k", "value is not JSON (expected a value at offset 0, found 'h')"),
+    ("json", "string", b'{"id": "\xc3\xa9\\q"}', b"k",
+     "value is not JSON (an invalid escape in a string at offset 10, found '\\\\q')"),
+    ("json", "json", b"{}", b'{"id": 1,}', "key is not JSON (expected a property name in double quotes at offset 9, "
+                                           "found '}')"),
+    ("jsonschema", "string", b"\x00\x00\x00\x00\x03" + b'{"id": "x"} !', b"k",
+     "value: payload is not JSON (more data after the value at offset 12, found '!')"),
+])
+def test_text_that_is_not_json_says_what_was_expected_and_at_which_byte(fmt: str, key_format: str, value: bytes,
+                                                                        key: bytes, message: str) -> None:
+    op = pipeline(spec(fmt, key_format, fields="id: event.id\n    k: record.key")).process(rec(value, key))
+    assert op == DeadLetter("decode", message)
+
+
 class Unreachable:
     def schema(self, schema_id: int) -> RegisteredSchema:
         raise UnavailableError("the schema registry does not answer")
