@@ -23,7 +23,7 @@ from provisioner.formats.bounds import MAX_VALUE_BYTES, MAX_VALUES
 from provisioner.formats.schemas import DecodeError
 from provisioner.formats.wire import HEADER_SIZE
 
-__all__ = ["C_READER", "compile_program", "compile_program_reader"]
+__all__ = ["C_READER", "compile_program", "compile_program_reader", "reader_kind"]
 
 try:
     _avroc: Any = importlib.import_module("provisioner.formats._avroc")
@@ -153,3 +153,11 @@ def compile_program_reader(parsed: Any, failure: Callable[[Exception, int], Deco
     except (ValueError, TypeError, OverflowError):
         return None
     return reader
+
+
+def reader_kind(reader: Reader) -> str:
+    """What reads with `reader`, in words (for benches and diagnostics)."""
+    if _avroc is not None and isinstance(reader, _avroc.Reader):
+        return "C program"
+    code = getattr(reader, "__code__", None)
+    return "generated Python" if code is not None and code.co_filename == "<avro reader>" else "fastavro"
