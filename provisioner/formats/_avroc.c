@@ -166,7 +166,9 @@ static PyObject *timestamp(Node *node, int64_t units, PyObject *base) {
     int64_t ns;
     if (__builtin_mul_overflow(units, (int64_t)node->multiplier, &ns))
         return PyObject_CallOneArg(node->object, base);
-    int64_t seconds = floor_div(ns, 1000000000), micros = (ns - seconds * 1000000000) / 1000;
+    int64_t nanos = ns % 1000000000;  /* floored, without a product that could overflow */
+    int64_t seconds = ns / 1000000000 - (nanos < 0);
+    int64_t micros = (nanos < 0 ? nanos + 1000000000 : nanos) / 1000;
     int64_t days = floor_div(seconds, 86400), of_day = seconds - days * 86400;
     /* civil_from_days (Howard Hinnant's algorithm): the proleptic Gregorian date */
     int64_t z = days + 719468, era = floor_div(z, 146097);
@@ -468,19 +470,22 @@ static int Reader_init(Reader *self, PyObject *args, PyObject *kwargs) {
     static char *names[] = {"program", "header", "max_bytes", "max_values", "failure", "left_over",
                             "too_long", "bounds", NULL};
     PyObject *program, *failure, *left_over, *too_long, *bounds;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OnnnOOOO:Reader", names, &program, &self->header,
-                                     &self->max_bytes, &self->max_values, &failure, &left_over, &too_long,
-                                     &bounds))
+    Py_ssize_t header, max_bytes, max_values;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OnnnOOOO:Reader", names, &program, &header, &max_bytes,
+                                     &max_values, &failure, &left_over, &too_long, &bounds))
         return -1;
     if (self->root != NULL) { PyErr_SetString(PyExc_TypeError, "a Reader is made once"); return -1; }
-    if (self->header < 0 || self->max_bytes < 0 || self->max_values < 0
-            || self->max_bytes > PY_SSIZE_T_MAX - self->header) {
-        PyErr_SetString(PyExc_ValueError, "negative sizes");
+    if (header < 0 || max_bytes < 0 || max_values < 0 || max_bytes > PY_SSIZE_T_MAX - header
+            || max_values > PY_SSIZE_T_MAX - header) {
+        PyErr_SetString(PyExc_ValueError, "sizes out of range");
         return -1;
     }
     Node *root = build(program, 0);
     if (root == NULL) return -1;
     self->root = root;
+    self->header = header;
+    self->max_bytes = max_bytes;
+    self->max_values = max_values;
     Py_INCREF(program); self->program = program;
     Py_INCREF(failure); self->failure = failure;
     Py_INCREF(left_over); self->left_over = left_over;

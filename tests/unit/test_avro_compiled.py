@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from provisioner.expr.errors import EvaluationError
 from provisioner.expr.times import MAX_TIMESTAMP_NS, MIN_TIMESTAMP_NS, timestamp_ns
 from provisioner.formats import avro_times
-from provisioner.formats.avro import AvroFormat, fastavro_reader, parse_avro
+from provisioner.formats.avro import AvroFormat, _guarded, fastavro_reader, parse_avro
 from provisioner.formats.avro_compiled import compile_reader
 from provisioner.formats.avro_program import C_READER, compile_program_reader
 from provisioner.formats.avro_times import timestamp_from_millis, timestamp_from_nanos
@@ -101,6 +101,9 @@ def test_a_compiled_reader_reads_what_fastavro_and_the_conversion_read(data: st.
         assert program is None
         return
     assert (program is None) == (not C_READER)
+    guarded = _guarded(parsed(schema))
+    if guarded:  # items of no bytes: the consumer gives these to neither reader
+        program = None
     flipped = payload + b"\x00"  # an empty value has no byte to flip
     if len(payload) > len(HEADER):
         spot = data.draw(st.integers(len(HEADER), len(payload) - 1))
@@ -110,8 +113,9 @@ def test_a_compiled_reader_reads_what_fastavro_and_the_conversion_read(data: st.
         for cut in range(len(HEADER), len(payload)):
             assert outcome(read, payload[:cut]) == "error"
         assert outcome(read, payload + b"\x00") == "error"
-        mine = outcome(read, flipped)  # corrupt bytes: an error, or the value the reference reads
-        assert mine == "error" or mine == outcome(reference, flipped)
+        if not guarded:  # (a flipped count of items of no bytes would be billions of them)
+            mine = outcome(read, flipped)  # corrupt bytes: an error, or the value the reference reads
+            assert mine == "error" or repr(mine) == repr(outcome(reference, flipped))  # repr: a NaN is itself
     if program is not None:  # the same errors at the same positions
         for bad in (*(payload[:cut] for cut in range(len(HEADER), len(payload))), payload + b"\x00", flipped):
             assert error_of(program, bad) == error_of(python, bad)

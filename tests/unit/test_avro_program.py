@@ -197,3 +197,11 @@ def test_the_consumer_reads_with_the_c_reader() -> None:
     schema = parsed(record(("n", "long")))
     assert compile_program(schema) == (RECORD, ("n",), ((LONG,),))
     assert type(avro._reader(1, schema)).__module__ == "provisioner.formats._avroc"
+
+
+def test_a_reader_is_made_once() -> None:
+    read = compile_program_reader(parsed(record(("n", "long"))), FAILURE)
+    assert read is not None
+    with pytest.raises(TypeError, match="made once"):
+        read.__init__((FIXED, 1), 0, 1, 1, FAILURE, ValueError, str, str)  # type: ignore[misc]
+    assert read(HEADER + b"\x04") == {"n": 2}
