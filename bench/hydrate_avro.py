@@ -25,6 +25,7 @@ from common import produce_records
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
 from provisioner.formats.avro import AvroFormat
+from provisioner.formats.avro_program import reader_kind
 from provisioner.local import devregistry
 from provisioner.pipeline.process import decode_value
 from provisioner.spec.models import DataProduct
@@ -66,10 +67,12 @@ def fastavro_decode(value: bytes) -> Any:
     return fastavro.schemaless_reader(io.BytesIO(value[5:]), PARSED)
 
 
-def decode_costs(samples: list[tuple[bytes, bytes, bytes]], url: str) -> tuple[float, float]:
+def decode_costs(samples: list[tuple[bytes, bytes, bytes]], url: str) -> tuple[float, float, str]:
     """Microseconds per record: the consumer's Avro decode, its JSON decode (same orders), each the
-    best of many short runs taken in turn, so that a busy machine disturbs both alike."""
-    avro = AvroFormat(RegistryClient(SchemaRegistrySettings(url))).decode
+    best of many short runs taken in turn, so that a busy machine disturbs both alike; and the Avro
+    reader's kind."""
+    avro_format = AvroFormat(RegistryClient(SchemaRegistrySettings(url)))
+    avro = avro_format.decode
     avro_values = [a for _, a, _ in samples]
     json_values = [j for _, _, j in samples]
     avro(avro_values[0])  # the schema fetched once, as in the consumer
@@ -81,7 +84,7 @@ def decode_costs(samples: list[tuple[bytes, bytes, bytes]], url: str) -> tuple[f
     for _ in range(3):
         avro_us.append(best(avro, avro_values))
         json_us.append(best(decode_value, json_values))
-    return min(avro_us), min(json_us)
+    return min(avro_us), min(json_us), reader_kind(next(iter(avro_format._schemas.compiled.values())))
 
 
 def avro_round(bootstrap: str, redis_url: str, folder: Path, count: int,
@@ -98,8 +101,9 @@ def avro_round(bootstrap: str, redis_url: str, folder: Path, count: int,
         orders = encoded_orders(count, schema_id)
         produce_records(bootstrap, topic, ((key, avro) for key, avro, _ in orders))
         print(f"produced {count} Avro events in {time.perf_counter() - started:.1f}s", flush=True)
-        avro_us, json_us = decode_costs(orders[:2_000], url)
-        print(f"decode per record: Avro {avro_us:.2f} µs, JSON {json_us:.2f} µs (the consumer's decoders)", flush=True)
+        avro_us, json_us, kind = decode_costs(orders[:2_000], url)
+        print(f"decode per record: Avro {avro_us:.2f} µs ({kind}), JSON {json_us:.2f} µs (the consumer's decoders)",
+              flush=True)
         r0 = bare(bootstrap, topic, count, fastavro_decode)[1]
         print(f"R0-avro bare poll + fastavro    {r0:>10,.0f} records/s steady", flush=True)
         spec = spec_for(folder, topic)

@@ -2,8 +2,9 @@
 
 Each schema id is fetched once from the `SchemaSource`, parsed with its references (named types in
 other subjects) and kept; a new id (a new schema version mid-stream) is one more fetch, no restart.
-Reading is a reader compiled for the schema (`avro_compiled`), or fastavro's C reader for the
-logical types that one leaves to fastavro. Schemas whose values could be nested without bound (a
+Reading is a program compiled for the schema and interpreted in C (`avro_program`), else (the
+extension not built) a Python reader generated for it (`avro_compiled`), or fastavro's C reader for
+the logical types those leave to fastavro. Schemas whose values could be nested without bound (a
 recursive type) or hold any number of values in no bytes (an array of nulls) use fastavro's
 pure-Python reader, whose recursion Python bounds and whose array blocks are counted here, since
 the C reader would overflow the C stack (a crash, not an error) on a record nested 200,000 deep.
@@ -22,6 +23,7 @@ from fastavro import _read_py
 from fastavro.io.binary_decoder import BinaryDecoder
 
 from provisioner.formats.avro_compiled import LeftOver, Reader, compile_reader
+from provisioner.formats.avro_program import compile_program_reader
 from provisioner.formats.avro_values import Convert, compile_converter
 from provisioner.formats.bounds import MAX_DEPTH, MAX_VALUE_BYTES, MAX_VALUES, TOO_MANY_VALUES, bounds_failure
 from provisioner.formats.schemas import (
@@ -149,9 +151,12 @@ def _guarded(parsed: Any) -> bool:
 
 def _reader(schema_id: int, parsed: Any) -> Reader:
     """The function that reads one record written with `parsed`: compiled for the schema where
-    `avro_compiled` takes it, else through fastavro."""
+    `avro_program` (in C) or `avro_compiled` takes it, else through fastavro."""
     guarded = _guarded(parsed)
-    compiled = None if guarded else compile_reader(parsed, _failure(schema_id))
+    compiled = None
+    if not guarded:
+        failure = _failure(schema_id)
+        compiled = compile_program_reader(parsed, failure) or compile_reader(parsed, failure)
     return compiled or fastavro_reader(schema_id, parsed, guarded=guarded)
 
 

@@ -26,7 +26,7 @@ from provisioner.formats.bounds import MAX_VALUE_BYTES, MAX_VALUES, bounds_failu
 from provisioner.formats.schemas import DecodeError
 from provisioner.formats.wire import HEADER_SIZE
 
-__all__ = ["LeftOver", "Reader", "compile_reader"]
+__all__ = ["LeftOver", "Reader", "Unsupported", "bounds", "compile_reader", "decimal_reader", "too_long"]
 
 Reader = Callable[[bytes], Any]
 """Reads the value of a whole record (the wire format's header included)."""
@@ -62,7 +62,7 @@ class LeftOver(ValueError):
         self.left = left
 
 
-class _Unsupported(Exception):
+class Unsupported(Exception):
     """The schema is one this module does not compile."""
 
 
@@ -78,7 +78,7 @@ def _varint(data: bytes, first: int, pos: int) -> tuple[int, int]:
     raise ValueError("a varint longer than 10 bytes")
 
 
-def _decimal(schema: Any) -> Callable[[bytes], float]:
+def decimal_reader(schema: Any) -> Callable[[bytes], float]:
     """The double of a decimal's two's-complement bytes, rounded as fastavro rounds (its context's
     precision the schema's) before `avro_values` takes the double."""
     scale = schema.get("scale", 0)
@@ -87,7 +87,7 @@ def _decimal(schema: Any) -> Callable[[bytes], float]:
             raise TypeError(scale)
         context = decimal.Context(prec=schema["precision"])
     except (KeyError, TypeError, ValueError):
-        raise _Unsupported("a decimal without a usable precision and scale") from None
+        raise Unsupported("a decimal without a usable precision and scale") from None
 
     def read(data: bytes) -> float:
         return float(context.create_decimal(int.from_bytes(data, "big", signed=True)).scaleb(-scale, context))
@@ -108,6 +108,8 @@ def _span(data: bytes, first: int, pos: int) -> tuple[bytes, int]:
     if first & 1:
         raise _short()
     end = pos + (first >> 1)
+    if end > len(data):
+        raise _short()
     return data[pos:end], end
 
 
@@ -145,7 +147,7 @@ class _Source:
     def emit(self, indent: int, line: str) -> None:
         self.lines.append("    " * indent + line)
         if len(self.lines) > _MAX_LINES:
-            raise _Unsupported("the schema's reader would be too long")
+            raise Unsupported("the schema's reader would be too long")
 
     def long(self, indent: int, target: str) -> None:
         """Lines reading a zigzag varint into `target`."""
@@ -179,7 +181,7 @@ class _Source:
         if isinstance(schema, str):
             if schema in self.named:
                 if schema in self.visiting:
-                    raise _Unsupported("a recursive type")
+                    raise Unsupported("a recursive type")
                 self.visiting.add(schema)
                 self.value(self.named[schema], indent, target)
                 self.visiting.discard(schema)
@@ -196,14 +198,14 @@ class _Source:
                 return
             if logical == "decimal" and kind in _DECIMAL_BASES:
                 self.value({k: v for k, v in schema.items() if k != "logicalType"}, indent, target)
-                self.emit(indent, f"{target} = {self.constant(_decimal(schema))}({target})")
+                self.emit(indent, f"{target} = {self.constant(decimal_reader(schema))}({target})")
                 return
             if logical in _NOT_COMPILED:
-                raise _Unsupported(f"logical type {logical}")
+                raise Unsupported(f"logical type {logical}")
         if kind in _NAMED_KINDS:
             name = schema.get("name", "")
             if name in self.visiting:
-                raise _Unsupported("a recursive type")
+                raise Unsupported("a recursive type")
             self.visiting.add(name)
             getattr(self, "error" if kind == "error" else kind)(schema, indent, target)
             self.visiting.discard(name)
@@ -214,7 +216,7 @@ class _Source:
         elif isinstance(kind, str | list | dict):
             self.value(kind, indent, target)
         else:
-            raise _Unsupported(f"type {kind!r}")
+            raise Unsupported(f"type {kind!r}")
 
     def primitive(self, kind: str, indent: int, target: str) -> None:
         if kind == "null":
@@ -228,21 +230,21 @@ class _Source:
             self.emit(indent, f"{target} = _{kind}(b, p)[0]")
             self.emit(indent, f"p += {4 if kind == 'float' else 8}")
         elif kind in ("bytes", "string"):
-            # No check that the bytes are there: a slice past the end is shorter, and the position
-            # then past the end fails the next read or the final check (each length takes a byte,
-            # so a loop cannot go on without reading).
-            # A length under 64 is one byte, even (zigzag): anything else goes the long way.
+            # A length under 64 is one byte, even (zigzag): anything else goes the long way. Bytes
+            # past the end fail at the length's first byte, as the C reader's do.
             self.emit(indent, f"{target} = b[p]")
             self.emit(indent, f"if {target} & 0x81:")
             self.emit(indent + 1, f"{target}, p = _span(b, {target}, p)")
             self.emit(indent, "else:")
             self.emit(indent + 1, f"q = p + 1 + ({target} >> 1)")
+            self.emit(indent + 1, "if q > n:")
+            self.emit(indent + 2, "raise _short()")
             self.emit(indent + 1, f"{target} = b[p + 1:q]")
             self.emit(indent + 1, "p = q")
             if kind == "string":
                 self.emit(indent, f"{target} = {target}.decode()")
         else:
-            raise _Unsupported(f"type {kind!r}")
+            raise Unsupported(f"type {kind!r}")
 
     def record(self, schema: Any, indent: int, target: str) -> None:
         fields = []
@@ -265,7 +267,7 @@ class _Source:
     def fixed(self, schema: Any, indent: int, target: str) -> None:
         size = schema.get("size")
         if type(size) is not int or size < 0:
-            raise _Unsupported("a fixed type without a size")
+            raise Unsupported("a fixed type without a size")
         self.span(indent, target, str(size))
 
     def union(self, branches: list[Any], indent: int, target: str) -> None:
@@ -333,19 +335,19 @@ def compile_reader(parsed: Any, failure: Callable[[Exception, int], DecodeError]
                  f"    if n > {HEADER_SIZE + MAX_VALUES}:",
                  "        _bounds(value)",
                  "    return value"]
-        namespace = {**source.constants, "_failure": failure, "_too_long": _too_long, "_bounds": _bounds}
+        namespace = {**source.constants, "_failure": failure, "_too_long": too_long, "_bounds": bounds}
         exec(compile("\n".join(lines), "<avro reader>", "exec"), namespace)  # noqa: S102 - see the module docstring
-    except (_Unsupported, SyntaxError, RecursionError, MemoryError, LookupError, TypeError, ValueError):
+    except (Unsupported, SyntaxError, RecursionError, MemoryError, LookupError, TypeError, ValueError):
         return None  # a schema this module does not take, or not as fastavro would: fastavro's to read
     read: Reader = namespace["read"]
     return read
 
 
-def _too_long(size: int) -> DecodeError:
+def too_long(size: int) -> DecodeError:
     return DecodeError(f"value is {size - HEADER_SIZE} bytes, more than {MAX_VALUE_BYTES}")
 
 
-def _bounds(value: Any) -> None:
+def bounds(value: Any) -> None:
     found = bounds_failure(value)
     if found is not None:
         raise DecodeError(found)
