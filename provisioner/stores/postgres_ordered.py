@@ -92,9 +92,12 @@ class OrderedPostgresStore(PostgresStore):
         match = " AND ".join(f"t.{q(name)} = b.{q(name)}" for name in self._key_fields)
         batch_definitions = ", ".join(column.sql for column in self._fields)
         # A live delete marker of the batch row's key newer than it: one probe of the markers'
-        # primary key per row (the parameter is the consumer group).
+        # primary key per row (the parameter is the consumer group). OFFSET 0 keeps the EXISTS a
+        # subplan run per row: turned into an anti-join, it was planned by the statistics of the
+        # consumer column, which know nothing of a new consumer group's markers (one row, they
+        # say), so the planner read them all once and tested each against every row of the batch.
         newer_marker = (f'SELECT FROM {markers} AS m WHERE m.consumer = %s AND m.key = b.{key} '
-                        f'AND m."order" > b.{order} AND (m.expires IS NULL OR m.expires > now())')
+                        f'AND m."order" > b.{order} AND (m.expires IS NULL OR m.expires > now()) OFFSET 0')
         # Every identifier went through quote_identifier; every value is a bind parameter.
         return {
             "create_markers": create_markers_sql(self._pg_schema),
