@@ -132,18 +132,18 @@ return 'OK'
 # before writing any is the same as deleting each just before its write), and the upserts' order
 # values are written with one MSET. With a TTL, a row and its order value expire at one instant,
 # PEXPIREAT the script's start (TIME) + TTL: the AOF takes PEXPIREAT as it is, where it rewrites
-# each PEXPIRE into one. Order values and markers (our own 0xFF keys: no other type can be there,
-# and no command on them can fail) are written with redis.call, without pcall's error table.
+# each PEXPIRE into one. The MGET and MSET of order values (our own 0xFF keys, of no other type)
+# cannot fail and use redis.call; an expiry can be out of range, so those calls are checked.
 # TIME is allowed before writes because scripts replicate their effects (redis.replicate_commands:
 # the default since Redis 5, the only mode since 7).
 ORDERED_APPLY_SCRIPT: Final = "redis.replicate_commands()\n" + _FENCE_LUA + """
 local markers = ARGV[#ARGV]
 local hash = ARGV[1] == 'hash'
-local call, pcall = redis.call, redis.pcall
+local call, try = redis.call, redis.pcall
 local at = ''
 if ttl ~= '' then
   local now = call('TIME')
-  at = tostring(tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) + tonumber(ttl))
+  at = string.format('%d', tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) + tonumber(ttl))
 end
 local chunk = 500
 local stale_upserts, stale_deletes = 0, 0
@@ -165,7 +165,7 @@ for first = 1, #writes, chunk do
     elseif expiry ~= '' then
       ng = ng + 1
       gone[ng] = w[1]
-      call('SET', names[j], order, 'PXAT', expiry)
+      check(try('SET', names[j], order, 'PXAT', expiry))
     else
       nu = nu + 1
       upserts[nu] = w
@@ -178,22 +178,22 @@ for first = 1, #writes, chunk do
       nv = nv + 2
     end
   end
-  if ng > 0 then check(pcall('DEL', unpack(gone))) end
+  if ng > 0 then check(try('DEL', unpack(gone))) end
   for k = 1, nu do
     local w = upserts[k]
     local key = w[1]
     if hash then
       if #w > 3 then
-        check(pcall('HSET', key, unpack(w, 4)))
-        if at ~= '' then check(pcall('PEXPIREAT', key, at)) end
+        check(try('HSET', key, unpack(w, 4)))
+        if at ~= '' then check(try('PEXPIREAT', key, at)) end
       end
-    elseif at ~= '' then check(pcall('SET', key, w[4], 'PXAT', at))
-    else check(pcall('SET', key, w[4])) end
+    elseif at ~= '' then check(try('SET', key, w[4], 'PXAT', at))
+    else check(try('SET', key, w[4])) end
   end
   if nv > 0 then
     call('MSET', unpack(values))
     if at ~= '' then
-      for j = 1, nv, 2 do call('PEXPIREAT', values[j], at) end
+      for j = 1, nv, 2 do check(try('PEXPIREAT', values[j], at)) end
     end
   end
 end
