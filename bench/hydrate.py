@@ -35,7 +35,10 @@ machine the figures vary by 10-20% from run to run: compare ratios from the same
 
 `--order [EXPR]` also runs R1 and R2 with `spec.order: EXPR` (default timestamp(event.ts), which
 parses a timestamp per record; `record.offset` costs only the order rule itself) and prints the
-ratio of their steady records/s to the unordered ones of the same round (goal >= 0.85).
+ratio of their steady records/s to the unordered ones of the same round (goal >= 0.85): per store,
+an unordered and an ordered run back to back on fresh products, which goes first alternating by
+round, with the consumer's and the server's CPU per record (steadier than records/s on a busy
+machine).
 
 Run: .venv/bin/python bench/hydrate.py [EVENTS=200000] [NAIVE=20000] [--rounds N] [--quick] [--profile] [--order [EXPR]]
                                        [--kafka-client confluent|kafka-python] [--compare-clients] [--secured]
@@ -54,7 +57,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from common import FETCH, PARTITIONS, POLL_EVERY, ROOT, produce_records, with_servers
+from common import FETCH, PARTITIONS, POLL_EVERY, ROOT, ConsumerRun, produce_records, tree_cpu_seconds, with_servers
 from common import consumer_run as timed_consumer_run
 from common import median as _median
 
@@ -275,6 +278,43 @@ def redis_cpu(url: str) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
+def postgres_cpu(url: str) -> float:
+    """CPU seconds the Postgres server (the postmaster, its live backends and those that exited) has
+    used so far: read from /proc, so only for a server on this machine (0.0 otherwise)."""
+    with psycopg.connect(url) as connection:
+        row = connection.execute("SELECT current_setting('data_directory')").fetchone()
+    try:
+        pid = int((Path(row[0]) / "postmaster.pid").read_text().split()[0]) if row else 0
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return tree_cpu_seconds(pid)
+
+
+def order_round(order: str, round_: int, topic: str, bootstrap: str, urls: tuple[str, str], count: int,
+                folder: Path, client: str) -> tuple[float, float]:
+    """`--order`: per store, one run without `order` and one with it, back to back on fresh products
+    (the order alternating by round, so neither side always runs first, on the emptier store or the
+    quieter machine); prints steady records/s and the CPU per record of the consumer (steady span)
+    and of the store's server (whole run). Returns ordered/unordered steady records/s per store."""
+    ratios: list[float] = []
+    for store, url, server_cpu in (("cache", urls[0], redis_cpu), ("db", urls[1], postgres_cpu)):
+        runs: dict[bool, tuple[ConsumerRun, float]] = {}
+        for with_order in (True, False) if round_ % 2 else (False, True):
+            spec = bench_spec(folder, topic, order=order if with_order else None)
+            product = load_products([spec])[0].product
+            cpu = server_cpu(url)
+            run = timed_consumer_run(spec, store, bootstrap, url, count, product, folder, kafka_client=client)
+            runs[with_order] = (run, server_cpu(url) - cpu)
+        (plain, plain_server), (tied, tied_server) = runs[False], runs[True]
+        ratios.append(tied.steady / plain.steady)
+        print(f"{store:<5} order/none {tied.steady:>9,.0f} / {plain.steady:,.0f} records/s steady "
+              f"({tied.steady / plain.steady:.2f}); consumer CPU "
+              f"{1e6 * tied.steady_cpu_seconds / tied.steady_records:.1f} / "
+              f"{1e6 * plain.steady_cpu_seconds / plain.steady_records:.1f} us per record; server CPU "
+              f"{1e6 * tied_server / count:.1f} / {1e6 * plain_server / count:.1f} us per record", flush=True)
+    return ratios[0], ratios[1]
+
+
 def sample(bootstrap: str, topic: str, count: int) -> list[Record]:
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **FETCH)
     parts = [TopicPartition(topic, p) for p in range(PARTITIONS)]
@@ -414,10 +454,8 @@ def main() -> None:
             # A fresh product per round, so each consumer run starts from the beginning.
             spec_n = spec if round_ == 0 else bench_spec(folder, topic)
             product_n = product if round_ == 0 else load_products([spec_n])[0].product
-            cpu = redis_cpu(redis_url)
             r1_start, r1, rss1 = consumer_run(spec_n, "cache", bootstrap, redis_url, count, product_n, folder,
                                               kafka_client=client)
-            r1_cpu = redis_cpu(redis_url) - cpu
             r1s.append((r1_start, r1, rss1))
             print(f"R1 consume -> Redis             {r1:>10,.0f} records/s steady  ({r1_start:,.0f}/s from process"
                   f" start, peak RSS {rss1:.0f} MB; {client})", flush=True)
@@ -427,17 +465,8 @@ def main() -> None:
             print(f"R2 consume -> Postgres          {r2:>10,.0f} records/s steady  ({r2_start:,.0f}/s from process"
                   f" start, peak RSS {rss2:.0f} MB; {client})", flush=True)
             if args.order:
-                spec_t = bench_spec(folder, topic, order=args.order)
-                product_t = load_products([spec_t])[0].product
-                cpu = redis_cpu(redis_url)
-                t1 = consumer_run(spec_t, "cache", bootstrap, redis_url, count, product_t, folder, kafka_client=client)
-                t1_cpu = redis_cpu(redis_url) - cpu
-                t2 = consumer_run(spec_t, "db", bootstrap, postgres_url, count, product_t, folder, kafka_client=client)
-                ordered.append((t1[1] / r1, t2[1] / r2))
-                print(f"R1, R2 with order               {t1[1]:>10,.0f} / {t2[1]:,.0f} records/s steady "
-                      f"(ordered/unordered {t1[1] / r1:.2f} / {t2[1] / r2:.2f}); Redis server CPU "
-                      f"{1e6 * t1_cpu / count:.1f} us per record, {1e6 * r1_cpu / count:.1f} without order",
-                      flush=True)
+                ordered.append(order_round(args.order, round_, topic, bootstrap, (redis_url, postgres_url), count,
+                                           folder, client))
             if args.compare_clients:
                 spec_o = bench_spec(folder, topic)
                 product_o = load_products([spec_o])[0].product

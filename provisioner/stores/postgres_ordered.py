@@ -6,12 +6,14 @@ Where the order values live:
 - upsert mode: each row's in the hidden `_provisioner_order` column (numeric: an int, or a
   timestamp in ns since the epoch); a delete's in the schema's `_provisioner_order_markers` table
   (consumer group, key text, order, expiry = the delete record's timestamp + `orderRetention`).
-  Ops older than an unexpired marker of their key leave the batch (one lookup of the batch's keys
-  by the markers' primary key); the rest (one op per key already, the newest: `newest_per_key`) is
-  COPYed into the session's temp table, then, set-based: deletes older than their row leave it,
-  the remaining deletes delete and leave markers, and one
-  `INSERT ... ON CONFLICT DO UPDATE ... WHERE t._provisioner_order <= EXCLUDED._provisioner_order`
-  applies the upserts not older than their row. The statement counts give the stale ops.
+  The batch (one op per key already, the newest: `newest_per_key`) is COPYed into the session's
+  temp table, then, set-based: deletes older than their row or than an unexpired marker of their
+  key leave it, the remaining deletes delete and leave markers, and one
+  `INSERT ... SELECT ... WHERE NOT EXISTS (a newer marker) ON CONFLICT DO UPDATE ... WHERE
+  t._provisioner_order <= EXCLUDED._provisioner_order` applies the upserts not older than either.
+  The markers are probed inside those statements, by their primary key, one probe per batch row:
+  looking the batch's keys up from the client first cost more to plan (`key = ANY(5,000 keys)`)
+  than to run. The statement counts give the stale ops.
 - append mode: every op is appended, with `_provisioner_order` and `_stale`; the markers table
   holds every key's last applied order (a delete's with its expiry), read for the batch's keys and
   written back in the same transaction, so `_stale` is exact across batches.
@@ -89,6 +91,13 @@ class OrderedPostgresStore(PostgresStore):
         sets = ", ".join([*(f"{q(name)} = EXCLUDED.{q(name)}" for name in non_key), f"{order} = EXCLUDED.{order}"])
         match = " AND ".join(f"t.{q(name)} = b.{q(name)}" for name in self._key_fields)
         batch_definitions = ", ".join(column.sql for column in self._fields)
+        # A live delete marker of the batch row's key newer than it: one probe of the markers'
+        # primary key per row (the parameter is the consumer group). OFFSET 0 keeps the EXISTS a
+        # subplan run per row: turned into an anti-join, it was planned by the statistics of the
+        # consumer column, which know nothing of a new consumer group's markers (one row, they
+        # say), so the planner read them all once and tested each against every row of the batch.
+        newer_marker = (f'SELECT FROM {markers} AS m WHERE m.consumer = %s AND m.key = b.{key} '
+                        f'AND m."order" > b.{order} AND (m.expires IS NULL OR m.expires > now()) OFFSET 0')
         # Every identifier went through quote_identifier; every value is a bind parameter.
         return {
             "create_markers": create_markers_sql(self._pg_schema),
@@ -97,9 +106,10 @@ class OrderedPostgresStore(PostgresStore):
                 f"{order} numeric NOT NULL, {key} text NOT NULL, {expires} timestamptz) ON COMMIT DELETE ROWS"
             ),
             "copy_batch": f"COPY {batch} ({fields}, {flag}, {order}, {key}, {expires}) FROM STDIN",
+            # A delete older than its row, or than a live marker of its key, leaves the batch.
             "stale_deletes": (
-                f"DELETE FROM {batch} AS b USING {table} AS t WHERE b.{flag} AND {match} "  # noqa: S608
-                f"AND t.{order} > b.{order}"
+                f"DELETE FROM {batch} AS b WHERE b.{flag} AND (EXISTS (SELECT FROM {table} AS t "  # noqa: S608
+                f"WHERE {match} AND t.{order} > b.{order}) OR EXISTS ({newer_marker}))"
             ),
             "delete": f"DELETE FROM {table} AS t USING {batch} AS b WHERE b.{flag} AND {match}",  # noqa: S608
             "mark_deletes": (
@@ -107,9 +117,10 @@ class OrderedPostgresStore(PostgresStore):
                 f"SELECT %s, {key}, {order}, {expires} FROM {batch} WHERE {flag} "
                 'ON CONFLICT (consumer, key) DO UPDATE SET "order" = EXCLUDED."order", expires = EXCLUDED.expires'
             ),
+            # An upsert applies when not older than a live marker of its key, nor than its row.
             "upsert": (
-                f"INSERT INTO {table} AS t ({fields}, {order}) SELECT {fields}, {order} FROM {batch} "  # noqa: S608
-                f"WHERE NOT {flag} ON CONFLICT ({pk}) DO UPDATE SET {sets} "
+                f"INSERT INTO {table} AS t ({fields}, {order}) SELECT {fields}, {order} FROM {batch} AS b "  # noqa: S608
+                f"WHERE NOT {flag} AND NOT EXISTS ({newer_marker}) ON CONFLICT ({pk}) DO UPDATE SET {sets} "
                 f"WHERE t.{order} IS NULL OR t.{order} <= EXCLUDED.{order}"
             ),
             "read_markers": (
@@ -221,22 +232,6 @@ class OrderedPostgresStore(PostgresStore):
             self._write_changelog(connection, prepared)
             return
         stale_upserts, stale_deletes = self._stale.upserts, self._stale.deletes
-        # Ops older than an unexpired delete marker of their key leave the batch first: one lookup of
-        # the batch's keys by the markers' primary key (few keys have one: only deleted rows).
-        found = self._read_markers(connection, [row[-2] for row in prepared])
-        markers = {key: order for key, order, live in found.fetchall() if live}
-        if markers:
-            kept = []
-            for row in prepared:
-                marker = markers.get(row[-2])
-                if marker is not None and marker > int(row[-3]):
-                    if row[-4] == "true":
-                        stale_deletes += 1
-                    else:
-                        stale_upserts += 1
-                    continue
-                kept.append(row)
-            prepared = kept
         upserts = 0
         with connection.cursor() as cursor:
             # The batch table has no statistics: without this the planner may hash the whole table
@@ -247,12 +242,15 @@ class OrderedPostgresStore(PostgresStore):
                 for row in prepared:
                     copy.write_row(row)
                     upserts += row[-4] == "false"
+            # Planned for each batch (prepare=False), never from a cached generic plan: a plan made
+            # while the markers table was small might scan it whole for every row once it is not.
+            consumer = (self._consumer,)
             if upserts < len(prepared):
-                stale_deletes += cursor.execute(self._sql["stale_deletes"]).rowcount
+                stale_deletes += cursor.execute(self._sql["stale_deletes"], consumer, prepare=False).rowcount
                 cursor.execute(self._sql["delete"])
-                cursor.execute(self._sql["mark_deletes"], (self._consumer,))
+                cursor.execute(self._sql["mark_deletes"], consumer)
             if upserts:
-                stale_upserts += upserts - cursor.execute(self._sql["upsert"]).rowcount
+                stale_upserts += upserts - cursor.execute(self._sql["upsert"], consumer, prepare=False).rowcount
         self._stale = Stale(stale_upserts, stale_deletes)
 
     def _write_changelog(self, connection: psycopg.Connection[Any], prepared: Sequence[Any]) -> None:

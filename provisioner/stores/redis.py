@@ -124,55 +124,76 @@ return 'OK'
 # Unix time in ms its marker expires at. The key's order value lives in a sibling key, ARGV[#ARGV]
 # (the 0xFF order namespace) followed by the data key: an op older than it is skipped (stale); an
 # applied upsert sets it with the row's TTL, an applied delete with the marker's expiry. The reply
-# counts the stale upserts and deletes. Each command a script calls has a cost of its own, well above
-# that of one more key in a command, so per 500 writes the order values are read with one MGET, the
-# applied deletes and replaced hashes are deleted with one DEL (the batch's keys are distinct, so
-# deleting them all before writing any is the same as deleting each just before its write), and the
-# upserts' order values are written with one MSET (then, with a TTL, one PEXPIRE each: cheaper than
-# a SET ... PX each, whose OK reply the script turns into a table).
-ORDERED_APPLY_SCRIPT: Final = _FENCE_LUA + """
+# counts the stale upserts and deletes.
+# What it costs the server (instructions per record, measured): every command a script calls has a
+# cost of its own, well above that of one more key in a command, and so has writing it to the
+# append-only file. So per 500 writes the order values are read with one MGET, the applied deletes
+# and replaced hashes are deleted with one DEL (the batch's keys are distinct, so deleting them all
+# before writing any is the same as deleting each just before its write), and the upserts' order
+# values are written with one MSET. With a TTL, a row and its order value expire at one instant,
+# PEXPIREAT the script's start (TIME) + TTL: the AOF takes PEXPIREAT as it is, where it rewrites
+# each PEXPIRE into one. The MGET and MSET of order values (our own 0xFF keys, of no other type)
+# cannot fail and use redis.call; an expiry can be out of range, so those calls are checked.
+# TIME is allowed before writes because scripts replicate their effects (redis.replicate_commands:
+# the default since Redis 5, the only mode since 7).
+ORDERED_APPLY_SCRIPT: Final = "redis.replicate_commands()\n" + _FENCE_LUA + """
 local markers = ARGV[#ARGV]
 local hash = ARGV[1] == 'hash'
+local call, try = redis.call, redis.pcall
+local at = ''
+if ttl ~= '' then
+  local now = call('TIME')
+  at = string.format('%d', tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) + tonumber(ttl))
+end
 local chunk = 500
 local stale_upserts, stale_deletes = 0, 0
 for first = 1, #writes, chunk do
   local last = math.min(first + chunk - 1, #writes)
-  local names = {}
-  for i = first, last do names[i - first + 1] = markers .. writes[i][1] end
-  local found = redis.call('MGET', unpack(names))
-  local applied, gone, upserted = {}, {}, {}
+  local names, n = {}, 0
   for i = first, last do
-    local w = writes[i]
-    local previous = found[i - first + 1]
-    if previous and previous > w[2] then
-      if w[3] == '' then stale_upserts = stale_upserts + 1 else stale_deletes = stale_deletes + 1 end
-    else
-      applied[#applied + 1] = i
-      if hash or w[3] ~= '' then gone[#gone + 1] = w[1] end
-    end
+    n = n + 1
+    names[n] = markers .. writes[i][1]
   end
-  if #gone > 0 then check(redis.pcall('DEL', unpack(gone))) end
-  for _, i in ipairs(applied) do
-    local w = writes[i]
-    local key, order, expiry, marker = w[1], w[2], w[3], names[i - first + 1]
-    if expiry ~= '' then
-      check(redis.pcall('SET', marker, order, 'PXAT', expiry))
+  local found = call('MGET', unpack(names))
+  local upserts, gone, values = {}, {}, {}
+  local nu, ng, nv = 0, 0, 0
+  for j = 1, n do
+    local w = writes[first + j - 1]
+    local previous, order, expiry = found[j], w[2], w[3]
+    if previous and previous > order then
+      if expiry == '' then stale_upserts = stale_upserts + 1 else stale_deletes = stale_deletes + 1 end
+    elseif expiry ~= '' then
+      ng = ng + 1
+      gone[ng] = w[1]
+      check(try('SET', names[j], order, 'PXAT', expiry))
     else
+      nu = nu + 1
+      upserts[nu] = w
       if hash then
-        if #w > 3 then
-          check(redis.pcall('HSET', key, unpack(w, 4)))
-          if ttl ~= '' then check(redis.pcall('PEXPIRE', key, ttl)) end
-        end
-      elseif ttl ~= '' then check(redis.pcall('SET', key, w[4], 'PX', ttl))
-      else check(redis.pcall('SET', key, w[4])) end
-      upserted[#upserted + 1] = marker
-      upserted[#upserted + 1] = order
+        ng = ng + 1
+        gone[ng] = w[1]
+      end
+      values[nv + 1] = names[j]
+      values[nv + 2] = order
+      nv = nv + 2
     end
   end
-  if #upserted > 0 then
-    check(redis.pcall('MSET', unpack(upserted)))
-    if ttl ~= '' then
-      for j = 1, #upserted, 2 do check(redis.pcall('PEXPIRE', upserted[j], ttl)) end
+  if ng > 0 then check(try('DEL', unpack(gone))) end
+  for k = 1, nu do
+    local w = upserts[k]
+    local key = w[1]
+    if hash then
+      if #w > 3 then
+        check(try('HSET', key, unpack(w, 4)))
+        if at ~= '' then check(try('PEXPIREAT', key, at)) end
+      end
+    elseif at ~= '' then check(try('SET', key, w[4], 'PXAT', at))
+    else check(try('SET', key, w[4])) end
+  end
+  if nv > 0 then
+    call('MSET', unpack(values))
+    if at ~= '' then
+      for j = 1, nv, 2 do check(try('PEXPIREAT', values[j], at)) end
     end
   end
 end

@@ -309,9 +309,10 @@ def test_batches_larger_than_the_scripts_chunks_replace_rows_whole(
         store.close()
 
 
-def test_postgres_marker_lookup_is_planned_for_each_batch(postgres_server: Any) -> None:
-    """The session prepares the statements it runs often, but never the delete markers' lookup: a
-    generic plan of `key = ANY($2)` could test every marker against every key of the batch."""
+def test_postgres_marker_probes_are_planned_for_each_batch(postgres_server: Any) -> None:
+    """The session prepares the statements it runs often, but never one that probes the delete
+    markers: a generic plan made while the markers table was small could scan it whole for every
+    row of every later batch once it is not."""
     product = product_for("ord-plan", KINDS["postgres-upsert"])
     store = opened(product, postgres_server.url)
     batches = Batches(store)
@@ -320,8 +321,42 @@ def test_postgres_marker_lookup_is_planned_for_each_batch(postgres_server: Any) 
             batches.apply(("u", f"a{version}", version), ("d", f"a{version - 1}", version))
         connection = store._connect()  # type: ignore[attr-defined]
         prepared = [text for (text,) in connection.execute("SELECT statement FROM pg_prepared_statements")]
-        assert any("ON CONFLICT" in text for text in prepared)
-        assert not any("_provisioner_order_markers" in text and text.lstrip().startswith("SELECT") for text in prepared)
+        assert any("ON CONFLICT" in text and "_provisioner_order_markers" in text for text in prepared)
+        assert not any("EXISTS" in text for text in prepared)
         assert rows("postgres-upsert", product, postgres_server.url) == {"a12": 12}
     finally:
         store.close()
+
+
+def test_postgres_a_new_groups_markers_are_probed_row_by_row(postgres_server: Any) -> None:
+    """The markers table's statistics know nothing of a new consumer group (one marker, they
+    guess): its upserts still probe each row's marker by the primary key, never read all the
+    group's markers once and test each against every row of the batch (quadratic as it deletes)."""
+    url = postgres_server.url
+    older = opened(product_for("ord-stats-a", KINDS["postgres-upsert"]), url)
+    product = product_for("ord-stats-b", KINDS["postgres-upsert"])
+    fresh = opened(product, url)
+    try:
+        Batches(older).apply(*(("d", f"k{n}", 1) for n in range(3000)))
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute("ANALYZE _provisioner_order_markers")
+        batches = Batches(fresh)
+        batches.apply(*(("d", f"k{n}", 1) for n in range(300)))
+        prepared, _ = fresh.prepare([Change(0, 0, NOW_MS, Upsert((f"k{n}",), {"id": f"k{n}", "version": 2}, 2))
+                                     for n in range(600)])
+        connection = fresh._connect()  # type: ignore[attr-defined]
+        sql, consumer = fresh._sql, fresh._consumer  # type: ignore[attr-defined]
+        with connection.transaction(force_rollback=True), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_hashjoin = off")
+            cursor.execute("SET LOCAL enable_mergejoin = off")
+            with cursor.copy(sql["copy_batch"]) as copy:
+                for row in prepared:
+                    copy.write_row(row)
+            plan = "\n".join(line for (line,) in cursor.execute("EXPLAIN " + sql["upsert"], (consumer,)))
+        assert "SubPlan" in plan and "Materialize" not in plan, plan
+        assert "_provisioner_key" in next(line for line in plan.splitlines() if "Index Cond" in line), plan
+        assert batches.apply(("u", "k1", 0), ("u", "k2", 2)) == Stale(1, 0)
+        assert rows("postgres-upsert", product, url) == {"k2": 2}
+    finally:
+        older.close()
+        fresh.close()
