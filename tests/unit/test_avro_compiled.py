@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -15,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from provisioner.expr import times
 from provisioner.expr.errors import EvaluationError
-from provisioner.expr.times import MAX_TIMESTAMP_NS, MIN_TIMESTAMP_NS, timestamp_ns
-from provisioner.formats import avro_times
+from provisioner.expr.times import MAX_TIMESTAMP_NS, MIN_TIMESTAMP_NS, Timestamp, timestamp_ns
 from provisioner.formats.avro import AvroFormat, _guarded, fastavro_reader, parse_avro
 from provisioner.formats.avro_compiled import compile_reader
 from provisioner.formats.avro_program import C_READER, compile_program_reader
@@ -213,9 +214,12 @@ def test_timestamps_out_of_range_and_a_full_cache() -> None:
             timestamp_from_nanos(bad)
     with pytest.raises(EvaluationError):
         timestamp_from_millis(MAX_TIMESTAMP_NS // 10**6 + 1)
-    for second in range(5000):  # more seconds than are kept
-        assert timestamp_from_millis(second * 1000 + 7) == timestamp_ns((second * 1000 + 7) * 10**6)
-    assert 0 < len(avro_times._seconds) <= 4096
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    for second in range(-2500, 2500):  # more seconds than are kept
+        ts = timestamp_from_millis(second * 1000 + 7)
+        built = epoch + timedelta(milliseconds=second * 1000 + 7)  # the same moment, field by field
+        assert (type(ts), ts.ns, ts.isoformat()) == (Timestamp, (second * 1000 + 7) * 10**6, built.isoformat())
+    assert 0 < len(times._second_states) <= 4096
 
 
 @pytest.mark.parametrize("fixed", [{"size": -1}, {"size": "4"}, {}])
