@@ -3,15 +3,18 @@
 Each SIGUSR1 writes the CPU time spent since the previous one to DIR/phase-N.txt (the top
 functions by own and by cumulative time) and starts over, so the benchmark can profile the
 convergence and the idle minute apart. yappi is a development tool, not a dependency: install
-it anywhere on PYTHONPATH (`pip install --target DIR yappi`).
+it anywhere on PYTHONPATH (`pip install --target DIR yappi`). With BENCH_TRACEMALLOC=1, memory
+instead: the lines that allocated what is live at each SIGUSR1 (tracemalloc, slower still).
 """
 
 from __future__ import annotations
 
 import io
 import itertools
+import os
 import signal
 import sys
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,15 @@ import yappi  # type: ignore[import-not-found,unused-ignore]
 
 OUT = Path(sys.argv.pop(1))
 phases = itertools.count()
+
+
+def dump_memory(*_: Any) -> None:
+    snapshot = tracemalloc.take_snapshot()
+    stats = snapshot.statistics("lineno")
+    total = sum(stat.size for stat in stats)
+    lines = [f"live: {total / 1e6:.1f} MB traced"] + [str(stat) for stat in stats[:60]]
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / f"memory-{next(phases)}.txt").write_text("\n".join(lines) + "\n")
 
 
 def dump(*_: Any) -> None:
@@ -37,9 +49,13 @@ def dump(*_: Any) -> None:
 
 
 if __name__ == "__main__":
-    yappi.set_clock_type("cpu")
-    yappi.start(builtins=False, profile_threads=True)
-    signal.signal(signal.SIGUSR1, dump)
+    if os.environ.get("BENCH_TRACEMALLOC") == "1":
+        tracemalloc.start(1)
+        signal.signal(signal.SIGUSR1, dump_memory)
+    else:
+        yappi.set_clock_type("cpu")
+        yappi.start(builtins=False, profile_threads=True)
+        signal.signal(signal.SIGUSR1, dump)
     sys.argv[0] = "provisioner"
     from provisioner.cli.app import main
 

@@ -134,6 +134,7 @@ class ReconcileResult:
     problem: str | None = None
     status_written: bool = False
     transitions: list[Transition] = field(default_factory=list)
+    created: list[dict[str, Any]] = field(default_factory=list)  # the objects created, as the server answered
 
 
 def child_labels(product_name: str) -> dict[str, str]:
@@ -439,7 +440,7 @@ class Reconciler:
             if not self._differs(obj, now):
                 continue
             if now is None:
-                now = self._create(obj)
+                now = self._create(obj, result)
                 if now is None:
                     result.applied.append(f"{obj['kind']}/{obj['metadata']['name']}")
                     continue
@@ -472,10 +473,12 @@ class Reconciler:
         known[entry] = (version, digest)
         return False
 
-    def _create(self, obj: dict[str, Any]) -> Mapping[str, Any] | None:
+    def _create(self, obj: dict[str, Any], result: ReconcileResult) -> Mapping[str, Any] | None:
         """Create `obj`; None when created, else the object that already holds its name."""
         try:
-            self.client.create(obj)
+            answer = self.client.create(obj)
+            answer.setdefault("kind", obj["kind"])
+            result.created.append(answer)
             return None
         except ConflictError:  # 409 AlreadyExists: someone's object, or ours not yet in the cache
             existing = self.client.get(obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])

@@ -60,3 +60,35 @@ def test_the_queue_starts_the_first_keys_not_running_up_to_the_free_workers() ->
     running = {("sales", "p1"), ("sales", "p3")}
     assert _startable(queued, running, 5) == [("sales", "p0"), ("sales", "p2"), ("sales", "p4")]
     assert _startable(queued, running, 2) == []
+
+
+def versioned(version: str, replicas: int = 1, ready: int = 0) -> dict[str, Any]:
+    body = child("Deployment", "orders-cache-consumer")
+    body["metadata"]["resourceVersion"] = version
+    return {**body, "spec": {"replicas": replicas}, "status": {"readyReplicas": ready}}
+
+
+def test_a_child_event_queues_its_product_only_when_more_than_status_or_version_moved() -> None:
+    c = controller()
+    c.products[("sales", "orders")] = {"metadata": {"name": "orders", "namespace": "sales"}}
+    c.child_event("ADDED", versioned("1"))
+    assert c._pending.pop(("sales", "orders")) is False  # new to the cache: queued (apply only)
+    c.child_event("MODIFIED", versioned("2", ready=1))  # a controller's status update
+    assert not c._pending
+    assert c.children[("sales", "orders")][("Deployment", "orders-cache-consumer")]["metadata"]["resourceVersion"] == "2"
+    c.child_event("MODIFIED", versioned("3", replicas=5))  # an edit: drift to repair
+    assert ("sales", "orders") in c._pending
+    c._pending.clear()
+    c.child_event("DELETED", versioned("3", replicas=5))
+    assert ("sales", "orders") in c._pending
+
+
+def test_a_created_child_is_cached_so_its_event_queues_nothing_and_a_newer_event_is_kept() -> None:
+    c = controller()
+    c.products[("sales", "orders")] = {"metadata": {"name": "orders", "namespace": "sales"}}
+    c.record_created(versioned("1"))
+    c.child_event("ADDED", versioned("1"))
+    assert not c._pending
+    c.child_event("MODIFIED", versioned("4", replicas=2))
+    c.record_created(versioned("1"))  # an answer older than the event already cached: not kept
+    assert c.children[("sales", "orders")][("Deployment", "orders-cache-consumer")]["spec"] == {"replicas": 2}
