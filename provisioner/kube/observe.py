@@ -88,6 +88,7 @@ class Observer:
         self._store_secret_ttl = store_secret_ttl
         self._secrets: dict[tuple[str, str], tuple[float, dict[str, Any] | None]] = {}
         self._secrets_lock = threading.Lock()
+        self._reading: dict[tuple[str, str], threading.Lock] = {}
         self._clients: dict[str, Any] = {}  # Redis server URL -> its client (see `_redis`)
         # Each topic's end offsets as last read, reused for `ends_ttl` seconds (when, offsets).
         self._ends_ttl = ends_ttl
@@ -175,16 +176,19 @@ class Observer:
     def _secret(self, namespace: str, name: str, ttl: float | None = None) -> dict[str, Any] | None:
         """The Secret, read at most once per `ttl` (default `secret_ttl`) seconds; one that does
         not exist is asked for again after `secret_ttl`."""
-        now = self._clock()
         with self._secrets_lock:
-            cached = self._secrets.get((namespace, name))
-        if cached is not None and now < cached[0]:
-            return cached[1]
-        secret = self._client.get("Secret", namespace, name)
-        kept = self._secret_ttl if ttl is None or secret is None else ttl
-        with self._secrets_lock:
-            self._secrets[(namespace, name)] = (now + kept, secret)
-        return secret
+            reading = self._reading.setdefault((namespace, name), threading.Lock())
+        with reading:  # one read at a time per Secret: the refreshes of its namespace wait for it
+            now = self._clock()
+            with self._secrets_lock:
+                cached = self._secrets.get((namespace, name))
+            if cached is not None and now < cached[0]:
+                return cached[1]
+            secret = self._client.get("Secret", namespace, name)
+            kept = self._secret_ttl if ttl is None or secret is None else ttl
+            with self._secrets_lock:
+                self._secrets[(namespace, name)] = (now + kept, secret)
+            return secret
 
     def _suspect(self, namespace: str, name: str) -> None:
         """Read the Secret again within `secret_ttl`: what it held did not work."""
