@@ -273,7 +273,9 @@ class Controller:
                     listed = started
                 except Exception as error:  # the watches keep the cache; the next round lists again
                     log.warning("listing children failed: %s", error)
-            keys = list(self.products)
+            # In name order: the products of a namespace one after the other, so they share what
+            # the observer reads for a short while (a topic's end offsets, a store's Secret).
+            keys = sorted(self.products)
             length = max(self.resync, len(keys) / self.resync_rate)
             for index, key in enumerate(keys):
                 if key in self.products:
