@@ -418,8 +418,9 @@ class Controller:
 
     def record_created(self, body: Mapping[str, Any]) -> None:
         """Cache a child the reconciler just created, unless its event came first (that one is
-        as new or newer), so the event of the creation finds it cached and queues nothing."""
-        if self._cached_child(body) is None:
+        as new or newer), so the event of the creation finds it cached and queues nothing. Only
+        the watched kinds: a Secret is read by name each time (it has no events to keep it current)."""
+        if body.get("kind") in WATCHED_KINDS and self._cached_child(body) is None:
             self.record_child(body, deleted=False)
 
     def _cached_child(self, body: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -92,3 +92,11 @@ def test_a_created_child_is_cached_so_its_event_queues_nothing_and_a_newer_event
     c.child_event("MODIFIED", versioned("4", replicas=2))
     c.record_created(versioned("1"))  # an answer older than the event already cached: not kept
     assert c.children[("sales", "orders")][("Deployment", "orders-cache-consumer")]["spec"] == {"replicas": 2}
+
+
+def test_a_created_secret_is_not_cached() -> None:
+    """Secrets are not watched: cached, one would look like a child to prune at the next apply
+    that leaves Secrets out."""
+    c = controller()
+    c.record_created({**child("Secret", "orders-db-credentials"), "data": {}})
+    assert ("sales", "orders") not in c.children
