@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any, cast
 
@@ -100,3 +101,17 @@ def test_a_created_secret_is_not_cached() -> None:
     c = controller()
     c.record_created({**child("Secret", "orders-db-credentials"), "data": {}})
     assert ("sales", "orders") not in c.children
+
+
+def test_cached_bodies_share_their_keys_and_short_strings_and_keep_their_content() -> None:
+    c = controller()
+    text = json.dumps({**versioned("1"), "spec": {"template": {"image": "provisioner:1", "note": "x" * 100}}})
+    first, second = json.loads(text), json.loads(text.replace("orders-cache-consumer", "orders-db-consumer"))
+    c.record_child(first, deleted=False)
+    c.record_child(second, deleted=False)
+    cached = c.children[("sales", "orders")]
+    one, two = cached[("Deployment", "orders-cache-consumer")], cached[("Deployment", "orders-db-consumer")]
+    assert one == {k: v for k, v in first.items() if k != "status"}
+    assert next(k for k in one["spec"]) is next(k for k in two["spec"])
+    assert one["spec"]["template"]["image"] is two["spec"]["template"]["image"]
+    assert one["spec"]["template"]["note"] == "x" * 100
