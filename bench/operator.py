@@ -29,6 +29,9 @@ floor's time, at most 4 requests per product, no idle writes but the Lease, idle
 a core, peak RSS under 1 GB.
 
 Run: .venv/bin/python bench/operator.py [--products N] [--namespaces M] [--idle SECONDS]
+With `--profile DIR` the operator runs under yappi (installed anywhere on PYTHONPATH, a development
+tool only) and its CPU profiles of the convergence and of the idle time land in DIR; with
+BENCH_TRACEMALLOC=1 as well, what holds its memory instead (see bench/profiled_operator.py).
 """
 
 from __future__ import annotations
