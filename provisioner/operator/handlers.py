@@ -74,8 +74,8 @@ _SHARED_MAX = 64  # strings up to this long are shared between cached bodies
 
 def _compact(value: Any) -> Any:
     """`value` with its keys and short strings shared between every cached body: each decoded
-    event has its own copies of "metadata", "app.kubernetes.io/part-of", an image name..., which
-    were half the memory the caches took at ten thousand products."""
+    event has its own copies of "metadata", "app.kubernetes.io/part-of", an image name..., about
+    half of what a cached body takes."""
     if isinstance(value, str):
         return sys.intern(value) if len(value) <= _SHARED_MAX else value
     if isinstance(value, Mapping):
