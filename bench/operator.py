@@ -29,6 +29,9 @@ floor's time, at most 4 requests per product, no idle writes but the Lease, idle
 a core, peak RSS under 1 GB.
 
 Run: .venv/bin/python bench/operator.py [--products N] [--namespaces M] [--idle SECONDS]
+With `--profile DIR` the operator runs under yappi (installed anywhere on PYTHONPATH, a development
+tool only) and its CPU profiles of the convergence and of the idle time land in DIR; with
+BENCH_TRACEMALLOC=1 as well, what holds its memory instead (see bench/profiled_operator.py).
 """
 
 from __future__ import annotations
@@ -221,6 +224,9 @@ def main() -> int:
     parser.add_argument("--idle", type=float, default=60.0, help="seconds of idle measured after convergence")
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--keep", action="store_true", help="keep the operator's log and the cluster's work dir")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="run the operator under yappi (bench/profiled_operator.py): CPU profiles of the "
+                             "convergence and of the idle time, written to this folder")
     args = parser.parse_args()
     count = args.products
     spaces = args.namespaces or min(100, max(4, count // 100))
@@ -264,8 +270,10 @@ def main() -> int:
         env = {**os.environ, "PROVISIONER_CREDENTIALS_KEY": KEY}
         with log_path.open("ab") as out:
             started = time.monotonic()
+            launcher = ["-m", "provisioner"] if args.profile is None else \
+                [str(ROOT / "bench" / "profiled_operator.py"), str(args.profile)]
             operator = subprocess.Popen(
-                [sys.executable, "-m", "provisioner", "operator", "--kubeconfig", str(cluster.kubeconfig),
+                [sys.executable, *launcher, "operator", "--kubeconfig", str(cluster.kubeconfig),
                  "--kafka-bootstrap", bootstrap, "--lease-namespace", LEASE_NAMESPACE],
                 stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         expected = set(keys)
@@ -283,6 +291,8 @@ def main() -> int:
                 raise SystemExit(f"not converged after {args.timeout:.0f} s; log: {log_path}")
             time.sleep(poll)
         cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in daemons.items()}
+        if args.profile is not None:
+            operator.send_signal(signal.SIGUSR1)
         entries = audit.read()
         by_who = Counter(who(e) for e in entries)
         op_entries = [e for e in entries if who(e) == "operator"]
@@ -299,6 +309,9 @@ def main() -> int:
         idle_cpu = (cpu_seconds(operator.pid) - idle_cpu) / args.idle
         idle = [e for e in audit.read() if who(e) == "operator"]
         peak = max(peak, vm_hwm_mb(operator.pid))
+        if args.profile is not None:
+            operator.send_signal(signal.SIGUSR1)
+            time.sleep(5)  # the dump takes a moment
         writes = [e for e in idle if e["verb"] in WRITE_VERBS]
         lease = [e for e in writes if resource(e) == "leases"]
         other_writes = [e for e in writes if resource(e) != "leases"]

@@ -63,22 +63,32 @@ def store_secret(product: DataProduct, store: StoreSpec) -> tuple[str, str]:
     return object_name(product.name, store.name, suffix), "url"
 
 
+STORE_SECRET_TTL_S = 300.0  # a store's URL Secret that works is read again after this long
+
+
 class Observer:
     """Observes stores and Kafka for many products; one per operator."""
 
     def __init__(self, client: KubeClient, kafka: KafkaObserver | None, *, store_timeout: float = 3.0,
-                 clock: Callable[[], float] = time.monotonic, secret_ttl: float = 10.0, ends_ttl: float = 1.0) -> None:
+                 clock: Callable[[], float] = time.monotonic, secret_ttl: float = 10.0,
+                 store_secret_ttl: float = STORE_SECRET_TTL_S, ends_ttl: float = 1.0) -> None:
         self._client = client
         self._kafka = kafka
         self._store_timeout = store_timeout
         self._clock = clock
         self._fresh_at: dict[tuple[str, str, str], float] = {}  # last seen caught up with a consumer
         self._watched_at: dict[tuple[str, str, str], float] = {}  # first read of positions and end offsets
-        # Secrets a `connection.secretRef` names, read at most once per `secret_ttl` seconds: many
-        # products share one (a namespace's store URL), and every refresh would read it again.
+        # Secrets read by name, each kept until an expiry (when, Secret): many products share one
+        # (a namespace's store URL), and every refresh would read it again. A Kafka client Secret
+        # is kept `secret_ttl` seconds (its rotation rolls the consumers); a store's URL Secret
+        # `store_secret_ttl` seconds while the store answers, and `secret_ttl` once it is missing,
+        # lacks its key or the store's read failed with it: a URL that stopped working (a rotated
+        # password) is read again at once, one that works is not read again for minutes.
         self._secret_ttl = secret_ttl
+        self._store_secret_ttl = store_secret_ttl
         self._secrets: dict[tuple[str, str], tuple[float, dict[str, Any] | None]] = {}
         self._secrets_lock = threading.Lock()
+        self._reading: dict[tuple[str, str], threading.Lock] = {}
         self._clients: dict[str, Any] = {}  # Redis server URL -> its client (see `_redis`)
         # Each topic's end offsets as last read, reused for `ends_ttl` seconds (when, offsets).
         self._ends_ttl = ends_ttl
@@ -163,16 +173,30 @@ class Observer:
             self._kafka_checks[key] = (version, problem)
         return version, problem
 
-    def _secret(self, namespace: str, name: str) -> dict[str, Any] | None:
-        now = self._clock()
+    def _secret(self, namespace: str, name: str, ttl: float | None = None) -> dict[str, Any] | None:
+        """The Secret, read at most once per `ttl` (default `secret_ttl`) seconds; one that does
+        not exist is asked for again after `secret_ttl`."""
+        with self._secrets_lock:
+            reading = self._reading.setdefault((namespace, name), threading.Lock())
+        with reading:  # one read at a time per Secret: the refreshes of its namespace wait for it
+            now = self._clock()
+            with self._secrets_lock:
+                cached = self._secrets.get((namespace, name))
+            if cached is not None and now < cached[0]:
+                return cached[1]
+            secret = self._client.get("Secret", namespace, name)
+            kept = self._secret_ttl if ttl is None or secret is None else ttl
+            with self._secrets_lock:
+                self._secrets[(namespace, name)] = (now + kept, secret)
+            return secret
+
+    def _suspect(self, namespace: str, name: str) -> None:
+        """Read the Secret again within `secret_ttl`: what it held did not work."""
+        expires = self._clock() + self._secret_ttl
         with self._secrets_lock:
             cached = self._secrets.get((namespace, name))
-        if cached is not None and now - cached[0] < self._secret_ttl:
-            return cached[1]
-        secret = self._client.get("Secret", namespace, name)
-        with self._secrets_lock:
-            self._secrets[(namespace, name)] = (now, secret)
-        return secret
+            if cached is not None and cached[0] > expires:
+                self._secrets[(namespace, name)] = (expires, cached[1])
 
     def _end_offsets(self, topic: str) -> tuple[Any, str | None, tuple[str, str] | None]:
         """`_kafka_call` of the topic's end offsets, an answer reused for `ends_ttl` seconds: many
@@ -207,7 +231,16 @@ class Observer:
         own (a file missing from the Secret, a refusal), the reason; and, when a new version is
         being built beside it, that version and its own positions."""
         name, key = store_secret(product, store)
-        secret = rendered.get(name) or self._secret(namespace, name)
+        if name in rendered:
+            return self._positions_with(product, store, name, key, rendered[name])
+        answer = self._positions_with(product, store, name, key, self._secret(namespace, name, self._store_secret_ttl))
+        if answer[1] is not None:
+            self._suspect(namespace, name)
+        return answer
+
+    def _positions_with(self, product: DataProduct, store: StoreSpec, name: str, key: str,
+                        secret: dict[str, Any] | None,
+                        ) -> tuple[dict[int, int] | None, str | None, tuple[str, dict[int, int]] | None, str | None]:
         missing_reason = None if store.managed else "StoreCredentialsMissing"  # a managed one's is rendered
         if secret is None:
             return None, f"Secret {name} does not exist", None, missing_reason

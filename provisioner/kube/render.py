@@ -53,6 +53,7 @@ import jinja2
 import yaml
 
 from provisioner import __version__
+from provisioner.kube import shapes
 from provisioner.kube.credentials import derive_credentials
 from provisioner.kube.kafka_secret import MOUNT_DIR, PROPERTIES_FILE, PROPERTIES_KEY, kafka_secret_of
 from provisioner.plan import ConsumerPlan, plan
@@ -229,8 +230,6 @@ def to_yaml(objects: Iterable[dict[str, Any]]) -> str:
     return yaml.dump_all(list(objects), Dumper=_Dumper, sort_keys=False, width=120, explicit_start=True)
 
 
-# libyaml's safe loader when PyYAML has it: the same objects, parsed several times faster.
-_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml: 5x faster, the operator renders each product
 
 
@@ -239,11 +238,13 @@ def _environment() -> jinja2.Environment:
     """The templates, loaded and compiled once per process (the operator renders on every reconcile)."""
     folder = importlib.resources.files("provisioner.templates")
     sources = {item.name: item.read_text(encoding="utf-8") for item in folder.iterdir() if item.name.endswith(".j2")}
-    return jinja2.Environment(
+    environment = jinja2.Environment(
         # YAML, not HTML: every value enters a template through `tojson`, which quotes it.
         loader=jinja2.DictLoader(sources), undefined=jinja2.StrictUndefined, autoescape=False,  # noqa: S701
         keep_trailing_newline=True,
     )
+    environment.filters["tojson"] = shapes.tojson  # the same output; placeholders for `shapes`
+    return environment
 
 
 def render(products: Iterable[DataProduct], options: RenderOptions) -> list[Rendered]:
@@ -338,8 +339,7 @@ def _render_product(environment: jinja2.Environment, product: DataProduct, consu
 
 
 def _objects(environment: jinja2.Environment, template: str, context: dict[str, Any]) -> list[dict[str, Any]]:
-    text = environment.get_template(template).render(context)
-    return [doc for doc in yaml.load_all(text, Loader=_LOADER) if doc]
+    return shapes.render_objects(environment.get_template(template), context)
 
 
 def _store_context(product: DataProduct, consumer: ConsumerPlan, namespace: str, common: dict[str, str],

@@ -92,7 +92,10 @@ def _login(client: KubeClient) -> Any:
 
 def run(config: OperatorConfig) -> int:
     """Run until stopped; 0 on SIGTERM/SIGINT, 1 when the Lease was lost."""
-    client = KubeClient.from_kubeconfig(config.kubeconfig, config.context, pool_size=config.workers + 4,
+    # A connection for each apply and status worker, the Lease and the webhook: a pool smaller than
+    # the threads using it closes the surplus connections, and each new one is a TLS handshake.
+    client = KubeClient.from_kubeconfig(config.kubeconfig, config.context,
+                                         pool_size=config.workers + _status_workers(config) + 4,
                                          user_agent=OPERATOR_USER_AGENT)
     stopping = threading.Event()
     lost = threading.Event()
@@ -131,7 +134,7 @@ def run(config: OperatorConfig) -> int:
     try:
         reconciler = Reconciler(client, config.settings, Observer(client, kafka))
         controller = Controller(client, reconciler, workers=config.workers, resync=config.resync,
-                                status_workers=max(1, config.workers // 2), on_turn=health.beat)
+                                status_workers=_status_workers(config), on_turn=health.beat)
         namespaces = list(config.namespaces) or None
         controller.prime(namespaces)
         log.info("operator: %d products, watching %s", len(controller.products),
@@ -154,6 +157,10 @@ def run(config: OperatorConfig) -> int:
 
 
 _DRAIN_S = 2.0  # how long running applies may take to end on a stop
+
+
+def _status_workers(config: OperatorConfig) -> int:
+    return max(1, config.workers // 2)
 
 
 class _NoDiffBase(kopf.DiffBaseStorage):

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 _PARTITIONS_TTL_S = 60.0
+_TOPICS_TTL_S = 10.0  # how old the listing of every topic that dead-letter counts use may be
+_TOPICS_LISTED_MAX = 5000  # topics beyond which each dead-letter topic is asked for by name instead
 # kafka-python's own timeouts take this share of a call's: it usually gives up (and cleans up) first.
 _CLIENT_SHARE = 0.8
 # Errors that say "no broker answers" rather than "this request was refused": they open the window.
@@ -60,6 +62,7 @@ class KafkaObserver:
         self._down: tuple[float, str] | None = None  # (until when, the message every call gives meanwhile)
         self._admin: Any = None
         self._partitions: dict[str, tuple[float, list[int]]] = {}
+        self._topics: tuple[float, dict[str, list[int]] | None] | None = None  # (when, every topic's partitions)
         self._dead_letter_readers: dict[str, _DeadLetterReader] = {}
 
     def close(self, timeout: float | None = None) -> None:
@@ -79,6 +82,7 @@ class KafkaObserver:
         def switch() -> None:
             self._close()
             self._partitions.clear()
+            self._topics = None
             self.connection, self.bootstrap = settings, settings.bootstrap
             with self._state:
                 self._down = None
@@ -162,10 +166,25 @@ class KafkaObserver:
         if reader is None:
             reader = self._dead_letter_readers[topic] = _DeadLetterReader(
                 self.connection, topic, self._timeout * _CLIENT_SHARE)
-        partitions = self._topic_partitions(topic)
+        partitions = self._dead_letter_partitions(topic)
         if not partitions:
             return Counter()
         return reader.catch_up(partitions, budget=self._timeout / 2)
+
+    def _dead_letter_partitions(self, topic: str) -> list[int]:
+        """A dead-letter topic's partitions, from a listing of every topic at most
+        `_TOPICS_TTL_S` old: most dead-letter topics do not exist (no record failed), and asking
+        for each by name was a request per status refresh. A topic created since shows at the
+        next listing. Beyond `_TOPICS_LISTED_MAX` topics, a listing costs more than it saves:
+        each is asked for by name."""
+        now = self._clock()
+        if self._topics is None or now - self._topics[0] >= _TOPICS_TTL_S:
+            described = self._guarded(lambda: self._client().describe_topics())
+            listed = {d["name"]: sorted(p["partition_index"] for p in d["partitions"])
+                      for d in described if d["error_code"] == 0}
+            self._topics = (now, listed if len(listed) <= _TOPICS_LISTED_MAX else None)
+        listed_now = self._topics[1]
+        return self._topic_partitions(topic) if listed_now is None else listed_now.get(topic, [])
 
     def _close(self) -> None:
         for reader in self._dead_letter_readers.values():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any, cast
 
@@ -60,3 +61,57 @@ def test_the_queue_starts_the_first_keys_not_running_up_to_the_free_workers() ->
     running = {("sales", "p1"), ("sales", "p3")}
     assert _startable(queued, running, 5) == [("sales", "p0"), ("sales", "p2"), ("sales", "p4")]
     assert _startable(queued, running, 2) == []
+
+
+def versioned(version: str, replicas: int = 1, ready: int = 0) -> dict[str, Any]:
+    body = child("Deployment", "orders-cache-consumer")
+    body["metadata"]["resourceVersion"] = version
+    return {**body, "spec": {"replicas": replicas}, "status": {"readyReplicas": ready}}
+
+
+def test_a_child_event_queues_its_product_only_when_more_than_status_or_version_moved() -> None:
+    c = controller()
+    c.products[("sales", "orders")] = {"metadata": {"name": "orders", "namespace": "sales"}}
+    c.child_event("ADDED", versioned("1"))
+    assert c._pending.pop(("sales", "orders")) is False  # new to the cache: queued (apply only)
+    c.child_event("MODIFIED", versioned("2", ready=1))  # a controller's status update
+    assert not c._pending
+    assert c.children[("sales", "orders")][("Deployment", "orders-cache-consumer")]["metadata"]["resourceVersion"] == "2"
+    c.child_event("MODIFIED", versioned("3", replicas=5))  # an edit: drift to repair
+    assert ("sales", "orders") in c._pending
+    c._pending.clear()
+    c.child_event("DELETED", versioned("3", replicas=5))
+    assert ("sales", "orders") in c._pending
+
+
+def test_a_created_child_is_cached_so_its_event_queues_nothing_and_a_newer_event_is_kept() -> None:
+    c = controller()
+    c.products[("sales", "orders")] = {"metadata": {"name": "orders", "namespace": "sales"}}
+    c.record_created(versioned("1"))
+    c.child_event("ADDED", versioned("1"))
+    assert not c._pending
+    c.child_event("MODIFIED", versioned("4", replicas=2))
+    c.record_created(versioned("1"))  # an answer older than the event already cached: not kept
+    assert c.children[("sales", "orders")][("Deployment", "orders-cache-consumer")]["spec"] == {"replicas": 2}
+
+
+def test_a_created_secret_is_not_cached() -> None:
+    """Secrets are not watched: cached, one would look like a child to prune at the next apply
+    that leaves Secrets out."""
+    c = controller()
+    c.record_created({**child("Secret", "orders-db-credentials"), "data": {}})
+    assert ("sales", "orders") not in c.children
+
+
+def test_cached_bodies_share_their_keys_and_short_strings_and_keep_their_content() -> None:
+    c = controller()
+    text = json.dumps({**versioned("1"), "spec": {"template": {"image": "provisioner:1", "note": "x" * 100}}})
+    first, second = json.loads(text), json.loads(text.replace("orders-cache-consumer", "orders-db-consumer"))
+    c.record_child(first, deleted=False)
+    c.record_child(second, deleted=False)
+    cached = c.children[("sales", "orders")]
+    one, two = cached[("Deployment", "orders-cache-consumer")], cached[("Deployment", "orders-db-consumer")]
+    assert one == {k: v for k, v in first.items() if k != "status"}
+    assert next(k for k in one["spec"]) is next(k for k in two["spec"])
+    assert one["spec"]["template"]["image"] is two["spec"]["template"]["image"]
+    assert one["spec"]["template"]["note"] == "x" * 100

@@ -1,0 +1,72 @@
+"""What the operator's status reads skip at idle, against a real Redis and Kafka: a store's URL
+Secret read once while the store answers and again soon after it stops answering; dead-letter
+topics looked up in one listing of every topic, a new one showing at the next listing."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from typing import Any, cast
+
+from provisioner.kube.client import KubeClient
+from provisioner.kube.observe import Observer
+from provisioner.kube.reconcile import parse_product
+from provisioner.stream.observe import KafkaObserver
+from tests.integration import harness as h
+from tests.integration.conftest import kafka_bootstrap, redis_server  # noqa: F401  (fixtures)
+
+
+def _product(name: str) -> dict[str, Any]:
+    return {"apiVersion": "provisioner.dev/v1alpha1", "kind": "DataProduct",
+            "metadata": {"name": name, "namespace": "shop"},
+            "spec": {"source": {"topic": "orders.v1"}, "fields": {"order_id": "event.order_id"}, "key": "order_id",
+                     "stores": [{"name": "cache", "redis": {"connection": {"secretRef": {"name": "url", "key": "url"}}}}]}}
+
+
+class UrlSecret:
+    """The API server's answer to a read of the store's URL Secret, counting the reads."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.reads = 0
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        self.reads += 1
+        return {"metadata": {"name": name}, "data": {"url": base64.b64encode(self.url.encode()).decode()}}
+
+
+def test_a_store_secret_is_read_again_soon_only_once_the_store_stops_answering(redis_server: Any) -> None:  # noqa: F811
+    secret = UrlSecret(redis_server.url)
+    now = [0.0]
+    observer = Observer(cast(KubeClient, secret), None, store_timeout=2.0, clock=lambda: now[0])
+    products = [parse_product(_product(f"p{i}")) for i in range(3)]
+    for _ in range(6):  # 6 rounds of every product, a minute apart
+        for product in products:
+            [observed] = observer.observe(product, "shop", [])
+            assert observed.error is None or "Kafka" in observed.error, observed.error
+        now[0] += 60.0
+    assert secret.reads == 2  # at 0 s, and again at 300 s
+    secret.url = "redis://127.0.0.1:1/0"  # the Secret now names a store that does not answer
+    now[0] += 300.0
+    [observed] = observer.observe(products[0], "shop", [])
+    assert observed.positions is None and secret.reads == 3
+    secret.url = redis_server.url  # repaired: read again within seconds, not minutes
+    now[0] += 11.0
+    [observed] = observer.observe(products[0], "shop", [])
+    assert observed.positions is not None and secret.reads == 4
+
+
+def test_dead_letters_come_from_a_listing_of_every_topic(kafka_bootstrap: str) -> None:  # noqa: F811
+    topic = f"orders-{uuid.uuid4().hex[:8]}.dlq"
+    now = [0.0]
+    observer = KafkaObserver(kafka_bootstrap, timeout=10.0, clock=lambda: now[0])
+    try:
+        assert observer.dead_letters(topic) == {}  # no such topic: nothing failed
+        h.create_topic(kafka_bootstrap, topic, partitions=2)
+        h.produce(kafka_bootstrap, topic, [
+            (b"k", b"v", [("provisioner.product", b"shop/orders"), ("provisioner.store", b"cache")])] * 2)
+        assert observer.dead_letters(topic) == {}  # the listing is a few seconds old
+        now[0] += 11.0
+        assert observer.dead_letters(topic) == {("shop/orders", "cache"): 2}
+    finally:
+        observer.close()
