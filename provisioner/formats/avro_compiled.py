@@ -26,14 +26,15 @@ from provisioner.formats.bounds import MAX_VALUE_BYTES, MAX_VALUES, bounds_failu
 from provisioner.formats.schemas import DecodeError
 from provisioner.formats.wire import HEADER_SIZE
 
-__all__ = ["LeftOver", "Reader", "Unsupported", "bounds", "compile_reader", "decimal_reader", "too_long"]
+__all__ = ["NAMED_KINDS", "NOT_COMPILED", "LeftOver", "Reader", "Unsupported", "bounds", "compile_reader",
+           "decimal_reader", "too_long"]
 
 Reader = Callable[[bytes], Any]
 """Reads the value of a whole record (the wire format's header included)."""
 
 _MAX_LINES: Final = 4000
 _SHIFTS: Final = tuple(range(7, 70, 7))  # of a varint's bytes after the first (10 bytes at most)
-_NAMED_KINDS: Final = frozenset({"record", "error", "enum", "fixed"})
+NAMED_KINDS: Final = frozenset({"record", "error", "enum", "fixed"})
 _INTEGERS: Final = frozenset({"int", "long"})
 _TIMESTAMP: Final = "_timestamp({} * {})"
 # (base type, logical type) -> the expression of the CEL value, {} the base value.
@@ -51,7 +52,7 @@ _LOGICAL: Final[dict[tuple[str, str], str]] = {
 }
 _DECIMAL_BASES: Final = frozenset({"bytes", "fixed"})
 # Logical types this module leaves to fastavro and `avro_values` (times of day, uuids in bytes).
-_NOT_COMPILED: Final = frozenset({"decimal", "time-millis", "time-micros", "uuid"})
+NOT_COMPILED: Final = frozenset({"decimal", "time-millis", "time-micros", "uuid"})
 
 
 class LeftOver(ValueError):
@@ -200,9 +201,9 @@ class _Source:
                 self.value({k: v for k, v in schema.items() if k != "logicalType"}, indent, target)
                 self.emit(indent, f"{target} = {self.constant(decimal_reader(schema))}({target})")
                 return
-            if logical in _NOT_COMPILED:
+            if logical in NOT_COMPILED:
                 raise Unsupported(f"logical type {logical}")
-        if kind in _NAMED_KINDS:
+        if kind in NAMED_KINDS:
             name = schema.get("name", "")
             if name in self.visiting:
                 raise Unsupported("a recursive type")

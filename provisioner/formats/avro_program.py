@@ -17,7 +17,16 @@ from datetime import UTC
 from typing import Any, Final
 
 from provisioner.expr.times import Timestamp
-from provisioner.formats.avro_compiled import LeftOver, Reader, Unsupported, bounds, decimal_reader, too_long
+from provisioner.formats.avro_compiled import (
+    NAMED_KINDS,
+    NOT_COMPILED,
+    LeftOver,
+    Reader,
+    Unsupported,
+    bounds,
+    decimal_reader,
+    too_long,
+)
 from provisioner.formats.avro_times import timestamp_from_millis, timestamp_from_nanos
 from provisioner.formats.bounds import MAX_VALUE_BYTES, MAX_VALUES
 from provisioner.formats.schemas import DecodeError
@@ -37,14 +46,12 @@ C_READER: Final = _avroc is not None
 _MAX_NODES: Final = 20_000
 _PRIMITIVES: Final = {"null": (NULL,), "boolean": (BOOLEAN,), "int": (LONG,), "long": (LONG,), "float": (FLOAT,),
                       "double": (DOUBLE,), "string": (STRING,), "bytes": (BYTES,)}
-_NAMED_KINDS: Final = frozenset({"record", "error", "enum", "fixed"})
 # (base type, logical type) -> nanoseconds per unit of the base value (avro_compiled's timestamps)
 _NS_PER: Final[dict[tuple[str, str], int]] = {
     ("long", "timestamp-millis"): 1_000_000, ("long", "local-timestamp-millis"): 1_000_000,
     ("long", "timestamp-micros"): 1000, ("long", "local-timestamp-micros"): 1000,
     ("long", "timestamp-nanos"): 1, ("long", "local-timestamp-nanos"): 1,
     ("int", "timestamp-nanos"): 1, ("int", "local-timestamp-nanos"): 1, ("int", "date"): 86_400_000_000_000}
-_NOT_COMPILED: Final = frozenset({"decimal", "time-millis", "time-micros", "uuid"})
 
 
 def _uuid_text(text: str) -> str:
@@ -85,7 +92,7 @@ class _Program:
             program = self.logical(schema, kind, logical)
             if program is not None:
                 return program
-        if kind in _NAMED_KINDS:
+        if kind in NAMED_KINDS:
             return self.inline(schema.get("name", ""), schema, kind)
         if kind == "array":
             return (ARRAY, self.value(schema["items"]))
@@ -104,7 +111,7 @@ class _Program:
         if logical == "decimal" and kind in ("bytes", "fixed"):
             base = self.value({k: v for k, v in schema.items() if k != "logicalType"})
             return (CONVERT, decimal_reader(schema), base)
-        if logical in _NOT_COMPILED:
+        if logical in NOT_COMPILED:
             raise Unsupported(f"logical type {logical}")
         return None
 
