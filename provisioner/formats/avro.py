@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import io
 import json
+import struct
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -179,6 +180,8 @@ def fastavro_reader(schema_id: int, parsed: Any, *, guarded: bool | None = None)
             return fastavro.schemaless_reader(fo, parsed, None, return_record_name=True,
                                               return_record_name_override=True)
 
+    refuse = _failure(schema_id)
+
     def read(data: bytes) -> Any:
         payload = memoryview(data)[HEADER_SIZE:]
         size = len(payload)
@@ -199,12 +202,10 @@ def fastavro_reader(schema_id: int, parsed: Any, *, guarded: bool | None = None)
             raise
         except RecursionError:
             raise DecodeError(f"the value is nested more than {MAX_DEPTH} levels deep") from None
-        except UnicodeDecodeError as error:  # a string's bytes: the reader stands just past them
-            where = not_utf8(error, fo.tell() - len(error.object))
-            raise DecodeError(f"payload does not decode with Avro schema {schema_id}: a string is {where}") from None
+        except IndexError:  # fastavro's: a union branch or an enum symbol past the schema's
+            raise refuse(ValueError("a union or enum index out of range"), fo.tell()) from None
         except Exception as error:  # fastavro's errors for bad bytes are of many kinds
-            raise DecodeError(f"payload does not decode with Avro schema {schema_id}: "
-                              f"{type(error).__name__}: {error}") from None
+            raise refuse(error, fo.tell()) from None
         left = size - fo.tell()
         if left:
             raise DecodeError(f"payload does not decode with Avro schema {schema_id}: "
@@ -227,8 +228,10 @@ def _failure(schema_id: int) -> Callable[[Exception, int], DecodeError]:
             detail = str(error)
         elif isinstance(error, UnicodeDecodeError):  # a string's bytes: the reader stands just past them
             detail = f"a string is {not_utf8(error, position - len(error.object))}"
-        else:
-            detail = f"{type(error).__name__}: {error}"
+        elif isinstance(error, IndexError | EOFError | struct.error):  # a read past the end, in Python's words
+            detail = f"the payload ends inside a value at offset {position}"
+        else:  # the readers' own words (a varint too long, an index out of range, a timestamp out of range)
+            detail = f"{str(error) or 'not a value of the schema'} at offset {position}"
         return DecodeError(f"payload does not decode with Avro schema {schema_id}: {detail}")
 
     return failure

@@ -66,42 +66,41 @@ PREFIX = "payload does not decode with Avro schema 1: "
 
 
 @pytest.mark.parametrize(("schema", "payload", "message"), [
-    ("long", b"\x80", "IndexError: index out of range"),
-    ("long", b"\xff" * 10 + b"\x01", "ValueError: a varint longer than 10 bytes"),
+    ("long", b"\x80", "the payload ends inside a value at offset"),
+    ("long", b"\xff" * 10 + b"\x01", "a varint longer than 10 bytes"),
     ("long", b"\x02\x00", "1 bytes left after the value"),
-    ("boolean", b"", "IndexError: index out of range"),
-    ("string", b"\x01", "ValueError: the payload ends inside a value (or a length is negative)"),
-    ("string", b"\x81\x01", "ValueError: the payload ends inside a value (or a length is negative)"),
-    ("string", varint(1 << 63) + b"abc", "ValueError: the payload ends inside a value"),  # 2^62 bytes
-    ("bytes", varint(1 << 63), "ValueError: the payload ends inside a value"),
-    ("bytes", varint(HUGE - 1), "ValueError: the payload ends inside a value"),  # over 64 bits
-    ("string", b"\x06ab", "ValueError: the payload ends inside a value"),
+    ("boolean", b"", "the payload ends inside a value at offset"),
+    ("string", b"\x01", "the payload ends inside a value (or a length is negative)"),
+    ("string", b"\x81\x01", "the payload ends inside a value (or a length is negative)"),
+    ("string", varint(1 << 63) + b"abc", "the payload ends inside a value"),  # 2^62 bytes
+    ("bytes", varint(1 << 63), "the payload ends inside a value"),
+    ("bytes", varint(HUGE - 1), "the payload ends inside a value"),  # over 64 bits
+    ("string", b"\x06ab", "the payload ends inside a value"),
     ("string", b"\x06a\xffb", "a string is not UTF-8 (byte 0xff at offset 2)"),
     ("string", b"\x06a\xed\xa0\x80"[:4] + b"\x80", "a string is not UTF-8 (byte 0xed at offset 2)"),  # a surrogate
-    ("double", b"\x00\x00", "error: unpack_from requires a buffer of at least 13 bytes for unpacking 8 bytes at "
-                            "offset 5 (actual buffer size is 7)"),
-    ("float", b"\x00", "error: unpack_from requires a buffer of at least 9 bytes"),
-    ({"type": "fixed", "name": "F", "size": 4}, b"abc", "ValueError: the payload ends inside a value"),
-    (ENUM, b"\x04", "ValueError: enum index 2 out of range"),
-    (ENUM, b"\x01", "ValueError: enum index -1 out of range"),
-    (ENUM, varint(HUGE), f"ValueError: enum index {-(HUGE >> 1) - 1} out of range"),
-    (["null", "long"], b"\x04", "ValueError: union index 2 out of range"),
-    (["null", "long"], varint(HUGE - 1), f"ValueError: union index {HUGE >> 1} out of range"),
-    ({"type": "array", "items": "long"}, zigzag(1 << 62) + b"\x02\x04", "IndexError: index out of range"),
-    ({"type": "array", "items": "long"}, varint(HUGE - 1) + b"\x02", "IndexError: index out of range"),
-    ({"type": "array", "items": "long"}, b"\x03", "IndexError: index out of range"),  # no byte size
-    ({"type": "map", "values": "long"}, b"\x02\x01", "ValueError: the payload ends inside a value"),
+    ("double", b"\x00\x00", "the payload ends inside a value at offset"),
+    ("float", b"\x00", "the payload ends inside a value at offset"),
+    ({"type": "fixed", "name": "F", "size": 4}, b"abc", "the payload ends inside a value"),
+    (ENUM, b"\x04", "enum index 2 out of range"),
+    (ENUM, b"\x01", "enum index -1 out of range"),
+    (ENUM, varint(HUGE), f"enum index {-(HUGE >> 1) - 1} out of range"),
+    (["null", "long"], b"\x04", "union index 2 out of range"),
+    (["null", "long"], varint(HUGE - 1), f"union index {HUGE >> 1} out of range"),
+    ({"type": "array", "items": "long"}, zigzag(1 << 62) + b"\x02\x04", "the payload ends inside a value at offset"),
+    ({"type": "array", "items": "long"}, varint(HUGE - 1) + b"\x02", "the payload ends inside a value at offset"),
+    ({"type": "array", "items": "long"}, b"\x03", "the payload ends inside a value at offset"),  # no byte size
+    ({"type": "map", "values": "long"}, b"\x02\x01", "the payload ends inside a value"),
     ({"type": "map", "values": "long"}, b"\x02\x02\xff\x00\x00", "a string is not UTF-8 (byte 0xff at offset 2)"),
-    (logical("long", "timestamp-millis"), zigzag(1 << 62), "EvaluationError: timestamp out of range"),
-    (logical("long", "timestamp-micros"), varint(HUGE - 1), "EvaluationError: timestamp out of range"),
-    (logical("string", "uuid"), b"\x02x", "ValueError: badly formed hexadecimal UUID string"),
+    (logical("long", "timestamp-millis"), zigzag(1 << 62), "timestamp out of range"),
+    (logical("long", "timestamp-micros"), varint(HUGE - 1), "timestamp out of range"),
+    (logical("string", "uuid"), b"\x02x", "badly formed hexadecimal UUID string"),
 ])
 def test_each_hostile_payload_is_the_python_reader_s_decode_error(schema: Any, payload: bytes, message: str) -> None:
     program, python = readers(record(("v", schema)))
     mine = result(program, HEADER + payload)
     assert mine == result(python, HEADER + payload)
     assert mine.startswith("DecodeError: ") and message in mine
-    assert PREFIX in mine
+    assert PREFIX in mine and ": " not in mine.split(PREFIX, 1)[1]  # our words, no exception class
 
 
 def test_a_value_over_the_size_bound_is_refused_before_it_is_read() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import uuid
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
@@ -150,8 +151,19 @@ NODE = {"type": "record", "name": "Node", "fields": [{"name": "id", "type": "str
     (b"\x00\x00\x00\x00\x01" + b"\x02x\x02" * 200_000 + b"\x02x\x00", "nested more than"),
 ])
 def test_bytes_that_are_not_a_value_of_the_schema_are_decode_errors(data: bytes, message: str) -> None:
-    with pytest.raises(DecodeError, match=message):
+    with pytest.raises(DecodeError, match=message) as raised:
         avro(NODE).decode(data)
+    assert not re.search(r"\b[A-Za-z]*Error\b", str(raised.value)), raised.value  # our words, not the library's
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (b"\x00\x00\x00\x00\x01\x02", "the payload ends inside a value at offset 1"),
+    (b"\x00\x00\x00\x00\x01\x02x\x04", "a union or enum index out of range at offset 3"),
+])
+def test_a_recursive_schema_s_reader_says_what_broke_and_where(data: bytes, message: str) -> None:
+    with pytest.raises(DecodeError) as raised:
+        avro(NODE).decode(data)
+    assert str(raised.value) == f"payload does not decode with Avro schema 1: {message}"
 
 
 def test_an_unknown_id_is_unknown_and_a_schema_of_another_type_is_refused() -> None:
