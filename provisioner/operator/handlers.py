@@ -43,6 +43,7 @@ import kopf
 from provisioner.errors import is_retryable
 from provisioner.kube.client import KINDS, PARTIAL_METADATA, KubeClient
 from provisioner.kube.reconcile import WATCHED_KINDS, Reconciler
+from provisioner.operator.cached_child import CachedChild, content_digest, freeze
 from provisioner.threads import DaemonExecutor
 
 __all__ = ["Controller", "register"]
@@ -52,13 +53,6 @@ log = logging.getLogger("provisioner.operator")
 Key = tuple[str, str]  # (namespace, product name)
 _STRIPPED = ("managedFields",)
 _MAX_BACKOFF_S = 60.0
-
-
-def _strip(body: Mapping[str, Any]) -> dict[str, Any]:
-    """What the reconciler compares against: the object without bookkeeping it never sets."""
-    obj = {k: _compact(v) for k, v in body.items() if k != "status"}
-    obj["metadata"] = {k: _compact(v) for k, v in body.get("metadata", {}).items() if k not in _STRIPPED}
-    return obj
 
 
 def _without_bookkeeping(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -98,7 +92,7 @@ class Controller:
     status_workers: int = 4
     on_turn: Callable[[], None] | None = None  # called each time the work loop turns (liveness)
     products: dict[Key, dict[str, Any]] = field(default_factory=dict)
-    children: dict[Key, dict[tuple[str, str], dict[str, Any]]] = field(default_factory=dict)
+    children: dict[Key, dict[tuple[str, str], CachedChild]] = field(default_factory=dict)
     _pending: dict[Key, bool] = field(default_factory=dict)  # key -> observe stores too
     _running: set[Key] = field(default_factory=set)
     _attempts: dict[Key, int] = field(default_factory=dict)
@@ -130,24 +124,30 @@ class Controller:
         """List every child and correct the cache from it (before the event loop runs)."""
         self.correct_children(*self.list_children())
 
-    def list_children(self, *, metadata_only: bool = False) -> tuple[list[dict[str, Any]], float]:
+    def list_children(self, *, metadata_only: bool = False) -> tuple[list[Mapping[str, Any]], float]:
         """Every child, and when the listing began (I/O only: runs on a worker thread). With
         `metadata_only`, only names and labels are listed, and the few children missing from
         the cache are then read in full by name: at ten thousand products a full listing is
         hundreds of megabytes of JSON to parse, most of it already cached."""
         started = time.monotonic()
-        bodies: list[dict[str, Any]] = []
+        bodies: list[Mapping[str, Any]] = []
         for namespace in self.namespaces or [None]:  # type: ignore[list-item]
             for kind in WATCHED_KINDS:
                 # stripped kind by kind: only one kind's full bodies are in memory at once
                 for listed in self.client.list(kind, namespace, {"app.kubernetes.io/managed-by": "provisioner"},
                                                metadata_only=metadata_only):
-                    body = listed
-                    if metadata_only and not self._cached(listed):
+                    if not metadata_only:
+                        bodies.append(listed)
+                    elif self._cached(listed):  # its name and labels are all `correct_children` reads
+                        metadata = listed["metadata"]
+                        bodies.append({"apiVersion": PARTIAL_METADATA, "kind": kind, "metadata": {
+                            "name": metadata["name"], "namespace": metadata["namespace"],
+                            "labels": metadata.get("labels") or {}}})
+                    else:
                         metadata = listed["metadata"]
                         body = self.client.get(kind, metadata["namespace"], metadata["name"]) or listed
                         body.setdefault("kind", kind)
-                    bodies.append(_strip(body))
+                        bodies.append(body)
         return bodies, started
 
     def _cached(self, body: Mapping[str, Any]) -> bool:
@@ -155,7 +155,7 @@ class Controller:
         product = (metadata.get("labels") or {}).get("app.kubernetes.io/part-of")
         return (body["kind"], metadata["name"]) in self.children.get((metadata["namespace"], product or ""), {})
 
-    def correct_children(self, bodies: list[dict[str, Any]], started: float) -> None:
+    def correct_children(self, bodies: list[Mapping[str, Any]], started: float) -> None:
         """Correct the children cache from a listing: the level-based safety net under the watches.
         A child deleted between a listing and the start of a watch (a new leader's start, a watch
         that reconnects) produces no event; without this it would stay cached and never be
@@ -190,7 +190,7 @@ class Controller:
             self.children.get(key, {}).pop(entry, None)
             self._recorded.pop((key, entry), None)
         else:
-            self.children.setdefault(key, {})[entry] = _strip(body)
+            self.children.setdefault(key, {})[entry] = freeze(body)
             self._recorded[(key, entry)] = time.monotonic()
         return key
 
@@ -362,7 +362,7 @@ class Controller:
         if body is None or body["metadata"].get("deletionTimestamp") or self._closed.is_set():
             return []
         started = time.monotonic()
-        live = list(self.children.get(key, {}).values())
+        live = [child.body() for child in self.children.get(key, {}).values()]
         with self._lock(key):
             result = self.reconciler.apply(body, live, secrets=secrets)
             if result.problem is None:
@@ -428,9 +428,12 @@ class Controller:
         controllers' status updates, the echo of our own create): nothing to repair then."""
         deleted = event_type == "DELETED"
         cached = None if deleted else self._cached_child(body)
+        if cached is not None and cached.digest == content_digest(body):
+            # The cached copy stays, older resourceVersion and all: it is what the drift check
+            # remembers having matched, and making a new one costs more than the comparison.
+            return
         key = self.record_child(body, deleted=deleted)
-        if key is not None and key in self.products and not (cached is not None and _same_content(
-                cached, self.children[key][(body["kind"], body["metadata"]["name"])])):
+        if key is not None and key in self.products:
             self.enqueue(key, observe=False)
 
     def record_created(self, body: Mapping[str, Any]) -> None:
@@ -440,20 +443,11 @@ class Controller:
         if body.get("kind") in WATCHED_KINDS and self._cached_child(body) is None:
             self.record_child(body, deleted=False)
 
-    def _cached_child(self, body: Mapping[str, Any]) -> dict[str, Any] | None:
+    def _cached_child(self, body: Mapping[str, Any]) -> CachedChild | None:
         metadata = body.get("metadata", {})
         product = (metadata.get("labels") or {}).get("app.kubernetes.io/part-of")
         return self.children.get((metadata.get("namespace", ""), product or ""), {}).get(
             (body.get("kind", ""), metadata.get("name", "")))
-
-
-def _same_content(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    """Two cached bodies of a child alike but for their resourceVersion."""
-    def content(body: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        return ({k: v for k, v in body.items() if k != "metadata"},
-                {k: v for k, v in body.get("metadata", {}).items() if k != "resourceVersion"})
-
-    return content(a) == content(b)
 
 
 def _startable(pending: Iterable[Key], running: set[Key], limit: int) -> list[Key]:

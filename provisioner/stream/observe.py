@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 _PARTITIONS_TTL_S = 60.0
 _TOPICS_TTL_S = 10.0  # how old the listing of every topic that dead-letter counts use may be
+_DESCRIBE_BATCH = 50  # consumer groups described in one request, at most
+_MEMBERS_TTL_S = 5.0  # how old a group's description got ahead of its ask may be
+_GROUPS_REMEMBERED = 100_000  # bounds what `_group_members` remembers of groups since deleted
 _TOPICS_LISTED_MAX = 5000  # topics beyond which each dead-letter topic is asked for by name instead
 # kafka-python's own timeouts take this share of a call's: it usually gives up (and cleans up) first.
 _CLIENT_SHARE = 0.8
@@ -64,6 +67,10 @@ class KafkaObserver:
         self._partitions: dict[str, tuple[float, list[int]]] = {}
         self._topics: tuple[float, dict[str, list[int]] | None] | None = None  # (when, every topic's partitions)
         self._dead_letter_readers: dict[str, _DeadLetterReader] = {}
+        # Group descriptions got ahead of their ask (see `_group_members`); on the observer's thread.
+        self._after: dict[str, str] = {}  # each group -> the one asked for right after it
+        self._last_group: str | None = None
+        self._ahead: dict[str, tuple[float, int]] = {}  # group -> (when described, members)
 
     def close(self, timeout: float | None = None) -> None:
         """Close the clients, waiting at most `timeout` seconds (default: the call timeout) for a
@@ -83,6 +90,7 @@ class KafkaObserver:
             self._close()
             self._partitions.clear()
             self._topics = None
+            self._ahead.clear()
             self.connection, self.bootstrap = settings, settings.bootstrap
             with self._state:
                 self._down = None
@@ -155,11 +163,42 @@ class KafkaObserver:
         return {tp.partition: int(result.offset) for tp, result in offsets.items()}
 
     def _group_members(self, group: str) -> int:
-        described = self._guarded(lambda: self._client().describe_groups([group]))
-        info = described.get(group) if isinstance(described, dict) else None
-        if not info:
-            return 0
-        return len(info.get("members") or [])
+        """Members of `group`, described together with the groups asked for after it last time.
+
+        A resync refreshes products in the same order each round, so the groups that followed
+        this one last round are about to be asked for: one DescribeGroups for up to
+        `_DESCRIBE_BATCH` of them costs the broker and this thread about what one for a single
+        group does (most of a status refresh's Kafka CPU was that per-request cost). Each answer
+        got ahead of time serves one ask, within `_MEMBERS_TTL_S`; any other ask describes again."""
+        now = self._clock()
+        if self._last_group is not None and self._last_group != group:
+            if len(self._after) >= _GROUPS_REMEMBERED:
+                self._after.clear()
+            self._after[self._last_group] = group
+        self._last_group = group
+        ahead = self._ahead.pop(group, None)
+        if ahead is not None and now - ahead[0] < _MEMBERS_TTL_S:
+            return ahead[1]
+        batch = [group]
+        following = self._after.get(group)
+        while following is not None and following not in batch and len(batch) < _DESCRIBE_BATCH:
+            batch.append(following)
+            following = self._after.get(following)
+        from kafka.errors import KafkaError
+
+        try:
+            described = self._guarded(lambda: self._client().describe_groups(batch))
+        except KafkaError:
+            if len(batch) == 1:
+                raise
+            # Described alone, so a refusal is this group's own (an ACL may cover some groups only).
+            described = self._guarded(lambda: self._client().describe_groups([group]))
+            batch = [group]
+        if len(self._ahead) >= _GROUPS_REMEMBERED:
+            self._ahead.clear()
+        for other in batch[1:]:
+            self._ahead[other] = (now, _members(described, other))
+        return _members(described, group)
 
     def _dead_letters(self, topic: str) -> Counter[tuple[str, str]]:
         reader = self._dead_letter_readers.get(topic)
@@ -228,6 +267,11 @@ class KafkaObserver:
         partitions = sorted(p["partition_index"] for d in described if d["error_code"] == 0 for p in d["partitions"])
         self._partitions[topic] = (now, partitions)
         return partitions
+
+
+def _members(described: Any, group: str) -> int:
+    info = described.get(group) if isinstance(described, dict) else None
+    return len(info.get("members") or []) if info else 0
 
 
 def _construct(cls: Any, **config: Any) -> Any:

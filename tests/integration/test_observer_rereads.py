@@ -70,3 +70,54 @@ def test_dead_letters_come_from_a_listing_of_every_topic(kafka_bootstrap: str) -
         assert observer.dead_letters(topic) == {("shop/orders", "cache"): 2}
     finally:
         observer.close()
+
+
+def _member(bootstrap: str, topic: str, group: str) -> Any:
+    """A consumer of `group` that has joined it (subscribed and polled until assigned)."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    h.wait_for(lambda: consumer.poll(timeout_ms=200) is not None and bool(consumer.assignment()), 60.0,
+               f"a member of {group}")
+    return consumer
+
+
+def test_consumer_groups_asked_for_in_the_same_order_are_described_together(kafka_bootstrap: str) -> None:  # noqa: F811
+    topic = f"orders-{uuid.uuid4().hex[:8]}"
+    h.create_topic(kafka_bootstrap, topic, partitions=1)
+    groups = [f"g-{uuid.uuid4().hex[:8]}-{i}" for i in range(3)]
+    member = _member(kafka_bootstrap, topic, groups[1])
+    now = [0.0]
+    observer = KafkaObserver(kafka_bootstrap, timeout=10.0, clock=lambda: now[0])
+    described: list[list[str]] = []
+    try:
+        def spy() -> None:  # the real admin client, its DescribeGroups requests recorded
+            admin = observer._client()
+            real = admin.describe_groups
+            admin.describe_groups = lambda ids, *a, **k: described.append(list(ids)) or real(ids, *a, **k)
+
+        observer._thread.submit(spy).result()
+        assert [observer.group_members(g) for g in groups] == [0, 1, 0]  # a first round: one by one
+        assert described == [[g] for g in groups]
+        described.clear()
+        now[0] += 1.0
+        assert [observer.group_members(g) for g in groups] == [0, 1, 0]
+        assert described == [groups]  # the next round: the first ask describes the ones that followed it
+        described.clear()
+        member.close()  # leaves its group: the next description says so
+        now[0] += 1.0
+        assert [observer.group_members(g) for g in groups] == [0, 0, 0]
+        assert described == [groups]
+        described.clear()
+        assert observer.group_members(groups[1]) == 0  # an answer got ahead serves one ask only
+        assert described == [[groups[1], groups[2]]]
+        described.clear()
+        observer.group_members(groups[0])  # after groups[1] this time, which it now follows
+        assert described == [[groups[0], groups[1]]]
+        described.clear()
+        now[0] += 6.0  # older than an answer got ahead may be: described again
+        observer.group_members(groups[1])
+        assert described == [[groups[1], groups[0]]]  # with the one that followed it last
+    finally:
+        member.close()
+        observer.close()

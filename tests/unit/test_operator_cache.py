@@ -8,6 +8,7 @@ from typing import Any, cast
 
 from provisioner.kube.client import PARTIAL_METADATA, KubeClient
 from provisioner.kube.reconcile import Reconciler
+from provisioner.operator.cached_child import content_digest, freeze
 from provisioner.operator.handlers import Controller, _startable
 
 
@@ -53,7 +54,7 @@ def test_a_names_only_listing_never_caches_a_body_without_its_content() -> None:
                   for kind, name in (("ConfigMap", "orders-spec"), ("Deployment", "orders-cache-consumer"))]
     c.correct_children(names_only, started=time.monotonic())
     assert set(c.children[("sales", "orders")]) == {("ConfigMap", "orders-spec")}
-    assert "apiVersion" not in c.children[("sales", "orders")][("ConfigMap", "orders-spec")]  # the event's body kept
+    assert "apiVersion" not in c.children[("sales", "orders")][("ConfigMap", "orders-spec")].body()  # the event's body kept
 
 
 def test_the_queue_starts_the_first_keys_not_running_up_to_the_free_workers() -> None:
@@ -74,9 +75,14 @@ def test_a_child_event_queues_its_product_only_when_more_than_status_or_version_
     c.products[("sales", "orders")] = {"metadata": {"name": "orders", "namespace": "sales"}}
     c.child_event("ADDED", versioned("1"))
     assert c._pending.pop(("sales", "orders")) is False  # new to the cache: queued (apply only)
-    c.child_event("MODIFIED", versioned("2", ready=1))  # a controller's status update
+    c.child_event("MODIFIED", {**versioned("2", ready=1), "metadata": {
+        **versioned("2")["metadata"], "managedFields": [{"manager": "kube-controller-manager"}]}})  # a status update
     assert not c._pending
-    assert c.children[("sales", "orders")][("Deployment", "orders-cache-consumer")]["metadata"]["resourceVersion"] == "2"
+    # the cached copy is kept as it was: the drift check remembers that version as matching
+    assert c.children[("sales", "orders")][("Deployment", "orders-cache-consumer")].body()["metadata"]["resourceVersion"] == "1"
+    c.child_event("MODIFIED", {**versioned("2"), "metadata": {**versioned("2")["metadata"], "labels": {
+        **versioned("2")["metadata"]["labels"], "team": "x"}}})  # a label edit: drift to repair
+    assert c._pending.pop(("sales", "orders")) is False
     c.child_event("MODIFIED", versioned("3", replicas=5))  # an edit: drift to repair
     assert ("sales", "orders") in c._pending
     c._pending.clear()
@@ -92,7 +98,7 @@ def test_a_created_child_is_cached_so_its_event_queues_nothing_and_a_newer_event
     assert not c._pending
     c.child_event("MODIFIED", versioned("4", replicas=2))
     c.record_created(versioned("1"))  # an answer older than the event already cached: not kept
-    assert c.children[("sales", "orders")][("Deployment", "orders-cache-consumer")]["spec"] == {"replicas": 2}
+    assert c.children[("sales", "orders")][("Deployment", "orders-cache-consumer")].body()["spec"] == {"replicas": 2}
 
 
 def test_a_created_secret_is_not_cached() -> None:
@@ -103,15 +109,25 @@ def test_a_created_secret_is_not_cached() -> None:
     assert ("sales", "orders") not in c.children
 
 
-def test_cached_bodies_share_their_keys_and_short_strings_and_keep_their_content() -> None:
+def test_a_cached_child_is_its_body_without_status_or_managed_fields_and_cannot_be_changed_by_a_reader() -> None:
     c = controller()
-    text = json.dumps({**versioned("1"), "spec": {"template": {"image": "provisioner:1", "note": "x" * 100}}})
-    first, second = json.loads(text), json.loads(text.replace("orders-cache-consumer", "orders-db-consumer"))
-    c.record_child(first, deleted=False)
-    c.record_child(second, deleted=False)
-    cached = c.children[("sales", "orders")]
-    one, two = cached[("Deployment", "orders-cache-consumer")], cached[("Deployment", "orders-db-consumer")]
-    assert one == {k: v for k, v in first.items() if k != "status"}
-    assert next(k for k in one["spec"]) is next(k for k in two["spec"])
-    assert one["spec"]["template"]["image"] is two["spec"]["template"]["image"]
-    assert one["spec"]["template"]["note"] == "x" * 100
+    body = {**versioned("7", ready=1), "spec": {"template": {"image": "provisioner:1", "note": "é" * 100}}}
+    body["metadata"]["managedFields"] = [{"manager": "provisioner"}]
+    c.record_child(body, deleted=False)
+    cached = c.children[("sales", "orders")][("Deployment", "orders-cache-consumer")]
+    read = cached.body()
+    assert read == {**{k: v for k, v in body.items() if k != "status"},
+                    "metadata": {k: v for k, v in body["metadata"].items() if k != "managedFields"}}
+    read["spec"]["template"]["image"] = "changed"  # what a reader does to its copy stays there
+    assert cached.body()["spec"]["template"]["image"] == "provisioner:1"
+    assert len(cached.blob) < len(json.dumps(read))  # kept compressed
+
+
+def test_the_content_digest_ignores_what_controllers_move_and_sees_the_rest() -> None:
+    base = versioned("1")
+    digest = freeze(base).digest
+    assert content_digest({**versioned("9", ready=3)}) == digest  # status and resourceVersion
+    assert content_digest({**base, "metadata": {**base["metadata"], "managedFields": [{"m": 1}]}}) == digest
+    assert content_digest(json.loads(json.dumps(base, sort_keys=True))) == digest  # key order
+    assert content_digest(versioned("1", replicas=2)) != digest
+    assert content_digest({**base, "metadata": {**base["metadata"], "annotations": {"a": "b"}}}) != digest
