@@ -12,8 +12,9 @@ under a temporary directory, the dev Kafka broker and an embedded Redis:
   2. The operator (`provisioner operator`, default workers and resync) started as a process once
      the products exist; converged = every product has its four children and a status whose
      `observedGeneration` is the product's generation. Timed from the process start (Python
-     start-up, the priming lists and the watches included). The benchmark polls less often the
-     more products there are (its lists are load on the same API server).
+     start-up, the priming lists and the watches included). The benchmark sees it through one
+     watch per kind (bench/kube_watch.py), not polled lists, which would load the API server the
+     operator shares (the floor is not polled), and confirms it with one listing.
   3. API requests per product: audit-log entries (Metadata level) sent by the operator up to
      convergence, divided by N; the benchmark's own client and the controller manager are told
      apart by their user agent. Those naming a product or one of its objects are counted apart
@@ -64,6 +65,8 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
+
+from kube_watch import Convergence  # noqa: E402
 
 from provisioner.errors import UnavailableError  # noqa: E402
 from provisioner.kube.client import KubeClient  # noqa: E402
@@ -244,7 +247,6 @@ def main() -> int:
     args = parser.parse_args()
     count = args.products
     spaces = args.namespaces or min(100, max(4, count // 100))
-    poll = max(0.5, count / 2000)  # seconds between the benchmark's convergence checks
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop what we started on the way out
     kubeapi.ensure_binaries(lambda line: print(line, file=sys.stderr, flush=True))
@@ -294,17 +296,23 @@ def main() -> int:
         daemons = {**cluster.pids, "operator": operator.pid}
         cpu_before = {name: cpu_seconds(pid) for name, pid in daemons.items()}
         peak = 0.0
-        while True:
-            if operator.poll() is not None:
-                raise SystemExit(f"the operator exited ({operator.returncode}):\n{log_path.read_text()[-3000:]}")
-            peak = max(peak, vm_hwm_mb(operator.pid))
-            if converged(kube, expected):
-                converge_s = time.monotonic() - started
-                break
-            if time.monotonic() - started > args.timeout:
-                raise SystemExit(f"not converged after {args.timeout:.0f} s; log: {log_path}")
-            time.sleep(poll)
+        watching = Convergence(kube, expected, CHILD_KINDS)
+        try:
+            while True:
+                if operator.poll() is not None:
+                    raise SystemExit(f"the operator exited ({operator.returncode}):\n{log_path.read_text()[-3000:]}")
+                peak = max(peak, vm_hwm_mb(operator.pid))
+                if watching.wait(0.5):
+                    converge_s = time.monotonic() - started
+                    break
+                if time.monotonic() - started > args.timeout:
+                    raise SystemExit(f"not converged after {args.timeout:.0f} s ({watching.failures[-3:]}); "
+                                     f"log: {log_path}")
+        finally:
+            watching.close()
         cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in daemons.items()}
+        if not converged(kube, expected):  # what the watches saw, checked once by listing
+            raise SystemExit("the watches saw a convergence that a listing does not confirm")
         if args.profile is not None:
             operator.send_signal(signal.SIGUSR1)
         entries = audit.read()

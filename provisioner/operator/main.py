@@ -128,6 +128,7 @@ def run(config: OperatorConfig) -> int:
         lease.keep(on_lost)
     settings = load_kafka_settings(config.kafka_config, config.settings.kafka_bootstrap)
     kafka = KafkaObserver(settings or config.settings.kafka_bootstrap)
+    kafka.connect_ahead()
     if config.kafka_config is not None and settings is not None:  # a rotated Secret: new settings, no restart
         follow_kafka_settings(config.kafka_config, config.settings.kafka_bootstrap, settings, kafka, stopping)
     controller: Controller | None = None

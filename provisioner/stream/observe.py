@@ -97,6 +97,19 @@ class KafkaObserver:
 
         self._thread.submit(switch)
 
+    def connect_ahead(self) -> None:
+        """Start connecting now, on the observer's thread, without waiting: the first status
+        refreshes come seconds later, and a broker's bootstrap (metadata, API versions) within a
+        call's timeout is what a loaded start-up missed, reporting Kafka as not answering for a
+        round. A failure here is left to the first call to report."""
+        def connect() -> None:
+            try:
+                self._guarded(self._client)
+            except Exception as error:  # reported by the first call that needs Kafka
+                log.debug("kafka observer: connecting ahead failed: %s", type(error).__name__)
+
+        self._thread.submit(connect)
+
     def end_offsets(self, topic: str) -> dict[int, int] | None:
         """The next offset of every partition of `topic`; None when the topic does not exist."""
         return self._call(f"cannot read the end offsets of {topic!r}", lambda: self._end_offsets(topic), topic=topic)

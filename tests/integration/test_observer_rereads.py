@@ -121,3 +121,13 @@ def test_consumer_groups_asked_for_in_the_same_order_are_described_together(kafk
     finally:
         member.close()
         observer.close()
+
+
+def test_connecting_ahead_leaves_the_first_call_only_its_request(kafka_bootstrap: str) -> None:  # noqa: F811
+    observer = KafkaObserver(kafka_bootstrap, timeout=10.0)
+    try:
+        observer.connect_ahead()
+        assert observer._thread.submit(lambda: observer._admin is not None).result(30)  # connected, unasked
+        assert observer.end_offsets(f"absent-{uuid.uuid4().hex[:8]}") is None
+    finally:
+        observer.close()
