@@ -22,6 +22,7 @@ from provisioner.formats.schemas import DecodeError, SchemaMismatch, SchemaSourc
 from provisioner.formats.utf8 import NotUtf8, not_utf8
 from provisioner.pipeline.event_schema import Validator, compile_schema
 from provisioner.pipeline.ops import SKIP, DeadLetter, Delete, KeyPart, Op, RecordLike, Stage, Upsert
+from provisioner.pipeline.order_reading import OrderReader, order_reader
 from provisioner.pipeline.ordering import order_of
 from provisioner.spec.models import DataProduct
 
@@ -227,8 +228,8 @@ class Pipeline:
             self._order_fields = tuple(sorted(ordered_by))
         else:
             read |= ordered_by
-        # `order: record.offset` (the log's own order) is the record's offset, an int: no evaluation.
-        self._order_is_offset = bool(self._order_fields) and "".join((spec.order or "").split()) == "record.offset"
+        # `record.offset`, `timestamp(event.ts)`...: the value read without evaluating the expression.
+        self._order_reader: OrderReader | None = order_reader(spec.order) if spec.order else None
         self._record_fields = tuple(sorted(read))
         schema = spec.source.json_schema
         self._schema: Validator | None = compile_schema(schema) if schema is not None else None
@@ -338,9 +339,11 @@ class Pipeline:
     def _order_value(self, event: Any, activation: dict[str, Any] | None, record: RecordLike) -> int | DeadLetter:
         """The op's order value, or the stage-`order` dead letter of a record that has none."""
         assert self._order is not None
+        if self._order_reader is not None:
+            read = self._order_reader(event, record)
+            if read is not None:
+                return read
         if self._order_fields:
-            if self._order_is_offset:
-                return record.offset
             activation = record_activation(record, self._order_fields, self._getters)
         try:
             found = order_of(self._order.evaluate(event, activation))
