@@ -22,6 +22,7 @@ from provisioner.formats.schemas import DecodeError, SchemaMismatch, SchemaSourc
 from provisioner.formats.utf8 import NotUtf8, not_utf8
 from provisioner.pipeline.event_schema import Validator, compile_schema
 from provisioner.pipeline.ops import SKIP, DeadLetter, Delete, KeyPart, Op, RecordLike, Stage, Upsert
+from provisioner.pipeline.order_reading import OrderReader, order_reader
 from provisioner.pipeline.ordering import order_of
 from provisioner.spec.models import DataProduct
 
@@ -106,6 +107,8 @@ def _headers(record: RecordLike) -> dict[str, str]:
     return headers
 
 
+# The record fields read without decoding or conversion (their getters cannot fail).
+_POSITION_FIELDS: Final = frozenset({"topic", "partition", "offset"})
 _RECORD_FIELDS: dict[str, Callable[[RecordLike], Any]] = {
     "key": lambda r: None if r.key is None else r.key.decode("utf-8", "replace"),
     "headers": _headers,
@@ -212,10 +215,22 @@ class Pipeline:
         self._key_programs: list[tuple[str, Program]] = [(name, by_name[name]) for name in self._key_names]
         # `order` is evaluated last, on upserts and deletes only; None costs one test per op.
         self._order: Program | None = compile_expression(spec.order) if spec.order else None
-        programs = [p for p in (self._filter, self._delete, self._order) if p is not None]
+        programs = [p for p in (self._filter, self._delete) if p is not None]
         programs += [p for _, p in self._fields]
         # Only what the expressions read: a datetime and a headers dict per record are not free.
-        self._record_fields = tuple(sorted(frozenset().union(*(p.record_fields for p in programs))))
+        read = frozenset().union(*(p.record_fields for p in programs))
+        ordered_by = self._order.record_fields if self._order is not None else frozenset()
+        # An order read only from the record's position (`record.offset`) gets its own `record`
+        # when an op needs it: no dict per skipped record. Those getters cannot fail, so no
+        # record changes stage.
+        self._order_fields: tuple[str, ...] = ()
+        if ordered_by and not read and ordered_by <= _POSITION_FIELDS:
+            self._order_fields = tuple(sorted(ordered_by))
+        else:
+            read |= ordered_by
+        # `record.offset`, `timestamp(event.ts)`...: the value read without evaluating the expression.
+        self._order_reader: OrderReader | None = order_reader(spec.order) if spec.order else None
+        self._record_fields = tuple(sorted(read))
         schema = spec.source.json_schema
         self._schema: Validator | None = compile_schema(schema) if schema is not None else None
 
@@ -236,7 +251,7 @@ class Pipeline:
             raw = record.value
             if raw is None:
                 stage = "key"
-                return self._delete_op(None, activation)
+                return self._delete_op(None, activation, record)
             event = self._event(raw)
             if type(event) is DeadLetter:
                 return event
@@ -263,11 +278,11 @@ class Pipeline:
                     return DeadLetter("delete", f"delete failed: {error}")
                 if deleting is True:
                     stage = "key"
-                    return self._delete_op(event, activation)
+                    return self._delete_op(event, activation, record)
                 if deleting is not False:
                     return DeadLetter("delete", f"delete returned {_type_name(deleting)}, not bool")
             stage = "fields"
-            return self._upsert_op(event, activation)
+            return self._upsert_op(event, activation, record)
         except UnavailableError:
             raise  # a schema registry that does not answer: the consumer retries, the record is fine
         except Exception as error:  # the one place where any failure becomes a dead letter
@@ -283,7 +298,7 @@ class Pipeline:
         except ValueError as error:
             return DeadLetter("decode", self._decode_failure(error))
 
-    def _upsert_op(self, event: Any, activation: dict[str, Any] | None) -> Op:
+    def _upsert_op(self, event: Any, activation: dict[str, Any] | None, record: RecordLike) -> Op:
         """The row the fields make of a kept event, keyed by its key fields."""
         row: dict[str, Any] = {}
         for name, program in self._fields:
@@ -299,12 +314,12 @@ class Pipeline:
             key.append(value)
         if self._order is None:
             return Upsert(tuple(key), row)
-        order = self._order_value(event, activation)
+        order = self._order_value(event, activation, record)
         if isinstance(order, DeadLetter):
             return order
         return Upsert(tuple(key), row, order)
 
-    def _delete_op(self, event: Any, activation: dict[str, Any] | None) -> Op:
+    def _delete_op(self, event: Any, activation: dict[str, Any] | None, record: RecordLike) -> Op:
         key: list[KeyPart] = []
         for name, program in self._key_programs:
             try:
@@ -316,14 +331,20 @@ class Pipeline:
             key.append(value)
         if self._order is None:
             return Delete(tuple(key))
-        order = self._order_value(event, activation)
+        order = self._order_value(event, activation, record)
         if isinstance(order, DeadLetter):
             return order
         return Delete(tuple(key), order)
 
-    def _order_value(self, event: Any, activation: dict[str, Any] | None) -> int | DeadLetter:
+    def _order_value(self, event: Any, activation: dict[str, Any] | None, record: RecordLike) -> int | DeadLetter:
         """The op's order value, or the stage-`order` dead letter of a record that has none."""
         assert self._order is not None
+        if self._order_reader is not None:
+            read = self._order_reader(event, record)
+            if read is not None:
+                return read
+        if self._order_fields:
+            activation = record_activation(record, self._order_fields, self._getters)
         try:
             found = order_of(self._order.evaluate(event, activation))
         except EvaluationError as error:

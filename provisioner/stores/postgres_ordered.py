@@ -174,9 +174,11 @@ class OrderedPostgresStore(PostgresStore):
             # Two rendered keys name one row (1 and "1" in an integer column): merged by order.
             return self._merged(newest, stale_upserts, stale_deletes), rejected
         # The usual case: one converted row per change of `newest`, in its order.
-        writes.extend((*row, str(change.op.order), self._row_key(row),
-                       None if type(change.op) is Upsert else self._expiry(change)[0])
-                      for change, row in zip(newest, plain, strict=True))
+        single, expiry = self._single_key, self._expiry
+        for change, row in zip(newest, plain, strict=True):
+            op = change.op
+            writes.append((*row, str(op.order), row[single] if single is not None else self._row_key(row),
+                           None if type(op) is Upsert else expiry(change)[0]))
         writes.stale = Stale(stale_upserts, stale_deletes)
         return writes, rejected
 

@@ -12,9 +12,10 @@ import pytest
 from typer.testing import CliRunner
 
 from provisioner.cli.app import app
+from provisioner.expr import compile_expression
 from provisioner.pipeline.ops import STALE, Change, DeadLetter, Delete, Record, Upsert, render_key
 from provisioner.pipeline.ordering import ORDER_MAX, ORDER_MIN, OrderTracker, newest_per_key, order_of, order_text
-from provisioner.pipeline.process import Pipeline
+from provisioner.pipeline.process import Pipeline, record_activation
 from provisioner.pipeline.testing import run_tests
 from provisioner.spec.fingerprint import compare, content_settings, fingerprint
 from provisioner.spec.loader import load_text
@@ -64,6 +65,23 @@ def test_timestamps_order_by_nanoseconds_and_record_timestamp_by_milliseconds() 
     assert isinstance(op, Upsert) and op.order == 1_767_225_600_000_000_001
     op = Pipeline(load("record.timestamp")).process(record({"id": "a"}, timestamp=1_767_225_600_123))
     assert isinstance(op, Upsert) and op.order == 1_767_225_600_123_000_000
+
+
+@pytest.mark.parametrize("order", ["record.offset", " record . offset ", "record.offset + record.partition * 1000",
+                                   "record.topic == 'accounts.v1' ? record.offset : 0"])
+def test_an_order_read_from_the_records_position_matches_its_evaluation(order: str) -> None:
+    """Such an order is read when an op needs it (`record.offset` without evaluating it): the
+    same values as the expression evaluated over the record, for upserts, deletes and tombstones."""
+    product = load(order)
+    pipeline = Pipeline(product)
+    program = compile_expression(order)
+    for offset, value in enumerate([{"id": "a", "balance": 1}, {"id": "a", "gone": True}, {"id": "b"}]):
+        given = record(value, offset=40 + offset)
+        op = pipeline.process(given)
+        expected = program.evaluate(json.loads(given.value or b"null"), record_activation(given))
+        assert isinstance(op, Upsert | Delete) and op.order == expected == 40 + offset
+    dropped = Pipeline(load(order, extra="  filter: event.id != 'x'\n")).process(record({"id": "x"}, offset=3))
+    assert dropped.kind == "skip"
 
 
 @pytest.mark.parametrize(("event", "message"), [
