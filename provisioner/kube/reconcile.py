@@ -283,8 +283,9 @@ class Reconciler:
         # whether it is usable (if not, the consumers are rendered at 0 replicas: no crash loop).
         self._kafka_secrets: dict[tuple[str, str], tuple[str | None, bool]] = {}
         # Per product, its children found to match what it desires: (kind, name) -> (the live
-        # object's resourceVersion, a digest of the desired object), see `_differs`.
-        self._matching: dict[tuple[str | None, str | None], dict[tuple[str, str], tuple[str, bytes]]] = {}
+        # object's resourceVersion, a digest of the desired object, that object), see `_differs`.
+        self._matching: dict[tuple[str | None, str | None],
+                             dict[tuple[str, str], tuple[str, bytes, Mapping[str, Any]]]] = {}
 
     def forget(self, namespace: str, name: str) -> None:
         """Drop what is cached about a deleted product."""
@@ -456,21 +457,30 @@ class Reconciler:
     def _differs(self, desired: Mapping[str, Any], live: Mapping[str, Any] | None) -> bool:
         """`differs`, remembered: a live object at a resourceVersion already found to match the
         same desired object (same JSON) still matches, so a resync that finds nothing changed costs
-        a serialization per child instead of a walk of it (most of an idle operator's CPU)."""
+        a serialization per child instead of a walk of it (most of an idle operator's CPU); and no
+        serialization when the desired object is the very one rendered last time (renders are
+        cached per spec), whose digest is kept with it."""
         version = live is not None and (live.get("metadata") or {}).get("resourceVersion")
         if not version:
             return differs(desired, live)
         metadata = desired["metadata"]
         where = (metadata.get("namespace"), (metadata.get("labels") or {}).get("app.kubernetes.io/part-of"))
         entry = (desired["kind"], metadata["name"])
-        digest = hashlib.blake2b(json.dumps(desired, default=str).encode(), digest_size=16).digest()
         known = self._matching.setdefault(where, {})
-        if known.get(entry) == (version, digest):
-            return False
+        seen = known.get(entry)
+        if seen is not None and seen[2] is desired:  # the same rendered object (kept, so never another's id)
+            if seen[0] == version:
+                return False
+            digest = seen[1]
+        else:
+            digest = hashlib.blake2b(json.dumps(desired, default=str).encode(), digest_size=16).digest()
+            if seen is not None and seen[:2] == (version, digest):
+                known[entry] = (version, digest, desired)
+                return False
         if differs(desired, live):
             known.pop(entry, None)
             return True
-        known[entry] = (version, digest)
+        known[entry] = (version, digest, desired)
         return False
 
     def _create(self, obj: dict[str, Any], result: ReconcileResult) -> Mapping[str, Any] | None:

@@ -37,6 +37,24 @@ def test_a_child_matching_at_a_resource_version_is_not_compared_again() -> None:
     assert reconciler._differs(desired, deployment(5))
 
 
+def test_the_same_rendered_object_is_not_serialized_again_and_an_equal_new_one_still_matches(
+        monkeypatch: Any) -> None:
+    import provisioner.kube.reconcile as reconcile
+
+    reconciler = Reconciler(cast(KubeClient, object()), Settings(kafka_bootstrap="kafka:9092"), None)
+    serialized: list[object] = []
+    real = reconcile.json.dumps
+    monkeypatch.setattr(reconcile.json, "dumps", lambda obj, **kw: serialized.append(obj) or real(obj, **kw))
+    desired = deployment(2, version=None)
+    assert not reconciler._differs(desired, deployment(2))
+    assert not reconciler._differs(desired, deployment(2, version="9"))  # a status update: compared, not dumped
+    assert serialized == [desired]
+    again = deployment(2, version=None)  # rendered anew, equal: its digest matches the known one
+    assert not reconciler._differs(again, deployment(2, version="9"))
+    assert serialized == [desired, again]
+    assert reconciler._differs(again, deployment(4, version="10"))  # drift is still found
+
+
 class Secrets:
     """Answers reads of Secrets by name, counting them."""
 
