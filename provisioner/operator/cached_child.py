@@ -9,7 +9,8 @@ digest, and a Deployment takes about a kilobyte. The reconciler gets a fresh dic
 nothing it does can change the cache.
 
 What is left out: the status and managedFields (never compared), and the resourceVersion, kept
-apart: it changes with every status update, and the content does not.
+apart: it changes with every status update, and the content does not. Of a Deployment's status,
+its ready replicas are kept: a change of them refreshes its product's status at once.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CachedChild", "content_digest", "freeze"]
+__all__ = ["CachedChild", "content_digest", "freeze", "ready_replicas"]
 
 _NOT_CONTENT = ("status",)
 _NOT_CONTENT_METADATA = ("resourceVersion", "managedFields")
@@ -35,6 +36,7 @@ class CachedChild:
     digest: bytes  # of the content: equal digests, nothing the drift check compares moved
     blob: bytes  # the content as JSON, compressed
     version: str | None  # metadata.resourceVersion
+    ready: int | None = None  # a Deployment's status.readyReplicas: its product's status follows it
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = json.loads(zlib.decompress(self.blob))
@@ -62,4 +64,13 @@ def freeze(body: Mapping[str, Any]) -> CachedChild:
     """`body` (an event's, a listing's or a create's answer) as cached."""
     text = _content(body).encode()
     version = (body.get("metadata") or {}).get("resourceVersion")
-    return CachedChild(_digest(text), zlib.compress(text, 1), None if version is None else str(version))
+    return CachedChild(_digest(text), zlib.compress(text, 1), None if version is None else str(version),
+                       ready_replicas(body))
+
+
+def ready_replicas(body: Mapping[str, Any]) -> int | None:
+    """A Deployment's ready replicas (0 when its status says none), None for other kinds."""
+    if body.get("kind") != "Deployment":
+        return None
+    ready = (body.get("status") or {}).get("readyReplicas")
+    return ready if isinstance(ready, int) else 0

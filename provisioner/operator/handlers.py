@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import kopf
@@ -43,7 +43,7 @@ import kopf
 from provisioner.errors import is_retryable
 from provisioner.kube.client import KINDS, PARTIAL_METADATA, KubeClient
 from provisioner.kube.reconcile import WATCHED_KINDS, Reconciler
-from provisioner.operator.cached_child import CachedChild, content_digest, freeze
+from provisioner.operator.cached_child import CachedChild, content_digest, freeze, ready_replicas
 from provisioner.threads import DaemonExecutor
 
 __all__ = ["Controller", "register"]
@@ -53,6 +53,7 @@ log = logging.getLogger("provisioner.operator")
 Key = tuple[str, str]  # (namespace, product name)
 _STRIPPED = ("managedFields",)
 _MAX_BACKOFF_S = 60.0
+_GROUP_SESSION_S = 50.0  # librdkafka's session.timeout.ms (45 s) and a margin: a crashed member is gone by then
 
 
 def _without_bookkeeping(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -88,7 +89,7 @@ class Controller:
     workers: int = 8
     resync: float = 30.0
     relist: float = 300.0  # at most this often, the children are listed to correct the cache
-    resync_rate: float = 10.0  # products queued per second by the resync, at most
+    resync_rate: float = 7.0  # products queued per second by the resync, at most (see the README)
     status_workers: int = 4
     on_turn: Callable[[], None] | None = None  # called each time the work loop turns (liveness)
     products: dict[Key, dict[str, Any]] = field(default_factory=dict)
@@ -430,7 +431,18 @@ class Controller:
         cached = None if deleted else self._cached_child(body)
         if cached is not None and cached.digest == content_digest(body):
             # The cached copy stays, older resourceVersion and all: it is what the drift check
-            # remembers having matched, and making a new one costs more than the comparison.
+            # remembers having matched, and making a new one costs more than the comparison. A
+            # consumer Deployment whose ready replicas moved (a pod died or came up) refreshes its
+            # product's status now and after a consumer's group session timeout, rather than at
+            # the next resync.
+            ready = ready_replicas(body)
+            if ready != cached.ready:
+                owner = self._child_key(body)
+                self.children[owner][(body["kind"], body["metadata"]["name"])] = replace(cached, ready=ready)
+                if owner in self.products:
+                    self._enqueue_status(owner)
+                    # and again once Kafka has dropped a crashed consumer from its group
+                    asyncio.get_running_loop().call_later(_GROUP_SESSION_S, self._enqueue_status, owner)
             return
         key = self.record_child(body, deleted=deleted)
         if key is not None and key in self.products:
@@ -445,9 +457,12 @@ class Controller:
 
     def _cached_child(self, body: Mapping[str, Any]) -> CachedChild | None:
         metadata = body.get("metadata", {})
-        product = (metadata.get("labels") or {}).get("app.kubernetes.io/part-of")
-        return self.children.get((metadata.get("namespace", ""), product or ""), {}).get(
-            (body.get("kind", ""), metadata.get("name", "")))
+        return self.children.get(self._child_key(body), {}).get((body.get("kind", ""), metadata.get("name", "")))
+
+    @staticmethod
+    def _child_key(body: Mapping[str, Any]) -> Key:
+        metadata = body.get("metadata", {})
+        return metadata.get("namespace", ""), (metadata.get("labels") or {}).get("app.kubernetes.io/part-of") or ""
 
 
 def _startable(pending: Iterable[Key], running: set[Key], limit: int) -> list[Key]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any, cast
@@ -75,12 +76,12 @@ def test_a_child_event_queues_its_product_only_when_more_than_status_or_version_
     c.products[("sales", "orders")] = {"metadata": {"name": "orders", "namespace": "sales"}}
     c.child_event("ADDED", versioned("1"))
     assert c._pending.pop(("sales", "orders")) is False  # new to the cache: queued (apply only)
-    c.child_event("MODIFIED", {**versioned("2", ready=1), "metadata": {
+    c.child_event("MODIFIED", {**versioned("2"), "status": {"readyReplicas": 0, "observedGeneration": 2}, "metadata": {
         **versioned("2")["metadata"], "managedFields": [{"manager": "kube-controller-manager"}]}})  # a status update
     assert not c._pending
     # the cached copy is kept as it was: the drift check remembers that version as matching
     assert c.children[("sales", "orders")][("Deployment", "orders-cache-consumer")].body()["metadata"]["resourceVersion"] == "1"
-    c.child_event("MODIFIED", {**versioned("2"), "metadata": {**versioned("2")["metadata"], "labels": {
+    c.child_event("MODIFIED", {**versioned("2"), "status": {"readyReplicas": 0, "observedGeneration": 2}, "metadata": {**versioned("2")["metadata"], "labels": {
         **versioned("2")["metadata"]["labels"], "team": "x"}}})  # a label edit: drift to repair
     assert c._pending.pop(("sales", "orders")) is False
     c.child_event("MODIFIED", versioned("3", replicas=5))  # an edit: drift to repair
@@ -131,3 +132,27 @@ def test_the_content_digest_ignores_what_controllers_move_and_sees_the_rest() ->
     assert content_digest(json.loads(json.dumps(base, sort_keys=True))) == digest  # key order
     assert content_digest(versioned("1", replicas=2)) != digest
     assert content_digest({**base, "metadata": {**base["metadata"], "annotations": {"a": "b"}}}) != digest
+
+
+def test_a_consumer_deployment_whose_ready_replicas_move_refreshes_its_status_without_an_apply() -> None:
+    asyncio.run(_ready_replicas_move())
+
+
+async def _ready_replicas_move() -> None:
+    c = controller()
+    c.products[("sales", "orders")] = {"metadata": {"name": "orders", "namespace": "sales"}}
+    c.record_child(versioned("1", ready=1), deleted=False)
+    c.child_event("MODIFIED", versioned("2", ready=1))  # a status update that leaves ready replicas alone
+    assert not c._pending and not c._status_pending
+    c.child_event("MODIFIED", versioned("3", ready=0))  # its pod died
+    assert not c._pending  # nothing to repair
+    assert c._status_pending == {("sales", "orders")}
+    later = [h for h in asyncio.get_running_loop()._scheduled if not h.cancelled()]  # type: ignore[attr-defined]
+    assert len(later) == 1 and later[0].when() - asyncio.get_running_loop().time() > 45  # after the session timeout
+    later[0].cancel()
+    assert c.children[("sales", "orders")][("Deployment", "orders-cache-consumer")].ready == 0
+    c._status_pending.clear()
+    c.child_event("MODIFIED", versioned("4", ready=0))
+    assert not c._status_pending
+    c.child_event("MODIFIED", {**child("ConfigMap", "orders-spec"), "status": {"readyReplicas": 3}})  # not cached
+    assert c._pending.pop(("sales", "orders")) is False and not c._status_pending
