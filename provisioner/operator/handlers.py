@@ -244,6 +244,13 @@ class Controller:
             self._status_pending.discard(key)
             self._observing.add(key)
             self._start(tasks, self._refresh(key))
+        # A set or dict keeps the table it grew to: once ten thousand products were queued (at
+        # start), walking even an empty queue scanned that table at every wake-up, most of an
+        # idle operator's CPU. Emptied, each starts afresh.
+        if not self._pending:
+            self._pending = {}
+        if not self._status_pending:
+            self._status_pending = set()
 
     @staticmethod
     def _start(tasks: set[asyncio.Task[None]], work: Any) -> None:

@@ -40,7 +40,7 @@ T = TypeVar("T")
 _PARTITIONS_TTL_S = 60.0
 _TOPICS_TTL_S = 10.0  # how old the listing of every topic that dead-letter counts use may be
 _DESCRIBE_BATCH = 50  # consumer groups described in one request, at most
-_MEMBERS_TTL_S = 5.0  # how old a group's description got ahead of its ask may be
+_MEMBERS_TTL_S = 10.0  # how old a group's description got ahead of its ask may be (50 at 7 refreshes a second)
 _GROUPS_REMEMBERED = 100_000  # bounds what `_group_members` remembers of groups since deleted
 _TOPICS_LISTED_MAX = 5000  # topics beyond which each dead-letter topic is asked for by name instead
 # kafka-python's own timeouts take this share of a call's: it usually gives up (and cleans up) first.

@@ -115,7 +115,7 @@ def test_consumer_groups_asked_for_in_the_same_order_are_described_together(kafk
         observer.group_members(groups[0])  # after groups[1] this time, which it now follows
         assert described == [[groups[0], groups[1]]]
         described.clear()
-        now[0] += 6.0  # older than an answer got ahead may be: described again
+        now[0] += 11.0  # older than an answer got ahead may be: described again
         observer.group_members(groups[1])
         assert described == [[groups[1], groups[0]]]  # with the one that followed it last
     finally:

@@ -156,3 +156,21 @@ async def _ready_replicas_move() -> None:
     assert not c._status_pending
     c.child_event("MODIFIED", {**child("ConfigMap", "orders-spec"), "status": {"readyReplicas": 3}})  # not cached
     assert c._pending.pop(("sales", "orders")) is False and not c._status_pending
+
+
+def test_an_emptied_queue_starts_afresh_so_walking_it_does_not_scan_the_table_it_grew_to() -> None:
+    c = controller()
+    burst = {("sales", f"p{i}") for i in range(10_000)}
+    c._status_pending.update(burst)
+    c._pending.update(dict.fromkeys(burst, True))
+    grown_status, grown = c._status_pending, c._pending
+    c._status_pending.clear()  # as if every refresh had started
+    c._pending.clear()
+    c._dispatch(set())
+    assert c._status_pending is not grown_status and c._pending is not grown
+    assert c._status_pending == set() and c._pending == {}
+    c._status_pending.add(("sales", "p1"))
+    kept = c._status_pending
+    c.status_workers = 0  # nothing can start: the queue is not empty and stays the same object
+    c._dispatch(set())
+    assert c._status_pending is kept
