@@ -42,6 +42,11 @@ _TOPICS_TTL_S = 10.0  # how old the listing of every topic that dead-letter coun
 _DESCRIBE_BATCH = 50  # consumer groups described in one request, at most
 _MEMBERS_TTL_S = 10.0  # how old a group's description got ahead of its ask may be (50 at 7 refreshes a second)
 _GROUPS_REMEMBERED = 100_000  # bounds what `_group_members` remembers of groups since deleted
+# A group coordinator that is loading or moving: DescribeGroups is asked again, within the call's timeout.
+_COORDINATOR_MOVING = frozenset({"CoordinatorLoadInProgressError", "CoordinatorNotAvailableError",
+                                 "NotCoordinatorError"})
+_COORDINATOR_TRIES = 5
+_COORDINATOR_PAUSE_S = 0.2
 _TOPICS_LISTED_MAX = 5000  # topics beyond which each dead-letter topic is asked for by name instead
 # kafka-python's own timeouts take this share of a call's: it usually gives up (and cleans up) first.
 _CLIENT_SHARE = 0.8
@@ -200,18 +205,33 @@ class KafkaObserver:
         from kafka.errors import KafkaError
 
         try:
-            described = self._guarded(lambda: self._client().describe_groups(batch))
+            described = self._guarded(lambda: self._describe_groups(batch))
         except KafkaError:
             if len(batch) == 1:
                 raise
             # Described alone, so a refusal is this group's own (an ACL may cover some groups only).
-            described = self._guarded(lambda: self._client().describe_groups([group]))
+            described = self._guarded(lambda: self._describe_groups([group]))
             batch = [group]
         if len(self._ahead) >= _GROUPS_REMEMBERED:
             self._ahead.clear()
         for other in batch[1:]:
             self._ahead[other] = (now, _members(described, other))
         return _members(described, group)
+
+    def _describe_groups(self, groups: list[str]) -> Any:
+        """DescribeGroups, asked again while the broker says the groups' coordinator is moving or
+        still loading (a broker just started, a partition of its offsets topic changing leader):
+        retriable by the protocol, and otherwise a round of statuses saying Kafka did not answer."""
+        from kafka.errors import KafkaError
+
+        for attempt in range(_COORDINATOR_TRIES):
+            try:
+                return self._client().describe_groups(groups)
+            except KafkaError as error:
+                if type(error).__name__ not in _COORDINATOR_MOVING or attempt == _COORDINATOR_TRIES - 1:
+                    raise
+                time.sleep(_COORDINATOR_PAUSE_S)
+        raise AssertionError("unreachable")
 
     def _dead_letters(self, topic: str) -> Counter[tuple[str, str]]:
         reader = self._dead_letter_readers.get(topic)
