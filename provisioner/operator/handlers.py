@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -58,26 +57,15 @@ _GROUP_SESSION_S = 50.0  # librdkafka's session.timeout.ms (45 s) and a margin: 
 
 def _without_bookkeeping(body: Mapping[str, Any]) -> dict[str, Any]:
     """A product as cached: its status kept (the next status is computed from it), its
-    managedFields dropped (they are most of a cached body's size, and nothing reads them)."""
-    obj = {k: _compact(v) for k, v in body.items()}
-    obj["metadata"] = {k: _compact(v) for k, v in body.get("metadata", {}).items() if k not in _STRIPPED}
+    managedFields dropped (most of a cached body's size, and nothing reads them). A shallow copy:
+    the nested values are the decoded event's own, which nothing else keeps or changes. Sharing
+    strings between cached bodies (sys.intern over the whole tree) saved memory at a cost of 4% of
+    the operator's CPU while it converges, one walk per event of each product."""
+    obj = dict(body)
+    metadata = body.get("metadata")
+    if metadata is not None:
+        obj["metadata"] = {k: v for k, v in metadata.items() if k not in _STRIPPED}
     return obj
-
-
-_SHARED_MAX = 64  # strings up to this long are shared between cached bodies
-
-
-def _compact(value: Any) -> Any:
-    """`value` with its keys and short strings shared between every cached body: each decoded
-    event has its own copies of "metadata", "app.kubernetes.io/part-of", an image name..., about
-    half of what a cached body takes."""
-    if isinstance(value, str):
-        return sys.intern(value) if len(value) <= _SHARED_MAX else value
-    if isinstance(value, Mapping):
-        return {sys.intern(k) if isinstance(k, str) else k: _compact(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_compact(item) for item in value]
-    return value
 
 
 @dataclass
@@ -496,8 +484,10 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
 
     # Async handlers: kopf runs them on the event loop, the thread the queue lives on (sync ones
     # would run in kopf's executor threads, racing the queue's dicts and its asyncio.Event).
-    async def on_product(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> None:
-        controller.product_event(event.get("type"), dict(body))
+    # `event` is the watch event as decoded: its object a plain dict, read directly (a copy of
+    # `body`, kopf's view of it, resolved every key through the view, 2.5% of the operator's CPU).
+    async def on_product(event: Mapping[str, Any], **_: Any) -> None:
+        controller.product_event(event.get("type"), event["object"])
 
     kopf.on.event(group, version, product_kind.plural, registry=registry, id="dataproducts")(on_product)
 
@@ -505,9 +495,10 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
         entry = KINDS[kind]
         api_group, _, api_version = entry.api_version.rpartition("/")
 
-        async def on_child(event: Mapping[str, Any], body: kopf.Body, _kind: str = kind, **_: Any) -> None:
-            obj = dict(body)
-            obj.setdefault("kind", _kind)
+        async def on_child(event: Mapping[str, Any], _kind: str = kind, **_: Any) -> None:
+            obj = event["object"]
+            if "kind" not in obj:
+                obj = {**obj, "kind": _kind}
             controller.child_event(event.get("type"), obj)
 
         kopf.on.event(api_group, api_version, entry.plural, registry=registry, id=f"children-{entry.plural}",
