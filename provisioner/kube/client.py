@@ -196,12 +196,12 @@ class KubeClient:
         except NotFoundError:
             return None
 
-    def list(self, kind: str, namespace: str | None = None, labels: dict[str, str] | None = None,
-             *, page: int = 500, metadata_only: bool = False) -> list[dict[str, Any]]:
-        """Every object of `kind` (in `namespace`, or everywhere) carrying `labels`, paged. With
-        `metadata_only`, each object's metadata alone (apiVersion `PARTIAL_METADATA`, `kind` set
-        to `kind`): a fraction of the bytes to send and parse when only names and labels matter."""
+    def list_versioned(self, kind: str, namespace: str | None = None, labels: dict[str, str] | None = None,
+                       *, page: int = 500, metadata_only: bool = False) -> tuple[list[dict[str, Any]], str]:
+        """`list`, and the resourceVersion of the listing (every page is of one snapshot): a watch
+        started from it misses nothing that happened after."""
         items: list[dict[str, Any]] = []
+        version = ""
         query: dict[str, str] = {"limit": str(page)}
         if labels:
             query["labelSelector"] = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
@@ -209,6 +209,7 @@ class KubeClient:
         accept = _PARTIAL_LIST if metadata_only else "application/json"
         while True:
             answer = self.request("GET", entry.collection(namespace), query, about=f"{entry.plural}", accept=accept)
+            version = version or answer.get("metadata", {}).get("resourceVersion") or ""
             for item in answer.get("items") or []:  # a PartialObjectMetadataList says null for none
                 if metadata_only:
                     items.append({"apiVersion": PARTIAL_METADATA, "kind": kind, "metadata": item.get("metadata", {})})
@@ -218,8 +219,15 @@ class KubeClient:
                 items.append(item)
             token = answer.get("metadata", {}).get("continue")
             if not token:
-                return items
+                return items, version
             query["continue"] = token
+
+    def list(self, kind: str, namespace: str | None = None, labels: dict[str, str] | None = None,
+             *, page: int = 500, metadata_only: bool = False) -> list[dict[str, Any]]:
+        """Every object of `kind` (in `namespace`, or everywhere) carrying `labels`, paged. With
+        `metadata_only`, each object's metadata alone (apiVersion `PARTIAL_METADATA`, `kind` set
+        to `kind`): a fraction of the bytes to send and parse when only names and labels matter."""
+        return self.list_versioned(kind, namespace, labels, page=page, metadata_only=metadata_only)[0]
 
     def delete(self, kind: str, namespace: str | None, name: str, *, uid: str | None = None) -> bool:
         """Delete one object (its dependents in the background); False when it was already gone.

@@ -50,6 +50,7 @@ __all__ = ["Controller", "register"]
 log = logging.getLogger("provisioner.operator")
 
 Key = tuple[str, str]  # (namespace, product name)
+CHILD_LABELS = {"app.kubernetes.io/managed-by": "provisioner"}  # every child the operator renders carries it
 _STRIPPED = ("managedFields",)
 _MAX_BACKOFF_S = 60.0
 _GROUP_SESSION_S = 50.0  # librdkafka's session.timeout.ms (45 s) and a margin: a crashed member is gone by then
@@ -97,6 +98,8 @@ class Controller:
     _wakeup: asyncio.Event | None = None
     _pool: DaemonExecutor | None = None
     _status_pool: DaemonExecutor | None = None
+    # the resourceVersion of the last listing of each (kind, namespace): where the watches start
+    listed_versions: dict[tuple[str, str | None], str] = field(default_factory=dict)
 
     # -- the caches -----------------------------------------------------------------------------------
 
@@ -123,8 +126,10 @@ class Controller:
         for namespace in self.namespaces or [None]:  # type: ignore[list-item]
             for kind in WATCHED_KINDS:
                 # stripped kind by kind: only one kind's full bodies are in memory at once
-                for listed in self.client.list(kind, namespace, {"app.kubernetes.io/managed-by": "provisioner"},
-                                               metadata_only=metadata_only):
+                listing, version = self.client.list_versioned(kind, namespace, CHILD_LABELS,
+                                                              metadata_only=metadata_only)
+                self.listed_versions[(kind, namespace)] = version
+                for listed in listing:
                     if not metadata_only:
                         bodies.append(listed)
                     elif self._cached(listed):  # its name and labels are all `correct_children` reads
@@ -419,6 +424,11 @@ class Controller:
         if changed:
             self.enqueue(key)
 
+    def child_events(self, events: Iterable[tuple[str | None, Mapping[str, Any]]]) -> None:
+        """What a child watch read in one go (`operator.child_watch`), in order."""
+        for event_type, body in events:
+            self.child_event(event_type, body)
+
     def child_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         """Cache the child and queue its product, unless only its status or version moved (the
         controllers' status updates, the echo of our own create): nothing to repair then."""
@@ -478,7 +488,7 @@ def _key(body: Mapping[str, Any]) -> Key:
 
 
 def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
-    """Attach the handlers: one for products, one per child kind."""
+    """Attach the products' handler (the children have watches of their own: `child_watch`)."""
     product_kind = KINDS["DataProduct"]
     group, version = product_kind.api_version.split("/")
 
@@ -491,15 +501,3 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
 
     kopf.on.event(group, version, product_kind.plural, registry=registry, id="dataproducts")(on_product)
 
-    for kind in WATCHED_KINDS:
-        entry = KINDS[kind]
-        api_group, _, api_version = entry.api_version.rpartition("/")
-
-        async def on_child(event: Mapping[str, Any], _kind: str = kind, **_: Any) -> None:
-            obj = event["object"]
-            if "kind" not in obj:
-                obj = {**obj, "kind": _kind}
-            controller.child_event(event.get("type"), obj)
-
-        kopf.on.event(api_group, api_version, entry.plural, registry=registry, id=f"children-{entry.plural}",
-                      labels={"app.kubernetes.io/managed-by": "provisioner"})(on_child)

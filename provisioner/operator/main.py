@@ -32,6 +32,7 @@ from provisioner.errors import SetupError
 from provisioner.kube.client import OPERATOR_USER_AGENT, KubeClient
 from provisioner.kube.observe import Observer
 from provisioner.kube.reconcile import Reconciler, Settings
+from provisioner.operator.child_watch import ChildWatches
 from provisioner.operator.handlers import Controller, register
 from provisioner.operator.health import Health
 from provisioner.operator.health import serve as serve_health
@@ -234,6 +235,8 @@ async def _serve(config: OperatorConfig, client: KubeClient, controller: Control
     loop = asyncio.get_running_loop()
 
     queue = asyncio.create_task(controller.run())
+    watches = ChildWatches(client, controller)
+    watches.start()
 
     def stop_now() -> None:  # no new work first, then kopf's own stop
         queue.cancel()
@@ -259,3 +262,4 @@ async def _serve(config: OperatorConfig, client: KubeClient, controller: Control
         )
     finally:
         queue.cancel()
+        watches.stop()
