@@ -1,8 +1,8 @@
-"""The operator's kopf handlers and work queue: thin, they call `provisioner.kube.reconcile`.
+"""The operator's event handlers and work queue: thin, they call `provisioner.kube.reconcile`.
 
-kopf watches DataProducts and every kind of child but Secrets (`reconcile.WATCHED_KINDS`, by the
-`managed-by: provisioner` label; Secrets are read by name, see `provisioner.kube.reconcile`) and
-calls `on.event` handlers, which only record the object in memory and queue its product:
+`operator.watches` follows DataProducts and every kind of child but Secrets
+(`reconcile.WATCHED_KINDS`, by the `managed-by: provisioner` label; Secrets are read by name, see
+`provisioner.kube.reconcile`); their events only record the object in memory and queue its product:
 
 - a product is queued when it appears, when its generation changes, and every `resync` seconds
   or every products/`resync_rate` seconds, whichever is longer (status refresh; a write happens
@@ -37,15 +37,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import kopf
-
 from provisioner.errors import is_retryable
-from provisioner.kube.client import KINDS, PARTIAL_METADATA, KubeClient
+from provisioner.kube.client import PARTIAL_METADATA, KubeClient
 from provisioner.kube.reconcile import WATCHED_KINDS, Reconciler
 from provisioner.operator.cached_child import CachedChild, content_digest, freeze, ready_replicas
 from provisioner.threads import DaemonExecutor
 
-__all__ = ["Controller", "register"]
+__all__ = ["CHILD_LABELS", "Controller"]
 
 log = logging.getLogger("provisioner.operator")
 
@@ -108,7 +106,9 @@ class Controller:
         against what exists instead of re-applying it."""
         self.namespaces = namespaces
         for namespace in namespaces or [None]:  # type: ignore[list-item]
-            for body in self.client.list("DataProduct", namespace):
+            listing, version = self.client.list_versioned("DataProduct", namespace)
+            self.listed_versions[("DataProduct", namespace)] = version
+            for body in listing:
                 self.products[_key(body)] = _without_bookkeeping(body)
         self.refresh_children()
 
@@ -424,8 +424,13 @@ class Controller:
         if changed:
             self.enqueue(key)
 
+    def product_events(self, events: Iterable[tuple[str | None, Mapping[str, Any]]]) -> None:
+        """What a product watch read in one go (`operator.watches`), in order."""
+        for event_type, body in events:
+            self.product_event(event_type, body)
+
     def child_events(self, events: Iterable[tuple[str | None, Mapping[str, Any]]]) -> None:
-        """What a child watch read in one go (`operator.child_watch`), in order."""
+        """What a child watch read in one go (`operator.watches`), in order."""
         for event_type, body in events:
             self.child_event(event_type, body)
 
@@ -485,19 +490,3 @@ def _startable(pending: Iterable[Key], running: set[Key], limit: int) -> list[Ke
 def _key(body: Mapping[str, Any]) -> Key:
     metadata = body["metadata"]
     return metadata["namespace"], metadata["name"]
-
-
-def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
-    """Attach the products' handler (the children have watches of their own: `child_watch`)."""
-    product_kind = KINDS["DataProduct"]
-    group, version = product_kind.api_version.split("/")
-
-    # Async handlers: kopf runs them on the event loop, the thread the queue lives on (sync ones
-    # would run in kopf's executor threads, racing the queue's dicts and its asyncio.Event).
-    # `event` is the watch event as decoded: its object a plain dict, read directly (a copy of
-    # `body`, kopf's view of it, resolved every key through the view, 2.5% of the operator's CPU).
-    async def on_product(event: Mapping[str, Any], **_: Any) -> None:
-        controller.product_event(event.get("type"), event["object"])
-
-    kopf.on.event(group, version, product_kind.plural, registry=registry, id="dataproducts")(on_product)
-

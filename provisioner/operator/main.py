@@ -1,6 +1,7 @@
-"""Start the operator: Lease, caches, kopf and the work queue, in that order.
+"""Start the operator: Lease, caches, the watches, the work queue and kopf, in that order.
 
-kopf authenticates with the same kubeconfig/context (or in-cluster service account) and the same
+The watches of products and children are the operator's own (`operator.watches`); kopf serves the
+admission webhook. kopf authenticates with the same kubeconfig/context (or in-cluster service account) and the same
 token source as provisioner's own client, through an `on.login` handler. kopf's own event posting is off: the
 reconciler posts one Event per condition transition (none for a new product's first status unless it
 reports a failure) and one per autoscaling change, and nothing else.
@@ -32,12 +33,12 @@ from provisioner.errors import SetupError
 from provisioner.kube.client import OPERATOR_USER_AGENT, KubeClient
 from provisioner.kube.observe import Observer
 from provisioner.kube.reconcile import Reconciler, Settings
-from provisioner.operator.child_watch import ChildWatches
-from provisioner.operator.handlers import Controller, register
+from provisioner.operator.handlers import Controller
 from provisioner.operator.health import Health
 from provisioner.operator.health import serve as serve_health
 from provisioner.operator.kafka_follow import follow as follow_kafka_settings
 from provisioner.operator.leader import LeaseHolder
+from provisioner.operator.watches import Watches
 from provisioner.operator.webhook import WebhookConfig, register_validation
 from provisioner.operator.webhook import server as webhook_server
 from provisioner.stream.observe import KafkaObserver
@@ -223,7 +224,6 @@ def _watchdog(timeout: float) -> None:
 async def _serve(config: OperatorConfig, client: KubeClient, controller: Controller, stopping: threading.Event) -> None:
     registry = kopf.OperatorRegistry()
     kopf.on.login(registry=registry)(_login(client))
-    register(registry, controller)
     settings = kopf.OperatorSettings()
     settings.posting.enabled = False
     settings.persistence.diffbase_storage = _NoDiffBase()
@@ -235,7 +235,7 @@ async def _serve(config: OperatorConfig, client: KubeClient, controller: Control
     loop = asyncio.get_running_loop()
 
     queue = asyncio.create_task(controller.run())
-    watches = ChildWatches(client, controller)
+    watches = Watches(client, controller)
     watches.start()
 
     def stop_now() -> None:  # no new work first, then kopf's own stop
