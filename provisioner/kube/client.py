@@ -45,6 +45,8 @@ __all__ = [
 FIELD_MANAGER = "provisioner"
 _APPLY = "application/apply-patch+yaml"
 _MERGE = "application/merge-patch+json"
+_TIMEOUT_S = 30.0  # each call's connect and read timeout
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
 PARTIAL_METADATA = "meta.k8s.io/v1"  # the apiVersion of an object listed with `metadata_only`
 _PARTIAL_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 
@@ -140,8 +142,8 @@ class KubeClient:
         """One call; the answer's JSON, or a ProvisionerError by meaning. `about` names the object
         in messages; a Secret's refusal never quotes the server. A 401 fetches the credentials again
         and retries once."""
-        if body is not None and "json" not in content_type:
-            body = json.dumps(body)  # apply-patch+yaml: JSON is YAML; the client passes text through
+        if body is not None:  # apply-patch+yaml too: JSON is YAML
+            body = _encode(body).encode()
         url = self.api.configuration.host + path + (f"?{urlencode(query)}" if query else "")
         headers = {"Content-Type": content_type, "Accept": accept, "User-Agent": self.user_agent}
         for attempt in (1, 2):
@@ -165,17 +167,16 @@ class KubeClient:
             if method != "GET":
                 self.writes += 1
         try:
-            response = self.api.call_api(method, url, header_params=headers, body=body, _request_timeout=30)
-            data: bytes = response.read()
+            # Straight to the pool the ApiClient built (its TLS settings, proxy and retries): its REST
+            # layer would serialize the body again and look at the content type on every call.
+            response = self.api.rest_client.pool_manager.request(method, url, body=body, headers=headers,
+                                                                 timeout=_TIMEOUT_S)
+            data: bytes = response.data
             status: int = response.status
         except HTTPError as error:
             raise UnavailableError(f"the API server did not answer ({type(error).__name__})") from None
         except OSError as error:
             raise UnavailableError(f"the API server did not answer ({error.strerror or error})") from None
-        except Exception as error:  # the generated client's ApiException (status 0: TLS, bad request)
-            if type(error).__name__ != "ApiException":
-                raise
-            raise UnavailableError(f"the API server did not answer ({getattr(error, 'reason', error)})") from None
         return status, data
 
     # -- objects ------------------------------------------------------------------------------------
