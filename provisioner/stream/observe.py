@@ -49,6 +49,9 @@ _GROUP_ID_NOT_FOUND = 69  # what a newer broker says of a group that has no memb
 # A group coordinator that is loading or moving: DescribeGroups is asked again, within the call's timeout.
 _COORDINATOR_MOVING = frozenset({"CoordinatorLoadInProgressError", "CoordinatorNotAvailableError",
                                  "NotCoordinatorError"})
+# Answers that say the connection is sound: the client is kept (see `_guarded`).
+_ANSWERED = _COORDINATOR_MOVING | _LEADER_MOVED - {"NodeNotReadyError"} | {
+    "GroupAuthorizationFailedError", "TopicAuthorizationFailedError"}
 _COORDINATOR_TRIES = 5
 _COORDINATOR_PAUSE_S = 0.2
 _TOPICS_LISTED_MAX = 5000  # topics beyond which each dead-letter topic is asked for by name instead
@@ -189,10 +192,9 @@ class KafkaObserver:
             return None
         if all(leader >= 0 for leader in leaders.values()):
             try:
-                return self._offsets_from_leaders(topic, leaders)
+                return self._guarded(lambda: self._offsets_from_leaders(topic, leaders))
             except KafkaError as error:
                 if type(error).__name__ not in _LEADER_MOVED:
-                    self._reset()
                     raise
             self._partitions.pop(topic, None)
             leaders = self._topic_leaders(topic)
@@ -299,13 +301,16 @@ class KafkaObserver:
         self._reset()
 
     def _guarded(self, request: Callable[[], T]) -> T:
-        """A request on the admin client, dropping the client when it fails (it reconnects next time)."""
+        """A request on the admin client, dropping the client when it fails (it reconnects next
+        time), unless the broker answered with a refusal or a "moved" of its own: the connection
+        is sound then, and making it again costs more than the request."""
         from kafka.errors import KafkaError
 
         try:
             return request()
-        except KafkaError:
-            self._reset()
+        except KafkaError as error:
+            if type(error).__name__ not in _ANSWERED:
+                self._reset()
             raise
 
     def _client(self) -> Any:
@@ -333,7 +338,7 @@ class KafkaObserver:
         `_PARTITIONS_TTL_S` ago (a topic that does not exist is asked for again each time), so
         partitions added to a topic show within that long."""
         cached = self._partitions.get(topic)
-        now = time.monotonic()
+        now = self._clock()
         if cached is not None and now - cached[0] < _PARTITIONS_TTL_S and cached[1]:
             return cached[1]
         described = self._guarded(lambda: self._client().describe_topics([topic]))
