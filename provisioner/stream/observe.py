@@ -43,15 +43,19 @@ _PARTITIONS_TTL_S = 60.0
 _TOPICS_TTL_S = 10.0  # how old the listing of every topic that dead-letter counts use may be
 # A ListOffsets sent to the leader last described that says the partition moved: asked again afresh.
 _LEADER_MOVED = frozenset({"NotLeaderForPartitionError", "UnknownTopicOrPartitionError", "LeaderNotAvailableError",
-                           "FencedLeaderEpochError", "UnknownLeaderEpochError", "NodeNotReadyError"})
+                           "FencedLeaderEpochError", "UnknownLeaderEpochError", "NodeNotReadyError",
+                           "UnknownBrokerIdError"})
 _READ_UNCOMMITTED = 0  # ListOffsets' isolation level: end offsets, as the consumers' lag counts them
 _GROUP_ID_NOT_FOUND = 69  # what a newer broker says of a group that has no member and no offsets
 # A group coordinator that is loading or moving: DescribeGroups is asked again, within the call's timeout.
 _COORDINATOR_MOVING = frozenset({"CoordinatorLoadInProgressError", "CoordinatorNotAvailableError",
                                  "NotCoordinatorError"})
-# Answers that say the connection is sound: the client is kept (see `_guarded`).
-_ANSWERED = _COORDINATOR_MOVING | _LEADER_MOVED - {"NodeNotReadyError"} | {
-    "GroupAuthorizationFailedError", "TopicAuthorizationFailedError"}
+# Answers that say the connection is sound: the client is kept (see `_guarded`). Not a coordinator
+# that moved: kafka-python keeps each group's coordinator for the client's life, so a new client
+# is what finds it afresh.
+_ANSWERED = frozenset({"NotLeaderForPartitionError", "UnknownTopicOrPartitionError", "LeaderNotAvailableError",
+                       "FencedLeaderEpochError", "UnknownLeaderEpochError", "CoordinatorLoadInProgressError",
+                       "GroupAuthorizationFailedError", "TopicAuthorizationFailedError"})
 _COORDINATOR_TRIES = 5
 _COORDINATOR_PAUSE_S = 0.2
 _TOPICS_LISTED_MAX = 5000  # topics beyond which each dead-letter topic is asked for by name instead
@@ -198,6 +202,8 @@ class KafkaObserver:
                     raise
             self._partitions.pop(topic, None)
             leaders = self._topic_leaders(topic)
+            if not leaders:  # deleted meanwhile
+                return None
         offsets = self._guarded(lambda: self._client().list_partition_offsets(
             {TopicPartition(topic, p): OffsetSpec.LATEST for p in leaders}))
         return {tp.partition: int(result.offset) for tp, result in offsets.items()}
@@ -266,6 +272,8 @@ class KafkaObserver:
             except KafkaError as error:
                 if type(error).__name__ not in _COORDINATOR_MOVING or attempt == _COORDINATOR_TRIES - 1:
                     raise
+                if type(error).__name__ not in _ANSWERED:
+                    self._reset()  # the coordinators it knows may be the ones that moved
                 time.sleep(_COORDINATOR_PAUSE_S)
         raise AssertionError("unreachable")
 

@@ -164,13 +164,13 @@ def test_a_failed_batch_describes_the_asked_group_alone_and_charges_a_refusal_to
 def test_an_error_in_a_group_s_own_entry_is_retried_or_raised_and_never_kept_ahead() -> None:
     admin = Groups({"g0": 1, "g1": 2}, errors={
         "g0": ["[Error 14] CoordinatorLoadInProgressError: loading"],
-        "g1": ["[Error 16] NotCoordinatorError: moved"]})
+        "g1": ["[Error 14] CoordinatorLoadInProgressError: loading"]})
     observer, _ = clocked(admin)
     try:
         observer.expect_groups(["g0", "g1"])
         assert observer.group_members("g0") == 1  # its coordinator was loading: asked again
         assert admin.requests == [["g0", "g1"], ["g0", "g1"]]
-        assert observer.group_members("g1") == 2  # its entry said moved, then answered: this answer kept
+        assert observer.group_members("g1") == 2  # its entry said loading, then answered: that answer kept
         assert len(admin.requests) == 2
     finally:
         observer.close()
