@@ -190,5 +190,11 @@ def test_end_offsets_are_asked_of_the_leaders_last_described(kafka_bootstrap: st
         assert observer.end_offsets(topic) == {0: 3}  # described less than a minute ago
         now[0] += 61.0
         assert observer.end_offsets(topic) == {0: 3, 1: 0}  # a partition added shows within a minute
+        admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        try:
+            admin.delete_topics([topic])
+        finally:
+            admin.close()
+        h.wait_for(lambda: observer.end_offsets(topic) is None, 30.0, "the deleted topic read as absent")
     finally:
         observer.close()
