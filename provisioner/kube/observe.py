@@ -30,7 +30,7 @@ import base64
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -104,6 +104,11 @@ class Observer:
         for marks in (self._fresh_at, self._watched_at, self._rebuild_marks, self._read_marks):
             for key in [k for k in marks if k[:2] == (namespace, name)]:
                 marks.pop(key, None)
+
+    def expect_groups(self, groups: Iterable[str]) -> None:
+        """The consumer groups the next observations ask for, in order (see `KafkaObserver.expect_groups`)."""
+        if self._kafka is not None:
+            self._kafka.expect_groups(groups)
 
     def observe(self, product: DataProduct, namespace: str,
                 desired: Sequence[dict[str, Any]]) -> tuple[StoreObservation, ...]:

@@ -73,7 +73,7 @@ from provisioner.kube.status import Observation, Transition, compute_status, inv
 from provisioner.spec.durations import parse_duration
 from provisioner.spec.findings import Finding, SpecError
 from provisioner.spec.loader import product_from_document
-from provisioner.spec.models import API_VERSION, KIND, DataProduct
+from provisioner.spec.models import API_VERSION, KIND, DataProduct, consumer_group_id
 from provisioner.spec.yamlsafe import Document
 
 __all__ = [
@@ -391,6 +391,26 @@ class Reconciler:
             self._write_status(body, invalid_status(generation, result.problem, previous, self._now(),
                                                     reason=getattr(error, "reason", "ApplyFailed")), result)
         return result
+
+    def expect_observations(self, bodies: Iterable[Mapping[str, Any]]) -> None:
+        """Tell the observer which products are observed next, in order, so Kafka describes their
+        consumer groups together (a request per group was most of a status refresh's Kafka CPU).
+        Their groups are read lazily, only as many as the observer describes at once."""
+        if self.observer is not None:
+            self.observer.expect_groups(group for body in bodies for group in self._consumer_groups(body))
+
+    def _consumer_groups(self, body: Mapping[str, Any]) -> list[str]:
+        """The product's consumer groups: from its last parse, or (not parsed yet) its stores'
+        names as written; a hint only, so a spec that does not parse costs a wasted description."""
+        metadata = body["metadata"]
+        namespace, name = metadata["namespace"], metadata["name"]
+        cached = self._rendered.get((namespace, name))
+        if cached is not None:
+            return [cached[1].consumer_group(store) for store in cached[1].spec.stores]
+        stores = (body.get("spec") or {}).get("stores")
+        return [consumer_group_id(namespace, name, store["name"]) for store in stores or ()
+                if isinstance(store, Mapping) and isinstance(store.get("name"), str)] \
+            if isinstance(stores, list) else []
 
     def observe(self, body: Mapping[str, Any]) -> Observation | None:
         """Step 5's reads: the stores and Kafka, each bounded by the observer's timeouts; None

@@ -35,6 +35,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from itertools import chain, islice
 from typing import Any
 
 from provisioner.errors import is_retryable
@@ -51,6 +52,7 @@ Key = tuple[str, str]  # (namespace, product name)
 CHILD_LABELS = {"app.kubernetes.io/managed-by": "provisioner"}  # every child the operator renders carries it
 _STRIPPED = ("managedFields",)
 _MAX_BACKOFF_S = 60.0
+_EXPECTED = 50  # products whose status refresh is announced to the observer ahead, at most
 _GROUP_SESSION_S = 50.0  # librdkafka's session.timeout.ms (45 s) and a margin: a crashed member is gone by then
 
 
@@ -84,7 +86,7 @@ class Controller:
     _pending: dict[Key, bool] = field(default_factory=dict)  # key -> observe stores too
     _running: set[Key] = field(default_factory=set)
     _attempts: dict[Key, int] = field(default_factory=dict)
-    _status_pending: set[Key] = field(default_factory=set)
+    _status_pending: dict[Key, None] = field(default_factory=dict)  # in the order queued
     _observing: set[Key] = field(default_factory=set)
     _status_attempts: dict[Key, int] = field(default_factory=dict)
     _applied: dict[Key, tuple[str, int]] = field(default_factory=dict)  # (uid, generation) applied without problem
@@ -200,7 +202,7 @@ class Controller:
             self._wakeup.set()
 
     def _enqueue_status(self, key: Key) -> None:
-        self._status_pending.add(key)
+        self._status_pending[key] = None
         if self._wakeup is not None:
             self._wakeup.set()
 
@@ -233,17 +235,30 @@ class Controller:
             observe = self._pending.pop(key)
             self._running.add(key)
             self._start(tasks, self._reconcile(key, observe))
-        for key in _startable(self._status_pending, self._observing, self.status_workers):
-            self._status_pending.discard(key)
+        refreshing = _startable(self._status_pending, self._observing, self.status_workers)
+        for key in refreshing:
+            self._status_pending.pop(key)
             self._observing.add(key)
             self._start(tasks, self._refresh(key))
+        if refreshing and self.reconciler.observer is not None:
+            self._expect_refreshes(refreshing)
         # A set or dict keeps the table it grew to: once ten thousand products were queued (at
         # start), walking even an empty queue scanned that table at every wake-up, most of an
         # idle operator's CPU. Emptied, each starts afresh.
         if not self._pending:
             self._pending = {}
         if not self._status_pending:
-            self._status_pending = set()
+            self._status_pending = {}
+
+    def _expect_refreshes(self, started: list[Key]) -> None:
+        """Tell the reconciler whose statuses are refreshed next, in order: those just started,
+        those queued, then those whose apply runs or is queued with a refresh after it (at the
+        first round, most refreshes follow an apply closely). Their consumer groups are then
+        described together (see `Reconciler.expect_observations`)."""
+        upcoming = chain(started, self._status_pending, self._running,
+                         (key for key, observe in self._pending.items() if observe))
+        self.reconciler.expect_observations(
+            body for key in islice(upcoming, _EXPECTED) if (body := self.products.get(key)) is not None)
 
     @staticmethod
     def _start(tasks: set[asyncio.Task[None]], work: Any) -> None:

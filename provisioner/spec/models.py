@@ -105,6 +105,11 @@ def _label_value(value: str) -> str:
     return value
 
 
+def consumer_group_id(namespace: str, product: str, store: str) -> str:
+    """The consumer group of a product's store (`DataProduct.consumer_group`)."""
+    return f"provisioner.{namespace}.{product}.{store}"
+
+
 MAX_ANNOTATIONS_BYTES = 256 * 1024  # the API server's limit on all of an object's annotations together
 
 
@@ -478,4 +483,4 @@ class DataProduct(_Model):
 
     def consumer_group(self, store: StoreSpec) -> str:
         """One consumer group per (product, store), namespaced so two teams never share one."""
-        return f"provisioner.{self.metadata.namespace}.{self.metadata.name}.{store.name}"
+        return consumer_group_id(self.metadata.namespace, self.metadata.name, store.name)

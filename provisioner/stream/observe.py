@@ -21,13 +21,15 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import logging
+import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from provisioner.stream.failures import from_kafka_python
+from provisioner.stream.group_batch import GroupBatches
 from provisioner.stream.kafka import CLIENT_ID, KafkaUnavailable
 from provisioner.stream.settings import KafkaSettings, KafkaTarget, kafka_python_config, settings_of
 from provisioner.threads import DaemonExecutor
@@ -39,12 +41,21 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 _PARTITIONS_TTL_S = 60.0
 _TOPICS_TTL_S = 10.0  # how old the listing of every topic that dead-letter counts use may be
-_DESCRIBE_BATCH = 50  # consumer groups described in one request, at most
-_MEMBERS_TTL_S = 10.0  # how old a group's description got ahead of its ask may be (50 at 7 refreshes a second)
-_GROUPS_REMEMBERED = 100_000  # bounds what `_group_members` remembers of groups since deleted
+# A ListOffsets sent to the leader last described that says the partition moved: asked again afresh.
+_LEADER_MOVED = frozenset({"NotLeaderForPartitionError", "UnknownTopicOrPartitionError", "LeaderNotAvailableError",
+                           "FencedLeaderEpochError", "UnknownLeaderEpochError", "NodeNotReadyError",
+                           "UnknownBrokerIdError"})
+_READ_UNCOMMITTED = 0  # ListOffsets' isolation level: end offsets, as the consumers' lag counts them
+_GROUP_ID_NOT_FOUND = 69  # what a newer broker says of a group that has no member and no offsets
 # A group coordinator that is loading or moving: DescribeGroups is asked again, within the call's timeout.
 _COORDINATOR_MOVING = frozenset({"CoordinatorLoadInProgressError", "CoordinatorNotAvailableError",
                                  "NotCoordinatorError"})
+# Answers that say the connection is sound: the client is kept (see `_guarded`). Not a coordinator
+# that moved: kafka-python keeps each group's coordinator for the client's life, so a new client
+# is what finds it afresh.
+_ANSWERED = frozenset({"NotLeaderForPartitionError", "UnknownTopicOrPartitionError", "LeaderNotAvailableError",
+                       "FencedLeaderEpochError", "UnknownLeaderEpochError", "CoordinatorLoadInProgressError",
+                       "GroupAuthorizationFailedError", "TopicAuthorizationFailedError"})
 _COORDINATOR_TRIES = 5
 _COORDINATOR_PAUSE_S = 0.2
 _TOPICS_LISTED_MAX = 5000  # topics beyond which each dead-letter topic is asked for by name instead
@@ -69,13 +80,10 @@ class KafkaObserver:
         self._state = threading.Lock()
         self._down: tuple[float, str] | None = None  # (until when, the message every call gives meanwhile)
         self._admin: Any = None
-        self._partitions: dict[str, tuple[float, list[int]]] = {}
+        self._partitions: dict[str, tuple[float, dict[int, int]]] = {}  # topic -> (when, partition -> leader)
         self._topics: tuple[float, dict[str, list[int]] | None] | None = None  # (when, every topic's partitions)
         self._dead_letter_readers: dict[str, _DeadLetterReader] = {}
-        # Group descriptions got ahead of their ask (see `_group_members`); on the observer's thread.
-        self._after: dict[str, str] = {}  # each group -> the one asked for right after it
-        self._last_group: str | None = None
-        self._ahead: dict[str, tuple[float, int]] = {}  # group -> (when described, members)
+        self._groups = GroupBatches(clock)  # what to describe with an asked group (see `_group_members`)
 
     def close(self, timeout: float | None = None) -> None:
         """Close the clients, waiting at most `timeout` seconds (default: the call timeout) for a
@@ -95,7 +103,7 @@ class KafkaObserver:
             self._close()
             self._partitions.clear()
             self._topics = None
-            self._ahead.clear()
+            self._groups.forget_answers()
             self.connection, self.bootstrap = settings, settings.bootstrap
             with self._state:
                 self._down = None
@@ -123,6 +131,11 @@ class KafkaObserver:
         """How many consumers are members of `group` now (0 for an empty or unknown group)."""
         return self._call(f"cannot describe consumer group {group!r}", lambda: self._group_members(group),
                           group=group)
+
+    def expect_groups(self, groups: Iterable[str]) -> None:
+        """The consumer groups about to be asked for, in order (the next status refreshes'): the
+        next ask that describes its group describes these with it. No request is made here."""
+        self._groups.expect(groups)
 
     def dead_letters(self, topic: str) -> Counter[tuple[str, str]]:
         """Dead letters in `topic` so far, by (`<namespace>/<name>`, store)."""
@@ -170,53 +183,80 @@ class KafkaObserver:
     # -- on the observer's thread --------------------------------------------------------------------------
 
     def _end_offsets(self, topic: str) -> dict[int, int] | None:
+        """The topic's end offsets, asked of each partition's leader as last described (within
+        `_PARTITIONS_TTL_S`): kafka-python's own lookup fetched the topic's metadata before each
+        ListOffsets, a second request per read. A leader that moved since is asked the way
+        kafka-python does it, with the topic described afresh."""
+        from kafka import TopicPartition
+        from kafka.admin import OffsetSpec
+        from kafka.errors import KafkaError
+
+        leaders = self._topic_leaders(topic)
+        if not leaders:
+            return None
+        if all(leader >= 0 for leader in leaders.values()):
+            try:
+                return self._guarded(lambda: self._offsets_from_leaders(topic, leaders))
+            except KafkaError as error:
+                if type(error).__name__ not in _LEADER_MOVED:
+                    raise
+            self._partitions.pop(topic, None)
+            leaders = self._topic_leaders(topic)
+            if not leaders:  # deleted meanwhile
+                return None
+        offsets = self._guarded(lambda: self._client().list_partition_offsets(
+            {TopicPartition(topic, p): OffsetSpec.LATEST for p in leaders}))
+        return {tp.partition: int(result.offset) for tp, result in offsets.items()}
+
+    def _offsets_from_leaders(self, topic: str, leaders: dict[int, int]) -> dict[int, int]:
+        """One ListOffsets (latest) per leader, sent to it directly, through kafka-python's
+        request building and response reading (the calls `list_partition_offsets` makes itself)."""
         from kafka import TopicPartition
         from kafka.admin import OffsetSpec
 
-        partitions = self._topic_partitions(topic)
-        if not partitions:
-            return None
-        offsets = self._guarded(lambda: self._client().list_partition_offsets(
-            {TopicPartition(topic, p): OffsetSpec.LATEST for p in partitions}))
-        return {tp.partition: int(result.offset) for tp, result in offsets.items()}
+        admin = self._client()
+        by_leader: dict[int, dict[Any, Any]] = {}
+        for partition, leader in leaders.items():
+            by_leader.setdefault(leader, {})[TopicPartition(topic, partition)] = OffsetSpec.LATEST
+        offsets: dict[int, int] = {}
+        for leader, specs in by_leader.items():
+            request = admin._list_partition_offsets_request(specs, _READ_UNCOMMITTED)
+
+            async def send(request: Any = request, leader: int = leader) -> Any:
+                return await admin._manager.send(request, node_id=leader)
+
+            answer = admin._list_partition_offsets_process_response(admin._manager.run(send))
+            offsets.update({tp.partition: int(result.offset) for tp, result in answer.items()})
+        return offsets
 
     def _group_members(self, group: str) -> int:
-        """Members of `group`, described together with the groups asked for after it last time.
-
-        A resync refreshes products in the same order each round, so the groups that followed
-        this one last round are about to be asked for: one DescribeGroups for up to
-        `_DESCRIBE_BATCH` of them costs the broker and this thread about what one for a single
-        group does (most of a status refresh's Kafka CPU was that per-request cost). Each answer
-        got ahead of time serves one ask, within `_MEMBERS_TTL_S`; any other ask describes again."""
+        """Members of `group`, described together with the groups about to be asked for (see
+        `provisioner.stream.group_batch`). A batch that fails is followed by a description of
+        `group` alone, so a refusal is charged to the group it concerns (an ACL may cover some
+        groups only)."""
         now = self._clock()
-        if self._last_group is not None and self._last_group != group:
-            if len(self._after) >= _GROUPS_REMEMBERED:
-                self._after.clear()
-            self._after[self._last_group] = group
-        self._last_group = group
-        ahead = self._ahead.pop(group, None)
-        if ahead is not None and now - ahead[0] < _MEMBERS_TTL_S:
-            return ahead[1]
-        batch = [group]
-        following = self._after.get(group)
-        while following is not None and following not in batch and len(batch) < _DESCRIBE_BATCH:
-            batch.append(following)
-            following = self._after.get(following)
+        ahead = self._groups.answer(group, now)
+        if ahead is not None:
+            return ahead
+        batch = self._groups.batch(group, now)
         from kafka.errors import KafkaError
 
         try:
             described = self._guarded(lambda: self._describe_groups(batch))
         except KafkaError:
             if len(batch) == 1:
+                self._groups.failed([group], now)
                 raise
-            # Described alone, so a refusal is this group's own (an ACL may cover some groups only).
-            described = self._guarded(lambda: self._describe_groups([group]))
+            try:
+                described = self._guarded(lambda: self._describe_groups([group]))
+            except KafkaError:
+                self._groups.failed([group], now)
+                raise
+            self._groups.failed(batch[1:], now)
             batch = [group]
-        if len(self._ahead) >= _GROUPS_REMEMBERED:
-            self._ahead.clear()
-        for other in batch[1:]:
-            self._ahead[other] = (now, _members(described, other))
-        return _members(described, group)
+        self._groups.keep({other: members for other in batch[1:]
+                           if (members := _members(described, other)) is not None}, now)
+        return _members(described, group) or 0
 
     def _describe_groups(self, groups: list[str]) -> Any:
         """DescribeGroups, asked again while the broker says the groups' coordinator is moving or
@@ -226,10 +266,14 @@ class KafkaObserver:
 
         for attempt in range(_COORDINATOR_TRIES):
             try:
-                return self._client().describe_groups(groups)
+                described = self._client().describe_groups(groups)
+                _raise_group_error(described, groups[0])
+                return described
             except KafkaError as error:
                 if type(error).__name__ not in _COORDINATOR_MOVING or attempt == _COORDINATOR_TRIES - 1:
                     raise
+                if type(error).__name__ not in _ANSWERED:
+                    self._reset()  # the coordinators it knows may be the ones that moved
                 time.sleep(_COORDINATOR_PAUSE_S)
         raise AssertionError("unreachable")
 
@@ -265,13 +309,16 @@ class KafkaObserver:
         self._reset()
 
     def _guarded(self, request: Callable[[], T]) -> T:
-        """A request on the admin client, dropping the client when it fails (it reconnects next time)."""
+        """A request on the admin client, dropping the client when it fails (it reconnects next
+        time), unless the broker answered with a refusal or a "moved" of its own: the connection
+        is sound then, and making it again costs more than the request."""
         from kafka.errors import KafkaError
 
         try:
             return request()
-        except KafkaError:
-            self._reset()
+        except KafkaError as error:
+            if type(error).__name__ not in _ANSWERED:
+                self._reset()
             raise
 
     def _client(self) -> Any:
@@ -292,19 +339,54 @@ class KafkaObserver:
                 self._admin = None
 
     def _topic_partitions(self, topic: str) -> list[int]:
+        return sorted(self._topic_leaders(topic))
+
+    def _topic_leaders(self, topic: str) -> dict[int, int]:
+        """The topic's partitions and each one's leader (-1: none now), as described at most
+        `_PARTITIONS_TTL_S` ago (a topic that does not exist is asked for again each time), so
+        partitions added to a topic show within that long."""
         cached = self._partitions.get(topic)
-        now = time.monotonic()
+        now = self._clock()
         if cached is not None and now - cached[0] < _PARTITIONS_TTL_S and cached[1]:
             return cached[1]
         described = self._guarded(lambda: self._client().describe_topics([topic]))
-        partitions = sorted(p["partition_index"] for d in described if d["error_code"] == 0 for p in d["partitions"])
-        self._partitions[topic] = (now, partitions)
-        return partitions
+        leaders = {p["partition_index"]: int(p.get("leader_id", -1)) for d in described if d["error_code"] == 0
+                   for p in sorted(d["partitions"], key=lambda p: int(p["partition_index"]))}
+        self._partitions[topic] = (now, leaders)
+        return leaders
 
 
-def _members(described: Any, group: str) -> int:
+def _members(described: Any, group: str) -> int | None:
+    """Members of `group` in a DescribeGroups answer: 0 for an unknown group, None when the
+    broker answered for this group with an error (its coordinator moving, a refusal)."""
     info = described.get(group) if isinstance(described, dict) else None
-    return len(info.get("members") or []) if info else 0
+    if not info:
+        return 0
+    if _group_error(info) is not None:
+        return None
+    return len(info.get("members") or [])
+
+
+def _group_error(info: Any) -> int | None:
+    """The error code a group's entry in a DescribeGroups answer carries; None for none, or for
+    an unknown group (newer brokers say GROUP_ID_NOT_FOUND: a group with no member yet)."""
+    text = info.get("error") if isinstance(info, dict) else None
+    if not text:
+        return None
+    match = re.match(r"\[Error (-?\d+)\]", str(text))
+    code = int(match.group(1)) if match else -1
+    return None if code == _GROUP_ID_NOT_FOUND else code
+
+
+def _raise_group_error(described: Any, group: str) -> None:
+    """kafka-python reports a group's own error in its entry of the answer: raised here as the
+    error it stands for, so a loading coordinator is asked again and a refusal named."""
+    info = described.get(group) if isinstance(described, dict) else None
+    code = _group_error(info)
+    if code is not None and info is not None:
+        from kafka.errors import for_code
+
+        raise for_code(code)(str(info["error"]))
 
 
 def _construct(cls: Any, **config: Any) -> Any:

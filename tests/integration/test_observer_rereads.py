@@ -1,11 +1,13 @@
-"""What the operator's status reads skip at idle, against a real Redis and Kafka: a store's URL
-Secret read once while the store answers and again soon after it stops answering; dead-letter
-topics looked up in one listing of every topic, a new one showing at the next listing."""
+"""What the operator's status reads skip, against a real Redis and Kafka: a store's URL Secret read
+once while the store answers and again soon after it stops answering; dead-letter topics looked
+up in one listing of every topic, a new one showing at the next listing; consumer groups described
+many to a request, at the first round too; end offsets without a metadata request each."""
 
 from __future__ import annotations
 
 import base64
 import uuid
+from collections import Counter
 from typing import Any, cast
 
 from provisioner.kube.client import KubeClient
@@ -129,5 +131,70 @@ def test_connecting_ahead_leaves_the_first_call_only_its_request(kafka_bootstrap
         observer.connect_ahead()
         assert observer._thread.submit(lambda: observer._admin is not None).result(30)  # connected, unasked
         assert observer.end_offsets(f"absent-{uuid.uuid4().hex[:8]}") is None
+    finally:
+        observer.close()
+
+
+def _requests(observer: KafkaObserver) -> Counter[str]:
+    """The Kafka requests the observer's admin client sends from now on, by kind."""
+    sent: Counter[str] = Counter()
+
+    def spy() -> None:
+        manager = observer._client()._manager
+        real = manager.send
+        manager.send = lambda request, *a, **k: sent.update([type(request).__name__]) or real(request, *a, **k)
+
+    observer._thread.submit(spy).result()
+    return sent
+
+
+def test_a_first_round_describes_the_groups_said_to_come_next_together(kafka_bootstrap: str) -> None:  # noqa: F811
+    topic = f"orders-{uuid.uuid4().hex[:8]}"
+    h.create_topic(kafka_bootstrap, topic, partitions=1)
+    groups = [f"g-{uuid.uuid4().hex[:8]}-{i}" for i in range(4)]  # never described: no coordinator known
+    member = _member(kafka_bootstrap, topic, groups[2])
+    observer = KafkaObserver(kafka_bootstrap, timeout=10.0)
+    try:
+        sent = _requests(observer)
+        observer.expect_groups(groups)
+        assert [observer.group_members(g) for g in groups] == [0, 0, 1, 0]  # each its own group's answer
+        assert sent == {"FindCoordinatorRequest": 1, "DescribeGroupsRequest": 1}
+        sent.clear()
+        member.close()  # an answer got ahead served its one ask: the next describes again
+        assert observer.group_members(groups[2]) == 0
+        assert sent == {"DescribeGroupsRequest": 1}  # its coordinator is known by now
+    finally:
+        member.close()
+        observer.close()
+
+
+def test_end_offsets_are_asked_of_the_leaders_last_described(kafka_bootstrap: str) -> None:  # noqa: F811
+    topic = f"orders-{uuid.uuid4().hex[:8]}"
+    h.create_topic(kafka_bootstrap, topic, partitions=1)
+    now = [0.0]
+    observer = KafkaObserver(kafka_bootstrap, timeout=10.0, clock=lambda: now[0])
+    try:
+        sent = _requests(observer)
+        assert observer.end_offsets(topic) == {0: 0}
+        h.produce(kafka_bootstrap, topic, [(b"k", b"v", [])] * 3)
+        assert observer.end_offsets(topic) == {0: 3}
+        assert sent == {"MetadataRequest": 1, "ListOffsetsRequest": 2}  # the topic described once
+        from kafka import KafkaAdminClient
+        from kafka.admin import NewPartitions
+
+        admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        try:
+            admin.create_partitions({topic: NewPartitions(total_count=2)})
+        finally:
+            admin.close()
+        assert observer.end_offsets(topic) == {0: 3}  # described less than a minute ago
+        now[0] += 61.0
+        assert observer.end_offsets(topic) == {0: 3, 1: 0}  # a partition added shows within a minute
+        admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        try:
+            admin.delete_topics([topic])
+        finally:
+            admin.close()
+        h.wait_for(lambda: observer.end_offsets(topic) is None, 30.0, "the deleted topic read as absent")
     finally:
         observer.close()
