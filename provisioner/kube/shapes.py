@@ -1,14 +1,17 @@
-"""A template's objects without parsing YAML at every render: each shape is parsed once.
+"""A template's objects without parsing YAML, or running jinja2, at every render.
 
 Every value enters a template through `tojson` (see `provisioner.kube.render`), so a rendered
-template is a fixed YAML text (its shape) with JSON values set into it. `render_objects` renders
-the template with each `tojson` replaced by a numbered placeholder, parses that text once per
-distinct shape into a builder (`provisioner.kube.builders`), and then builds the objects with
-each value (a fresh copy, as JSON would give it) where its placeholder is. Parsing the YAML was
-three quarters of the time the operator spent rendering a product, copying the parsed shape and
-the values through JSON most of the rest; the objects are the same as parsing the rendered
-text, which is what happens whenever a value could read differently as YAML than as JSON (a
-float) or a placeholder is not a whole scalar.
+template is a fixed YAML text (its shape) with JSON values set into it. The template rendered
+with each `tojson` replaced by a numbered placeholder gives that shape; it is parsed once per
+distinct shape into a builder (`provisioner.kube.builders`), which builds the objects with each
+value (a fresh copy, as JSON would give it) where its placeholder is. Which shape a context gets,
+and which of its values go where, is learned per template (`provisioner.kube.traces`), so that a
+product whose templates ask what an earlier one's asked is rendered without jinja2.
+
+Parsing the YAML was three quarters of the time the operator spent rendering a product, then
+copying the parsed shape and the values through JSON, then jinja2. The objects are the same as
+parsing the rendered text, which is what happens whenever a value could read differently as YAML
+than as JSON (a float) or a placeholder is not a whole scalar.
 
 Called by `provisioner.kube.render`.
 """
@@ -24,6 +27,7 @@ import yaml
 from jinja2.filters import do_tojson
 
 from provisioner.kube.builders import Builder, compile_shape
+from provisioner.kube.traces import Traces
 
 __all__ = ["render_objects", "tojson"]
 
@@ -34,6 +38,7 @@ _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 _recording = threading.local()  # the values of the render in progress on this thread
 _shapes: dict[str, Builder | None] = {}  # shape text -> its builder (None: parse the text)
+_traces = Traces()  # which shape each template renders for which answers (`provisioner.kube.traces`)
 
 
 @jinja2.pass_eval_context
@@ -52,12 +57,33 @@ def _parse(text: str) -> list[Any]:
 
 def render_objects(template: jinja2.Template, context: dict[str, Any]) -> list[Any]:
     """The non-empty YAML documents `template` renders with `context`, as objects."""
+    found = _traces.find(template, context)
+    if found is None and _traces.learn(template, context, _render_shape):
+        found = _traces.find(template, context)
+    if found is not None:
+        leaf, values = found
+        builder = _builder(leaf.shape_text, str(template.name))
+        if builder is not None and builder.slots == len(values):
+            try:
+                return builder.build([_plain(value) for value in values])
+            except _NotPlain:
+                pass
+    return _render_objects(template, context)
+
+
+def _render_shape(template: jinja2.Template, context: dict[str, Any]) -> tuple[str, list[Any]]:
+    """The template's shape text and the values `tojson` was given, in placeholder order."""
     values: list[Any] = []
     _recording.values = values
     try:
-        shape_text = template.render(context)
+        return template.render(context), values
     finally:
         _recording.values = None
+
+
+def _render_objects(template: jinja2.Template, context: dict[str, Any]) -> list[Any]:
+    """`render_objects` through jinja2: the shape rendered, else the text parsed."""
+    shape_text, values = _render_shape(template, context)
     builder = _builder(shape_text, str(template.name))
     if builder is None or builder.slots != len(values):  # a placeholder inside a longer scalar
         return _parse(template.render(context))
@@ -83,6 +109,9 @@ def _builder(shape_text: str, name: str) -> Builder | None:
     return builder
 
 
+_SCALARS = frozenset({str, int, bool, type(None)})  # as JSON gives them back
+
+
 class _NotPlain(Exception):
     """A value JSON would change or YAML could read differently: the general path copies it."""
 
@@ -92,14 +121,22 @@ def _plain(value: Any) -> Any:
     values rendering passes (strings, integers, booleans, None, string-keyed dicts, lists, tuples)
     at a fraction of the cost; _NotPlain for anything else (a float, a subclass, another key)."""
     kind = type(value)
-    if kind is str or kind is int or kind is bool or value is None:
+    if kind in _SCALARS:
         return value
     if kind is dict:
-        if not all(type(key) is str for key in value):
-            raise _NotPlain
-        return {key: _plain(value[key]) for key in sorted(value)}
+        try:
+            keys = sorted(value)
+        except TypeError:  # keys of different types
+            raise _NotPlain from None
+        copy = {}
+        for key in keys:
+            if type(key) is not str:
+                raise _NotPlain
+            item = value[key]
+            copy[key] = item if type(item) in _SCALARS else _plain(item)  # inlined: most values are strings
+        return copy
     if kind is list or kind is tuple:
-        return [_plain(item) for item in value]
+        return [item if type(item) in _SCALARS else _plain(item) for item in value]
     raise _NotPlain
 
 
