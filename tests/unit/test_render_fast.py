@@ -131,14 +131,33 @@ def test_generated_products_render_as_the_plain_way_does(
     both_ways(products, options)
 
 
+# Strings libyaml may write plain, quoted, folded or as another type's look-alike.
+strings = texts | st.text("aZ09_./- :#'\n", max_size=8) | st.sampled_from(
+    ["true", "No", "null", "~", "1.0", "0x1f", "1_000", "12:30", "2001-12-14", ".inf", "-a", "a-", "_", "=", "<<",
+     "x" * 130, "a.b/c-d_" * 20])
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | texts,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(texts, inner, max_size=4), max_leaves=30)
+    st.none() | st.booleans() | st.integers() | st.floats() | strings,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(strings, inner, max_size=4), max_leaves=30)
+
+
+# Specs' usual strings (names, topics, field paths), which plain_yaml writes itself, now and then one it cannot.
+words = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_./-]{0,12}", fullmatch=True).filter(lambda w: len(w) > 3) | st.sampled_from(
+    ["true", "1.0", "2001-12-14", "12:30", "a b", "", "x" * 101, "a.b/c-d_" * 20, "1", "-1", "y", "n", "0o7", "e"])
+word_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | words,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(words, inner, max_size=4), max_leaves=40)
 
 
 @settings(max_examples=200, deadline=None)
-@given(json_values)
+@given(json_values | st.dictionaries(strings, json_values, min_size=1, max_size=5))
 def test_plain_yaml_writes_what_yaml_dump_writes(document: Any) -> None:
+    expected = yaml.dump(document, Dumper=yaml.CSafeDumper, sort_keys=False, width=120, allow_unicode=True)
+    assert plain_yaml.dump(document) == expected
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.dictionaries(words, word_values, min_size=1, max_size=6))
+def test_plain_yaml_writes_a_specs_usual_text_as_yaml_dump_does(document: dict[str, Any]) -> None:
     expected = yaml.dump(document, Dumper=yaml.CSafeDumper, sort_keys=False, width=120, allow_unicode=True)
     assert plain_yaml.dump(document) == expected
 
