@@ -28,11 +28,11 @@ __all__ = ["dump"]
 _BASE: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml: 5x faster, the operator renders each product
 _TAG = "tag:yaml.org,2002:"
 _STR, _INT, _BOOL, _NULL, _MAP, _SEQ = (_TAG + name for name in ("str", "int", "bool", "null", "map", "seq"))
-_RESOLVED_MAX = 65536  # scalars whose resolved tags are remembered
+_RESOLVED_MAX = 16384  # scalars remembered (a product's names are its own: forgotten in bulk)
 _KEY_MAX = 100  # libyaml writes keys over 128 characters as complex keys
 _SIMPLE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]*")  # no indicator, space, quote or break: plain if a string
 _RESOLVER: Any = yaml.resolver.Resolver()  # the safe dumper's: what a plain scalar reads back as
-_plain: dict[str, bool] = {}  # strings libyaml writes plain
+_written_plain: dict[str, bool] = {}  # whether libyaml writes a string plain
 
 
 class _Dumper(_BASE):  # type: ignore[misc]
@@ -140,13 +140,13 @@ class _Text:
 
 def _plain_str(value: str) -> str:
     """`value`, if libyaml writes it without quotes and on one line; else _Shared."""
-    plain = _plain.get(value)
+    plain = _written_plain.get(value)
     if plain is None:
         tag = _RESOLVER.resolve(ScalarNode, value, (True, False))
         plain = bool(_SIMPLE.fullmatch(value)) and tag == _STR
-        if len(_plain) >= _RESOLVED_MAX:
-            _plain.clear()
-        _plain[value] = plain
+        if len(_written_plain) >= _RESOLVED_MAX:
+            _written_plain.clear()
+        _written_plain[value] = plain
     if not plain:
         raise _Shared
     return value
