@@ -44,7 +44,10 @@ def compile_shape(shape: list[Any], mark: str, name: str) -> Builder | None:
     slots = len(writer.seen)
     if writer.broken or writer.seen != set(range(slots)):
         return None
-    code = compile(f"lambda v: {source}", f"<shape of {name}>", "eval")
+    try:
+        code = compile(f"lambda v: {source}", f"<shape of {name}>", "eval")
+    except (RecursionError, MemoryError):  # nested deeper than the compiler goes: the text is parsed
+        return None
     build = eval(code, {"__builtins__": {}, "k": tuple(writer.constants)})  # noqa: S307 (source is reprs and v[i])
     return Builder(build, slots, source)
 

@@ -52,21 +52,21 @@ class _Dumper(_BASE):  # type: ignore[misc]
         return tag
 
 
-class _Shared(Exception):  # not an error: yaml.dump writes such data
-    """Data PyYAML would write differently than `_node` builds it (an alias, an unknown type)."""
+class _NotBuilt(Exception):  # not an error: the next way writes such data
+    """Data `_Text` would not write as PyYAML does (a string it quotes), or `_Nodes` (an alias, a set)."""
 
 
 def dump(document: Any) -> str:
     """`yaml.dump(document, Dumper=CSafeDumper, sort_keys=False, width=120, allow_unicode=True)`."""
     try:
         return _Text().document(document)
-    except _Shared:
+    except _NotBuilt:
         pass
     stream = io.StringIO()
     dumper = _Dumper(stream, default_flow_style=False, width=120, allow_unicode=True, sort_keys=False)
     try:
         node = _Nodes(dumper).node(document)
-    except _Shared:
+    except _NotBuilt:
         return str(yaml.dump(document, Dumper=_BASE, sort_keys=False, width=120, allow_unicode=True))
     dumper.open()
     dumper.serialize(node)
@@ -77,7 +77,7 @@ def dump(document: Any) -> str:
 class _Text:
     """The text libyaml writes for a block mapping of dicts, lists, integers, booleans, None and
     strings it writes plain (no quotes): those made of letters, digits and `_./-` that read back as
-    strings. Without a space such a string is never folded at the width; anything else is _Shared."""
+    strings. Without a space such a string is never folded at the width; anything else is _NotBuilt."""
 
     def __init__(self) -> None:
         self.lines: list[str] = []
@@ -85,7 +85,7 @@ class _Text:
 
     def document(self, document: Any) -> str:
         if type(document) is not dict or not document:
-            raise _Shared
+            raise _NotBuilt
         self.mapping(document, 0, "")
         return "".join(self.lines)
 
@@ -94,7 +94,7 @@ class _Text:
         pad = " " * indent
         for index, (key, value) in enumerate(mapping.items()):
             if type(key) is not str or len(key) > _KEY_MAX:
-                raise _Shared  # libyaml writes a long key as `? key`
+                raise _NotBuilt  # libyaml writes a long key as `? key`
             line = f"{first if index == 0 else pad}{_plain_str(key)}:"
             if value and type(value) is dict:
                 self.lines.append(line + "\n")
@@ -130,16 +130,16 @@ class _Text:
         if kind is dict or kind is list:  # empty: flow style
             self.meet(value)
             return "{}" if kind is dict else "[]"
-        raise _Shared
+        raise _NotBuilt
 
     def meet(self, container: Any) -> None:
         if id(container) in self.seen:
-            raise _Shared  # PyYAML writes an anchor and an alias
+            raise _NotBuilt  # PyYAML writes an anchor and an alias
         self.seen.add(id(container))
 
 
 def _plain_str(value: str) -> str:
-    """`value`, if libyaml writes it without quotes and on one line; else _Shared."""
+    """`value`, if libyaml writes it without quotes and on one line; else _NotBuilt."""
     plain = _written_plain.get(value)
     if plain is None:
         tag = _RESOLVER.resolve(ScalarNode, value, (True, False))
@@ -148,7 +148,7 @@ def _plain_str(value: str) -> str:
             _written_plain.clear()
         _written_plain[value] = plain
     if not plain:
-        raise _Shared
+        raise _NotBuilt
     return value
 
 
@@ -165,7 +165,7 @@ class _Nodes:
             return ScalarNode(_STR, value)
         if kind is dict or kind is list:
             if id(value) in self.seen:
-                raise _Shared
+                raise _NotBuilt
             self.seen.add(id(value))
             if kind is dict:
                 return MappingNode(_MAP, [(self.node(k), self.node(v)) for k, v in value.items()], flow_style=False)
@@ -178,4 +178,4 @@ class _Nodes:
             return ScalarNode(_NULL, "null")
         if kind is float:
             return self.dumper.represent_data(value)  # type: ignore[no-any-return]
-        raise _Shared
+        raise _NotBuilt
