@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -22,6 +23,7 @@ from hypothesis import strategies as st
 from provisioner.kube import plain_yaml, shapes
 from provisioner.kube.reconcile import parse_product
 from provisioner.kube.render import RenderOptions, render
+from provisioner.kube.traces import Traces
 from provisioner.spec.findings import SpecError
 from provisioner.spec.loader import load_products
 from provisioner.spec.models import DataProduct
@@ -80,6 +82,17 @@ def test_every_example_renders_as_the_plain_way_does(overrides: dict[str, Any]) 
     both_ways(products, options)
     for product in reversed(products):  # each alone, from what the others left
         both_ways([product], options)
+
+
+def test_threads_rendering_at_once_get_what_the_plain_way_gives() -> None:
+    """The operator renders from several workers: what one learns while another renders is kept whole."""
+    jobs = [([product], RenderOptions(**{"kafka_bootstrap": "kafka:9092", **overrides}))
+            for product in examples() for overrides in OPTIONS]
+    with the_plain_way():
+        expected = [rendered(*job) for job in jobs]
+    with ThreadPoolExecutor(4) as pool, mock.patch.object(shapes, "_traces", Traces()):  # all learn at once
+        for _ in range(3):
+            assert list(pool.map(lambda job: rendered(*job), jobs)) == expected
 
 
 names = st.from_regex(r"[a-z]([a-z0-9-]{0,38}[a-z0-9])?", fullmatch=True)
