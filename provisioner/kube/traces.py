@@ -13,8 +13,10 @@ differently, a key missing: `learn` it).
 
 Only what a `_Traced` can record may reach it: anything else it is asked (a comparison, a length,
 an item, a call, an attribute that is not a key of a dict) raises `_Untraceable`, and that render
-is not learned. jinja2 tests (`is none`) and filters that look at a value's type cannot be asked
-of a proxy, so a template using any test, or a filter but `tojson` and `indent`, is never traced.
+is not learned. jinja2 tests (`is none`) and filters that look at a value's type would answer
+for the proxy instead of the value, so a template (or one it imports) using any test, or a filter
+but `tojson` and `indent`, is never traced. Trees are kept per template and set of context keys:
+a name missing from the context is one of jinja2's globals, which a trace does not see.
 
 Called by `provisioner.kube.shapes`.
 """
