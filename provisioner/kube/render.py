@@ -53,7 +53,7 @@ import jinja2
 import yaml
 
 from provisioner import __version__
-from provisioner.kube import shapes
+from provisioner.kube import plain_yaml, shapes
 from provisioner.kube.credentials import derive_credentials
 from provisioner.kube.kafka_secret import MOUNT_DIR, PROPERTIES_FILE, PROPERTIES_KEY, kafka_secret_of
 from provisioner.plan import ConsumerPlan, plan
@@ -228,9 +228,6 @@ _Dumper.add_representer(str, _str)
 def to_yaml(objects: Iterable[dict[str, Any]]) -> str:
     """Objects as one multi-document YAML text (keys in template order)."""
     return yaml.dump_all(list(objects), Dumper=_Dumper, sort_keys=False, width=120, explicit_start=True)
-
-
-_DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml: 5x faster, the operator renders each product
 
 
 @functools.cache
@@ -477,4 +474,4 @@ def _consumer_spec(product: DataProduct, namespace: str, stores: list[dict[str, 
             store_document[store["kind"]]["connection"] = {
                 "secretRef": {"name": store["secret_name"], "key": store["secret_key"]},
             }
-    return yaml.dump(document, Dumper=_DUMPER, sort_keys=False, width=120, allow_unicode=True)
+    return plain_yaml.dump(document)  # yaml.dump's text (CSafeDumper, sort_keys=False, width=120, allow_unicode)

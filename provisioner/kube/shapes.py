@@ -1,13 +1,17 @@
-"""A template's objects without parsing YAML at every render: each shape is parsed once.
+"""A template's objects without parsing YAML, or running jinja2, at every render.
 
 Every value enters a template through `tojson` (see `provisioner.kube.render`), so a rendered
-template is a fixed YAML text (its shape) with JSON values set into it. `render_objects` renders
-the template with each `tojson` replaced by a numbered placeholder, parses that text once per
-distinct shape, and then sets each value (a fresh copy, as JSON would give it) where its
-placeholder is. Parsing the YAML was three quarters of the time the operator spent rendering a
-product; the objects are the same as parsing the rendered text, which is what happens whenever
-a value could read differently as YAML than as JSON (a float) or a placeholder is not a whole
-scalar.
+template is a fixed YAML text (its shape) with JSON values set into it. The template rendered
+with each `tojson` replaced by a numbered placeholder gives that shape; it is parsed once per
+distinct shape into a builder (`provisioner.kube.builders`), which builds the objects with each
+value (a fresh copy, as JSON would give it) where its placeholder is. Which shape a context gets,
+and which of its values go where, is learned per template (`provisioner.kube.traces`), so that a
+product whose templates ask what an earlier one's asked is rendered without jinja2.
+
+Parsing the YAML was three quarters of the time the operator spent rendering a product, then
+copying the parsed shape and the values through JSON, then jinja2. The objects are the same as
+parsing the rendered text, which is what happens whenever a value could read differently as YAML
+than as JSON (a float) or a placeholder is not a whole scalar.
 
 Called by `provisioner.kube.render`.
 """
@@ -22,14 +26,19 @@ import jinja2
 import yaml
 from jinja2.filters import do_tojson
 
+from provisioner.kube.builders import Builder, compile_shape
+from provisioner.kube.traces import Traces
+
 __all__ = ["render_objects", "tojson"]
 
 _MARK = "\ue000"  # a private-use character: no template text starts a scalar with it
+_OPEN = json.dumps(_MARK)[:-1]  # a JSON string's start, the mark escaped: `"\\ue000`
 _SHAPES_MAX = 512  # shapes kept (they differ by template, branch and the few values not quoted)
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 _recording = threading.local()  # the values of the render in progress on this thread
-_shapes: dict[str, list[Any]] = {}
+_shapes: dict[str, Builder | None] = {}  # shape text -> its builder (None: parse the text)
+_traces = Traces()  # which shape each template renders for which answers (`provisioner.kube.traces`)
 
 
 @jinja2.pass_eval_context
@@ -39,7 +48,7 @@ def tojson(eval_ctx: Any, value: Any, indent: int | None = None) -> str:
     if values is None or indent is not None:
         return do_tojson(eval_ctx, value, indent)
     values.append(value)
-    return json.dumps(f"{_MARK}{len(values) - 1}")  # no autoescape: no Markup needed
+    return f'{_OPEN}{len(values) - 1}"'  # json.dumps of the placeholder; no autoescape: no Markup needed
 
 
 def _parse(text: str) -> list[Any]:
@@ -48,25 +57,87 @@ def _parse(text: str) -> list[Any]:
 
 def render_objects(template: jinja2.Template, context: dict[str, Any]) -> list[Any]:
     """The non-empty YAML documents `template` renders with `context`, as objects."""
+    found = _traces.find(template, context)
+    if found is None and _traces.learn(template, context, _render_shape):
+        found = _traces.find(template, context)
+    if found is not None:
+        leaf, values = found
+        builder = _builder(leaf.shape_text, str(template.name))
+        if builder is not None and builder.slots == len(values):
+            try:
+                return builder.build([_plain(value) for value in values])
+            except _NotPlain:
+                pass
+    return _render_objects(template, context)
+
+
+def _render_shape(template: jinja2.Template, context: dict[str, Any]) -> tuple[str, list[Any]]:
+    """The template's shape text and the values `tojson` was given, in placeholder order."""
     values: list[Any] = []
     _recording.values = values
     try:
-        shape_text = template.render(context)
+        return template.render(context), values
     finally:
         _recording.values = None
-    if any(map(_has_float, values)):  # `1e-05` is a float in JSON but a string in YAML 1.1
+
+
+def _render_objects(template: jinja2.Template, context: dict[str, Any]) -> list[Any]:
+    """`render_objects` through jinja2: the shape rendered, else the text parsed."""
+    shape_text, values = _render_shape(template, context)
+    builder = _builder(shape_text, str(template.name))
+    if builder is None or builder.slots != len(values):  # a placeholder inside a longer scalar
         return _parse(template.render(context))
-    shape = _shapes.get(shape_text)
-    if shape is None:
-        shape = _parse(shape_text)
-        if len(_shapes) >= _SHAPES_MAX:
-            _shapes.clear()
-        _shapes[shape_text] = shape
-    filled = _Filler([json.loads(json.dumps(v, sort_keys=True)) for v in values])
-    objects = [filled.fill(doc) for doc in shape]
-    if filled.unused or not filled.complete:  # a placeholder inside a longer scalar: parse the real text
-        return _parse(template.render(context))
-    return objects
+    try:
+        copies = [_plain(value) for value in values]
+    except _NotPlain:
+        if any(map(_has_float, values)):  # `1e-05` is a float in JSON but a string in YAML 1.1
+            return _parse(template.render(context))
+        copies = [json.loads(json.dumps(value, sort_keys=True)) for value in values]
+    return builder.build(copies)
+
+
+def _builder(shape_text: str, name: str) -> Builder | None:
+    """The shape's builder, compiled the first time the shape is seen."""
+    try:
+        return _shapes[shape_text]
+    except KeyError:
+        pass
+    builder = compile_shape(_parse(shape_text), _MARK, name)
+    if len(_shapes) >= _SHAPES_MAX:
+        _shapes.clear()
+    _shapes[shape_text] = builder
+    return builder
+
+
+_SCALARS = frozenset({str, int, bool, type(None)})  # as JSON gives them back
+
+
+class _NotPlain(Exception):
+    """A value JSON would change or YAML could read differently: the general path copies it."""
+
+
+def _plain(value: Any) -> Any:
+    """A copy of `value` as `json.loads(json.dumps(value, sort_keys=True))` gives it, for the plain
+    values rendering passes (strings, integers, booleans, None, string-keyed dicts, lists, tuples)
+    at a fraction of the cost; _NotPlain for anything else (a float, a subclass, another key)."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is dict:
+        try:
+            keys = sorted(value)
+        except TypeError:  # keys of different types
+            raise _NotPlain from None
+        copy = {}
+        for key in keys:
+            if type(key) is not str:
+                raise _NotPlain
+            item = value[key]
+            copy[key] = item if type(item) in _SCALARS else _plain(item)  # inlined: most values are strings
+        return copy
+    if kind is list or kind is tuple:
+        return [item if type(item) in _SCALARS else _plain(item) for item in value]
+    raise _NotPlain
 
 
 def _has_float(value: Any) -> bool:
@@ -77,28 +148,3 @@ def _has_float(value: Any) -> bool:
     if isinstance(value, (list, tuple)):
         return any(map(_has_float, value))
     return False
-
-
-class _Filler:
-    """Copies a shape, each placeholder replaced by its value (each used once: no sharing)."""
-
-    def __init__(self, values: list[Any]) -> None:
-        self.values = values
-        self.unused = set(range(len(values)))
-        self.complete = True  # every placeholder was a whole scalar, each seen once
-
-    def fill(self, node: Any) -> Any:
-        if isinstance(node, str):
-            if node[:1] == _MARK and node[1:].isdigit():
-                index = int(node[1:])
-                if index not in self.unused:
-                    self.complete = False
-                    return node
-                self.unused.discard(index)
-                return self.values[index]
-            return node
-        if isinstance(node, dict):
-            return {self.fill(k): self.fill(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [self.fill(item) for item in node]
-        return node
