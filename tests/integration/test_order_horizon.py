@@ -10,11 +10,12 @@ from typing import Any
 import psycopg
 import pytest
 
+from provisioner.pipeline.ops import Change, Delete, Upsert
 from provisioner.pipeline.ordering import ORDER_MIN
 from provisioner.spec.models import DataProduct
 from provisioner.stores.base import Stale
 from tests.integration import harness as h
-from tests.integration.test_order_stores import Batches, opened, product_for
+from tests.integration.test_order_stores import NOW_MS, Batches, opened, product_for
 
 pytestmark = pytest.mark.integration
 
@@ -99,5 +100,46 @@ def test_a_reset_starts_the_groups_horizon_afresh(postgres_server: Any) -> None:
         assert horizon(url, "hz_reset", group) == ORDER_MIN
         assert Batches(store).apply(("u", "x", 1)) == Stale()
         assert rows(url, "hz_reset", product) == {"x": 1}
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(("name", "key", "columns"), [
+    ("hz_int", "id", {"id": "integer", "version": "bigint"}),
+    ("hz_pair", ["id", "region"], {"version": "bigint"}),
+])
+def test_keys_that_are_not_one_text_column_probe_their_markers(
+    postgres_server: Any, name: str, key: Any, columns: dict[str, str]
+) -> None:
+    """A key that is not a single text column is copied into the batch as its key text; its
+    markers are found by that text, below the horizon and across batches."""
+    url = postgres_server.url
+    product = DataProduct.model_validate({
+        "apiVersion": "provisioner.dev/v1alpha1", "kind": "DataProduct", "metadata": {"name": name.replace("_", "-")},
+        "spec": {"source": {"topic": "t"}, "key": key, "order": "int(event.version)", "orderRetention": "1d",
+                 "fields": {"id": "event.id", "region": "'eu'", "version": "event.version"},
+                 "stores": [{"name": "s", "postgres": {"schema": name, "columns": columns}}]},
+    })
+    store = opened(product, url)
+    parts = (lambda n: (n,)) if key == "id" else (lambda n: (n, "eu"))
+    offset = 0
+
+    def apply(*ops: tuple[str, int, int]) -> Stale | None:
+        nonlocal offset
+        changes = [Change(0, offset + i, NOW_MS, Upsert(parts(n), {"id": n, "region": "eu", "version": v}, v)
+                          if kind == "u" else Delete(parts(n), v)) for i, (kind, n, v) in enumerate(ops)]
+        prepared, rejected = store.prepare(changes)
+        assert rejected == []
+        offset += len(ops)
+        return store.apply(prepared, {0: (offset - len(ops)) or None}, {0: offset})
+
+    try:
+        assert apply(("u", 1, 5), ("u", 2, 5)) == Stale()
+        assert apply(("d", 1, 8), ("u", 2, 9)) == Stale()
+        # 1's marker (8) keeps an older upsert out; 3 (no marker) below the horizon still applies.
+        assert apply(("u", 1, 7), ("u", 3, 1), ("d", 2, 6)) == Stale(upserts=1, deletes=1)
+        assert apply(("u", 1, 8)) == Stale()
+        found = {int(row["id"]): int(row["version"]) for row in h.postgres_rows(url, name, product.table(product.spec.stores[0]))}
+        assert found == {1: 8, 2: 9, 3: 1}
     finally:
         store.close()
