@@ -56,6 +56,17 @@ def test_a_marker_written_by_any_writer_raises_the_horizon(postgres_server: Any)
         assert horizon(url, "hz_writer", group) == 200
         assert batches.apply(("u", "a", 150), ("u", "c", 150)) == Stale(upserts=1)
         assert rows(url, "hz_writer", product) == {"x": 50, "b": 60, "c": 150}
+        # A delete of a key without a row, below the horizon: its key's newer marker makes it stale.
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute('INSERT INTO hz_writer._provisioner_order_markers (consumer, key, "order", expires) '
+                               "VALUES (%s, 'y', 180, %s)", (group, FAR_FUTURE))
+        assert batches.apply(("d", "y", 170)) == Stale(deletes=1)
+        # No horizon row (unknown): every op is checked against its marker.
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute("DELETE FROM hz_writer._provisioner_order_horizon WHERE consumer = %s", (group,))
+        assert batches.apply(("d", "y", 175), ("u", "d", 1)) == Stale(deletes=1)
+        assert batches.apply(("u", "y", 179)) == Stale(upserts=1)
+        assert rows(url, "hz_writer", product) == {"x": 50, "b": 60, "c": 150, "d": 1}
     finally:
         store.close()
 
