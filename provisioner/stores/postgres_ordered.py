@@ -74,8 +74,8 @@ def horizon_sql(schema: str) -> dict[str, str]:
     """The horizon of the schema's markers: per consumer group, an order value at least that of
     every marker the group has (written, moved in; expired and swept ones may stay counted). A
     statement trigger on the markers table raises it with every marker written, whoever writes it
-    (an older consumer too), so it holds whenever its row exists; no row: unknown. An upsert at or
-    above its group's horizon cannot be older than a marker and skips the probe."""
+    (an older consumer too), so it holds whenever its row exists; no row: unknown. An op at or above
+    its group's horizon cannot be older than a marker and skips the probe."""
     q = quote_identifier
     markers, horizon = f"{q(schema)}.{q(ORDER_MARKERS_TABLE)}", f"{q(schema)}.{q(ORDER_HORIZON_TABLE)}"
     function = f"{q(schema)}.{q(ORDER_HORIZON_TABLE)}"
@@ -97,6 +97,7 @@ def horizon_sql(schema: str) -> dict[str, str]:
                          f"FROM {markers} GROUP BY consumer ON CONFLICT (consumer) DO UPDATE "
                          'SET "order" = GREATEST(h."order", EXCLUDED."order")'),
         # A group without a row: its markers' highest order (one written meanwhile raises it).
+        "has_horizon": f"SELECT 1 FROM {horizon} WHERE consumer = %s",  # noqa: S608
         "seed_group": (f'INSERT INTO {horizon} (consumer, "order") SELECT %s, coalesce(max("order"), %s::numeric) '  # noqa: S608
                        f"FROM {markers} WHERE consumer = %s ON CONFLICT (consumer) DO NOTHING"),
         "forget_horizon": f"DELETE FROM {horizon} WHERE consumer = %s",  # noqa: S608
@@ -218,7 +219,9 @@ class OrderedPostgresStore(PostgresStore):
         self._seed_group(connection)
 
     def _seed_group(self, connection: psycopg.Connection[Any]) -> None:
-        connection.execute(self._sql["seed_group"], (self._consumer, str(ORDER_MIN), self._consumer))
+        """This group's horizon row, if it has none (reading all its markers once, at start)."""
+        if connection.execute(self._sql["has_horizon"], (self._consumer,)).fetchone() is None:
+            connection.execute(self._sql["seed_group"], (self._consumer, str(ORDER_MIN), self._consumer))
 
     def _forget_state(self, connection: psycopg.Connection[Any]) -> None:
         connection.execute(self._sql["forget_markers"], (self._consumer,))
