@@ -224,7 +224,11 @@ def test_a_switch_makes_the_shadows_order_values_live(kind: str, redis_server: A
             with psycopg.connect(url, autocommit=True) as connection:
                 groups = {g for (g,) in connection.execute("SELECT DISTINCT consumer FROM _provisioner_order_markers "
                                                            "WHERE consumer LIKE %s", (f"%{product.name}%",))}
+                horizons = dict(connection.execute('SELECT consumer, "order" FROM _provisioner_order_horizon '
+                                                   "WHERE consumer LIKE %s", (f"%{product.name}%",)).fetchall())
             assert groups == {product.consumer_group(store_spec)}
+            # The live group's horizon covers the markers it took over; the shadow's is gone.
+            assert list(horizons) == [product.consumer_group(store_spec)] and horizons[product.consumer_group(store_spec)] >= 5
     finally:
         versions.close()
         live.close()
