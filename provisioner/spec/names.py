@@ -18,11 +18,13 @@ LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 POSITIONS_TABLE = "_provisioner_positions"
 VERSIONS_TABLE = "_provisioner_versions"
 # `spec.order`: the hidden column holding each row's order value, append mode's stale flag, and the
-# schema's table of order markers (deletes in upsert mode, every key's last order in append mode).
+# schema's table of order markers (deletes in upsert mode, every key's last order in append mode)
+# with its per-group bound on their order values (kept by a trigger on the markers).
 ORDER_COLUMN = "_provisioner_order"
 STALE_COLUMN = "_stale"
 ORDER_COLUMNS = (ORDER_COLUMN, STALE_COLUMN)
 ORDER_MARKERS_TABLE = "_provisioner_order_markers"
+ORDER_HORIZON_TABLE = "_provisioner_order_horizon"
 
 
 def check_rfc1123_label(value: str, max_length: int) -> None:

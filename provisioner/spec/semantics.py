@@ -21,6 +21,7 @@ from provisioner.spec.models import DataProduct, StoreSpec
 from provisioner.spec.names import (
     FIELD_NAME,
     ORDER_COLUMNS,
+    ORDER_HORIZON_TABLE,
     ORDER_MARKERS_TABLE,
     POSITIONS_TABLE,
     RESERVED_APPEND_COLUMNS,
@@ -179,8 +180,8 @@ def _postgres_store(product: DataProduct, store: StoreSpec, base: Path,
                       reads=(("metadata", "name"),))
     if table == POSITIONS_TABLE:
         yield Problem((*base, "postgres", "table"), f"{POSITIONS_TABLE!r} is reserved for positions")
-    if table == ORDER_MARKERS_TABLE:
-        yield Problem((*base, "postgres", "table"), f"{ORDER_MARKERS_TABLE!r} is reserved for order markers")
+    if table in (ORDER_MARKERS_TABLE, ORDER_HORIZON_TABLE):
+        yield Problem((*base, "postgres", "table"), f"{table!r} is reserved for order markers")
     if pg.connection is None:
         if (pg.db_schema, table) in tables:
             yield Problem((*base, "postgres", "table"),

@@ -47,7 +47,13 @@ from redis.exceptions import RedisError
 from provisioner.errors import ConflictError
 from provisioner.spec.fingerprint import fingerprint
 from provisioner.spec.models import DataProduct, StoreSpec
-from provisioner.spec.names import ORDER_MARKERS_TABLE, POSITIONS_TABLE, VERSIONS_TABLE, quote_identifier
+from provisioner.spec.names import (
+    ORDER_HORIZON_TABLE,
+    ORDER_MARKERS_TABLE,
+    POSITIONS_TABLE,
+    VERSIONS_TABLE,
+    quote_identifier,
+)
 from provisioner.stores import postgres_connect, redis_connect
 from provisioner.stores.base import Store, StoreError
 from provisioner.stores.election import Election, PostgresElection, RedisElection
@@ -385,6 +391,11 @@ class PostgresVersions:
         found = connection.execute("SELECT to_regclass(%s)", (markers,)).fetchone()
         if found is None or found[0] is None:
             return
+        # The markers' trigger raises the target's horizon with the moved markers; the source's goes.
+        horizon = f"{quote_identifier(self._schema)}.{quote_identifier(ORDER_HORIZON_TABLE)}"
+        found = connection.execute("SELECT to_regclass(%s)", (horizon,)).fetchone()
+        if found is not None and found[0] is not None:
+            connection.execute(f"DELETE FROM {horizon} WHERE consumer = %s", (source,))  # noqa: S608
         if target is None:
             connection.execute(f"DELETE FROM {markers} WHERE consumer = %s", (source,))  # noqa: S608
             return

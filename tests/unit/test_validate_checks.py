@@ -384,3 +384,10 @@ def test_validate_marks_only_the_files_without_findings_valid(tmp_path: Path) ->
 ])
 def test_a_value_its_tag_cannot_read_is_located(old: str, new: str, expected: str) -> None:
     assert [str(f) for f in findings_of(product("a").replace(old, new))] == [expected]
+
+
+@pytest.mark.parametrize("table", ["_provisioner_order_markers", "_provisioner_order_horizon"])
+def test_the_order_tables_of_a_schema_are_reserved(table: str) -> None:
+    found = messages(product("reserved-order", store=f"postgres: {{table: {table}}}"))
+    assert any(f"{table!r} is reserved for order markers" in message and "spec.stores[0].postgres.table" in message
+               for message in found), found
