@@ -48,7 +48,9 @@ class OutOfScope(Exception):
 
 def cache_dir() -> Path:
     base = os.environ.get("PROVISIONER_CACHE")
-    return Path(base) if base else Path.home() / ".cache" / "provisioner"
+    path = Path(base) if base else Path.home() / ".cache" / "provisioner"
+    path.mkdir(parents=True, exist_ok=True)  # a new machine may not even have ~/.cache
+    return path
 
 
 def _go() -> str:
