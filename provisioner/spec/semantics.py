@@ -20,6 +20,7 @@ from provisioner.spec.findings import format_path
 from provisioner.spec.models import DataProduct, StoreSpec
 from provisioner.spec.names import (
     FIELD_NAME,
+    ORDER_COLUMN,
     ORDER_COLUMNS,
     ORDER_HORIZON_TABLE,
     ORDER_MARKERS_TABLE,
@@ -165,6 +166,12 @@ def _stores(product: DataProduct) -> Iterator[Problem]:
             yield from _connection_url((*base, store.kind, "connection", "url"), store.kind, store.connection.url)
         if store.postgres is not None:
             yield from _postgres_store(product, store, base, tables)
+    hashes = any(s.redis is not None and s.redis.structure == "hash" for s in product.spec.stores)
+    columns = any(s.postgres is not None for s in product.spec.stores)  # those say it of their columns
+    if product.spec.order is not None and hashes and not columns and ORDER_COLUMN in product.fields:
+        yield Problem(("spec", "fields", ORDER_COLUMN),
+                      f"{ORDER_COLUMN!r} is the hash field holding an ordered row's order value: rename the field",
+                      at_key=True)
 
 
 def _postgres_store(product: DataProduct, store: StoreSpec, base: Path,

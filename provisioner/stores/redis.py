@@ -24,6 +24,7 @@ from provisioner.pipeline.ops import Change, DeadLetter, KeyPart, Upsert, render
 from provisioner.pipeline.ordering import newest_per_key, order_text
 from provisioner.spec.durations import parse_duration
 from provisioner.spec.models import DataProduct, StoreSpec
+from provisioner.spec.names import ORDER_COLUMN
 from provisioner.stores.base import (
     OrderedWrites,
     PositionConflict,
@@ -47,6 +48,10 @@ VERSIONS_KEY_PREFIX: Final = b"\xffprovisioner:versions:"
 # `spec.order`: the order value last applied to a data key (or a delete's marker) lives under this
 # prefix followed by the data key itself, so a shadow's markers follow its keys through a switch.
 ORDER_KEY_PREFIX: Final = b"\xffprovisioner:order:"
+# With the hash structure: the field of an upserted row holding its order value, and the key under
+# which each key prefix keeps its order horizon (see ORDERED_APPLY_SCRIPT).
+ORDER_FIELD: Final = ORDER_COLUMN
+ORDER_HORIZON_PREFIX: Final = b"\xffprovisioner:order-horizon:"
 # The first bytes of a shadow version's keys (U+FFFF in UTF-8; see stores/versions.py).
 SHADOW_MARK: Final = "\uffff".encode()
 _SCAN_COUNT = 1000
@@ -121,25 +126,31 @@ return 'OK'
 # With `spec.order`: each write is [key, order, expiry, ...] (the rest as above: hash fields, a JSON
 # document, or nothing), `order` the fixed-width text of the op's order value (compared as a
 # string: exact, where Lua numbers are doubles) and `expiry` '' for an upsert or, for a delete, the
-# Unix time in ms its marker expires at. The key's order value lives in a sibling key, ARGV[#ARGV]
-# (the 0xFF order namespace) followed by the data key: an op older than it is skipped (stale); an
-# applied upsert sets it with the row's TTL, an applied delete with the marker's expiry. The reply
-# counts the stale upserts and deletes.
-# What it costs the server (instructions per record, measured): every command a script calls has a
-# cost of its own, well above that of one more key in a command, and so has writing it to the
-# append-only file. So per 500 writes the order values are read with one MGET, the applied deletes
-# and replaced hashes are deleted with one DEL (the batch's keys are distinct, so deleting them all
-# before writing any is the same as deleting each just before its write), and the upserts' order
-# values are written with one MSET. With a TTL, a row and its order value expire at one instant,
-# PEXPIREAT the script's start (TIME) + TTL: the AOF takes PEXPIREAT as it is, where it rewrites
-# each PEXPIRE into one. The MGET and MSET of order values (our own 0xFF keys, of no other type)
-# cannot fail and use redis.call; an expiry can be out of range, so those calls are checked.
-# TIME is allowed before writes because scripts replicate their effects (redis.replicate_commands:
-# the default since Redis 5, the only mode since 7).
-# Measured and not kept (bench/order_server_cost.py, 48,100 instructions per record with
-# `record.offset`, 35,600 without order): one `SET name order PXAT at` per upsert instead of the
-# MSET and its PEXPIREATs, 50,300; the order values as one fixed-width ARGV string instead of in
-# the JSON, 47,900 (and 165 more with `timestamp(event.ts)`).
+# Unix time in ms its marker expires at. ARGV[#ARGV] is the 0xFF order namespace (a key's marker is
+# it followed by the data key), ARGV[#ARGV - 1] the name of the store's order horizon and
+# ARGV[#ARGV - 2] the store's key prefix. An op older than the
+# key's order value is skipped (stale); the reply counts the stale upserts and deletes.
+# Where a key's order value lives:
+# - hash: an upserted row's in the row itself, the field ORDER_FIELD, so it is written by the HSET
+#   and expires with the row at no cost of its own; a delete's in a marker, the order namespace
+#   followed by the data key, expiring when the marker does. The horizon bounds every marker's order
+#   value (the highest a delete ever left), so a marker can only be newer than an op below it: ops
+#   at or above the horizon (the usual case, orders rising with the stream) skip the marker lookup.
+#   A store without a horizon (new, reset, or switched) finds it by one scan of its markers, which
+#   also takes any order value kept there for an upserted row, as stores kept them before the field.
+# - json: the document is the user's, so every key's order value is in the order namespace: an
+#   applied upsert sets it with the row's TTL, an applied delete with the marker's expiry.
+# What it costs the server (instructions per record, measured with bench/order_server_cost.py):
+# every command a script calls has a cost of its own, well above that of one more key in a command,
+# and so has writing it to the append-only file. So per 500 writes markers are read with one MGET,
+# the applied deletes and replaced hashes are deleted with one DEL (the batch's keys are distinct,
+# so deleting them all before writing any is the same as deleting each just before its write), and
+# json's order values written with one MSET. With a TTL, a row (and json's order value) expires at
+# one instant, PEXPIREAT the script's start (TIME) + TTL: the AOF takes PEXPIREAT as it is, where
+# it rewrites each PEXPIRE into one. Calls on our own 0xFF keys (of no other type) cannot fail and
+# use redis.call; calls on data keys (a key of another type) and expiries (out of range) are checked.
+# TIME and SCAN are allowed before writes because scripts replicate their effects
+# (redis.replicate_commands: the default since Redis 5, the only mode since 7).
 ORDERED_APPLY_SCRIPT: Final = "redis.replicate_commands()\n" + _FENCE_LUA + """
 local markers = ARGV[#ARGV]
 local hash = ARGV[1] == 'hash'
@@ -149,37 +160,77 @@ if ttl ~= '' then
   local now = call('TIME')
   at = string.format('%d', tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) + tonumber(ttl))
 end
+local horizon, raised = nil, nil
+if hash then
+  horizon = call('GET', ARGV[#ARGV - 1])
+  if not horizon then
+    horizon = ''
+    local pattern = string.gsub(markers .. ARGV[#ARGV - 2], '[%*%?%[%]\\\\]', '\\\\%0') .. '*'
+    local cursor = '0'
+    repeat
+      local reply = call('SCAN', cursor, 'MATCH', pattern, 'COUNT', 1000)
+      cursor = reply[1]
+      if #reply[2] > 0 then
+        for _, v in ipairs(call('MGET', unpack(reply[2]))) do
+          if v and v > horizon then horizon = v end
+        end
+      end
+    until cursor == '0'
+    raised = horizon
+  end
+end
+local field = '""" + ORDER_FIELD + """'
 local chunk = 500
 local stale_upserts, stale_deletes = 0, 0
 for first = 1, #writes, chunk do
   local last = math.min(first + chunk - 1, #writes)
-  local names, n = {}, 0
+  local previous, names, at_j, n = {}, {}, {}, 0
   for i = first, last do
-    n = n + 1
-    names[n] = markers .. writes[i][1]
+    local w = writes[i]
+    local j = i - first + 1
+    if hash then
+      previous[j] = call('HGET', w[1], field)
+      if w[2] < horizon then
+        n = n + 1
+        names[n] = markers .. w[1]
+        at_j[n] = j
+      end
+    else
+      n = n + 1
+      names[n] = markers .. w[1]
+      at_j[n] = j
+    end
   end
-  local found = call('MGET', unpack(names))
+  if n > 0 then
+    local found = call('MGET', unpack(names))
+    for k = 1, n do
+      local v, j = found[k], at_j[k]
+      if v and (not previous[j] or v > previous[j]) then previous[j] = v end
+    end
+  end
   local upserts, gone, values = {}, {}, {}
   local nu, ng, nv = 0, 0, 0
-  for j = 1, n do
+  for j = 1, last - first + 1 do
     local w = writes[first + j - 1]
-    local previous, order, expiry = found[j], w[2], w[3]
-    if previous and previous > order then
+    local before, order, expiry = previous[j], w[2], w[3]
+    if before and before > order then
       if expiry == '' then stale_upserts = stale_upserts + 1 else stale_deletes = stale_deletes + 1 end
     elseif expiry ~= '' then
       ng = ng + 1
       gone[ng] = w[1]
-      check(try('SET', names[j], order, 'PXAT', expiry))
+      check(try('SET', markers .. w[1], order, 'PXAT', expiry))
+      if hash and order > horizon and (not raised or order > raised) then raised = order end
     else
       nu = nu + 1
       upserts[nu] = w
       if hash then
         ng = ng + 1
         gone[ng] = w[1]
+      else
+        values[nv + 1] = markers .. w[1]
+        values[nv + 2] = order
+        nv = nv + 2
       end
-      values[nv + 1] = names[j]
-      values[nv + 2] = order
-      nv = nv + 2
     end
   end
   if ng > 0 then check(try('DEL', unpack(gone))) end
@@ -187,10 +238,10 @@ for first = 1, #writes, chunk do
     local w = upserts[k]
     local key = w[1]
     if hash then
-      if #w > 3 then
-        check(try('HSET', key, unpack(w, 4)))
-        if at ~= '' then check(try('PEXPIREAT', key, at)) end
-      end
+      w[#w + 1] = field
+      w[#w + 1] = w[2]
+      check(try('HSET', key, unpack(w, 4)))
+      if at ~= '' then check(try('PEXPIREAT', key, at)) end
     elseif at ~= '' then check(try('SET', key, w[4], 'PXAT', at))
     else check(try('SET', key, w[4])) end
   end
@@ -201,6 +252,7 @@ for first = 1, #writes, chunk do
     end
   end
 end
+if raised then call('SET', ARGV[#ARGV - 1], raised) end
 """ + _POSITIONS_LUA + """
 return {'stale', stale_upserts, stale_deletes}
 """
@@ -486,7 +538,7 @@ class RedisStore:
         script, sha = APPLY_SCRIPT, APPLY_SCRIPT_SHA
         if self._ordered:
             script, sha = ORDERED_APPLY_SCRIPT, ORDERED_APPLY_SCRIPT_SHA
-            args.append(ORDER_KEY_PREFIX)
+            args += (self._prefix, ORDER_HORIZON_PREFIX + self._prefix, ORDER_KEY_PREFIX)
         connection.send_command("EVALSHA", sha, len(keys), *keys, *args)
         try:
             reply = connection.read_response()
@@ -564,16 +616,19 @@ class RedisStore:
 
     def holds_row(self, key: tuple[KeyPart, ...], row: Mapping[str, Any] | None) -> bool:
         """Whether the store holds exactly what writing `row` under `key` leaves (None: no row),
-        compared in the store's own representation (the text `prepare` writes)."""
+        compared in the store's own representation (the text `prepare` writes; an ordered hash's
+        order field aside)."""
         stored = self.read_row(key)
         if row is None or stored is None:
             return row is None and stored is None
-        prepared, rejected = self.prepare([Change(0, 0, 0, Upsert(key, row))])
+        prepared, rejected = self._prepare([Change(0, 0, 0, Upsert(key, row))])
         if rejected or not prepared:
             return False
         (write,) = prepared
         if self._structure == "json":
             return bool(json.loads(write[1]) == stored)
+        if self._ordered:
+            stored.pop(ORDER_FIELD, None)
         return dict(zip(write[1::2], write[2::2], strict=True)) == stored
 
     def _scan(self) -> Iterator[bytes]:
@@ -608,7 +663,8 @@ class RedisStore:
             raise self._error("reset failed", error) from None
 
     def _unlink_markers(self, client: redis.Redis) -> None:
-        """Delete the order values and delete markers of this store's keys (`spec.order`)."""
+        """Delete the order horizon, order values and delete markers of this store's keys (`spec.order`)."""
+        client.unlink(ORDER_HORIZON_PREFIX + self._prefix)
         markers = ORDER_KEY_PREFIX + self._prefix
         pattern = glob_escape(markers) + b"*"
         # Under an empty prefix, a shadow's markers (U+FFFF after the namespace) are not ours.

@@ -57,7 +57,14 @@ from provisioner.spec.names import (
 from provisioner.stores import postgres_connect, redis_connect
 from provisioner.stores.base import Store, StoreError
 from provisioner.stores.election import Election, PostgresElection, RedisElection
-from provisioner.stores.redis import ORDER_KEY_PREFIX, POSITIONS_KEY_PREFIX, VERSIONS_KEY_PREFIX, chunks, glob_escape
+from provisioner.stores.redis import (
+    ORDER_HORIZON_PREFIX,
+    ORDER_KEY_PREFIX,
+    POSITIONS_KEY_PREFIX,
+    VERSIONS_KEY_PREFIX,
+    chunks,
+    glob_escape,
+)
 from provisioner.stores.registry import open_store
 
 __all__ = [
@@ -471,7 +478,8 @@ class PostgresVersions:
 # 6 the version key, 7 the live key prefix, 8 how many prefixes to clear, then those prefixes, then
 # the version record's field/value pairs. Keys starting with 0xFF (positions, versions) or U+FFFF (shadows)
 # are never cleared, even under an empty prefix. The order values of `spec.order` (ORDER_KEY_PREFIX
-# followed by a data key) are cleared and renamed with their keys.
+# followed by a data key) are cleared and renamed with their keys; the order horizons of the
+# prefixes involved are deleted, so the live store's next batch finds its own from its markers.
 _SWITCH_LUA: Final = r"""
 local function escape(s) return (string.gsub(s, "[%*%?%[%]\\]", "\\%0")) end
 local function scan_all(prefix)
@@ -509,6 +517,9 @@ end
 for _, k in ipairs(scan_all(markers .. shadow)) do
   redis.call("RENAME", k, markers .. live .. string.sub(k, #markers + #shadow + 1))
 end
+local horizons = "\255provisioner:order-horizon:"
+for i = 9, 8 + cleared do redis.call("DEL", horizons .. ARGV[i]) end
+redis.call("DEL", horizons .. shadow)
 clear_positions(live_pk)
 for _, p in ipairs(redis.call("SMEMBERS", shadow_pk .. ":partitions")) do
   local offset = redis.call("GET", shadow_pk .. ":" .. p)
@@ -611,6 +622,7 @@ class RedisVersions:
             markers = glob_escape(ORDER_KEY_PREFIX + prefix) + b"*"
             for keys in chunks(client.scan_iter(match=markers, count=_SCAN_COUNT)):
                 client.unlink(*keys)
+            client.unlink(ORDER_HORIZON_PREFIX + prefix)
             client.hdel(self.key, "shadow")
         except RedisError as error:
             raise self._error("dropping a shadow failed", error) from None

@@ -43,6 +43,7 @@ from provisioner.runtime.status import read_status
 from provisioner.spec.loader import load_products
 from provisioner.spec.models import DataProduct, StoreSpec
 from provisioner.stores.convert import converter
+from provisioner.stores.redis import ORDER_FIELD
 from provisioner.stores.registry import open_store
 from provisioner.stream.settings import KafkaTarget, kafka_python_config, settings_of
 
@@ -283,6 +284,8 @@ def expected_for(product: DataProduct, store_spec: StoreSpec, records: Sequence[
 
 
 def redis_contents(url: str, prefix: str, structure: str = "hash") -> dict[str, dict[str, Any]]:
+    """key -> row of the Redis rows under `prefix`; an ordered store's order field (ORDER_FIELD,
+    not a field of the spec) left out, so rows compare with what the spec's fields give."""
     client = redis.Redis.from_url(url)
     try:
         keys = [k for k in client.scan_iter(match=prefix.encode() + b"*", count=1000) if not k.startswith(b"\xff")]
@@ -298,7 +301,7 @@ def redis_contents(url: str, prefix: str, structure: str = "hash") -> dict[str, 
         if structure == "json":
             out[name] = json.loads(value)
         else:
-            out[name] = {k.decode(): v.decode() for k, v in value.items()}
+            out[name] = {k.decode(): v.decode() for k, v in value.items() if k.decode() != ORDER_FIELD}
     return out
 
 

@@ -14,9 +14,10 @@ import pytest
 import redis
 
 from provisioner.pipeline.ops import Change, Delete, Upsert
+from provisioner.pipeline.ordering import order_text
 from provisioner.spec.models import DataProduct
 from provisioner.stores.base import Stale, Store
-from provisioner.stores.redis import ORDER_KEY_PREFIX
+from provisioner.stores.redis import ORDER_FIELD, ORDER_HORIZON_PREFIX, ORDER_KEY_PREFIX
 from provisioner.stores.registry import open_store
 from provisioner.stores.versions import open_shadow_store, open_versions, shadow_for
 from tests.integration import harness as h
@@ -136,21 +137,62 @@ def test_a_delete_marker_lasts_order_retention_after_the_delete(
         store.close()
 
 
-def test_redis_order_values_live_beside_the_row_and_follow_its_ttl(redis_server: Any) -> None:
+def test_redis_order_values_live_in_the_row_and_in_delete_markers(redis_server: Any) -> None:
     product = product_for("ord-ttl", {"redis": {"ttl": "1h"}})
-    store = opened(product, redis_server.url)
+    json_product = product_for("ord-ttlj", {"redis": {"ttl": "1h", "structure": "json"}})
+    store, json_store = opened(product, redis_server.url), opened(json_product, redis_server.url)
     client = redis.Redis.from_url(redis_server.url)
     try:
         Batches(store).apply(("u", "a", 3), ("d", "b", 9))
-        marker = ORDER_KEY_PREFIX + b"ord-ttl:a"
-        assert 0 < client.pttl(marker) <= 3_600_000
+        Batches(json_store).apply(("u", "a", 3))
+        # A hash row holds its order value as a field, and expires with it; no key beside it.
+        assert client.hgetall(b"ord-ttl:a") == {b"id": b"a", b"version": b"3", ORDER_FIELD.encode(): order_text(3).encode()}
         assert 0 < client.pttl(b"ord-ttl:a") <= 3_600_000
+        assert not client.exists(ORDER_KEY_PREFIX + b"ord-ttl:a")
+        # A delete's marker expires a day after the delete record's timestamp (PXAT), whenever the
+        # store wrote it; the store's horizon holds the highest marker's order value.
         deleted = ORDER_KEY_PREFIX + b"ord-ttl:b"
-        # Expires a day after the delete record's timestamp (PXAT), whenever the store wrote it.
         assert client.pttl(deleted) > NOW_MS + 86_400_000 - time.time() * 1000 - 600_000
-        # Readers scanning the prefix never see them; the row holds only its fields.
-        assert client.hgetall(b"ord-ttl:a") == {b"id": b"a", b"version": b"3"}
+        assert client.get(ORDER_HORIZON_PREFIX + b"ord-ttl:") == order_text(9).encode()
+        # A JSON document is the spec's alone: its order value is a key beside it, with its TTL.
+        assert json.loads(client.get(b"ord-ttlj:a") or b"") == {"id": "a", "version": 3}
+        assert client.get(ORDER_KEY_PREFIX + b"ord-ttlj:a") == order_text(3).encode()
+        assert 0 < client.pttl(ORDER_KEY_PREFIX + b"ord-ttlj:a") <= 3_600_000
+        # Readers scanning the prefix never see markers or the horizon.
         assert store.count() == 1
+    finally:
+        client.close()
+        store.close()
+        json_store.close()
+
+
+def test_redis_ops_below_the_horizon_find_the_markers_and_earlier_order_values(redis_server: Any) -> None:
+    """An op at or above the store's horizon skips the marker lookup; one below it reads the
+    markers. A store without a horizon (reset, switched, or written when an upsert's order value was
+    a key beside the row) finds it from those keys before its first batch, so their values hold."""
+    product = product_for("ord-hz", KINDS["redis-hash"])
+    store = opened(product, redis_server.url)
+    client = redis.Redis.from_url(redis_server.url)
+    batches = Batches(store)
+    try:
+        batches.apply(("u", "a", 1), ("d", "b", 8), ("d", "c", 4))
+        # Below the horizon (8): c's marker (4) keeps 3 out, lets 5 in; b's keeps 7 out.
+        assert batches.apply(("u", "c", 3), ("u", "b", 7)) == Stale(upserts=2)
+        assert batches.apply(("u", "c", 5)) == Stale()
+        # Re-created, c's row holds 5 while its marker (4) lasts: the higher of the two counts.
+        assert batches.apply(("u", "c", 4)) == Stale(upserts=1)
+        assert batches.apply(("d", "c", 4)) == Stale(deletes=1)
+        assert rows("redis-hash", product, redis_server.url) == {"a": 1, "c": 5}
+        # Order values kept as keys beside rows, without a horizon: found by its first batch.
+        client.delete(ORDER_HORIZON_PREFIX + b"ord-hz:")
+        client.hdel(b"ord-hz:a", ORDER_FIELD)
+        client.set(ORDER_KEY_PREFIX + b"ord-hz:a", order_text(20))
+        assert batches.apply(("u", "a", 19), ("u", "x", 30)) == Stale(upserts=1)
+        assert client.get(ORDER_HORIZON_PREFIX + b"ord-hz:") == order_text(20).encode()
+        assert rows("redis-hash", product, redis_server.url) == {"a": 1, "c": 5, "x": 30}
+        # A reset forgets the horizon with the markers.
+        store.reset()
+        assert not client.exists(ORDER_HORIZON_PREFIX + b"ord-hz:")
     finally:
         client.close()
         store.close()
@@ -302,13 +344,17 @@ def test_batches_larger_than_the_scripts_chunks_replace_rows_whole(
         assert apply(*late) == Stale(upserts=400 + 50)
         assert contents() == {**expected, **{f"new{i}": (3, "late") for i in range(0, 100, 2)}}
         if kind.startswith("redis"):
-            # An upsert's order value lives as long as its row, in every chunk: the row's TTL or none.
+            # An upsert's order value lives as long as its row, in every chunk: in the hash, or
+            # beside the JSON document with its TTL.
             client = redis.Redis.from_url(url)
             try:
-                ttls = {client.pttl(ORDER_KEY_PREFIX + f"ordc-{kind}:{key}".encode()) for key in ("k1", "k1198", "new98")}
+                ttls = [client.pttl(ORDER_KEY_PREFIX + f"ordc-{kind}:{key}".encode()) for key in ("k1", "k1198", "new98")]
             finally:
                 client.close()
-            assert ttls == {-1} if kind == "redis-hash" else all(0 < ttl <= 3_600_000 for ttl in ttls)
+            if kind == "redis-hash":  # in the row; a re-created key (new98) keeps its marker, too
+                assert ttls[:2] == [-2, -2] and ttls[2] > 0
+            else:
+                assert all(0 < ttl <= 3_600_000 for ttl in ttls)
     finally:
         store.close()
 
