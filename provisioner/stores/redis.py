@@ -238,9 +238,7 @@ for first = 1, #writes, chunk do
     local w = upserts[k]
     local key = w[1]
     if hash then
-      w[#w + 1] = field
-      w[#w + 1] = w[2]
-      check(try('HSET', key, unpack(w, 4)))
+      check(try('HSET', key, field, w[2], unpack(w, 4)))
       if at ~= '' then check(try('PEXPIREAT', key, at)) end
     elseif at ~= '' then check(try('SET', key, w[4], 'PXAT', at))
     else check(try('SET', key, w[4])) end
