@@ -587,14 +587,13 @@ class RedisStore:
                 except ValueError:
                     continue
             else:
-                row.update({k.decode("utf-8", "replace"): v.decode("utf-8", "replace")
-                            for k, v in value.items()})
+                row.update(self._hash_row(value))
             rows.append(row)
         return rows
 
     def read_row(self, key: tuple[KeyPart, ...]) -> dict[str, Any] | None:
         """The row stored under `key` as the store holds it (hash fields as text, a JSON document
-        decoded), or None when there is none; for `provisioner explain`."""
+        decoded; an ordered hash's order field aside), or None when there is none; for `provisioner explain`."""
         name = (self._prefix_text + render_key(key)).encode("utf-8", "surrogatepass")
         try:
             client = self._connect()
@@ -610,12 +609,19 @@ class RedisStore:
             except ValueError:
                 return {"_raw": value.decode("utf-8", "replace")}
             return document if isinstance(document, dict) else {"_raw": document}
-        return {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in value.items()}
+        return self._hash_row(value)
+
+    def _hash_row(self, value: Mapping[bytes, bytes]) -> dict[str, Any]:
+        """A stored hash as text, without an ordered row's order field (the store's, not the spec's:
+        fixed-width text only the script compares)."""
+        row = {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in value.items()}
+        if self._ordered:
+            row.pop(ORDER_FIELD, None)
+        return row
 
     def holds_row(self, key: tuple[KeyPart, ...], row: Mapping[str, Any] | None) -> bool:
         """Whether the store holds exactly what writing `row` under `key` leaves (None: no row),
-        compared in the store's own representation (the text `prepare` writes; an ordered hash's
-        order field aside)."""
+        compared in the store's own representation (the text `prepare` writes)."""
         stored = self.read_row(key)
         if row is None or stored is None:
             return row is None and stored is None
@@ -625,8 +631,6 @@ class RedisStore:
         (write,) = prepared
         if self._structure == "json":
             return bool(json.loads(write[1]) == stored)
-        if self._ordered:
-            stored.pop(ORDER_FIELD, None)
         return dict(zip(write[1::2], write[2::2], strict=True)) == stored
 
     def _scan(self) -> Iterator[bytes]:

@@ -158,8 +158,9 @@ def test_redis_order_values_live_in_the_row_and_in_delete_markers(redis_server: 
         assert json.loads(client.get(b"ord-ttlj:a") or b"") == {"id": "a", "version": 3}
         assert client.get(ORDER_KEY_PREFIX + b"ord-ttlj:a") == order_text(3).encode()
         assert 0 < client.pttl(ORDER_KEY_PREFIX + b"ord-ttlj:a") <= 3_600_000
-        # Readers scanning the prefix never see markers or the horizon.
+        # Readers scanning the prefix never see markers or the horizon; `inspect` shows the spec's fields.
         assert store.count() == 1
+        assert store.inspect(10) == [{"_key": "ord-ttl:a", "id": "a", "version": "3"}]
         # `explain` compares a row with what its record gives, the order field aside.
         for opened_store in (store, json_store):
             assert opened_store.holds_row(("a",), {"id": "a", "version": 3})  # type: ignore[attr-defined]
