@@ -189,7 +189,8 @@ for first = 1, #writes, chunk do
     local w = writes[i]
     local j = i - first + 1
     if hash then
-      previous[j] = call('HGET', w[1], field)
+      local got = try('HGET', w[1], field)
+      previous[j] = type(got) == 'string' and got
       if w[2] < horizon then
         n = n + 1
         names[n] = markers .. w[1]

@@ -143,7 +143,8 @@ def test_redis_order_values_live_in_the_row_and_in_delete_markers(redis_server: 
     store, json_store = opened(product, redis_server.url), opened(json_product, redis_server.url)
     client = redis.Redis.from_url(redis_server.url)
     try:
-        Batches(store).apply(("u", "a", 3), ("d", "b", 9))
+        batches = Batches(store)
+        batches.apply(("u", "a", 3), ("d", "b", 9))
         Batches(json_store).apply(("u", "a", 3))
         # A hash row holds its order value as a field, and expires with it; no key beside it.
         assert client.hgetall(b"ord-ttl:a") == {b"id": b"a", b"version": b"3", ORDER_FIELD.encode(): order_text(3).encode()}
@@ -160,7 +161,11 @@ def test_redis_order_values_live_in_the_row_and_in_delete_markers(redis_server: 
         assert 0 < client.pttl(ORDER_KEY_PREFIX + b"ord-ttlj:a") <= 3_600_000
         # Readers scanning the prefix never see markers or the horizon; `inspect` shows the spec's fields.
         assert store.count() == 1
-        assert store.inspect(10) == [{"_key": "ord-ttl:a", "id": "a", "version": "3"}]
+        assert store.inspect(1) == [{"_key": "ord-ttl:a", "id": "a", "version": "3"}]
+        # A key of another type under the prefix is replaced, as without `order`.
+        client.set(b"ord-ttl:s", b"not a hash")
+        assert batches.apply(("u", "s", 1)) == Stale()
+        assert client.hgetall(b"ord-ttl:s")[b"version"] == b"1"
         # `explain` compares a row with what its record gives, the order field aside.
         for opened_store in (store, json_store):
             assert opened_store.holds_row(("a",), {"id": "a", "version": 3})  # type: ignore[attr-defined]
