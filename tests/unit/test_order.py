@@ -123,6 +123,20 @@ def test_ordered_postgres_stores_reserve_their_columns() -> None:
     assert any("'_stale' is a column of an ordered store" in str(f) for f in findings), findings
 
 
+@pytest.mark.parametrize(("structure", "refused"), [("", True), ("structure: json", False)])
+def test_ordered_redis_hashes_reserve_their_order_field(structure: str, refused: bool) -> None:
+    text = SPEC.format(order='"event.version"').replace("    balance:", "    _provisioner_order:")
+    text = text.replace("[{{name: db, postgres: {{}}}}, ", "[").replace("[{name: db, postgres: {}}, ", "[")
+    text = text.replace("redis: {}", f"redis: {{{structure}}}")
+    _, findings = load_text(text)
+    said = [str(f) for f in findings if "'_provisioner_order' is the hash field" in str(f)]
+    assert len(said) == (1 if refused else 0), findings
+    if refused:
+        assert "spec.fields._provisioner_order" in said[0]
+    unordered, findings = load_text(text.replace('  order: "event.version"\n', ""))
+    assert findings == [] and unordered[0].product.spec.order is None
+
+
 def test_changing_order_rebuilds_and_retention_applies_in_place() -> None:
     before = load()
     after = load("int(event.version)")
