@@ -48,10 +48,11 @@ VERSIONS_KEY_PREFIX: Final = b"\xffprovisioner:versions:"
 # `spec.order`: the order value last applied to a data key (or a delete's marker) lives under this
 # prefix followed by the data key itself, so a shadow's markers follow its keys through a switch.
 ORDER_KEY_PREFIX: Final = b"\xffprovisioner:order:"
-# With the hash structure: the field of an upserted row holding its order value, and the key under
-# which each key prefix keeps its order horizon (see ORDERED_APPLY_SCRIPT).
+# With the hash structure: the field of an upserted row holding its order value, and the keys under
+# which each key prefix keeps its order horizon and that horizon's seed (see ORDERED_APPLY_SCRIPT).
 ORDER_FIELD: Final = ORDER_COLUMN
 ORDER_HORIZON_PREFIX: Final = b"\xffprovisioner:order-horizon:"
+ORDER_SEED_PREFIX: Final = b"\xffprovisioner:order-seed:"
 # The first bytes of a shadow version's keys (U+FFFF in UTF-8; see stores/versions.py).
 SHADOW_MARK: Final = "\uffff".encode()
 _SCAN_COUNT = 1000
@@ -128,16 +129,18 @@ return 'OK'
 # string: exact, where Lua numbers are doubles) and `expiry` '' for an upsert or, for a delete, the
 # Unix time in ms its marker expires at. ARGV[#ARGV] is the 0xFF order namespace (a key's marker is
 # it followed by the data key), ARGV[#ARGV - 1] the name of the store's order horizon and
-# ARGV[#ARGV - 2] the store's key prefix. An op older than the
-# key's order value is skipped (stale); the reply counts the stale upserts and deletes.
+# ARGV[#ARGV - 2] that of its seed. An op older than the key's order value is skipped (stale); the
+# reply counts the stale upserts and deletes.
 # Where a key's order value lives:
 # - hash: an upserted row's in the row itself, the field ORDER_FIELD, so it is written by the HSET
 #   and expires with the row at no cost of its own; a delete's in a marker, the order namespace
 #   followed by the data key, expiring when the marker does. The horizon bounds every marker's order
 #   value (the highest a delete ever left), so a marker can only be newer than an op below it: ops
 #   at or above the horizon (the usual case, orders rising with the stream) skip the marker lookup.
-#   A store without a horizon (new, reset, or switched) finds it by one scan of its markers, which
-#   also takes any order value kept there for an upserted row, as stores kept them before the field.
+#   Without a horizon every op reads its marker, and applied deletes raise the seed instead, until
+#   `ensure_schema` sets the horizon (HORIZON_SCRIPT): at once for a store without positions, else
+#   from a scan of the markers (which also finds the order values a store kept beside its rows
+#   before they were a field) and the seed, which holds what was written during that scan.
 # - json: the document is the user's, so every key's order value is in the order namespace: an
 #   applied upsert sets it with the row's TTL, an applied delete with the marker's expiry.
 # What it costs the server (instructions per record, measured with bench/order_server_cost.py):
@@ -149,7 +152,7 @@ return 'OK'
 # one instant, PEXPIREAT the script's start (TIME) + TTL: the AOF takes PEXPIREAT as it is, where
 # it rewrites each PEXPIRE into one. Calls on our own 0xFF keys (of no other type) cannot fail and
 # use redis.call; calls on data keys (a key of another type) and expiries (out of range) are checked.
-# TIME and SCAN are allowed before writes because scripts replicate their effects
+# TIME is allowed before writes because scripts replicate their effects
 # (redis.replicate_commands: the default since Redis 5, the only mode since 7).
 ORDERED_APPLY_SCRIPT: Final = "redis.replicate_commands()\n" + _FENCE_LUA + """
 local markers = ARGV[#ARGV]
@@ -160,24 +163,10 @@ if ttl ~= '' then
   local now = call('TIME')
   at = string.format('%d', tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) + tonumber(ttl))
 end
-local horizon, raised = nil, nil
+local horizon, raised, seed = nil, nil, nil
 if hash then
   horizon = call('GET', ARGV[#ARGV - 1])
-  if not horizon then
-    horizon = ''
-    local pattern = string.gsub(markers .. ARGV[#ARGV - 2], '[%*%?%[%]\\\\]', '\\\\%0') .. '*'
-    local cursor = '0'
-    repeat
-      local reply = call('SCAN', cursor, 'MATCH', pattern, 'COUNT', 1000)
-      cursor = reply[1]
-      if #reply[2] > 0 then
-        for _, v in ipairs(call('MGET', unpack(reply[2]))) do
-          if v and v > horizon then horizon = v end
-        end
-      end
-    until cursor == '0'
-    raised = horizon
-  end
+  if not horizon then seed = call('GET', ARGV[#ARGV - 2]) or '' end
 end
 local field = '""" + ORDER_FIELD + """'
 local chunk = 500
@@ -191,7 +180,7 @@ for first = 1, #writes, chunk do
     if hash then
       local got = try('HGET', w[1], field)
       previous[j] = type(got) == 'string' and got
-      if w[2] < horizon then
+      if not horizon or w[2] < horizon then
         n = n + 1
         names[n] = markers .. w[1]
         at_j[n] = j
@@ -220,7 +209,7 @@ for first = 1, #writes, chunk do
       ng = ng + 1
       gone[ng] = w[1]
       check(try('SET', markers .. w[1], order, 'PXAT', expiry))
-      if hash and order > horizon and (not raised or order > raised) then raised = order end
+      if hash and order > (horizon or seed) and (not raised or order > raised) then raised = order end
     else
       nu = nu + 1
       upserts[nu] = w
@@ -251,9 +240,25 @@ for first = 1, #writes, chunk do
     end
   end
 end
-if raised then call('SET', ARGV[#ARGV - 1], raised) end
+if raised then call('SET', horizon and ARGV[#ARGV - 1] or ARGV[#ARGV - 2], raised) end
 """ + _POSITIONS_LUA + """
 return {'stale', stale_upserts, stale_deletes}
+"""
+# KEYS: the horizon, its seed, the index of the store's partitions; ARGV[1]: '' to set the horizon
+# of a store without positions (it can have no markers of its own: they are written with positions)
+# or the highest order value a scan of its markers found, 'scan' to ask for one.
+HORIZON_SCRIPT: Final = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 'set' end
+local seed = redis.call('GET', KEYS[2]) or ''
+local found = ARGV[1]
+if found == 'scan' then
+  if redis.call('EXISTS', KEYS[3]) == 1 or seed ~= '' then return 'scan' end
+  found = ''
+end
+if seed > found then found = seed end
+redis.call('SET', KEYS[1], found)
+redis.call('DEL', KEYS[2])
+return 'set'
 """
 ORDERED_APPLY_SCRIPT_SHA: Final = hashlib.sha1(ORDERED_APPLY_SCRIPT.encode()).hexdigest()  # noqa: S324
 APPLY_SCRIPT_SHA: Final = hashlib.sha1(APPLY_SCRIPT.encode()).hexdigest()  # noqa: S324 - Redis names scripts so
@@ -326,6 +331,8 @@ class RedisStore:
         self._version_key = VERSIONS_KEY_PREFIX + product.consumer_group(store).encode()
         self._fence = b"" if fence is None else fence.text.encode()
         self._ordered = product.spec.order is not None
+        self._horizon_key = ORDER_HORIZON_PREFIX + self._prefix
+        self._seed_key = ORDER_SEED_PREFIX + self._prefix
         retention = parse_duration(product.spec.order_retention)
         self._retention_ms = round(retention.total_seconds() * 1000)
         self._shared = shared
@@ -352,12 +359,29 @@ class RedisStore:
     # -- protocol ---------------------------------------------------------------------------
 
     def ensure_schema(self) -> None:
-        """Nothing to create in Redis; checks the server answers so a bad URL fails early."""
+        """Nothing to create in Redis; checks the server answers so a bad URL fails early, and
+        gives an ordered hash store its horizon (see ORDERED_APPLY_SCRIPT)."""
         try:
-            self._connect().ping()
+            client = self._connect()
+            client.ping()
+            if self._ordered and self._structure == "hash":
+                self._set_horizon(client)
         except RedisError as error:
             self._drop_client()
             raise self._error("ping failed", error) from None
+
+    def _set_horizon(self, client: redis.Redis) -> None:
+        """The horizon at once when the store has no positions; else the highest order value of a
+        scan of its markers (SCAN, so the server serves others between steps), merged with the
+        seed that batches applied meanwhile raised."""
+        keys = (self._horizon_key, self._seed_key, self._partitions_key)
+        if client.eval(HORIZON_SCRIPT, 3, *keys, "scan") != b"scan":
+            return
+        found = b""
+        pattern = glob_escape(ORDER_KEY_PREFIX + self._prefix) + b"*"
+        for names in chunks(client.scan_iter(match=pattern, count=_SCAN_COUNT)):
+            found = max([found, *(v for v in client.mget(names) if isinstance(v, bytes))])
+        client.eval(HORIZON_SCRIPT, 3, *keys, found)
 
     def prepare(self, changes: Sequence[Change]) -> tuple[list[Any], list[Rejected]]:
         if self._ordered:
@@ -537,7 +561,7 @@ class RedisStore:
         script, sha = APPLY_SCRIPT, APPLY_SCRIPT_SHA
         if self._ordered:
             script, sha = ORDERED_APPLY_SCRIPT, ORDERED_APPLY_SCRIPT_SHA
-            args += (self._prefix, ORDER_HORIZON_PREFIX + self._prefix, ORDER_KEY_PREFIX)
+            args += (self._seed_key, self._horizon_key, ORDER_KEY_PREFIX)
         connection.send_command("EVALSHA", sha, len(keys), *keys, *args)
         try:
             reply = connection.read_response()
@@ -667,7 +691,7 @@ class RedisStore:
 
     def _unlink_markers(self, client: redis.Redis) -> None:
         """Delete the order horizon, order values and delete markers of this store's keys (`spec.order`)."""
-        client.unlink(ORDER_HORIZON_PREFIX + self._prefix)
+        client.unlink(self._horizon_key, self._seed_key)
         markers = ORDER_KEY_PREFIX + self._prefix
         pattern = glob_escape(markers) + b"*"
         # Under an empty prefix, a shadow's markers (U+FFFF after the namespace) are not ours.

@@ -60,6 +60,7 @@ from provisioner.stores.election import Election, PostgresElection, RedisElectio
 from provisioner.stores.redis import (
     ORDER_HORIZON_PREFIX,
     ORDER_KEY_PREFIX,
+    ORDER_SEED_PREFIX,
     POSITIONS_KEY_PREFIX,
     VERSIONS_KEY_PREFIX,
     chunks,
@@ -478,8 +479,8 @@ class PostgresVersions:
 # 6 the version key, 7 the live key prefix, 8 how many prefixes to clear, then those prefixes, then
 # the version record's field/value pairs. Keys starting with 0xFF (positions, versions) or U+FFFF (shadows)
 # are never cleared, even under an empty prefix. The order values of `spec.order` (ORDER_KEY_PREFIX
-# followed by a data key) are cleared and renamed with their keys; the order horizons of the
-# prefixes involved are deleted, so the live store's next batch finds its own from its markers.
+# followed by a data key) are cleared and renamed with their keys, and so are the order horizons
+# and their seeds (ORDER_HORIZON_PREFIX and ORDER_SEED_PREFIX followed by a key prefix).
 _SWITCH_LUA: Final = r"""
 local function escape(s) return (string.gsub(s, "[%*%?%[%]\\]", "\\%0")) end
 local function scan_all(prefix)
@@ -517,9 +518,10 @@ end
 for _, k in ipairs(scan_all(markers .. shadow)) do
   redis.call("RENAME", k, markers .. live .. string.sub(k, #markers + #shadow + 1))
 end
-local horizons = "\255provisioner:order-horizon:"
-for i = 9, 8 + cleared do redis.call("DEL", horizons .. ARGV[i]) end
-redis.call("DEL", horizons .. shadow)
+for _, kind in ipairs({"\255provisioner:order-horizon:", "\255provisioner:order-seed:"}) do
+  for i = 9, 8 + cleared do redis.call("DEL", kind .. ARGV[i]) end
+  if redis.call("EXISTS", kind .. shadow) == 1 then redis.call("RENAME", kind .. shadow, kind .. live) end
+end
 clear_positions(live_pk)
 for _, p in ipairs(redis.call("SMEMBERS", shadow_pk .. ":partitions")) do
   local offset = redis.call("GET", shadow_pk .. ":" .. p)
@@ -622,7 +624,7 @@ class RedisVersions:
             markers = glob_escape(ORDER_KEY_PREFIX + prefix) + b"*"
             for keys in chunks(client.scan_iter(match=markers, count=_SCAN_COUNT)):
                 client.unlink(*keys)
-            client.unlink(ORDER_HORIZON_PREFIX + prefix)
+            client.unlink(ORDER_HORIZON_PREFIX + prefix, ORDER_SEED_PREFIX + prefix)
             client.hdel(self.key, "shadow")
         except RedisError as error:
             raise self._error("dropping a shadow failed", error) from None

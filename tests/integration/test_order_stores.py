@@ -17,7 +17,7 @@ from provisioner.pipeline.ops import Change, Delete, Upsert
 from provisioner.pipeline.ordering import order_text
 from provisioner.spec.models import DataProduct
 from provisioner.stores.base import Stale, Store
-from provisioner.stores.redis import ORDER_FIELD, ORDER_HORIZON_PREFIX, ORDER_KEY_PREFIX
+from provisioner.stores.redis import ORDER_FIELD, ORDER_HORIZON_PREFIX, ORDER_KEY_PREFIX, ORDER_SEED_PREFIX
 from provisioner.stores.registry import open_store
 from provisioner.stores.versions import open_shadow_store, open_versions, shadow_for
 from tests.integration import harness as h
@@ -178,13 +178,16 @@ def test_redis_order_values_live_in_the_row_and_in_delete_markers(redis_server: 
 
 def test_redis_ops_below_the_horizon_find_the_markers_and_earlier_order_values(redis_server: Any) -> None:
     """An op at or above the store's horizon skips the marker lookup; one below it reads the
-    markers. A store without a horizon (reset, switched, or written when an upsert's order value was
-    a key beside the row) finds it from those keys before its first batch, so their values hold."""
+    markers. A store without a horizon (written when an upsert's order value was a key beside the
+    row) reads every marker, and applied deletes raise a seed, until its consumer starts and finds
+    the horizon from its marker keys and the seed: their values hold throughout."""
     product = product_for("ord-hz", KINDS["redis-hash"])
+    horizon, seed = ORDER_HORIZON_PREFIX + b"ord-hz:", ORDER_SEED_PREFIX + b"ord-hz:"
     store = opened(product, redis_server.url)
     client = redis.Redis.from_url(redis_server.url)
     batches = Batches(store)
     try:
+        assert client.get(horizon) == b""  # no positions yet: no markers, set at once
         batches.apply(("u", "a", 1), ("d", "b", 8), ("d", "c", 4))
         # Below the horizon (8): c's marker (4) keeps 3 out, lets 5 in; b's keeps 7 out.
         assert batches.apply(("u", "c", 3), ("u", "b", 7)) == Stale(upserts=2)
@@ -193,16 +196,25 @@ def test_redis_ops_below_the_horizon_find_the_markers_and_earlier_order_values(r
         assert batches.apply(("u", "c", 4)) == Stale(upserts=1)
         assert batches.apply(("d", "c", 4)) == Stale(deletes=1)
         assert rows("redis-hash", product, redis_server.url) == {"a": 1, "c": 5}
-        # Order values kept as keys beside rows, without a horizon: found by its first batch.
-        client.delete(ORDER_HORIZON_PREFIX + b"ord-hz:")
+        # a's order value as a key beside its row, and no horizon: every op reads its marker.
+        client.delete(horizon)
         client.hdel(b"ord-hz:a", ORDER_FIELD)
         client.set(ORDER_KEY_PREFIX + b"ord-hz:a", order_text(20))
-        assert batches.apply(("u", "a", 19), ("u", "x", 30)) == Stale(upserts=1)
-        assert client.get(ORDER_HORIZON_PREFIX + b"ord-hz:") == order_text(20).encode()
+        assert batches.apply(("u", "a", 19), ("u", "x", 30), ("d", "y", 25)) == Stale(upserts=1)
         assert rows("redis-hash", product, redis_server.url) == {"a": 1, "c": 5, "x": 30}
+        assert client.get(horizon) is None and client.get(seed) == order_text(25).encode()
+        # The consumer's start: the scan finds 25 (y's marker); a seed raised meanwhile (40) counts too.
+        client.set(seed, order_text(40))
+        store.ensure_schema()
+        assert client.get(horizon) == order_text(40).encode() and not client.exists(seed)
+        assert batches.apply(("u", "a", 19), ("u", "y", 24)) == Stale(upserts=2)
+        assert batches.apply(("u", "y", 26)) == Stale()
+        client.delete(horizon)
+        store.ensure_schema()
+        assert client.get(horizon) == order_text(25).encode()
         # A reset forgets the horizon with the markers.
         store.reset()
-        assert not client.exists(ORDER_HORIZON_PREFIX + b"ord-hz:")
+        assert not client.exists(horizon)
     finally:
         client.close()
         store.close()
@@ -272,6 +284,9 @@ def test_a_switch_makes_the_shadows_order_values_live(kind: str, redis_server: A
         # The shadow's order values hold in the live store; the old version's are gone with it.
         assert batches.apply(("u", "a", 4), ("u", "b", 4), ("u", "gone", 1)) == Stale(upserts=2)
         assert rows(kind, product, url) == {"a": 5, "gone": 1}
+        if kind.startswith("redis"):  # the shadow's horizon went live with its markers
+            with redis.Redis.from_url(url) as client:
+                assert client.get(ORDER_HORIZON_PREFIX + product.key_prefix(store_spec).encode()) == order_text(5).encode()
         if kind.startswith("postgres"):
             with psycopg.connect(url, autocommit=True) as connection:
                 groups = {g for (g,) in connection.execute("SELECT DISTINCT consumer FROM _provisioner_order_markers "
