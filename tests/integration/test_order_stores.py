@@ -203,15 +203,18 @@ def test_redis_ops_below_the_horizon_find_the_markers_and_earlier_order_values(r
         assert batches.apply(("u", "a", 19), ("u", "x", 30), ("d", "y", 25)) == Stale(upserts=1)
         assert rows("redis-hash", product, redis_server.url) == {"a": 1, "c": 5, "x": 30}
         assert client.get(horizon) is None and client.get(seed) == order_text(25).encode()
-        # The consumer's start: the scan finds 25 (y's marker); a seed raised meanwhile (40) counts too.
+        # A seed raised by another replica's batch (40) is not lowered by a later delete (30); the
+        # consumer's start takes it over the scan's highest marker (30).
         client.set(seed, order_text(40))
+        assert batches.apply(("d", "z", 30)) == Stale()
+        assert client.get(seed) == order_text(40).encode()
         store.ensure_schema()
         assert client.get(horizon) == order_text(40).encode() and not client.exists(seed)
         assert batches.apply(("u", "a", 19), ("u", "y", 24)) == Stale(upserts=2)
         assert batches.apply(("u", "y", 26)) == Stale()
         client.delete(horizon)
         store.ensure_schema()
-        assert client.get(horizon) == order_text(25).encode()
+        assert client.get(horizon) == order_text(30).encode()
         # A reset forgets the horizon with the markers.
         store.reset()
         assert not client.exists(horizon)
