@@ -205,10 +205,14 @@ for first = 1, #writes, chunk do
     local before, order, expiry = previous[j], w[2], w[3]
     if before and before > order then
       if expiry == '' then stale_upserts = stale_upserts + 1 else stale_deletes = stale_deletes + 1 end
-    elseif expiry ~= '' then
+    elseif expiry ~= '' or (hash and #w == 3) then
+      -- A delete, or a hash upsert of no fields, which leaves no row (as without order): the order
+      -- value is kept in a marker, a delete's until its retention ends, an upsert's as its row's would be.
       ng = ng + 1
       gone[ng] = w[1]
-      check(try('SET', markers .. w[1], order, 'PXAT', expiry))
+      if expiry ~= '' then check(try('SET', markers .. w[1], order, 'PXAT', expiry))
+      elseif at ~= '' then check(try('SET', markers .. w[1], order, 'PXAT', at))
+      else call('SET', markers .. w[1], order) end
       if hash and order > (horizon or seed) and (not raised or order > raised) then raised = order end
     else
       nu = nu + 1

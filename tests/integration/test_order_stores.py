@@ -162,6 +162,15 @@ def test_redis_order_values_live_in_the_row_and_in_delete_markers(redis_server: 
         # Readers scanning the prefix never see markers or the horizon; `inspect` shows the spec's fields.
         assert store.count() == 1
         assert store.inspect(1) == [{"_key": "ord-ttl:a", "id": "a", "version": "3"}]
+        # An upsert whose fields are all null leaves no row, as without `order`; its order value
+        # still keeps older ops out.
+        empty = Change(0, batches.offset, NOW_MS, Upsert(("e",), {"id": None, "version": None}, 5))
+        prepared, _ = store.prepare([empty])
+        assert store.apply(prepared, {0: batches.offset}, {0: batches.offset + 1}) == Stale()
+        batches.offset += 1
+        assert not client.exists(b"ord-ttl:e") and 0 < client.pttl(ORDER_KEY_PREFIX + b"ord-ttl:e") <= 3_600_000
+        assert batches.apply(("u", "e", 4)) == Stale(upserts=1)
+        assert batches.apply(("u", "e", 6)) == Stale()
         # A key of another type under the prefix is replaced, as without `order`.
         client.set(b"ord-ttl:s", b"not a hash")
         assert batches.apply(("u", "s", 1)) == Stale()
